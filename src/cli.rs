@@ -1,0 +1,298 @@
+//! The command line (SPEC 6): commands, their flags, and what each one prints.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::domain::MatchStatus;
+use crate::ingest::cplis::read_extract;
+use crate::ingest::ImportResult;
+use crate::pipeline::{Gateway, GatewayError};
+use crate::store::{Store, StoredVisit};
+
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about = "The provider file gateway: visits and carers files judged, matched to CPLIs, stored and answered")]
+pub struct Cli {
+    /// A gateway.toml (see examples/gateway.toml); without one every setting has its default.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// The data folder (default: `data_dir` from the configuration, `./data`).
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: watch every organisation's inbox and process each file once it is complete.
+    Serve,
+    /// Judge files offline and store nothing. Exit 0 when clean, 1 when any row or file has an error.
+    Validate {
+        /// Match against this CPLI extract instead of the stored CPLIs.
+        #[arg(long)]
+        cplis: Option<PathBuf>,
+        /// Judge as this organisation (its CPLIs, carers and visits, when the data folder has them).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Process files exactly as if dropped into the organisation's inbox. Exit 1 when any has an error.
+    Import {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The council's CPLI extract.
+    Cplis {
+        #[command(subcommand)]
+        command: CplisCommand,
+    },
+    /// Provider organisations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Payment periods.
+    Period {
+        #[command(subcommand)]
+        command: PeriodCommand,
+    },
+    /// Stored visits.
+    Visits {
+        #[command(subcommand)]
+        command: VisitsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CplisCommand {
+    /// Load (upsert by CPLIID) the council's extract; creates the organisations and services it names.
+    Load { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add an organisation (and its folders under the data folder).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The council's OrganisationRef GUID.
+        #[arg(long = "ref")]
+        org_ref: Option<String>,
+    },
+    /// List organisations and their folders.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeriodCommand {
+    /// Lock every visit date on or before DATE (YYYY-MM-DD): rows dated then are rejected PERIOD_LOCKED.
+    Lock {
+        #[arg(long)]
+        until: chrono::NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VisitsCommand {
+    /// The organisation's current visits.
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        status: Option<MatchFilter>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MatchFilter {
+    Matched,
+    Unmatched,
+}
+
+/// Runs one command. `serve` is handed back to the caller, which owns the runtime.
+pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| GatewayError::Invalid(e.to_string()))?;
+    let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
+    match cli.command {
+        Command::Serve => unreachable!("serve is run by main"),
+        Command::Validate { cplis, org, format, files } => validate(config, &data, cplis, org, format, &files),
+        Command::Import { org, format, files } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.org(&org)?;
+            let mut results = Vec::new();
+            for f in &files {
+                results.push(gw.import_file(&org, f)?);
+            }
+            print_results(&results, format)
+        }
+        Command::Cplis { command: CplisCommand::Load { file } } => {
+            let gw = Gateway::open(config, &data)?;
+            let load = gw.load_cplis(&file)?;
+            println!(
+                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits changed match status",
+                load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Org { command: OrgCommand::Add { name, org_ref } } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.add_org(&name, org_ref.as_deref())?;
+            println!("{} ({}): inbox {}", org.name, org.slug, gw.data.inbox(&org.slug).display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Org { command: OrgCommand::List } => {
+            let gw = Gateway::open(config, &data)?;
+            for o in gw.store.orgs()? {
+                let services: Vec<&str> = o.services.iter().map(|s| s.name.as_str()).collect();
+                println!("{}\t{}\t{}\t{}", o.name, o.slug, o.org_ref.map(|g| g.to_string()).unwrap_or_default(), services.join("; "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Period { command: PeriodCommand::Lock { until } } => {
+            let gw = Gateway::open(config, &data)?;
+            let p = gw.lock_until(until)?;
+            println!("locked every visit dated on or before {until} (the last locked day is in {})", p.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Visits { command: VisitsCommand::List { org, status, format } } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.org(&org)?;
+            let visits = gw.store.current_visits(&org.slug).filter(|r| match (r, status) {
+                (Ok(StoredVisit { visit: Some(v), .. }), Some(f)) => matches!(v.matched, MatchStatus::Matched { .. }) == (f == MatchFilter::Matched),
+                _ => true,
+            });
+            list_visits(visits, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(config: Config, data: &Path, cplis: Option<PathBuf>, org: Option<String>, format: Format, files: &[PathBuf]) -> Result<ExitCode, GatewayError> {
+    let cplis = cplis.map(|p| read_extract(&p)).transpose()?;
+    // With an organisation, judge against what the data folder holds for it (when it has a store).
+    let store = match (&org, data.join("db").exists()) {
+        (Some(_), true) => Some(Store::open(&data.join("db"))?),
+        _ => None,
+    };
+    let org = match (&org, &store) {
+        (Some(name), Some(s)) => Some(s.org(name)?.unwrap_or_else(|| crate::domain::Organisation::new(name, None))),
+        (Some(name), None) => Some(crate::domain::Organisation::new(name, None)),
+        (None, _) => None,
+    };
+    let mut results = Vec::new();
+    for f in files {
+        results.push(Gateway::validate(&config, store.as_ref(), org.as_ref(), cplis.clone(), f)?);
+    }
+    print_results(&results, format)
+}
+
+fn print_results(results: &[ImportResult], format: Format) -> Result<ExitCode, GatewayError> {
+    let mut out = std::io::stdout().lock();
+    let text = match (format, results) {
+        (Format::Json, [one]) => serde_json::to_string_pretty(one).expect("results serialise"),
+        (Format::Json, many) => serde_json::to_string_pretty(many).expect("results serialise"),
+        (Format::Text, many) => many.iter().map(ImportResult::to_text).collect::<String>(),
+    };
+    let _ = writeln!(out, "{}", text.trim_end());
+    Ok(if results.iter().any(ImportResult::has_errors) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+const LIST_COLUMNS: [&str; 20] = [
+    "visit_ref", "status", "cpli_id", "unmatched_reason", "planned_visit_date", "planned_entry_time", "planned_exit_time",
+    "visit_type", "delivered_visit_date", "delivered_entry_time", "delivered_exit_time", "comments", "variance_reason",
+    "ssref", "nhs_number", "client_ref", "service_level", "service_name", "carer_ref", "import_id",
+];
+
+fn list_row(sv: &StoredVisit) -> Option<[Option<String>; 20]> {
+    let v = sv.visit.as_ref()?;
+    let (status, cpli, reason) = match &v.matched {
+        MatchStatus::Matched { cpli_id } => ("Matched", Some(cpli_id.clone()), None),
+        MatchStatus::Unmatched { reason } => ("Unmatched", None, Some(reason.clone())),
+    };
+    let d = v.delivered.as_ref();
+    let t = |t: chrono::NaiveTime| Some(t.format("%H:%M:%S").to_string());
+    Some([
+        Some(v.visit_ref.clone()),
+        Some(status.into()),
+        cpli,
+        reason,
+        Some(v.planned_date.to_string()),
+        t(v.planned_entry),
+        t(v.planned_exit),
+        Some(v.visit_type.clone()),
+        d.map(|d| d.date.to_string()),
+        d.and_then(|d| t(d.entry)),
+        d.and_then(|d| t(d.exit)),
+        v.comments.clone(),
+        v.variance_reason.clone(),
+        v.ssref.clone(),
+        v.nhs_number.clone(),
+        v.client_ref.as_ref().map(|g| g.to_string()),
+        v.service_level.clone(),
+        v.service_name.clone(),
+        v.carer_ref.clone(),
+        Some(sv.import_id.clone()),
+    ])
+}
+
+/// Streams the list: a large organisation's visits are never held in memory at once.
+fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, format: ListFormat) -> Result<(), GatewayError> {
+    let out = std::io::stdout().lock();
+    let write_err = |e: std::io::Error| GatewayError::Io { context: "writing the list".into(), source: e };
+    match format {
+        ListFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(LIST_COLUMNS).map_err(|e| write_err(e.into()))?;
+            for sv in visits {
+                if let Some(row) = list_row(&sv?) {
+                    w.write_record(row.iter().map(|c| c.as_deref().unwrap_or(""))).map_err(|e| write_err(e.into()))?;
+                }
+            }
+            w.flush().map_err(write_err)?;
+        }
+        ListFormat::Json => {
+            let mut out = std::io::BufWriter::new(out);
+            out.write_all(b"[").map_err(write_err)?;
+            let mut first = true;
+            for sv in visits {
+                let Some(row) = list_row(&sv?) else { continue };
+                let obj: serde_json::Map<String, serde_json::Value> =
+                    LIST_COLUMNS.iter().zip(row).map(|(k, v)| (k.to_string(), v.map_or(serde_json::Value::Null, Into::into))).collect();
+                if !first {
+                    out.write_all(b",").map_err(write_err)?;
+                }
+                first = false;
+                out.write_all(b"\n").map_err(write_err)?;
+                serde_json::to_writer(&mut out, &obj).expect("json");
+            }
+            out.write_all(b"\n]\n").map_err(write_err)?;
+            out.flush().map_err(write_err)?;
+        }
+    }
+    Ok(())
+}

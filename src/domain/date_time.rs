@@ -1,0 +1,150 @@
+//! Dates and times as the guide's "Visits File Data Format" allows them to be written.
+
+use chrono::{NaiveDate, NaiveTime, Timelike};
+
+/// Parses `D/M/YYYY`, `D-M-YYYY`, `D/M/YY`, `D-M-YY`, `D MMM YYYY`, `D-MMM-YY`, `D-MMM-YYYY`
+/// (leading zeros optional, month names in any case). Only real calendar dates pass.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let sep = s.bytes().find(|b| matches!(b, b'/' | b'-' | b' '))?;
+    let mut parts = s.split(sep as char);
+    let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let day: u32 = digits(d, 1, 2)?;
+    let month = if m.bytes().all(|b| b.is_ascii_digit()) {
+        if sep == b' ' {
+            return None; // "1 8 2022" is not one of the guide's forms
+        }
+        digits(m, 1, 2)?
+    } else {
+        if sep == b'/' {
+            return None;
+        }
+        month_from_name(m)?
+    };
+    let year: i32 = match y.len() {
+        4 => digits::<u32>(y, 4, 4)? as i32,
+        2 if sep != b' ' => 2000 + digits::<u32>(y, 2, 2)? as i32,
+        _ => return None,
+    };
+    NaiveDate::from_ymd_opt(year, month, day)
+}
+
+/// Parses `h:mm` or `h:mm:ss` (hour 0-23, leading zero optional).
+pub fn parse_time(s: &str) -> Option<NaiveTime> {
+    let mut parts = s.trim().split(':');
+    let h: u32 = digits(parts.next()?, 1, 2)?;
+    let m: u32 = digits(parts.next()?, 2, 2)?;
+    let sec: u32 = match parts.next() {
+        Some(p) => digits(p, 2, 2)?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    NaiveTime::from_hms_opt(h, m, sec)
+}
+
+fn digits<T: std::str::FromStr>(s: &str, min: usize, max: usize) -> Option<T> {
+    if s.len() < min || s.len() > max || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn month_from_name(m: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] =
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    if m.len() != 3 {
+        return None;
+    }
+    let lower = m.to_ascii_lowercase();
+    MONTHS.iter().position(|n| *n == lower).map(|i| i as u32 + 1)
+}
+
+/// A date the way the guide and a UK provider write it: `03/10/2022`.
+pub fn uk_date(d: NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+/// Minutes between an entry and an exit time; an exit earlier than the entry runs past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration {
+    pub minutes: i64,
+}
+
+impl Duration {
+    pub fn between(entry: NaiveTime, exit: NaiveTime) -> Duration {
+        let secs = |t: NaiveTime| t.num_seconds_from_midnight() as i64;
+        let mut d = secs(exit) - secs(entry);
+        if d < 0 {
+            d += 24 * 3600;
+        }
+        Duration { minutes: d / 60 }
+    }
+
+    pub fn hours_text(self) -> String {
+        let h = self.minutes / 60;
+        let m = self.minutes % 60;
+        if m == 0 { format!("{h}h") } else { format!("{h}h {m:02}m") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(y, m, day)
+    }
+
+    #[test]
+    fn every_date_form_of_the_guide_is_accepted() {
+        for s in ["3/10/2022", "03/10/2022", "3-10-2022", "03-10-2022", "3/10/22", "03-10-22",
+                  "3 Oct 2022", "03 OCT 2022", "3-Oct-22", "03-oct-22", "3-Oct-2022"] {
+            assert_eq!(parse_date(s), d(2022, 10, 3), "{s}");
+        }
+    }
+
+    #[test]
+    fn dates_that_are_not_on_the_calendar_are_refused() {
+        for s in ["31/02/2022", "29/02/2023", "00/01/2022", "1/13/2022", "32/01/2022"] {
+            assert_eq!(parse_date(s), None, "{s}");
+        }
+        assert_eq!(parse_date("29/02/2024"), d(2024, 2, 29));
+    }
+
+    #[test]
+    fn dates_in_other_forms_are_refused() {
+        for s in ["2022-10-03", "3.10.2022", "3/Oct/2022", "3 10 2022", "3 Oct 22", "October 3 2022",
+                  "3-October-2022", "tomorrow", "", "3/10/022", "3//2022", "3/10/2022/1"] {
+            assert_eq!(parse_date(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn times_with_optional_leading_zero_and_seconds_are_accepted() {
+        let t = NaiveTime::from_hms_opt(8, 30, 0);
+        assert_eq!(parse_time("8:30"), t);
+        assert_eq!(parse_time("08:30"), t);
+        assert_eq!(parse_time("08:30:00"), t);
+        assert_eq!(parse_time("23:59:59"), NaiveTime::from_hms_opt(23, 59, 59));
+    }
+
+    #[test]
+    fn times_out_of_range_or_badly_written_are_refused() {
+        for s in ["24:00", "25:00", "8.30", "8:5", "8:60", "830", "08:30:0", "08:30:00:00", "", "ab:cd"] {
+            assert_eq!(parse_time(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn an_exit_before_the_entry_runs_past_midnight() {
+        let t = |s| parse_time(s).unwrap();
+        assert_eq!(Duration::between(t("22:00"), t("01:30")).minutes, 210);
+        assert_eq!(Duration::between(t("08:00"), t("09:00")).minutes, 60);
+        assert_eq!(Duration::between(t("08:00"), t("08:00")).minutes, 0);
+    }
+}

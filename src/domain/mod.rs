@@ -1,0 +1,21 @@
+//! Plain domain types with no I/O: what a field of a provider's file means once it has been parsed.
+
+pub mod carer;
+pub mod cpli;
+pub mod date_time;
+pub mod ident;
+pub mod name;
+pub mod organisation;
+pub mod period;
+pub mod visit;
+pub mod visit_type;
+
+pub use carer::Carer;
+pub use cpli::{Cpli, Quantity};
+pub use date_time::{parse_date, parse_time, uk_date, Duration};
+pub use ident::{council_guid, is_valid_nhs_number, parse_guid, Guid};
+pub use name::{slug, NameKey};
+pub use organisation::{Organisation, Service};
+pub use period::{week_start, LockedUntil, Period};
+pub use visit::{Delivered, MatchStatus, Visit};
+pub use visit_type::{VisitType, VisitTypes};

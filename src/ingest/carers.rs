@@ -1,0 +1,143 @@
+//! The carers file (SPEC 2.3): the CarerRefs a visit may name, one organisation at a time.
+
+use std::collections::HashSet;
+
+use super::result::{Code, Counts, Issue};
+use super::source::{heading_key, row_data, Header, Rows, Scan};
+use super::IngestError;
+use crate::domain::{parse_date, Carer};
+
+const REQUIRED: [&str; 4] = ["CarerRef", "Forename", "Surname", "Deleted"];
+const OPTIONAL: [&str; 4] = ["StartDate", "EndDate", "Email", "Mobile"];
+
+/// The accepted rows of a carers file, to be stored in one batch.
+#[derive(Default)]
+pub struct CarerChanges {
+    pub upserts: Vec<Carer>,
+    pub deletes: Vec<String>,
+}
+
+/// Column positions, or the file-level issues that fail the file.
+fn columns(header: &Header, warnings: &mut Vec<Issue>) -> Result<[Option<usize>; 8], Vec<Issue>> {
+    let mut idx = [None; 8];
+    let mut errors = Vec::new();
+    let all: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
+    for (pos, key) in header.keys.iter().enumerate() {
+        match all.iter().position(|h| heading_key(h) == *key) {
+            Some(i) if idx[i].is_some() => errors.push(Issue::file(Code::DuplicateColumn, Some(all[i]), format!("the heading {} appears twice; keep one", all[i]))),
+            Some(i) => idx[i] = Some(pos),
+            None if key.is_empty() => {}
+            None => warnings.push(Issue::file(
+                Code::UnknownColumn,
+                Some(&header.names[pos]),
+                format!("column {} '{}' is not a carers heading and is ignored", pos + 1, header.names[pos]),
+            )),
+        }
+    }
+    for (i, h) in REQUIRED.iter().enumerate() {
+        if idx[i].is_none() {
+            errors.push(Issue::file(Code::MissingColumn, Some(h), format!("the heading {h} is missing; a carers file needs CarerRef, Forename, Surname and Deleted")));
+        }
+    }
+    if errors.is_empty() { Ok(idx) } else { Err(errors) }
+}
+
+/// Judges every row. `known` are the organisation's carers before this file.
+pub fn judge(
+    scan: &Scan,
+    rows: &mut Rows,
+    known: &HashSet<String>,
+    issues: &mut Vec<Issue>,
+) -> Result<Result<(Counts, CarerChanges), ()>, IngestError> {
+    let cols = match columns(&scan.header, issues) {
+        Ok(c) => c,
+        Err(mut errs) => {
+            issues.append(&mut errs);
+            return Ok(Err(()));
+        }
+    };
+    let mut counts = Counts::default();
+    let mut changes = CarerChanges::default();
+    let mut rec = csv::ByteRecord::new();
+    let header_len = scan.header.names.len();
+    while let Some(row) = rows.next(&mut rec)? {
+        counts.read += 1;
+        let field = |i: usize| cols[i].map(|c| rows.field(&rec, c).into_owned()).filter(|s| !s.is_empty());
+        let carer_ref = field(0);
+        let mut errs: Vec<(Code, &str, String)> = Vec::new();
+        if rec.len() != header_len {
+            errs.push((Code::WrongFieldCount, "", format!("this row has {} fields but the header has {header_len}", rec.len())));
+        }
+        match &carer_ref {
+            None => errs.push((Code::Required, "CarerRef", "CarerRef is required: the organisation's own id for the carer".into())),
+            Some(r) if r.chars().count() > 100 => errs.push((Code::TooLong, "CarerRef", "CarerRef is longer than 100 characters".into())),
+            Some(r) if scan.duplicate_keys.contains(r.as_bytes()) => {
+                errs.push((Code::DuplicateRef, "CarerRef", format!("CarerRef '{r}' is on more than one row of this file; all rows carrying it are rejected")))
+            }
+            _ => {}
+        }
+        let deleted = match field(3).as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("0") | Some("N") => false,
+            Some("1") | Some("Y") => true,
+            Some(other) => {
+                errs.push((Code::BadBoolean, "Deleted", format!("Deleted must be 0, 1, Y or N; found '{other}'")));
+                false
+            }
+        };
+        let mut date = |i: usize, name: &'static str| {
+            let v = field(i)?;
+            let d = parse_date(&v);
+            if d.is_none() {
+                errs.push((Code::BadDate, name, format!("{name} '{v}' is not a date: use DD/MM/YYYY, e.g. 03/10/2022")));
+            }
+            d
+        };
+        let start_date = date(4, "StartDate");
+        let end_date = date(5, "EndDate");
+        let (forename, surname) = (field(1), field(2));
+        if !deleted {
+            if forename.is_none() {
+                errs.push((Code::Required, "Forename", "Forename is required".into()));
+            }
+            if surname.is_none() {
+                errs.push((Code::Required, "Surname", "Surname is required".into()));
+            }
+        }
+        if let (Some(r), true) = (&carer_ref, deleted) {
+            if !known.contains(r) && errs.is_empty() {
+                errs.push((Code::DeleteUnknown, "CarerRef", format!("there is no carer '{r}' to delete")));
+            }
+        }
+        if !errs.is_empty() {
+            counts.rejected += 1;
+            for (code, field, message) in errs {
+                issues.push(Issue {
+                    row: Some(row),
+                    reference: carer_ref.clone(),
+                    severity: code.severity(),
+                    code,
+                    field: (!field.is_empty()).then(|| field.to_string()),
+                    message,
+                    row_data: Some(row_data(rows.encoding, &rec)),
+                });
+            }
+            continue;
+        }
+        let carer_ref = carer_ref.expect("checked above");
+        if known.contains(&carer_ref) { counts.updated += 1 } else { counts.new += 1 }
+        if deleted {
+            changes.deletes.push(carer_ref);
+        } else {
+            changes.upserts.push(Carer {
+                carer_ref,
+                forename: forename.unwrap_or_default(),
+                surname: surname.unwrap_or_default(),
+                start_date,
+                end_date,
+                email: field(6),
+                mobile: field(7),
+            });
+        }
+    }
+    Ok(Ok((counts, changes)))
+}

@@ -1,0 +1,253 @@
+//! One file in, one `ImportResult` out: detect the kind, read and judge the rows, match, apply.
+//!
+//! Every way in (an SFTP upload, a file copied into an inbox, `gateway import`, `gateway validate`)
+//! ends in `process`, so a file gets the same result whichever way it came.
+
+pub mod carers;
+pub mod cplis;
+pub mod matching;
+pub mod result;
+pub mod source;
+pub mod visits;
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::config::Config;
+use crate::domain::{Cpli, Organisation};
+use crate::store::{Store, StoreError};
+use matching::CpliIndex;
+pub use result::{Code, Counts, FileKind, ImportResult, Issue, Severity, Status};
+use source::{Encoding, Rows, ScanError};
+
+/// Failures of ours (not of the provider's file): the file could not be read from our own disk, or
+/// the store failed. The file stays in the spool and is tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading the spooled file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A file on its way in.
+pub struct Incoming<'a> {
+    /// Where the file is now (spool, or the user's own path for `validate`).
+    pub path: &'a Path,
+    /// The name the provider gave it.
+    pub file_name: String,
+    pub import_id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the judging is allowed to see and do.
+pub enum Mode<'a> {
+    /// Judge and store, against everything the store knows of the organisation.
+    Import(&'a Store),
+    /// Judge only. With a store (and an organisation) rows are judged against what it holds; the
+    /// given CPLIs, if any, replace the stored ones.
+    Validate { store: Option<&'a Store>, cplis: Option<Vec<Cpli>> },
+}
+
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Judges (and in `Import` mode applies) one file.
+pub fn process(config: &Config, org: Option<&Organisation>, incoming: &Incoming<'_>, mode: Mode<'_>) -> Result<ImportResult, IngestError> {
+    if let Mode::Import(store) = &mode {
+        // The same import id again (a replay after a crash): it was applied once; answer the same.
+        if let Some(done) = store.import_result(&incoming.import_id)? {
+            return Ok(done);
+        }
+    }
+    let mut result = ImportResult {
+        file: incoming.file_name.clone(),
+        import_id: incoming.import_id.clone(),
+        organisation: org.map(|o| o.name.clone()).unwrap_or_default(),
+        kind: FileKind::Unknown,
+        status: Status::Processed,
+        received_at: incoming.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        processed_at: String::new(),
+        sha256: String::new(),
+        counts: Counts::default(),
+        issues: Vec::new(),
+    };
+    let outcome = judge(config, org, incoming, &mode, &mut result);
+    result.processed_at = now_rfc3339();
+    let store = match &mode {
+        Mode::Import(s) => Some(*s),
+        Mode::Validate { .. } => None,
+    };
+    match outcome? {
+        Judged::Failed => {
+            result.status = Status::Failed;
+            result.counts = Counts::default();
+            sort_issues(&mut result.issues);
+            if let Some(s) = store {
+                s.record_import(&result)?;
+            }
+        }
+        Judged::Visits { batch, weeks } => {
+            finish_counts(&mut result);
+            batch.commit(&result, &weeks)?;
+        }
+        Judged::Carers { slug, changes } => {
+            finish_counts(&mut result);
+            if let Some(s) = store {
+                s.commit_carers(&slug, &changes.upserts, &changes.deletes, &result)?;
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn finish_counts(result: &mut ImportResult) {
+    sort_issues(&mut result.issues);
+    result.counts.data_quality_issues = result.issues.iter().filter(|i| i.severity == Severity::Warning).count() as u64;
+}
+
+/// File-level issues first, then by row; the order of issues on one row is kept.
+fn sort_issues(issues: &mut [Issue]) {
+    issues.sort_by_key(|i| i.row.map_or(0, |r| r + 1));
+}
+
+enum Judged<'s> {
+    Failed,
+    Visits { batch: crate::store::VisitBatch<'s>, weeks: Vec<(crate::store::WeekKey, crate::store::WeekTotals)> },
+    Carers { slug: String, changes: carers::CarerChanges },
+}
+
+fn judge<'s>(
+    config: &Config,
+    org: Option<&Organisation>,
+    incoming: &Incoming<'_>,
+    mode: &Mode<'s>,
+    result: &mut ImportResult,
+) -> Result<Judged<'s>, IngestError> {
+    let key_heading = |kind| match kind {
+        FileKind::Visits => Some("visitref"),
+        FileKind::Carers => Some("carerref"),
+        _ => None,
+    };
+    let scan = match source::scan(incoming.path, &config.limits, key_heading) {
+        Ok(s) => s,
+        Err(ScanError::File(issue)) => {
+            result.issues.push(issue);
+            return Ok(Judged::Failed);
+        }
+        Err(ScanError::Io(e)) => return Err(e.into()),
+    };
+    result.sha256 = scan.sha256.clone();
+    result.kind = scan.kind;
+    if scan.encoding == Encoding::Windows1252 {
+        result.issues.push(Issue::file(
+            Code::EncodingGuessed,
+            None,
+            "the file is not UTF-8, so it was read as Windows-1252 (Excel's \"CSV (Comma delimited)\"); check names with accents, or save as \"CSV UTF-8\"",
+        ));
+    }
+    let (store, given_cplis) = match mode {
+        Mode::Import(s) => (Some(*s), None),
+        Mode::Validate { store, cplis } => (*store, cplis.as_ref()),
+    };
+    let write = matches!(mode, Mode::Import(_));
+    match scan.kind {
+        FileKind::Unknown | FileKind::Actuals => {
+            result.issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header, scan.kind)));
+            Ok(Judged::Failed)
+        }
+        FileKind::Visits => {
+            let cols = match visits::Columns::find(&scan.header, &mut result.issues) {
+                Ok(c) => c,
+                Err(mut errs) => {
+                    result.issues.append(&mut errs);
+                    return Ok(Judged::Failed);
+                }
+            };
+            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
+            let stored_cplis = match (given_cplis, store, org) {
+                (Some(_), _, _) => None,
+                (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
+                _ => None,
+            };
+            let cplis: Option<CpliIndex> = match (given_cplis, stored_cplis) {
+                (Some(given), _) => Some(CpliIndex::new(
+                    given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect(),
+                )),
+                (None, Some(stored)) => Some(CpliIndex::new(stored)),
+                (None, None) => None,
+            };
+            let carers = match (store, org) {
+                (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
+                _ => None,
+            };
+            let locked = store.map(|s| s.locked_until()).transpose()?.flatten();
+            let today = config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let ctx = visits::Context {
+                org,
+                cplis: cplis.as_ref(),
+                carers: carers.as_ref(),
+                locked,
+                rules: &config.rules,
+                periods: &config.periods,
+                today,
+            };
+            let mut batch = match store {
+                Some(s) => s.begin_visits(&slug, &incoming.import_id, write)?,
+                None => crate::store::VisitBatch::offline(),
+            };
+            let mut rows = Rows::open(incoming.path, scan.encoding)?;
+            match visits::import(&scan, &mut rows, &cols, &ctx, &mut batch, &mut result.issues) {
+                Ok((counts, weeks)) => {
+                    result.counts = counts;
+                    Ok(Judged::Visits { batch, weeks })
+                }
+                Err(e) => {
+                    batch.abort()?;
+                    Err(e)
+                }
+            }
+        }
+        FileKind::Carers => {
+            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
+            let known = match store {
+                Some(s) => s.carer_refs(&slug)?,
+                None => Default::default(),
+            };
+            let mut rows = Rows::open(incoming.path, scan.encoding)?;
+            match carers::judge(&scan, &mut rows, &known, &mut result.issues)? {
+                Ok((counts, changes)) => {
+                    result.counts = counts;
+                    Ok(Judged::Carers { slug, changes })
+                }
+                Err(()) => Ok(Judged::Failed),
+            }
+        }
+    }
+}
+
+/// Why a header is not one we take, with the likeliest fix.
+fn unknown_kind_message(header: &source::Header, kind: FileKind) -> String {
+    if kind == FileKind::Actuals {
+        return "this is an actuals file (it has PeriodStart); the gateway does not accept actuals files yet, so nothing was stored".into();
+    }
+    if header.keys.iter().any(|k| k == "cpliid") {
+        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits or carers files".into();
+    }
+    if let [only] = header.names.as_slice() {
+        for (sep, name) in [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")] {
+            if only.contains(sep) {
+                return format!(
+                    "the header row is one column separated by {name}: the file must be comma-separated CSV (in Excel: Save As > \"CSV UTF-8 (Comma delimited)\")"
+                );
+            }
+        }
+    }
+    let first: Vec<&str> = header.names.iter().take(3).map(String::as_str).collect();
+    format!(
+        "the header row ({}...) is not that of a visits file (VisitRef, Deleted, PlannedVisitDate, ...) or a carers file (CarerRef, Forename, Surname, Deleted); the first row of a CSV must hold the headings",
+        first.join(", ")
+    )
+}

@@ -1,0 +1,420 @@
+//! Reading an uploaded file: size, encoding, header, duplicate keys (first pass), then rows (second pass).
+//!
+//! Two streaming passes keep memory flat: the first hashes the bytes, decides UTF-8 or Windows-1252,
+//! reads the header and finds the keys used twice (so every row carrying one can be rejected before
+//! anything is stored); the second judges rows one at a time.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use hashbrown::HashTable;
+use sha2::{Digest, Sha256};
+
+use super::result::{Code, FileKind, Issue};
+use crate::config::Limits;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    /// Excel's default "CSV" on Windows; every byte sequence decodes.
+    Windows1252,
+}
+
+/// The header row: each heading normalised (case and spaces ignored) and as written.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub names: Vec<String>,
+    pub keys: Vec<String>,
+}
+
+impl Header {
+    fn from_record(rec: &csv::ByteRecord) -> Header {
+        let names: Vec<String> = rec
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{FEFF}').trim().to_string())
+            .collect();
+        let keys = names.iter().map(|n| heading_key(n)).collect();
+        Header { names, keys }
+    }
+
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
+    }
+
+    pub fn kind(&self) -> FileKind {
+        let has = |k: &str| self.keys.iter().any(|h| h == k);
+        if has("visitref") {
+            FileKind::Visits
+        } else if has("periodstart") {
+            FileKind::Actuals
+        } else if has("carerref") {
+            FileKind::Carers
+        } else {
+            FileKind::Unknown
+        }
+    }
+}
+
+/// `DeliveredEntryTime IsOverridden` -> `deliveredentrytimeisoverridden`.
+pub fn heading_key(name: &str) -> String {
+    name.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+}
+
+/// What the first pass learnt about a file.
+#[derive(Debug)]
+pub struct Scan {
+    pub size: u64,
+    pub sha256: String,
+    pub encoding: Encoding,
+    pub header: Header,
+    pub kind: FileKind,
+    /// Keys (trimmed bytes of the key column) that appear on more than one row.
+    pub duplicate_keys: hashbrown::HashSet<Vec<u8>>,
+    pub data_rows: u64,
+}
+
+/// Why a file cannot be read at all: a file-level issue, or an I/O error of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{}", .0.message)]
+    File(Issue),
+    #[error("reading the file: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn file_issue(code: Code, message: impl Into<String>) -> ScanError {
+    ScanError::File(Issue::file(code, None, message))
+}
+
+/// The first pass. `key_heading` picks the key column per kind (VisitRef, CarerRef).
+pub fn scan(path: &Path, limits: &Limits, key_heading: impl Fn(FileKind) -> Option<&'static str>) -> Result<Scan, ScanError> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limits.max_file_bytes {
+        return Err(file_issue(
+            Code::FileTooLarge,
+            format!("the file is {} bytes; the limit is {} bytes: split it into smaller files", size, limits.max_file_bytes),
+        ));
+    }
+    let mut head = vec![0u8; 8192.min(size as usize)];
+    file.read_exact(&mut head)?;
+    if let Some(what) = sniff_binary(&head) {
+        return Err(file_issue(
+            Code::FileUnreadable,
+            format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\""),
+        ));
+    }
+    file.seek(SeekFrom::Start(0))?;
+
+    let mut tee = Tee::new(file, limits.max_line_bytes);
+    let mut rdr = csv_reader(&mut tee);
+    let mut rec = csv::ByteRecord::new();
+    let header = loop {
+        if !read_record(&mut rdr, &mut rec)? {
+            return Err(file_issue(Code::FileEmpty, "the file has no header row: it is empty or blank"));
+        }
+        if !is_blank(&rec) {
+            break Header::from_record(&rec);
+        }
+    };
+    let kind = header.kind();
+    let key_col = key_heading(kind).and_then(|k| header.position(k));
+
+    let mut keys = KeySet::default();
+    let mut duplicate_keys = hashbrown::HashSet::new();
+    let mut data_rows = 0;
+    while read_record(&mut rdr, &mut rec)? {
+        if is_blank(&rec) {
+            continue;
+        }
+        data_rows += 1;
+        if let Some(k) = key_col.and_then(|c| rec.get(c)) {
+            let k = k.trim_ascii();
+            if !k.is_empty() && !keys.insert(k) {
+                duplicate_keys.insert(k.to_vec());
+            }
+        }
+    }
+    drop(rdr);
+    let (sha256, utf8) = tee.finish()?;
+    Ok(Scan {
+        size,
+        sha256,
+        encoding: if utf8 { Encoding::Utf8 } else { Encoding::Windows1252 },
+        header,
+        kind,
+        duplicate_keys,
+        data_rows,
+    })
+}
+
+fn csv_reader<R: Read>(r: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(256 * 1024).from_reader(r)
+}
+
+/// Reads one record; a broken line guard surfaces as the file being unreadable.
+fn read_record<R: Read>(rdr: &mut csv::Reader<R>, rec: &mut csv::ByteRecord) -> Result<bool, ScanError> {
+    match rdr.read_byte_record(rec) {
+        Ok(more) => Ok(more),
+        Err(e) => match e.into_kind() {
+            csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
+                Err(file_issue(Code::FileUnreadable, io.to_string()))
+            }
+            csv::ErrorKind::Io(io) => Err(ScanError::Io(io)),
+            other => Err(file_issue(Code::FileUnreadable, format!("the CSV cannot be read: {other:?}"))),
+        },
+    }
+}
+
+/// A row with no content at all (Excel writes `,,,,` for an empty row).
+pub fn is_blank(rec: &csv::ByteRecord) -> bool {
+    rec.iter().all(|f| f.trim_ascii().is_empty())
+}
+
+/// Spreadsheets, UTF-16 and other binary content, from the first bytes.
+fn sniff_binary(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"PK\x03\x04") {
+        return Some("it looks like an Excel .xlsx workbook or another zip file");
+    }
+    if head.starts_with(b"\xD0\xCF\x11\xE0") {
+        return Some("it looks like an old Excel .xls workbook");
+    }
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        return Some("it is UTF-16 text; save it as CSV UTF-8");
+    }
+    let nuls = head.iter().filter(|b| **b == 0).count();
+    if nuls * 100 > head.len() {
+        return Some("it holds binary data");
+    }
+    None
+}
+
+/// Hashes every byte, checks UTF-8 across chunk boundaries, and refuses a physical line longer than
+/// the limit so that one line can never fill memory.
+struct Tee<R> {
+    inner: R,
+    hash: Sha256,
+    utf8: bool,
+    carry: Vec<u8>,
+    line_len: u64,
+    max_line: u64,
+    line_no: u64,
+}
+
+impl<R: Read> Tee<R> {
+    fn new(inner: R, max_line: u64) -> Self {
+        Tee { inner, hash: Sha256::new(), utf8: true, carry: Vec::new(), line_len: 0, max_line, line_no: 1 }
+    }
+
+    fn check_utf8(&mut self, buf: &[u8]) {
+        if !self.utf8 {
+            return;
+        }
+        let joined;
+        let bytes = if self.carry.is_empty() {
+            buf
+        } else {
+            joined = [self.carry.as_slice(), buf].concat();
+            &joined
+        };
+        self.carry.clear();
+        match std::str::from_utf8(bytes) {
+            Ok(_) => {}
+            Err(e) if e.error_len().is_none() => self.carry = bytes[e.valid_up_to()..].to_vec(),
+            Err(_) => self.utf8 = false,
+        }
+    }
+
+    /// Reads what is left (the CSV reader may stop early) and returns (sha256, is UTF-8).
+    fn finish(mut self) -> io::Result<(String, bool)> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.read(&mut buf)? > 0 {}
+        let utf8 = self.utf8 && self.carry.is_empty();
+        let digest = self.hash.finalize();
+        Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), utf8))
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.hash.update(chunk);
+        self.check_utf8(chunk);
+        for part in chunk.split_inclusive(|b| *b == b'\n') {
+            self.line_len += part.len() as u64;
+            if self.line_len > self.max_line {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} is longer than {} bytes; no row of a visits, actuals or carers file is that long: is this a CSV file?",
+                        self.line_no, self.max_line
+                    ),
+                ));
+            }
+            if part.ends_with(b"\n") {
+                self.line_len = 0;
+                self.line_no += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The keys seen so far, stored once in an arena: about 20 bytes a row plus the key's own length.
+#[derive(Default)]
+struct KeySet {
+    arena: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    table: HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl KeySet {
+    /// `false` when the key was already there.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(key);
+        let (arena, spans) = (&self.arena, &self.spans);
+        let slice = |i: u32| {
+            let (s, l) = spans[i as usize];
+            &arena[s as usize..(s + l) as usize]
+        };
+        if self.table.find(hash, |i| slice(*i) == key).is_some() {
+            return false;
+        }
+        let idx = self.spans.len() as u32;
+        self.spans.push((self.arena.len() as u32, key.len() as u32));
+        self.arena.extend_from_slice(key);
+        let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
+        self.table.insert_unique(hash, idx, |i| {
+            let (s, l) = spans[*i as usize];
+            hasher.hash_one(&arena[s as usize..(s + l) as usize])
+        });
+        true
+    }
+}
+
+/// The second pass: every non-blank data row with its spreadsheet row number.
+pub struct Rows {
+    rdr: csv::Reader<BufReader<File>>,
+    pub encoding: Encoding,
+    /// Spreadsheet row of the last record read (header = 1; blank lines count as rows, as in Excel).
+    row: u64,
+    next_line: u64,
+}
+
+impl Rows {
+    pub fn open(path: &Path, encoding: Encoding) -> io::Result<Rows> {
+        let mut file = File::open(path)?;
+        let mut bom = [0u8; 3];
+        let n = file.read(&mut bom)?;
+        let skip = if n == 3 && bom == BOM { 3 } else { 0 };
+        file.seek(SeekFrom::Start(skip))?;
+        let mut rdr = csv_reader(BufReader::with_capacity(256 * 1024, file));
+        let mut rec = csv::ByteRecord::new();
+        // Skip blank lines before the header and the header itself (the first pass read it).
+        let mut row = 0;
+        loop {
+            if !rdr.read_byte_record(&mut rec).map_err(io::Error::other)? {
+                break;
+            }
+            row = rec.position().map_or(row + 1, |p| p.line());
+            if !is_blank(&rec) {
+                break;
+            }
+        }
+        let next_line = rdr.position().line();
+        Ok(Rows { rdr, encoding, row, next_line })
+    }
+
+    /// Reads the next non-blank record into `rec`; returns its spreadsheet row.
+    pub fn next(&mut self, rec: &mut csv::ByteRecord) -> io::Result<Option<u64>> {
+        loop {
+            if !self.rdr.read_byte_record(rec).map_err(io::Error::other)? {
+                return Ok(None);
+            }
+            let start = rec.position().map_or(self.next_line, |p| p.line());
+            // Blank lines skipped by the reader are still rows in Excel; a quoted cell spanning
+            // lines is one row.
+            self.row += 1 + start.saturating_sub(self.next_line);
+            self.next_line = self.rdr.position().line();
+            if !is_blank(rec) {
+                return Ok(Some(self.row));
+            }
+        }
+    }
+
+    /// A field as text, trimmed.
+    pub fn field<'r>(&self, rec: &'r csv::ByteRecord, i: usize) -> Cow<'r, str> {
+        decode(self.encoding, rec.get(i).unwrap_or_default().trim_ascii())
+    }
+}
+
+pub fn decode(encoding: Encoding, bytes: &[u8]) -> Cow<'_, str> {
+    match encoding {
+        Encoding::Utf8 => String::from_utf8_lossy(bytes),
+        Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
+    }
+}
+
+/// The row as the portal shows it ("Row Data"): its cells joined by commas, cut at 1,000 characters.
+pub fn row_data(encoding: Encoding, rec: &csv::ByteRecord) -> String {
+    let mut out = String::new();
+    for (i, f) in rec.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&decode(encoding, f));
+        if out.len() > 1000 {
+            let cut = (0..=1000).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headings_match_ignoring_case_and_spaces() {
+        assert_eq!(heading_key("DeliveredEntryTime IsOverridden"), "deliveredentrytimeisoverridden");
+        assert_eq!(heading_key(" visitREF "), "visitref");
+    }
+
+    #[test]
+    fn spreadsheets_and_utf16_are_recognised_as_not_csv() {
+        assert!(sniff_binary(b"PK\x03\x04rest").is_some());
+        assert!(sniff_binary(b"\xD0\xCF\x11\xE0rest").is_some());
+        assert!(sniff_binary(b"\xFF\xFEV\0i\0").is_some());
+        assert!(sniff_binary(b"VisitRef,Deleted\r\nV1,0\r\n").is_none());
+    }
+
+    #[test]
+    fn a_key_used_twice_is_found_once_per_repeat() {
+        let mut k = KeySet::default();
+        assert!(k.insert(b"V1"));
+        assert!(k.insert(b"V2"));
+        assert!(!k.insert(b"V1"));
+        assert!(k.insert(b"v1"));
+    }
+
+    #[test]
+    fn utf8_split_across_reads_is_still_utf8() {
+        let text = "Zoë £5".as_bytes();
+        let mut t = Tee::new(io::empty(), 1 << 20);
+        t.check_utf8(&text[..3]); // cuts 'ë' in half
+        t.check_utf8(&text[3..]);
+        assert!(t.utf8 && t.carry.is_empty());
+        t.check_utf8(b"caf\xE9");
+        assert!(!t.utf8);
+    }
+}

@@ -1,0 +1,779 @@
+//! The visits file (SPEC 2.1; guide "Visits File Headings" and "Visits File Data Format"): every row
+//! judged, matched and written, with the data-quality checks that need the whole file.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use rust_decimal::Decimal;
+
+use super::matching::{level_key, service_key, CpliIndex};
+use super::result::{Code, Counts, Issue, Severity};
+use super::source::{row_data, Encoding, Header, Rows, Scan};
+use super::IngestError;
+use crate::config::Rules;
+use crate::domain::{
+    is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
+    LockedUntil, NameKey, Organisation, Period, Visit, VisitType,
+};
+use crate::store::{VisitBatch, WeekKey, WeekTotals};
+
+/// The 25 headings, in the guide's order. All must be present.
+pub const HEADINGS: [&str; 25] = [
+    "VisitRef",
+    "Deleted",
+    "PlannedVisitDate",
+    "PlannedEntryTime",
+    "PlannedExitTime",
+    "VisitType",
+    "DeliveredVisitDate",
+    "DeliveredEntryTime",
+    "DeliveredEntryTime IsOverridden",
+    "DeliveredEntryTime OverrideReason",
+    "DeliveredExitTime",
+    "DeliveredExitTime IsOverridden",
+    "DeliveredExitTime OverrideReason",
+    "VarianceReason",
+    "Comments",
+    "ClientRef",
+    "SSRef",
+    "NHSNumber",
+    "ServiceLevelRef",
+    "ServiceLevel",
+    "CarerRef",
+    "ServiceRef",
+    "ServiceName",
+    "OrganisationRef",
+    "OrganisationName",
+];
+
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Col {
+    VisitRef,
+    Deleted,
+    PlannedVisitDate,
+    PlannedEntryTime,
+    PlannedExitTime,
+    VisitType,
+    DeliveredVisitDate,
+    DeliveredEntryTime,
+    EntryOverridden,
+    EntryOverrideReason,
+    DeliveredExitTime,
+    ExitOverridden,
+    ExitOverrideReason,
+    VarianceReason,
+    Comments,
+    ClientRef,
+    SsRef,
+    NhsNumber,
+    ServiceLevelRef,
+    ServiceLevel,
+    CarerRef,
+    ServiceRef,
+    ServiceName,
+    OrganisationRef,
+    OrganisationName,
+}
+
+/// Every column, in `HEADINGS` order.
+const COLS: [Col; 25] = [
+    Col::VisitRef, Col::Deleted, Col::PlannedVisitDate, Col::PlannedEntryTime, Col::PlannedExitTime, Col::VisitType,
+    Col::DeliveredVisitDate, Col::DeliveredEntryTime, Col::EntryOverridden, Col::EntryOverrideReason,
+    Col::DeliveredExitTime, Col::ExitOverridden, Col::ExitOverrideReason, Col::VarianceReason, Col::Comments,
+    Col::ClientRef, Col::SsRef, Col::NhsNumber, Col::ServiceLevelRef, Col::ServiceLevel, Col::CarerRef,
+    Col::ServiceRef, Col::ServiceName, Col::OrganisationRef, Col::OrganisationName,
+];
+
+impl Col {
+    fn heading(self) -> &'static str {
+        HEADINGS[self as usize]
+    }
+}
+
+/// What the rows are judged against: the uploading organisation and what the council holds for it.
+/// A part left `None` is not known (offline `validate`) and its checks are skipped.
+pub struct Context<'a> {
+    pub org: Option<&'a Organisation>,
+    pub cplis: Option<&'a CpliIndex>,
+    pub carers: Option<&'a HashSet<String>>,
+    pub locked: Option<LockedUntil>,
+    pub rules: &'a Rules,
+    pub periods: &'a crate::config::Periods,
+    /// Weeks ending before this day are finished and their planned hours are judged.
+    pub today: NaiveDate,
+}
+
+/// Where each heading is in this file.
+pub struct Columns([usize; 25]);
+
+impl Columns {
+    /// `Err` holds the file-level issues (missing or repeated headings); warnings for extra columns
+    /// are pushed to `warnings`.
+    pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
+        let mut idx = [usize::MAX; 25];
+        let mut errors = Vec::new();
+        let wanted: Vec<String> = HEADINGS.iter().map(|h| super::source::heading_key(h)).collect();
+        for (pos, key) in header.keys.iter().enumerate() {
+            match wanted.iter().position(|w| w == key) {
+                Some(i) if idx[i] != usize::MAX => errors.push(Issue::file(
+                    Code::DuplicateColumn,
+                    Some(HEADINGS[i]),
+                    format!("the heading {} appears twice (columns {} and {}); keep one", HEADINGS[i], idx[i] + 1, pos + 1),
+                )),
+                Some(i) => idx[i] = pos,
+                None if key.is_empty() => {}
+                None => warnings.push(Issue::file(
+                    Code::UnknownColumn,
+                    Some(&header.names[pos]),
+                    format!("column {} '{}' is not a visits heading and is ignored", pos + 1, header.names[pos]),
+                )),
+            }
+        }
+        for (i, pos) in idx.iter().enumerate() {
+            if *pos == usize::MAX {
+                errors.push(Issue::file(
+                    Code::MissingColumn,
+                    Some(HEADINGS[i]),
+                    format!(
+                        "the heading {} is missing; all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)",
+                        HEADINGS[i]
+                    ),
+                ));
+            }
+        }
+        if errors.is_empty() { Ok(Columns(idx)) } else { Err(errors) }
+    }
+}
+
+/// Judges, matches and writes every row; returns the counts and the week totals to store at commit.
+pub fn import(
+    scan: &Scan,
+    rows: &mut Rows,
+    cols: &Columns,
+    ctx: &Context<'_>,
+    batch: &mut VisitBatch<'_>,
+    issues: &mut Vec<Issue>,
+) -> Result<(Counts, Vec<(WeekKey, WeekTotals)>), IngestError> {
+    let mut counts = Counts::default();
+    let mut slots = Slots::default();
+    let mut weeks: HashMap<WeekKey, WeekTotals> = HashMap::new();
+    let mut rec = csv::ByteRecord::new();
+    let header_len = scan.header.names.len();
+    while let Some(row) = rows.next(&mut rec)? {
+        counts.read += 1;
+        let mut r = RowJudge { row, rec: &rec, enc: rows.encoding, cols, ctx, issues: Vec::new(), reference: None };
+        let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
+        match outcome {
+            Outcome::Rejected => counts.rejected += 1,
+            Outcome::Delete { previous, stored } => {
+                if let Some(old) = stored.visit.as_ref() {
+                    add_week(&mut weeks, old, -1);
+                }
+                batch.put(Some(&previous), &stored.visit_ref, row, None)?;
+                counts.updated += 1;
+            }
+            Outcome::Accept(visit) => {
+                slots.check(&visit, &mut r);
+                let previous = batch.current(&visit.visit_ref)?;
+                match previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
+                    Some(old) => {
+                        add_week(&mut weeks, old, -1);
+                        counts.updated += 1;
+                    }
+                    None => counts.new += 1,
+                }
+                add_week(&mut weeks, &visit, 1);
+                let visit_ref = visit.visit_ref.clone();
+                batch.put(previous.as_ref().map(|(raw, _)| raw), &visit_ref, row, Some(visit))?;
+            }
+        }
+        issues.append(&mut r.issues);
+    }
+    let totals = judge_weeks(batch, weeks, ctx, issues)?;
+    Ok((counts, totals))
+}
+
+enum Outcome {
+    Rejected,
+    Delete { previous: sled::IVec, stored: crate::store::StoredVisit },
+    Accept(Visit),
+}
+
+struct RowJudge<'r, 'c> {
+    row: u64,
+    rec: &'r csv::ByteRecord,
+    enc: Encoding,
+    cols: &'r Columns,
+    ctx: &'r Context<'c>,
+    issues: Vec<Issue>,
+    reference: Option<String>,
+}
+
+impl<'r> RowJudge<'r, '_> {
+    fn get(&self, col: Col) -> Cow<'r, str> {
+        let bytes = self.rec.get(self.cols.0[col as usize]).unwrap_or_default().trim_ascii();
+        super::source::decode(self.enc, bytes)
+    }
+
+    fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
+        let v = self.get(col);
+        (!v.is_empty()).then_some(v)
+    }
+
+    fn push(&mut self, code: Code, field: Option<Col>, message: String) {
+        self.issues.push(Issue {
+            row: Some(self.row),
+            reference: self.reference.clone(),
+            severity: code.severity(),
+            code,
+            field: field.map(|c| c.heading().to_string()),
+            message,
+            row_data: Some(row_data(self.enc, self.rec)),
+        });
+    }
+
+    fn has_errors(&self) -> bool {
+        self.issues.iter().any(|i| i.severity == Severity::Error)
+    }
+
+    /// Text of at most `max` characters; `None` when blank.
+    fn text(&mut self, col: Col, max: usize) -> Option<String> {
+        let v = self.opt(col)?;
+        let n = v.chars().count();
+        if n > max {
+            self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
+            return None;
+        }
+        Some(v.into_owned())
+    }
+
+    fn required_text(&mut self, col: Col, max: usize, why: &str) -> Option<String> {
+        let v = self.text(col, max);
+        if v.is_none() && self.opt(col).is_none() {
+            self.push(Code::Required, Some(col), format!("{} is required{why}", col.heading()));
+        }
+        v
+    }
+
+    fn boolean(&mut self, col: Col) -> Option<bool> {
+        let v = self.opt(col)?;
+        match v.to_ascii_uppercase().as_str() {
+            "1" | "Y" => Some(true),
+            "0" | "N" => Some(false),
+            _ => {
+                self.push(Code::BadBoolean, Some(col), format!("{} must be 0, 1, Y or N; found '{}'", col.heading(), v));
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, col: Col) -> Option<NaiveDate> {
+        let v = self.opt(col)?;
+        let d = parse_date(&v);
+        if d.is_none() {
+            self.push(
+                Code::BadDate,
+                Some(col),
+                format!(
+                    "{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY (e.g. 03-Oct-2022); the date must exist",
+                    col.heading(), v
+                ),
+            );
+        }
+        d
+    }
+
+    fn time(&mut self, col: Col) -> Option<NaiveTime> {
+        let v = self.opt(col)?;
+        let t = parse_time(&v);
+        if t.is_none() {
+            self.push(
+                Code::BadTime,
+                Some(col),
+                format!("{} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", col.heading(), v),
+            );
+        }
+        t
+    }
+
+    fn guid(&mut self, col: Col) -> Option<Guid> {
+        let v = self.opt(col)?;
+        let g = parse_guid(&v);
+        if g.is_none() {
+            self.push(
+                Code::BadGuid,
+                Some(col),
+                format!(
+                    "{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12, as in the Commissioned Care Export); leave it blank if unsure",
+                    col.heading(), v
+                ),
+            );
+        }
+        g
+    }
+
+    fn require_present(&mut self, col: Col, value: bool, why: &str) {
+        if !value && self.opt(col).is_none() {
+            self.push(Code::Required, Some(col), format!("{} is required{why}", col.heading()));
+        }
+    }
+
+    fn judge(
+        &mut self,
+        header_len: usize,
+        duplicates: &hashbrown::HashSet<Vec<u8>>,
+        batch: &VisitBatch<'_>,
+    ) -> Result<Outcome, IngestError> {
+        let visit_ref_raw = self.get(Col::VisitRef);
+        self.reference = (!visit_ref_raw.is_empty()).then(|| visit_ref_raw.to_string());
+        let len = self.rec.len();
+        let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
+        if len < header_len || extra_filled {
+            self.push(
+                Code::WrongFieldCount,
+                None,
+                format!(
+                    "this row has {len} fields but the header has {header_len}: {}",
+                    if len < header_len {
+                        "a comma is missing, or a quoted cell was not closed"
+                    } else {
+                        "a cell holds a comma without being in double quotes"
+                    }
+                ),
+            );
+            return Ok(Outcome::Rejected);
+        }
+
+        let visit_ref = self.required_text(Col::VisitRef, 50, "");
+        if let Some(v) = &visit_ref {
+            if duplicates.contains(v.as_bytes()) {
+                self.push(
+                    Code::DuplicateRef,
+                    Some(Col::VisitRef),
+                    format!("VisitRef '{v}' is used on more than one row of this file; every row needs its own VisitRef, so all rows carrying it are rejected"),
+                );
+            }
+        }
+        let deleted = self.boolean(Col::Deleted);
+        if deleted.is_none() && self.opt(Col::Deleted).is_none() {
+            self.push(Code::Required, Some(Col::Deleted), "Deleted is required: 0 for a visit, 1 to delete the visit with this VisitRef".into());
+        }
+        let Some(visit_ref) = visit_ref else { return Ok(Outcome::Rejected) };
+        if self.has_errors() {
+            return Ok(Outcome::Rejected);
+        }
+        if deleted == Some(true) {
+            return self.judge_deletion(visit_ref, batch);
+        }
+        Ok(self.judge_visit(visit_ref).map_or(Outcome::Rejected, Outcome::Accept))
+    }
+
+    /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
+    fn judge_deletion(&mut self, visit_ref: String, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
+        let current = batch.current(&visit_ref)?;
+        let Some((previous, stored)) = current.filter(|(_, sv)| sv.visit.is_some()) else {
+            self.push(
+                Code::DeleteUnknown,
+                Some(Col::VisitRef),
+                format!("there is no visit '{visit_ref}' to delete: check the VisitRef used when the visit was first sent"),
+            );
+            return Ok(Outcome::Rejected);
+        };
+        let planned = stored.visit.as_ref().map(|v| v.planned_date);
+        if let Some(date) = planned {
+            self.check_locked(date);
+        }
+        if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored }) }
+    }
+
+    fn check_locked(&mut self, date: NaiveDate) {
+        if let Some(lock) = self.ctx.locked.filter(|l| l.locks(date)) {
+            let p = Period::containing(date, self.ctx.periods.first_start, self.ctx.periods.length_days);
+            self.push(
+                Code::PeriodLocked,
+                Some(Col::PlannedVisitDate),
+                format!(
+                    "PlannedVisitDate {} is in {}, which the council has locked (everything up to {}); contact the council's care payments team to change it",
+                    uk_date(date), p.describe(), uk_date(lock.0)
+                ),
+            );
+        }
+    }
+
+    fn judge_visit(&mut self, visit_ref: String) -> Option<Visit> {
+        let rules = self.ctx.rules;
+        let planned_date = self.date(Col::PlannedVisitDate);
+        self.require_present(Col::PlannedVisitDate, planned_date.is_some(), "");
+        let planned_entry = self.time(Col::PlannedEntryTime);
+        self.require_present(Col::PlannedEntryTime, planned_entry.is_some(), "");
+        let planned_exit = self.time(Col::PlannedExitTime);
+        self.require_present(Col::PlannedExitTime, planned_exit.is_some(), "");
+
+        let vt_text = self.opt(Col::VisitType);
+        let visit_type: Option<&VisitType> = match &vt_text {
+            None => {
+                self.push(Code::Required, Some(Col::VisitType), format!("VisitType is required: one of {}", rules.visit_types.codes()));
+                None
+            }
+            Some(code) => {
+                let t = rules.visit_types.get(code);
+                if t.is_none() {
+                    self.push(
+                        Code::UnknownVisitType,
+                        Some(Col::VisitType),
+                        format!("VisitType '{code}' is not one of the council's codes: {}", rules.visit_types.codes()),
+                    );
+                }
+                t
+            }
+        };
+
+        let delivered_cols = [Col::DeliveredVisitDate, Col::DeliveredEntryTime, Col::DeliveredExitTime];
+        let delivered_date = self.date(Col::DeliveredVisitDate);
+        let delivered_entry = self.time(Col::DeliveredEntryTime);
+        let delivered_exit = self.time(Col::DeliveredExitTime);
+        if let Some(t) = visit_type {
+            for col in delivered_cols {
+                let present = self.opt(col).is_some();
+                if t.delivered_based && !present {
+                    self.push(
+                        Code::DeliveredRequired,
+                        Some(col),
+                        format!("{} is required for VisitType {} ({}): give the date and times the visit took place", col.heading(), t.code, t.meaning),
+                    );
+                } else if !t.delivered_based && present {
+                    self.push(
+                        Code::DeliveredNotAllowed,
+                        Some(col),
+                        format!("{} must be blank for VisitType {} ({}): no visit was delivered", col.heading(), t.code, t.meaning),
+                    );
+                }
+            }
+        }
+        let entry_overridden = self.boolean(Col::EntryOverridden).unwrap_or(false);
+        let entry_override_reason = self.text(Col::EntryOverrideReason, 8000);
+        let exit_overridden = self.boolean(Col::ExitOverridden).unwrap_or(false);
+        let exit_override_reason = self.text(Col::ExitOverrideReason, 8000);
+        let variance_reason = self.text(Col::VarianceReason, 8000);
+        let comments = self.text(Col::Comments, 8000);
+
+        let client_ref = self.guid(Col::ClientRef);
+        let ssref = self.text(Col::SsRef, 50);
+        let nhs_number = self.text(Col::NhsNumber, 20);
+        if self.opt(Col::SsRef).is_none() && self.opt(Col::ClientRef).is_none() && self.opt(Col::NhsNumber).is_none() {
+            self.push(Code::Required, Some(Col::SsRef), "SSRef is required (the council's client id, e.g. A123456, shown on the CPLI); ClientRef or NHSNumber may stand in".into());
+        }
+        let service_level_ref = self.guid(Col::ServiceLevelRef);
+        let service_level = self.text(Col::ServiceLevel, 100);
+        if self.opt(Col::ServiceLevel).is_none() && self.opt(Col::ServiceLevelRef).is_none() {
+            self.push(Code::Required, Some(Col::ServiceLevel), "ServiceLevel is required: the service level on the CPLI, e.g. Personal Care or Home Support".into());
+        }
+        if let Some(level) = &service_level {
+            let key = NameKey::new(level);
+            if rules.no_visit_service_levels.iter().any(|l| NameKey::new(l) == key) {
+                self.push(
+                    Code::NoVisitsForServiceLevel,
+                    Some(Col::ServiceLevel),
+                    format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
+                );
+            }
+        }
+        let carer_ref = self.text(Col::CarerRef, 100);
+        if let (Some(c), Some(known)) = (&carer_ref, self.ctx.carers) {
+            if !known.contains(c) {
+                self.push(
+                    Code::UnknownCarer,
+                    Some(Col::CarerRef),
+                    format!("CarerRef '{c}' is not one of this organisation's carers: send it in a carers file first, or leave CarerRef blank"),
+                );
+            }
+        }
+        let service_ref = self.guid(Col::ServiceRef);
+        let service_name = self.text(Col::ServiceName, 112);
+        if self.opt(Col::ServiceName).is_none() && self.opt(Col::ServiceRef).is_none() {
+            self.push(Code::Required, Some(Col::ServiceName), "ServiceName is required: the service on the CPLI, e.g. Pearl Carers - Zone 6 - Oxford".into());
+        }
+        let organisation_ref = self.guid(Col::OrganisationRef);
+        let organisation_name = self.text(Col::OrganisationName, 112);
+        self.check_organisation(organisation_ref.as_ref(), organisation_name.as_deref(), service_ref.as_ref(), service_name.as_deref());
+        self.check_refs(client_ref.as_ref(), ssref.as_deref(), service_level_ref.as_ref(), service_level.as_deref());
+        if let Some(d) = planned_date {
+            self.check_locked(d);
+        }
+        if self.has_errors() {
+            return None;
+        }
+
+        let visit_type = visit_type?;
+        let delivered = match (delivered_date, delivered_entry, delivered_exit) {
+            (Some(date), Some(entry), Some(exit)) if visit_type.delivered_based => Some(Delivered {
+                date,
+                entry,
+                exit,
+                entry_overridden,
+                entry_override_reason,
+                exit_overridden,
+                exit_override_reason,
+            }),
+            _ => None,
+        };
+        let mut visit = Visit {
+            visit_ref,
+            planned_date: planned_date?,
+            planned_entry: planned_entry?,
+            planned_exit: planned_exit?,
+            visit_type: visit_type.code.clone(),
+            delivered,
+            variance_reason,
+            comments,
+            client_ref,
+            ssref,
+            nhs_number,
+            service_level_ref,
+            service_level,
+            carer_ref,
+            service_ref,
+            service_name,
+            matched: crate::domain::MatchStatus::Unmatched { reason: String::new() },
+        };
+        self.warnings(&visit, visit_type);
+        if let Some(index) = self.ctx.cplis {
+            let (status, field) = index.explain(&visit);
+            if let crate::domain::MatchStatus::Unmatched { reason } = &status {
+                let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| COLS[i]);
+                self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
+            }
+            visit.matched = status;
+        } else {
+            visit.matched = crate::domain::MatchStatus::Unmatched { reason: "not matched: validated without CPLIs".into() };
+        }
+        Some(visit)
+    }
+
+    fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
+        let Some(org) = self.ctx.org else { return };
+        if let Some(name) = org_name {
+            if !org.is_named(name) {
+                self.push(
+                    Code::WrongOrganisation,
+                    Some(Col::OrganisationName),
+                    format!("OrganisationName '{name}' is not {}, whose folder this file was sent to; a provider may send only its own visits", org.name),
+                );
+            }
+        }
+        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
+            if given != own {
+                self.push(
+                    Code::WrongOrganisation,
+                    Some(Col::OrganisationRef),
+                    format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name),
+                );
+            }
+        }
+        if let Some(sref) = service_ref {
+            let known: Vec<_> = org.services.iter().filter(|s| s.service_ref.is_some()).collect();
+            match known.iter().find(|s| s.service_ref.as_ref() == Some(sref)) {
+                Some(s) => {
+                    if let Some(n) = service_name.filter(|n| NameKey::new(n) != NameKey::new(&s.name)) {
+                        self.push(
+                            Code::RefMismatch,
+                            Some(Col::ServiceRef),
+                            format!("ServiceRef {sref} is the service '{}', but ServiceName says '{n}'; correct one or leave ServiceRef blank", s.name),
+                        );
+                    }
+                }
+                None if !known.is_empty() => self.push(
+                    Code::WrongOrganisation,
+                    Some(Col::ServiceRef),
+                    format!("ServiceRef {sref} is not a service of {}; leave it blank if unsure", org.name),
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn check_refs(&mut self, client_ref: Option<&Guid>, ssref: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) {
+        let Some(index) = self.ctx.cplis else { return };
+        if let (Some(g), Some(s)) = (client_ref, ssref) {
+            if let Some(c) = index.cplis().iter().find(|c| c.client_ref.as_ref() == Some(g)) {
+                if !c.ssref.eq_ignore_ascii_case(s) {
+                    self.push(
+                        Code::RefMismatch,
+                        Some(Col::ClientRef),
+                        format!("ClientRef {g} is client {}, but SSRef says '{s}'; correct one or leave ClientRef blank", c.ssref),
+                    );
+                }
+            }
+        }
+        if let (Some(g), Some(l)) = (level_ref, level) {
+            if let Some(c) = index.cplis().iter().find(|c| c.service_level_ref.as_ref() == Some(g)) {
+                if c.level_key() != NameKey::new(l) {
+                    self.push(
+                        Code::RefMismatch,
+                        Some(Col::ServiceLevelRef),
+                        format!("ServiceLevelRef {g} is '{}', but ServiceLevel says '{l}'; correct one or leave ServiceLevelRef blank", c.service_level),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Data-quality warnings on an accepted row (SPEC 4).
+    fn warnings(&mut self, v: &Visit, t: &VisitType) {
+        let commented = v.has_comment();
+        if t.comment_expected && !commented {
+            self.push(
+                Code::MissingComment,
+                Some(Col::Comments),
+                format!("VisitType {} ({}) needs a comment saying why; without one the council will raise a dispute", t.code, t.meaning),
+            );
+        }
+        if let Some(d) = &v.delivered {
+            for (overridden, reason, col) in [
+                (d.entry_overridden, &d.entry_override_reason, Col::EntryOverrideReason),
+                (d.exit_overridden, &d.exit_override_reason, Col::ExitOverrideReason),
+            ] {
+                if overridden && reason.is_none() {
+                    self.push(Code::MissingComment, Some(col), format!("the time is marked overridden but {} is blank: say why it was changed", col.heading()));
+                }
+            }
+        }
+        if let Some(n) = v.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
+            self.push(
+                Code::BadNhsNumber,
+                Some(Col::NhsNumber),
+                format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"),
+            );
+        }
+        let planned = v.planned_duration();
+        if planned.minutes == 0 {
+            self.push(Code::ZeroDuration, Some(Col::PlannedExitTime), "PlannedExitTime equals PlannedEntryTime: the planned visit lasts no time".into());
+        }
+        let Some(d) = &v.delivered else { return };
+        let delivered = Duration::between(d.entry, d.exit);
+        if delivered.minutes == 0 {
+            self.push(Code::ZeroDuration, Some(Col::DeliveredExitTime), "DeliveredExitTime equals DeliveredEntryTime: the delivered visit lasts no time".into());
+        }
+        if commented {
+            return;
+        }
+        let over = delivered.minutes - planned.minutes;
+        if !t.comment_expected && over >= self.ctx.rules.over_planned_minutes {
+            self.push(
+                Code::OverPlannedNoComment,
+                Some(Col::Comments),
+                format!(
+                    "delivered {} against {} planned, {} over, without a comment: say why, or use VisitType E for an emergency",
+                    delivered.hours_text(), planned.hours_text(), Duration { minutes: over }.hours_text()
+                ),
+            );
+        }
+        let (p_start, p_end) = interval(v.planned_date, v.planned_entry, v.planned_exit);
+        let (d_start, d_end) = interval(d.date, d.entry, d.exit);
+        if !(d_start < p_end && p_start < d_end) && planned.minutes > 0 && delivered.minutes > 0 {
+            self.push(
+                Code::TimesDoNotTally,
+                Some(Col::DeliveredEntryTime),
+                format!(
+                    "delivered {} {}-{} does not overlap the planned {} {}-{} and there is no comment: correct the times or explain in Comments",
+                    uk_date(d.date), d.entry.format("%H:%M"), d.exit.format("%H:%M"),
+                    uk_date(v.planned_date), v.planned_entry.format("%H:%M"), v.planned_exit.format("%H:%M")
+                ),
+            );
+        }
+    }
+}
+
+fn interval(date: NaiveDate, entry: NaiveTime, exit: NaiveTime) -> (NaiveDateTime, NaiveDateTime) {
+    let start = date.and_time(entry);
+    let end = start + chrono::Duration::minutes(Duration::between(entry, exit).minutes);
+    (start, end)
+}
+
+/// The same client and planned slot twice in a file, neither row saying double-handed.
+#[derive(Default)]
+struct Slots {
+    seen: HashMap<u64, (u64, bool)>,
+    hasher: RandomState,
+}
+
+impl Slots {
+    fn check(&mut self, v: &Visit, r: &mut RowJudge<'_, '_>) {
+        let key = self.hasher.hash_one((v.client_key(), v.planned_date, v.planned_entry));
+        let dh = v.says_double_handed();
+        match self.seen.get_mut(&key) {
+            None => {
+                self.seen.insert(key, (r.row, dh));
+            }
+            Some((first_row, first_dh)) => {
+                if !dh && !*first_dh {
+                    let msg = format!(
+                        "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
+                        v.client_key(), uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
+                    );
+                    r.push(Code::PossibleDuplicate, Some(Col::PlannedEntryTime), msg);
+                }
+                *first_dh |= dh;
+            }
+        }
+    }
+}
+
+fn week_key(v: &Visit) -> WeekKey {
+    WeekKey { client: v.client_key(), level: level_key(v), service: service_key(v), monday: week_start(v.planned_date) }
+}
+
+fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, sign: i64) {
+    let t = weeks.entry(week_key(v)).or_default();
+    t.planned_minutes += sign * v.planned_duration().minutes;
+    if v.visit_type.eq_ignore_ascii_case("E") && v.has_comment() {
+        t.commented_exceptional += sign;
+    }
+}
+
+/// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
+/// differ from what the CPLIs in force commission. Returns the new totals to store.
+fn judge_weeks(
+    batch: &VisitBatch<'_>,
+    deltas: HashMap<WeekKey, WeekTotals>,
+    ctx: &Context<'_>,
+    issues: &mut Vec<Issue>,
+) -> Result<Vec<(WeekKey, WeekTotals)>, IngestError> {
+    let mut out = Vec::with_capacity(deltas.len());
+    let mut deltas: Vec<_> = deltas.into_iter().collect();
+    deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
+    for (key, delta) in deltas {
+        let stored = batch.week(&key)?;
+        let total = WeekTotals {
+            planned_minutes: stored.planned_minutes + delta.planned_minutes,
+            commented_exceptional: stored.commented_exceptional + delta.commented_exceptional,
+        };
+        let sunday = key.monday + chrono::Duration::days(6);
+        let finished = sunday < ctx.today;
+        if let (true, 0, Some(index)) = (finished, total.commented_exceptional, ctx.cplis) {
+            if total.planned_minutes > 0 {
+                if let Some((hours, ids)) = index.weekly_hours(&key.client, &key.level, &key.service, key.monday) {
+                    let planned = Decimal::new(total.planned_minutes, 0) / Decimal::new(60, 0);
+                    if planned != hours {
+                        let mut issue = Issue::file(
+                            Code::PlannedHoursDiffer,
+                            None,
+                            format!(
+                                "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
+                                uk_date(key.monday), uk_date(sunday), key.client, planned.normalize(),
+                                if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
+                            ),
+                        );
+                        issue.reference = Some(key.client.clone());
+                        issues.push(issue);
+                    }
+                }
+            }
+        }
+        out.push((key, total));
+    }
+    Ok(out)
+}

@@ -1,0 +1,21 @@
+//! The provider file gateway: home-care providers drop visits and carers CSV files; the gateway judges
+//! every row against the council's rules, matches visits to CPLIs, stores them and answers.
+//!
+//! # Layout
+//! - `cli`: the command line (SPEC 6) and what each command does.
+//! - `config`: `gateway.toml`, every field with a working default.
+//! - `data_dir`: the folders under `--data`.
+//! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
+//! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
+//! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
+//! - `store`: sled, all-or-nothing imports, history, queries.
+//! - `watch`: the inbox watcher that feeds the pipeline.
+
+pub mod cli;
+pub mod config;
+pub mod data_dir;
+pub mod domain;
+pub mod ingest;
+pub mod pipeline;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,48 @@
+//! `gateway`: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gateway::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs what it does; a one-shot command prints its answer and logs only trouble.
+    let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve => serve(&cli),
+        _ => gateway::cli::run(cli).map_err(anyhow::Error::from),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("gateway: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let config = gateway::config::Config::load(cli.config.as_deref())?;
+    let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
+    let gw = gateway::pipeline::Gateway::open(config, &data)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(gateway::watch::run(std::sync::Arc::new(gw), shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

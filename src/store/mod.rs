@@ -1,0 +1,187 @@
+//! The sled store: one tree, keys prefixed by what they hold; a file is applied all or nothing.
+//!
+//! Keys (`\0` separates parts):
+//! `o\0slug` organisation · `q\0cpli_id` CPLI · `v\0slug\0visit_ref` current visit (or its deletion) ·
+//! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
+//! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
+//! result · `p\0import_id` an import in progress · `m\0name` settings the council changes at run time.
+//!
+//! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
+//! each tagged with the import id, and the import is committed by one small batch (the result, the
+//! week totals, the pending marker removed) that is flushed before anybody is told. On opening, an
+//! import still marked pending is rolled back from the history it wrote.
+
+mod visits;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
+use crate::ingest::ImportResult;
+
+pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another gateway process (is `gateway serve` running? drop files into its inbox instead)")]
+    InUse { path: PathBuf },
+    #[error("the store failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("the store holds an unreadable record at {key}: {source}")]
+    Corrupt { key: String, source: serde_json::Error },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), source })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store records serialise")
+}
+
+impl Store {
+    /// Opens (creating) the store and rolls back any import a crash left half-written.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).open().map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                StoreError::InUse { path: path.to_path_buf() }
+            }
+            other => StoreError::Sled(other),
+        })?;
+        let store = Store { db };
+        store.roll_back_pending()?;
+        Ok(store)
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
+        self.db.get(k)?.map(|v| decode(k, &v)).transpose()
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, T)>> + '_ {
+        self.db.scan_prefix(prefix).map(|kv| {
+            let (k, v) = kv?;
+            let t = decode(&k, &v)?;
+            Ok((k, t))
+        })
+    }
+
+    // Organisations.
+
+    pub fn put_org(&self, org: &Organisation) -> Result<()> {
+        self.db.insert(key(&[b"o", org.slug.as_bytes()]), encode(org))?;
+        Ok(())
+    }
+
+    /// By name (case, spaces and dash kind ignored) or by folder name.
+    pub fn org(&self, name_or_slug: &str) -> Result<Option<Organisation>> {
+        if let Some(o) = self.get::<Organisation>(&key(&[b"o", name_or_slug.trim().as_bytes()]))? {
+            return Ok(Some(o));
+        }
+        Ok(self.orgs()?.into_iter().find(|o| o.is_named(name_or_slug)))
+    }
+
+    pub fn orgs(&self) -> Result<Vec<Organisation>> {
+        self.scan(b"o\0").map(|r| r.map(|(_, o)| o)).collect()
+    }
+
+    // CPLIs.
+
+    /// Upserts by CPLIID in one batch; returns how many were new.
+    pub fn upsert_cplis(&self, cplis: &[Cpli]) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut new = 0;
+        for c in cplis {
+            let k = key(&[b"q", c.cpli_id.as_bytes()]);
+            if !self.db.contains_key(&k)? {
+                new += 1;
+            }
+            batch.insert(k, encode(c));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(new)
+    }
+
+    pub fn cplis_for_org(&self, org: &Organisation) -> Result<Vec<Cpli>> {
+        let mut out = Vec::new();
+        for r in self.scan::<Cpli>(b"q\0") {
+            let (_, c) = r?;
+            if org.is_named(&c.organisation_name) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    // Settings the council changes at run time.
+
+    pub fn locked_until(&self) -> Result<Option<LockedUntil>> {
+        Ok(self.get::<NaiveDate>(&key(&[b"m", b"locked_until"]))?.map(LockedUntil))
+    }
+
+    pub fn lock_until(&self, date: NaiveDate) -> Result<()> {
+        self.db.insert(key(&[b"m", b"locked_until"]), encode(&date))?;
+        self.flush()
+    }
+
+    // Imports.
+
+    pub fn import_result(&self, import_id: &str) -> Result<Option<ImportResult>> {
+        self.get(&key(&[b"i", import_id.as_bytes()]))
+    }
+
+    // Carers.
+
+    pub fn carer_refs(&self, slug: &str) -> Result<HashSet<String>> {
+        self.scan::<Carer>(&key(&[b"c", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c.carer_ref)).collect()
+    }
+
+    pub fn has_carer(&self, slug: &str, carer_ref: &str) -> Result<bool> {
+        Ok(self.db.contains_key(key(&[b"c", slug.as_bytes(), carer_ref.as_bytes()]))?)
+    }
+
+    /// A carers file in one batch with its import record, flushed.
+    pub fn commit_carers(&self, slug: &str, upserts: &[Carer], deletes: &[String], result: &ImportResult) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for c in upserts {
+            batch.insert(key(&[b"c", slug.as_bytes(), c.carer_ref.as_bytes()]), encode(c));
+        }
+        for d in deletes {
+            batch.remove(key(&[b"c", slug.as_bytes(), d.as_bytes()]));
+        }
+        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again.
+    pub fn record_import(&self, result: &ImportResult) -> Result<()> {
+        self.db.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result))?;
+        self.flush()
+    }
+}

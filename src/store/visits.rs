@@ -1,0 +1,192 @@
+//! Visits in the store: the current set, every earlier version, week totals, and all-or-nothing imports.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, key, Result, Store};
+use crate::domain::{MatchStatus, Visit};
+use crate::ingest::ImportResult;
+
+/// A visit as stored: the import that wrote it, and the visit, or `None` once deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVisit {
+    pub visit_ref: String,
+    pub import_id: String,
+    /// The row of that import's file it came from.
+    pub row: u64,
+    pub visit: Option<Visit>,
+}
+
+/// A client's planned time for one service level and service in one Monday-start week.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WeekKey {
+    pub client: String,
+    pub level: String,
+    pub service: String,
+    pub monday: NaiveDate,
+}
+
+impl WeekKey {
+    fn bytes(&self, slug: &str) -> Vec<u8> {
+        let monday = self.monday.to_string();
+        key(&[b"w", slug.as_bytes(), self.client.as_bytes(), self.level.as_bytes(), self.service.as_bytes(), monday.as_bytes()])
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeekTotals {
+    pub planned_minutes: i64,
+    /// Visits of type E that carry a comment: such a week is explained and not judged.
+    pub commented_exceptional: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    slug: String,
+    seq: u64,
+}
+
+/// One visits file being applied. Rows are written as they come; `commit` makes them count.
+/// With `write` false (validate) nothing is written and reads see the store as it is.
+pub struct VisitBatch<'s> {
+    /// `None` for offline validation: nothing is known and nothing is written.
+    store: Option<&'s Store>,
+    slug: String,
+    import_id: String,
+    seq: [u8; 8],
+    write: bool,
+}
+
+impl Store {
+    pub fn begin_visits(&self, slug: &str, import_id: &str, write: bool) -> Result<VisitBatch<'_>> {
+        let seq = self.db.generate_id()?;
+        if write {
+            self.db.insert(key(&[b"p", import_id.as_bytes()]), encode(&Pending { slug: slug.into(), seq }))?;
+            // The marker must be on disk before any row it covers.
+            self.flush()?;
+        }
+        Ok(VisitBatch { store: Some(self), slug: slug.into(), import_id: import_id.into(), seq: seq.to_be_bytes(), write })
+    }
+
+    /// Undoes imports a crash interrupted: each row they wrote goes back to its earlier version.
+    pub(super) fn roll_back_pending(&self) -> Result<()> {
+        let pending: Vec<(sled::IVec, Pending)> = self.scan(b"p\0").collect::<Result<_>>()?;
+        for (pkey, p) in pending {
+            let import_id = String::from_utf8_lossy(&pkey[2..]).into_owned();
+            let seq = p.seq.to_be_bytes();
+            let prefix = key(&[b"v", p.slug.as_bytes(), b""]);
+            for kv in self.db.scan_prefix(&prefix) {
+                let (k, v) = kv?;
+                let sv: StoredVisit = decode(&k, &v)?;
+                if sv.import_id != import_id {
+                    continue;
+                }
+                let hkey = key(&[b"h", p.slug.as_bytes(), sv.visit_ref.as_bytes(), &seq]);
+                let mut batch = sled::Batch::default();
+                match self.db.get(&hkey)? {
+                    Some(prev) => {
+                        batch.insert(k, prev);
+                        batch.remove(hkey);
+                    }
+                    None => batch.remove(k),
+                }
+                self.db.apply_batch(batch)?;
+            }
+            self.db.remove(pkey)?;
+            self.flush()?;
+            tracing::warn!(import_id, org = p.slug, "rolled back an import that a stop interrupted");
+        }
+        Ok(())
+    }
+
+    /// The organisation's current visits (deletions left out), in VisitRef order.
+    pub fn current_visits(&self, slug: &str) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
+        self.scan::<StoredVisit>(&key(&[b"v", slug.as_bytes(), b""]))
+            .map(|r| r.map(|(_, v)| v))
+            .filter(|r| !matches!(r, Ok(StoredVisit { visit: None, .. })))
+    }
+
+    /// Every earlier version of a visit, oldest first.
+    pub fn visit_history(&self, slug: &str, visit_ref: &str) -> Result<Vec<StoredVisit>> {
+        let prefix = key(&[b"h", slug.as_bytes(), visit_ref.as_bytes(), b""]);
+        self.scan::<StoredVisit>(&prefix)
+            .filter(|r| r.as_ref().map_or(true, |(k, _)| k.len() == prefix.len() + 8))
+            .map(|r| r.map(|(_, v)| v))
+            .collect()
+    }
+
+    /// Sets new match statuses on current visits (CPLIs changed); no new version: the provider's data
+    /// did not change. Returns how many changed.
+    pub fn rematch_visits(&self, slug: &str, mut rematch: impl FnMut(&Visit) -> MatchStatus) -> Result<usize> {
+        let mut changed = 0;
+        for kv in self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
+            let (k, v) = kv?;
+            let mut sv: StoredVisit = decode(&k, &v)?;
+            let Some(visit) = sv.visit.as_mut() else { continue };
+            let status = rematch(visit);
+            if status != visit.matched {
+                visit.matched = status;
+                // Only if nobody wrote the visit since it was read.
+                if self.db.compare_and_swap(&k, Some(v), Some(encode(&sv)))?.is_ok() {
+                    changed += 1;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(changed)
+    }
+}
+
+impl VisitBatch<'_> {
+    /// Judging without a store (offline `validate`): every visit is new, nothing is written.
+    pub fn offline() -> VisitBatch<'static> {
+        VisitBatch { store: None, slug: String::new(), import_id: String::new(), seq: [0; 8], write: false }
+    }
+
+    /// The visit as stored now (possibly a deletion), with its raw bytes for the history.
+    pub fn current(&self, visit_ref: &str) -> Result<Option<(sled::IVec, StoredVisit)>> {
+        let Some(store) = self.store else { return Ok(None) };
+        let k = key(&[b"v", self.slug.as_bytes(), visit_ref.as_bytes()]);
+        store.db.get(&k)?.map(|v| decode(&k, &v).map(|sv| (v, sv))).transpose()
+    }
+
+    /// Writes a new version; the one it replaces goes into the history.
+    pub fn put(&mut self, previous: Option<&sled::IVec>, visit_ref: &str, row: u64, visit: Option<Visit>) -> Result<()> {
+        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
+        let slug = self.slug.as_bytes();
+        if let Some(prev) = previous {
+            store.db.insert(key(&[b"h", slug, visit_ref.as_bytes(), &self.seq]), prev.clone())?;
+        }
+        let sv = StoredVisit { visit_ref: visit_ref.into(), import_id: self.import_id.clone(), row, visit };
+        store.db.insert(key(&[b"v", slug, visit_ref.as_bytes()]), encode(&sv))?;
+        Ok(())
+    }
+
+    /// Undoes what this import wrote so far (a failure part-way through a file).
+    pub fn abort(self) -> Result<()> {
+        match self.store.filter(|_| self.write) {
+            Some(store) => store.roll_back_pending(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn week(&self, week: &WeekKey) -> Result<WeekTotals> {
+        match self.store {
+            Some(store) => Ok(store.get(&week.bytes(&self.slug))?.unwrap_or_default()),
+            None => Ok(WeekTotals::default()),
+        }
+    }
+
+    /// Makes the file count: its result and week totals in one batch, the pending mark removed, flushed.
+    pub fn commit(self, result: &ImportResult, weeks: &[(WeekKey, WeekTotals)]) -> Result<()> {
+        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
+        let mut batch = sled::Batch::default();
+        for (k, t) in weeks {
+            batch.insert(k.bytes(&self.slug), encode(t));
+        }
+        batch.insert(key(&[b"i", self.import_id.as_bytes()]), encode(result));
+        batch.remove(key(&[b"p", self.import_id.as_bytes()]));
+        store.db.apply_batch(batch)?;
+        store.flush()
+    }
+}

@@ -1,0 +1,12 @@
+//! One integration-test binary: every module drives the real `gateway` binary.
+
+mod helpers;
+
+/// The guide's own examples: the example week, the deletion example, scenarios, disputes.
+mod guide;
+/// Malformed files: each gets a result with a clear message and none makes the gateway panic.
+mod malformed;
+/// `gateway serve`: the inbox watcher, slow writers, and a process killed mid-import.
+mod serve;
+/// Command-line behaviour that is not tied to one guide example (validate, visits list, period lock).
+mod cli;
