@@ -414,7 +414,7 @@ mod tests {
         t.check_utf8(&text[..3]); // cuts 'ë' in half
         t.check_utf8(&text[3..]);
         assert!(t.utf8 && t.carry.is_empty());
-        t.check_utf8(b"caf\xE9");
+        t.check_utf8(b"caf\xE9 ");
         assert!(!t.utf8);
     }
 }

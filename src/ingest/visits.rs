@@ -777,3 +777,494 @@ fn judge_weeks(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::{Cpli, Quantity};
+    use crate::ingest::{process, Code, ImportResult, Incoming, Mode, Status};
+    use crate::store::Store;
+
+    /// A valid DHS row for client A1 with `changes` applied, as a CSV line in `HEADINGS` order.
+    fn row(changes: &[(&str, &str)]) -> String {
+        let mut cells: Vec<String> = HEADINGS
+            .iter()
+            .map(|h| match *h {
+                "VisitRef" => "V1",
+                "Deleted" => "0",
+                "PlannedVisitDate" | "DeliveredVisitDate" => "03/10/2022",
+                "PlannedEntryTime" | "DeliveredEntryTime" => "08:00",
+                "PlannedExitTime" | "DeliveredExitTime" => "09:00",
+                "VisitType" => "DHS",
+                "SSRef" => "A1",
+                "ServiceLevel" => "Personal Care",
+                "ServiceName" => "Pearl Carers - Zone 6 - Oxford",
+                _ => "",
+            })
+            .map(String::from)
+            .collect();
+        let set = |cells: &mut Vec<String>, h: &str, v: &str| {
+            let i = HEADINGS.iter().position(|x| *x == h).unwrap_or_else(|| panic!("no heading {h}"));
+            cells[i] = v.to_string();
+        };
+        for (h, v) in changes {
+            set(&mut cells, h, v);
+            // A moved planned slot is delivered as planned unless the change says otherwise.
+            if let Some(d) = h.strip_prefix("Planned").map(|rest| format!("Delivered{rest}")) {
+                if !changes.iter().any(|(c, _)| *c == d) && HEADINGS.contains(&d.as_str()) {
+                    set(&mut cells, &d, v);
+                }
+            }
+        }
+        cells.iter().map(|c| if c.contains(',') { format!("\"{c}\"") } else { c.clone() }).collect::<Vec<_>>().join(",")
+    }
+
+    fn file(rows: &[String]) -> String {
+        let mut s = HEADINGS.join(",");
+        for r in rows {
+            s.push_str("\r\n");
+            s.push_str(r);
+        }
+        s.push_str("\r\n");
+        s
+    }
+
+    fn cpli(id: &str, service: &str, start: (i32, u32, u32), hours: i64) -> Cpli {
+        Cpli {
+            cpli_id: id.into(),
+            ssref: "A1".into(),
+            client_name: "Mrs A".into(),
+            nhs_number: None,
+            client_ref: None,
+            organisation_ref: None,
+            organisation_name: "Pearl Carers Ltd".into(),
+            service_ref: None,
+            service_name: service.into(),
+            contract: "LWAH".into(),
+            service_level_ref: None,
+            service_level: "Personal Care".into(),
+            start_date: NaiveDate::from_ymd_opt(start.0, start.1, start.2).unwrap(),
+            end_date: None,
+            quantity: Quantity { amount: Decimal::new(hours, 0), unit: "Hr".into(), frequency: "Weekly".into() },
+            unit_cost: Decimal::new(2377, 2),
+            authorised: true,
+        }
+    }
+
+    fn config(today: (i32, u32, u32)) -> Config {
+        let mut c = Config::default();
+        c.rules.today = NaiveDate::from_ymd_opt(today.0, today.1, today.2);
+        c
+    }
+
+    fn org() -> Organisation {
+        Organisation::new("Pearl Carers Ltd", None)
+    }
+
+    fn run_bytes(bytes: &[u8], config: &Config, mode: Mode<'_>) -> ImportResult {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("visits.csv");
+        std::fs::write(&path, bytes).unwrap();
+        let incoming = Incoming {
+            path: &path,
+            file_name: "visits.csv".into(),
+            import_id: uuid::Uuid::now_v7().to_string(),
+            received_at: chrono::Utc::now(),
+        };
+        process(config, Some(&org()), &incoming, mode).unwrap()
+    }
+
+    /// Judges rows offline against one CPLI (A1, Personal Care, Zone 6, 1 hour a week from 03/10/2022),
+    /// on a day when that week is not finished.
+    fn judge(rows: &[String]) -> ImportResult {
+        let cplis = vec![cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1)];
+        run_bytes(file(rows).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(cplis) })
+    }
+
+    fn codes(r: &ImportResult) -> Vec<Code> {
+        r.issues.iter().map(|i| i.code).collect()
+    }
+
+    fn only(r: &ImportResult, code: Code) -> &Issue {
+        let found: Vec<&Issue> = r.issues.iter().filter(|i| i.code == code).collect();
+        assert_eq!(found.len(), 1, "expected one {code:?} in {:#?}", r.issues);
+        found[0]
+    }
+
+    #[test]
+    fn a_clean_delivered_visit_is_accepted_and_matched() {
+        let r = judge(&[row(&[])]);
+        assert_eq!(r.issues, vec![]);
+        assert_eq!((r.counts.read, r.counts.new, r.counts.rejected), (1, 1, 0));
+    }
+
+    #[test]
+    fn every_heading_must_be_present() {
+        let text = file(&[row(&[])]).replacen("CarerRef,", "", 1);
+        let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(only(&r, Code::MissingColumn).field.as_deref(), Some("CarerRef"));
+        assert_eq!(r.counts, Counts::default());
+    }
+
+    #[test]
+    fn headings_match_in_any_order_case_and_spacing() {
+        let mut headings: Vec<String> = HEADINGS.iter().map(|h| h.to_uppercase().replace(' ', "")).collect();
+        headings.swap(0, 24);
+        let mut cells: Vec<String> = row(&[]).split(',').map(String::from).collect();
+        cells.swap(0, 24);
+        let text = format!("{}\n{}\n", headings.join(","), cells.join(","));
+        let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
+        assert_eq!((r.status, r.counts.new), (Status::Processed, 1), "{:#?}", r.issues);
+    }
+
+    #[test]
+    fn a_repeated_heading_fails_the_file() {
+        let text = file(&[row(&[])]).replacen("Comments", "VisitRef", 1);
+        let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
+        assert_eq!(r.status, Status::Failed);
+        assert!(codes(&r).contains(&Code::DuplicateColumn));
+    }
+
+    #[test]
+    fn an_unknown_extra_column_is_a_warning() {
+        let text = file(&[row(&[])]).replacen("OrganisationName", "OrganisationName,Rota", 1).replace("\r\nV1", "\r\nV1").replacen("Oxford,,", "Oxford,,,", 1);
+        let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
+        assert_eq!(r.status, Status::Processed);
+        assert_eq!(only(&r, Code::UnknownColumn).field.as_deref(), Some("Rota"));
+    }
+
+    #[test]
+    fn visit_ref_is_required_and_at_most_50_characters() {
+        let r = judge(&[row(&[("VisitRef", "")]), row(&[("VisitRef", &"V".repeat(51))])]);
+        assert_eq!(codes(&r), [Code::Required, Code::TooLong]);
+        assert_eq!(r.counts.rejected, 2);
+    }
+
+    #[test]
+    fn every_row_carrying_a_duplicated_visit_ref_is_rejected() {
+        let r = judge(&[row(&[]), row(&[("VisitRef", "V2"), ("PlannedEntryTime", "10:00")]), row(&[("PlannedEntryTime", "12:00")])]);
+        assert_eq!(codes(&r), [Code::DuplicateRef, Code::DuplicateRef]);
+        assert_eq!(r.issues.iter().map(|i| i.row).collect::<Vec<_>>(), [Some(2), Some(4)]);
+        assert_eq!((r.counts.read, r.counts.new, r.counts.rejected), (3, 1, 2));
+    }
+
+    #[test]
+    fn deleted_takes_0_1_y_n_in_any_case_and_nothing_else() {
+        let ok = judge(&[row(&[("Deleted", "n")]), row(&[("VisitRef", "V2"), ("Deleted", "N"), ("PlannedEntryTime", "10:00")])]);
+        assert_eq!(ok.counts.rejected, 0, "{:#?}", ok.issues);
+        let bad = judge(&[row(&[("Deleted", "yes")]), row(&[("VisitRef", "V2"), ("Deleted", "")])]);
+        assert_eq!(codes(&bad), [Code::BadBoolean, Code::Required]);
+    }
+
+    #[test]
+    fn delivered_visit_types_need_delivered_date_and_times() {
+        let r = judge(&[row(&[("VisitType", "E"), ("Comments", "fell"), ("DeliveredVisitDate", ""), ("DeliveredExitTime", "")])]);
+        assert_eq!(codes(&r), [Code::DeliveredRequired, Code::DeliveredRequired]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("DeliveredVisitDate"));
+    }
+
+    #[test]
+    fn visit_types_not_delivered_must_leave_delivered_times_blank() {
+        let r = judge(&[row(&[("VisitType", "C24"), ("Comments", "cancelled by family")])]);
+        assert_eq!(codes(&r), [Code::DeliveredNotAllowed; 3]);
+        let ok = judge(&[row(&[("VisitType", "h"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")])]);
+        assert_eq!(ok.issues, vec![]);
+    }
+
+    #[test]
+    fn an_unknown_visit_type_is_rejected_naming_the_codes() {
+        let r = judge(&[row(&[("VisitType", "DEL")])]);
+        assert!(only(&r, Code::UnknownVisitType).message.contains("C24, C, E, U, DHS, DHF, H"));
+    }
+
+    #[test]
+    fn dates_and_times_must_be_real_and_in_the_guides_forms() {
+        let r = judge(&[
+            row(&[("PlannedVisitDate", "31/02/2022"), ("DeliveredVisitDate", "03/10/2022")]),
+            row(&[("VisitRef", "V2"), ("PlannedExitTime", "9.00"), ("DeliveredExitTime", "09:00")]),
+        ]);
+        assert_eq!(codes(&r), [Code::BadDate, Code::BadTime]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("PlannedVisitDate"));
+    }
+
+    #[test]
+    fn the_client_is_named_by_ssref_clientref_or_nhs_number() {
+        let r = judge(&[row(&[("SSRef", "")])]);
+        assert_eq!(only(&r, Code::Required).field.as_deref(), Some("SSRef"));
+        let r = judge(&[row(&[("SSRef", ""), ("NHSNumber", "9434765919")])]);
+        assert!(!codes(&r).contains(&Code::Required), "{:#?}", r.issues);
+    }
+
+    #[test]
+    fn a_service_level_that_takes_no_visits_is_rejected() {
+        let r = judge(&[row(&[("ServiceLevel", "Live in care")])]);
+        assert_eq!(codes(&r), [Code::NoVisitsForServiceLevel]);
+    }
+
+    #[test]
+    fn another_organisations_name_is_rejected() {
+        let r = judge(&[row(&[("OrganisationName", "Diamond Home Care Ltd")]), row(&[("VisitRef", "V2"), ("OrganisationName", "pearl carers ltd"), ("PlannedEntryTime", "10:00")])]);
+        assert_eq!(codes(&r), [Code::WrongOrganisation]);
+        assert_eq!(r.issues[0].row, Some(2));
+    }
+
+    #[test]
+    fn a_malformed_guid_is_rejected() {
+        let r = judge(&[row(&[("ClientRef", "not-a-guid")])]);
+        assert_eq!(codes(&r), [Code::BadGuid]);
+    }
+
+    #[test]
+    fn text_longer_than_its_column_allows_is_rejected() {
+        let r = judge(&[row(&[("Comments", &"x".repeat(8001))])]);
+        assert_eq!(only(&r, Code::TooLong).field.as_deref(), Some("Comments"));
+    }
+
+    #[test]
+    fn a_bad_nhs_number_is_a_warning_and_the_row_is_kept() {
+        let r = judge(&[row(&[("NHSNumber", "9434765918")])]);
+        assert_eq!(codes(&r), [Code::BadNhsNumber]);
+        assert_eq!(r.counts.new, 1);
+    }
+
+    #[test]
+    fn exceptional_undeliverable_and_cancelled_visits_without_a_comment_are_flagged() {
+        let blank = [("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
+        let with = |vt: &'static str, r: &'static str, t: &'static str| {
+            let mut c: Vec<(&str, &str)> = vec![("VisitType", vt), ("VisitRef", r), ("PlannedEntryTime", t)];
+            if vt != "E" {
+                c.extend(blank);
+            }
+            row(&c)
+        };
+        let r = judge(&[with("E", "V1", "08:00"), with("U", "V2", "10:00"), with("C", "V3", "12:00"), with("C24", "V4", "14:00")]);
+        assert_eq!(codes(&r), [Code::MissingComment; 4]);
+        assert_eq!(r.counts.new, 4);
+    }
+
+    #[test]
+    fn an_overridden_time_without_its_reason_is_flagged() {
+        let r = judge(&[row(&[("DeliveredEntryTime IsOverridden", "Y")])]);
+        assert_eq!(only(&r, Code::MissingComment).field.as_deref(), Some("DeliveredEntryTime OverrideReason"));
+    }
+
+    #[test]
+    fn delivered_an_hour_or_more_over_planned_without_a_comment_is_flagged() {
+        let r = judge(&[row(&[("DeliveredExitTime", "10:00")]), row(&[("VisitRef", "V2"), ("PlannedEntryTime", "12:00"), ("PlannedExitTime", "13:00"), ("DeliveredEntryTime", "12:00"), ("DeliveredExitTime", "13:59")])]);
+        assert_eq!(codes(&r), [Code::OverPlannedNoComment]);
+        let commented = judge(&[row(&[("DeliveredExitTime", "10:00"), ("Comments", "waited for the district nurse")])]);
+        assert_eq!(commented.issues, vec![]);
+    }
+
+    #[test]
+    fn delivered_times_that_do_not_overlap_the_planned_ones_are_flagged() {
+        // The guide's dispute example 3: planned 8-9, delivered 10-10:30.
+        let r = judge(&[row(&[("DeliveredEntryTime", "10:00"), ("DeliveredExitTime", "10:30")])]);
+        assert_eq!(codes(&r), [Code::TimesDoNotTally]);
+        let next_day = judge(&[row(&[("DeliveredVisitDate", "04/10/2022")])]);
+        assert_eq!(codes(&next_day), [Code::TimesDoNotTally]);
+    }
+
+    #[test]
+    fn a_visit_past_midnight_is_judged_across_the_two_days() {
+        let r = judge(&[row(&[("PlannedEntryTime", "22:00"), ("PlannedExitTime", "01:00"), ("DeliveredEntryTime", "23:30"), ("DeliveredExitTime", "00:45")])]);
+        assert_eq!(r.issues, vec![]);
+    }
+
+    #[test]
+    fn a_visit_of_no_length_is_flagged() {
+        let r = judge(&[row(&[("PlannedExitTime", "08:00"), ("DeliveredExitTime", "08:00"), ("Comments", "x")])]);
+        assert_eq!(codes(&r), [Code::ZeroDuration, Code::ZeroDuration]);
+    }
+
+    #[test]
+    fn the_same_client_and_slot_twice_is_a_possible_duplicate_unless_double_handed() {
+        let r = judge(&[row(&[]), row(&[("VisitRef", "V2")])]);
+        assert_eq!(only(&r, Code::PossibleDuplicate).row, Some(3));
+        let dh = judge(&[row(&[]), row(&[("VisitRef", "V2"), ("Comments", "[Double-Handed]")])]);
+        assert_eq!(dh.issues, vec![]);
+    }
+
+    #[test]
+    fn an_unmatched_visit_names_the_service_the_provider_probably_meant() {
+        let r = judge(&[row(&[("ServiceName", "Pearl Carers - Zone 7 - Farrington")])]);
+        let i = only(&r, Code::Unmatched);
+        assert_eq!(i.field.as_deref(), Some("ServiceName"));
+        assert!(i.message.contains("did you mean ServiceName 'Pearl Carers - Zone 6 - Oxford'?"), "{}", i.message);
+        assert_eq!(r.counts.new, 1);
+    }
+
+    #[test]
+    fn a_visit_before_its_cpli_starts_is_unmatched_naming_the_start() {
+        let r = judge(&[row(&[("PlannedVisitDate", "02/10/2022"), ("DeliveredVisitDate", "02/10/2022")])]);
+        assert!(only(&r, Code::Unmatched).message.contains("before CPLI 100 starts (03/10/2022)"));
+    }
+
+    #[test]
+    fn a_visit_for_a_client_with_no_cpli_is_unmatched() {
+        let r = judge(&[row(&[("SSRef", "A999")])]);
+        assert!(only(&r, Code::Unmatched).message.contains("no care package (CPLI) for client A999"));
+    }
+
+    fn week_of_visits(hours: usize, extra: &[(&str, &str)]) -> Vec<String> {
+        (0..hours)
+            .map(|d| {
+                let date = format!("{:02}/10/2022", 3 + d);
+                let mut c = vec![("VisitRef", format!("W{d}")), ("PlannedVisitDate", date.clone()), ("DeliveredVisitDate", date)];
+                c.extend(extra.iter().map(|(a, b)| (*a, b.to_string())));
+                row(&c.iter().map(|(a, b)| (*a, b.as_str())).collect::<Vec<_>>())
+            })
+            .collect()
+    }
+
+    fn judge_finished_week(rows: &[String], hours: i64) -> ImportResult {
+        let cplis = vec![cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), hours)];
+        run_bytes(file(rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(cplis) })
+    }
+
+    #[test]
+    fn planned_hours_that_differ_from_the_cpli_in_a_finished_week_are_flagged() {
+        let r = judge_finished_week(&week_of_visits(5, &[]), 7);
+        let i = only(&r, Code::PlannedHoursDiffer);
+        assert_eq!((i.row, i.reference.as_deref()), (None, Some("A1")));
+        assert!(i.message.contains("5 hours planned") && i.message.contains("7 hours a week"), "{}", i.message);
+        assert_eq!(judge_finished_week(&week_of_visits(7, &[]), 7).issues, vec![]);
+    }
+
+    #[test]
+    fn a_week_holding_a_commented_exceptional_visit_is_not_judged() {
+        let mut rows = week_of_visits(7, &[]);
+        rows.push(row(&[("VisitRef", "EX"), ("VisitType", "E"), ("PlannedEntryTime", "12:00"), ("PlannedExitTime", "12:45"), ("DeliveredEntryTime", "12:00"), ("DeliveredExitTime", "12:47"), ("Comments", "Extra emergency visit agreed with social worker")]));
+        assert_eq!(judge_finished_week(&rows, 7).issues, vec![]);
+    }
+
+    #[test]
+    fn a_week_not_yet_finished_is_not_judged() {
+        let cplis = vec![cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7)];
+        let r = run_bytes(file(&week_of_visits(5, &[])).as_bytes(), &config((2022, 10, 9)), Mode::Validate { store: None, cplis: Some(cplis) });
+        assert_eq!(r.issues, vec![]);
+    }
+
+    #[test]
+    fn two_cplis_in_force_the_same_week_add_up() {
+        // Scenario 2: an open package of 7 hours and a temporary one of 3.5 for the same week.
+        let mut cplis = vec![cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7), cpli("101", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 0)];
+        cplis[1].quantity.amount = Decimal::new(35, 1);
+        cplis[1].end_date = NaiveDate::from_ymd_opt(2022, 10, 9);
+        let mut rows = week_of_visits(7, &[]);
+        rows.extend(week_of_visits(7, &[("PlannedEntryTime", "12:00"), ("PlannedExitTime", "12:30"), ("DeliveredEntryTime", "12:00"), ("DeliveredExitTime", "12:30")]).into_iter().enumerate().map(|(i, r)| r.replacen(&format!("W{i},"), &format!("X{i},"), 1)));
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(cplis) });
+        assert_eq!(r.issues, vec![]);
+        assert_eq!(r.counts.new, 14);
+    }
+
+    #[test]
+    fn a_row_with_the_wrong_number_of_fields_is_rejected_and_trailing_blank_fields_are_not() {
+        let r = judge(&[row(&[]).rsplitn(3, ',').nth(2).unwrap().to_string(), format!("{},", row(&[("VisitRef", "V2"), ("PlannedEntryTime", "10:00")]))]);
+        assert_eq!(codes(&r), [Code::WrongFieldCount]);
+        assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    #[test]
+    fn a_windows_1252_file_is_read_with_a_warning() {
+        let mut bytes = file(&[row(&[("Comments", "CAFE")])]).into_bytes();
+        let at = bytes.windows(4).position(|w| w == b"CAFE").unwrap();
+        bytes[at + 3] = 0xC9; // 'É' in Windows-1252, invalid alone in UTF-8
+        let cplis = vec![cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1)];
+        let r = run_bytes(&bytes, &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(cplis) });
+        assert_eq!(codes(&r), [Code::EncodingGuessed]);
+        assert_eq!(r.counts.new, 1);
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_not_part_of_the_first_heading() {
+        let text = format!("\u{FEFF}{}", file(&[row(&[])]).replace("\r\n", "\n"));
+        let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
+        assert_eq!((r.status, r.issues.len()), (Status::Processed, 0), "{:#?}", r.issues);
+    }
+
+    /// Imports into a fresh store (kept in `dir`).
+    fn import(store: &Store, rows: &[String]) -> ImportResult {
+        run_bytes(file(rows).as_bytes(), &config((2022, 10, 5)), Mode::Import(store))
+    }
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_known_visit_ref_is_updated_and_its_earlier_version_kept() {
+        let (_d, store) = temp_store();
+        assert_eq!(import(&store, &[row(&[])]).counts.new, 1);
+        let again = import(&store, &[row(&[("DeliveredExitTime", "09:10")])]);
+        assert_eq!((again.counts.new, again.counts.updated), (0, 1));
+        let history = store.visit_history("pearl-carers-ltd", "V1").unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].visit.as_ref().unwrap().delivered.as_ref().unwrap().exit, NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn a_deletion_removes_the_visit_and_keeps_it_in_history() {
+        let (_d, store) = temp_store();
+        import(&store, &[row(&[])]);
+        let del = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
+        assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
+        assert_eq!(store.current_visits("pearl-carers-ltd").count(), 0);
+        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deleting_a_visit_that_does_not_exist_is_rejected() {
+        let (_d, store) = temp_store();
+        let r = import(&store, &[format!("V404,1{}", ",".repeat(23))]);
+        assert_eq!(codes(&r), [Code::DeleteUnknown]);
+    }
+
+    #[test]
+    fn rows_in_a_locked_period_are_rejected_deletions_included() {
+        let (_d, store) = temp_store();
+        import(&store, &[row(&[])]);
+        store.lock_until(NaiveDate::from_ymd_opt(2022, 10, 30).unwrap()).unwrap();
+        let r = import(&store, &[row(&[("DeliveredExitTime", "09:05")]), format!("V1,1{}", ",".repeat(23))]);
+        assert_eq!(codes(&r), [Code::DuplicateRef, Code::DuplicateRef]);
+        let r = import(&store, &[row(&[("DeliveredExitTime", "09:05")])]);
+        let i = only(&r, Code::PeriodLocked);
+        assert!(i.message.contains("payment period 1 (03/10/2022 to 30/10/2022)"), "{}", i.message);
+        let r = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
+        assert_eq!(codes(&r), [Code::PeriodLocked]);
+    }
+
+    #[test]
+    fn a_carer_ref_must_name_one_of_the_organisations_carers() {
+        let (_d, store) = temp_store();
+        let r = import(&store, &[row(&[("CarerRef", "C1")])]);
+        assert_eq!(codes(&r), [Code::UnknownCarer]);
+        let carers = run_bytes(b"CarerRef,Forename,Surname,Deleted\nC1,Si\xC3\xA2n,Jones,0\n", &config((2022, 10, 5)), Mode::Import(&store));
+        assert_eq!((carers.kind, carers.counts.new), (crate::ingest::FileKind::Carers, 1), "{:#?}", carers.issues);
+        assert!(!codes(&import(&store, &[row(&[("CarerRef", "C1")])])).contains(&Code::UnknownCarer));
+    }
+
+    #[test]
+    fn an_import_interrupted_part_way_is_rolled_back_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        {
+            let store = Store::open(&db).unwrap();
+            import(&store, &[row(&[])]);
+            // Write like an import that never reached its commit.
+            let mut batch = store.begin_visits("pearl-carers-ltd", "crashed", true).unwrap();
+            let prev = batch.current("V1").unwrap().map(|(raw, _)| raw);
+            batch.put(prev.as_ref(), "V1", 2, None).unwrap();
+            batch.put(None, "V2", 3, None).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&db).unwrap();
+        let current: Vec<_> = store.current_visits("pearl-carers-ltd").map(|v| v.unwrap().visit_ref).collect();
+        assert_eq!(current, ["V1"]);
+        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 0);
+    }
+}
