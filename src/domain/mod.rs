@@ -14,7 +14,7 @@ pub use carer::Carer;
 pub use cpli::{Cpli, Quantity};
 pub use date_time::{parse_date, parse_time, uk_date, Duration};
 pub use ident::{council_guid, is_valid_nhs_number, parse_guid, Guid};
-pub use name::{slug, NameKey};
+pub use name::{slug, NameKey, NameKeys};
 pub use organisation::{Organisation, Service};
 pub use period::{week_start, LockedUntil, Period};
 pub use visit::{Delivered, MatchStatus, Visit};

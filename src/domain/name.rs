@@ -4,10 +4,21 @@
 /// kind of dash do not matter ("Home Support – Urgent Care" = "home support - urgent care"); anything
 /// else does, as the guide insists on "the same naming convention as that recorded on the CPLI".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NameKey(String);
+pub struct NameKey(std::sync::Arc<str>);
 
 impl NameKey {
     pub fn new(s: &str) -> NameKey {
+        // Nearly every name is ASCII: lower-case it byte by byte, collapsing runs of spaces.
+        if s.is_ascii() {
+            let mut out = String::with_capacity(s.len());
+            for word in s.split_ascii_whitespace() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.extend(word.bytes().map(|b| b.to_ascii_lowercase() as char));
+            }
+            return NameKey(out.into());
+        }
         let mut out = String::with_capacity(s.len());
         for word in s.split_whitespace() {
             if !out.is_empty() {
@@ -20,12 +31,48 @@ impl NameKey {
                 }
             }
         }
-        NameKey(out)
+        NameKey(out.into())
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Name keys already made in this file: a file names the same few services on every row.
+#[derive(Default)]
+pub struct NameKeys {
+    names: hashbrown::HashMap<String, NameKey>,
+    upper: hashbrown::HashMap<String, std::sync::Arc<str>>,
+}
+
+impl NameKeys {
+    pub fn get(&mut self, name: &str) -> NameKey {
+        memo(&mut self.names, name, NameKey::new)
+    }
+
+    /// `s` in upper case (an SSRef as a client key).
+    pub fn upper(&mut self, s: &str) -> std::sync::Arc<str> {
+        memo(&mut self.upper, s, |s| s.to_uppercase().into())
+    }
+
+    pub fn as_str(key: &NameKey) -> std::sync::Arc<str> {
+        key.0.clone()
+    }
+}
+
+/// Looks `raw` up, making and remembering its value the first time (bounded: a file with very many
+/// distinct values just starts again).
+fn memo<V: Clone>(map: &mut hashbrown::HashMap<String, V>, raw: &str, make: impl Fn(&str) -> V) -> V {
+    if let Some(v) = map.get(raw) {
+        return v.clone();
+    }
+    if map.len() > 10_000 {
+        map.clear();
+    }
+    let v = make(raw);
+    map.insert(raw.to_string(), v.clone());
+    v
 }
 
 /// The folder name of an organisation: `Pearl Carers Ltd` -> `pearl-carers-ltd`.

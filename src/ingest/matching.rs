@@ -6,13 +6,40 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::domain::visit::client_key;
-use crate::domain::{uk_date, Cpli, MatchStatus, NameKey, Visit};
+use std::sync::Arc;
+
+use crate::domain::{uk_date, Cpli, Guid, MatchStatus, NameKey, NameKeys, Visit};
 
 /// One organisation's CPLIs, found by any of the client's identifiers.
 #[derive(Debug, Default)]
 pub struct CpliIndex {
-    cplis: Vec<Cpli>,
+    entries: Vec<Entry>,
     by_client: HashMap<String, Vec<usize>>,
+}
+
+/// A CPLI with its service level and service name as compared, computed once.
+#[derive(Debug)]
+struct Entry {
+    cpli: Cpli,
+    level: NameKey,
+    service: NameKey,
+}
+
+/// A visit's client, service level and service name as compared with CPLIs.
+pub struct VisitKeys {
+    pub client: Arc<str>,
+    pub level: Option<NameKey>,
+    pub service: Option<NameKey>,
+}
+
+impl VisitKeys {
+    pub fn of(v: &Visit) -> VisitKeys {
+        VisitKeys {
+            client: v.client_key().into(),
+            level: v.service_level.as_deref().map(NameKey::new),
+            service: v.service_name.as_deref().map(NameKey::new),
+        }
+    }
 }
 
 impl CpliIndex {
@@ -35,63 +62,66 @@ impl CpliIndex {
                 by_client.entry(k).or_default().push(i);
             }
         }
-        CpliIndex { cplis, by_client }
+        let entries = cplis.into_iter().map(|c| Entry { level: c.level_key(), service: c.service_key(), cpli: c }).collect();
+        CpliIndex { entries, by_client }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cplis.is_empty()
+        self.entries.is_empty()
     }
 
-    pub fn cplis(&self) -> &[Cpli] {
-        &self.cplis
+    pub fn cplis(&self) -> impl Iterator<Item = &Cpli> {
+        self.entries.iter().map(|e| &e.cpli)
     }
 
-    /// The client's CPLIs, whichever identifiers the visit gives.
-    pub fn for_client(&self, ssref: Option<&str>, client_ref: Option<&crate::domain::Guid>, nhs: Option<&str>) -> Vec<&Cpli> {
+    /// The client's CPLIs, whichever identifiers are given.
+    fn for_client(&self, ssref: Option<&str>, client_ref: Option<&Guid>, nhs: Option<&str>) -> Vec<&Entry> {
         let mut idx: Vec<usize> = Vec::new();
-        if let Some(s) = ssref {
-            idx.extend(self.by_client.get(&client_key(Some(s), None, None)).into_iter().flatten());
-        }
-        if let Some(r) = client_ref {
-            idx.extend(self.by_client.get(&client_key(None, Some(r), None)).into_iter().flatten());
-        }
-        if let Some(n) = nhs {
-            idx.extend(self.by_client.get(&client_key(None, None, Some(n))).into_iter().flatten());
+        for key in [
+            ssref.map(|s| client_key(Some(s), None, None)),
+            client_ref.map(|r| client_key(None, Some(r), None)),
+            nhs.map(|n| client_key(None, None, Some(n))),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            idx.extend(self.by_client.get(&key).into_iter().flatten());
         }
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| &self.cplis[i]).collect()
+        idx.into_iter().map(|i| &self.entries[i]).collect()
     }
 
-    fn visit_cplis(&self, v: &Visit) -> Vec<&Cpli> {
-        self.for_client(v.ssref.as_deref(), v.client_ref.as_ref(), v.nhs_number.as_deref())
-    }
-
-    /// Matched to the first CPLI that fits every condition, or unmatched with the reason and, where
-    /// one is near, the CPLI the provider probably meant.
     pub fn match_visit(&self, v: &Visit) -> MatchStatus {
-        self.explain(v).0
+        self.explain(v, &VisitKeys::of(v)).0
     }
 
-    /// The match, and for an unmatched visit the column the provider should look at.
-    pub fn explain(&self, v: &Visit) -> (MatchStatus, Option<&'static str>) {
-        let cands = self.visit_cplis(v);
-        let client = v.ssref.clone().or_else(|| v.client_ref.as_ref().map(|g| g.to_string())).or_else(|| v.nhs_number.clone()).unwrap_or_default();
-        if cands.is_empty() {
-            let reason = format!(
-                "no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"
-            );
-            return (MatchStatus::Unmatched { reason }, Some("SSRef"));
-        }
-        let level_ok = |c: &Cpli| level_fits(v, c);
-        let service_ok = |c: &Cpli| service_fits(v, c);
-        if let Some(c) = cands.iter().find(|c| level_ok(c) && service_ok(c) && c.covers(v.planned_date) && c.authorised) {
-            return (MatchStatus::Matched { cpli_id: c.cpli_id.clone() }, None);
-        }
+    /// Matched to the first CPLI that fits every condition, or unmatched with the reason, the CPLI
+    /// the provider probably meant where one is near, and the column to look at.
+    pub fn explain(&self, v: &Visit, keys: &VisitKeys) -> (MatchStatus, Option<&'static str>) {
+        let cands = self.for_client(v.ssref.as_deref(), v.client_ref.as_ref(), v.nhs_number.as_deref());
+        let level_ok = |e: &Entry| {
+            v.service_level_ref.as_ref().is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
+                && keys.level.as_ref().is_none_or(|k| *k == e.level)
+        };
+        let service_ok = |e: &Entry| {
+            v.service_ref.as_ref().is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
+                && keys.service.as_ref().is_none_or(|k| *k == e.service)
+        };
         let date = v.planned_date;
-        let (reason, field) = if let Some(c) = cands.iter().find(|c| level_ok(c) && service_ok(c) && c.covers(date)) {
-            (format!("CPLI {} for client {client} is not authorised yet", c.cpli_id), None)
-        } else if let Some(c) = nearest_by_date(cands.iter().copied().filter(|c| level_ok(c) && service_ok(c)), date) {
+        if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date) && e.cpli.authorised) {
+            return (MatchStatus::Matched { cpli_id: e.cpli.cpli_id.clone() }, None);
+        }
+        let client = v.ssref.clone().or_else(|| v.client_ref.as_ref().map(|g| g.to_string())).or_else(|| v.nhs_number.clone()).unwrap_or_default();
+        let (level, service) = (v.service_level.as_deref().unwrap_or(""), v.service_name.as_deref().unwrap_or(""));
+        let (reason, field) = if cands.is_empty() {
+            (
+                format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
+                Some("SSRef"),
+            )
+        } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date)) {
+            (format!("CPLI {} for client {client} is not authorised yet", e.cpli.cpli_id), None)
+        } else if let Some(c) = nearest_by_date(cands.iter().filter(|e| level_ok(e) && service_ok(e)).map(|e| &e.cpli), date) {
             let reason = if date < c.start_date {
                 format!(
                     "PlannedVisitDate {} is before CPLI {} starts ({}): check the date, or the care package's start date with the council",
@@ -104,26 +134,25 @@ impl CpliIndex {
                 )
             };
             (reason, Some("PlannedVisitDate"))
-        } else if let Some(names) = suggest(cands.iter().filter(|c| level_ok(c)), date, |c| &c.service_name) {
-            let reason = format!(
-                "client {client} has no CPLI with ServiceName '{}' and ServiceLevel '{}': did you mean ServiceName {names}?",
-                v.service_name.as_deref().unwrap_or(""), v.service_level.as_deref().unwrap_or(""),
-            );
-            (reason, Some("ServiceName"))
-        } else if let Some(names) = suggest(cands.iter().filter(|c| service_ok(c)), date, |c| &c.service_level) {
-            let reason = format!(
-                "client {client} has no CPLI with ServiceLevel '{}' at '{}': did you mean ServiceLevel {names}?",
-                v.service_level.as_deref().unwrap_or(""), v.service_name.as_deref().unwrap_or(""),
-            );
-            (reason, Some("ServiceLevel"))
+        } else if let Some(names) = suggest(cands.iter().filter(|e| level_ok(e)).map(|e| &e.cpli), date, |c| &c.service_name) {
+            (
+                format!("client {client} has no CPLI with ServiceName '{service}' and ServiceLevel '{level}': did you mean ServiceName {names}?"),
+                Some("ServiceName"),
+            )
+        } else if let Some(names) = suggest(cands.iter().filter(|e| service_ok(e)).map(|e| &e.cpli), date, |c| &c.service_level) {
+            (
+                format!("client {client} has no CPLI with ServiceLevel '{level}' at '{service}': did you mean ServiceLevel {names}?"),
+                Some("ServiceLevel"),
+            )
         } else {
-            let c = nearest_by_date(cands.iter().copied(), date).expect("candidates are not empty");
-            let reason = format!(
-                "client {client} has no CPLI with ServiceLevel '{}' and ServiceName '{}': did you mean ServiceLevel '{}' and ServiceName '{}' (CPLI {})?",
-                v.service_level.as_deref().unwrap_or(""), v.service_name.as_deref().unwrap_or(""),
-                c.service_level, c.service_name, c.cpli_id
-            );
-            (reason, Some("ServiceLevel"))
+            let c = nearest_by_date(cands.iter().map(|e| &e.cpli), date).expect("candidates are not empty");
+            (
+                format!(
+                    "client {client} has no CPLI with ServiceLevel '{level}' and ServiceName '{service}': did you mean ServiceLevel '{}' and ServiceName '{}' (CPLI {})?",
+                    c.service_level, c.service_name, c.cpli_id
+                ),
+                Some("ServiceLevel"),
+            )
         };
         (MatchStatus::Unmatched { reason }, field)
     }
@@ -136,9 +165,10 @@ impl CpliIndex {
             .by_client
             .get(client)?
             .iter()
-            .map(|i| &self.cplis[*i])
-            .filter(|c| c.authorised && c.overlaps(monday, sunday))
-            .filter(|c| level_key_matches(level, c) && service_key_matches(service, c))
+            .map(|i| &self.entries[*i])
+            .filter(|e| e.cpli.authorised && e.cpli.overlaps(monday, sunday))
+            .filter(|e| key_matches(level, e.cpli.service_level_ref.as_ref(), &e.level) && key_matches(service, e.cpli.service_ref.as_ref(), &e.service))
+            .map(|e| &e.cpli)
             .collect();
         if in_week.is_empty() || in_week.iter().any(|c| !c.covers_all(monday, sunday)) {
             return None;
@@ -152,44 +182,28 @@ impl CpliIndex {
 }
 
 /// The key a visit's service level is grouped under: its name, else its GUID.
-pub fn level_key(v: &Visit) -> String {
-    match (&v.service_level, &v.service_level_ref) {
-        (Some(n), _) => NameKey::new(n).as_str().to_string(),
-        (None, Some(g)) => format!("ref:{g}"),
-        _ => String::new(),
+pub fn level_key(v: &Visit, keys: &VisitKeys) -> Arc<str> {
+    group_key(keys.level.as_ref(), v.service_level_ref.as_ref())
+}
+
+pub fn service_key(v: &Visit, keys: &VisitKeys) -> Arc<str> {
+    group_key(keys.service.as_ref(), v.service_ref.as_ref())
+}
+
+fn group_key(name: Option<&NameKey>, guid: Option<&Guid>) -> Arc<str> {
+    match (name, guid) {
+        (Some(n), _) => NameKeys::as_str(n),
+        (None, Some(g)) => format!("ref:{g}").into(),
+        _ => "".into(),
     }
 }
 
-pub fn service_key(v: &Visit) -> String {
-    match (&v.service_name, &v.service_ref) {
-        (Some(n), _) => NameKey::new(n).as_str().to_string(),
-        (None, Some(g)) => format!("ref:{g}"),
-        _ => String::new(),
-    }
-}
-
-fn level_key_matches(key: &str, c: &Cpli) -> bool {
+/// A week key part (a name, or `ref:GUID`) against a CPLI's GUID and name.
+fn key_matches(key: &str, guid: Option<&Guid>, name: &NameKey) -> bool {
     match key.strip_prefix("ref:") {
-        Some(g) => c.service_level_ref.as_ref().is_some_and(|r| r.as_str() == g),
-        None => c.level_key().as_str() == key,
+        Some(g) => guid.is_some_and(|r| r.as_str() == g),
+        None => name.as_str() == key,
     }
-}
-
-fn service_key_matches(key: &str, c: &Cpli) -> bool {
-    match key.strip_prefix("ref:") {
-        Some(g) => c.service_ref.as_ref().is_some_and(|r| r.as_str() == g),
-        None => c.service_key().as_str() == key,
-    }
-}
-
-fn level_fits(v: &Visit, c: &Cpli) -> bool {
-    v.service_level_ref.as_ref().is_none_or(|r| c.service_level_ref.as_ref() == Some(r))
-        && v.service_level.as_deref().is_none_or(|n| NameKey::new(n) == c.level_key())
-}
-
-fn service_fits(v: &Visit, c: &Cpli) -> bool {
-    v.service_ref.as_ref().is_none_or(|r| c.service_ref.as_ref() == Some(r))
-        && v.service_name.as_deref().is_none_or(|n| NameKey::new(n) == c.service_key())
 }
 
 fn nearest_by_date<'c>(cplis: impl Iterator<Item = &'c Cpli>, date: NaiveDate) -> Option<&'c Cpli> {
@@ -203,8 +217,8 @@ fn nearest_by_date<'c>(cplis: impl Iterator<Item = &'c Cpli>, date: NaiveDate) -
 }
 
 /// `'A'`, or `'A' or 'B'`: the distinct names of the near CPLIs, those in force on the date first.
-fn suggest<'c>(cplis: impl Iterator<Item = &'c &'c Cpli>, date: NaiveDate, name: impl Fn(&Cpli) -> &String) -> Option<String> {
-    let mut cs: Vec<&Cpli> = cplis.copied().collect();
+fn suggest<'c>(cplis: impl Iterator<Item = &'c Cpli>, date: NaiveDate, name: impl Fn(&Cpli) -> &String) -> Option<String> {
+    let mut cs: Vec<&Cpli> = cplis.collect();
     cs.sort_by_key(|c| !c.covers(date));
     let mut names: Vec<String> = Vec::new();
     for c in cs {

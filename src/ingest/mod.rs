@@ -193,6 +193,7 @@ fn judge<'s>(
                 rules: &config.rules,
                 periods: &config.periods,
                 today,
+                no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
             };
             let mut batch = match store {
                 Some(s) => s.begin_visits(&slug, &incoming.import_id, write)?,

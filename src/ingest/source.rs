@@ -245,20 +245,31 @@ impl<R: Read> Read for Tee<R> {
         let chunk = &buf[..n];
         self.hash.update(chunk);
         self.check_utf8(chunk);
-        for part in chunk.split_inclusive(|b| *b == b'\n') {
-            self.line_len += part.len() as u64;
-            if self.line_len > self.max_line {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "line {} is longer than {} bytes; no row of a visits, actuals or carers file is that long: is this a CSV file?",
-                        self.line_no, self.max_line
-                    ),
-                ));
+        // Only a chunk that could hold an over-long line is looked at line by line.
+        if self.line_len + n as u64 > self.max_line {
+            for part in chunk.split_inclusive(|b| *b == b'\n') {
+                self.line_len += part.len() as u64;
+                if self.line_len > self.max_line {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {} bytes; no row of a visits, actuals or carers file is that long: is this a CSV file?",
+                            self.line_no, self.max_line
+                        ),
+                    ));
+                }
+                if part.ends_with(b"\n") {
+                    self.line_len = 0;
+                    self.line_no += 1;
+                }
             }
-            if part.ends_with(b"\n") {
-                self.line_len = 0;
-                self.line_no += 1;
+        } else {
+            match chunk.iter().rposition(|b| *b == b'\n') {
+                Some(last) => {
+                    self.line_no += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                    self.line_len = (n - last - 1) as u64;
+                }
+                None => self.line_len += n as u64,
             }
         }
         Ok(n)
@@ -271,7 +282,7 @@ struct KeySet {
     arena: Vec<u8>,
     spans: Vec<(u32, u32)>,
     table: HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl KeySet {
@@ -357,7 +368,8 @@ impl Rows {
 
 pub fn decode(encoding: Encoding, bytes: &[u8]) -> Cow<'_, str> {
     match encoding {
-        Encoding::Utf8 => String::from_utf8_lossy(bytes),
+        // The first pass found the whole file valid UTF-8, so this never falls back.
+        Encoding::Utf8 => std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed),
         Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
     }
 }

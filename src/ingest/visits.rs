@@ -2,20 +2,22 @@
 //! judged, matched and written, with the data-quality checks that need the whole file.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use hashbrown::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use rust_decimal::Decimal;
 
-use super::matching::{level_key, service_key, CpliIndex};
+use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
 use super::result::{Code, Counts, Issue, Severity};
 use super::source::{row_data, Encoding, Header, Rows, Scan};
 use super::IngestError;
 use crate::config::Rules;
 use crate::domain::{
     is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
-    LockedUntil, NameKey, Organisation, Period, Visit, VisitType,
+    LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType,
 };
 use crate::store::{VisitBatch, WeekKey, WeekTotals};
 
@@ -104,6 +106,8 @@ pub struct Context<'a> {
     pub periods: &'a crate::config::Periods,
     /// Weeks ending before this day are finished and their planned hours are judged.
     pub today: NaiveDate,
+    /// `rules.no_visit_service_levels` as compared.
+    pub no_visit_levels: HashSet<NameKey>,
 }
 
 /// Where each heading is in this file.
@@ -160,32 +164,34 @@ pub fn import(
     let mut counts = Counts::default();
     let mut slots = Slots::default();
     let mut weeks: HashMap<WeekKey, WeekTotals> = HashMap::new();
+    let mut names = NameKeys::default();
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
         counts.read += 1;
-        let mut r = RowJudge { row, rec: &rec, enc: rows.encoding, cols, ctx, issues: Vec::new(), reference: None };
+        let fields = cols.0.map(|i| super::source::decode(rows.encoding, rec.get(i).unwrap_or_default().trim_ascii()));
+        let mut r = RowJudge { row, rec: &rec, fields, enc: rows.encoding, ctx, names: &mut names, issues: Vec::new(), reference: None };
         let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
         match outcome {
             Outcome::Rejected => counts.rejected += 1,
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
-                    add_week(&mut weeks, old, -1);
+                    add_week(&mut weeks, old, &VisitKeys::of(old), -1);
                 }
                 batch.put(Some(&previous), &stored.visit_ref, row, None)?;
                 counts.updated += 1;
             }
-            Outcome::Accept(visit) => {
-                slots.check(&visit, &mut r);
+            Outcome::Accept(visit, keys) => {
+                slots.check(&visit, &keys, &mut r);
                 let previous = batch.current(&visit.visit_ref)?;
                 match previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
                     Some(old) => {
-                        add_week(&mut weeks, old, -1);
+                        add_week(&mut weeks, old, &VisitKeys::of(old), -1);
                         counts.updated += 1;
                     }
                     None => counts.new += 1,
                 }
-                add_week(&mut weeks, &visit, 1);
+                add_week(&mut weeks, &visit, &keys, 1);
                 let visit_ref = visit.visit_ref.clone();
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit_ref, row, Some(visit))?;
             }
@@ -199,23 +205,24 @@ pub fn import(
 enum Outcome {
     Rejected,
     Delete { previous: sled::IVec, stored: crate::store::StoredVisit },
-    Accept(Visit),
+    Accept(Visit, VisitKeys),
 }
 
 struct RowJudge<'r, 'c> {
     row: u64,
     rec: &'r csv::ByteRecord,
+    /// Each heading's cell, decoded and trimmed once.
+    fields: [Cow<'r, str>; 25],
     enc: Encoding,
-    cols: &'r Columns,
     ctx: &'r Context<'c>,
+    names: &'r mut NameKeys,
     issues: Vec<Issue>,
     reference: Option<String>,
 }
 
 impl<'r> RowJudge<'r, '_> {
     fn get(&self, col: Col) -> Cow<'r, str> {
-        let bytes = self.rec.get(self.cols.0[col as usize]).unwrap_or_default().trim_ascii();
-        super::source::decode(self.enc, bytes)
+        self.fields[col as usize].clone()
     }
 
     fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
@@ -242,7 +249,8 @@ impl<'r> RowJudge<'r, '_> {
     /// Text of at most `max` characters; `None` when blank.
     fn text(&mut self, col: Col, max: usize) -> Option<String> {
         let v = self.opt(col)?;
-        let n = v.chars().count();
+        // Bytes bound characters from above, so only a long value is counted.
+        let n = if v.len() <= max { v.len() } else { v.chars().count() };
         if n > max {
             self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
             return None;
@@ -368,7 +376,7 @@ impl<'r> RowJudge<'r, '_> {
         if deleted == Some(true) {
             return self.judge_deletion(visit_ref, batch);
         }
-        Ok(self.judge_visit(visit_ref).map_or(Outcome::Rejected, Outcome::Accept))
+        Ok(self.judge_visit(visit_ref).map_or(Outcome::Rejected, |(v, k)| Outcome::Accept(v, k)))
     }
 
     /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
@@ -403,7 +411,7 @@ impl<'r> RowJudge<'r, '_> {
         }
     }
 
-    fn judge_visit(&mut self, visit_ref: String) -> Option<Visit> {
+    fn judge_visit(&mut self, visit_ref: String) -> Option<(Visit, VisitKeys)> {
         let rules = self.ctx.rules;
         let planned_date = self.date(Col::PlannedVisitDate);
         self.require_present(Col::PlannedVisitDate, planned_date.is_some(), "");
@@ -471,9 +479,17 @@ impl<'r> RowJudge<'r, '_> {
         if self.opt(Col::ServiceLevel).is_none() && self.opt(Col::ServiceLevelRef).is_none() {
             self.push(Code::Required, Some(Col::ServiceLevel), "ServiceLevel is required: the service level on the CPLI, e.g. Personal Care or Home Support".into());
         }
+        let client = match &ssref {
+            Some(s) => self.names.upper(s),
+            None => crate::domain::visit::client_key(None, client_ref.as_ref(), nhs_number.as_deref()).into(),
+        };
+        let keys = VisitKeys {
+            client,
+            level: service_level.as_deref().map(|l| self.names.get(l)),
+            service: self.opt(Col::ServiceName).map(|n| self.names.get(&n)),
+        };
         if let Some(level) = &service_level {
-            let key = NameKey::new(level);
-            if rules.no_visit_service_levels.iter().any(|l| NameKey::new(l) == key) {
+            if keys.level.as_ref().is_some_and(|k| self.ctx.no_visit_levels.contains(k)) {
                 self.push(
                     Code::NoVisitsForServiceLevel,
                     Some(Col::ServiceLevel),
@@ -541,7 +557,7 @@ impl<'r> RowJudge<'r, '_> {
         };
         self.warnings(&visit, visit_type);
         if let Some(index) = self.ctx.cplis {
-            let (status, field) = index.explain(&visit);
+            let (status, field) = index.explain(&visit, &keys);
             if let crate::domain::MatchStatus::Unmatched { reason } = &status {
                 let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| COLS[i]);
                 self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
@@ -550,13 +566,13 @@ impl<'r> RowJudge<'r, '_> {
         } else {
             visit.matched = crate::domain::MatchStatus::Unmatched { reason: "not matched: validated without CPLIs".into() };
         }
-        Some(visit)
+        Some((visit, keys))
     }
 
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
         if let Some(name) = org_name {
-            if !org.is_named(name) {
+            if self.names.get(name) != self.names.get(&org.name) && name != org.slug {
                 self.push(
                     Code::WrongOrganisation,
                     Some(Col::OrganisationName),
@@ -598,7 +614,7 @@ impl<'r> RowJudge<'r, '_> {
     fn check_refs(&mut self, client_ref: Option<&Guid>, ssref: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) {
         let Some(index) = self.ctx.cplis else { return };
         if let (Some(g), Some(s)) = (client_ref, ssref) {
-            if let Some(c) = index.cplis().iter().find(|c| c.client_ref.as_ref() == Some(g)) {
+            if let Some(c) = index.cplis().find(|c| c.client_ref.as_ref() == Some(g)) {
                 if !c.ssref.eq_ignore_ascii_case(s) {
                     self.push(
                         Code::RefMismatch,
@@ -609,7 +625,7 @@ impl<'r> RowJudge<'r, '_> {
             }
         }
         if let (Some(g), Some(l)) = (level_ref, level) {
-            if let Some(c) = index.cplis().iter().find(|c| c.service_level_ref.as_ref() == Some(g)) {
+            if let Some(c) = index.cplis().find(|c| c.service_level_ref.as_ref() == Some(g)) {
                 if c.level_key() != NameKey::new(l) {
                     self.push(
                         Code::RefMismatch,
@@ -697,12 +713,12 @@ fn interval(date: NaiveDate, entry: NaiveTime, exit: NaiveTime) -> (NaiveDateTim
 #[derive(Default)]
 struct Slots {
     seen: HashMap<u64, (u64, bool)>,
-    hasher: RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl Slots {
-    fn check(&mut self, v: &Visit, r: &mut RowJudge<'_, '_>) {
-        let key = self.hasher.hash_one((v.client_key(), v.planned_date, v.planned_entry));
+    fn check(&mut self, v: &Visit, keys: &VisitKeys, r: &mut RowJudge<'_, '_>) {
+        let key = self.hasher.hash_one((&*keys.client, v.planned_date, v.planned_entry));
         let dh = v.says_double_handed();
         match self.seen.get_mut(&key) {
             None => {
@@ -712,7 +728,7 @@ impl Slots {
                 if !dh && !*first_dh {
                     let msg = format!(
                         "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
-                        v.client_key(), uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
+                        keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
                     );
                     r.push(Code::PossibleDuplicate, Some(Col::PlannedEntryTime), msg);
                 }
@@ -722,12 +738,9 @@ impl Slots {
     }
 }
 
-fn week_key(v: &Visit) -> WeekKey {
-    WeekKey { client: v.client_key(), level: level_key(v), service: service_key(v), monday: week_start(v.planned_date) }
-}
-
-fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, sign: i64) {
-    let t = weeks.entry(week_key(v)).or_default();
+fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKeys, sign: i64) {
+    let key = WeekKey { client: keys.client.clone(), level: level_key(v, keys), service: service_key(v, keys), monday: week_start(v.planned_date) };
+    let t = weeks.entry(key).or_default();
     t.planned_minutes += sign * v.planned_duration().minutes;
     if v.visit_type.eq_ignore_ascii_case("E") && v.has_comment() {
         t.commented_exceptional += sign;
@@ -767,7 +780,7 @@ fn judge_weeks(
                                 if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
                             ),
                         );
-                        issue.reference = Some(key.client.clone());
+                        issue.reference = Some(key.client.to_string());
                         issues.push(issue);
                     }
                 }

@@ -1,5 +1,7 @@
 //! Visits in the store: the current set, every earlier version, week totals, and all-or-nothing imports.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +22,9 @@ pub struct StoredVisit {
 /// A client's planned time for one service level and service in one Monday-start week.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WeekKey {
-    pub client: String,
-    pub level: String,
-    pub service: String,
+    pub client: Arc<str>,
+    pub level: Arc<str>,
+    pub service: Arc<str>,
     pub monday: NaiveDate,
 }
 

@@ -1,0 +1,169 @@
+//! Ingest benchmark: generates a realistic visits file and measures, in one run, a parse-only pass
+//! (csv `ByteRecord`), `validate`, `import` into sled, and raw sled inserts of as many records (the
+//! store's own ceiling), each in its own process so each phase's peak memory is its own.
+//!
+//! cargo run --release --example bench_ingest -- --rows 1000000 [--dir /tmp/bench_ingest]
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use gateway::config::Config;
+use gateway::pipeline::Gateway;
+
+const ORG: &str = "Bench Care Ltd";
+const SERVICE: &str = "Bench Care - Zone 1 - Oxford";
+/// A client has two half-hour calls a day, 7 hours a week, as in the guide's example week.
+const VISITS_PER_CLIENT_YEAR: usize = 2 * 364;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let rows: usize = arg("--rows").map(|r| r.replace('_', "").parse().expect("--rows N")).unwrap_or(1_000_000);
+    let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| std::env::temp_dir().join("bench_ingest").display().to_string()));
+    if let Some(phase) = arg("--phase") {
+        return run_phase(&phase, &dir, rows);
+    }
+
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    let bytes = generate(&dir, rows);
+    println!(
+        "generated {rows} visit rows for {} clients ({:.0} MB) in {:.1} s",
+        rows.div_ceil(VISITS_PER_CLIENT_YEAR),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    println!("{:<10} {:>10} {:>14} {:>14}", "phase", "seconds", "rows/s", "peak MB");
+    let mut rates = std::collections::HashMap::new();
+    for phase in ["parse", "validate", "import", "sled-raw"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--phase", phase, "--rows", &rows.to_string(), "--dir", &dir.display().to_string()])
+            .output()
+            .expect("run phase");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            eprintln!("phase {phase} failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
+        }
+        // The phase prints "secs peak_kb".
+        let mut parts = text.split_whitespace();
+        let secs: f64 = parts.next().unwrap().parse().unwrap();
+        let peak_kb: f64 = parts.next().unwrap().parse().unwrap();
+        let rate = rows as f64 / secs;
+        rates.insert(phase, rate);
+        println!("{phase:<10} {secs:>10.2} {rate:>14.0} {:>14.1}", peak_kb / 1024.0);
+    }
+    println!("import / raw sled inserts: {:.0}%", 100.0 * rates["import"] / rates["sled-raw"]);
+}
+
+fn peak_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn run_phase(phase: &str, dir: &Path, rows: usize) {
+    let visits = dir.join("visits.csv");
+    let cplis = dir.join("cplis.csv");
+    let mut config = Config::default();
+    config.rules.today = chrono::NaiveDate::from_ymd_opt(2024, 6, 1);
+    let secs = match phase {
+        "parse" => {
+            let t = Instant::now();
+            let mut rdr = csv::ReaderBuilder::new().from_path(&visits).unwrap();
+            let mut rec = csv::ByteRecord::new();
+            let mut n = 0usize;
+            while rdr.read_byte_record(&mut rec).unwrap() {
+                n += rec.len();
+            }
+            assert!(n >= rows);
+            t.elapsed().as_secs_f64()
+        }
+        "validate" => {
+            let extract = gateway::ingest::cplis::read_extract(&cplis).unwrap();
+            let org = gateway::domain::Organisation::new(ORG, None);
+            let t = Instant::now();
+            let r = Gateway::validate(&config, None, Some(&org), Some(extract), &visits).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!((r.counts.read, r.counts.rejected), (rows as u64, 0), "{:?}", r.issues.first());
+            secs
+        }
+        "import" => {
+            let data = dir.join("data");
+            let _ = std::fs::remove_dir_all(&data);
+            let gw = Gateway::open(config, &data).unwrap();
+            gw.load_cplis(&cplis).unwrap();
+            let org = gw.org(ORG).unwrap();
+            let t = Instant::now();
+            let r = gw.import_file(&org, &visits).unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!((r.counts.new, r.counts.rejected), (rows as u64, 0), "{:?}", r.issues.first());
+            secs
+        }
+        "sled-raw" => {
+            let path = dir.join("sled-raw");
+            let _ = std::fs::remove_dir_all(&path);
+            let db = sled::Config::new().path(&path).cache_capacity(64 * 1024 * 1024).open().unwrap();
+            let value = vec![b'x'; 200];
+            let t = Instant::now();
+            for i in 0..rows {
+                let key = format!("v\0bench-care-ltd\0K{i:09}");
+                db.insert(key.as_bytes(), value.as_slice()).unwrap();
+            }
+            db.flush().unwrap();
+            t.elapsed().as_secs_f64()
+        }
+        other => panic!("unknown phase {other}"),
+    };
+    println!("{secs} {}", peak_kb());
+}
+
+/// The visits file and a CPLI extract for its clients. Mostly delivered visits with a realistic
+/// sprinkling of cancellations, hospital stays and commented exceptional visits.
+fn generate(dir: &Path, rows: usize) -> u64 {
+    let clients = rows.div_ceil(VISITS_PER_CLIENT_YEAR);
+    let mut c = BufWriter::new(std::fs::File::create(dir.join("cplis.csv")).unwrap());
+    writeln!(c, "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised").unwrap();
+    for i in 0..clients {
+        writeln!(c, "{},B{:06},Client {i},,,,{ORG},,{SERVICE},LWAH,,Home Support,02/01/2023,,7,Hr,Weekly,23.77,Y", 500000 + i, i).unwrap();
+    }
+    c.flush().unwrap();
+
+    let path = dir.join("visits.csv");
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+    writeln!(w, "{}", gateway::ingest::visits::HEADINGS.join(",")).unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
+    let mut n = 0;
+    'out: for day in 0..364 {
+        let date = (start + chrono::Duration::days(day)).format("%d/%m/%Y").to_string();
+        for client in 0..clients {
+            for (entry, exit) in [("08:10", "08:40"), ("18:00", "18:30")] {
+                if n == rows {
+                    break 'out;
+                }
+                n += 1;
+                let (vt, delivered, comment) = match n % 97 {
+                    0 => ("C", false, "Client cancelled at short notice"),
+                    1 => ("U", false, "Carer could not get in; family informed"),
+                    2 => ("C24", false, "Cancelled two days ahead"),
+                    3 => ("H", false, "Client in hospital"),
+                    _ => ("DHS", true, ""),
+                };
+                let (dd, de, dx) = if delivered { (date.as_str(), entry, exit) } else { ("", "", "") };
+                writeln!(
+                    w,
+                    "K{n:09},0,{date},{entry},{exit},{vt},{dd},{de},,,{dx},,,,{comment},,B{client:06},,,Home Support,,,{SERVICE},,{ORG}"
+                )
+                .unwrap();
+            }
+        }
+    }
+    w.flush().unwrap();
+    std::fs::metadata(&path).unwrap().len()
+}
