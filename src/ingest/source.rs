@@ -316,48 +316,65 @@ pub struct Rows {
     pub encoding: Encoding,
     /// Spreadsheet row of the last record read (header = 1; blank lines count as rows, as in Excel).
     row: u64,
-    next_line: u64,
+    /// Lines taken by line breaks inside quoted cells so far: a spreadsheet shows such a cell in one row.
+    extra_lines: u64,
+    /// The file ends its lines with a bare LF, which the CSV reader counts with the record.
+    lf_endings: bool,
+    len: u64,
+    ends_with_newline: bool,
 }
 
 impl Rows {
     pub fn open(path: &Path, encoding: Encoding) -> io::Result<Rows> {
         let mut file = File::open(path)?;
-        let mut bom = [0u8; 3];
-        let n = file.read(&mut bom)?;
-        let skip = if n == 3 && bom == BOM { 3 } else { 0 };
+        let len = file.metadata()?.len();
+        let mut head = vec![0u8; 64 * 1024];
+        let n = file.read(&mut head)?;
+        head.truncate(n);
+        let lf_endings = head.iter().position(|b| *b == b'\n').is_some_and(|i| i == 0 || head[i - 1] != b'\r');
+        let ends_with_newline = if len == 0 {
+            false
+        } else {
+            file.seek(SeekFrom::Start(len - 1))?;
+            let mut last = [0u8; 1];
+            file.read_exact(&mut last)?;
+            last[0] == b'\n' || last[0] == b'\r'
+        };
+        let skip = if head.starts_with(BOM) { 3 } else { 0 };
         file.seek(SeekFrom::Start(skip))?;
-        let mut rdr = csv_reader(BufReader::with_capacity(256 * 1024, file));
-        let mut rec = csv::ByteRecord::new();
+        let rdr = csv_reader(BufReader::with_capacity(256 * 1024, file));
+        let mut rows = Rows { rdr, encoding, row: 0, extra_lines: 0, lf_endings, len, ends_with_newline };
         // Skip blank lines before the header and the header itself (the first pass read it).
-        let mut row = 0;
-        loop {
-            if !rdr.read_byte_record(&mut rec).map_err(io::Error::other)? {
-                break;
-            }
-            row = rec.position().map_or(row + 1, |p| p.line());
-            if !is_blank(&rec) {
-                break;
-            }
+        let mut rec = csv::ByteRecord::new();
+        while rows.read(&mut rec)?.is_some_and(|_| is_blank(&rec)) {}
+        Ok(rows)
+    }
+
+    fn read(&mut self, rec: &mut csv::ByteRecord) -> io::Result<Option<u64>> {
+        if !self.rdr.read_byte_record(rec).map_err(io::Error::other)? {
+            return Ok(None);
         }
-        let next_line = rdr.position().line();
-        Ok(Rows { rdr, encoding, row, next_line })
+        let pos = self.rdr.position();
+        // With LF endings the reader has counted the record's own line break (unless the file ends
+        // without one); with CRLF it stops at the CR.
+        let counted_break = self.lf_endings && !(pos.byte() >= self.len && !self.ends_with_newline);
+        let last_line = pos.line().saturating_sub(counted_break as u64);
+        let inner = rec.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
+        let row = last_line.saturating_sub(inner).saturating_sub(self.extra_lines);
+        self.extra_lines += inner;
+        // Lines the reader cannot count (CR-only files) still give each record its own row.
+        self.row = row.max(self.row + 1);
+        Ok(Some(self.row))
     }
 
     /// Reads the next non-blank record into `rec`; returns its spreadsheet row.
     pub fn next(&mut self, rec: &mut csv::ByteRecord) -> io::Result<Option<u64>> {
-        loop {
-            if !self.rdr.read_byte_record(rec).map_err(io::Error::other)? {
-                return Ok(None);
-            }
-            let start = rec.position().map_or(self.next_line, |p| p.line());
-            // Blank lines skipped by the reader are still rows in Excel; a quoted cell spanning
-            // lines is one row.
-            self.row += 1 + start.saturating_sub(self.next_line);
-            self.next_line = self.rdr.position().line();
+        while let Some(row) = self.read(rec)? {
             if !is_blank(rec) {
-                return Ok(Some(self.row));
+                return Ok(Some(row));
             }
         }
+        Ok(None)
     }
 
     /// A field as text, trimmed.
@@ -417,6 +434,25 @@ mod tests {
         assert!(k.insert(b"V2"));
         assert!(!k.insert(b"V1"));
         assert!(k.insert(b"v1"));
+    }
+
+    fn rows_of(data: &[u8]) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, data).unwrap();
+        let mut rows = Rows::open(&path, Encoding::Utf8).unwrap();
+        let mut rec = csv::ByteRecord::new();
+        std::iter::from_fn(|| rows.next(&mut rec).unwrap()).collect()
+    }
+
+    #[test]
+    fn rows_are_numbered_as_a_spreadsheet_shows_them() {
+        // Header row 1; blank lines are rows; a cell spanning lines is one row.
+        assert_eq!(rows_of(b"h\nA\nB\n\n\nC\n\"m\nm\"\nD\n"), [2, 3, 6, 7, 8]);
+        assert_eq!(rows_of(b"h\r\nA\r\nB\r\n\r\n\r\nC\r\n\"m\r\nm\"\r\nD\r\n"), [2, 3, 6, 7, 8]);
+        assert_eq!(rows_of(b"h\nA\nB"), [2, 3]);
+        assert_eq!(rows_of(b"\xEF\xBB\xBFh\r\nA\r\nB"), [2, 3]);
+        assert_eq!(rows_of(b"h\rA\rB\r"), [2, 3]);
     }
 
     #[test]

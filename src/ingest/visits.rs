@@ -182,8 +182,17 @@ pub fn import(
                 counts.updated += 1;
             }
             Outcome::Accept(visit, keys) => {
-                slots.check(&visit, &keys, &mut r);
                 let previous = batch.current(&visit.visit_ref)?;
+                // A visit stored in a locked period cannot be changed, nor moved out of it.
+                if let Some(old) = previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
+                    if r.check_locked(old.planned_date) {
+                        r.issues.retain(|i| i.severity == Severity::Error);
+                        counts.rejected += 1;
+                        issues.append(&mut r.issues);
+                        continue;
+                    }
+                }
+                slots.check(&visit, &keys, &mut r);
                 match previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
                     Some(old) => {
                         add_week(&mut weeks, old, &VisitKeys::of(old), -1);
@@ -376,7 +385,23 @@ impl<'r> RowJudge<'r, '_> {
         if deleted == Some(true) {
             return self.judge_deletion(visit_ref, batch);
         }
-        Ok(self.judge_visit(visit_ref).map_or(Outcome::Rejected, |(v, k)| Outcome::Accept(v, k)))
+        match self.judge_visit(visit_ref) {
+            Some((v, k)) => Ok(Outcome::Accept(v, k)),
+            None => {
+                if len > header_len {
+                    // Empty extra cells are tolerated (Excel adds them), but when the row is wrong
+                    // the likeliest cause is a comma that shifted every cell after it.
+                    self.push(
+                        Code::WrongFieldCount,
+                        None,
+                        format!("this row has {len} fields but the header has {header_len}: a cell probably holds a comma without being in double quotes, shifting the cells after it"),
+                    );
+                    let last = self.issues.pop().expect("just pushed");
+                    self.issues.insert(0, last);
+                }
+                Ok(Outcome::Rejected)
+            }
+        }
     }
 
     /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
@@ -397,8 +422,10 @@ impl<'r> RowJudge<'r, '_> {
         if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored }) }
     }
 
-    fn check_locked(&mut self, date: NaiveDate) {
-        if let Some(lock) = self.ctx.locked.filter(|l| l.locks(date)) {
+    /// Flags a date in a locked period; `true` when it is.
+    fn check_locked(&mut self, date: NaiveDate) -> bool {
+        let Some(lock) = self.ctx.locked.filter(|l| l.locks(date)) else { return false };
+        {
             let p = Period::containing(date, self.ctx.periods.first_start, self.ctx.periods.length_days);
             self.push(
                 Code::PeriodLocked,
@@ -409,6 +436,7 @@ impl<'r> RowJudge<'r, '_> {
                 ),
             );
         }
+        true
     }
 
     fn judge_visit(&mut self, visit_ref: String) -> Option<(Visit, VisitKeys)> {
@@ -1249,6 +1277,16 @@ mod tests {
         assert!(i.message.contains("payment period 1 (03/10/2022 to 30/10/2022)"), "{}", i.message);
         let r = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
         assert_eq!(codes(&r), [Code::PeriodLocked]);
+    }
+
+    #[test]
+    fn a_visit_stored_in_a_locked_period_cannot_be_moved_out_of_it() {
+        let (_d, store) = temp_store();
+        import(&store, &[row(&[])]);
+        store.lock_until(NaiveDate::from_ymd_opt(2022, 10, 30).unwrap()).unwrap();
+        let r = import(&store, &[row(&[("PlannedVisitDate", "01/11/2022")])]);
+        assert_eq!(codes(&r), [Code::PeriodLocked]);
+        assert_eq!((r.counts.updated, r.counts.rejected), (0, 1));
     }
 
     #[test]
