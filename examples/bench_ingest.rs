@@ -10,6 +10,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use gateway::config::Config;
+
+// The allocator the gateway binary runs with, so the figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gateway::pipeline::Gateway;
 
 const ORG: &str = "Bench Care Ltd";
@@ -109,7 +113,7 @@ fn run_phase(phase: &str, dir: &Path, rows: usize) {
         "sled-raw" => {
             let path = dir.join("sled-raw");
             let _ = std::fs::remove_dir_all(&path);
-            let db = sled::Config::new().path(&path).cache_capacity(64 * 1024 * 1024).open().unwrap();
+            let db = sled::Config::new().path(&path).cache_capacity(32 * 1024 * 1024).open().unwrap();
             let value = vec![b'x'; 200];
             let t = Instant::now();
             for i in 0..rows {

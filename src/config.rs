@@ -51,6 +51,7 @@ pub struct Rules {
     /// A delivered visit this many minutes or more over its planned length needs a comment.
     pub over_planned_minutes: i64,
     /// The day weeks are judged "finished" against (PLANNED_HOURS_DIFFER); unset = today.
+    #[serde(deserialize_with = "toml_date::optional")]
     pub today: Option<NaiveDate>,
 }
 
@@ -87,6 +88,7 @@ impl Default for Rules {
 #[serde(default, deny_unknown_fields)]
 pub struct Periods {
     /// The first day of payment period 1; periods run `length_days` from there.
+    #[serde(deserialize_with = "toml_date::required")]
     pub first_start: NaiveDate,
     pub length_days: i64,
 }
@@ -119,13 +121,36 @@ pub struct Watch {
     /// After a file is closed (or renamed to `*.csv`) in an inbox, wait this long without another
     /// event on it before claiming it, so a writer that reopens to append is not cut short.
     pub settle_ms: u64,
-    /// Rescan every inbox this often, in case the kernel's event queue overflowed.
-    pub rescan_secs: u64,
 }
 
 impl Default for Watch {
     fn default() -> Self {
-        Watch { settle_ms: 300, rescan_secs: 60 }
+        Watch { settle_ms: 300 }
+    }
+}
+
+/// Dates written as TOML dates (`2022-10-03`) or as strings (`"2022-10-03"`).
+mod toml_date {
+    use chrono::NaiveDate;
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Toml(toml::value::Datetime),
+        Text(String),
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        let text = match Either::deserialize(d)? {
+            Either::Toml(t) => t.to_string(),
+            Either::Text(s) => s,
+        };
+        NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|e| D::Error::custom(format!("'{text}' is not a date YYYY-MM-DD: {e}")))
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        required(d).map(Some)
     }
 }
 
@@ -149,6 +174,13 @@ mod tests {
         assert_eq!(c.limits.max_file_bytes, 512 * 1024 * 1024);
         assert_eq!(c.periods.first_start, NaiveDate::from_ymd_opt(2022, 10, 3).unwrap());
         assert_eq!(c.rules.visit_types.0.len(), 7);
+    }
+
+    #[test]
+    fn the_example_configuration_spells_out_exactly_the_defaults() {
+        let text = include_str!("../examples/gateway.toml");
+        let example: Config = toml::from_str(text).unwrap();
+        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&Config::default()).unwrap());
     }
 
     #[test]

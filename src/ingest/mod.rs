@@ -89,9 +89,9 @@ pub fn process(config: &Config, org: Option<&Organisation>, incoming: &Incoming<
                 s.record_import(&result)?;
             }
         }
-        Judged::Visits { batch, weeks } => {
+        Judged::Visits { batch } => {
             finish_counts(&mut result);
-            batch.commit(&result, &weeks)?;
+            batch.commit(&result)?;
         }
         Judged::Carers { slug, changes } => {
             finish_counts(&mut result);
@@ -115,7 +115,7 @@ fn sort_issues(issues: &mut [Issue]) {
 
 enum Judged<'s> {
     Failed,
-    Visits { batch: crate::store::VisitBatch<'s>, weeks: Vec<(crate::store::WeekKey, crate::store::WeekTotals)> },
+    Visits { batch: crate::store::VisitBatch<'s> },
     Carers { slug: String, changes: carers::CarerChanges },
 }
 
@@ -126,12 +126,12 @@ fn judge<'s>(
     mode: &Mode<'s>,
     result: &mut ImportResult,
 ) -> Result<Judged<'s>, IngestError> {
-    let key_heading = |kind| match kind {
-        FileKind::Visits => Some("visitref"),
-        FileKind::Carers => Some("carerref"),
-        _ => None,
+    let spec = |header: &source::Header, kind| match kind {
+        FileKind::Visits => visits::scan_spec(header),
+        FileKind::Carers => source::ScanSpec { key: header.position("carerref"), slot: None },
+        _ => source::ScanSpec::default(),
     };
-    let scan = match source::scan(incoming.path, &config.limits, key_heading) {
+    let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
         Err(ScanError::File(issue)) => {
             result.issues.push(issue);
@@ -195,15 +195,15 @@ fn judge<'s>(
                 today,
                 no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
             };
-            let mut batch = match store {
+            let batch = match store {
                 Some(s) => s.begin_visits(&slug, &incoming.import_id, write)?,
                 None => crate::store::VisitBatch::offline(),
             };
-            let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            match visits::import(&scan, &mut rows, &cols, &ctx, &mut batch, &mut result.issues) {
-                Ok((counts, weeks)) => {
+            let rows = Rows::open(incoming.path, scan.encoding)?;
+            match visits::import(&scan, rows, &cols, &ctx, &batch, &mut result.issues) {
+                Ok(counts) => {
                     result.counts = counts;
-                    Ok(Judged::Visits { batch, weeks })
+                    Ok(Judged::Visits { batch })
                 }
                 Err(e) => {
                     batch.abort()?;

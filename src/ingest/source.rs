@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use hashbrown::HashTable;
 use sha2::{Digest, Sha256};
 
 use super::result::{Code, FileKind, Issue};
@@ -74,7 +73,18 @@ pub struct Scan {
     pub kind: FileKind,
     /// Keys (trimmed bytes of the key column) that appear on more than one row.
     pub duplicate_keys: hashbrown::HashSet<Vec<u8>>,
+    /// Slot hashes (see `ScanSpec::slot`) that more than one row has.
+    pub repeated_slots: hashbrown::HashSet<u64>,
     pub data_rows: u64,
+}
+
+/// What the first pass looks for, once it has read the header.
+#[derive(Default)]
+pub struct ScanSpec {
+    /// The key column: a value on two rows rejects both.
+    pub key: Option<usize>,
+    /// A row's slot (visits: client, planned date and entry time), hashed; `None` when it has none.
+    pub slot: Option<Box<dyn Fn(&csv::ByteRecord) -> Option<u64>>>,
 }
 
 /// Why a file cannot be read at all: a file-level issue, or an I/O error of ours.
@@ -90,8 +100,15 @@ fn file_issue(code: Code, message: impl Into<String>) -> ScanError {
     ScanError::File(Issue::file(code, None, message))
 }
 
-/// The first pass. `key_heading` picks the key column per kind (VisitRef, CarerRef).
-pub fn scan(path: &Path, limits: &Limits, key_heading: impl Fn(FileKind) -> Option<&'static str>) -> Result<Scan, ScanError> {
+/// A hash that is the same in every pass and every run.
+pub fn stable_hash(value: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(value)
+}
+
+/// The first pass. Memory stays at 16 bytes a row: keys and slots are kept as hashes, sorted at the
+/// end to find repeats; the few repeated key hashes are then checked exactly.
+pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> ScanSpec) -> Result<Scan, ScanError> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
     if size > limits.max_file_bytes {
@@ -122,25 +139,29 @@ pub fn scan(path: &Path, limits: &Limits, key_heading: impl Fn(FileKind) -> Opti
         }
     };
     let kind = header.kind();
-    let key_col = key_heading(kind).and_then(|k| header.position(k));
-
-    let mut keys = KeySet::default();
-    let mut duplicate_keys = hashbrown::HashSet::new();
+    let spec = spec(&header, kind);
+    // About 100 bytes a row: enough to rarely grow.
+    let guess = (size / 100) as usize;
+    let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() { guess } else { 0 });
+    let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec.slot.is_some() { guess } else { 0 });
     let mut data_rows = 0;
     while read_record(&mut rdr, &mut rec)? {
         if is_blank(&rec) {
             continue;
         }
         data_rows += 1;
-        if let Some(k) = key_col.and_then(|c| rec.get(c)) {
-            let k = k.trim_ascii();
-            if !k.is_empty() && !keys.insert(k) {
-                duplicate_keys.insert(k.to_vec());
-            }
+        if let Some(k) = key_of(&rec, spec.key) {
+            key_hashes.push(stable_hash(k));
+        }
+        if let Some(h) = spec.slot.as_ref().and_then(|slot| slot(&rec)) {
+            slot_hashes.push(h);
         }
     }
     drop(rdr);
     let (sha256, utf8) = tee.finish()?;
+    let repeated_keys = repeats(key_hashes);
+    let repeated_slots = repeats(slot_hashes);
+    let duplicate_keys = if repeated_keys.is_empty() { Default::default() } else { exact_duplicates(path, spec.key, &repeated_keys)? };
     Ok(Scan {
         size,
         sha256,
@@ -148,8 +169,38 @@ pub fn scan(path: &Path, limits: &Limits, key_heading: impl Fn(FileKind) -> Opti
         header,
         kind,
         duplicate_keys,
+        repeated_slots,
         data_rows,
     })
+}
+
+fn key_of(rec: &csv::ByteRecord, col: Option<usize>) -> Option<&[u8]> {
+    let k = rec.get(col?)?.trim_ascii();
+    (!k.is_empty()).then_some(k)
+}
+
+/// The values that occur more than once.
+fn repeats(mut hashes: Vec<u64>) -> hashbrown::HashSet<u64> {
+    hashes.sort_unstable();
+    hashes.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect()
+}
+
+/// Reads the key column once more, keeping only keys whose hash repeats, to tell real duplicates
+/// from hash collisions.
+fn exact_duplicates(path: &Path, col: Option<usize>, repeated: &hashbrown::HashSet<u64>) -> Result<hashbrown::HashSet<Vec<u8>>, ScanError> {
+    let mut seen: hashbrown::HashMap<Vec<u8>, u32> = hashbrown::HashMap::new();
+    let mut rdr = csv_reader(BufReader::new(File::open(path)?));
+    let mut rec = csv::ByteRecord::new();
+    let mut header = true;
+    while read_record(&mut rdr, &mut rec)? {
+        if is_blank(&rec) || std::mem::take(&mut header) {
+            continue;
+        }
+        if let Some(k) = key_of(&rec, col).filter(|k| repeated.contains(&stable_hash(k))) {
+            *seen.entry(k.to_vec()).or_default() += 1;
+        }
+    }
+    Ok(seen.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect())
 }
 
 fn csv_reader<R: Read>(r: R) -> csv::Reader<R> {
@@ -172,7 +223,7 @@ fn read_record<R: Read>(rdr: &mut csv::Reader<R>, rec: &mut csv::ByteRecord) -> 
 
 /// A row with no content at all (Excel writes `,,,,` for an empty row).
 pub fn is_blank(rec: &csv::ByteRecord) -> bool {
-    rec.iter().all(|f| f.trim_ascii().is_empty())
+    rec.as_slice().iter().all(u8::is_ascii_whitespace)
 }
 
 /// Spreadsheets, UTF-16 and other binary content, from the first bytes.
@@ -273,40 +324,6 @@ impl<R: Read> Read for Tee<R> {
             }
         }
         Ok(n)
-    }
-}
-
-/// The keys seen so far, stored once in an arena: about 20 bytes a row plus the key's own length.
-#[derive(Default)]
-struct KeySet {
-    arena: Vec<u8>,
-    spans: Vec<(u32, u32)>,
-    table: HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl KeySet {
-    /// `false` when the key was already there.
-    fn insert(&mut self, key: &[u8]) -> bool {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one(key);
-        let (arena, spans) = (&self.arena, &self.spans);
-        let slice = |i: u32| {
-            let (s, l) = spans[i as usize];
-            &arena[s as usize..(s + l) as usize]
-        };
-        if self.table.find(hash, |i| slice(*i) == key).is_some() {
-            return false;
-        }
-        let idx = self.spans.len() as u32;
-        self.spans.push((self.arena.len() as u32, key.len() as u32));
-        self.arena.extend_from_slice(key);
-        let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
-        self.table.insert_unique(hash, idx, |i| {
-            let (s, l) = spans[*i as usize];
-            hasher.hash_one(&arena[s as usize..(s + l) as usize])
-        });
-        true
     }
 }
 
@@ -428,12 +445,9 @@ mod tests {
     }
 
     #[test]
-    fn a_key_used_twice_is_found_once_per_repeat() {
-        let mut k = KeySet::default();
-        assert!(k.insert(b"V1"));
-        assert!(k.insert(b"V2"));
-        assert!(!k.insert(b"V1"));
-        assert!(k.insert(b"v1"));
+    fn only_values_that_occur_twice_are_repeats() {
+        let r = repeats(vec![5, 1, 5, 2, 3, 2, 5]);
+        assert_eq!(r, [2, 5].into_iter().collect());
     }
 
     fn rows_of(data: &[u8]) -> Vec<u64> {

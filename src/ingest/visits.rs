@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::hash::BuildHasher;
+use std::sync::{mpsc, Arc, Mutex};
 
 use hashbrown::HashMap;
 
@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
 use super::result::{Code, Counts, Issue, Severity};
-use super::source::{row_data, Encoding, Header, Rows, Scan};
+use super::source::{row_data, Encoding, Header, Rows, Scan, ScanSpec};
 use super::IngestError;
 use crate::config::Rules;
 use crate::domain::{
@@ -152,63 +152,261 @@ impl Columns {
     }
 }
 
-/// Judges, matches and writes every row; returns the counts and the week totals to store at commit.
+/// Where the cells that make a visit's slot are, for the first pass.
+#[derive(Clone, Copy)]
+struct SlotCols {
+    ssref: usize,
+    client_ref: usize,
+    nhs: usize,
+    date: usize,
+    entry: usize,
+}
+
+impl SlotCols {
+    fn find(header: &Header) -> Option<SlotCols> {
+        let at = |h: &str| header.position(h);
+        Some(SlotCols {
+            ssref: at("ssref")?,
+            client_ref: at("clientref")?,
+            nhs: at("nhsnumber")?,
+            date: at("plannedvisitdate")?,
+            entry: at("plannedentrytime")?,
+        })
+    }
+
+    /// The row's client (as `Visit::client_key` names it), planned date and entry time, hashed from
+    /// the raw cells so that both passes agree whatever the encoding.
+    fn hash(&self, rec: &csv::ByteRecord) -> Option<u64> {
+        let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
+        let (tag, client) = match (cell(self.ssref), cell(self.client_ref), cell(self.nhs)) {
+            (Some(s), _, _) => (0u8, s.to_ascii_uppercase()),
+            (None, Some(g), _) => (1, parse_guid(std::str::from_utf8(g).ok()?)?.as_str().as_bytes().to_vec()),
+            (None, None, Some(n)) => (2, n.iter().copied().filter(|b| *b != b' ').collect()),
+            _ => return None,
+        };
+        let date = parse_date(std::str::from_utf8(cell(self.date)?).ok()?)?;
+        let entry = parse_time(std::str::from_utf8(cell(self.entry)?).ok()?)?;
+        Some(super::source::stable_hash((tag, client, date, entry)))
+    }
+}
+
+/// What the first pass of a visits file looks for: repeated VisitRefs and repeated slots.
+pub fn scan_spec(header: &Header) -> ScanSpec {
+    let slot = SlotCols::find(header);
+    ScanSpec {
+        key: header.position("visitref"),
+        slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as Box<dyn Fn(&csv::ByteRecord) -> Option<u64>>),
+    }
+}
+
+/// Rows handed to a worker at a time.
+const CHUNK: usize = 1024;
+/// sled keeps what it has not flushed in memory: flushing as the file goes keeps memory flat (the
+/// rows only count once the import commits, so this flush promises nothing to anybody).
+const FLUSH_EVERY_CHUNKS: usize = 64;
+/// Judging threads; the calling thread applies their work in file order, a reader thread parses.
+const WORKERS: usize = 2;
+
+/// Judges, matches and writes every row and the week totals it changes; returns the counts.
+///
+/// Judging a row needs nothing from the rows before it (duplicate keys were found in the first
+/// pass), so workers judge chunks of rows in parallel; what does depend on order (new or updated,
+/// duplicate slots, week totals, the store) is applied here, in file order. The channels are
+/// bounded, so memory stays flat however long the file is.
 pub fn import(
     scan: &Scan,
-    rows: &mut Rows,
+    rows: Rows,
     cols: &Columns,
     ctx: &Context<'_>,
-    batch: &mut VisitBatch<'_>,
+    batch: &VisitBatch<'_>,
     issues: &mut Vec<Issue>,
-) -> Result<(Counts, Vec<(WeekKey, WeekTotals)>), IngestError> {
-    let mut counts = Counts::default();
-    let mut slots = Slots::default();
-    let mut weeks: HashMap<WeekKey, WeekTotals> = HashMap::new();
-    let mut names = NameKeys::default();
-    let mut rec = csv::ByteRecord::new();
+) -> Result<Counts, IngestError> {
+    let enc = rows.encoding;
+    let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>(WORKERS);
+    // Owned by the workers: when they stop early the reader's next send fails and it stops too.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    std::thread::scope(|s| {
+        s.spawn(move || read_chunks(rows, work_tx));
+        let (done_tx, done_rx) = mpsc::sync_channel::<(usize, Result<Vec<JudgedRow>, IngestError>)>(2 * WORKERS);
+        for _ in 0..WORKERS {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            s.spawn(move || {
+                let mut names = NameKeys::default();
+                loop {
+                    let Ok((idx, chunk)) = work_rx.lock().expect("reader lock").recv() else { break };
+                    let judged = chunk.map_err(IngestError::from).and_then(|c| judge_chunk(c, scan, cols, ctx, batch, enc, &mut names));
+                    if done_tx.send((idx, judged)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((done_tx, work_rx));
+        let mut apply = Apply {
+            counts: Counts::default(),
+            slots: Slots::default(),
+            weeks: HashMap::new(),
+            slot_cols: SlotCols::find(&scan.header),
+            repeated_slots: &scan.repeated_slots,
+        };
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (idx, judged) in done_rx {
+            waiting.insert(idx, judged);
+            while let Some(judged) = waiting.remove(&next) {
+                next += 1;
+                for row in judged? {
+                    apply.row(row, ctx, batch, enc, issues)?;
+                }
+                if next % FLUSH_EVERY_CHUNKS == 0 {
+                    batch.flush()?;
+                }
+            }
+        }
+        judge_weeks(batch, apply.weeks, ctx, issues)?;
+        Ok(apply.counts)
+    })
+}
+
+fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>) {
+    for idx in 0.. {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let new_record = || csv::ByteRecord::with_capacity(256, 32);
+        let mut rec = new_record();
+        let result = loop {
+            match rows.next(&mut rec) {
+                Ok(Some(row)) => {
+                    chunk.push((row, std::mem::replace(&mut rec, new_record())));
+                    if chunk.len() == CHUNK {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let (last, msg) = match result {
+            Ok(()) if chunk.is_empty() => return,
+            Ok(()) => (chunk.len() < CHUNK, Ok(chunk)),
+            Err(e) => (true, Err(e)),
+        };
+        if tx.send((idx, msg)).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// One row judged by a worker, to be applied in file order.
+struct JudgedRow {
+    row: u64,
+    rec: csv::ByteRecord,
+    reference: Option<String>,
+    outcome: Outcome,
+    /// The stored form of an accepted row, encoded by the worker.
+    encoded: Vec<u8>,
+    issues: Vec<Issue>,
+}
+
+fn judge_chunk(
+    chunk: Vec<(u64, csv::ByteRecord)>,
+    scan: &Scan,
+    cols: &Columns,
+    ctx: &Context<'_>,
+    batch: &VisitBatch<'_>,
+    enc: Encoding,
+    names: &mut NameKeys,
+) -> Result<Vec<JudgedRow>, IngestError> {
     let header_len = scan.header.names.len();
-    while let Some(row) = rows.next(&mut rec)? {
-        counts.read += 1;
-        let fields = cols.0.map(|i| super::source::decode(rows.encoding, rec.get(i).unwrap_or_default().trim_ascii()));
-        let mut r = RowJudge { row, rec: &rec, fields, enc: rows.encoding, ctx, names: &mut names, issues: Vec::new(), reference: None };
+    let mut out = Vec::with_capacity(chunk.len());
+    for (row, rec) in chunk {
+        let fields = cols.0.map(|i| super::source::decode(enc, rec.get(i).unwrap_or_default().trim_ascii()));
+        let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, issues: Vec::new(), reference: None };
         let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
-        match outcome {
-            Outcome::Rejected => counts.rejected += 1,
+        let encoded = match &outcome {
+            Outcome::Accept(v, _) => batch.encode(&v.visit_ref, row, Some(v)),
+            Outcome::Delete { stored, .. } => batch.encode(&stored.visit_ref, row, None),
+            Outcome::Rejected => Vec::new(),
+        };
+        let (reference, issues) = (r.reference, r.issues);
+        out.push(JudgedRow { row, rec, reference, outcome, encoded, issues });
+    }
+    Ok(out)
+}
+
+/// What depends on the order of rows: counts, duplicate slots, week totals, and the store.
+struct Apply<'s> {
+    counts: Counts,
+    slots: Slots,
+    weeks: HashMap<WeekKey, WeekTotals>,
+    slot_cols: Option<SlotCols>,
+    /// Only slots the first pass saw on more than one row need remembering here.
+    repeated_slots: &'s hashbrown::HashSet<u64>,
+}
+
+impl Apply<'_> {
+    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
+        self.counts.read += 1;
+        let issue = |code: Code, col: Col, message: String| make_issue(j.row, j.reference.clone(), code, Some(col), message, &j.rec, enc);
+        match j.outcome {
+            Outcome::Rejected => self.counts.rejected += 1,
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
-                    add_week(&mut weeks, old, &VisitKeys::of(old), -1);
+                    add_week(&mut self.weeks, old, &VisitKeys::of(old), -1);
                 }
-                batch.put(Some(&previous), &stored.visit_ref, row, None)?;
-                counts.updated += 1;
+                batch.put(Some(&previous), &stored.visit_ref, j.encoded)?;
+                self.counts.updated += 1;
             }
             Outcome::Accept(visit, keys) => {
                 let previous = batch.current(&visit.visit_ref)?;
+                let old = previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref());
                 // A visit stored in a locked period cannot be changed, nor moved out of it.
-                if let Some(old) = previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
-                    if r.check_locked(old.planned_date) {
-                        r.issues.retain(|i| i.severity == Severity::Error);
-                        counts.rejected += 1;
-                        issues.append(&mut r.issues);
-                        continue;
-                    }
+                if let Some(message) = old.and_then(|o| locked_message(ctx, o.planned_date)) {
+                    j.issues.retain(|i| i.severity == Severity::Error);
+                    j.issues.push(issue(Code::PeriodLocked, Col::PlannedVisitDate, format!("the visit already stored is dated in a locked period: {message}")));
+                    self.counts.rejected += 1;
+                    issues.append(&mut j.issues);
+                    return Ok(());
                 }
-                slots.check(&visit, &keys, &mut r);
-                match previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref()) {
+                let slot = self.slot_cols.and_then(|c| c.hash(&j.rec)).filter(|h| self.repeated_slots.contains(h));
+                if let Some(message) = slot.and_then(|h| self.slots.check(h, j.row, &visit, &keys)) {
+                    j.issues.push(issue(Code::PossibleDuplicate, Col::PlannedEntryTime, message));
+                }
+                match old {
                     Some(old) => {
-                        add_week(&mut weeks, old, &VisitKeys::of(old), -1);
-                        counts.updated += 1;
+                        add_week(&mut self.weeks, old, &VisitKeys::of(old), -1);
+                        self.counts.updated += 1;
                     }
-                    None => counts.new += 1,
+                    None => self.counts.new += 1,
                 }
-                add_week(&mut weeks, &visit, &keys, 1);
-                let visit_ref = visit.visit_ref.clone();
-                batch.put(previous.as_ref().map(|(raw, _)| raw), &visit_ref, row, Some(visit))?;
+                add_week(&mut self.weeks, &visit, &keys, 1);
+                batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, j.encoded)?;
             }
         }
-        issues.append(&mut r.issues);
+        issues.append(&mut j.issues);
+        Ok(())
     }
-    let totals = judge_weeks(batch, weeks, ctx, issues)?;
-    Ok((counts, totals))
+}
+
+fn make_issue(row: u64, reference: Option<String>, code: Code, field: Option<Col>, message: String, rec: &csv::ByteRecord, enc: Encoding) -> Issue {
+    Issue {
+        row: Some(row),
+        reference,
+        severity: code.severity(),
+        code,
+        field: field.map(|c| c.heading().to_string()),
+        message,
+        row_data: Some(row_data(enc, rec)),
+    }
+}
+
+/// Why a date cannot be sent any more, when it is in a locked period.
+fn locked_message(ctx: &Context<'_>, date: NaiveDate) -> Option<String> {
+    let lock = ctx.locked.filter(|l| l.locks(date))?;
+    let p = Period::containing(date, ctx.periods.first_start, ctx.periods.length_days);
+    Some(format!(
+        "PlannedVisitDate {} is in {}, which the council has locked (everything up to {}); contact the council's care payments team to change it",
+        uk_date(date), p.describe(), uk_date(lock.0)
+    ))
 }
 
 enum Outcome {
@@ -240,15 +438,7 @@ impl<'r> RowJudge<'r, '_> {
     }
 
     fn push(&mut self, code: Code, field: Option<Col>, message: String) {
-        self.issues.push(Issue {
-            row: Some(self.row),
-            reference: self.reference.clone(),
-            severity: code.severity(),
-            code,
-            field: field.map(|c| c.heading().to_string()),
-            message,
-            row_data: Some(row_data(self.enc, self.rec)),
-        });
+        self.issues.push(make_issue(self.row, self.reference.clone(), code, field, message, self.rec, self.enc));
     }
 
     fn has_errors(&self) -> bool {
@@ -396,8 +586,8 @@ impl<'r> RowJudge<'r, '_> {
                         None,
                         format!("this row has {len} fields but the header has {header_len}: a cell probably holds a comma without being in double quotes, shifting the cells after it"),
                     );
-                    let last = self.issues.pop().expect("just pushed");
-                    self.issues.insert(0, last);
+                    // The other errors are the shifted cells' and would only mislead.
+                    self.issues.retain(|i| i.code == Code::WrongFieldCount);
                 }
                 Ok(Outcome::Rejected)
             }
@@ -422,21 +612,11 @@ impl<'r> RowJudge<'r, '_> {
         if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored }) }
     }
 
-    /// Flags a date in a locked period; `true` when it is.
-    fn check_locked(&mut self, date: NaiveDate) -> bool {
-        let Some(lock) = self.ctx.locked.filter(|l| l.locks(date)) else { return false };
-        {
-            let p = Period::containing(date, self.ctx.periods.first_start, self.ctx.periods.length_days);
-            self.push(
-                Code::PeriodLocked,
-                Some(Col::PlannedVisitDate),
-                format!(
-                    "PlannedVisitDate {} is in {}, which the council has locked (everything up to {}); contact the council's care payments team to change it",
-                    uk_date(date), p.describe(), uk_date(lock.0)
-                ),
-            );
+    /// Flags a date in a locked period.
+    fn check_locked(&mut self, date: NaiveDate) {
+        if let Some(message) = locked_message(self.ctx, date) {
+            self.push(Code::PeriodLocked, Some(Col::PlannedVisitDate), message);
         }
-        true
     }
 
     fn judge_visit(&mut self, visit_ref: String) -> Option<(Visit, VisitKeys)> {
@@ -740,29 +920,26 @@ fn interval(date: NaiveDate, entry: NaiveTime, exit: NaiveTime) -> (NaiveDateTim
 /// The same client and planned slot twice in a file, neither row saying double-handed.
 #[derive(Default)]
 struct Slots {
+    /// Slot hash -> the first accepted row holding it, and whether any row so far said double-handed.
     seen: HashMap<u64, (u64, bool)>,
-    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl Slots {
-    fn check(&mut self, v: &Visit, keys: &VisitKeys, r: &mut RowJudge<'_, '_>) {
-        let key = self.hasher.hash_one((&*keys.client, v.planned_date, v.planned_entry));
+    /// The warning for a row whose slot an earlier row already holds.
+    fn check(&mut self, key: u64, row: u64, v: &Visit, keys: &VisitKeys) -> Option<String> {
         let dh = v.says_double_handed();
-        match self.seen.get_mut(&key) {
-            None => {
-                self.seen.insert(key, (r.row, dh));
-            }
-            Some((first_row, first_dh)) => {
-                if !dh && !*first_dh {
-                    let msg = format!(
-                        "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
-                        keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
-                    );
-                    r.push(Code::PossibleDuplicate, Some(Col::PlannedEntryTime), msg);
-                }
-                *first_dh |= dh;
-            }
-        }
+        let Some((first_row, first_dh)) = self.seen.get_mut(&key) else {
+            self.seen.insert(key, (row, dh));
+            return None;
+        };
+        let warn = !dh && !*first_dh;
+        *first_dh |= dh;
+        warn.then(|| {
+            format!(
+                "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
+                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
+            )
+        })
     }
 }
 
@@ -776,18 +953,13 @@ fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKey
 }
 
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
-/// differ from what the CPLIs in force commission. Returns the new totals to store.
-fn judge_weeks(
-    batch: &VisitBatch<'_>,
-    deltas: HashMap<WeekKey, WeekTotals>,
-    ctx: &Context<'_>,
-    issues: &mut Vec<Issue>,
-) -> Result<Vec<(WeekKey, WeekTotals)>, IngestError> {
-    let mut out = Vec::with_capacity(deltas.len());
+/// differ from what the CPLIs in force commission.
+fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
     for (key, delta) in deltas {
-        let stored = batch.week(&key)?;
+        let before = batch.week(&key)?;
+        let stored = before.unwrap_or_default();
         let total = WeekTotals {
             planned_minutes: stored.planned_minutes + delta.planned_minutes,
             commented_exceptional: stored.commented_exceptional + delta.commented_exceptional,
@@ -814,9 +986,9 @@ fn judge_weeks(
                 }
             }
         }
-        out.push((key, total));
+        batch.put_week(&key, total, before)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1307,10 +1479,10 @@ mod tests {
             let store = Store::open(&db).unwrap();
             import(&store, &[row(&[])]);
             // Write like an import that never reached its commit.
-            let mut batch = store.begin_visits("pearl-carers-ltd", "crashed", true).unwrap();
+            let batch = store.begin_visits("pearl-carers-ltd", "crashed", true).unwrap();
             let prev = batch.current("V1").unwrap().map(|(raw, _)| raw);
-            batch.put(prev.as_ref(), "V1", 2, None).unwrap();
-            batch.put(None, "V2", 3, None).unwrap();
+            batch.put(prev.as_ref(), "V1", batch.encode("V1", 2, None)).unwrap();
+            batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&db).unwrap();

@@ -63,7 +63,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store {
     /// Opens (creating) the store and rolls back any import a crash left half-written.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).cache_capacity(64 * 1024 * 1024).open().map_err(|e| match e {
+        let db = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).open().map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::InUse { path: path.to_path_buf() }
             }

@@ -42,6 +42,15 @@ pub struct WeekTotals {
     pub commented_exceptional: i64,
 }
 
+/// Week totals as stored: like visits, written as the file goes and tagged with the import, with the
+/// totals they replaced so an interrupted import can be rolled back.
+#[derive(Serialize, Deserialize)]
+struct StoredWeek {
+    import_id: String,
+    totals: WeekTotals,
+    before: Option<WeekTotals>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Pending {
     slug: String,
@@ -93,6 +102,17 @@ impl Store {
                     None => batch.remove(k),
                 }
                 self.db.apply_batch(batch)?;
+            }
+            for kv in self.db.scan_prefix(key(&[b"w", p.slug.as_bytes(), b""])) {
+                let (k, v) = kv?;
+                let week: StoredWeek = decode(&k, &v)?;
+                if week.import_id != import_id {
+                    continue;
+                }
+                match week.before {
+                    Some(totals) => self.db.insert(k, encode(&StoredWeek { import_id: String::new(), totals, before: None }))?,
+                    None => self.db.remove(k)?,
+                };
             }
             self.db.remove(pkey)?;
             self.flush()?;
@@ -152,16 +172,38 @@ impl VisitBatch<'_> {
         store.db.get(&k)?.map(|v| decode(&k, &v).map(|sv| (v, sv))).transpose()
     }
 
-    /// Writes a new version; the one it replaces goes into the history.
-    pub fn put(&mut self, previous: Option<&sled::IVec>, visit_ref: &str, row: u64, visit: Option<Visit>) -> Result<()> {
+    /// The stored form of a visit (or of its deletion) written by this import; empty when nothing
+    /// will be written.
+    pub fn encode(&self, visit_ref: &str, row: u64, visit: Option<&Visit>) -> Vec<u8> {
+        if !self.write {
+            return Vec::new();
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            visit_ref: &'a str,
+            import_id: &'a str,
+            row: u64,
+            visit: Option<&'a Visit>,
+        }
+        encode(&Out { visit_ref, import_id: &self.import_id, row, visit })
+    }
+
+    /// Writes a new version (from `encode`); the one it replaces goes into the history.
+    pub fn put(&self, previous: Option<&sled::IVec>, visit_ref: &str, encoded: Vec<u8>) -> Result<()> {
         let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
         let slug = self.slug.as_bytes();
         if let Some(prev) = previous {
             store.db.insert(key(&[b"h", slug, visit_ref.as_bytes(), &self.seq]), prev.clone())?;
         }
-        let sv = StoredVisit { visit_ref: visit_ref.into(), import_id: self.import_id.clone(), row, visit };
-        store.db.insert(key(&[b"v", slug, visit_ref.as_bytes()]), encode(&sv))?;
+        store.db.insert(key(&[b"v", slug, visit_ref.as_bytes()]), encoded)?;
         Ok(())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        match self.store.filter(|_| self.write) {
+            Some(store) => store.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Undoes what this import wrote so far (a failure part-way through a file).
@@ -172,20 +214,27 @@ impl VisitBatch<'_> {
         }
     }
 
-    pub fn week(&self, week: &WeekKey) -> Result<WeekTotals> {
+    /// A week's stored totals, if any.
+    pub fn week(&self, week: &WeekKey) -> Result<Option<WeekTotals>> {
         match self.store {
-            Some(store) => Ok(store.get(&week.bytes(&self.slug))?.unwrap_or_default()),
-            None => Ok(WeekTotals::default()),
+            Some(store) => Ok(store.get::<StoredWeek>(&week.bytes(&self.slug))?.map(|w| w.totals)),
+            None => Ok(None),
         }
     }
 
-    /// Makes the file count: its result and week totals in one batch, the pending mark removed, flushed.
-    pub fn commit(self, result: &ImportResult, weeks: &[(WeekKey, WeekTotals)]) -> Result<()> {
+    /// Writes a week's new totals (`before`: what they replace).
+    pub fn put_week(&self, week: &WeekKey, totals: WeekTotals, before: Option<WeekTotals>) -> Result<()> {
+        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
+        let stored = StoredWeek { import_id: self.import_id.clone(), totals, before };
+        store.db.insert(week.bytes(&self.slug), encode(&stored))?;
+        Ok(())
+    }
+
+    /// Makes the file count: its result recorded and the pending mark removed in one batch, flushed.
+    /// Everything else was written as the file went, so this batch is small whatever the file's size.
+    pub fn commit(self, result: &ImportResult) -> Result<()> {
         let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
         let mut batch = sled::Batch::default();
-        for (k, t) in weeks {
-            batch.insert(k.bytes(&self.slug), encode(t));
-        }
         batch.insert(key(&[b"i", self.import_id.as_bytes()]), encode(result));
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
