@@ -131,6 +131,7 @@ fn judge<'s>(
         FileKind::Carers => source::ScanSpec { key: header.position("carerref"), slot: None },
         _ => source::ScanSpec::default(),
     };
+    let started = std::time::Instant::now();
     let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
         Err(ScanError::File(issue)) => {
@@ -139,6 +140,7 @@ fn judge<'s>(
         }
         Err(ScanError::Io(e)) => return Err(e.into()),
     };
+    tracing::debug!(file = incoming.file_name, rows = scan.data_rows, ms = started.elapsed().as_millis() as u64, "first pass");
     result.sha256 = scan.sha256.clone();
     result.kind = scan.kind;
     if scan.encoding == Encoding::Windows1252 {
@@ -200,8 +202,10 @@ fn judge<'s>(
                 None => crate::store::VisitBatch::offline(),
             };
             let rows = Rows::open(incoming.path, scan.encoding)?;
+            let started = std::time::Instant::now();
             match visits::import(&scan, rows, &cols, &ctx, &batch, &mut result.issues) {
                 Ok(counts) => {
+                    tracing::debug!(file = incoming.file_name, ms = started.elapsed().as_millis() as u64, "rows judged and applied");
                     result.counts = counts;
                     Ok(Judged::Visits { batch })
                 }

@@ -100,10 +100,10 @@ fn file_issue(code: Code, message: impl Into<String>) -> ScanError {
     ScanError::File(Issue::file(code, None, message))
 }
 
-/// A hash that is the same in every pass and every run.
+/// A fast hash that is the same in every pass (a fixed seed).
 pub fn stable_hash(value: impl std::hash::Hash) -> u64 {
     use std::hash::BuildHasher;
-    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(value)
+    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(value)
 }
 
 /// The first pass. Memory stays at 16 bytes a row: keys and slots are kept as hashes, sorted at the

@@ -177,16 +177,25 @@ impl SlotCols {
     /// The row's client (as `Visit::client_key` names it), planned date and entry time, hashed from
     /// the raw cells so that both passes agree whatever the encoding.
     fn hash(&self, rec: &csv::ByteRecord) -> Option<u64> {
+        use std::hash::{BuildHasher, Hash, Hasher};
         let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
-        let (tag, client) = match (cell(self.ssref), cell(self.client_ref), cell(self.nhs)) {
-            (Some(s), _, _) => (0u8, s.to_ascii_uppercase()),
-            (None, Some(g), _) => (1, parse_guid(std::str::from_utf8(g).ok()?)?.as_str().as_bytes().to_vec()),
-            (None, None, Some(n)) => (2, n.iter().copied().filter(|b| *b != b' ').collect()),
-            _ => return None,
-        };
         let date = parse_date(std::str::from_utf8(cell(self.date)?).ok()?)?;
         let entry = parse_time(std::str::from_utf8(cell(self.entry)?).ok()?)?;
-        Some(super::source::stable_hash((tag, client, date, entry)))
+        let mut h = foldhash::fast::FixedState::with_seed(0x5107).build_hasher();
+        match (cell(self.ssref), cell(self.client_ref), cell(self.nhs)) {
+            (Some(s), _, _) => s.iter().for_each(|b| h.write_u8(b.to_ascii_uppercase())),
+            (None, Some(g), _) => {
+                h.write_u8(1);
+                parse_guid(std::str::from_utf8(g).ok()?)?.as_str().hash(&mut h);
+            }
+            (None, None, Some(n)) => {
+                h.write_u8(2);
+                n.iter().filter(|b| **b != b' ').for_each(|b| h.write_u8(*b));
+            }
+            _ => return None,
+        }
+        (date, entry).hash(&mut h);
+        Some(h.finish())
     }
 }
 
