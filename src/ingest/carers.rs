@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::result::{Code, Counts, Issue};
-use super::source::{heading_key, row_data, Header, Rows, Scan};
+use super::source::{find_columns, row_data, Header, Rows, Scan};
 use super::IngestError;
 use crate::domain::{parse_date, Carer};
 
@@ -18,28 +18,9 @@ pub struct CarerChanges {
 }
 
 /// Column positions, or the file-level issues that fail the file.
-fn columns(header: &Header, warnings: &mut Vec<Issue>) -> Result<[Option<usize>; 8], Vec<Issue>> {
-    let mut idx = [None; 8];
-    let mut errors = Vec::new();
+fn columns(header: &Header, warnings: &mut Vec<Issue>) -> Result<Vec<Option<usize>>, Vec<Issue>> {
     let all: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
-    for (pos, key) in header.keys.iter().enumerate() {
-        match all.iter().position(|h| heading_key(h) == *key) {
-            Some(i) if idx[i].is_some() => errors.push(Issue::file(Code::DuplicateColumn, Some(all[i]), format!("the heading {} appears twice; keep one", all[i]))),
-            Some(i) => idx[i] = Some(pos),
-            None if key.is_empty() => {}
-            None => warnings.push(Issue::file(
-                Code::UnknownColumn,
-                Some(&header.names[pos]),
-                format!("column {} '{}' is not a carers heading and is ignored", pos + 1, header.names[pos]),
-            )),
-        }
-    }
-    for (i, h) in REQUIRED.iter().enumerate() {
-        if idx[i].is_none() {
-            errors.push(Issue::file(Code::MissingColumn, Some(h), format!("the heading {h} is missing; a carers file needs CarerRef, Forename, Surname and Deleted")));
-        }
-    }
-    if errors.is_empty() { Ok(idx) } else { Err(errors) }
+    find_columns(header, "carers", &all, REQUIRED.len(), "a carers file needs CarerRef, Forename, Surname and Deleted", warnings)
 }
 
 /// Judges every row. `known` are the organisation's carers before this file.

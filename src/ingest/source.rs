@@ -58,6 +58,43 @@ impl Header {
     }
 }
 
+/// Where each of a file kind's `headings` is. The first `required` must be there; a heading twice, or
+/// a required one missing, fails the file (the `Err` issues); an unknown heading is a warning.
+pub fn find_columns(
+    header: &Header,
+    kind: &str,
+    headings: &[&str],
+    required: usize,
+    missing_hint: &str,
+    warnings: &mut Vec<Issue>,
+) -> Result<Vec<Option<usize>>, Vec<Issue>> {
+    let keys: Vec<String> = headings.iter().map(|h| heading_key(h)).collect();
+    let mut idx: Vec<Option<usize>> = vec![None; headings.len()];
+    let mut errors = Vec::new();
+    for (pos, key) in header.keys.iter().enumerate() {
+        match keys.iter().position(|k| k == key) {
+            Some(i) => match idx[i] {
+                Some(first) => errors.push(Issue::file(
+                    Code::DuplicateColumn,
+                    Some(headings[i]),
+                    format!("the heading {} appears twice (columns {} and {}); keep one", headings[i], first + 1, pos + 1),
+                )),
+                None => idx[i] = Some(pos),
+            },
+            None if key.is_empty() => {}
+            None => warnings.push(Issue::file(
+                Code::UnknownColumn,
+                Some(&header.names[pos]),
+                format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
+            )),
+        }
+    }
+    for (h, _) in headings.iter().zip(&idx).take(required).filter(|(_, i)| i.is_none()) {
+        errors.push(Issue::file(Code::MissingColumn, Some(h), format!("the heading {h} is missing; {missing_hint}")));
+    }
+    if errors.is_empty() { Ok(idx) } else { Err(errors) }
+}
+
 /// `DeliveredEntryTime IsOverridden` -> `deliveredentrytimeisoverridden`.
 pub fn heading_key(name: &str) -> String {
     name.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()

@@ -117,38 +117,9 @@ impl Columns {
     /// `Err` holds the file-level issues (missing or repeated headings); warnings for extra columns
     /// are pushed to `warnings`.
     pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
-        let mut idx = [usize::MAX; 25];
-        let mut errors = Vec::new();
-        let wanted: Vec<String> = HEADINGS.iter().map(|h| super::source::heading_key(h)).collect();
-        for (pos, key) in header.keys.iter().enumerate() {
-            match wanted.iter().position(|w| w == key) {
-                Some(i) if idx[i] != usize::MAX => errors.push(Issue::file(
-                    Code::DuplicateColumn,
-                    Some(HEADINGS[i]),
-                    format!("the heading {} appears twice (columns {} and {}); keep one", HEADINGS[i], idx[i] + 1, pos + 1),
-                )),
-                Some(i) => idx[i] = pos,
-                None if key.is_empty() => {}
-                None => warnings.push(Issue::file(
-                    Code::UnknownColumn,
-                    Some(&header.names[pos]),
-                    format!("column {} '{}' is not a visits heading and is ignored", pos + 1, header.names[pos]),
-                )),
-            }
-        }
-        for (i, pos) in idx.iter().enumerate() {
-            if *pos == usize::MAX {
-                errors.push(Issue::file(
-                    Code::MissingColumn,
-                    Some(HEADINGS[i]),
-                    format!(
-                        "the heading {} is missing; all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)",
-                        HEADINGS[i]
-                    ),
-                ));
-            }
-        }
-        if errors.is_empty() { Ok(Columns(idx)) } else { Err(errors) }
+        let hint = "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)";
+        let found = super::source::find_columns(header, "visits", &HEADINGS, HEADINGS.len(), hint, warnings)?;
+        Ok(Columns(std::array::from_fn(|i| found[i].expect("every heading is required"))))
     }
 }
 
