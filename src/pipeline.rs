@@ -157,7 +157,10 @@ impl Gateway {
             fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
         let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
         let result = ingest::process(&self.config, Some(&org), &incoming, Mode::Import(&self.store))?;
-        self.write_results(&slug, &result)?;
+        if !self.store.answered(&import_id)? {
+            self.write_results(&slug, &result)?;
+            self.store.mark_answered(&import_id)?;
+        }
         let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
         fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
         fs::rename(spooled, &archived).map_err(io("archiving the file"))?;

@@ -27,7 +27,7 @@ use source::{Encoding, Rows, ScanError};
 pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("reading the spooled file: {0}")]
+    #[error("reading the file: {0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -169,18 +169,13 @@ fn judge<'s>(
                 }
             };
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
-            let stored_cplis = match (given_cplis, store, org) {
-                (Some(_), _, _) => None,
+            // CPLIs given to `validate` replace the stored ones; offline without them nothing is matched.
+            let cplis = match (given_cplis, store, org) {
+                (Some(given), _, _) => Some(given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect()),
                 (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
                 _ => None,
-            };
-            let cplis: Option<CpliIndex> = match (given_cplis, stored_cplis) {
-                (Some(given), _) => Some(CpliIndex::new(
-                    given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect(),
-                )),
-                (None, Some(stored)) => Some(CpliIndex::new(stored)),
-                (None, None) => None,
-            };
+            }
+            .map(CpliIndex::new);
             let carers = match (store, org) {
                 (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
                 _ => None,

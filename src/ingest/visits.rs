@@ -1470,4 +1470,27 @@ mod tests {
         assert_eq!(current, ["V1"]);
         assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 0);
     }
+
+    #[test]
+    fn week_totals_written_by_an_interrupted_import_are_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let week = WeekKey { client: "A1".into(), level: "personal care".into(), service: "s".into(), monday: NaiveDate::from_ymd_opt(2022, 10, 3).unwrap() };
+        let t = |m| WeekTotals { planned_minutes: m, commented_exceptional: 0 };
+        let other = WeekKey { service: "other".into(), ..week.clone() };
+        {
+            let store = Store::open(&db).unwrap();
+            let done = store.begin_visits("org", "done", true).unwrap();
+            done.put_week(&week, t(60), None).unwrap();
+            done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None })).unwrap();
+            let crashed = store.begin_visits("org", "crashed", true).unwrap();
+            crashed.put_week(&week, t(120), Some(t(60))).unwrap();
+            crashed.put_week(&other, t(30), None).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&db).unwrap();
+        let read = store.begin_visits("org", "reader", false).unwrap();
+        assert_eq!(read.week(&week).unwrap(), Some(t(60)));
+        assert_eq!(read.week(&other).unwrap(), None);
+    }
 }

@@ -4,7 +4,8 @@
 //! `o\0slug` organisation · `q\0cpli_id` CPLI · `v\0slug\0visit_ref` current visit (or its deletion) ·
 //! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
-//! result · `p\0import_id` an import in progress · `m\0name` settings the council changes at run time.
+//! result · `r\0import_id` its result files written · `p\0import_id` an import in progress ·
+//! `m\0name` settings the council changes at run time.
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
@@ -176,6 +177,16 @@ impl Store {
         }
         batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
         self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Whether the result files of an import have been written (a replay must not write them twice).
+    pub fn answered(&self, import_id: &str) -> Result<bool> {
+        Ok(self.db.contains_key(key(&[b"r", import_id.as_bytes()]))?)
+    }
+
+    pub fn mark_answered(&self, import_id: &str) -> Result<()> {
+        self.db.insert(key(&[b"r", import_id.as_bytes()]), &[])?;
         self.flush()
     }
 
