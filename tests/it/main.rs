@@ -8,5 +8,9 @@ mod guide;
 mod malformed;
 /// `gateway serve`: the inbox watcher, slow writers, and a process killed mid-import.
 mod serve;
+/// The inbox watcher of `gateway serve`: complete files are taken once, temporary names wait.
+mod inbox;
+/// A gateway killed in the middle of an import leaves all of the file or none of it.
+mod crash;
 /// Command-line behaviour that is not tied to one guide example (validate, visits list, period lock).
 mod cli;
