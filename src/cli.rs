@@ -176,7 +176,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
         Command::Period { command: PeriodCommand::Lock { until } } => {
             let gw = Gateway::open(config, &data)?;
             let p = gw.lock_until(until)?;
-            println!("locked every visit dated on or before {until} (the last locked day is in {})", p.describe());
+            let at = if p.end == until { "the last day of" } else { "in" };
+            println!("locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe());
             Ok(ExitCode::SUCCESS)
         }
         Command::Visits { command: VisitsCommand::List { org, status, format } } => {

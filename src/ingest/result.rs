@@ -81,6 +81,15 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 /// One problem: where (row, column), what, and what would be right, in words a provider understands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Issue {
@@ -182,7 +191,7 @@ impl ImportResult {
                 (None, None) => "file".to_string(),
             };
             let field = i.field.as_deref().map(|f| format!(" {f}")).unwrap_or_default();
-            out.push_str(&format!("  {at} {:?} {}{field}: {}\n", i.severity, i.code.as_str(), i.message).replace("Error", "error").replace("Warning", "warning"));
+            out.push_str(&format!("  {at} {} {}{field}: {}\n", i.severity.as_str(), i.code.as_str(), i.message));
         }
         out
     }
@@ -194,15 +203,11 @@ impl ImportResult {
         let _ = w.write_record(["row", "ref", "severity", "code", "field", "message", "row_data"]);
         for i in &self.issues {
             let row = i.row.map(|r| r.to_string()).unwrap_or_default();
-            let sev = match i.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
             let code = i.code.as_str();
             let cells = [
                 row.as_str(),
                 i.reference.as_deref().unwrap_or(""),
-                sev,
+                i.severity.as_str(),
                 code.as_str(),
                 i.field.as_deref().unwrap_or(""),
                 i.message.as_str(),
