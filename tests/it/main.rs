@@ -6,8 +6,6 @@ mod helpers;
 mod guide;
 /// Malformed files: each gets a result with a clear message and none makes the gateway panic.
 mod malformed;
-/// `gateway serve`: the inbox watcher, slow writers, and a process killed mid-import.
-mod serve;
 /// The inbox watcher of `gateway serve`: complete files are taken once, temporary names wait.
 mod inbox;
 /// A gateway killed in the middle of an import leaves all of the file or none of it.
