@@ -5,15 +5,17 @@ use chrono::{NaiveDate, NaiveTime, Timelike};
 /// Parses `D/M/YYYY`, `D-M-YYYY`, `D/M/YY`, `D-M-YY`, `D MMM YYYY`, `D-MMM-YY`, `D-MMM-YYYY`
 /// (leading zeros optional, month names in any case). Only real calendar dates pass.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    let sep = s.bytes().find(|b| matches!(b, b'/' | b'-' | b' '))?;
-    let mut parts = s.split(sep as char);
-    let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    let b = s.trim().as_bytes();
+    let first = b.iter().position(|c| matches!(c, b'/' | b'-' | b' '))?;
+    let sep = b[first];
+    let rest = &b[first + 1..];
+    let second = rest.iter().position(|c| *c == sep)?;
+    let (d, m, y) = (&b[..first], &rest[..second], &rest[second + 1..]);
+    if y.contains(&sep) {
         return None;
     }
-    let day: u32 = digits(d, 1, 2)?;
-    let month = if m.bytes().all(|b| b.is_ascii_digit()) {
+    let day = digits(d, 1, 2)?;
+    let month = if m.iter().all(u8::is_ascii_digit) {
         if sep == b' ' {
             return None; // "1 8 2022" is not one of the guide's forms
         }
@@ -24,9 +26,9 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
         }
         month_from_name(m)?
     };
-    let year: i32 = match y.len() {
-        4 => digits::<u32>(y, 4, 4)? as i32,
-        2 if sep != b' ' => 2000 + digits::<u32>(y, 2, 2)? as i32,
+    let year = match y.len() {
+        4 => digits(y, 4, 4)? as i32,
+        2 if sep != b' ' => 2000 + digits(y, 2, 2)? as i32,
         _ => return None,
     };
     NaiveDate::from_ymd_opt(year, month, day)
@@ -34,34 +36,28 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 
 /// Parses `h:mm` or `h:mm:ss` (hour 0-23, leading zero optional).
 pub fn parse_time(s: &str) -> Option<NaiveTime> {
-    let mut parts = s.trim().split(':');
-    let h: u32 = digits(parts.next()?, 1, 2)?;
-    let m: u32 = digits(parts.next()?, 2, 2)?;
-    let sec: u32 = match parts.next() {
-        Some(p) => digits(p, 2, 2)?,
-        None => 0,
+    let b = s.trim().as_bytes();
+    let colon = b.iter().position(|c| *c == b':')?;
+    let h = digits(&b[..colon], 1, 2)?;
+    let rest = &b[colon + 1..];
+    let (m, sec) = match rest.iter().position(|c| *c == b':') {
+        Some(i) => (digits(&rest[..i], 2, 2)?, digits(&rest[i + 1..], 2, 2)?),
+        None => (digits(rest, 2, 2)?, 0),
     };
-    if parts.next().is_some() {
-        return None;
-    }
     NaiveTime::from_hms_opt(h, m, sec)
 }
 
-fn digits<T: std::str::FromStr>(s: &str, min: usize, max: usize) -> Option<T> {
-    if s.len() < min || s.len() > max || !s.bytes().all(|b| b.is_ascii_digit()) {
+/// A number written with `min..=max` ASCII digits.
+fn digits(s: &[u8], min: usize, max: usize) -> Option<u32> {
+    if s.len() < min || s.len() > max {
         return None;
     }
-    s.parse().ok()
+    s.iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
 }
 
-fn month_from_name(m: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] =
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-    if m.len() != 3 {
-        return None;
-    }
-    let lower = m.to_ascii_lowercase();
-    MONTHS.iter().position(|n| *n == lower).map(|i| i as u32 + 1)
+fn month_from_name(m: &[u8]) -> Option<u32> {
+    const MONTHS: [&[u8]; 12] = [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
+    MONTHS.iter().position(|n| m.eq_ignore_ascii_case(n)).map(|i| i as u32 + 1)
 }
 
 /// A date the way the guide and a UK provider write it: `03/10/2022`.

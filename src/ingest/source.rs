@@ -121,8 +121,13 @@ pub struct ScanSpec {
     /// The key column: a value on two rows rejects both.
     pub key: Option<usize>,
     /// A row's slot (visits: client, planned date and entry time), hashed; `None` when it has none.
-    pub slot: Option<Box<dyn Fn(&csv::ByteRecord) -> Option<u64>>>,
+    pub slot: Option<SlotFn>,
 }
+
+pub type SlotFn = Box<dyn Fn(&csv::ByteRecord) -> Option<u64> + Send + Sync>;
+
+/// Records handed from the reading thread to the hashing thread at a time.
+const SCAN_CHUNK: usize = 1024;
 
 /// Why a file cannot be read at all: a file-level issue, or an I/O error of ours.
 #[derive(Debug, thiserror::Error)]
@@ -177,23 +182,52 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
     };
     let kind = header.kind();
     let spec = spec(&header, kind);
-    // About 100 bytes a row: enough to rarely grow.
+    // This thread reads (hashing the bytes, checking UTF-8, parsing CSV); another hashes each row's
+    // key and slot. Record buffers go back and forth, so nothing is allocated per row.
     let guess = (size / 100) as usize;
-    let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() { guess } else { 0 });
-    let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec.slot.is_some() { guess } else { 0 });
-    let mut data_rows = 0;
-    while read_record(&mut rdr, &mut rec)? {
-        if is_blank(&rec) {
-            continue;
-        }
-        data_rows += 1;
-        if let Some(k) = key_of(&rec, spec.key) {
-            key_hashes.push(stable_hash(k));
-        }
-        if let Some(h) = spec.slot.as_ref().and_then(|slot| slot(&rec)) {
-            slot_hashes.push(h);
-        }
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<csv::ByteRecord>, usize)>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<csv::ByteRecord>>(3);
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![csv::ByteRecord::with_capacity(256, 32); SCAN_CHUNK]);
     }
+    let spec_ref = &spec;
+    let (read, key_hashes, slot_hashes, data_rows) = std::thread::scope(|s| {
+        let hasher = s.spawn(move || {
+            let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec_ref.key.is_some() { guess } else { 0 });
+            let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec_ref.slot.is_some() { guess } else { 0 });
+            let mut data_rows = 0u64;
+            for (chunk, n) in full_rx {
+                for rec in chunk[..n].iter().filter(|r| !is_blank(r)) {
+                    data_rows += 1;
+                    if let Some(k) = key_of(rec, spec_ref.key) {
+                        key_hashes.push(stable_hash(k));
+                    }
+                    if let Some(h) = spec_ref.slot.as_ref().and_then(|slot| slot(rec)) {
+                        slot_hashes.push(h);
+                    }
+                }
+                let _ = empty_tx.send(chunk);
+            }
+            (key_hashes, slot_hashes, data_rows)
+        });
+        let read = (|| {
+            while let Ok(mut chunk) = empty_rx.recv() {
+                let mut n = 0;
+                while n < SCAN_CHUNK && read_record(&mut rdr, &mut chunk[n])? {
+                    n += 1;
+                }
+                let last = n < SCAN_CHUNK;
+                if full_tx.send((chunk, n)).is_err() || last {
+                    break;
+                }
+            }
+            Ok::<(), ScanError>(())
+        })();
+        drop(full_tx);
+        let (k, sl, rows) = hasher.join().expect("the hashing thread does not panic");
+        (read, k, sl, rows)
+    });
+    read?;
     drop(rdr);
     let (sha256, utf8) = tee.finish()?;
     let repeated_keys = repeats(key_hashes);

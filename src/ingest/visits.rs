@@ -110,6 +110,13 @@ pub struct Context<'a> {
     pub no_visit_levels: HashSet<NameKey>,
 }
 
+impl Context<'_> {
+    /// The uploading organisation's name as compared.
+    fn org_key(&self) -> Option<NameKey> {
+        self.org.map(|o| NameKey::new(&o.name))
+    }
+}
+
 /// Where each heading is in this file.
 pub struct Columns([usize; 25]);
 
@@ -175,7 +182,7 @@ pub fn scan_spec(header: &Header) -> ScanSpec {
     let slot = SlotCols::find(header);
     ScanSpec {
         key: header.position("visitref"),
-        slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as Box<dyn Fn(&csv::ByteRecord) -> Option<u64>>),
+        slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as super::source::SlotFn),
     }
 }
 
@@ -298,9 +305,10 @@ fn judge_chunk(
 ) -> Result<Vec<JudgedRow>, IngestError> {
     let header_len = scan.header.names.len();
     let mut out = Vec::with_capacity(chunk.len());
+    let org_key = ctx.org_key();
     for (row, rec) in chunk {
-        let fields = cols.0.map(|i| super::source::decode(enc, rec.get(i).unwrap_or_default().trim_ascii()));
-        let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, issues: Vec::new(), reference: None };
+        let fields = decode_fields(&rec, &cols.0, enc);
+        let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, org_key: &org_key, issues: Vec::new(), reference: None };
         let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
         let encoded = match &outcome {
             Outcome::Accept(v, _) => batch.encode(&v.visit_ref, row, Some(v)),
@@ -311,6 +319,17 @@ fn judge_chunk(
         out.push(JudgedRow { row, rec, reference, outcome, encoded, issues });
     }
     Ok(out)
+}
+
+/// Each heading's cell as text, trimmed. A UTF-8 row is checked once and its cells sliced from it
+/// (cells end at ASCII commas, so every slice is valid text).
+fn decode_fields<'r>(rec: &'r csv::ByteRecord, cols: &[usize; 25], enc: Encoding) -> [Cow<'r, str>; 25] {
+    if enc == Encoding::Utf8 {
+        if let Ok(whole) = std::str::from_utf8(rec.as_slice()) {
+            return cols.map(|i| Cow::Borrowed(rec.range(i).and_then(|r| whole.get(r)).unwrap_or("").trim_ascii()));
+        }
+    }
+    cols.map(|i| super::source::decode(enc, rec.get(i).unwrap_or_default().trim_ascii()))
 }
 
 /// What depends on the order of rows: counts, duplicate slots, week totals, and the store.
@@ -392,7 +411,7 @@ fn locked_message(ctx: &Context<'_>, date: NaiveDate) -> Option<String> {
 enum Outcome {
     Rejected,
     Delete { previous: sled::IVec, stored: crate::store::StoredVisit },
-    Accept(Visit, VisitKeys),
+    Accept(Box<Visit>, VisitKeys),
 }
 
 struct RowJudge<'r, 'c> {
@@ -403,6 +422,7 @@ struct RowJudge<'r, 'c> {
     enc: Encoding,
     ctx: &'r Context<'c>,
     names: &'r mut NameKeys,
+    org_key: &'r Option<NameKey>,
     issues: Vec<Issue>,
     reference: Option<String>,
 }
@@ -556,7 +576,7 @@ impl<'r> RowJudge<'r, '_> {
             return self.judge_deletion(visit_ref, batch);
         }
         match self.judge_visit(visit_ref) {
-            Some((v, k)) => Ok(Outcome::Accept(v, k)),
+            Some((v, k)) => Ok(Outcome::Accept(Box::new(v), k)),
             None => {
                 if len > header_len {
                     // Empty extra cells are tolerated (Excel adds them), but when the row is wrong
@@ -760,7 +780,7 @@ impl<'r> RowJudge<'r, '_> {
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
         if let Some(name) = org_name {
-            if self.names.get(name) != self.names.get(&org.name) && name != org.slug {
+            if Some(self.names.get(name)) != *self.org_key && name != org.slug {
                 self.push(
                     Code::WrongOrganisation,
                     Some(Col::OrganisationName),
