@@ -169,40 +169,49 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
     }
     file.seek(SeekFrom::Start(0))?;
 
-    let mut tee = Tee::new(file, limits.max_line_bytes);
-    let mut rdr = csv_reader(&mut tee);
-    let mut rec = csv::ByteRecord::new();
-    let header = loop {
-        if !read_record(&mut rdr, &mut rec)? {
-            return Err(file_issue(Code::FileEmpty, "the file has no header row: it is empty or blank"));
+    // Three threads share the work: this one reads (checking UTF-8 and line lengths, parsing CSV),
+    // one hashes the bytes (sha256), one hashes each row's key and slot. Record buffers go back and
+    // forth, so nothing is allocated per row.
+    std::thread::scope(|s| {
+        let (bytes_tx, bytes_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let sha = s.spawn(move || {
+            let mut hash = Sha256::new();
+            for bytes in bytes_rx {
+                hash.update(&bytes);
+            }
+            hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        });
+        let mut tee = Tee::new(file, limits.max_line_bytes, bytes_tx);
+        let mut rdr = csv_reader(&mut tee);
+        let mut rec = csv::ByteRecord::new();
+        let header = loop {
+            if !read_record(&mut rdr, &mut rec)? {
+                return Err(file_issue(Code::FileEmpty, "the file has no header row: it is empty or blank"));
+            }
+            if !is_blank(&rec) {
+                break Header::from_record(&rec);
+            }
+        };
+        let kind = header.kind();
+        let spec = spec(&header, kind);
+        let guess = (size / 100) as usize;
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<csv::ByteRecord>, usize)>(2);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<csv::ByteRecord>>(3);
+        for _ in 0..3 {
+            let _ = empty_tx.send(vec![csv::ByteRecord::with_capacity(256, 32); SCAN_CHUNK]);
         }
-        if !is_blank(&rec) {
-            break Header::from_record(&rec);
-        }
-    };
-    let kind = header.kind();
-    let spec = spec(&header, kind);
-    // This thread reads (hashing the bytes, checking UTF-8, parsing CSV); another hashes each row's
-    // key and slot. Record buffers go back and forth, so nothing is allocated per row.
-    let guess = (size / 100) as usize;
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<csv::ByteRecord>, usize)>(2);
-    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<csv::ByteRecord>>(3);
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![csv::ByteRecord::with_capacity(256, 32); SCAN_CHUNK]);
-    }
-    let spec_ref = &spec;
-    let (read, key_hashes, slot_hashes, data_rows) = std::thread::scope(|s| {
+        let key_col = spec.key;
         let hasher = s.spawn(move || {
-            let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec_ref.key.is_some() { guess } else { 0 });
-            let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec_ref.slot.is_some() { guess } else { 0 });
+            let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() { guess } else { 0 });
+            let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec.slot.is_some() { guess } else { 0 });
             let mut data_rows = 0u64;
             for (chunk, n) in full_rx {
                 for rec in chunk[..n].iter().filter(|r| !is_blank(r)) {
                     data_rows += 1;
-                    if let Some(k) = key_of(rec, spec_ref.key) {
+                    if let Some(k) = key_of(rec, spec.key) {
                         key_hashes.push(stable_hash(k));
                     }
-                    if let Some(h) = spec_ref.slot.as_ref().and_then(|slot| slot(rec)) {
+                    if let Some(h) = spec.slot.as_ref().and_then(|slot| slot(rec)) {
                         slot_hashes.push(h);
                     }
                 }
@@ -224,24 +233,25 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             Ok::<(), ScanError>(())
         })();
         drop(full_tx);
-        let (k, sl, rows) = hasher.join().expect("the hashing thread does not panic");
-        (read, k, sl, rows)
-    });
-    read?;
-    drop(rdr);
-    let (sha256, utf8) = tee.finish()?;
-    let repeated_keys = repeats(key_hashes);
-    let repeated_slots = repeats(slot_hashes);
-    let duplicate_keys = if repeated_keys.is_empty() { Default::default() } else { exact_duplicates(path, spec.key, &repeated_keys)? };
-    Ok(Scan {
-        size,
-        sha256,
-        encoding: if utf8 { Encoding::Utf8 } else { Encoding::Windows1252 },
-        header,
-        kind,
-        duplicate_keys,
-        repeated_slots,
-        data_rows,
+        let (key_hashes, slot_hashes, data_rows) = hasher.join().expect("the row-hashing thread does not panic");
+        read?;
+        drop(rdr);
+        let utf8 = tee.finish()?;
+        let sha256 = sha.join().expect("the sha256 thread does not panic");
+        let repeated_keys = repeats(key_hashes);
+        let repeated_slots = repeats(slot_hashes);
+        let duplicate_keys =
+            if repeated_keys.is_empty() { Default::default() } else { exact_duplicates(path, key_col, &repeated_keys)? };
+        Ok(Scan {
+            size,
+            sha256,
+            encoding: if utf8 { Encoding::Utf8 } else { Encoding::Windows1252 },
+            header,
+            kind,
+            duplicate_keys,
+            repeated_slots,
+            data_rows,
+        })
     })
 }
 
@@ -319,7 +329,8 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
 /// the limit so that one line can never fill memory.
 struct Tee<R> {
     inner: R,
-    hash: Sha256,
+    /// Every byte read goes here, to be hashed on another thread.
+    bytes: std::sync::mpsc::SyncSender<Vec<u8>>,
     utf8: bool,
     carry: Vec<u8>,
     line_len: u64,
@@ -328,8 +339,8 @@ struct Tee<R> {
 }
 
 impl<R: Read> Tee<R> {
-    fn new(inner: R, max_line: u64) -> Self {
-        Tee { inner, hash: Sha256::new(), utf8: true, carry: Vec::new(), line_len: 0, max_line, line_no: 1 }
+    fn new(inner: R, max_line: u64, bytes: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        Tee { inner, bytes, utf8: true, carry: Vec::new(), line_len: 0, max_line, line_no: 1 }
     }
 
     fn check_utf8(&mut self, buf: &[u8]) {
@@ -351,13 +362,11 @@ impl<R: Read> Tee<R> {
         }
     }
 
-    /// Reads what is left (the CSV reader may stop early) and returns (sha256, is UTF-8).
-    fn finish(mut self) -> io::Result<(String, bool)> {
+    /// Reads what is left (the CSV reader may stop early); whether the whole file was UTF-8.
+    fn finish(mut self) -> io::Result<bool> {
         let mut buf = vec![0u8; 64 * 1024];
         while self.read(&mut buf)? > 0 {}
-        let utf8 = self.utf8 && self.carry.is_empty();
-        let digest = self.hash.finalize();
-        Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), utf8))
+        Ok(self.utf8 && self.carry.is_empty())
     }
 }
 
@@ -365,7 +374,10 @@ impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let chunk = &buf[..n];
-        self.hash.update(chunk);
+        if n > 0 {
+            // The hashing thread stops only when this sender is dropped, so this cannot fail.
+            let _ = self.bytes.send(chunk.to_vec());
+        }
         self.check_utf8(chunk);
         // Only a chunk that could hold an over-long line is looked at line by line.
         if self.line_len + n as u64 > self.max_line {
@@ -543,7 +555,8 @@ mod tests {
     #[test]
     fn utf8_split_across_reads_is_still_utf8() {
         let text = "Zoë £5".as_bytes();
-        let mut t = Tee::new(io::empty(), 1 << 20);
+        let (tx, _rx) = std::sync::mpsc::sync_channel(16);
+        let mut t = Tee::new(io::empty(), 1 << 20, tx);
         t.check_utf8(&text[..3]); // cuts 'ë' in half
         t.check_utf8(&text[3..]);
         assert!(t.utf8 && t.carry.is_empty());
