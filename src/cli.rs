@@ -28,8 +28,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway: watch every organisation's inbox and process each file once it is complete.
-    Serve,
+    /// Run the gateway: the SFTP server and the inbox watcher; every file is processed once complete.
+    Serve {
+        /// Listen for SFTP here (default: `sftp.listen`, 127.0.0.1:2222).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Load the examples' CPLIs and allow the demo login (key keys/demo_ed25519). Never in production.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Judge files offline and store nothing. Exit 0 when clean, 1 when any row or file has an error.
     Validate {
         /// Match against this CPLI extract instead of the stored CPLIs.
@@ -67,6 +74,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PeriodCommand,
     },
+    /// SFTP logins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Stored visits.
     Visits {
         #[command(subcommand)]
@@ -100,6 +112,30 @@ pub enum PeriodCommand {
     Lock {
         #[arg(long)]
         until: chrono::NaiveDate,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an SFTP login for an organisation, or add keys / set the password of an existing one.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// An OpenSSH public key file (ed25519, ECDSA or RSA); repeat for several.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Read the password from standard input (first line). At least 9 characters, upper and lower case, a digit.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the logins, their organisations and how each logs in.
+    List,
+    /// Remove a login; its open sessions end when they next log in.
+    Remove {
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -139,7 +175,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| GatewayError::Invalid(e.to_string()))?;
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     match cli.command {
-        Command::Serve => unreachable!("serve is run by main"),
+        Command::Serve { .. } => unreachable!("serve is run by main"),
+        Command::User { command } => user(config, &data, command),
         Command::Validate { cplis, org, format, files } => validate(config, &data, cplis, org, format, &files),
         Command::Import { org, format, files } => {
             let gw = Gateway::open(config, &data)?;
@@ -296,4 +333,53 @@ fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, 
         }
     }
     Ok(())
+}
+
+fn user(config: Config, data: &Path, command: UserCommand) -> Result<ExitCode, GatewayError> {
+    use crate::sftp::users;
+    let dir = crate::data_dir::DataDir::new(data);
+    let logins = users::Users::new(dir.users());
+    let invalid = |e: users::UserError| GatewayError::Invalid(e.to_string());
+    match command {
+        UserCommand::Add { org, name, keys, password_stdin } => {
+            // The organisation is looked up in the store only when it is free (no server running):
+            // its folders' name (slug) is what the login needs, and a server holds the store.
+            let org = match Gateway::open(config, data) {
+                Ok(gw) => gw.org(&org)?,
+                Err(GatewayError::Store(crate::store::StoreError::InUse { .. })) => crate::domain::Organisation::new(&org, None),
+                Err(e) => return Err(e),
+            };
+            if !dir.inbox(&org.slug).exists() {
+                return Err(GatewayError::Invalid(format!("there is no organisation '{}' (no folder {})", org.name, dir.inbox(&org.slug).display())));
+            }
+            let mut lines = Vec::new();
+            for k in &keys {
+                let text = std::fs::read_to_string(k).map_err(|source| GatewayError::Io { context: format!("reading {}", k.display()), source })?;
+                lines.push(users::parse_public_key(&text, &k.display().to_string()).map_err(invalid)?);
+            }
+            let hash = if password_stdin {
+                let mut pw = String::new();
+                std::io::stdin().read_line(&mut pw).map_err(|source| GatewayError::Io { context: "reading the password".into(), source })?;
+                let pw = pw.trim_end_matches(['\r', '\n']);
+                users::check_password_policy(pw).map_err(invalid)?;
+                Some(users::hash_password(pw).map_err(invalid)?)
+            } else {
+                None
+            };
+            let u = logins.add(&name, &org.slug, lines, hash).map_err(invalid)?;
+            println!("{} for {}: {} key(s){}", u.login, org.name, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" });
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::List => {
+            for u in logins.list().map_err(invalid)? {
+                println!("{}\t{}\t{} key(s)\t{}", u.login, u.org, u.keys.len(), if u.password_hash.is_some() { "password" } else { "no password" });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Remove { name } => {
+            let u = logins.remove(&name).map_err(invalid)?;
+            println!("removed {} ({})", u.login, u.org);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub struct Config {
     pub periods: Periods,
     pub limits: Limits,
     pub watch: Watch,
+    pub sftp: Sftp,
 }
 
 impl Default for Config {
@@ -34,6 +35,7 @@ impl Default for Config {
             periods: Periods::default(),
             limits: Limits::default(),
             watch: Watch::default(),
+            sftp: Sftp::default(),
         }
     }
 }
@@ -126,6 +128,47 @@ pub struct Watch {
 impl Default for Watch {
     fn default() -> Self {
         Watch { settle_ms: 300 }
+    }
+}
+
+/// The SFTP front door. The upload size limit is `limits.max_file_bytes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sftp {
+    /// Where `gateway serve` listens for SSH (`serve --listen ADDR` overrides).
+    pub listen: String,
+    /// The ed25519 host key, made on first start (mode 0600) and reused afterwards.
+    pub host_key: PathBuf,
+    /// Files waiting in an inbox (pending temporary names and uploads in progress) before a new
+    /// upload is refused.
+    pub max_inbox_files: usize,
+    pub max_sessions_per_login: usize,
+    pub max_sessions: usize,
+    /// This many failed logins within `failure_window_secs`, for a login or from an address, lock
+    /// both out for `lockout_secs`, even with the right password.
+    pub max_failed_logins: usize,
+    pub failure_window_secs: u64,
+    pub lockout_secs: u64,
+    /// Every refused login attempt takes at least this long, to slow guessing.
+    pub failed_login_delay_ms: u64,
+    /// A session idle this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Sftp {
+    fn default() -> Self {
+        Sftp {
+            listen: "127.0.0.1:2222".into(),
+            host_key: PathBuf::from("keys/ssh_host_ed25519_key"),
+            max_inbox_files: 1000,
+            max_sessions_per_login: 50,
+            max_sessions: 500,
+            max_failed_logins: 5,
+            failure_window_secs: 15 * 60,
+            lockout_secs: 15 * 60,
+            failed_login_delay_ms: 1000,
+            idle_timeout_secs: 600,
+        }
     }
 }
 

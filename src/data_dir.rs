@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `outbox/`.
+/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `users/`, `outbox/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -36,6 +36,11 @@ impl DataDir {
 
     pub fn exports(&self, slug: &str) -> PathBuf {
         self.orgs().join(slug).join("exports")
+    }
+
+    /// SFTP logins, one JSON file each (read at every login, so changes apply while serving).
+    pub fn users(&self) -> PathBuf {
+        self.root.join("users")
     }
 
     /// Files written here are complete before they are renamed into a folder anybody watches or reads.

@@ -8,6 +8,8 @@
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
+//! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
+//! - `sftp`: the SFTP front door: logins, the per-organisation folders, uploads handed to the engine.
 //! - `store`: sled, all-or-nothing imports, history, queries.
 //! - `watch`: the inbox watcher that feeds the pipeline.
 
@@ -17,5 +19,7 @@ pub mod data_dir;
 pub mod domain;
 pub mod ingest;
 pub mod pipeline;
+pub mod serve;
+pub mod sftp;
 pub mod store;
 pub mod watch;

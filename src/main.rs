@@ -14,14 +14,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs what it does; a one-shot command prints its answer and logs only trouble.
-    let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve => serve(&cli),
+        Command::Serve { ref listen, demo } => serve(&cli, listen.clone(), demo),
         _ => gateway::cli::run(cli).map_err(anyhow::Error::from),
     };
     result.unwrap_or_else(|e| {
@@ -30,12 +30,14 @@ fn main() -> ExitCode {
     })
 }
 
-fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCode> {
     let config = gateway::config::Config::load(cli.config.as_deref())?;
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let gw = gateway::pipeline::Gateway::open(config, &data)?;
+    let demo = if demo { Some(gateway::serve::prepare_demo(&gw)?) } else { None };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(gateway::watch::run(std::sync::Arc::new(gw), shutdown_signal()))?;
+    let options = gateway::serve::Options { listen, demo };
+    runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

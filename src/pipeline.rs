@@ -135,9 +135,13 @@ impl Gateway {
 
     /// Claims a complete file from an inbox by renaming it into the spool (so it is taken once).
     pub fn claim(&self, slug: &str, path: &Path) -> Result<PathBuf> {
-        let name = file_name(path)?;
+        self.claim_as(slug, path, &file_name(path)?)
+    }
+
+    /// Claims the file at `path` (an inbox file or a finished SFTP upload) as `name`.
+    pub fn claim_as(&self, slug: &str, path: &Path, name: &str) -> Result<PathBuf> {
         fs::create_dir_all(self.data.spool(slug)).map_err(io("creating the spool"))?;
-        let spooled = self.spool_path(slug, &name);
+        let spooled = self.spool_path(slug, name);
         fs::rename(path, &spooled).map_err(io(format!("claiming {}", path.display())))?;
         Ok(spooled)
     }

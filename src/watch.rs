@@ -1,6 +1,6 @@
 //! The inbox watcher: takes a file from an organisation's `inbox/` once it is complete, claims it into
-//! the spool, and feeds the pipeline one file at a time. At start-up it finishes what the spool holds
-//! and takes what was dropped into the inboxes while the gateway was down.
+//! the spool, and hands it to the work queue. At start-up it takes what was dropped into the inboxes
+//! while the gateway was down.
 //!
 //! inotify reports a close after writing (or a rename to `*.csv`); the file is claimed once no other
 //! event has touched it for `watch.settle_ms`. It cannot tell a finished copy from one cut off
@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,22 +27,18 @@ pub enum WatchError {
     Gateway(#[from] GatewayError),
 }
 
-/// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
-/// spool for the next start.
-pub async fn run(gw: Arc<Gateway>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), WatchError> {
+/// Watches until `shutdown` completes, sending each claimed file to `work_tx`.
+pub async fn run(
+    gw: Arc<Gateway>,
+    work_tx: mpsc::UnboundedSender<PathBuf>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), WatchError> {
     let orgs_dir = gw.data.orgs();
     let orgs = gw.store.orgs().map_err(GatewayError::from)?;
     for org in &orgs {
         gw.data.ensure_org(&org.slug).map_err(|source| GatewayError::Io { context: "creating folders".into(), source })?;
     }
     std::fs::create_dir_all(&orgs_dir).map_err(|source| GatewayError::Io { context: "creating folders".into(), source })?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop.clone()));
-    for spooled in gw.spooled()? {
-        let _ = work_tx.send(spooled);
-    }
 
     let (event_tx, mut event_rx) = mpsc::channel::<notify::Result<notify::Event>>(4096);
     let mut watcher = notify::recommended_watcher(move |ev| {
@@ -90,10 +85,6 @@ pub async fn run(gw: Arc<Gateway>, shutdown: impl std::future::Future<Output = (
         }
     }
     drop(watcher);
-    stop.store(true, Ordering::SeqCst);
-    drop(work_tx);
-    let _ = worker.await;
-    tracing::info!("stopped");
     Ok(())
 }
 
@@ -101,22 +92,6 @@ async fn sleep_until(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-/// One file at a time: the store applies files in the order they were claimed.
-async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, stop: Arc<AtomicBool>) {
-    while let Some(spooled) = rx.recv().await {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let gw = gw.clone();
-        let path = spooled.clone();
-        match tokio::task::spawn_blocking(move || gw.process_spooled(&path)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
-            Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
-        }
     }
 }
 

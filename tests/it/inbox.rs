@@ -1,88 +1,13 @@
 //! The inbox watcher of `gateway serve`: files copied in are taken once complete, and only then.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::helpers::{bin, counts, example, TestEnv};
-
-const ORG_DIR: &str = "pearl-carers-ltd";
-
-/// A running `gateway serve`, stopped (SIGKILL) and reaped when dropped.
-pub struct Server {
-    child: Child,
-}
-
-impl Server {
-    pub fn start(env: &TestEnv) -> Server {
-        let config = env.data().join("gateway.toml");
-        std::fs::write(&config, "[watch]\nsettle_ms = 100\n").unwrap();
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(env.data())
-            .arg("serve")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gateway serve");
-        let mut server = Server { child };
-        server.wait_ready();
-        server
-    }
-
-    /// Waits for the line saying the inboxes are watched.
-    fn wait_ready(&mut self) {
-        use std::io::{BufRead, BufReader};
-        let stdout = self.child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read serve's first line");
-        assert!(line.contains("watching the inboxes"), "serve said: {line:?}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn inbox(env: &TestEnv) -> PathBuf {
-    env.org_dir(ORG_DIR).join("inbox")
-}
-
-pub fn result_path(env: &TestEnv, name: &str) -> PathBuf {
-    env.org_dir(ORG_DIR).join("results").join(name)
-}
-
-/// Polls until `path` exists and parses as JSON, or fails after `secs`.
-pub fn wait_for_json(path: &Path, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(v) = serde_json::from_str(&text) {
-                return v;
-            }
-        }
-        assert!(Instant::now() < deadline, "no {} after {secs} s", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::helpers::{counts, example, TestEnv};
+use crate::server::{inbox, result_path, wait_for_json, Server, ORG_DIR};
 
 fn results(env: &TestEnv) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(env.org_dir(ORG_DIR).join("results"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".result.json"))
-        .collect();
-    names.sort();
-    names
+    crate::server::results(env, ORG_DIR)
 }
 
 #[test]

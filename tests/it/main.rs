@@ -1,6 +1,8 @@
 //! One integration-test binary: every module drives the real `gateway` binary.
 
 mod helpers;
+/// A running `gateway serve` on a free port with its own data folder.
+mod server;
 
 /// The guide's own examples: the example week, the deletion example, scenarios, disputes.
 mod guide;
@@ -12,3 +14,5 @@ mod inbox;
 mod crash;
 /// Command-line behaviour that is not tied to one guide example (validate, visits list, period lock).
 mod cli;
+/// The SFTP front door, driven by real clients: OpenSSH sftp and scp, curl, lftp, rclone, paramiko.
+mod sftp;

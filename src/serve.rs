@@ -1,0 +1,115 @@
+//! `gateway serve`: the SFTP front door and the inbox watcher feeding one work queue, and the worker
+//! that processes its files one at a time, in the order they were claimed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::pipeline::{Gateway, GatewayError};
+use crate::sftp::{self, SftpError, User};
+use crate::watch::{self, WatchError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error(transparent)]
+    Sftp(#[from] SftpError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// How `serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides `sftp.listen`.
+    pub listen: Option<String>,
+    /// The demo login (`serve --demo`); never stored.
+    pub demo: Option<User>,
+}
+
+/// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
+/// spool for the next start.
+pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    for spooled in gw.spooled()? {
+        let _ = work_tx.send(spooled);
+    }
+    let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
+    let demo = options.demo.is_some();
+    let sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
+    if demo {
+        print_demo_commands(sftp.addr);
+    }
+    let watched = watch::run(gw, work_tx, shutdown).await;
+    sftp.shutdown().await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    tracing::info!("stopped");
+    Ok(watched?)
+}
+
+/// One file at a time: the store applies files in the order they were claimed.
+async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let spooled = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            next = rx.recv() => match next {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let gw = gw.clone();
+        let path = spooled.clone();
+        match tokio::task::spawn_blocking(move || gw.process_spooled(&path)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
+            Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
+        }
+    }
+}
+
+/// The demo login's key pair, committed in `keys/` for `serve --demo` only.
+pub const DEMO_LOGIN: &str = "demo";
+pub const DEMO_KEY: &str = "keys/demo_ed25519";
+const DEMO_PUBLIC_KEY: &str = include_str!("../keys/demo_ed25519.pub");
+const DEMO_CPLIS: &[u8] = include_bytes!("../examples/cplis.csv");
+
+/// `serve --demo`: the examples' CPLIs loaded (which makes Pearl Carers Ltd) and a login for it whose
+/// private key is `keys/demo_ed25519`. The login lives only in this process; nothing is stored.
+pub fn prepare_demo(gw: &Gateway) -> Result<User, ServeError> {
+    let io = |context: &str| {
+        let context = context.to_string();
+        move |source| GatewayError::Io { context, source }
+    };
+    std::fs::create_dir_all(gw.data.staging()).map_err(io("creating the staging folder"))?;
+    let extract = gw.data.staging().join("demo-cplis.csv");
+    std::fs::write(&extract, DEMO_CPLIS).map_err(io("writing the demo CPLIs"))?;
+    let load = gw.load_cplis(&extract);
+    let _ = std::fs::remove_file(&extract);
+    let load = load?;
+    let org = gw.org(&load.organisations[0])?;
+    // Git does not keep modes; OpenSSH refuses a private key others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(DEMO_KEY, std::fs::Permissions::from_mode(0o600));
+    }
+    println!("gateway: DEMO login '{DEMO_LOGIN}' for {} (key {DEMO_KEY}; demo only, exists only while `serve --demo` runs)", org.name);
+    Ok(User { login: DEMO_LOGIN.into(), org: org.slug, keys: vec![DEMO_PUBLIC_KEY.trim().to_string()], password_hash: None })
+}
+
+/// The two commands a newcomer pastes (from the repository's top folder).
+fn print_demo_commands(addr: std::net::SocketAddr) {
+    let ssh = format!(
+        "-i {DEMO_KEY} -P {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        addr.port()
+    );
+    let host = addr.ip();
+    println!("  upload the example week:  echo 'put examples/visits-week.csv /inbox/' | sftp -b - {ssh} {DEMO_LOGIN}@{host}");
+    println!("  fetch its result:         sftp {ssh} {DEMO_LOGIN}@{host}:/results/visits-week.result.json .");
+}

@@ -1,0 +1,664 @@
+//! What one SFTP login sees: `/inbox` (upload, rename, remove its pending files, list), `/results` and
+//! `/exports` (read and list), nothing else. Uploads are written in `staging/`, where nobody looks,
+//! and handed to the engine when the client closes them; a temporary name waits in the inbox for its
+//! rename to `*.csv`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+use tokio::sync::mpsc;
+
+use crate::pipeline::{is_ready_name, Gateway};
+
+/// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
+/// the extension OpenSSH clients write in 32 KB pieces, about 15% slower.
+pub const MAX_WRITE: u64 = 255 * 1024;
+pub const MAX_PACKET: u32 = 256 * 1024 + 1024;
+const MAX_HANDLES: usize = 64;
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// The three folders a login sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Inbox,
+    Results,
+    Exports,
+}
+
+impl Folder {
+    fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "inbox",
+            Folder::Results => "results",
+            Folder::Exports => "exports",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Folder> {
+        [Folder::Inbox, Folder::Results, Folder::Exports].into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// A client's path, normalised inside the login's own root: `..` stops at `/`, as in a chroot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VPath {
+    Root,
+    Folder(Folder),
+    File(Folder, String),
+    /// Anything deeper, or a folder that does not exist: never found.
+    Nowhere(String),
+}
+
+impl VPath {
+    pub fn parse(path: &str) -> VPath {
+        let mut parts: Vec<&str> = Vec::new();
+        for p in path.split('/') {
+            match p {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        match parts.as_slice() {
+            [] => VPath::Root,
+            [f] => Folder::parse(f).map(VPath::Folder).unwrap_or_else(|| VPath::Nowhere(format!("/{f}"))),
+            [f, name] => match Folder::parse(f) {
+                Some(folder) => VPath::File(folder, name.to_string()),
+                None => VPath::Nowhere(format!("/{}", parts.join("/"))),
+            },
+            _ => VPath::Nowhere(format!("/{}", parts.join("/"))),
+        }
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            VPath::Root => "/".into(),
+            VPath::Folder(f) => format!("/{}", f.name()),
+            VPath::File(f, n) => format!("/{}/{n}", f.name()),
+            VPath::Nowhere(p) => p.clone(),
+        }
+    }
+}
+
+/// A name a client may create in `/inbox`: one plain component, no control characters.
+fn check_new_name(name: &str) -> Result<(), StatusReply> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(denied(format!("'{}' is not a usable file name: use letters, digits, '-', '_', '.' and end it in .csv", name.escape_default())));
+    }
+    Ok(())
+}
+
+fn status(id: u32, code: StatusCode, msg: &str) -> Status {
+    Status { id, status_code: code, error_message: msg.into(), language_tag: "en-US".into() }
+}
+
+fn ok(id: u32) -> Status {
+    status(id, StatusCode::Ok, "Ok")
+}
+
+fn denied(msg: impl Into<String>) -> StatusReply {
+    StatusCode::PermissionDenied.with_message(msg)
+}
+
+fn not_found(p: &VPath) -> StatusReply {
+    StatusCode::NoSuchFile.with_message(format!("{}: no such file (this login sees /inbox, /results and /exports)", p.display()))
+}
+
+fn failure(msg: impl Into<String>) -> StatusReply {
+    StatusCode::Failure.with_message(msg)
+}
+
+fn io_failure(what: &str, e: std::io::Error) -> StatusReply {
+    tracing::warn!(error = %e, "{what}");
+    match e.kind() {
+        std::io::ErrorKind::NotFound => StatusCode::NoSuchFile.with_message(format!("{what}: no such file")),
+        std::io::ErrorKind::StorageFull => failure(format!("{what}: the gateway's disk is full; try again later")),
+        _ => failure(format!("{what}: {e}")),
+    }
+}
+
+/// An upload being written.
+struct Upload {
+    name: String,
+    staged: PathBuf,
+    out: BufWriter<fs::File>,
+    pos: u64,
+    size: u64,
+    too_large: bool,
+}
+
+enum Open {
+    Upload(Box<Upload>),
+    Read(fs::File),
+    Dir { listing: Option<Vec<File>> },
+}
+
+/// Who is on the other end; every log line about this session carries it.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub org_slug: String,
+    pub org_name: String,
+    pub login: String,
+    pub addr: String,
+}
+
+pub struct OrgFs {
+    gw: Arc<Gateway>,
+    who: Who,
+    submit: mpsc::UnboundedSender<PathBuf>,
+    handles: HashMap<String, Open>,
+    next_handle: u64,
+    /// Uploads this session completed: they went to the engine at once, but a client that checks the
+    /// size it wrote (paramiko's `put`) or sets the time (lftp, rclone) still finds them.
+    completed: HashMap<String, FileAttributes>,
+    /// Uploads this session refused at close, and why: a client that checks the file afterwards
+    /// (paramiko ignores errors on CLOSE) is told the reason instead of "no such file".
+    refused: HashMap<String, String>,
+    initialised: bool,
+}
+
+impl OrgFs {
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<PathBuf>) -> OrgFs {
+        OrgFs { gw, who, submit, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
+    }
+
+    fn dir(&self, folder: Folder) -> PathBuf {
+        let d = &self.gw.data;
+        match folder {
+            Folder::Inbox => d.inbox(&self.who.org_slug),
+            Folder::Results => d.results(&self.who.org_slug),
+            Folder::Exports => d.exports(&self.who.org_slug),
+        }
+    }
+
+    /// The real path of a file a login names. Links are never followed (`lstat`, `O_NOFOLLOW`): a link
+    /// placed inside an organisation's folder by anyone cannot lead out of it.
+    fn real(&self, folder: Folder, name: &str) -> PathBuf {
+        self.dir(folder).join(name)
+    }
+
+    fn add_handle(&mut self, open: Open) -> Result<String, StatusReply> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(failure(format!("too many open files in this session (limit {MAX_HANDLES}); close some first")));
+        }
+        self.next_handle += 1;
+        let h = self.next_handle.to_string();
+        self.handles.insert(h.clone(), open);
+        Ok(h)
+    }
+
+    fn attrs_of(&self, p: &VPath) -> Result<FileAttributes, StatusReply> {
+        match p {
+            VPath::Root => Ok(dir_attrs(0o500)),
+            VPath::Folder(Folder::Inbox) => Ok(dir_attrs(0o700)),
+            VPath::Folder(_) => Ok(dir_attrs(0o500)),
+            VPath::File(folder, name) => {
+                if *folder == Folder::Inbox {
+                    if let Some(a) = self.completed.get(name) {
+                        return Ok(a.clone());
+                    }
+                    if let Some(why) = self.refused.get(name) {
+                        return Err(failure(why.clone()));
+                    }
+                }
+                match fs::symlink_metadata(self.real(*folder, name)) {
+                    Ok(m) if m.is_file() && !name.starts_with('.') => Ok(file_attrs(&m, *folder)),
+                    _ => Err(not_found(p)),
+                }
+            }
+            VPath::Nowhere(_) => Err(not_found(p)),
+        }
+    }
+
+    fn listing(&self, p: &VPath) -> Result<Vec<File>, StatusReply> {
+        let folder = match p {
+            VPath::Root => {
+                return Ok([Folder::Inbox, Folder::Results, Folder::Exports]
+                    .into_iter()
+                    .map(|f| File::new(f.name(), self.attrs_of(&VPath::Folder(f)).expect("folders exist")))
+                    .collect())
+            }
+            VPath::Folder(f) => *f,
+            _ => return Err(not_found(p)),
+        };
+        let dir = self.dir(folder);
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_failure("listing the folder", e)),
+        };
+        for e in entries.flatten() {
+            let Ok(name) = e.file_name().into_string() else { continue };
+            // Dot-names are files being written aside; links and folders are never shown.
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(m) = fs::symlink_metadata(e.path()) {
+                if m.is_file() {
+                    out.push(File::new(name, file_attrs(&m, folder)));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.filename.cmp(&b.filename));
+        Ok(out)
+    }
+
+    fn open_upload(&mut self, name: &str, pflags: OpenFlags) -> Result<String, StatusReply> {
+        check_new_name(name)?;
+        let inbox = self.dir(Folder::Inbox);
+        let pending = fs::read_dir(&inbox).map(|d| d.count()).unwrap_or(0) + self.uploads();
+        let max = self.gw.config.sftp.max_inbox_files;
+        if pending >= max {
+            return Err(failure(format!("/inbox already holds {pending} files waiting (limit {max}): rename or remove them first")));
+        }
+        fs::create_dir_all(self.gw.data.staging()).map_err(|e| io_failure("preparing the upload", e))?;
+        let staged = self.gw.data.staging().join(format!("{}.upload", uuid::Uuid::new_v4()));
+        // Resuming a pending temporary file (WinSCP, lftp `reput`) continues it; anything else starts afresh.
+        let existing = self.real(Folder::Inbox, name);
+        let resume = !pflags.contains(OpenFlags::TRUNCATE)
+            && fs::symlink_metadata(&existing).map(|m| m.is_file()).unwrap_or(false)
+            && fs::rename(&existing, &staged).is_ok();
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(!resume)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&staged)
+            .map_err(|e| io_failure("starting the upload", e))?;
+        let size = if resume { file.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
+        let upload = Upload { name: name.into(), staged, out: BufWriter::with_capacity(WRITE_BUFFER, file), pos: 0, size, too_large: false };
+        let mut upload = upload;
+        if pflags.contains(OpenFlags::APPEND) {
+            upload.pos = size;
+        }
+        self.add_handle(Open::Upload(Box::new(upload)))
+    }
+
+    fn uploads(&self) -> usize {
+        self.handles.values().filter(|h| matches!(h, Open::Upload(_))).count()
+    }
+
+    fn write_at(&mut self, handle: &str, offset: u64, data: &[u8]) -> Result<(), StatusReply> {
+        let max = self.gw.config.limits.max_file_bytes;
+        let Some(Open::Upload(u)) = self.handles.get_mut(handle) else {
+            return Err(denied("this handle is not open for writing"));
+        };
+        let end = offset + data.len() as u64;
+        if end > max || u.too_large {
+            u.too_large = true;
+            return Err(failure(format!("{}: the file is larger than the gateway accepts (limit {max} bytes); nothing of it is processed", u.name)));
+        }
+        if offset != u.pos {
+            u.out.seek(SeekFrom::Start(offset)).map_err(|e| io_failure("writing", e))?;
+        }
+        u.out.write_all(data).map_err(|e| io_failure("writing", e))?;
+        u.pos = end;
+        u.size = u.size.max(end);
+        Ok(())
+    }
+
+    /// The client closed an upload: a finished `*.csv` goes to the engine (after it is on disk), a
+    /// temporary name waits in the inbox for its rename. Answered at once either way.
+    fn finish_upload(&mut self, u: Upload) -> Result<(), StatusReply> {
+        let Upload { name, staged, out, size, too_large, .. } = u;
+        if too_large {
+            let _ = fs::remove_file(&staged);
+            let why = format!("{name}: larger than the gateway accepts (limit {} bytes); not processed", self.gw.config.limits.max_file_bytes);
+            tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name, "upload refused: too large");
+            self.refused.insert(name, why.clone());
+            return Err(failure(why));
+        }
+        let file = out.into_inner().map_err(|e| io_failure("finishing the upload", e.into_error()))?;
+        let who = self.who.clone();
+        tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete");
+        self.refused.remove(&name);
+        if is_ready_name(&name) {
+            self.completed.insert(name.clone(), upload_attrs(size));
+            let gw = self.gw.clone();
+            let submit = self.submit.clone();
+            tokio::task::spawn_blocking(move || {
+                let claimed = file.sync_data().map_err(|e| e.to_string()).and_then(|()| {
+                    drop(file);
+                    gw.claim_as(&who.org_slug, &staged, &name).map_err(|e| e.to_string())
+                });
+                match claimed {
+                    Ok(spooled) => {
+                        let _ = submit.send(spooled);
+                    }
+                    // Kept where it is, so nothing the client was told is safe is lost.
+                    Err(e) => tracing::error!(org = who.org_name, user = who.login, file = name, staged = %staged.display(), error = e, "could not hand the upload to the engine; the file is kept in staging"),
+                }
+            });
+        } else {
+            let dest = self.real(Folder::Inbox, &name);
+            fs::rename(&staged, &dest).map_err(|e| io_failure("keeping the upload", e))?;
+            tokio::task::spawn_blocking(move || file.sync_data());
+        }
+        Ok(())
+    }
+
+    /// Renames inside `/inbox`. A rename to `*.csv` is the end of an upload under a temporary name:
+    /// the file goes to the engine straight from its temporary name, so the watcher never sees it.
+    fn rename(&mut self, from: &str, to: &str, overwrite: bool) -> Result<(), StatusReply> {
+        let (src, dst) = (VPath::parse(from), VPath::parse(to));
+        let (VPath::File(Folder::Inbox, old), VPath::File(Folder::Inbox, new)) = (&src, &dst) else {
+            return Err(denied(format!("rename {} -> {}: only files in /inbox can be renamed, within /inbox", src.display(), dst.display())));
+        };
+        check_new_name(new)?;
+        let old_real = self.real(Folder::Inbox, old);
+        match fs::symlink_metadata(&old_real) {
+            Ok(m) if m.is_file() => {}
+            _ if self.completed.contains_key(old) => {
+                return Err(failure(format!("{}: already taken for processing; its result will be in /results", src.display())))
+            }
+            _ => return Err(not_found(&src)),
+        }
+        let new_real = self.real(Folder::Inbox, new);
+        if !overwrite && fs::symlink_metadata(&new_real).is_ok() {
+            return Err(failure(format!("{} already exists", dst.display())));
+        }
+        if is_ready_name(new) {
+            let size = fs::metadata(&old_real).map(|m| m.len()).unwrap_or(0);
+            let spooled = self.gw.claim_as(&self.who.org_slug, &old_real, new).map_err(|e| failure(format!("could not take the file: {e}")))?;
+            tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = new.as_str(), bytes = size, "upload complete (renamed)");
+            self.completed.insert(new.clone(), upload_attrs(size));
+            let _ = self.submit.send(spooled);
+        } else {
+            fs::rename(&old_real, &new_real).map_err(|e| io_failure("renaming", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn dir_attrs(perm: u32) -> FileAttributes {
+    let mut a = FileAttributes { size: Some(0), permissions: Some(perm), ..Default::default() };
+    a.set_dir(true);
+    a
+}
+
+fn file_attrs(m: &fs::Metadata, folder: Folder) -> FileAttributes {
+    let mut a = FileAttributes::from(m);
+    a.uid = None;
+    a.gid = None;
+    a.permissions = Some(if folder == Folder::Inbox { 0o600 } else { 0o400 });
+    a.set_regular(true);
+    a
+}
+
+fn upload_attrs(size: u64) -> FileAttributes {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+    let mut a = FileAttributes { size: Some(size), permissions: Some(0o600), atime: Some(now), mtime: Some(now), ..Default::default() };
+    a.set_regular(true);
+    a
+}
+
+/// An SSH string (u32 length, bytes) from an extension's request data.
+fn ssh_string(data: &mut &[u8]) -> Option<String> {
+    let len = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let s = data.get(4..4 + len)?;
+    *data = &data[4 + len..];
+    String::from_utf8(s.to_vec()).ok()
+}
+
+impl Drop for OrgFs {
+    /// A session that ends with uploads still open (a client killed, a connection cut) leaves nothing
+    /// behind: the partial files are removed, never processed.
+    fn drop(&mut self) {
+        for (_, open) in self.handles.drain() {
+            if let Open::Upload(u) = open {
+                tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = u.name, bytes = u.size, "upload broken off; discarded");
+                let Upload { out, staged, .. } = *u;
+                drop(out.into_parts());
+                let _ = fs::remove_file(staged);
+            }
+        }
+    }
+}
+
+impl russh_sftp::server::Handler for OrgFs {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> StatusReply {
+        StatusCode::OpUnsupported.with_message("not supported by the gateway")
+    }
+
+    async fn init(&mut self, _version: u32, _ext: HashMap<String, String>) -> Result<Version, StatusReply> {
+        if self.initialised {
+            return Err(StatusCode::ConnectionLost.into());
+        }
+        self.initialised = true;
+        let mut v = Version::new();
+        for ext in ["limits@openssh.com", "posix-rename@openssh.com", "fsync@openssh.com"] {
+            v.extensions.insert(ext.into(), "1".into());
+        }
+        Ok(v)
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, StatusReply> {
+        Ok(Name { id, files: vec![File::dummy(VPath::parse(&path).display())] })
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, StatusReply> {
+        Ok(Attrs { id, attrs: self.attrs_of(&VPath::parse(&path))? })
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, StatusReply> {
+        self.stat(id, path).await
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, StatusReply> {
+        match self.handles.get(&handle) {
+            Some(Open::Upload(u)) => Ok(Attrs { id, attrs: upload_attrs(u.size) }),
+            Some(Open::Read(f)) => {
+                let m = f.metadata().map_err(|e| io_failure("reading", e))?;
+                Ok(Attrs { id, attrs: file_attrs(&m, Folder::Results) })
+            }
+            Some(Open::Dir { .. }) => Ok(Attrs { id, attrs: dir_attrs(0o500) }),
+            None => Err(failure("no such handle")),
+        }
+    }
+
+    /// Accepted and ignored, as SFTPGo and AWS Transfer do: clients that set times or modes after an
+    /// upload must not fail, and nobody may change the gateway's modes.
+    async fn setstat(&mut self, id: u32, _path: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        Ok(ok(id))
+    }
+
+    async fn fsetstat(&mut self, id: u32, _handle: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        Ok(ok(id))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
+        let listing = self.listing(&VPath::parse(&path))?;
+        let handle = self.add_handle(Open::Dir { listing: Some(listing) })?;
+        Ok(Handle { id, handle })
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
+        match self.handles.get_mut(&handle) {
+            Some(Open::Dir { listing }) => match listing.take() {
+                Some(files) if !files.is_empty() => Ok(Name { id, files }),
+                _ => Err(StatusCode::Eof.into()),
+            },
+            _ => Err(failure("not a folder handle")),
+        }
+    }
+
+    async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, _attrs: FileAttributes) -> Result<Handle, StatusReply> {
+        let p = VPath::parse(&filename);
+        let writing = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
+        let handle = match (&p, writing) {
+            (VPath::File(Folder::Inbox, name), true) => self.open_upload(name, pflags)?,
+            (VPath::File(Folder::Inbox, _), false) => {
+                return Err(denied(format!("{}: files in /inbox are taken for processing and cannot be read back; results are in /results", p.display())))
+            }
+            (VPath::File(folder, name), false) => {
+                self.attrs_of(&p)?;
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(self.real(*folder, name))
+                    .map_err(|_| not_found(&p))?;
+                self.add_handle(Open::Read(f))?
+            }
+            (VPath::File(folder, _), true) => {
+                return Err(denied(format!("{}: /{} is read-only; upload files into /inbox", p.display(), folder.name())))
+            }
+            (VPath::Root | VPath::Folder(_) | VPath::Nowhere(_), true) => {
+                return Err(denied(format!("{}: upload files into /inbox (e.g. put visits.csv /inbox/)", p.display())))
+            }
+            _ => return Err(not_found(&p)),
+        };
+        Ok(Handle { id, handle })
+    }
+
+    async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Result<Data, StatusReply> {
+        let Some(Open::Read(f)) = self.handles.get(&handle) else {
+            return Err(denied("this handle is not open for reading"));
+        };
+        let mut buf = vec![0u8; len.min(MAX_WRITE as u32) as usize];
+        let n = f.read_at(&mut buf, offset).map_err(|e| io_failure("reading", e))?;
+        if n == 0 {
+            return Err(StatusCode::Eof.into());
+        }
+        buf.truncate(n);
+        Ok(Data { id, data: buf })
+    }
+
+    async fn write(&mut self, id: u32, handle: String, offset: u64, data: Vec<u8>) -> Result<Status, StatusReply> {
+        self.write_at(&handle, offset, &data)?;
+        Ok(ok(id))
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, StatusReply> {
+        match self.handles.remove(&handle) {
+            Some(Open::Upload(u)) => self.finish_upload(*u)?,
+            Some(_) => {}
+            None => return Err(failure("no such handle")),
+        }
+        Ok(ok(id))
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, StatusReply> {
+        let p = VPath::parse(&filename);
+        match &p {
+            VPath::File(Folder::Inbox, name) => {
+                let real = self.real(Folder::Inbox, name);
+                match fs::symlink_metadata(&real) {
+                    Ok(m) if m.is_file() => fs::remove_file(&real).map_err(|e| io_failure("removing", e))?,
+                    _ if self.completed.contains_key(name) => {
+                        return Err(failure(format!("{}: already taken for processing; it cannot be withdrawn", p.display())))
+                    }
+                    _ => return Err(not_found(&p)),
+                }
+                tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name.as_str(), "pending file removed");
+                Ok(ok(id))
+            }
+            VPath::File(folder, _) => Err(denied(format!("{}: /{} is read-only", p.display(), folder.name()))),
+            _ => Err(denied(format!("{}: only files waiting in /inbox can be removed", p.display()))),
+        }
+    }
+
+    async fn mkdir(&mut self, _id: u32, path: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        Err(denied(format!("{}: folders cannot be made; the folders are /inbox, /results and /exports", VPath::parse(&path).display())))
+    }
+
+    async fn rmdir(&mut self, _id: u32, path: String) -> Result<Status, StatusReply> {
+        Err(denied(format!("{}: the gateway's folders cannot be removed", VPath::parse(&path).display())))
+    }
+
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, StatusReply> {
+        self.rename(&oldpath, &newpath, false)?;
+        Ok(ok(id))
+    }
+
+    async fn symlink(&mut self, _id: u32, _linkpath: String, _targetpath: String) -> Result<Status, StatusReply> {
+        Err(denied("links cannot be made on the gateway"))
+    }
+
+    async fn readlink(&mut self, _id: u32, path: String) -> Result<Name, StatusReply> {
+        Err(not_found(&VPath::parse(&path)))
+    }
+
+    async fn extended(&mut self, id: u32, request: String, data: Vec<u8>) -> Result<Packet, StatusReply> {
+        let mut rest = data.as_slice();
+        match request.as_str() {
+            "limits@openssh.com" => {
+                let limits = russh_sftp::extensions::LimitsExtension {
+                    max_packet_len: MAX_PACKET as u64,
+                    max_read_len: MAX_WRITE,
+                    max_write_len: MAX_WRITE,
+                    max_open_handles: MAX_HANDLES as u64,
+                };
+                let data = russh_sftp::ser::to_bytes(&limits).map_err(|e| failure(e.to_string()))?.to_vec();
+                Ok(Packet::ExtendedReply(russh_sftp::protocol::ExtendedReply { id, data }))
+            }
+            "posix-rename@openssh.com" => {
+                let (Some(from), Some(to)) = (ssh_string(&mut rest), ssh_string(&mut rest)) else {
+                    return Err(StatusCode::BadMessage.into());
+                };
+                self.rename(&from, &to, true)?;
+                Ok(Packet::Status(ok(id)))
+            }
+            "fsync@openssh.com" => {
+                let handle = ssh_string(&mut rest).ok_or(StatusCode::BadMessage)?;
+                if let Some(Open::Upload(u)) = self.handles.get_mut(&handle) {
+                    u.out.flush().map_err(|e| io_failure("writing", e))?;
+                    u.out.get_ref().sync_data().map_err(|e| io_failure("writing", e))?;
+                }
+                Ok(Packet::Status(ok(id)))
+            }
+            _ => Err(self.unimplemented()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_confined_to_the_logins_root() {
+        assert_eq!(VPath::parse("/"), VPath::Root);
+        assert_eq!(VPath::parse("."), VPath::Root);
+        assert_eq!(VPath::parse("../../.."), VPath::Root);
+        assert_eq!(VPath::parse("/inbox/../../etc/passwd"), VPath::Nowhere("/etc/passwd".into()));
+        assert_eq!(VPath::parse("inbox//./a.csv"), VPath::File(Folder::Inbox, "a.csv".into()));
+        assert_eq!(VPath::parse("/results/../inbox/a.csv"), VPath::File(Folder::Inbox, "a.csv".into()));
+        assert_eq!(VPath::parse("/../other-org/inbox/a.csv"), VPath::Nowhere("/other-org/inbox/a.csv".into()));
+        assert_eq!(VPath::parse("/inbox/a/b.csv"), VPath::Nowhere("/inbox/a/b.csv".into()));
+    }
+
+    #[test]
+    fn names_with_control_characters_or_backslashes_are_refused() {
+        assert!(check_new_name("visits.csv").is_ok());
+        assert!(check_new_name("Zoë's visits.csv").is_ok());
+        for bad in ["", "a\nb.csv", "..\\x.csv", &"x".repeat(256)] {
+            assert!(check_new_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extension_strings_are_decoded() {
+        let mut data = Vec::new();
+        for s in ["/inbox/a.filepart", "/inbox/a.csv"] {
+            data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            data.extend_from_slice(s.as_bytes());
+        }
+        let mut rest = data.as_slice();
+        assert_eq!(ssh_string(&mut rest).as_deref(), Some("/inbox/a.filepart"));
+        assert_eq!(ssh_string(&mut rest).as_deref(), Some("/inbox/a.csv"));
+        assert_eq!(ssh_string(&mut rest), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! SFTP logins: who may log in, as which organisation, with which keys or password.
+//!
+//! Each login is a small JSON file in `data/users/`, read afresh at every login, so `gateway user add`
+//! works while `gateway serve` is running (the sled store is locked by the server).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use russh::keys::{Algorithm, PublicKey};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("'{0}' is not a usable login name: use 1 to 64 letters, digits, '.', '-', '_' or '@', starting with a letter or digit")]
+    BadLogin(String),
+    #[error("the password is too weak: {0} (the council's rule: at least 9 characters, upper and lower case, and a digit)")]
+    WeakPassword(&'static str),
+    #[error("{path}: not an OpenSSH public key ({reason}); give the `.pub` file, e.g. ~/.ssh/id_ed25519.pub")]
+    BadKey { path: String, reason: String },
+    #[error("{path}: {kind} keys are not accepted; use ed25519, ECDSA or RSA (signed with SHA-2)")]
+    KeyKind { path: String, kind: String },
+    #[error("a login needs at least one public key (--key) or a password (--password-stdin)")]
+    NoCredential,
+    #[error("there is no login '{0}'")]
+    Unknown(String),
+    #[error("the login '{login}' belongs to '{org}'")]
+    OtherOrganisation { login: String, org: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("the login file {path} is unreadable: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("could not hash the password: {0}")]
+    Hash(String),
+}
+
+/// One SFTP login of one organisation.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct User {
+    pub login: String,
+    /// The organisation's slug: the folders this login sees.
+    pub org: String,
+    /// OpenSSH public key lines.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// An argon2 PHC string; the password itself is never stored.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("login", &self.login)
+            .field("org", &self.org)
+            .field("keys", &self.keys.len())
+            .field("password", &self.password_hash.is_some())
+            .finish()
+    }
+}
+
+impl User {
+    /// Whether `key` is one of this login's keys (compared on the key data: the comment does not count).
+    pub fn has_key(&self, key: &PublicKey) -> bool {
+        self.keys.iter().filter_map(|k| PublicKey::from_openssh(k).ok()).any(|k| k.key_data() == key.key_data())
+    }
+
+    pub fn password_matches(&self, password: &str) -> bool {
+        let Some(hash) = &self.password_hash else { return false };
+        let Ok(parsed) = PasswordHash::new(hash) else { return false };
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    }
+}
+
+pub fn check_login_name(login: &str) -> Result<(), UserError> {
+    let ok = !login.is_empty()
+        && login.len() <= 64
+        && login.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::BadLogin(login.into()))
+    }
+}
+
+/// The guide's password rule: 9 characters, upper and lower case, at least one digit.
+pub fn check_password_policy(password: &str) -> Result<(), UserError> {
+    if password.chars().count() < 9 {
+        return Err(UserError::WeakPassword("it is shorter than 9 characters"));
+    }
+    if !password.chars().any(|c| c.is_uppercase()) {
+        return Err(UserError::WeakPassword("it has no upper-case letter"));
+    }
+    if !password.chars().any(|c| c.is_lowercase()) {
+        return Err(UserError::WeakPassword("it has no lower-case letter"));
+    }
+    if !password.chars().any(|c| c.is_ascii_digit()) {
+        return Err(UserError::WeakPassword("it has no digit"));
+    }
+    Ok(())
+}
+
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| UserError::Hash(e.to_string()))?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| UserError::Hash(e.to_string()))
+}
+
+/// Reads an OpenSSH public key line and refuses kinds the gateway does not take (DSA, and anything
+/// without a key this server can verify).
+pub fn parse_public_key(text: &str, path: &str) -> Result<String, UserError> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    let key = PublicKey::from_openssh(line).map_err(|e| UserError::BadKey { path: path.into(), reason: e.to_string() })?;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Ecdsa { .. } | Algorithm::Rsa { .. } => Ok(line.to_string()),
+        other => Err(UserError::KeyKind { path: path.into(), kind: other.as_str().into() }),
+    }
+}
+
+/// The logins under `data/users/`.
+#[derive(Debug, Clone)]
+pub struct Users {
+    dir: PathBuf,
+}
+
+impl Users {
+    pub fn new(dir: impl Into<PathBuf>) -> Users {
+        Users { dir: dir.into() }
+    }
+
+    fn path(&self, login: &str) -> PathBuf {
+        self.dir.join(format!("{login}.json"))
+    }
+
+    /// The login, read from disk now (so a change made while the server runs takes effect at once).
+    pub fn get(&self, login: &str) -> Result<Option<User>, UserError> {
+        if check_login_name(login).is_err() {
+            return Ok(None);
+        }
+        let path = self.path(login);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| UserError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(UserError::Io { context: format!("reading {}", path.display()), source }),
+        }
+    }
+
+    /// Adds the login, or adds keys / sets the password of an existing login of the same organisation.
+    pub fn add(&self, login: &str, org: &str, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
+        check_login_name(login)?;
+        let mut user = match self.get(login)? {
+            Some(u) if u.org != org => return Err(UserError::OtherOrganisation { login: login.into(), org: u.org }),
+            Some(u) => u,
+            None => User { login: login.into(), org: org.into(), keys: Vec::new(), password_hash: None },
+        };
+        for k in keys {
+            if !user.keys.contains(&k) {
+                user.keys.push(k);
+            }
+        }
+        if password_hash.is_some() {
+            user.password_hash = password_hash;
+        }
+        if user.keys.is_empty() && user.password_hash.is_none() {
+            return Err(UserError::NoCredential);
+        }
+        self.write(&user)?;
+        Ok(user)
+    }
+
+    pub fn remove(&self, login: &str) -> Result<User, UserError> {
+        let user = self.get(login)?.ok_or_else(|| UserError::Unknown(login.into()))?;
+        let path = self.path(login);
+        fs::remove_file(&path).map_err(|source| UserError::Io { context: format!("removing {}", path.display()), source })?;
+        Ok(user)
+    }
+
+    pub fn list(&self) -> Result<Vec<User>, UserError> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(source) => return Err(UserError::Io { context: format!("reading {}", self.dir.display()), source }),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(login) = name.strip_suffix(".json") {
+                if let Some(u) = self.get(login)? {
+                    out.push(u);
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.org, &a.login).cmp(&(&b.org, &b.login)));
+        Ok(out)
+    }
+
+    fn write(&self, user: &User) -> Result<(), UserError> {
+        let io = |context: String| move |source| UserError::Io { context, source };
+        fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
+        let tmp = self.dir.join(format!(".{}.tmp", user.login));
+        let bytes = serde_json::to_vec_pretty(user).expect("a user serialises");
+        write_private(&tmp, &bytes).map_err(io(format!("writing {}", tmp.display())))?;
+        fs::rename(&tmp, self.path(&user.login)).map_err(io("saving the login".into()))
+    }
+}
+
+/// Written readable by the gateway's own user only: it holds password hashes.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_policy_needs_nine_characters_both_cases_and_a_digit() {
+        assert!(check_password_policy("Carers2022").is_ok());
+        assert!(matches!(check_password_policy("Carers202"), Ok(())));
+        assert!(check_password_policy("Carer202").is_err(), "8 characters");
+        assert!(check_password_policy("carers2022").is_err(), "no upper case");
+        assert!(check_password_policy("CARERS2022").is_err(), "no lower case");
+        assert!(check_password_policy("CarersCare").is_err(), "no digit");
+    }
+
+    #[test]
+    fn passwords_are_stored_as_argon2_hashes_and_verified() {
+        let hash = hash_password("Carers2022").unwrap();
+        assert!(hash.starts_with("$argon2"));
+        let u = User { login: "a".into(), org: "o".into(), keys: vec![], password_hash: Some(hash) };
+        assert!(u.password_matches("Carers2022"));
+        assert!(!u.password_matches("Carers2023"));
+    }
+
+    #[test]
+    fn login_names_are_plain() {
+        assert!(check_login_name("pearl.rota-1@x").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(65)] {
+            assert!(check_login_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_keys_match_on_key_data_not_comment() {
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkiSbcOg18XovBqGa0HPy5ts7VaGk6JHmfqwPibdhlq someone@laptop";
+        let stored = parse_public_key(line, "k.pub").unwrap();
+        let u = User { login: "a".into(), org: "o".into(), keys: vec![stored], password_hash: None };
+        let other_comment = PublicKey::from_openssh(&line.replace("someone@laptop", "other")).unwrap();
+        assert!(u.has_key(&other_comment));
+    }
+
+    #[test]
+    fn dsa_and_garbage_keys_are_refused() {
+        assert!(matches!(parse_public_key("not a key", "k.pub"), Err(UserError::BadKey { .. })));
+    }
+}

@@ -1,0 +1,452 @@
+//! The SFTP front door, driven by clients nobody here wrote: OpenSSH `sftp` and `scp`, `curl`, `lftp`,
+//! `rclone` and Python `paramiko` (`scripts/test` installs the ones a machine lacks).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{counts, example, TestEnv, PEARL};
+use crate::server::{inbox, result_path, results, wait_for_json, Server, ORG_DIR};
+
+const LOGIN: &str = "pearl-rota";
+const PASSWORD: &str = "Rota2022Carers";
+const OTHER: &str = "Other Care Ltd";
+
+/// A server with the examples' CPLIs and a login for Pearl Carers Ltd with a fresh key and a password.
+struct Gateway {
+    env: TestEnv,
+    server: Server,
+    key: PathBuf,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        Gateway::start_with("")
+    }
+
+    fn start_with(config: &str) -> Gateway {
+        let env = env();
+        let server = Server::start_with(&env, config);
+        Gateway::with(env, server)
+    }
+
+    fn with(env: TestEnv, server: Server) -> Gateway {
+        let key = keypair(env.data(), "pearl");
+        add_user(&env, PEARL, LOGIN, &key, Some(PASSWORD));
+        Gateway { env, server, key }
+    }
+
+    fn ssh_opts(&self, key: &Path, port_flag: &str) -> Vec<String> {
+        [port_flag, &self.server.port.to_string(), "-i", key.to_str().unwrap()]
+            .into_iter()
+            .map(String::from)
+            .chain(common_ssh_opts())
+            .collect()
+    }
+
+    /// `sftp -b BATCH` as `login`; the batch is given on standard input.
+    fn sftp(&self, login: &str, key: &Path, batch: &str) -> Output {
+        let mut c = Command::new("sftp");
+        c.args(self.ssh_opts(key, "-P")).args(["-b", "-"]).arg(format!("{login}@127.0.0.1"));
+        run_with_stdin(c, batch)
+    }
+
+    fn paramiko(&self, login: &str, auth: &str, args: &[&str]) -> Value {
+        let out = Command::new("python3")
+            .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
+            .args([&self.server.port.to_string(), login, auth])
+            .args(args)
+            .env("VICTIM_RESULT", result_path(&self.env, "visits-week.result.json"))
+            .output()
+            .expect("run python3");
+        assert!(out.status.success(), "paramiko {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("paramiko printed {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Fetches `results/NAME` over SFTP as the Pearl login, polling until it is there.
+    fn fetch_result(&self, name: &str) -> Value {
+        let dest = self.env.data().join("fetched");
+        std::fs::create_dir_all(&dest).unwrap();
+        let local = dest.join(name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.sftp(LOGIN, &self.key, &format!("get /results/{name} {}\n", local.display()));
+            if out.status.success() {
+                return serde_json::from_slice(&std::fs::read(&local).unwrap()).expect("result JSON");
+            }
+            assert!(Instant::now() < deadline, "no /results/{name} over SFTP: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The examples' CPLIs (Pearl Carers Ltd) and a second organisation, for the isolation tests
+/// (organisations are added while no server runs: the server holds the store).
+fn env() -> TestEnv {
+    let env = TestEnv::with_example_cplis();
+    env.ok(&["org", "add", "--name", OTHER]);
+    env
+}
+
+fn common_ssh_opts() -> impl Iterator<Item = String> {
+    ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"]
+        .into_iter()
+        .map(String::from)
+}
+
+fn run_with_stdin(mut c: Command, input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn keypair(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(format!("{name}_ed25519"));
+    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    key
+}
+
+fn add_user(env: &TestEnv, org: &str, login: &str, key: &Path, password: Option<&str>) {
+    let mut c = env.cmd(&["user", "add", "--org", org, "--name", login, "--key", &format!("{}.pub", key.display())]);
+    if password.is_some() {
+        c.arg("--password-stdin");
+    }
+    let out = run_with_stdin(c, &format!("{}\n", password.unwrap_or("")));
+    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_example_week(result: &Value) {
+    assert_eq!(result["status"], "processed", "{result}");
+    assert_eq!(counts(result), (21, 21, 0, 0, 0), "{result}");
+}
+
+fn week() -> String {
+    example("visits-week.csv").display().to_string()
+}
+
+#[test]
+fn openssh_sftp_uploads_the_example_week_and_fetches_its_result() {
+    let gw = Gateway::start();
+    let out = gw.sftp(LOGIN, &gw.key, &format!("put {} /inbox/\nls /inbox\n", week()));
+    assert_ok("sftp put", &out);
+    assert_example_week(&gw.fetch_result("visits-week.result.json"));
+    assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json"]);
+}
+
+#[test]
+fn openssh_scp_uploads_and_downloads() {
+    let gw = Gateway::start();
+    let out = Command::new("scp").args(gw.ssh_opts(&gw.key, "-P")).arg(week()).arg(format!("{LOGIN}@127.0.0.1:/inbox/")).output().unwrap();
+    assert_ok("scp upload", &out);
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let local = gw.env.data().join("scp.json");
+    let out = Command::new("scp")
+        .args(gw.ssh_opts(&gw.key, "-P"))
+        .arg(format!("{LOGIN}@127.0.0.1:/results/visits-week.result.json"))
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert_ok("scp download", &out);
+    assert_example_week(&serde_json::from_slice(&std::fs::read(local).unwrap()).unwrap());
+}
+
+#[test]
+fn curl_uploads_and_downloads_with_a_password() {
+    let gw = Gateway::start();
+    let url = format!("sftp://127.0.0.1:{}", gw.server.port);
+    let user = format!("{LOGIN}:{PASSWORD}");
+    let out = Command::new("curl").args(["-sS", "-k", "-u", &user, "-T", &week()]).arg(format!("{url}/inbox/")).output().unwrap();
+    assert_ok("curl upload", &out);
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let out = Command::new("curl").args(["-sS", "-k", "-u", &user]).arg(format!("{url}/results/visits-week.result.json")).output().unwrap();
+    assert_ok("curl download", &out);
+    assert_example_week(&serde_json::from_slice(&out.stdout).unwrap());
+}
+
+#[test]
+fn lftp_uploads_and_downloads() {
+    let gw = Gateway::start();
+    let connect = format!("ssh -a -x -i {} {}", gw.key.display(), common_ssh_opts().collect::<Vec<_>>().join(" "));
+    let local = gw.env.data().join("lftp.json");
+    let script = format!(
+        "set sftp:connect-program \"{connect}\"; open -u {LOGIN}, -p {} sftp://127.0.0.1; put {} -o /inbox/visits-week.csv",
+        gw.server.port,
+        week()
+    );
+    let out = Command::new("lftp").args(["-c", &script]).output().unwrap();
+    assert_ok("lftp put", &out);
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let script = format!(
+        "set sftp:connect-program \"{connect}\"; open -u {LOGIN}, -p {} sftp://127.0.0.1; get /results/visits-week.result.json -o {}",
+        gw.server.port,
+        local.display()
+    );
+    let out = Command::new("lftp").args(["-c", &script]).output().unwrap();
+    assert_ok("lftp get", &out);
+    assert_example_week(&serde_json::from_slice(&std::fs::read(local).unwrap()).unwrap());
+}
+
+#[test]
+fn rclone_uploads_and_downloads() {
+    let gw = Gateway::start();
+    let remote = format!(
+        ":sftp,host=127.0.0.1,port={},user={LOGIN},key_file={},shell_type=none,disable_hashcheck=true:",
+        gw.server.port,
+        gw.key.display()
+    );
+    let rclone = |args: &[&str]| Command::new("rclone").args(args).env("RCLONE_CONFIG", "/dev/null").output().unwrap();
+    assert_ok("rclone upload", &rclone(&["copyto", &week(), &format!("{remote}/inbox/visits-week.csv")]));
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let local = gw.env.data().join("rclone.json");
+    assert_ok("rclone download", &rclone(&["copyto", &format!("{remote}/results/visits-week.result.json"), local.to_str().unwrap()]));
+    assert_example_week(&serde_json::from_slice(&std::fs::read(local).unwrap()).unwrap());
+    assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json"], "processed once");
+}
+
+#[test]
+fn paramiko_uploads_and_downloads() {
+    let gw = Gateway::start();
+    let key = gw.key.display().to_string();
+    assert_eq!(gw.paramiko(LOGIN, &key, &["put", &week(), "/inbox/visits-week.csv"]), "ok");
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let local = gw.env.data().join("paramiko.json");
+    assert_eq!(gw.paramiko(LOGIN, &key, &["get", "/results/visits-week.result.json", local.to_str().unwrap()]), "ok");
+    assert_example_week(&serde_json::from_slice(&std::fs::read(local).unwrap()).unwrap());
+}
+
+/// No file of the organisation waits in staging, the spool or the inbox, and the archive holds `n`.
+fn assert_settled(env: &TestEnv, archived: usize) {
+    let count = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(count(env.data().join("staging")), 0, "staging is empty");
+    assert_eq!(count(env.data().join("spool").join(ORG_DIR)), 0, "spool is empty");
+    assert_eq!(count(inbox(env)), 0, "inbox is empty");
+    assert_eq!(count(env.data().join("archive").join(ORG_DIR)), archived, "archived files");
+}
+
+#[test]
+fn a_winscp_style_upload_is_processed_exactly_once_after_the_rename() {
+    let gw = Gateway::start();
+    assert_eq!(gw.paramiko(LOGIN, &gw.key.display().to_string(), &["winscp", &week(), "/inbox/visits-week.csv"]), "ok");
+    assert_example_week(&wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json"]);
+    assert_settled(&gw.env, 1);
+}
+
+#[test]
+fn an_upload_killed_halfway_is_never_processed() {
+    let gw = Gateway::start();
+    let out = Command::new("python3")
+        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
+        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "halfway", &week(), "/inbox/visits-week.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "the client died mid-upload: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(results(&gw.env, ORG_DIR).is_empty(), "no result for a broken-off upload");
+    assert_settled(&gw.env, 0);
+    // The same file sent whole afterwards is processed normally.
+    assert_ok("sftp put", &gw.sftp(LOGIN, &gw.key, &format!("put {} /inbox/\n", week())));
+    assert_example_week(&wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30));
+}
+
+#[test]
+fn another_organisations_login_cannot_reach_the_first_ones_files() {
+    let gw = Gateway::start();
+    assert_ok("sftp put", &gw.sftp(LOGIN, &gw.key, &format!("put {} /inbox/\n", week())));
+    let victim_result = result_path(&gw.env, "visits-week.result.json");
+    let before = wait_for_json(&victim_result, 30);
+
+    let other_key = keypair(gw.env.data(), "other");
+    add_user(&gw.env, OTHER, "other-rota", &other_key, None);
+    // A link planted in the other organisation's own results (by anyone with host access) is never followed.
+    std::os::unix::fs::symlink(&victim_result, gw.env.org_dir("other-care-ltd").join("results/link.result.json")).unwrap();
+
+    let tried = gw.paramiko("other-rota", &other_key.display().to_string(), &["attack", ORG_DIR]);
+    for (name, outcome) in tried.as_object().unwrap() {
+        if name.starts_with("own ") {
+            continue;
+        }
+        let outcome = outcome.as_str().unwrap();
+        assert!(outcome.starts_with("refused"), "{name}: {outcome}");
+    }
+    assert_eq!(tried["own root listing"], serde_json::json!(["exports", "inbox", "results"]));
+    assert_eq!(tried["own results listing"], serde_json::json!([]), "the planted link is not listed");
+    for write in ["write into /results", "write at root", "rename own pending into /results", "remove own result", "symlink to victim"] {
+        assert!(tried[write].as_str().unwrap().contains("Errno 13"), "{write} is a permission error: {}", tried[write]);
+    }
+
+    // URL-encoded names through curl, and the OpenSSH client with `..`.
+    let url = format!("sftp://127.0.0.1:{}", gw.server.port);
+    for path in ["/%2e%2e/pearl-carers-ltd/results/visits-week.result.json", "/results/%2E%2E%2F%2E%2E%2Fpearl-carers-ltd%2Fresults%2Fvisits-week.result.json"] {
+        let out = Command::new("curl").args(["-sS", "-k", "--key"]).arg(&other_key).arg("--pubkey").arg(format!("{}.pub", other_key.display())).args(["-u", "other-rota:"]).arg(format!("{url}{path}")).output().unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "curl {path} got {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let out = gw.sftp("other-rota", &other_key, "get ../pearl-carers-ltd/results/visits-week.result.json /tmp/never\n");
+    assert!(!out.status.success());
+    let out = gw.sftp("other-rota", &other_key, &format!("put {} /results/x.csv\n", week()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ermission denied"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Pearl's files are as they were, and nothing arrived in its inbox or results.
+    assert_eq!(wait_for_json(&victim_result, 1), before);
+    assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json"]);
+    assert_eq!(results(&gw.env, "other-care-ltd"), ["link.result.json"], "only the planted link");
+}
+
+#[test]
+fn a_wrong_key_and_a_wrong_password_are_refused() {
+    let gw = Gateway::start();
+    let stranger = keypair(gw.env.data(), "stranger");
+    let out = gw.sftp(LOGIN, &stranger, "ls /\n");
+    assert!(!out.status.success(), "a key that is not the login's is refused");
+    assert!(gw.paramiko(LOGIN, "password:Wrong2022Pass", &["login"]).as_str().unwrap().starts_with("refused"));
+    assert!(gw.paramiko("nobody", "password:Wrong2022Pass", &["login"]).as_str().unwrap().starts_with("refused"));
+    assert_eq!(gw.paramiko(LOGIN, &format!("password:{PASSWORD}"), &["login"]), "ok");
+    assert_eq!(gw.paramiko(LOGIN, &gw.key.display().to_string(), &["login"]), "ok");
+}
+
+#[test]
+fn the_sixth_bad_password_in_a_row_is_refused_even_when_correct_until_the_lock_expires() {
+    let gw = Gateway::start_with("failed_login_delay_ms = 50\nlockout_secs = 4");
+    for _ in 0..5 {
+        assert!(gw.paramiko(LOGIN, "password:Wrong2022Pass", &["login"]).as_str().unwrap().starts_with("refused"));
+    }
+    let right = format!("password:{PASSWORD}");
+    assert!(gw.paramiko(LOGIN, &right, &["login"]).as_str().unwrap().starts_with("refused"), "locked: the right password is refused too");
+    assert!(gw.paramiko(LOGIN, &gw.key.display().to_string(), &["login"]).as_str().unwrap().starts_with("refused"), "and so is the key");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(gw.paramiko(LOGIN, &right, &["login"]), "ok", "the lock has expired");
+}
+
+#[test]
+fn fifty_concurrent_sessions_each_upload_a_file_and_every_one_is_processed_once() {
+    let gw = Gateway::start();
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["load", "50", &week()]);
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    let expected: Vec<String> = (0..50).map(|i| format!("load-{i:02}.result.json")).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while results(&gw.env, ORG_DIR).len() < 50 {
+        assert!(Instant::now() < deadline, "only {} results", results(&gw.env, ORG_DIR).len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(results(&gw.env, ORG_DIR), expected, "each file answered once");
+    let mut new = 0;
+    for name in &expected {
+        let r = wait_for_json(&result_path(&gw.env, name), 1);
+        let (read, n, updated, rejected, _) = counts(&r);
+        assert_eq!((read, rejected), (21, 0), "{name}: {r}");
+        assert_eq!(n + updated, 21);
+        new += n;
+    }
+    assert_eq!(new, 21, "the same 21 visits: new once, updated 49 times");
+    assert_settled(&gw.env, 50);
+}
+
+#[test]
+fn an_upload_over_the_size_limit_is_refused_and_says_which_limit() {
+    let env = env();
+    let server = Server::start_full(&env, "", "[limits]\nmax_file_bytes = 2048\n", &[]).0;
+    let gw = Gateway::with(env, server);
+    // OpenSSH's sftp shows only the status ("Failure"); paramiko shows the gateway's message.
+    assert!(!gw.sftp(LOGIN, &gw.key, &format!("put {} /inbox/\n", week())).status.success());
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["tryput", &week(), "/inbox/visits-week.csv"]);
+    assert!(out[0].as_str().unwrap().contains("larger than the gateway accepts (limit 2048 bytes)"), "{out}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(results(&gw.env, ORG_DIR).is_empty(), "nothing processed");
+    assert_settled(&gw.env, 0);
+}
+
+#[test]
+fn sessions_beyond_the_per_login_limit_are_refused_and_say_which_limit() {
+    let gw = Gateway::start_with("max_sessions_per_login = 1");
+    // One session held open by paramiko (it sleeps inside `hold`), a second refused.
+    let mut holder = Command::new("python3")
+        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
+        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "hold", "5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("holding"), "{line}");
+    }
+    let out = gw.sftp(LOGIN, &gw.key, "ls /\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit 1 per login"), "{stderr}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ok("a session after the first ended", &gw.sftp(LOGIN, &gw.key, "ls /\n"));
+}
+
+#[test]
+fn uploads_beyond_the_inbox_file_limit_are_refused_and_say_which_limit() {
+    let gw = Gateway::start_with("max_inbox_files = 2");
+    let w = week();
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["tryput", &w, "/inbox/a.part", &w, "/inbox/b.part", &w, "/inbox/c.part"]);
+    assert_eq!(out[0], "ALLOWED");
+    assert_eq!(out[1], "ALLOWED");
+    assert!(out[2].as_str().unwrap().contains("/inbox already holds 2 files waiting (limit 2)"), "{out}");
+    // Removing a pending file makes room.
+    assert_ok("rm and put", &gw.sftp(LOGIN, &gw.key, &format!("rm /inbox/a.part\nput {} /inbox/c.part\nls /inbox\n", week())));
+}
+
+#[test]
+fn the_host_key_is_made_once_with_mode_0600_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::with_example_cplis();
+    let (server, first) = Server::start_full(&env, "", "", &[]);
+    drop(server);
+    let key = env.data().join("ssh_host_ed25519_key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let (_server, second) = Server::start_full(&env, "", "", &[]);
+    let fingerprint = |lines: &[String]| lines.iter().find_map(|l| l.split("host key ").nth(1).map(str::to_string)).expect("fingerprint printed");
+    assert!(fingerprint(&first).starts_with("SHA256:"));
+    assert_eq!(fingerprint(&first), fingerprint(&second));
+}
+
+#[test]
+fn the_demo_prints_commands_that_upload_the_example_week_and_fetch_its_result() {
+    let env = TestEnv::new();
+    let (_server, lines) = Server::start_full(&env, "", "", &["--demo"]);
+    let command = |label: &str| {
+        lines.iter().find_map(|l| l.split(label).nth(1).map(|c| c.trim().to_string())).unwrap_or_else(|| panic!("no '{label}' in {lines:?}"))
+    };
+    let upload = command("upload the example week:");
+    let out = Command::new("sh").arg("-c").arg(&upload).current_dir(crate::helpers::root()).output().unwrap();
+    assert_ok(&upload, &out);
+    let fetch = command("fetch its result:");
+    let dest = env.data().join("fetched");
+    std::fs::create_dir_all(&dest).unwrap();
+    let fetch = format!("{} {}", fetch.strip_suffix(" .").expect("fetches into ."), dest.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("sh").arg("-c").arg(&fetch).current_dir(crate::helpers::root()).output().unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{fetch}: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_example_week(&wait_for_json(&dest.join("visits-week.result.json"), 1));
+}
