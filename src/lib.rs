@@ -7,6 +7,7 @@
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
+//! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
 //! - `store`: sled, all-or-nothing imports, history, queries.
 //! - `watch`: the inbox watcher that feeds the pipeline.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod data_dir;
 pub mod domain;
 pub mod ingest;
+pub mod mail;
 pub mod pipeline;
 pub mod store;
 pub mod watch;

@@ -35,7 +35,12 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let gw = gateway::pipeline::Gateway::open(config, &data)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(gateway::watch::run(std::sync::Arc::new(gw), shutdown_signal()))?;
+    // lettre's connection pool starts a task of its own: the runtime must exist first.
+    let mailer = {
+        let _in_runtime = runtime.enter();
+        gateway::mail::outbox::Mailer::new(&gw)?
+    };
+    runtime.block_on(gateway::watch::serve(std::sync::Arc::new(gw), mailer, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

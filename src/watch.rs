@@ -1,5 +1,6 @@
-//! The inbox watcher: takes a file from an organisation's `inbox/` once it is complete, claims it into
-//! the spool, and feeds the pipeline one file at a time. At start-up it finishes what the spool holds
+//! The inbox watcher, and `serve`, which runs it beside the mail outbox. The watcher takes a file from
+//! an organisation's `inbox/` once it is complete, claims it into the spool, and feeds the pipeline
+//! one file at a time. At start-up it finishes what the spool holds
 //! and takes what was dropped into the inboxes while the gateway was down.
 //!
 //! inotify reports a close after writing (or a rename to `*.csv`); the file is claimed once no other
@@ -18,6 +19,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::mail::outbox::Mailer;
 use crate::pipeline::{is_ready_name, Gateway, GatewayError};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,19 @@ pub enum WatchError {
     Notify { path: PathBuf, source: notify::Error },
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+}
+
+/// `gateway serve`: the inbox watcher and the mail outbox side by side until `shutdown`; the mail
+/// worker stops after the watcher, finishing the email it is sending.
+pub async fn serve(gw: Arc<Gateway>, mailer: Mailer, shutdown: impl std::future::Future<Output = ()>) -> Result<(), WatchError> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    let mail = tokio::spawn(mailer.run(gw.clone(), async move {
+        let _ = stopped.changed().await;
+    }));
+    let watched = run(gw, shutdown).await;
+    drop(stop);
+    let _ = mail.await;
+    watched
 }
 
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the

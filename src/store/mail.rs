@@ -1,0 +1,159 @@
+//! Contacts, the mail outbox and pending digest lines in the store. An import's emails are queued
+//! in the import's own commit batch (`queue_answers`), so a file is stored and answered together or
+//! not at all, and a replay, which finds the import already committed, never queues them again.
+
+use chrono::{DateTime, Utc};
+
+use super::{encode, key, Result, Store};
+use crate::ingest::ImportResult;
+use crate::mail::contacts::{Contact, Notify};
+use crate::mail::outbox::{Letter, Queued};
+
+const WAITING: &[u8] = b"w";
+const SENT: &[u8] = b"s";
+
+fn contact_key(slug: &str, email_key: &str) -> Vec<u8> {
+    key(&[b"k", slug.as_bytes(), email_key.as_bytes()])
+}
+
+fn mail_key(state: &[u8], q: &Queued) -> Vec<u8> {
+    key(&[b"e", state, q.id.as_bytes(), q.contact.email.key().as_bytes()])
+}
+
+fn digest_line_key(slug: &str, email_key: &str, import_id: &str) -> Vec<u8> {
+    key(&[b"g", slug.as_bytes(), email_key.as_bytes(), import_id.as_bytes()])
+}
+
+impl Store {
+    /// Adds a contact, or changes the name and choice of one already there (same address, any case).
+    pub fn put_contact(&self, slug: &str, contact: &Contact) -> Result<()> {
+        self.db.insert(contact_key(slug, &contact.email.key()), encode(contact))?;
+        self.flush()
+    }
+
+    pub fn contacts(&self, slug: &str) -> Result<Vec<Contact>> {
+        self.scan::<Contact>(&key(&[b"k", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c)).collect()
+    }
+
+    /// Unsubscribes: the contact goes, with its digest lines and the emails still waiting for it.
+    /// Returns whether there was such a contact.
+    pub fn remove_contact(&self, slug: &str, email_key: &str) -> Result<bool> {
+        let mut batch = sled::Batch::default();
+        let ck = contact_key(slug, email_key);
+        let found = self.db.contains_key(&ck)?;
+        batch.remove(ck);
+        for kv in self.db.scan_prefix(key(&[b"g", slug.as_bytes(), email_key.as_bytes(), b""])) {
+            batch.remove(kv?.0);
+        }
+        for q in self.waiting()? {
+            if q.slug == slug && q.contact.email.key() == email_key {
+                batch.remove(mail_key(WAITING, &q));
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
+    /// line per digest contact.
+    pub(super) fn queue_answers(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+        if slug.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        for contact in self.contacts(slug)? {
+            if contact.notify == Notify::Digest {
+                batch.insert(digest_line_key(slug, &contact.email.key(), &result.import_id), encode(&now));
+            } else if contact.notify.wants_now(result) {
+                let q = Queued::new(result.import_id.clone(), slug, contact, Letter::File { import_id: result.import_id.clone() }, now);
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every email not yet sent, in the order queued (ids are time-ordered v7 UUIDs).
+    pub fn waiting(&self) -> Result<Vec<Queued>> {
+        self.scan::<Queued>(&key(&[b"e", WAITING, b""])).map(|r| r.map(|(_, q)| q)).collect()
+    }
+
+    /// Every email sent, oldest first.
+    pub fn sent(&self) -> Result<Vec<Queued>> {
+        let mut sent: Vec<Queued> = self.scan::<Queued>(&key(&[b"e", SENT, b""])).map(|r| r.map(|(_, q)| q)).collect::<Result<_>>()?;
+        sent.sort_by_key(|q| q.sent_at);
+        Ok(sent)
+    }
+
+    /// Moves a sent email out of the queue, flushed, so it is never sent again.
+    pub fn mark_sent(&self, q: &Queued, at: DateTime<Utc>) -> Result<()> {
+        let mut sent = q.clone();
+        sent.sent_at = Some(at);
+        let mut batch = sled::Batch::default();
+        batch.remove(mail_key(WAITING, q));
+        batch.insert(mail_key(SENT, &sent), encode(&sent));
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Records a failed attempt (attempts, next attempt, error) on a waiting email. An email
+    /// unsubscribed meanwhile is not brought back.
+    pub fn record_attempt(&self, q: &Queued) -> Result<()> {
+        let k = mail_key(WAITING, q);
+        if let Some(old) = self.db.get(&k)? {
+            let _ = self.db.compare_and_swap(&k, Some(old), Some(encode(q)))?;
+        }
+        Ok(())
+    }
+
+    /// Rolls every digest line written before `due_before` into one waiting email per contact.
+    /// Returns how many digests were queued.
+    pub fn roll_digests(&self, due_before: DateTime<Utc>, day: chrono::NaiveDate) -> Result<usize> {
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<(sled::IVec, String)>> = Default::default();
+        for r in self.scan::<DateTime<Utc>>(b"g\0") {
+            let (k, at) = r?;
+            if at >= due_before {
+                continue;
+            }
+            let parts: Vec<&[u8]> = k.splitn(4, |b| *b == 0).collect();
+            let [_, slug, email, import_id] = parts.as_slice() else { continue };
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            groups.entry((text(slug), text(email))).or_default().push((k.clone(), text(import_id)));
+        }
+        let mut queued = 0;
+        for ((slug, email_key), lines) in groups {
+            let mut batch = sled::Batch::default();
+            for (k, _) in &lines {
+                batch.remove(k.clone());
+            }
+            // A contact removed meanwhile has had its lines removed too; this is only a race's leftovers.
+            if let Some(contact) = self.get::<Contact>(&contact_key(&slug, &email_key))? {
+                let import_ids = lines.into_iter().map(|(_, id)| id).collect();
+                let id = format!("digest-{}", uuid::Uuid::now_v7());
+                let q = Queued::new(id, &slug, contact, Letter::Digest { day, import_ids }, Utc::now());
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+                queued += 1;
+            }
+            self.db.apply_batch(batch)?;
+        }
+        if queued > 0 {
+            self.flush()?;
+        }
+        Ok(queued)
+    }
+
+    /// How many files wait for each digest contact: (slug, address, lines).
+    pub fn digest_lines(&self) -> Result<Vec<(String, String, usize)>> {
+        let mut out: Vec<(String, String, usize)> = Vec::new();
+        for kv in self.db.scan_prefix(b"g\0") {
+            let (k, _) = kv?;
+            let parts: Vec<String> = k.splitn(4, |b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            let [_, slug, email, _] = parts.as_slice() else { continue };
+            match out.last_mut() {
+                Some((s, e, n)) if s == slug && e == email => *n += 1,
+                _ => out.push((slug.clone(), email.clone(), 1)),
+            }
+        }
+        Ok(out)
+    }
+}
