@@ -18,8 +18,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(env: &TestEnv) -> Server {
+        Self::start_with(env, "")
+    }
+
+    /// With more settings appended to the test configuration (e.g. a `[mail]` section).
+    pub fn start_with(env: &TestEnv, extra_config: &str) -> Server {
         let config = env.data().join("gateway.toml");
-        std::fs::write(&config, "[watch]\nsettle_ms = 100\n").unwrap();
+        std::fs::write(&config, format!("[watch]\nsettle_ms = 100\n{extra_config}")).unwrap();
         let child = Command::new(bin())
             .arg("--config")
             .arg(&config)
