@@ -199,7 +199,12 @@ impl Mailer {
                 Err(error) => {
                     q.failed(error, Utc::now(), &gw.config.mail);
                     tracing::warn!(id = q.id, to = %q.contact.email, attempts = q.attempts, next = %q.next_attempt, error = q.last_error.as_deref().unwrap_or(""), "email not sent; will retry");
-                    gw.store.record_attempt(&q)
+                    if let Err(e) = gw.store.record_attempt(&q) {
+                        tracing::error!(id = q.id, error = %e, "could not record the email's state");
+                    }
+                    // A server that is down fails every email alike: one attempt per poll, not a
+                    // burst of them (each may wait `timeout_ms`). The others are tried next time.
+                    break;
                 }
             };
             if let Err(e) = stored {

@@ -71,3 +71,27 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_smtp_host_means_eml_files_in_the_outbox_folder() {
+        let data = DataDir::new("/d");
+        let t = Transport::from_config(&MailConfig::default(), &data).unwrap();
+        assert_eq!(t.describe(), ".eml files in /d/outbox");
+    }
+
+    #[test]
+    fn a_login_without_a_password_is_refused_at_start_without_showing_secrets() {
+        let config = MailConfig {
+            smtp_host: "smtp.example.org".into(),
+            user: "gateway".into(),
+            password_env: "GATEWAY_TEST_UNSET_PASSWORD_VAR".into(),
+            ..MailConfig::default()
+        };
+        let Err(err) = Transport::from_config(&config, &DataDir::new("/d")) else { panic!("accepted a login without a password") };
+        assert!(err.to_string().contains("GATEWAY_TEST_UNSET_PASSWORD_VAR is unset or empty"), "{err}");
+    }
+}

@@ -157,3 +157,106 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Counts, FileKind, Status};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    fn contact(email: &str, notify: Notify) -> Contact {
+        Contact { email: email.parse().unwrap(), name: None, notify }
+    }
+
+    fn result(import_id: &str, rejected: u64) -> ImportResult {
+        ImportResult {
+            file: "visits.csv".into(),
+            import_id: import_id.into(),
+            organisation: "Pearl Carers Ltd".into(),
+            kind: FileKind::Visits,
+            status: Status::Processed,
+            received_at: String::new(),
+            processed_at: String::new(),
+            sha256: String::new(),
+            counts: Counts { read: 2, new: 2 - rejected, updated: 0, rejected, data_quality_issues: 0 },
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn an_import_queues_one_email_per_contact_that_wants_it_in_its_commit_batch() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("every@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("problems@pearl.example.org", Notify::Problems)).unwrap();
+        s.put_contact("pearl", &contact("digest@pearl.example.org", Notify::Digest)).unwrap();
+        s.put_contact("pearl", &contact("off@pearl.example.org", Notify::Off)).unwrap();
+        s.put_contact("other", &contact("other@other.example.org", Notify::Every)).unwrap();
+        s.commit_carers("pearl", &[], &[], &result("imp-1", 0)).unwrap();
+        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        let to: Vec<(String, String)> = s.waiting().unwrap().into_iter().map(|q| (q.id, q.contact.email.to_string())).collect();
+        assert_eq!(
+            to,
+            [
+                ("imp-1".to_string(), "every@pearl.example.org".to_string()),
+                ("imp-2".into(), "every@pearl.example.org".into()),
+                ("imp-2".into(), "problems@pearl.example.org".into()),
+            ]
+        );
+        assert_eq!(s.digest_lines().unwrap(), [("pearl".to_string(), "digest@pearl.example.org".to_string(), 2)]);
+    }
+
+    #[test]
+    fn a_sent_email_leaves_the_queue_and_a_failed_one_keeps_its_attempts() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("b@pearl.example.org", Notify::Every)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        let waiting = s.waiting().unwrap();
+        s.mark_sent(&waiting[0], Utc::now()).unwrap();
+        let mut failed = waiting[1].clone();
+        failed.failed("connection refused".into(), Utc::now(), &crate::config::MailConfig::default());
+        s.record_attempt(&failed).unwrap();
+        let left = s.waiting().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].attempts, left[0].last_error.as_deref()), (1, Some("connection refused")));
+        let sent = s.sent().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].contact.email.as_str(), "a@pearl.example.org");
+        assert!(sent[0].sent_at.is_some());
+    }
+
+    #[test]
+    fn unsubscribing_drops_the_contacts_waiting_mail_and_digest_lines() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        assert!(s.remove_contact("pearl", "a@pearl.example.org").unwrap());
+        assert!(s.remove_contact("pearl", "d@pearl.example.org").unwrap());
+        assert!(!s.remove_contact("pearl", "d@pearl.example.org").unwrap());
+        assert!(s.waiting().unwrap().is_empty());
+        assert!(s.digest_lines().unwrap().is_empty());
+        assert!(s.contacts("pearl").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_days_files_roll_into_one_digest_per_contact_and_later_ones_wait_for_the_next() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        assert_eq!(s.roll_digests(Utc::now() - chrono::Duration::hours(1), day).unwrap(), 0, "written after the digest time");
+        assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 1);
+        let waiting = s.waiting().unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].letter, Letter::Digest { day, import_ids: vec!["imp-1".into(), "imp-2".into()] });
+        assert!(waiting[0].id.starts_with("digest-"));
+        assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 0, "rolled once");
+    }
+}
