@@ -250,3 +250,50 @@ fn email_contacts_are_checked_listed_and_removed() {
     let again = env.run(&["contact", "remove", "--org", PEARL, "--email", "sian@pearl.example.org"]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn email_a_failed_file_says_what_to_fix_first() {
+    let env = TestEnv::with_example_cplis();
+    add_contact(&env, &["--email", "sian@pearl.example.org", "--notify", "problems"]);
+    let port = free_port();
+    let sink = SmtpSink::start(port, &env.data().join("maildir"));
+    let _server = Server::start_with(&env, &mail_config(port));
+    let (_tmp, file) = crate::helpers::write_temp("semi.csv", "VisitRef;Deleted;PlannedVisitDate\nV1;0;03/10/2022\n");
+    drop_file(&env, &file, "semi.csv");
+    let result = wait_for_json(&result_path(&env, "semi.result.json"), 30);
+    assert_eq!(result["status"], "failed");
+    let mails = sink.wait_for(1, 30);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["subject"], "semi.csv: failed, nothing stored");
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(text.contains("Nothing from this file was stored. Fix this first, then send the whole file again:\n  the header row is one column separated by semicolons"), "{text}");
+    assert!(mails[0]["html"].as_str().unwrap().contains("<strong>Fix this first</strong>"));
+}
+
+#[test]
+fn email_a_spooled_file_replayed_after_a_crash_is_not_mailed_twice() {
+    let env = TestEnv::with_example_cplis();
+    add_contact(&env, &["--email", "sian@pearl.example.org"]);
+    let port = free_port();
+    let sink = SmtpSink::start(port, &env.data().join("maildir"));
+    let spool = env.data().join("spool").join("pearl-carers-ltd");
+    std::fs::create_dir_all(&spool).unwrap();
+    let spooled = spool.join("01890a5d-ac96-774b-bcce-b302099a8057__visits-week.csv");
+    std::fs::copy(example("visits-week.csv"), &spooled).unwrap();
+    {
+        let _server = Server::start_with(&env, &mail_config(port));
+        assert_eq!(sink.wait_for(1, 30).len(), 1);
+    }
+    // The same claimed file again, as after a crash between the commit and the archive.
+    std::fs::copy(example("visits-week.csv"), &spooled).unwrap();
+    {
+        let _server = Server::start_with(&env, &mail_config(port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while spooled.exists() {
+            assert!(Instant::now() < deadline, "the spooled file was not finished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    assert_eq!(sink.mails().len(), 1, "the replay was mailed again");
+}
