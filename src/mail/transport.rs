@@ -13,14 +13,15 @@ use crate::config::{MailConfig, MailTls};
 use crate::data_dir::DataDir;
 
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `server`: `host:port (tls)`, for the log; never the login.
+    Smtp { smtp: AsyncSmtpTransport<Tokio1Executor>, server: String },
     Files { data: DataDir, dir: PathBuf },
 }
 
 impl Transport {
     pub fn from_config(config: &MailConfig, data: &DataDir) -> Result<Transport, MailError> {
         if config.smtp_host.trim().is_empty() {
-            return Ok(Transport::Files { data: data.clone(), dir: data.root().join("outbox") });
+            return Ok(Transport::Files { data: data.clone(), dir: data.outbox() });
         }
         let host = config.smtp_host.trim().to_string();
         let tls = |host: String| TlsParameters::new(host).map_err(|e| MailError::Config(format!("mail.smtp_host: {e}")));
@@ -41,12 +42,13 @@ impl Transport {
             })?;
             builder = builder.credentials(Credentials::new(config.user.clone(), password));
         }
-        Ok(Transport::Smtp(builder.build()))
+        let server = format!("{host}:{} ({:?})", config.smtp_port, config.tls).to_lowercase();
+        Ok(Transport::Smtp { smtp: builder.build(), server })
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Transport::Smtp(_) => "SMTP".into(),
+            Transport::Smtp { server, .. } => format!("SMTP {server}"),
             Transport::Files { dir, .. } => format!(".eml files in {}", dir.display()),
         }
     }
@@ -54,7 +56,7 @@ impl Transport {
     /// Hands the email over; `name` is a file-safe name for it in `outbox/`.
     pub async fn send(&self, name: &str, message: Message) -> Result<(), String> {
         match self {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Transport::Smtp { smtp, .. } => smtp.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
             Transport::Files { data, dir } => {
                 let bytes = message.formatted();
                 let path = dir.join(format!("{name}.eml"));
@@ -81,6 +83,15 @@ mod tests {
         let data = DataDir::new("/d");
         let t = Transport::from_config(&MailConfig::default(), &data).unwrap();
         assert_eq!(t.describe(), ".eml files in /d/outbox");
+    }
+
+    #[tokio::test]
+    async fn starttls_and_tls_transports_build_with_the_bundled_roots_and_crypto() {
+        for tls in [MailTls::Starttls, MailTls::Tls, MailTls::None] {
+            let config = MailConfig { smtp_host: "smtp.example.org".into(), tls, ..MailConfig::default() };
+            let t = Transport::from_config(&config, &DataDir::new("/d")).unwrap();
+            assert!(t.describe().starts_with("SMTP smtp.example.org:587 ("), "{}", t.describe());
+        }
     }
 
     #[test]
