@@ -158,7 +158,7 @@ pub struct MailConfig {
     pub poll_ms: u64,
     /// One SMTP conversation may take this long before it counts as failed.
     pub timeout_ms: u64,
-    /// The daily digest goes out at this time (HH:MM, the server's local time) for the day's files.
+    /// The daily digest goes out at this time (HH:MM or HH:MM:SS, the server's local time).
     pub digest_at: String,
     /// At most this many issues are spelt out in an email; the attached CSV has them all.
     pub max_issues: usize,
@@ -207,9 +207,11 @@ impl MailConfig {
         std::env::var(&self.password_env).ok().filter(|p| !p.is_empty())
     }
 
-    /// `digest_at` as a time of day.
+    /// `digest_at` as a time of day (`HH:MM`, or `HH:MM:SS`).
     pub fn digest_time(&self) -> Result<chrono::NaiveTime, String> {
-        chrono::NaiveTime::parse_from_str(self.digest_at.trim(), "%H:%M")
+        let t = self.digest_at.trim();
+        chrono::NaiveTime::parse_from_str(t, "%H:%M")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(t, "%H:%M:%S"))
             .map_err(|e| format!("mail.digest_at '{}' is not a time HH:MM: {e}", self.digest_at))
     }
 }

@@ -297,3 +297,25 @@ fn email_a_spooled_file_replayed_after_a_crash_is_not_mailed_twice() {
     }
     assert_eq!(sink.mails().len(), 1, "the replay was mailed again");
 }
+
+#[test]
+fn email_the_daily_digest_lists_the_days_files_in_one_mail() {
+    let env = TestEnv::with_example_cplis();
+    add_contact(&env, &["--email", "manager@pearl.example.org", "--name", "Siân Jones", "--notify", "digest"]);
+    env.import(PEARL, &example("visits-week.csv"));
+    env.import(PEARL, &fixture("malformed/bad_dates.csv"));
+    // The digest time has passed since both files were processed: the first poll sends the digest.
+    std::thread::sleep(Duration::from_millis(1100));
+    let digest_at = chrono::Local::now().format("%H:%M:%S").to_string();
+    let port = free_port();
+    let sink = SmtpSink::start(port, &env.data().join("maildir"));
+    let _server = Server::start_with(&env, &format!("{}digest_at = \"{digest_at}\"\n", mail_config(port)));
+    let mails = sink.wait_for(1, 30);
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let today = chrono::Local::now().format("%d/%m/%Y").to_string();
+    assert_eq!(mails[0]["subject"], format!("Pearl Carers Ltd: 2 files on {today}, 1 with problems"));
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(text.contains("visits-week.csv: 21 read, 0 rejected"), "{text}");
+    assert!(text.contains("bad_dates.csv: 5 read, 4 rejected"), "{text}");
+    assert!(text.starts_with("Hello Siân Jones,"));
+}
