@@ -58,6 +58,7 @@ impl Store {
     /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
     /// line per digest contact.
     pub(super) fn queue_answers(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+        // A file judged without an organisation has nobody to tell.
         if slug.is_empty() {
             return Ok(());
         }
