@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::domain::MatchStatus;
 use crate::ingest::cplis::read_extract;
 use crate::ingest::ImportResult;
+use crate::mail::{Contact, EmailAddress, Notify};
 use crate::pipeline::{Gateway, GatewayError};
 use crate::store::{Store, StoredVisit};
 
@@ -83,6 +84,59 @@ pub enum Command {
     Visits {
         #[command(subcommand)]
         command: VisitsCommand,
+    },
+    /// The organisation's subscribed contacts: who is emailed each file's result.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// Emails waiting to be sent.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Subscribe an address (or change the name and choice of one already subscribed).
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: EmailAddress,
+        /// The person's name, for the greeting and the To: line.
+        #[arg(long)]
+        name: Option<String>,
+        /// every: an email per file; problems: only files with rejected rows, data-quality issues or
+        /// that failed; digest: one email a day (mail.digest_at) listing the day's files.
+        #[arg(long, value_enum, default_value_t = Notify::Every)]
+        notify: Notify,
+        /// Keep the contact but send it nothing (same as --notify off).
+        #[arg(long, conflicts_with = "notify")]
+        no_notify: bool,
+    },
+    /// The contacts of one organisation, or of all.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Unsubscribe an address: it gets nothing more, not even mail already waiting for it.
+    Remove {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: EmailAddress,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Every email not yet sent: id, to, subject, attempts, next attempt, last error.
+    List {
+        /// List the emails already sent instead.
+        #[arg(long)]
+        sent: bool,
     },
 }
 
@@ -227,7 +281,86 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
             list_visits(visits, format)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Contact { command } => contact(Gateway::open(config, &data)?, command),
+        Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(&Gateway::open(config, &data)?, sent),
     }
+}
+
+fn contact(gw: Gateway, command: ContactCommand) -> Result<ExitCode, GatewayError> {
+    match command {
+        ContactCommand::Add { org, email, name, notify, no_notify } => {
+            let org = gw.org(&org)?;
+            let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+            let contact = Contact { email, name, notify: if no_notify { Notify::Off } else { notify } };
+            gw.store.put_contact(&org.slug, &contact)?;
+            println!("{}: {} ({}) gets {}", org.name, contact.mailbox(), contact.notify.as_str(), describe(contact.notify));
+        }
+        ContactCommand::List { org } => {
+            let orgs = match org {
+                Some(name) => vec![gw.org(&name)?],
+                None => gw.store.orgs()?,
+            };
+            for o in orgs {
+                for c in gw.store.contacts(&o.slug)? {
+                    println!("{}\t{}\t{}\t{}", o.name, c.email, c.name.as_deref().unwrap_or(""), c.notify.as_str());
+                }
+            }
+        }
+        ContactCommand::Remove { org, email } => {
+            let org = gw.org(&org)?;
+            if !gw.store.remove_contact(&org.slug, &email.key())? {
+                return Err(GatewayError::Invalid(format!("{} has no contact {email}", org.name)));
+            }
+            println!("{}: {email} removed; it gets no more email", org.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(notify: Notify) -> &'static str {
+    match notify {
+        Notify::Every => "an email for every file",
+        Notify::Problems => "an email only for files with rejected rows, data-quality issues or that failed",
+        Notify::Digest => "one email a day listing the day's files",
+        Notify::Off => "no email",
+    }
+}
+
+fn outbox_list(gw: &Gateway, sent: bool) -> Result<ExitCode, GatewayError> {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
+    let subject = |q: &crate::mail::Queued| {
+        crate::mail::outbox::render(&gw.store, &gw.config.mail, q).map_or_else(|e| format!("({e})"), |r| r.subject)
+    };
+    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(std::io::stdout().lock());
+    let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };
+    if sent {
+        w.write_record(["id", "to", "subject", "attempts", "sent"]).map_err(write_err)?;
+        for q in gw.store.sent()? {
+            let at = q.sent_at.map(time).unwrap_or_default();
+            w.write_record([q.id.as_str(), q.contact.email.as_str(), &subject(&q), &(q.attempts + 1).to_string(), &at]).map_err(write_err)?;
+        }
+    } else {
+        w.write_record(["id", "to", "subject", "attempts", "next_attempt", "last_error"]).map_err(write_err)?;
+        for q in gw.store.waiting()? {
+            let cells = [
+                q.id.clone(),
+                q.contact.email.to_string(),
+                subject(&q),
+                q.attempts.to_string(),
+                time(q.next_attempt),
+                q.last_error.clone().unwrap_or_default(),
+            ];
+            w.write_record(&cells).map_err(write_err)?;
+        }
+    }
+    w.flush().map_err(|e| GatewayError::Io { context: "writing the list".into(), source: e })?;
+    drop(w);
+    if !sent {
+        for (slug, email, files) in gw.store.digest_lines()? {
+            eprintln!("{slug}: {files} file(s) wait for {email}'s daily digest at {}", gw.config.mail.digest_at);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(config: Config, data: &Path, cplis: Option<PathBuf>, org: Option<String>, format: Format, files: &[PathBuf]) -> Result<ExitCode, GatewayError> {

@@ -25,6 +25,7 @@ pub struct Config {
     pub limits: Limits,
     pub watch: Watch,
     pub sftp: Sftp,
+    pub mail: MailConfig,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             limits: Limits::default(),
             watch: Watch::default(),
             sftp: Sftp::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -172,6 +174,113 @@ impl Default for Sftp {
     }
 }
 
+/// Email of results (issue 4). With no `smtp_host`, emails are written as `.eml` files to `outbox/`
+/// under the data folder instead of being sent.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+    /// The SMTP server; empty = no SMTP, `.eml` files in `outbox/`.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `starttls` (upgrade a plain connection, the usual port 587), `tls` (TLS from the start, port
+    /// 465) or `none` (plain text: only for a relay on the same machine or a test server).
+    pub tls: MailTls,
+    /// Login name; empty = no login.
+    pub user: String,
+    /// The password itself. Prefer `password_env`, which keeps it out of the file.
+    pub password: String,
+    /// The name of an environment variable holding the password (used when `password` is empty).
+    pub password_env: String,
+    /// The first retry after a failed send waits this long; each further one twice as long as the
+    /// one before, up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often the outbox worker looks for mail that is due.
+    pub poll_ms: u64,
+    /// One SMTP conversation may take this long before it counts as failed.
+    pub timeout_ms: u64,
+    /// The daily digest goes out at this time (HH:MM or HH:MM:SS, the server's local time).
+    pub digest_at: String,
+    /// At most this many issues are spelt out in an email; the attached CSV has them all.
+    pub max_issues: usize,
+    /// A result CSV larger than this is not attached (the email says where it is instead).
+    pub max_attachment_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            from: "Provider file gateway <gateway@localhost>".into(),
+            smtp_host: String::new(),
+            smtp_port: 587,
+            tls: MailTls::Starttls,
+            user: String::new(),
+            password: String::new(),
+            password_env: String::new(),
+            retry_initial_ms: 30_000,
+            retry_max_ms: 30 * 60 * 1000,
+            poll_ms: 1_000,
+            timeout_ms: 30_000,
+            digest_at: "17:00".into(),
+            max_issues: 20,
+            max_attachment_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+impl MailConfig {
+    /// The password from the file, else from the named environment variable.
+    pub fn password(&self) -> Option<String> {
+        if !self.password.is_empty() {
+            return Some(self.password.clone());
+        }
+        if self.password_env.is_empty() {
+            return None;
+        }
+        std::env::var(&self.password_env).ok().filter(|p| !p.is_empty())
+    }
+
+    /// `digest_at` as a time of day (`HH:MM`, or `HH:MM:SS`).
+    pub fn digest_time(&self) -> Result<chrono::NaiveTime, String> {
+        let t = self.digest_at.trim();
+        chrono::NaiveTime::parse_from_str(t, "%H:%M")
+            .or_else(|_| chrono::NaiveTime::parse_from_str(t, "%H:%M:%S"))
+            .map_err(|e| format!("mail.digest_at '{}' is not a time HH:MM: {e}", self.digest_at))
+    }
+}
+
+// By hand, so the password never reaches a log line or an error message.
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("from", &self.from)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("tls", &self.tls)
+            .field("user", &self.user)
+            .field("password", &if self.password.is_empty() { "" } else { "(hidden)" })
+            .field("password_env", &self.password_env)
+            .field("retry_initial_ms", &self.retry_initial_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("poll_ms", &self.poll_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("digest_at", &self.digest_at)
+            .field("max_issues", &self.max_issues)
+            .field("max_attachment_bytes", &self.max_attachment_bytes)
+            .finish()
+    }
+}
+
 /// Dates written as TOML dates (`2022-10-03`) or as strings (`"2022-10-03"`).
 mod toml_date {
     use chrono::NaiveDate;
@@ -224,6 +333,24 @@ mod tests {
         let text = include_str!("../examples/gateway.toml");
         let example: Config = toml::from_str(text).unwrap();
         assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&Config::default()).unwrap());
+    }
+
+    #[test]
+    fn the_smtp_password_is_never_shown_by_debug() {
+        let c: Config = toml::from_str("[mail]\nsmtp_host = \"smtp.example.org\"\npassword = \"hunter2\"\n").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("smtp.example.org"));
+    }
+
+    #[test]
+    fn the_password_comes_from_the_named_environment_variable_when_the_file_has_none() {
+        let mut m = MailConfig { password_env: "GATEWAY_TEST_SMTP_PASSWORD_XYZ".into(), ..MailConfig::default() };
+        assert_eq!(m.password(), None);
+        std::env::set_var("GATEWAY_TEST_SMTP_PASSWORD_XYZ", "s3cret");
+        assert_eq!(m.password().as_deref(), Some("s3cret"));
+        m.password = "in-file".into();
+        assert_eq!(m.password().as_deref(), Some("in-file"));
     }
 
     #[test]

@@ -61,6 +61,11 @@ impl DataDir {
         self.root.join("archive").join(slug)
     }
 
+    /// Emails as `.eml` files, when no SMTP server is configured.
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox")
+    }
+
     /// Creates the folders an organisation's users and the gateway need.
     pub fn ensure_org(&self, slug: &str) -> io::Result<()> {
         for dir in [self.inbox(slug), self.results(slug), self.exports(slug), self.spool(slug), self.archive(slug)] {

@@ -7,6 +7,7 @@
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
+//! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
 //! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
 //! - `sftp`: the SFTP front door: logins, the per-organisation folders, uploads handed to the engine.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data_dir;
 pub mod domain;
 pub mod ingest;
+pub mod mail;
 pub mod pipeline;
 pub mod serve;
 pub mod sftp;

@@ -1,11 +1,12 @@
-//! `gateway serve`: the SFTP front door and the inbox watcher feeding one work queue, and the worker
-//! that processes its files one at a time, in the order they were claimed.
+//! `gateway serve`: the SFTP front door and the inbox watcher feeding one work queue, the worker
+//! that processes its files one at a time in the order they were claimed, and the mail outbox.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::mail::outbox::Mailer;
 use crate::pipeline::{Gateway, GatewayError};
 use crate::sftp::{self, SftpError, User};
 use crate::watch::{self, WatchError};
@@ -31,10 +32,15 @@ pub struct Options {
 
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
 /// spool for the next start.
-pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn run(
+    gw: Arc<Gateway>,
+    options: Options,
+    mailer: Mailer,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone()));
     for spooled in gw.spooled()? {
         let _ = work_tx.send(spooled);
     }
@@ -44,10 +50,16 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     if demo {
         print_demo_commands(sftp.addr);
     }
+    let mut mail_stop = stop_rx.clone();
+    let mail = tokio::spawn(mailer.run(gw.clone(), async move {
+        let _ = mail_stop.changed().await;
+    }));
     let watched = watch::run(gw, work_tx, shutdown).await;
     sftp.shutdown().await;
+    // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = mail.await;
     tracing::info!("stopped");
     Ok(watched?)
 }

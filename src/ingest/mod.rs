@@ -86,7 +86,7 @@ pub fn process(config: &Config, org: Option<&Organisation>, incoming: &Incoming<
             result.counts = Counts::default();
             sort_issues(&mut result.issues);
             if let Some(s) = store {
-                s.record_import(&result)?;
+                s.record_import(org.map_or("", |o| o.slug.as_str()), &result)?;
             }
         }
         Judged::Visits { batch } => {

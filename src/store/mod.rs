@@ -5,13 +5,17 @@
 //! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
 //! result · `r\0import_id` its result files written · `p\0import_id` an import in progress ·
-//! `m\0name` settings the council changes at run time.
+//! `m\0name` settings the council changes at run time · `k\0slug\0email` a subscribed contact ·
+//! `e\0w\0id\0email` an email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
+//! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
 //! week totals, the pending marker removed) that is flushed before anybody is told. On opening, an
-//! import still marked pending is rolled back from the history it wrote.
+//! import still marked pending is rolled back from the history it wrote. The import's emails are
+//! queued in that same commit batch (`mail.rs`).
 
+mod mail;
 mod visits;
 
 use std::collections::HashSet;
@@ -166,7 +170,7 @@ impl Store {
         Ok(self.db.contains_key(key(&[b"c", slug.as_bytes(), carer_ref.as_bytes()]))?)
     }
 
-    /// A carers file in one batch with its import record, flushed.
+    /// A carers file in one batch with its import record and its emails, flushed.
     pub fn commit_carers(&self, slug: &str, upserts: &[Carer], deletes: &[String], result: &ImportResult) -> Result<()> {
         let mut batch = sled::Batch::default();
         for c in upserts {
@@ -176,6 +180,7 @@ impl Store {
             batch.remove(key(&[b"c", slug.as_bytes(), d.as_bytes()]));
         }
         batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
+        self.queue_answers(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
     }
@@ -190,9 +195,13 @@ impl Store {
         self.flush()
     }
 
-    /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again.
-    pub fn record_import(&self, result: &ImportResult) -> Result<()> {
-        self.db.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result))?;
+    /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,
+    /// with its emails in the same batch.
+    pub fn record_import(&self, slug: &str, result: &ImportResult) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
+        self.queue_answers(&mut batch, slug, result)?;
+        self.db.apply_batch(batch)?;
         self.flush()
     }
 }

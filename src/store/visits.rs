@@ -230,12 +230,14 @@ impl VisitBatch<'_> {
         Ok(())
     }
 
-    /// Makes the file count: its result recorded and the pending mark removed in one batch, flushed.
-    /// Everything else was written as the file went, so this batch is small whatever the file's size.
+    /// Makes the file count: its result recorded, its emails queued and the pending mark removed in
+    /// one batch, flushed. Everything else was written as the file went, so this batch is small
+    /// whatever the file's size.
     pub fn commit(self, result: &ImportResult) -> Result<()> {
         let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
         let mut batch = sled::Batch::default();
         batch.insert(key(&[b"i", self.import_id.as_bytes()]), encode(result));
+        store.queue_answers(&mut batch, &self.slug, result)?;
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
         store.flush()

@@ -10,6 +10,8 @@ mod guide;
 mod malformed;
 /// The inbox watcher of `gateway serve`: complete files are taken once, temporary names wait.
 mod inbox;
+/// Email of results through a real SMTP server on loopback: counts, retries, restarts, contacts.
+mod mail;
 /// A gateway killed in the middle of an import leaves all of the file or none of it.
 mod crash;
 /// Command-line behaviour that is not tied to one guide example (validate, visits list, period lock).

@@ -29,6 +29,11 @@ impl Server {
         Server::start_full(env, sftp, "", &[]).0
     }
 
+    /// With other configuration sections (e.g. `[mail]`) besides the test defaults.
+    pub fn with_config(env: &TestEnv, sections: &str) -> Server {
+        Server::start_full(env, "", sections, &[]).0
+    }
+
     /// As `start_with`, plus other configuration sections and `serve` arguments; also returns what
     /// `serve` printed before it was ready.
     pub fn start_full(env: &TestEnv, sftp: &str, sections: &str, args: &[&str]) -> (Server, Vec<String>) {

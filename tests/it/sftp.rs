@@ -450,3 +450,31 @@ fn the_demo_prints_commands_that_upload_the_example_week_and_fetch_its_result() 
     }
     assert_example_week(&wait_for_json(&dest.join("visits-week.result.json"), 1));
 }
+
+#[test]
+fn email_an_upload_over_sftp_is_answered_by_one_mail_with_the_counts_and_the_result_csv() {
+    use crate::mail::{free_port, mail_config, SmtpSink};
+    let env = env();
+    env.ok(&["contact", "add", "--org", PEARL, "--email", "rota@pearl.example.org", "--name", "Siân Jones"]);
+    let smtp = free_port();
+    let sink = SmtpSink::start(smtp, &env.data().join("maildir"));
+    let server = Server::start_full(&env, "", &mail_config(smtp), &[]).0;
+    let gw = Gateway::with(env, server);
+    assert_ok("sftp put", &gw.sftp(LOGIN, &gw.key, &format!("put {} /inbox/\n", week())));
+    let result = gw.fetch_result("visits-week.result.json");
+    assert_example_week(&result);
+    let mails = sink.wait_for(1, 30);
+    assert_eq!(mails.len(), 1, "one email: {mails:#?}");
+    let m = &mails[0];
+    assert_eq!(m["subject"], "visits-week.csv: 21 read, 0 rejected");
+    assert_eq!(m["to"], "Siân Jones <rota@pearl.example.org>");
+    let text = m["text"].as_str().unwrap();
+    assert!(text.contains("Records read:          21") && text.contains("New:                   21") && text.contains("Rejected:              0"), "{text}");
+    let html = m["html"].as_str().unwrap();
+    assert!(html.contains("<td>Records read</td><td style=\"text-align: right; padding-left: 16px;\">21</td>"), "{html}");
+    let attachments = m["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{m}");
+    assert_eq!(attachments[0]["filename"], "visits-week.result.csv");
+    let csv = std::fs::read_to_string(result_path(&gw.env, "visits-week.result.csv")).unwrap();
+    assert_eq!(attachments[0]["content"].as_str().unwrap().replace("\r\n", "\n"), csv.replace("\r\n", "\n"));
+}

@@ -1,0 +1,239 @@
+//! The durable outbox: what a queued email is, and the worker that sends it, retrying with growing
+//! delays (capped) while the server is down or refuses, and marks it sent so it is sent once.
+//! Everything lives in the store, so a restart resumes the queue where it stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, NaiveDate, NaiveTime, TimeZone, Utc};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
+use lettre::Message;
+use serde::{Deserialize, Serialize};
+
+use super::contacts::Contact;
+use super::render::{self, Rendered};
+use super::transport::Transport;
+use super::MailError;
+use crate::config::MailConfig;
+use crate::pipeline::Gateway;
+use crate::store::Store;
+
+/// What an email is about; its words are rendered from the stored results when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Letter {
+    /// The answer to one file.
+    File { import_id: String },
+    /// A contact's daily digest of the files processed since the previous one.
+    Digest { day: NaiveDate, import_ids: Vec<String> },
+}
+
+/// An email waiting (or, once `sent_at` is set, sent), keyed in the store by id and recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The import id for a file's email, `digest-<uuid>` for a digest.
+    pub id: String,
+    pub slug: String,
+    pub contact: Contact,
+    pub letter: Letter,
+    pub queued_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Queued {
+    pub fn new(id: String, slug: &str, contact: Contact, letter: Letter, now: DateTime<Utc>) -> Queued {
+        Queued {
+            id,
+            slug: slug.into(),
+            contact,
+            letter,
+            queued_at: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            sent_at: None,
+        }
+    }
+
+    /// A name for its `.eml` file: unique per email, safe on any file system.
+    pub fn file_name(&self) -> String {
+        let to: String =
+            self.contact.email.as_str().chars().map(|c| if c.is_ascii_alphanumeric() || "@.-_+".contains(c) { c } else { '_' }).collect();
+        format!("{}__{to}", self.id)
+    }
+
+    /// After a failed attempt: counted, with its error, due again after the next delay.
+    pub fn failed(&mut self, error: String, now: DateTime<Utc>, config: &MailConfig) {
+        self.attempts += 1;
+        self.last_error = Some(error);
+        self.next_attempt = now + chrono::Duration::from_std(retry_delay(self.attempts, config)).unwrap_or(chrono::Duration::MAX);
+    }
+}
+
+/// The wait after the `attempts`-th failure: `retry_initial_ms`, doubling, at most `retry_max_ms`.
+pub fn retry_delay(attempts: u32, config: &MailConfig) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(32);
+    let ms = config.retry_initial_ms.saturating_mul(1u64 << doublings).min(config.retry_max_ms.max(config.retry_initial_ms));
+    Duration::from_millis(ms)
+}
+
+/// The words of a queued email, from the results it is about.
+pub fn render(store: &Store, config: &MailConfig, q: &Queued) -> Result<Rendered, MailError> {
+    let name = q.contact.name.as_deref();
+    match &q.letter {
+        Letter::File { import_id } => {
+            let result = store
+                .import_result(import_id)?
+                .ok_or_else(|| MailError::Missing(format!("the result of import {import_id} is not in the store")))?;
+            Ok(render::file_email(&result, name, config.max_issues, config.max_attachment_bytes))
+        }
+        Letter::Digest { day, import_ids } => {
+            let mut results = Vec::new();
+            for id in import_ids {
+                results.extend(store.import_result(id)?);
+            }
+            let org = store.org(&q.slug)?.map_or_else(|| q.slug.clone(), |o| o.name);
+            Ok(render::digest_email(&org, *day, &results, name))
+        }
+    }
+}
+
+/// The sender address from `mail.from`.
+pub fn sender(config: &MailConfig) -> Result<Mailbox, MailError> {
+    config.from.parse().map_err(|e| MailError::Config(format!("mail.from '{}' is not an address: {e}", config.from)))
+}
+
+/// The whole email: text and HTML alternatives, and the result CSV when there is one to attach.
+pub fn compose(from: Mailbox, q: &Queued, r: Rendered) -> Result<Message, MailError> {
+    let builder = Message::builder().from(from).to(q.contact.mailbox()).subject(r.subject);
+    let body = MultiPart::alternative_plain_html(r.text, r.html);
+    let built = match r.attachment {
+        Some((name, csv)) => {
+            let csv_type = ContentType::parse("text/csv; charset=utf-8").expect("a valid content type");
+            builder.multipart(MultiPart::mixed().multipart(body).singlepart(Attachment::new(name).body(csv, csv_type)))
+        }
+        None => builder.multipart(body),
+    };
+    built.map_err(|e| MailError::Missing(format!("the email could not be built: {e}")))
+}
+
+/// The most recent digest time at or before `now`, and the day it closes.
+pub fn last_digest_due(now: DateTime<Local>, at: NaiveTime) -> (DateTime<Utc>, NaiveDate) {
+    let at_on = |day: NaiveDate| {
+        let naive = day.and_time(at);
+        // A time skipped by a clock change counts from the hour after.
+        Local.from_local_datetime(&naive).earliest().unwrap_or_else(|| Local.from_utc_datetime(&naive)).with_timezone(&Utc)
+    };
+    let today = now.date_naive();
+    let t = at_on(today);
+    if t <= now.with_timezone(&Utc) {
+        (t, today)
+    } else {
+        let yesterday = today.pred_opt().unwrap_or(today);
+        (at_on(yesterday), yesterday)
+    }
+}
+
+/// The outbox worker that `serve` runs.
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    digest_at: NaiveTime,
+}
+
+impl Mailer {
+    /// Checks `[mail]` before anything starts: a sender that is not an address, a bad digest time or
+    /// a login without a password stops `serve` with a message.
+    pub fn new(gw: &Gateway) -> Result<Mailer, MailError> {
+        let config = &gw.config.mail;
+        Ok(Mailer {
+            transport: Transport::from_config(config, &gw.data)?,
+            from: sender(config)?,
+            digest_at: config.digest_time().map_err(MailError::Config)?,
+        })
+    }
+
+    /// Sends what is due every `mail.poll_ms` until `shutdown`; an email being sent is finished first.
+    pub async fn run(self, gw: Arc<Gateway>, shutdown: impl std::future::Future<Output = ()>) {
+        tracing::info!(via = self.transport.describe(), waiting = gw.store.waiting().map(|w| w.len()).unwrap_or(0), "mail outbox started");
+        let poll = Duration::from_millis(gw.config.mail.poll_ms.max(10));
+        tokio::pin!(shutdown);
+        loop {
+            self.tick(&gw).await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    async fn tick(&self, gw: &Gateway) {
+        let (due_before, day) = last_digest_due(Local::now(), self.digest_at);
+        match gw.store.roll_digests(due_before, day) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(digests = n, "daily digests queued"),
+            Err(e) => tracing::error!(error = %e, "could not queue the daily digests"),
+        }
+        let waiting = match gw.store.waiting() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the outbox");
+                return;
+            }
+        };
+        let now = Utc::now();
+        for mut q in waiting.into_iter().filter(|q| q.next_attempt <= now) {
+            let sent = match render(&gw.store, &gw.config.mail, &q).and_then(|r| compose(self.from.clone(), &q, r)) {
+                Ok(message) => self.transport.send(&q.file_name(), message).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let stored = match sent {
+                Ok(()) => {
+                    tracing::info!(id = q.id, to = %q.contact.email, "email sent");
+                    gw.store.mark_sent(&q, Utc::now())
+                }
+                Err(error) => {
+                    q.failed(error, Utc::now(), &gw.config.mail);
+                    tracing::warn!(id = q.id, to = %q.contact.email, attempts = q.attempts, next = %q.next_attempt, error = q.last_error.as_deref().unwrap_or(""), "email not sent; will retry");
+                    if let Err(e) = gw.store.record_attempt(&q) {
+                        tracing::error!(id = q.id, error = %e, "could not record the email's state");
+                    }
+                    // A server that is down fails every email alike: one attempt per poll, not a
+                    // burst of them (each may wait `timeout_ms`). The others are tried next time.
+                    break;
+                }
+            };
+            if let Err(e) = stored {
+                tracing::error!(id = q.id, error = %e, "could not record the email's state");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_twice_as_long_each_time_up_to_the_cap() {
+        let c = MailConfig { retry_initial_ms: 1_000, retry_max_ms: 10_000, ..MailConfig::default() };
+        let waits: Vec<u64> = (1..=6).map(|n| retry_delay(n, &c).as_millis() as u64).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(retry_delay(u32::MAX, &c).as_millis(), 10_000);
+    }
+
+    #[test]
+    fn the_digest_closes_at_the_configured_time_today_or_else_yesterday() {
+        let at = NaiveTime::from_hms_opt(17, 0, 0).unwrap();
+        let local = |d: u32, h: u32| Local.with_ymd_and_hms(2026, 11, d, h, 30, 0).unwrap();
+        let (due, day) = last_digest_due(local(27, 18), at);
+        assert_eq!(day, NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
+        assert_eq!(due, Local.with_ymd_and_hms(2026, 11, 27, 17, 0, 0).unwrap().with_timezone(&Utc));
+        let (_, day) = last_digest_due(local(27, 9), at);
+        assert_eq!(day, NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+    }
+}

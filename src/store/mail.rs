@@ -1,0 +1,263 @@
+//! Contacts, the mail outbox and pending digest lines in the store. An import's emails are queued
+//! in the import's own commit batch (`queue_answers`), so a file is stored and answered together or
+//! not at all, and a replay, which finds the import already committed, never queues them again.
+
+use chrono::{DateTime, Utc};
+
+use super::{encode, key, Result, Store};
+use crate::ingest::ImportResult;
+use crate::mail::contacts::{Contact, Notify};
+use crate::mail::outbox::{Letter, Queued};
+
+const WAITING: &[u8] = b"w";
+const SENT: &[u8] = b"s";
+
+fn contact_key(slug: &str, email_key: &str) -> Vec<u8> {
+    key(&[b"k", slug.as_bytes(), email_key.as_bytes()])
+}
+
+fn mail_key(state: &[u8], q: &Queued) -> Vec<u8> {
+    key(&[b"e", state, q.id.as_bytes(), q.contact.email.key().as_bytes()])
+}
+
+fn digest_line_key(slug: &str, email_key: &str, import_id: &str) -> Vec<u8> {
+    key(&[b"g", slug.as_bytes(), email_key.as_bytes(), import_id.as_bytes()])
+}
+
+impl Store {
+    /// Adds a contact, or changes the name and choice of one already there (same address, any case).
+    pub fn put_contact(&self, slug: &str, contact: &Contact) -> Result<()> {
+        self.db.insert(contact_key(slug, &contact.email.key()), encode(contact))?;
+        self.flush()
+    }
+
+    pub fn contacts(&self, slug: &str) -> Result<Vec<Contact>> {
+        self.scan::<Contact>(&key(&[b"k", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c)).collect()
+    }
+
+    /// Unsubscribes: the contact goes, with its digest lines and the emails still waiting for it.
+    /// Returns whether there was such a contact.
+    pub fn remove_contact(&self, slug: &str, email_key: &str) -> Result<bool> {
+        let mut batch = sled::Batch::default();
+        let ck = contact_key(slug, email_key);
+        let found = self.db.contains_key(&ck)?;
+        batch.remove(ck);
+        for kv in self.db.scan_prefix(key(&[b"g", slug.as_bytes(), email_key.as_bytes(), b""])) {
+            batch.remove(kv?.0);
+        }
+        for q in self.waiting()? {
+            if q.slug == slug && q.contact.email.key() == email_key {
+                batch.remove(mail_key(WAITING, &q));
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
+    /// line per digest contact.
+    pub(super) fn queue_answers(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+        // A file judged without an organisation has nobody to tell.
+        if slug.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        for contact in self.contacts(slug)? {
+            if contact.notify == Notify::Digest {
+                batch.insert(digest_line_key(slug, &contact.email.key(), &result.import_id), encode(&now));
+            } else if contact.notify.wants_now(result) {
+                let q = Queued::new(result.import_id.clone(), slug, contact, Letter::File { import_id: result.import_id.clone() }, now);
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every email not yet sent, in the order queued (ids are time-ordered v7 UUIDs).
+    pub fn waiting(&self) -> Result<Vec<Queued>> {
+        self.scan::<Queued>(&key(&[b"e", WAITING, b""])).map(|r| r.map(|(_, q)| q)).collect()
+    }
+
+    /// Every email sent, oldest first.
+    pub fn sent(&self) -> Result<Vec<Queued>> {
+        let mut sent: Vec<Queued> = self.scan::<Queued>(&key(&[b"e", SENT, b""])).map(|r| r.map(|(_, q)| q)).collect::<Result<_>>()?;
+        sent.sort_by_key(|q| q.sent_at);
+        Ok(sent)
+    }
+
+    /// Moves a sent email out of the queue, flushed, so it is never sent again.
+    pub fn mark_sent(&self, q: &Queued, at: DateTime<Utc>) -> Result<()> {
+        let mut sent = q.clone();
+        sent.sent_at = Some(at);
+        let mut batch = sled::Batch::default();
+        batch.remove(mail_key(WAITING, q));
+        batch.insert(mail_key(SENT, &sent), encode(&sent));
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Records a failed attempt (attempts, next attempt, error) on a waiting email. An email
+    /// unsubscribed meanwhile is not brought back.
+    pub fn record_attempt(&self, q: &Queued) -> Result<()> {
+        let k = mail_key(WAITING, q);
+        if let Some(old) = self.db.get(&k)? {
+            let _ = self.db.compare_and_swap(&k, Some(old), Some(encode(q)))?;
+        }
+        Ok(())
+    }
+
+    /// Rolls every digest line written before `due_before` into one waiting email per contact.
+    /// Returns how many digests were queued.
+    pub fn roll_digests(&self, due_before: DateTime<Utc>, day: chrono::NaiveDate) -> Result<usize> {
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<(sled::IVec, String)>> = Default::default();
+        for r in self.scan::<DateTime<Utc>>(b"g\0") {
+            let (k, at) = r?;
+            if at >= due_before {
+                continue;
+            }
+            let parts: Vec<&[u8]> = k.splitn(4, |b| *b == 0).collect();
+            let [_, slug, email, import_id] = parts.as_slice() else { continue };
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            groups.entry((text(slug), text(email))).or_default().push((k.clone(), text(import_id)));
+        }
+        let mut queued = 0;
+        for ((slug, email_key), lines) in groups {
+            let mut batch = sled::Batch::default();
+            for (k, _) in &lines {
+                batch.remove(k.clone());
+            }
+            // A contact removed meanwhile has had its lines removed too; this is only a race's leftovers.
+            if let Some(contact) = self.get::<Contact>(&contact_key(&slug, &email_key))? {
+                let import_ids = lines.into_iter().map(|(_, id)| id).collect();
+                let id = format!("digest-{}", uuid::Uuid::now_v7());
+                let q = Queued::new(id, &slug, contact, Letter::Digest { day, import_ids }, Utc::now());
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+                queued += 1;
+            }
+            self.db.apply_batch(batch)?;
+        }
+        if queued > 0 {
+            self.flush()?;
+        }
+        Ok(queued)
+    }
+
+    /// How many files wait for each digest contact: (slug, address, lines).
+    pub fn digest_lines(&self) -> Result<Vec<(String, String, usize)>> {
+        let mut out: Vec<(String, String, usize)> = Vec::new();
+        for kv in self.db.scan_prefix(b"g\0") {
+            let (k, _) = kv?;
+            let parts: Vec<String> = k.splitn(4, |b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            let [_, slug, email, _] = parts.as_slice() else { continue };
+            match out.last_mut() {
+                Some((s, e, n)) if s == slug && e == email => *n += 1,
+                _ => out.push((slug.clone(), email.clone(), 1)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Counts, FileKind, Status};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    fn contact(email: &str, notify: Notify) -> Contact {
+        Contact { email: email.parse().unwrap(), name: None, notify }
+    }
+
+    fn result(import_id: &str, rejected: u64) -> ImportResult {
+        ImportResult {
+            file: "visits.csv".into(),
+            import_id: import_id.into(),
+            organisation: "Pearl Carers Ltd".into(),
+            kind: FileKind::Visits,
+            status: Status::Processed,
+            received_at: String::new(),
+            processed_at: String::new(),
+            sha256: String::new(),
+            counts: Counts { read: 2, new: 2 - rejected, updated: 0, rejected, data_quality_issues: 0 },
+            issues: vec![],
+        }
+    }
+
+    #[test]
+    fn an_import_queues_one_email_per_contact_that_wants_it_in_its_commit_batch() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("every@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("problems@pearl.example.org", Notify::Problems)).unwrap();
+        s.put_contact("pearl", &contact("digest@pearl.example.org", Notify::Digest)).unwrap();
+        s.put_contact("pearl", &contact("off@pearl.example.org", Notify::Off)).unwrap();
+        s.put_contact("other", &contact("other@other.example.org", Notify::Every)).unwrap();
+        s.commit_carers("pearl", &[], &[], &result("imp-1", 0)).unwrap();
+        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        let to: Vec<(String, String)> = s.waiting().unwrap().into_iter().map(|q| (q.id, q.contact.email.to_string())).collect();
+        assert_eq!(
+            to,
+            [
+                ("imp-1".to_string(), "every@pearl.example.org".to_string()),
+                ("imp-2".into(), "every@pearl.example.org".into()),
+                ("imp-2".into(), "problems@pearl.example.org".into()),
+            ]
+        );
+        assert_eq!(s.digest_lines().unwrap(), [("pearl".to_string(), "digest@pearl.example.org".to_string(), 2)]);
+    }
+
+    #[test]
+    fn a_sent_email_leaves_the_queue_and_a_failed_one_keeps_its_attempts() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("b@pearl.example.org", Notify::Every)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        let waiting = s.waiting().unwrap();
+        s.mark_sent(&waiting[0], Utc::now()).unwrap();
+        let mut failed = waiting[1].clone();
+        failed.failed("connection refused".into(), Utc::now(), &crate::config::MailConfig::default());
+        s.record_attempt(&failed).unwrap();
+        let left = s.waiting().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].attempts, left[0].last_error.as_deref()), (1, Some("connection refused")));
+        let sent = s.sent().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].contact.email.as_str(), "a@pearl.example.org");
+        assert!(sent[0].sent_at.is_some());
+    }
+
+    #[test]
+    fn unsubscribing_drops_the_contacts_waiting_mail_and_digest_lines() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        assert!(s.remove_contact("pearl", "a@pearl.example.org").unwrap());
+        assert!(s.remove_contact("pearl", "d@pearl.example.org").unwrap());
+        assert!(!s.remove_contact("pearl", "d@pearl.example.org").unwrap());
+        assert!(s.waiting().unwrap().is_empty());
+        assert!(s.digest_lines().unwrap().is_empty());
+        assert!(s.contacts("pearl").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_days_files_roll_into_one_digest_per_contact_and_later_ones_wait_for_the_next() {
+        let (_d, s) = store();
+        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        assert_eq!(s.roll_digests(Utc::now() - chrono::Duration::hours(1), day).unwrap(), 0, "written after the digest time");
+        assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 1);
+        let waiting = s.waiting().unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].letter, Letter::Digest { day, import_ids: vec!["imp-1".into(), "imp-2".into()] });
+        assert!(waiting[0].id.starts_with("digest-"));
+        assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 0, "rolled once");
+    }
+}
