@@ -93,6 +93,9 @@ pub async fn start(
         auth_rejection_time: Duration::from_millis(cfg.failed_login_delay_ms),
         // Off by default in russh; it cost about 45% of upload throughput.
         nodelay: true,
+        // A 16 MiB receive window instead of russh's 2 MiB: about 1.5x the upload throughput on
+        // loopback (bench_sftp), the client no longer waiting for window adjustments.
+        window_size: 16 * 1024 * 1024,
         inactivity_timeout: Some(Duration::from_secs(cfg.idle_timeout_secs)),
         keys: vec![key],
         ..Default::default()
