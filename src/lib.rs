@@ -8,6 +8,7 @@
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
+//! - `reports`: what the council gets out: actuals from visits, commissioned vs actuals, hospital incentive, the export.
 //! - `store`: sled, all-or-nothing imports, history, queries.
 //! - `watch`: the inbox watcher that feeds the pipeline.
 
@@ -17,5 +18,6 @@ pub mod data_dir;
 pub mod domain;
 pub mod ingest;
 pub mod pipeline;
+pub mod reports;
 pub mod store;
 pub mod watch;
