@@ -47,6 +47,37 @@ pub fn hours(minutes: i64) -> Decimal {
     Decimal::from(minutes) / Decimal::from(60)
 }
 
+/// A report as CSV: the SPEC 6 column names as headings, one row per line.
+pub fn table_csv<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(columns);
+    for r in rows {
+        let _ = w.write_record(r.as_ref());
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+/// A report as a JSON array of objects keyed by the column names. Counts (`visits`) are numbers;
+/// quantities and money stay strings holding exact decimals (SPEC 6), so no reader turns them into floats.
+pub fn table_json<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>) -> String {
+    // Written by hand so the keys keep the report's column order.
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut out = String::from("[");
+    for (n, r) in rows.into_iter().enumerate() {
+        out.push_str(if n == 0 { "\n  {" } else { ",\n  {" });
+        for (i, (k, v)) in columns.iter().zip(r.as_ref()).enumerate() {
+            let value = match (*k, v.parse::<u64>()) {
+                ("visits", Ok(count)) => count.to_string(),
+                _ => quote(v),
+            };
+            out.push_str(&format!("{}{}: {value}", if i == 0 { "" } else { ", " }, quote(k)));
+        }
+        out.push('}');
+    }
+    out.push_str("\n]");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +97,12 @@ mod tests {
         assert_eq!(quantity_text(hours(183)), "3.05");
         assert_eq!(quantity_text("-0.950".parse().unwrap()), "-0.95");
         assert_eq!(quantity_text(hours(10)), "0.17");
+    }
+
+    #[test]
+    fn json_reports_keep_money_as_exact_decimal_strings() {
+        let rows = [vec!["A1".to_string(), "3".into(), "-22.06".into()]];
+        let v: serde_json::Value = serde_json::from_str(&table_json(&["ssref", "visits", "diff_cost"], rows)).unwrap();
+        assert_eq!(v, serde_json::json!([{"ssref": "A1", "visits": 3, "diff_cost": "-22.06"}]));
     }
 }

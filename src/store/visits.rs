@@ -6,7 +6,8 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, key, Result, Store};
-use crate::domain::{MatchStatus, Visit};
+use crate::domain::{Duration, MatchStatus, Visit};
+use crate::reports::VisitFact;
 use crate::ingest::ImportResult;
 
 /// A visit as stored: the import that wrote it, and the visit, or `None` once deleted.
@@ -240,4 +241,55 @@ impl VisitBatch<'_> {
         store.db.apply_batch(batch)?;
         store.flush()
     }
+}
+
+/// What reports read of a stored visit; the other fields are skipped, not decoded.
+#[derive(Deserialize)]
+struct FactRecord {
+    visit: Option<FactVisit>,
+}
+
+#[derive(Deserialize)]
+struct FactVisit {
+    planned_date: NaiveDate,
+    planned_entry: chrono::NaiveTime,
+    planned_exit: chrono::NaiveTime,
+    visit_type: String,
+    #[serde(default)]
+    delivered: Option<FactDelivered>,
+    matched: MatchStatus,
+}
+
+#[derive(Deserialize)]
+struct FactDelivered {
+    entry: chrono::NaiveTime,
+    exit: chrono::NaiveTime,
+}
+
+impl Store {
+    /// The organisation's current visits that are matched to a CPLI, as reports see them, in
+    /// VisitRef order; streamed.
+    pub fn visit_facts(&self, slug: &str) -> impl Iterator<Item = Result<VisitFact>> + '_ {
+        self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
+            let fact = (|| {
+                let (k, v) = kv?;
+                let rec: FactRecord = decode(&k, &v)?;
+                Ok(rec.visit.and_then(fact_of))
+            })();
+            fact.transpose()
+        })
+    }
+}
+
+fn fact_of(v: FactVisit) -> Option<VisitFact> {
+    use chrono::Timelike;
+    let MatchStatus::Matched { cpli_id } = v.matched else { return None };
+    Some(VisitFact {
+        cpli_id,
+        planned_date: v.planned_date,
+        planned_start: v.planned_entry.num_seconds_from_midnight() / 60,
+        visit_type: v.visit_type,
+        planned_minutes: Duration::between(v.planned_entry, v.planned_exit).minutes,
+        delivered_minutes: v.delivered.map(|d| Duration::between(d.entry, d.exit).minutes),
+    })
 }
