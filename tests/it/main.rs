@@ -12,3 +12,5 @@ mod inbox;
 mod crash;
 /// Command-line behaviour that is not tied to one guide example (validate, visits list, period lock).
 mod cli;
+/// The council's exports and reports: commissioned vs actuals, hospital incentive, the commissioned care export.
+mod reports;
