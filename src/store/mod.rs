@@ -5,13 +5,16 @@
 //! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
 //! result · `r\0import_id` its result files written · `p\0import_id` an import in progress ·
-//! `m\0name` settings the council changes at run time.
+//! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
+//! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
+//! an earlier version of it, replaced by the import with batch number `seq`.
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
 //! week totals, the pending marker removed) that is flushed before anybody is told. On opening, an
 //! import still marked pending is rolled back from the history it wrote.
 
+mod actuals;
 mod visits;
 
 use std::collections::HashSet;
@@ -23,6 +26,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
 use crate::ingest::ImportResult;
 
+pub use actuals::{ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 
 #[derive(Debug, thiserror::Error)]

@@ -14,3 +14,5 @@ mod crash;
 mod cli;
 /// The council's exports and reports: commissioned vs actuals, hospital incentive, the commissioned care export.
 mod reports;
+/// Actuals files (SPEC 2.2): judged, matched, stored, re-sent.
+mod actuals;

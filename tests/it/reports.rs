@@ -166,7 +166,7 @@ fn the_commissioned_care_export_is_kept_current_in_exports_and_printed() {
     assert_eq!(printed, first);
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(lines[0], "SSRef,NHSNumber,ServiceLevelRef,ServiceLevelName,CurrentQuantity,Unit,Frequency,ServiceRef,ServiceName,OrganisationRef,OrganisationName");
-    assert_eq!(lines.len(), 9, "the 8 CPLIs of examples/cplis.csv");
+    assert_eq!(lines.len(), 10, "the 9 CPLIs of examples/cplis.csv");
     assert!(lines.contains(&"A332295,7104974652,9531985D-5D9D-C9F8-1818-E811892F902B,Personal Care,5,Hr,Weekly,8D116ECE-1738-F7D9-3D9C-172411E20B8F,Pearl Carers - DAPL Oxford,6513270E-269E-0D37-F2A7-4DE452E6B438,Pearl Carers Ltd"));
 
     // A changed quantity rewrites it.
