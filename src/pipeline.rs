@@ -12,7 +12,7 @@ use crate::domain::{Organisation, Period};
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
 use crate::ingest::{self, ImportResult, Incoming, IngestError, Mode};
-use crate::reports::{self, hospital, ActualsOptions, ActualsRow, HospitalRow, WeekActuals};
+use crate::reports::{self, hospital, ActualsOptions, ActualsRow, ClientWeek, HospitalRow, WeekActuals};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -141,30 +141,38 @@ impl Gateway {
         Ok(path)
     }
 
-    /// The commissioned vs actuals report over the organisation's stored visits (streamed).
+    /// The commissioned vs actuals report, from the week totals kept as visits arrive (one record
+    /// per client, service and week, not every visit).
     pub fn commissioned_vs_actuals(&self, org: &Organisation, opts: &ActualsOptions) -> Result<Vec<ActualsRow>> {
         check_range(opts.from, opts.to)?;
         let cplis = self.store.cplis_for_org(org)?;
         let mut actuals = WeekActuals::new(&cplis, &self.config.rules.visit_types, opts.from, opts.to);
-        for fact in self.store.visit_facts(&org.slug) {
-            actuals.add(&fact?);
+        for week in self.store.weeks(&org.slug) {
+            let (k, t) = week?;
+            actuals.add_client_week(&ClientWeek {
+                client: &k.client,
+                level: &k.level,
+                service: &k.service,
+                monday: k.monday,
+                visits: t.visits,
+                paid_visits: t.paid_visits,
+                actual_minutes: t.actual_minutes,
+                frust_minutes: t.frust_minutes,
+            });
         }
         Ok(reports::commissioned_vs_actuals(&cplis, &actuals, opts))
     }
 
-    /// Hospital incentive claims for stays that begin between `from` and `to`.
+    /// Hospital incentive claims for stays that begin between `from` and `to`. Stays need every
+    /// visit in order, so this reads each stored visit once (streamed, kept compact).
     pub fn hospital_incentive(&self, org: &Organisation, from: NaiveDate, to: NaiveDate) -> Result<Vec<HospitalRow>> {
         check_range(from, to)?;
-        let cplis: Vec<_> = self.store.cplis_for_org(org)?.into_iter().filter(|c| hospital::covered_days(&c.contract).is_some()).collect();
-        let ids: std::collections::HashSet<&str> = cplis.iter().map(|c| c.cpli_id.as_str()).collect();
-        let mut facts = Vec::new();
+        let cplis = self.store.cplis_for_org(org)?;
+        let mut visits = hospital::HospitalVisits::new(&cplis, to);
         for fact in self.store.visit_facts(&org.slug) {
-            let fact = fact?;
-            if ids.contains(fact.cpli_id.as_str()) {
-                facts.push(fact);
-            }
+            visits.add(&fact?);
         }
-        Ok(reports::hospital_incentive(&cplis, facts, from, to))
+        Ok(visits.claims(from, to))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.

@@ -81,9 +81,29 @@ struct Acc {
     frust_minutes: i64,
 }
 
-/// Actuals from visits, accumulated as visits stream past (millions of them are never held).
+/// A client's week for one service level and service, as totalled when its visits arrived (the
+/// store's week totals): names as compared (`NameKey`), or `ref:GUID` where the visits gave only GUIDs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientWeek<'a> {
+    pub client: &'a str,
+    pub level: &'a str,
+    pub service: &'a str,
+    pub monday: NaiveDate,
+    /// Visits of any type that week.
+    pub visits: i64,
+    pub paid_visits: i64,
+    pub actual_minutes: i64,
+    pub frust_minutes: i64,
+}
+
+/// Actuals from visits per CPLI and week, accumulated one visit (`add`) or one client week
+/// (`add_client_week`) at a time, so millions of visits are never held.
 pub struct WeekActuals<'c> {
-    cplis: HashMap<&'c str, usize>,
+    cplis: &'c [Cpli],
+    ids: HashMap<&'c str, usize>,
+    /// A client, service level and service, in every way a visit may name them -> the authorised
+    /// CPLIs they name, earliest-starting first.
+    by_names: HashMap<(String, String, String), Vec<usize>>,
     from: NaiveDate,
     to: NaiveDate,
     types: &'c VisitTypes,
@@ -92,8 +112,44 @@ pub struct WeekActuals<'c> {
 
 impl<'c> WeekActuals<'c> {
     pub fn new(cplis: &'c [Cpli], types: &'c VisitTypes, from: NaiveDate, to: NaiveDate) -> Self {
-        let index = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i)).collect();
-        WeekActuals { cplis: index, from: week_start(from), to: week_start(to), types, weeks: HashMap::new() }
+        let ids = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i)).collect();
+        let mut order: Vec<usize> = (0..cplis.len()).filter(|i| cplis[*i].authorised).collect();
+        order.sort_by(|a, b| (cplis[*a].start_date, &cplis[*a].cpli_id).cmp(&(cplis[*b].start_date, &cplis[*b].cpli_id)));
+        let mut by_names: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for i in order {
+            let c = &cplis[i];
+            let clients = [
+                Some(client_key(Some(&c.ssref), None, None)),
+                c.client_ref.as_ref().map(|r| client_key(None, Some(r), None)),
+                c.nhs_number.as_deref().map(|n| client_key(None, None, Some(n))),
+            ];
+            let levels = [Some(c.level_key().as_str().to_string()), c.service_level_ref.as_ref().map(|g| format!("ref:{g}"))];
+            let services = [Some(c.service_key().as_str().to_string()), c.service_ref.as_ref().map(|g| format!("ref:{g}"))];
+            for client in clients.iter().flatten() {
+                for level in levels.iter().flatten() {
+                    for service in services.iter().flatten() {
+                        by_names.entry((client.clone(), level.clone(), service.clone())).or_default().push(i);
+                    }
+                }
+            }
+        }
+        WeekActuals { cplis, ids, by_names, from: week_start(from), to: week_start(to), types, weeks: HashMap::new() }
+    }
+
+    /// Counts a client week into the CPLI its visits match: of the client's CPLIs for that service
+    /// level and service, the earliest-starting one in force that week (as matching chooses).
+    pub fn add_client_week(&mut self, w: &ClientWeek<'_>) {
+        if w.visits <= 0 || w.monday < self.from || w.monday > self.to {
+            return;
+        }
+        let key = (w.client.to_string(), w.level.to_string(), w.service.to_string());
+        let Some(members) = self.by_names.get(&key) else { return };
+        let sunday = w.monday + Duration::days(6);
+        let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
+        let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        acc.visits += w.paid_visits.max(0) as u64;
+        acc.actual_minutes += w.actual_minutes;
+        acc.frust_minutes += w.frust_minutes;
     }
 
     /// Counts one visit into its CPLI's week (the week of its planned date).
@@ -102,7 +158,7 @@ impl<'c> WeekActuals<'c> {
         if monday < self.from || monday > self.to {
             return;
         }
-        let Some(&cpli) = self.cplis.get(v.cpli_id.as_str()) else { return };
+        let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
         let acc = self.weeks.entry((cpli, monday)).or_default();
         // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
         let Some(t) = self.types.get(&v.visit_type).filter(|t| t.provider_paid) else { return };
@@ -316,6 +372,26 @@ pub(crate) mod tests {
         o.differences_only = true;
         let rows = report(&cplis, &visits, o);
         assert_eq!(rows.iter().map(|r| r.week).collect::<Vec<_>>(), [d(2022, 10, 10)]);
+    }
+
+    #[test]
+    fn a_client_weeks_totals_give_the_same_report_as_its_visits() {
+        let (cplis, visits) = guide_week();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 3),
+            visits: 4,
+            paid_visits: 3,
+            actual_minutes: 183,
+            frust_minutes: 60,
+        };
+        acts.add_client_week(&week);
+        assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o), report(&cplis, &visits, o));
     }
 
     #[test]

@@ -64,50 +64,92 @@ impl HospitalRow {
     }
 }
 
-/// Claims for stays that begin between `from` and `to`. A stay is a run of H visits of one CPLI,
-/// in planned order, that no other visit of that CPLI interrupts (care resumed); it begins on its
-/// first H visit's date, which is as near the admission as the visits file can say.
-pub fn hospital_incentive(cplis: &[Cpli], visits: impl IntoIterator<Item = VisitFact>, from: NaiveDate, to: NaiveDate) -> Vec<HospitalRow> {
-    let eligible: HashMap<&str, &Cpli> =
-        cplis.iter().filter(|c| covered_days(&c.contract).is_some()).map(|c| (c.cpli_id.as_str(), c)).collect();
-    let mut by_cpli: HashMap<&str, Vec<VisitFact>> = HashMap::new();
-    for v in visits {
-        if let Some((id, _)) = eligible.get_key_value(v.cpli_id.as_str()) {
-            by_cpli.entry(id).or_default().push(v);
+/// One visit of an eligible CPLI, as small as it can be: a year of an organisation's visits is
+/// millions of them.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    cpli: u32,
+    date: NaiveDate,
+    start: u32,
+    minutes: i64,
+    hospital: bool,
+}
+
+/// The visits of CPLIs under a contract with a hospital incentive, collected as they stream past.
+pub struct HospitalVisits<'c> {
+    cplis: Vec<&'c Cpli>,
+    ids: HashMap<&'c str, u32>,
+    visits: Vec<Compact>,
+    /// Visits after this day cannot belong to a stay that begins by `to`.
+    until: NaiveDate,
+}
+
+impl<'c> HospitalVisits<'c> {
+    pub fn new(cplis: &'c [Cpli], to: NaiveDate) -> Self {
+        let cplis: Vec<&Cpli> = cplis.iter().filter(|c| covered_days(&c.contract).is_some()).collect();
+        let ids = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i as u32)).collect();
+        HospitalVisits { cplis, ids, visits: Vec::new(), until: to + Duration::days(14) }
+    }
+
+    pub fn add(&mut self, v: &VisitFact) {
+        // Earlier visits are kept: they tell whether a stay began before `from`.
+        if v.planned_date > self.until {
+            return;
+        }
+        if let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) {
+            let hospital = v.visit_type == HOSPITAL;
+            self.visits.push(Compact { cpli, date: v.planned_date, start: v.planned_start, minutes: v.planned_minutes, hospital });
         }
     }
-    let mut rows = Vec::new();
-    for (id, mut vs) in by_cpli {
-        let cpli = eligible[id];
-        let days = covered_days(&cpli.contract).expect("only eligible CPLIs are kept");
-        vs.sort_by_key(|v| (v.planned_date, v.planned_start));
+
+    /// Claims for stays that begin between `from` and `to`. A stay is a run of H visits of one
+    /// CPLI, in planned order, that no other visit of that CPLI interrupts (care resumed); it begins
+    /// on its first H visit's date, which is as near the admission as the visits file can say.
+    pub fn claims(mut self, from: NaiveDate, to: NaiveDate) -> Vec<HospitalRow> {
+        self.visits.sort_unstable_by_key(|v| (v.cpli, v.date, v.start));
+        let mut rows = Vec::new();
         let mut stay: Option<HospitalRow> = None;
-        for v in vs {
-            if v.visit_type != HOSPITAL {
+        let mut current = u32::MAX;
+        for v in &self.visits {
+            if v.cpli != current || !v.hospital {
                 rows.extend(stay.take());
+                current = v.cpli;
+            }
+            if !v.hospital {
                 continue;
             }
+            let cpli = self.cplis[v.cpli as usize];
+            let days = covered_days(&cpli.contract).expect("only eligible CPLIs are kept");
             let s = stay.get_or_insert_with(|| HospitalRow {
                 ssref: cpli.ssref.clone(),
                 cpli_id: cpli.cpli_id.clone(),
                 contract: cpli.contract.clone(),
-                from: v.planned_date,
-                to: v.planned_date,
+                from: v.date,
+                to: v.date,
                 visits: 0,
                 missed_minutes: 0,
                 unit_cost: cpli.unit_cost,
             });
-            if v.planned_date < s.from + Duration::days(days) {
-                s.to = v.planned_date;
+            if v.date < s.from + Duration::days(days) {
+                s.to = v.date;
                 s.visits += 1;
-                s.missed_minutes += v.planned_minutes;
+                s.missed_minutes += v.minutes;
             }
         }
         rows.extend(stay);
+        rows.retain(|r| r.from >= from && r.from <= to);
+        rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.from).cmp(&(&b.ssref, &b.cpli_id, b.from)));
+        rows
     }
-    rows.retain(|r| r.from >= from && r.from <= to);
-    rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.from).cmp(&(&b.ssref, &b.cpli_id, b.from)));
-    rows
+}
+
+/// Claims for stays that begin between `from` and `to` (see `HospitalVisits::claims`).
+pub fn hospital_incentive(cplis: &[Cpli], visits: impl IntoIterator<Item = VisitFact>, from: NaiveDate, to: NaiveDate) -> Vec<HospitalRow> {
+    let mut collected = HospitalVisits::new(cplis, to);
+    for v in visits {
+        collected.add(&v);
+    }
+    collected.claims(from, to)
 }
 
 #[cfg(test)]
