@@ -1500,6 +1500,26 @@ mod tests {
     }
 
     #[test]
+    fn week_totals_keep_the_weeks_actuals_and_follow_updates_and_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let cfg = config((2022, 10, 5));
+        let cancelled = [("VisitRef", "V2"), ("VisitType", "C"), ("Comments", "cancelled late"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
+        let hospital = [("VisitRef", "V3"), ("VisitType", "H"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
+        let first = file(&[row(&[("DeliveredExitTime", "09:30")]), row(&cancelled), row(&hospital)]);
+        run_bytes(first.as_bytes(), &cfg, Mode::Import(&store));
+        let week = || store.weeks("pearl-carers-ltd").map(|w| w.unwrap().1).collect::<Vec<_>>();
+        let t = week();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (3, 2, 90, 60));
+        // V1 delivered for 60 minutes now; V2 deleted.
+        let delete = row(&[("VisitRef", "V2"), ("Deleted", "1")]);
+        run_bytes(file(&[row(&[]), delete]).as_bytes(), &cfg, Mode::Import(&store));
+        let t = week();
+        assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (2, 1, 60, 0));
+    }
+
+    #[test]
     fn week_totals_written_by_an_interrupted_import_are_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");

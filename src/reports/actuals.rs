@@ -395,6 +395,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_client_week_counts_into_the_earliest_package_in_force_and_comm_adds_the_temporary_one() {
+        let mut cplis = guide_week().0;
+        cplis.push(cpli("156090", "A332295", "DAPL", d(2022, 10, 10), Some(d(2022, 10, 16)), "3", "23.226"));
+        let o = opts(d(2022, 10, 10), d(2022, 10, 16));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 10),
+            visits: 8,
+            paid_visits: 8,
+            actual_minutes: 480,
+            frust_minutes: 0,
+        };
+        acts.add_client_week(&week);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells()[1..8].to_vec(), ["156040", "2022-10-10", "8", "8", "8", "0", "0"]);
+    }
+
+    #[test]
     fn visits_outside_the_date_range_are_not_counted() {
         let (cplis, visits) = guide_week();
         assert!(report(&cplis, &visits, opts(d(2022, 10, 10), d(2022, 10, 16))).is_empty());
