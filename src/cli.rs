@@ -212,7 +212,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
             let gw = Gateway::open(config, &data)?;
             let load = gw.load_cplis(&file)?;
             println!(
-                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits changed match status",
+                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits and actuals rows changed match status",
                 load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
             );
             Ok(ExitCode::SUCCESS)

@@ -114,6 +114,7 @@ impl Gateway {
         for org in &orgs {
             let index = CpliIndex::new(self.store.cplis_for_org(org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
+            rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
             self.write_commissioned_export(org)?;
         }
         Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })

@@ -12,7 +12,7 @@ use super::matching::{CpliIndex, VisitKeys, Wanted};
 use super::result::{Code, Counts, Issue, Severity};
 use super::source::{find_columns, heading_key, row_data, stable_hash, Header, Rows, Scan, ScanSpec};
 use super::IngestError;
-use crate::domain::{is_valid_nhs_number, parse_date, parse_guid, uk_date, Actual, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::domain::{is_valid_nhs_number, parse_date, parse_guid, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
 use crate::store::{ActualChange, ActualKey, Store, StoredActual};
 
 /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
@@ -376,31 +376,13 @@ impl<'r> RowJudge<'r> {
 
     /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
     fn match_and_cost(&mut self, a: &mut Actual, index: &CpliIndex, step_minutes: i64) {
-        let wanted = Wanted {
-            ssref: Some(&a.ssref),
-            client_ref: a.client_ref.as_ref(),
-            nhs_number: a.nhs_number.as_deref(),
-            service_level_ref: a.service_level_ref.as_ref(),
-            service_level: Some(&a.service_level),
-            service_ref: a.service_ref.as_ref(),
-            service_name: Some(&a.service_name),
-            date: a.period_start,
-            date_field: "PeriodStart",
-        };
-        let keys = VisitKeys {
-            client: crate::domain::visit::client_key(Some(&a.ssref), None, None).into(),
-            level: Some(NameKey::new(&a.service_level)),
-            service: Some(NameKey::new(&a.service_name)),
-        };
-        let (status, field) = index.explain_wanted(&wanted, &keys);
-        if let MatchStatus::Matched { cpli_id } = &status {
-            if let Some(cpli) = index.cplis().find(|c| &c.cpli_id == cpli_id) {
-                if step_minutes > 0 && is_hours(&cpli.quantity.unit) {
-                    self.check_hours_step(a, step_minutes);
-                }
-                a.total_cost = Some(a.cost_at(cpli.unit_cost));
+        let (status, field, cpli) = match_actual(a, index);
+        if let Some(cpli) = cpli {
+            if step_minutes > 0 && is_hours(&cpli.quantity.unit) {
+                self.check_hours_step(a, step_minutes);
             }
         }
+        a.total_cost = cpli.map(|c| a.cost_at(c.unit_cost));
         if let MatchStatus::Unmatched { reason } = &status {
             let col = match field {
                 Some("PeriodStart") => Some(Col::PeriodStart),
@@ -427,6 +409,38 @@ impl<'r> RowJudge<'r> {
             }
         }
     }
+}
+
+/// The CPLI an actuals row belongs to (or why none), with the column to look at.
+fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'static str>, Option<&'i Cpli>) {
+    let wanted = Wanted {
+        ssref: Some(&a.ssref),
+        client_ref: a.client_ref.as_ref(),
+        nhs_number: a.nhs_number.as_deref(),
+        service_level_ref: a.service_level_ref.as_ref(),
+        service_level: Some(&a.service_level),
+        service_ref: a.service_ref.as_ref(),
+        service_name: Some(&a.service_name),
+        date: a.period_start,
+        date_field: "PeriodStart",
+    };
+    let keys = VisitKeys {
+        client: crate::domain::visit::client_key(Some(&a.ssref), None, None).into(),
+        level: Some(NameKey::new(&a.service_level)),
+        service: Some(NameKey::new(&a.service_name)),
+    };
+    let (status, field) = index.explain_wanted(&wanted, &keys);
+    let cpli = match &status {
+        MatchStatus::Matched { cpli_id } => index.cplis().find(|c| &c.cpli_id == cpli_id),
+        MatchStatus::Unmatched { .. } => None,
+    };
+    (status, field, cpli)
+}
+
+/// A stored row matched again after CPLIs changed: its status and total cost.
+pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) {
+    let (status, _, cpli) = match_actual(a, index);
+    (status, cpli.map(|c| a.cost_at(c.unit_cost)))
 }
 
 fn is_hours(unit: &str) -> bool {
@@ -611,6 +625,19 @@ mod tests {
         let r = run(&file(&[row("24/10/2022", "10", "9", "0", "0", "14", ""), row("31/10/2022", "10", "9", "0", "0", "14", "")]), Mode::Import(&s));
         assert_eq!(codes(&r), [Code::PeriodLocked]);
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    #[test]
+    fn an_unmatched_row_is_matched_and_costed_when_its_package_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
+        let stored = || s.current_actuals("pearl-carers-ltd").next().unwrap().unwrap().actual;
+        assert!(matches!(stored().matched, MatchStatus::Unmatched { .. }));
+        s.upsert_cplis(&[cpli()]).unwrap();
+        let index = CpliIndex::new(vec![cpli()]);
+        assert_eq!(s.rematch_actuals("pearl-carers-ltd", |a| rematch(a, &index)).unwrap(), 1);
+        assert_eq!((stored().matched, stored().total_cost), (MatchStatus::Matched { cpli_id: "156050".into() }, Some("215.000".parse().unwrap())));
     }
 
     #[test]

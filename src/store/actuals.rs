@@ -5,7 +5,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, key, Result, Store};
-use crate::domain::{Actual, NameKey};
+use rust_decimal::Decimal;
+
+use crate::domain::{Actual, MatchStatus, NameKey};
 use crate::ingest::ImportResult;
 
 /// An actuals row's key (SPEC 2.2): client, service level, service and period start, as compared.
@@ -71,6 +73,27 @@ impl Store {
     /// Earlier versions of the organisation's actuals rows, oldest import first within a key.
     pub fn actuals_history(&self, slug: &str) -> impl Iterator<Item = Result<StoredActual>> + '_ {
         self.scan::<StoredActual>(&key(&[b"b", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a))
+    }
+
+    /// Sets new match statuses and costs on current rows (CPLIs changed); no new version: the
+    /// provider's data did not change. Returns how many changed.
+    pub fn rematch_actuals(&self, slug: &str, mut rematch: impl FnMut(&Actual) -> (MatchStatus, Option<Decimal>)) -> Result<usize> {
+        let mut changed = 0;
+        for kv in self.db.scan_prefix(key(&[b"a", slug.as_bytes(), b""])) {
+            let (k, v) = kv?;
+            let mut sa: StoredActual = decode(&k, &v)?;
+            let (status, cost) = rematch(&sa.actual);
+            if status != sa.actual.matched || cost != sa.actual.total_cost {
+                sa.actual.matched = status;
+                sa.actual.total_cost = cost;
+                // Only if nobody wrote the row since it was read.
+                if self.db.compare_and_swap(&k, Some(v), Some(encode(&sa)))?.is_ok() {
+                    changed += 1;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(changed)
     }
 
     /// A whole actuals file in one batch with its import record, flushed: all of it or none.
