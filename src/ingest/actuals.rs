@@ -611,7 +611,7 @@ mod tests {
         let (_d, s) = store();
         run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
         let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
-        let r = run(&file(&[delete.clone()]), Mode::Import(&s));
+        let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
         assert_eq!((r.counts.updated, codes(&r)), (1, vec![]));
         assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 0);
         let r = run(&file(&[delete]), Mode::Import(&s));

@@ -20,8 +20,9 @@ fn cplis_at(env: &TestEnv, skinner_hours: &str, cost: &str) {
     env.ok(&["cplis", "load", path.to_str().unwrap()]);
 }
 
-/// A visit of Skinner's (or Flanders') package; `delivered` = (entry, exit) on the planned date.
-fn row(vref: &str, ssref: &str, date: &str, entry: &str, exit: &str, code: &str, delivered: Option<(&str, &str)>, comment: &str) -> String {
+/// A visit of Skinner's (or Flanders') package planned for `(entry, exit)`; `delivered` = (entry,
+/// exit) on the planned date.
+fn row(vref: &str, ssref: &str, date: &str, (entry, exit): (&str, &str), code: &str, delivered: Option<(&str, &str)>, comment: &str) -> String {
     let service = if ssref == "A332295" { "Pearl Carers - DAPL Oxford" } else { "Pearl Carers - DAPL South" };
     let mut pairs = vec![
         ("VisitRef", vref),
@@ -60,10 +61,10 @@ fn guide_week(env: &TestEnv) {
     import_rows(
         env,
         &[
-            row("S1", "A332295", "03/10/2022", "09:00", "10:30", "DHS", Some(("09:00", "10:30")), ""),
-            row("S2", "A332295", "05/10/2022", "09:00", "10:00", "E", Some(("09:00", "10:33")), "client unwell, stayed longer"),
-            row("S3", "A332295", "06/10/2022", "09:00", "10:00", "C", None, "cancelled on the day"),
-            row("S4", "A332295", "08/10/2022", "09:00", "10:00", "H", None, "admitted to hospital"),
+            row("S1", "A332295", "03/10/2022", ("09:00", "10:30"), "DHS", Some(("09:00", "10:30")), ""),
+            row("S2", "A332295", "05/10/2022", ("09:00", "10:00"), "E", Some(("09:00", "10:33")), "client unwell, stayed longer"),
+            row("S3", "A332295", "06/10/2022", ("09:00", "10:00"), "C", None, "cancelled on the day"),
+            row("S4", "A332295", "08/10/2022", ("09:00", "10:00"), "H", None, "admitted to hospital"),
         ],
     );
 }
@@ -104,7 +105,7 @@ fn the_report_options_leave_out_or_add_weeks_and_write_the_report_to_exports() {
     assert_eq!(with_empty.len(), 6, "two clients x three weeks: {with_empty:?}");
     assert!(with_empty.iter().filter(|r| r["ssref"] == "A352035").all(|r| r["diff_qty"] == "-2" && r["visits"] == 0));
     // A week paid as commissioned is not a difference.
-    import_rows(&env, &[row("S5", "A332295", "10/10/2022", "09:00", "14:00", "DHS", Some(("09:00", "14:00")), "")]);
+    import_rows(&env, &[row("S5", "A332295", "10/10/2022", ("09:00", "14:00"), "DHS", Some(("09:00", "14:00")), "")]);
     let diffs = json(&env, &[&base[..], &["--differences-only"]].concat());
     assert_eq!(diffs.iter().map(|r| r["week"].as_str().unwrap()).collect::<Vec<_>>(), ["2022-10-03"]);
 
@@ -123,9 +124,9 @@ fn the_guides_first_hospital_example_claims_11_89() {
     import_rows(
         &env,
         &[
-            row("F1", "A352035", "06/11/2022", "14:00", "15:00", "DHS", Some(("14:00", "15:00")), ""),
-            row("F2", "A352035", "12/11/2022", "14:00", "15:00", "H", None, "in hospital since 10/11"),
-            row("F3", "A352035", "13/11/2022", "14:00", "15:00", "DHS", Some(("14:00", "15:00")), ""),
+            row("F1", "A352035", "06/11/2022", ("14:00", "15:00"), "DHS", Some(("14:00", "15:00")), ""),
+            row("F2", "A352035", "12/11/2022", ("14:00", "15:00"), "H", None, "in hospital since 10/11"),
+            row("F3", "A352035", "13/11/2022", ("14:00", "15:00"), "DHS", Some(("14:00", "15:00")), ""),
         ],
     );
     let rows = json(&env, &["report", "hospital-incentive", "--org", PEARL, "--from", "2022-11-01", "--to", "2022-11-30"]);
@@ -141,14 +142,14 @@ fn the_guides_second_hospital_example_claims_47_54() {
     // discharged Friday 25/11, care resumed with the evening call.
     let env = TestEnv::new();
     cplis_at(&env, "7", "23.77");
-    let mut rows = vec![row("K0", "A332295", "21/11/2022", "12:00", "12:30", "DHS", Some(("12:00", "12:30")), "")];
-    rows.push(row("K1", "A332295", "21/11/2022", "18:00", "18:30", "H", None, "admitted"));
+    let mut rows = vec![row("K0", "A332295", "21/11/2022", ("12:00", "12:30"), "DHS", Some(("12:00", "12:30")), "")];
+    rows.push(row("K1", "A332295", "21/11/2022", ("18:00", "18:30"), "H", None, "admitted"));
     for day in 22..=24 {
-        rows.push(row(&format!("K{day}a"), "A332295", &format!("{day}/11/2022"), "12:00", "12:30", "H", None, ""));
-        rows.push(row(&format!("K{day}b"), "A332295", &format!("{day}/11/2022"), "18:00", "18:30", "H", None, ""));
+        rows.push(row(&format!("K{day}a"), "A332295", &format!("{day}/11/2022"), ("12:00", "12:30"), "H", None, ""));
+        rows.push(row(&format!("K{day}b"), "A332295", &format!("{day}/11/2022"), ("18:00", "18:30"), "H", None, ""));
     }
-    rows.push(row("K25a", "A332295", "25/11/2022", "12:00", "12:30", "H", None, ""));
-    rows.push(row("K25b", "A332295", "25/11/2022", "18:00", "18:30", "DHS", Some(("18:00", "18:30")), ""));
+    rows.push(row("K25a", "A332295", "25/11/2022", ("12:00", "12:30"), "H", None, ""));
+    rows.push(row("K25b", "A332295", "25/11/2022", ("18:00", "18:30"), "DHS", Some(("18:00", "18:30")), ""));
     import_rows(&env, &rows);
     let csv = env.ok(&["report", "hospital-incentive", "--org", PEARL, "--from", "2022-11-01", "--to", "2022-11-30"]);
     assert_eq!(
