@@ -1536,7 +1536,13 @@ mod tests {
             crashed.put_week(&other, t(30), None).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(&db).unwrap();
+        // sled's flusher thread lets go of the file lock a moment after the store is dropped.
+        let store = (0..50)
+            .find_map(|_| Store::open(&db).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }))
+            .expect("the store reopens");
         let read = store.begin_visits("org", "reader", false).unwrap();
         assert_eq!(read.week(&week).unwrap(), Some(t(60)));
         assert_eq!(read.week(&other).unwrap(), None);
