@@ -120,14 +120,9 @@ impl Gateway {
         Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
     }
 
-    /// The day exports and reports count as today: `rules.today` when set (tests), else the local date.
-    pub fn today(&self) -> NaiveDate {
-        self.config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive())
-    }
-
     /// The organisation's commissioned care export (SPEC 5), as CSV.
     pub fn commissioned_export(&self, org: &Organisation) -> Result<Vec<u8>> {
-        Ok(reports::commissioned_care_csv(&self.store.cplis_for_org(org)?, self.today()))
+        Ok(reports::commissioned_care_csv(&self.store.cplis_for_org(org)?))
     }
 
     /// Keeps `exports/commissioned-care.csv` current: rewritten atomically when its content changes,

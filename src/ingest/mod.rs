@@ -269,7 +269,7 @@ fn judge<'s>(
 /// Why a header is not one we take, with the likeliest fix.
 fn unknown_kind_message(header: &source::Header) -> String {
     if header.keys.iter().any(|k| k == "cpliid") {
-        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits or carers files".into();
+        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();
     }
     if let [only] = header.names.as_slice() {
         for (sep, name) in [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")] {

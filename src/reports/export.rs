@@ -1,7 +1,5 @@
 //! The commissioned care export (SPEC 5; guide: "Commissioned Care Export"): an organisation's
-//! current packages of care, one row per CPLI, in the guide's columns.
-
-use chrono::NaiveDate;
+//! packages of care, one row per CPLI, in the guide's columns.
 
 use crate::domain::Cpli;
 use crate::ingest::result::excel_safe;
@@ -12,10 +10,11 @@ pub const COLUMNS: [&str; 11] = [
     "OrganisationRef", "OrganisationName",
 ];
 
-/// The export as CSV bytes: every CPLI that has not ended before `today`, by SSRef, service and
-/// service level. Cells that Excel would run as a formula are neutralised, as in result files.
-pub fn commissioned_care_csv(cplis: &[Cpli], today: NaiveDate) -> Vec<u8> {
-    let mut current: Vec<&Cpli> = cplis.iter().filter(|c| c.end_date.is_none_or(|end| end >= today)).collect();
+/// The export as CSV bytes: every CPLI ("This export will list all packages of care in the system"),
+/// by SSRef, service and service level; the file depends on the CPLIs alone, so it stays current
+/// between loads. Cells that Excel would run as a formula are neutralised, as in result files.
+pub fn commissioned_care_csv(cplis: &[Cpli]) -> Vec<u8> {
+    let mut current: Vec<&Cpli> = cplis.iter().collect();
     current.sort_by(|a, b| {
         (&a.ssref, &a.service_name, &a.service_level, &a.cpli_id).cmp(&(&b.ssref, &b.service_name, &b.service_level, &b.cpli_id))
     });
@@ -47,14 +46,14 @@ mod tests {
     use crate::reports::actuals::tests::{cpli, d};
 
     #[test]
-    fn the_export_lists_current_packages_in_the_guides_columns() {
-        let mut ended = cpli("2", "A1", "DAPL", d(2022, 10, 3), Some(d(2022, 10, 30)), "3", "20");
-        ended.service_name = "Pearl Carers - Zone 7 - Farrington".into();
-        let cplis = [cpli("1", "A332295", "DAPL", d(2022, 10, 3), None, "5.0", "23.226"), ended];
-        let text = String::from_utf8(commissioned_care_csv(&cplis, d(2022, 11, 1))).unwrap();
+    fn the_export_lists_every_package_in_the_guides_columns_by_ssref() {
+        let mut other = cpli("2", "A1", "DAPL", d(2022, 10, 3), Some(d(2022, 10, 30)), "3", "20");
+        other.service_name = "=HYPERLINK(\"x\")".into();
+        let cplis = [cpli("1", "A332295", "DAPL", d(2022, 10, 3), None, "5.0", "23.226"), other];
+        let text = String::from_utf8(commissioned_care_csv(&cplis)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "SSRef,NHSNumber,ServiceLevelRef,ServiceLevelName,CurrentQuantity,Unit,Frequency,ServiceRef,ServiceName,OrganisationRef,OrganisationName");
-        assert_eq!(lines[1], "A332295,,,Personal Care,5,Hr,Weekly,,Pearl Carers - DAPL Oxford,,Pearl Carers Ltd");
-        assert_eq!(lines.len(), 2, "the package that ended is not current: {text}");
+        assert_eq!(lines[1], "A1,,,Personal Care,3,Hr,Weekly,,\"'=HYPERLINK(\"\"x\"\")\",,Pearl Carers Ltd");
+        assert_eq!(lines[2], "A332295,,,Personal Care,5,Hr,Weekly,,Pearl Carers - DAPL Oxford,,Pearl Carers Ltd");
     }
 }
