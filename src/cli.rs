@@ -12,10 +12,11 @@ use crate::ingest::cplis::read_extract;
 use crate::ingest::ImportResult;
 use crate::mail::{Contact, EmailAddress, Notify};
 use crate::pipeline::{Gateway, GatewayError};
+use crate::reports::{self, actuals, hospital, ActualsOptions};
 use crate::store::{Store, StoredVisit};
 
 #[derive(Debug, Parser)]
-#[command(name = "gateway", version, about = "The provider file gateway: visits and carers files judged, matched to CPLIs, stored and answered")]
+#[command(name = "gateway", version, about = "The provider file gateway: visits, actuals and carers files judged, matched to CPLIs, stored and answered; the council's exports and reports")]
 pub struct Cli {
     /// A gateway.toml (see examples/gateway.toml); without one every setting has its default.
     #[arg(long, global = true)]
@@ -94,6 +95,63 @@ pub enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// Exports the council takes out.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+    /// The council's reports (SPEC 5).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The commissioned care export of an organisation, to stdout (also kept in its exports/ folder).
+    Commissioned {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Comm., Actual, Frust. and Diff. in hours and cost, per CPLI and Monday-start week.
+    CommissionedVsActuals {
+        #[arg(long)]
+        org: String,
+        /// First day (YYYY-MM-DD); the report starts with the week holding it.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day (YYYY-MM-DD); the report ends with the week holding it.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// Only weeks where Actual + Frust. differ from Comm.
+        #[arg(long)]
+        differences_only: bool,
+        /// Also weeks of a CPLI in force for which no visit was sent.
+        #[arg(long)]
+        include_empty_weeks: bool,
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
+        /// Also write the report into the organisation's exports/ folder.
+        #[arg(long)]
+        write_export: bool,
+    },
+    /// What the provider may claim for clients in hospital: 50% of the missed visits' planned cost
+    /// over the first 7 (DAPL) or 14 (LWAH) days of each stay that begins between --from and --to.
+    HospitalIncentive {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
     },
 }
 
@@ -245,7 +303,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
             let gw = Gateway::open(config, &data)?;
             let load = gw.load_cplis(&file)?;
             println!(
-                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits changed match status",
+                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits and actuals rows changed match status",
                 load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
             );
             Ok(ExitCode::SUCCESS)
@@ -283,7 +341,50 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
         }
         Command::Contact { command } => contact(Gateway::open(config, &data)?, command),
         Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(&Gateway::open(config, &data)?, sent),
+        Command::Export { command: ExportCommand::Commissioned { org } } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.org(&org)?;
+            let body = gw.commissioned_export(&org)?;
+            gw.write_commissioned_export(&org)?;
+            print_bytes(&body)
+        }
+        Command::Report { command: ReportCommand::CommissionedVsActuals { org, from, to, differences_only, include_empty_weeks, format, write_export } } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.org(&org)?;
+            let opts = ActualsOptions { from, to, differences_only, include_empty_weeks };
+            let rows = gw.commissioned_vs_actuals(&org, &opts)?;
+            let body = table(&actuals::COLUMNS, rows.iter().map(|r| r.cells()), format);
+            if write_export {
+                let ext = if format == ListFormat::Json { "json" } else { "csv" };
+                let path = gw.write_export(&org, &format!("commissioned-vs-actuals_{from}_{to}.{ext}"), &body)?;
+                eprintln!("written to {}", path.display());
+            }
+            print_bytes(&body)
+        }
+        Command::Report { command: ReportCommand::HospitalIncentive { org, from, to, format } } => {
+            let gw = Gateway::open(config, &data)?;
+            let org = gw.org(&org)?;
+            let rows = gw.hospital_incentive(&org, from, to)?;
+            print_bytes(&table(&hospital::COLUMNS, rows.iter().map(|r| r.cells()), format))
+        }
     }
+}
+
+fn table<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>, format: ListFormat) -> Vec<u8> {
+    match format {
+        ListFormat::Csv => reports::table_csv(columns, rows),
+        ListFormat::Json => {
+            let mut s = reports::table_json(columns, rows);
+            s.push('\n');
+            s.into_bytes()
+        }
+    }
+}
+
+fn print_bytes(body: &[u8]) -> Result<ExitCode, GatewayError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(body).and_then(|_| out.flush()).map_err(|e| GatewayError::Io { context: "writing the output".into(), source: e })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn contact(gw: Gateway, command: ContactCommand) -> Result<ExitCode, GatewayError> {

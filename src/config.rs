@@ -54,6 +54,9 @@ pub struct Rules {
     pub no_visit_service_levels: Vec<String>,
     /// A delivered visit this many minutes or more over its planned length needs a comment.
     pub over_planned_minutes: i64,
+    /// Actuals quantities in hours must be whole multiples of this many minutes (SPEC 2.2: 0.25 h);
+    /// 0 turns the check off.
+    pub actuals_hours_step_minutes: i64,
     /// The day weeks are judged "finished" against (PLANNED_HOURS_DIFFER); unset = today.
     #[serde(deserialize_with = "toml_date::optional")]
     pub today: Option<NaiveDate>,
@@ -83,6 +86,7 @@ impl Default for Rules {
                 "Reablement episodes",
             ]),
             over_planned_minutes: 60,
+            actuals_hours_step_minutes: 15,
             today: None,
         }
     }

@@ -11,6 +11,7 @@
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
 //! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
 //! - `sftp`: the SFTP front door: logins, the per-organisation folders, uploads handed to the engine.
+//! - `reports`: what the council gets out: actuals from visits, commissioned vs actuals, hospital incentive, the export.
 //! - `store`: sled, all-or-nothing imports, history, queries.
 //! - `watch`: the inbox watcher that feeds the pipeline.
 
@@ -23,5 +24,6 @@ pub mod mail;
 pub mod pipeline;
 pub mod serve;
 pub mod sftp;
+pub mod reports;
 pub mod store;
 pub mod watch;

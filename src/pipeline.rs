@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
 use crate::data_dir::DataDir;
@@ -12,6 +12,7 @@ use crate::domain::{Organisation, Period};
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
 use crate::ingest::{self, ImportResult, Incoming, IngestError, Mode};
+use crate::reports::{self, hospital, ActualsOptions, ActualsRow, ClientWeek, HospitalRow, WeekActuals};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,7 @@ impl Gateway {
         self.store.put_org(&org)?;
         self.store.flush()?;
         self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
+        self.write_commissioned_export(&org)?;
         Ok(org)
     }
 
@@ -112,8 +114,70 @@ impl Gateway {
         for org in &orgs {
             let index = CpliIndex::new(self.store.cplis_for_org(org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
+            rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
+            self.write_commissioned_export(org)?;
         }
         Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+    }
+
+    /// The organisation's commissioned care export (SPEC 5), as CSV.
+    pub fn commissioned_export(&self, org: &Organisation) -> Result<Vec<u8>> {
+        Ok(reports::commissioned_care_csv(&self.store.cplis_for_org(org)?))
+    }
+
+    /// Keeps `exports/commissioned-care.csv` current: rewritten atomically when its content changes,
+    /// so a reader sees the old file or the new one, never half of one.
+    pub fn write_commissioned_export(&self, org: &Organisation) -> Result<PathBuf> {
+        let path = self.data.exports(&org.slug).join(COMMISSIONED_EXPORT);
+        let body = self.commissioned_export(org)?;
+        if fs::read(&path).ok().as_deref() != Some(body.as_slice()) {
+            fs::create_dir_all(self.data.exports(&org.slug)).map_err(io("creating the exports folder"))?;
+            self.data.write_atomically(&path, &body).map_err(io("writing the commissioned care export"))?;
+        }
+        Ok(path)
+    }
+
+    /// The commissioned vs actuals report, from the week totals kept as visits arrive (one record
+    /// per client, service and week, not every visit).
+    pub fn commissioned_vs_actuals(&self, org: &Organisation, opts: &ActualsOptions) -> Result<Vec<ActualsRow>> {
+        check_range(opts.from, opts.to)?;
+        let cplis = self.store.cplis_for_org(org)?;
+        let mut actuals = WeekActuals::new(&cplis, &self.config.rules.visit_types, opts.from, opts.to);
+        for week in self.store.weeks(&org.slug) {
+            let (k, t) = week?;
+            actuals.add_client_week(&ClientWeek {
+                client: &k.client,
+                level: &k.level,
+                service: &k.service,
+                monday: k.monday,
+                visits: t.visits,
+                paid_visits: t.paid_visits,
+                actual_minutes: t.actual_minutes,
+                frust_minutes: t.frust_minutes,
+            });
+        }
+        Ok(reports::commissioned_vs_actuals(&cplis, &actuals, opts))
+    }
+
+    /// Hospital incentive claims for stays that begin between `from` and `to`. Stays need every
+    /// visit in order, so this reads each stored visit once (streamed, kept compact).
+    pub fn hospital_incentive(&self, org: &Organisation, from: NaiveDate, to: NaiveDate) -> Result<Vec<HospitalRow>> {
+        check_range(from, to)?;
+        let cplis = self.store.cplis_for_org(org)?;
+        let mut visits = hospital::HospitalVisits::new(&cplis, to);
+        for fact in self.store.visit_facts(&org.slug) {
+            visits.add(&fact?);
+        }
+        Ok(visits.claims(from, to))
+    }
+
+    /// Writes a report into the organisation's `exports/` folder, atomically.
+    pub fn write_export(&self, org: &Organisation, name: &str, body: &[u8]) -> Result<PathBuf> {
+        let dir = self.data.exports(&org.slug);
+        fs::create_dir_all(&dir).map_err(io("creating the exports folder"))?;
+        let path = dir.join(name);
+        self.data.write_atomically(&path, body).map_err(io(format!("writing {}", path.display())))?;
+        Ok(path)
     }
 
     pub fn lock_until(&self, date: chrono::NaiveDate) -> Result<Period> {
@@ -218,6 +282,16 @@ impl Gateway {
         let incoming = Incoming { path, file_name: file_name(path)?, import_id: uuid::Uuid::now_v7().to_string(), received_at: Utc::now() };
         Ok(ingest::process(config, org, &incoming, Mode::Validate { store, cplis })?)
     }
+}
+
+/// The commissioned care export's name in `exports/`.
+pub const COMMISSIONED_EXPORT: &str = "commissioned-care.csv";
+
+fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
+    if from > to {
+        return Err(GatewayError::Invalid(format!("--from {from} is after --to {to}")));
+    }
+    Ok(())
 }
 
 fn file_name(path: &Path) -> Result<String> {

@@ -1,5 +1,6 @@
 //! Plain domain types with no I/O: what a field of a provider's file means once it has been parsed.
 
+pub mod actual;
 pub mod carer;
 pub mod cpli;
 pub mod date_time;
@@ -10,6 +11,7 @@ pub mod period;
 pub mod visit;
 pub mod visit_type;
 
+pub use actual::Actual;
 pub use carer::Carer;
 pub use cpli::{Cpli, Quantity};
 pub use date_time::{parse_date, parse_time, uk_date, Duration};

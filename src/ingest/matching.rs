@@ -42,6 +42,36 @@ impl VisitKeys {
     }
 }
 
+/// What a row asks to be matched on.
+pub struct Wanted<'a> {
+    pub ssref: Option<&'a str>,
+    pub client_ref: Option<&'a Guid>,
+    pub nhs_number: Option<&'a str>,
+    pub service_level_ref: Option<&'a Guid>,
+    pub service_level: Option<&'a str>,
+    pub service_ref: Option<&'a Guid>,
+    pub service_name: Option<&'a str>,
+    pub date: NaiveDate,
+    /// The heading the date came from, for the reason (`PlannedVisitDate`, `PeriodStart`).
+    pub date_field: &'static str,
+}
+
+impl<'a> Wanted<'a> {
+    pub fn of_visit(v: &'a Visit) -> Wanted<'a> {
+        Wanted {
+            ssref: v.ssref.as_deref(),
+            client_ref: v.client_ref.as_ref(),
+            nhs_number: v.nhs_number.as_deref(),
+            service_level_ref: v.service_level_ref.as_ref(),
+            service_level: v.service_level.as_deref(),
+            service_ref: v.service_ref.as_ref(),
+            service_name: v.service_name.as_deref(),
+            date: v.planned_date,
+            date_field: "PlannedVisitDate",
+        }
+    }
+}
+
 impl CpliIndex {
     pub fn new(mut cplis: Vec<Cpli>) -> CpliIndex {
         // The earliest-starting package wins where two fit (scenario 2's open package before its
@@ -99,21 +129,28 @@ impl CpliIndex {
     /// Matched to the first CPLI that fits every condition, or unmatched with the reason, the CPLI
     /// the provider probably meant where one is near, and the column to look at.
     pub fn explain(&self, v: &Visit, keys: &VisitKeys) -> (MatchStatus, Option<&'static str>) {
-        let cands = self.for_client(v.ssref.as_deref(), v.client_ref.as_ref(), v.nhs_number.as_deref());
+        self.explain_wanted(&Wanted::of_visit(v), keys)
+    }
+
+    /// As `explain`, for any row that names a client, service level, service and date (a visit,
+    /// an actuals row).
+    pub fn explain_wanted(&self, v: &Wanted<'_>, keys: &VisitKeys) -> (MatchStatus, Option<&'static str>) {
+        let cands = self.for_client(v.ssref, v.client_ref, v.nhs_number);
         let level_ok = |e: &Entry| {
-            v.service_level_ref.as_ref().is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
+            v.service_level_ref.is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
                 && keys.level.as_ref().is_none_or(|k| *k == e.level)
         };
         let service_ok = |e: &Entry| {
-            v.service_ref.as_ref().is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
+            v.service_ref.is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
                 && keys.service.as_ref().is_none_or(|k| *k == e.service)
         };
-        let date = v.planned_date;
+        let date = v.date;
+        let date_field = v.date_field;
         if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date) && e.cpli.authorised) {
             return (MatchStatus::Matched { cpli_id: e.cpli.cpli_id.clone() }, None);
         }
-        let client = v.ssref.clone().or_else(|| v.client_ref.as_ref().map(|g| g.to_string())).or_else(|| v.nhs_number.clone()).unwrap_or_default();
-        let (level, service) = (v.service_level.as_deref().unwrap_or(""), v.service_name.as_deref().unwrap_or(""));
+        let client = v.ssref.map(String::from).or_else(|| v.client_ref.map(|g| g.to_string())).or_else(|| v.nhs_number.map(String::from)).unwrap_or_default();
+        let (level, service) = (v.service_level.unwrap_or(""), v.service_name.unwrap_or(""));
         let (reason, field) = if cands.is_empty() {
             (
                 format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
@@ -124,16 +161,16 @@ impl CpliIndex {
         } else if let Some(c) = nearest_by_date(cands.iter().filter(|e| level_ok(e) && service_ok(e)).map(|e| &e.cpli), date) {
             let reason = if date < c.start_date {
                 format!(
-                    "PlannedVisitDate {} is before CPLI {} starts ({}): check the date, or the care package's start date with the council",
+                    "{date_field} {} is before CPLI {} starts ({}): check the date, or the care package's start date with the council",
                     uk_date(date), c.cpli_id, uk_date(c.start_date)
                 )
             } else {
                 format!(
-                    "PlannedVisitDate {} is after CPLI {} ended ({}): check the date, or whether the package was extended",
+                    "{date_field} {} is after CPLI {} ended ({}): check the date, or whether the package was extended",
                     uk_date(date), c.cpli_id, c.end_date.map(uk_date).unwrap_or_default()
                 )
             };
-            (reason, Some("PlannedVisitDate"))
+            (reason, Some(date_field))
         } else if let Some(names) = suggest(cands.iter().filter(|e| level_ok(e)).map(|e| &e.cpli), date, |c| &c.service_name) {
             (
                 format!("client {client} has no CPLI with ServiceName '{service}' and ServiceLevel '{level}': did you mean ServiceName {names}?"),

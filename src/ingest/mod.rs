@@ -3,6 +3,7 @@
 //! Every way in (an SFTP upload, a file copied into an inbox, `gateway import`, `gateway validate`)
 //! ends in `process`, so a file gets the same result whichever way it came.
 
+pub mod actuals;
 pub mod carers;
 pub mod cplis;
 pub mod matching;
@@ -93,6 +94,12 @@ pub fn process(config: &Config, org: Option<&Organisation>, incoming: &Incoming<
             finish_counts(&mut result);
             batch.commit(&result)?;
         }
+        Judged::Actuals { slug, changes } => {
+            finish_counts(&mut result);
+            if let Some(s) = store {
+                s.commit_actuals(&slug, &changes, &result)?;
+            }
+        }
         Judged::Carers { slug, changes } => {
             finish_counts(&mut result);
             if let Some(s) = store {
@@ -117,6 +124,7 @@ enum Judged<'s> {
     Failed,
     Visits { batch: crate::store::VisitBatch<'s> },
     Carers { slug: String, changes: carers::CarerChanges },
+    Actuals { slug: String, changes: Vec<crate::store::ActualChange> },
 }
 
 fn judge<'s>(
@@ -128,6 +136,7 @@ fn judge<'s>(
 ) -> Result<Judged<'s>, IngestError> {
     let spec = |header: &source::Header, kind| match kind {
         FileKind::Visits => visits::scan_spec(header),
+        FileKind::Actuals => actuals::scan_spec(header),
         FileKind::Carers => source::ScanSpec { key: header.position("carerref"), slot: None },
         _ => source::ScanSpec::default(),
     };
@@ -156,8 +165,8 @@ fn judge<'s>(
     };
     let write = matches!(mode, Mode::Import(_));
     match scan.kind {
-        FileKind::Unknown | FileKind::Actuals => {
-            result.issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header, scan.kind)));
+        FileKind::Unknown => {
+            result.issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
             Ok(Judged::Failed)
         }
         FileKind::Visits => {
@@ -210,6 +219,35 @@ fn judge<'s>(
                 }
             }
         }
+        FileKind::Actuals => {
+            let cols = match actuals::Columns::find(&scan.header, &mut result.issues) {
+                Ok(c) => c,
+                Err(mut errs) => {
+                    result.issues.append(&mut errs);
+                    return Ok(Judged::Failed);
+                }
+            };
+            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
+            let cplis = match (given_cplis, store, org) {
+                (Some(given), _, _) => Some(given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect()),
+                (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
+                _ => None,
+            }
+            .map(CpliIndex::new);
+            let ctx = actuals::Context {
+                org,
+                cplis: cplis.as_ref(),
+                locked: store.map(|s| s.locked_until()).transpose()?.flatten(),
+                periods: &config.periods,
+                hours_step_minutes: config.rules.actuals_hours_step_minutes,
+                store: store.filter(|_| org.is_some()).map(|s| (s, slug.as_str())),
+                import_id: &incoming.import_id,
+            };
+            let mut rows = Rows::open(incoming.path, scan.encoding)?;
+            let (counts, changes) = actuals::judge(&scan, &mut rows, &cols, &ctx, &mut result.issues)?;
+            result.counts = counts;
+            Ok(Judged::Actuals { slug, changes: if write { changes } else { Vec::new() } })
+        }
         FileKind::Carers => {
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
             let known = match store {
@@ -229,12 +267,9 @@ fn judge<'s>(
 }
 
 /// Why a header is not one we take, with the likeliest fix.
-fn unknown_kind_message(header: &source::Header, kind: FileKind) -> String {
-    if kind == FileKind::Actuals {
-        return "this is an actuals file (it has PeriodStart); the gateway does not accept actuals files yet, so nothing was stored".into();
-    }
+fn unknown_kind_message(header: &source::Header) -> String {
     if header.keys.iter().any(|k| k == "cpliid") {
-        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits or carers files".into();
+        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();
     }
     if let [only] = header.names.as_slice() {
         for (sep, name) in [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")] {
@@ -247,7 +282,7 @@ fn unknown_kind_message(header: &source::Header, kind: FileKind) -> String {
     }
     let first: Vec<&str> = header.names.iter().take(3).map(String::as_str).collect();
     format!(
-        "the header row ({}...) is not that of a visits file (VisitRef, Deleted, PlannedVisitDate, ...) or a carers file (CarerRef, Forename, Surname, Deleted); the first row of a CSV must hold the headings",
+        "the header row ({}...) is not that of a visits file (VisitRef, Deleted, PlannedVisitDate, ...), an actuals file (SSRef, ServiceLevel, ServiceName, PeriodStart, ...) or a carers file (CarerRef, Forename, Surname, Deleted); the first row of a CSV must hold the headings",
         first.join(", ")
     )
 }

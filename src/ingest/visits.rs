@@ -17,7 +17,7 @@ use super::IngestError;
 use crate::config::Rules;
 use crate::domain::{
     is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
-    LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType,
+    LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
 use crate::store::{VisitBatch, WeekKey, WeekTotals};
 
@@ -350,7 +350,7 @@ impl Apply<'_> {
             Outcome::Rejected => self.counts.rejected += 1,
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
-                    add_week(&mut self.weeks, old, &VisitKeys::of(old), -1);
+                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
                 }
                 batch.put(Some(&previous), &stored.visit_ref, j.encoded)?;
                 self.counts.updated += 1;
@@ -372,12 +372,12 @@ impl Apply<'_> {
                 }
                 match old {
                     Some(old) => {
-                        add_week(&mut self.weeks, old, &VisitKeys::of(old), -1);
+                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
                         self.counts.updated += 1;
                     }
                     None => self.counts.new += 1,
                 }
-                add_week(&mut self.weeks, &visit, &keys, 1);
+                add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1);
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, j.encoded)?;
             }
         }
@@ -943,12 +943,23 @@ impl Slots {
     }
 }
 
-fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKeys, sign: i64) {
+fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKeys, types: &VisitTypes, sign: i64) {
     let key = WeekKey { client: keys.client.clone(), level: level_key(v, keys), service: service_key(v, keys), monday: week_start(v.planned_date) };
     let t = weeks.entry(key).or_default();
     t.planned_minutes += sign * v.planned_duration().minutes;
     if v.visit_type.eq_ignore_ascii_case("E") && v.has_comment() {
         t.commented_exceptional += sign;
+    }
+    // Actuals from visits (SPEC 5): delivered-based types paid on delivered time, the other paid
+    // types (C, U) frustrated on planned time.
+    t.visits += sign;
+    if let Some(vt) = types.get(&v.visit_type).filter(|vt| vt.provider_paid) {
+        t.paid_visits += sign;
+        match (&v.delivered, vt.delivered_based) {
+            (Some(d), true) => t.actual_minutes += sign * Duration::between(d.entry, d.exit).minutes,
+            (None, true) => {}
+            (_, false) => t.frust_minutes += sign * v.planned_duration().minutes,
+        }
     }
 }
 
@@ -960,10 +971,7 @@ fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx
     for (key, delta) in deltas {
         let before = batch.week(&key)?;
         let stored = before.unwrap_or_default();
-        let total = WeekTotals {
-            planned_minutes: stored.planned_minutes + delta.planned_minutes,
-            commented_exceptional: stored.commented_exceptional + delta.commented_exceptional,
-        };
+        let total = stored.plus(delta);
         let sunday = key.monday + chrono::Duration::days(6);
         let finished = sunday < ctx.today;
         if let (true, 0, Some(index)) = (finished, total.commented_exceptional, ctx.cplis) {
@@ -1492,11 +1500,31 @@ mod tests {
     }
 
     #[test]
+    fn week_totals_keep_the_weeks_actuals_and_follow_updates_and_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let cfg = config((2022, 10, 5));
+        let cancelled = [("VisitRef", "V2"), ("VisitType", "C"), ("Comments", "cancelled late"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
+        let hospital = [("VisitRef", "V3"), ("VisitType", "H"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
+        let first = file(&[row(&[("DeliveredExitTime", "09:30")]), row(&cancelled), row(&hospital)]);
+        run_bytes(first.as_bytes(), &cfg, Mode::Import(&store));
+        let week = || store.weeks("pearl-carers-ltd").map(|w| w.unwrap().1).collect::<Vec<_>>();
+        let t = week();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (3, 2, 90, 60));
+        // V1 delivered for 60 minutes now; V2 deleted.
+        let delete = row(&[("VisitRef", "V2"), ("Deleted", "1")]);
+        run_bytes(file(&[row(&[]), delete]).as_bytes(), &cfg, Mode::Import(&store));
+        let t = week();
+        assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (2, 1, 60, 0));
+    }
+
+    #[test]
     fn week_totals_written_by_an_interrupted_import_are_rolled_back() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db");
         let week = WeekKey { client: "A1".into(), level: "personal care".into(), service: "s".into(), monday: NaiveDate::from_ymd_opt(2022, 10, 3).unwrap() };
-        let t = |m| WeekTotals { planned_minutes: m, commented_exceptional: 0 };
+        let t = |m| WeekTotals { planned_minutes: m, ..WeekTotals::default() };
         let other = WeekKey { service: "other".into(), ..week.clone() };
         {
             let store = Store::open(&db).unwrap();
@@ -1508,7 +1536,13 @@ mod tests {
             crashed.put_week(&other, t(30), None).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(&db).unwrap();
+        // sled's flusher thread lets go of the file lock a moment after the store is dropped.
+        let store = (0..50)
+            .find_map(|_| Store::open(&db).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }))
+            .expect("the store reopens");
         let read = store.begin_visits("org", "reader", false).unwrap();
         assert_eq!(read.week(&week).unwrap(), Some(t(60)));
         assert_eq!(read.week(&other).unwrap(), None);

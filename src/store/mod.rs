@@ -8,6 +8,9 @@
 //! `m\0name` settings the council changes at run time · `k\0slug\0email` a subscribed contact ·
 //! `e\0w\0id\0email` an email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
+//! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
+//! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
+//! an earlier version of it, replaced by the import with batch number `seq`.
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
@@ -16,6 +19,7 @@
 //! queued in that same commit batch (`mail.rs`).
 
 mod mail;
+mod actuals;
 mod visits;
 
 use std::collections::HashSet;
@@ -27,6 +31,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
 use crate::ingest::ImportResult;
 
+pub use actuals::{ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 
 #[derive(Debug, thiserror::Error)]

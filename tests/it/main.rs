@@ -18,3 +18,7 @@ mod crash;
 mod cli;
 /// The SFTP front door, driven by real clients: OpenSSH sftp and scp, curl, lftp, rclone, paramiko.
 mod sftp;
+/// The council's exports and reports: commissioned vs actuals, hospital incentive, the commissioned care export.
+mod reports;
+/// Actuals files (SPEC 2.2): judged, matched, stored, re-sent.
+mod actuals;

@@ -1,0 +1,651 @@
+//! The actuals file (SPEC 2.2): one row per client, service and period (extra care housing,
+//! placements), judged, matched to a CPLI and costed; the key is SSRef, ServiceLevel, ServiceName
+//! and PeriodStart, and re-sending a key updates it.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::matching::{CpliIndex, VisitKeys, Wanted};
+use super::result::{Code, Counts, Issue, Severity};
+use super::source::{find_columns, heading_key, row_data, stable_hash, Header, Rows, Scan, ScanSpec};
+use super::IngestError;
+use crate::domain::{is_valid_nhs_number, parse_date, parse_guid, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::store::{ActualChange, ActualKey, Store, StoredActual};
+
+/// The headings: the first `REQUIRED` must be in the header, the others may be left out.
+pub const HEADINGS: [&str; 19] = [
+    "Deleted",
+    "SSRef",
+    "ServiceLevel",
+    "ServiceName",
+    "PeriodStart",
+    "PeriodEnd",
+    "Planned",
+    "Actual",
+    "Frustrated",
+    "Missed",
+    "Extra",
+    "Visits",
+    "Comments",
+    "ClientRef",
+    "NHSNumber",
+    "ServiceLevelRef",
+    "ServiceRef",
+    "OrganisationRef",
+    "OrganisationName",
+];
+const REQUIRED: usize = 13;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Deleted,
+    SsRef,
+    ServiceLevel,
+    ServiceName,
+    PeriodStart,
+    PeriodEnd,
+    Planned,
+    Actual,
+    Frustrated,
+    Missed,
+    Extra,
+    Visits,
+    Comments,
+    ClientRef,
+    NhsNumber,
+    ServiceLevelRef,
+    ServiceRef,
+    OrganisationRef,
+    OrganisationName,
+}
+
+impl Col {
+    fn heading(self) -> &'static str {
+        HEADINGS[self as usize]
+    }
+}
+
+/// Where each heading is in this file (`None`: an optional heading left out).
+pub struct Columns(Vec<Option<usize>>);
+
+impl Columns {
+    pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
+        let hint = "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)";
+        find_columns(header, "actuals", &HEADINGS, REQUIRED, hint, warnings).map(Columns)
+    }
+}
+
+/// The first pass finds keys used on more than one row, hashed from the raw cells as compared
+/// (SSRef in upper case, names as `NameKey`, the period start as a date), so each such row is rejected.
+pub fn scan_spec(header: &Header) -> ScanSpec {
+    let pos = |h: &str| header.position(&heading_key(h));
+    match (pos("SSRef"), pos("ServiceLevel"), pos("ServiceName"), pos("PeriodStart")) {
+        (Some(a), Some(b), Some(c), Some(d)) => ScanSpec { key: None, slot: Some(Box::new(move |rec| key_hash(rec, [a, b, c, d]))) },
+        _ => ScanSpec::default(),
+    }
+}
+
+fn key_hash(rec: &csv::ByteRecord, cols: [usize; 4]) -> Option<u64> {
+    let cell = |i: usize| String::from_utf8_lossy(rec.get(i).unwrap_or_default().trim_ascii()).into_owned();
+    let [s, l, n, p] = cols.map(cell);
+    if [&s, &l, &n, &p].iter().any(|c| c.is_empty()) {
+        return None;
+    }
+    let k = ActualKey::new(&s, &l, &n, parse_date(&p)?);
+    Some(stable_hash((k.ssref, k.level.as_str(), k.service.as_str(), k.period_start)))
+}
+
+/// What the rows are judged against; a part left `None` is not known (offline `validate`).
+pub struct Context<'a> {
+    pub org: Option<&'a Organisation>,
+    pub cplis: Option<&'a CpliIndex>,
+    pub locked: Option<LockedUntil>,
+    pub periods: &'a crate::config::Periods,
+    /// Hours quantities must be whole multiples of this many minutes; 0: not checked.
+    pub hours_step_minutes: i64,
+    /// The store and organisation folder, to tell new keys from updated ones.
+    pub store: Option<(&'a Store, &'a str)>,
+    pub import_id: &'a str,
+}
+
+/// Judges every row, streaming; returns the counts and the accepted rows' changes.
+pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(Counts, Vec<ActualChange>), IngestError> {
+    let mut counts = Counts::default();
+    let mut changes = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    let header_len = scan.header.names.len();
+    while let Some(row) = rows.next(&mut rec)? {
+        counts.read += 1;
+        let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
+        let outcome = j.judge(header_len, scan, ctx)?;
+        let row_issues = std::mem::take(&mut j.issues);
+        let rejected = row_issues.iter().any(|i| i.severity == Severity::Error);
+        issues.extend(row_issues);
+        match outcome {
+            Some(change) if !rejected => {
+                if change.previous.is_some() { counts.updated += 1 } else { counts.new += 1 }
+                changes.push(change);
+            }
+            _ => counts.rejected += 1,
+        }
+    }
+    Ok((counts, changes))
+}
+
+struct RowJudge<'r> {
+    row: u64,
+    rec: &'r csv::ByteRecord,
+    rows: &'r Rows,
+    cols: &'r Columns,
+    issues: Vec<Issue>,
+    reference: Option<String>,
+}
+
+impl<'r> RowJudge<'r> {
+    fn get(&self, col: Col) -> Cow<'r, str> {
+        match self.cols.0[col as usize] {
+            Some(i) => self.rows.field(self.rec, i),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
+        Some(self.get(col)).filter(|v| !v.is_empty())
+    }
+
+    fn push(&mut self, code: Code, field: Option<Col>, message: String) {
+        self.issues.push(Issue {
+            row: Some(self.row),
+            reference: self.reference.clone(),
+            severity: code.severity(),
+            code,
+            field: field.map(|c| c.heading().to_string()),
+            message,
+            row_data: Some(row_data(self.rows.encoding, self.rec)),
+        });
+    }
+
+    fn has_errors(&self) -> bool {
+        self.issues.iter().any(|i| i.severity == Severity::Error)
+    }
+
+    fn text(&mut self, col: Col, max: usize, required: bool) -> Option<String> {
+        let Some(v) = self.opt(col) else {
+            if required {
+                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
+            }
+            return None;
+        };
+        let n = v.chars().count();
+        if n > max {
+            self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
+            return None;
+        }
+        Some(v.into_owned())
+    }
+
+    fn date(&mut self, col: Col, required: bool) -> Option<NaiveDate> {
+        let Some(v) = self.opt(col) else {
+            if required {
+                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
+            }
+            return None;
+        };
+        let d = parse_date(&v);
+        if d.is_none() {
+            self.push(
+                Code::BadDate,
+                Some(col),
+                format!("{} '{v}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY; the date must exist", col.heading()),
+            );
+        }
+        d
+    }
+
+    fn guid(&mut self, col: Col) -> Option<Guid> {
+        let v = self.opt(col)?;
+        let g = parse_guid(&v);
+        if g.is_none() {
+            self.push(Code::BadGuid, Some(col), format!("{} '{v}' is not a GUID (32 hex digits as 8-4-4-4-12); leave it blank if unsure", col.heading()));
+        }
+        g
+    }
+
+    /// A quantity: blank is 0; a number >= 0.
+    fn quantity(&mut self, col: Col) -> Decimal {
+        let Some(v) = self.opt(col) else { return Decimal::ZERO };
+        match Decimal::from_str(&v) {
+            Ok(q) if q.is_sign_negative() && !q.is_zero() => {
+                self.push(Code::BadQuantity, Some(col), format!("{} is {v}; a quantity cannot be negative", col.heading()));
+                Decimal::ZERO
+            }
+            Ok(q) => q,
+            Err(_) => {
+                self.push(Code::BadNumber, Some(col), format!("{} '{v}' is not a number: write a quantity such as 3.5 (a dot for the decimals, no units)", col.heading()));
+                Decimal::ZERO
+            }
+        }
+    }
+
+    fn judge(&mut self, header_len: usize, scan: &Scan, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
+        self.reference = self.opt(Col::SsRef).map(Cow::into_owned);
+        let len = self.rec.len();
+        let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
+        if len < header_len || extra_filled {
+            self.push(
+                Code::WrongFieldCount,
+                None,
+                format!("this row has {len} fields but the header has {header_len}: a comma is missing, or a cell holds a comma without being in double quotes"),
+            );
+            return Ok(None);
+        }
+        let deleted = match self.opt(Col::Deleted).map(|v| v.to_ascii_uppercase()).as_deref() {
+            None | Some("0") | Some("N") => false,
+            Some("1") | Some("Y") => true,
+            Some(other) => {
+                let other = other.to_string();
+                self.push(Code::BadBoolean, Some(Col::Deleted), format!("Deleted must be 0, 1, Y or N (blank is 0); found '{other}'"));
+                false
+            }
+        };
+        let ssref = self.text(Col::SsRef, 50, true);
+        let level = self.text(Col::ServiceLevel, 100, true);
+        let service = self.text(Col::ServiceName, 112, true);
+        let start = self.date(Col::PeriodStart, true);
+        let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
+        let key = ActualKey::new(&ssref, &level, &service, start);
+        if scan.repeated_slots.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
+            self.push(
+                Code::DuplicateRef,
+                Some(Col::PeriodStart),
+                format!("client {ssref}, '{level}' at '{service}' from {} is on more than one row of this file; send each client, service and period once, so all rows carrying it are rejected", uk_date(start)),
+            );
+        }
+        if let Some(lock) = ctx.locked.filter(|l| l.locks(start)) {
+            let p = Period::containing(start, ctx.periods.first_start, ctx.periods.length_days);
+            self.push(
+                Code::PeriodLocked,
+                Some(Col::PeriodStart),
+                format!(
+                    "PeriodStart {} is in {}, which the council has locked (everything up to {}); contact the council's care payments team to change it",
+                    uk_date(start), p.describe(), uk_date(lock.0)
+                ),
+            );
+        }
+        let previous = match ctx.store {
+            Some((store, slug)) => store.current_actual(slug, &key)?,
+            None => None,
+        };
+        if deleted {
+            if previous.is_none() && ctx.store.is_some() && !self.has_errors() {
+                self.push(Code::DeleteUnknown, Some(Col::PeriodStart), format!("there is no actuals row for client {ssref}, '{level}' at '{service}' from {} to delete", uk_date(start)));
+            }
+            return Ok(Some(ActualChange { key, previous, new: None }));
+        }
+
+        let end = self.date(Col::PeriodEnd, true);
+        if let Some(end) = end.filter(|e| *e < start) {
+            self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
+        }
+        let before = self.issues.len();
+        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.quantity(c));
+        // Over-delivery is judged only on quantities that were read (a bad one counts as 0).
+        let quantities_read = self.issues.len() == before;
+        let visits = match self.opt(Col::Visits) {
+            None => {
+                self.push(Code::Required, Some(Col::Visits), "Visits is required on every row: the number of visits to the client (0 if none), for safeguarding".into());
+                0
+            }
+            Some(v) => match (v.parse::<u64>(), Decimal::from_str(&v)) {
+                (Ok(n), _) => n,
+                (Err(_), Ok(d)) if d.is_sign_negative() => {
+                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits is {v}; it cannot be negative"));
+                    0
+                }
+                _ => {
+                    self.push(Code::BadNumber, Some(Col::Visits), format!("Visits '{v}' is not a whole number"));
+                    0
+                }
+            },
+        };
+        let comments = self.text(Col::Comments, 8000, false);
+        let client_ref = self.guid(Col::ClientRef);
+        let service_level_ref = self.guid(Col::ServiceLevelRef);
+        let service_ref = self.guid(Col::ServiceRef);
+        let org_ref = self.guid(Col::OrganisationRef);
+        let nhs_number = self.text(Col::NhsNumber, 20, false);
+        let org_name = self.opt(Col::OrganisationName).map(Cow::into_owned);
+        self.check_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
+        let mut a = Actual {
+            ssref,
+            service_level: level,
+            service_name: service,
+            period_start: start,
+            period_end: end.unwrap_or(start),
+            planned,
+            actual,
+            frustrated,
+            missed,
+            extra,
+            visits,
+            comments,
+            client_ref,
+            nhs_number,
+            service_level_ref,
+            service_ref,
+            matched: MatchStatus::Unmatched { reason: "not matched: validated without CPLIs".into() },
+            total_cost: None,
+        };
+        if quantities_read && a.is_over_delivery() && a.comments.is_none() {
+            let what = if a.extra.is_zero() {
+                format!("Actual {} is more than Planned {}", a.actual, a.planned)
+            } else {
+                format!("Actual {} and Extra {} come to more than Planned {}", a.actual, a.extra, a.planned)
+            };
+            self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in Comments"));
+        }
+        if let Some(n) = a.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
+            let n = n.to_string();
+            self.push(Code::BadNhsNumber, Some(Col::NhsNumber), format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"));
+        }
+        if let Some(index) = ctx.cplis {
+            self.match_and_cost(&mut a, index, ctx.hours_step_minutes);
+        }
+        let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
+        Ok(Some(ActualChange { key, previous, new: Some(new) }))
+    }
+
+    fn check_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
+        let Some(org) = org else { return };
+        if let Some(name) = org_name.filter(|n| !org.is_named(n)) {
+            self.push(
+                Code::WrongOrganisation,
+                Some(Col::OrganisationName),
+                format!("OrganisationName '{name}' is not {}, whose folder this file was sent to; a provider may send only its own actuals", org.name),
+            );
+        }
+        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
+            if given != own {
+                self.push(Code::WrongOrganisation, Some(Col::OrganisationRef), format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name));
+            }
+        }
+    }
+
+    /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
+    fn match_and_cost(&mut self, a: &mut Actual, index: &CpliIndex, step_minutes: i64) {
+        let (status, field, cpli) = match_actual(a, index);
+        if let Some(cpli) = cpli {
+            if step_minutes > 0 && is_hours(&cpli.quantity.unit) {
+                self.check_hours_step(a, step_minutes);
+            }
+        }
+        a.total_cost = cpli.map(|c| a.cost_at(c.unit_cost));
+        if let MatchStatus::Unmatched { reason } = &status {
+            let col = match field {
+                Some("PeriodStart") => Some(Col::PeriodStart),
+                Some("ServiceName") => Some(Col::ServiceName),
+                Some("ServiceLevel") => Some(Col::ServiceLevel),
+                Some("SSRef") => Some(Col::SsRef),
+                _ => None,
+            };
+            self.push(Code::Unmatched, col, reason.clone());
+        }
+        a.matched = status;
+    }
+
+    /// Hours are sent in quarters (SPEC 2.2, configurable).
+    fn check_hours_step(&mut self, a: &Actual, step_minutes: i64) {
+        let step = Decimal::from(step_minutes);
+        for (col, q) in [(Col::Planned, a.planned), (Col::Actual, a.actual), (Col::Frustrated, a.frustrated), (Col::Missed, a.missed), (Col::Extra, a.extra)] {
+            if !(q * Decimal::from(60) % step).is_zero() {
+                self.push(
+                    Code::BadQuantity,
+                    Some(col),
+                    format!("{} is {q} hours; hours are sent in steps of {} hours (e.g. 3.25, 3.5, 3.75)", col.heading(), (step / Decimal::from(60)).normalize()),
+                );
+            }
+        }
+    }
+}
+
+/// The CPLI an actuals row belongs to (or why none), with the column to look at.
+fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'static str>, Option<&'i Cpli>) {
+    let wanted = Wanted {
+        ssref: Some(&a.ssref),
+        client_ref: a.client_ref.as_ref(),
+        nhs_number: a.nhs_number.as_deref(),
+        service_level_ref: a.service_level_ref.as_ref(),
+        service_level: Some(&a.service_level),
+        service_ref: a.service_ref.as_ref(),
+        service_name: Some(&a.service_name),
+        date: a.period_start,
+        date_field: "PeriodStart",
+    };
+    let keys = VisitKeys {
+        client: crate::domain::visit::client_key(Some(&a.ssref), None, None).into(),
+        level: Some(NameKey::new(&a.service_level)),
+        service: Some(NameKey::new(&a.service_name)),
+    };
+    let (status, field) = index.explain_wanted(&wanted, &keys);
+    let cpli = match &status {
+        MatchStatus::Matched { cpli_id } => index.cplis().find(|c| &c.cpli_id == cpli_id),
+        MatchStatus::Unmatched { .. } => None,
+    };
+    (status, field, cpli)
+}
+
+/// A stored row matched again after CPLIs changed: its status and total cost.
+pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) {
+    let (status, _, cpli) = match_actual(a, index);
+    (status, cpli.map(|c| a.cost_at(c.unit_cost)))
+}
+
+fn is_hours(unit: &str) -> bool {
+    matches!(unit.trim().to_ascii_lowercase().as_str(), "hr" | "hrs" | "hour" | "hours")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::{Cpli, Quantity};
+    use crate::ingest::{process, Code, FileKind, ImportResult, Incoming, Mode, Status};
+
+    const HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
+    const LEVEL: &str = "Extra Care Housing - Planned Care";
+    const SERVICE: &str = "Pearl Carers - Extra Care Oxford";
+
+    /// A row for A401234's week from `start`: planned, actual, frustrated, extra, visits, comment.
+    fn row(start: &str, planned: &str, actual: &str, frustrated: &str, extra: &str, visits: &str, comment: &str) -> String {
+        format!("0,A401234,{LEVEL},{SERVICE},{start},,{planned},{actual},{frustrated},0,{extra},{visits},{comment}")
+            .replacen(&format!("{start},,"), &format!("{start},{start},"), 1)
+    }
+
+    fn file(rows: &[String]) -> String {
+        let mut s = format!("{HEADER}\r\n");
+        for r in rows {
+            s.push_str(r);
+            s.push_str("\r\n");
+        }
+        s
+    }
+
+    fn cpli() -> Cpli {
+        Cpli {
+            cpli_id: "156050".into(),
+            ssref: "A401234".into(),
+            client_name: "Mrs Agnes Skinner".into(),
+            nhs_number: None,
+            client_ref: None,
+            organisation_ref: None,
+            organisation_name: "Pearl Carers Ltd".into(),
+            service_ref: None,
+            service_name: SERVICE.into(),
+            contract: "Spot".into(),
+            service_level_ref: None,
+            service_level: LEVEL.into(),
+            start_date: NaiveDate::from_ymd_opt(2022, 10, 3).unwrap(),
+            end_date: None,
+            quantity: Quantity { amount: Decimal::from(10), unit: "Hr".into(), frequency: "Weekly".into() },
+            unit_cost: "21.50".parse().unwrap(),
+            authorised: true,
+        }
+    }
+
+    fn org() -> Organisation {
+        Organisation::new("Pearl Carers Ltd", None)
+    }
+
+    fn run(text: &str, mode: Mode<'_>) -> ImportResult {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actuals.csv");
+        std::fs::write(&path, text).unwrap();
+        let incoming = Incoming { path: &path, file_name: "actuals.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now() };
+        process(&Config::default(), Some(&org()), &incoming, mode).unwrap()
+    }
+
+    fn judge(rows: &[String]) -> ImportResult {
+        run(&file(rows), Mode::Validate { store: None, cplis: Some(vec![cpli()]) })
+    }
+
+    fn codes(r: &ImportResult) -> Vec<Code> {
+        r.issues.iter().map(|i| i.code).collect()
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.put_org(&org()).unwrap();
+        s.upsert_cplis(&[cpli()]).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_clean_actuals_row_is_accepted_matched_and_costed() {
+        let (_d, s) = store();
+        let r = run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
+        assert_eq!((r.kind, r.status, r.counts.new, r.counts.rejected), (FileKind::Actuals, Status::Processed, 1, 0), "{:#?}", r.issues);
+        let stored: Vec<StoredActual> = s.current_actuals("pearl-carers-ltd").collect::<Result<_, _>>().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].actual.matched, MatchStatus::Matched { cpli_id: "156050".into() });
+        assert_eq!(stored[0].actual.total_cost, Some("215.000".parse().unwrap()));
+    }
+
+    #[test]
+    fn over_delivery_without_a_comment_is_rejected_comment_required() {
+        let r = judge(&[row("03/10/2022", "10", "10.5", "0", "0", "14", ""), row("10/10/2022", "10", "10", "0", "1.25", "15", "")]);
+        assert_eq!(codes(&r), [Code::CommentRequired, Code::CommentRequired]);
+        assert_eq!(r.counts.rejected, 2);
+        let r = judge(&[row("03/10/2022", "10", "10.5", "0", "0", "14", "stayed with the client after a fall")]);
+        assert_eq!((codes(&r), r.counts.new), (vec![], 1));
+    }
+
+    #[test]
+    fn quantities_must_be_numbers_and_not_negative() {
+        let r = judge(&[row("03/10/2022", "ten", "9", "0", "0", "14", ""), row("10/10/2022", "10", "-1", "0", "0", "14", ""), row("17/10/2022", "10", "9", "0", "0", "2.5", "")]);
+        assert_eq!(codes(&r), [Code::BadNumber, Code::BadQuantity, Code::BadNumber]);
+        assert_eq!(r.counts.rejected, 3);
+    }
+
+    #[test]
+    fn hours_are_sent_in_quarters() {
+        let r = judge(&[row("03/10/2022", "10", "9.3", "0", "0", "14", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("Actual"));
+    }
+
+    #[test]
+    fn a_period_that_ends_before_it_starts_is_rejected() {
+        let bad = row("10/10/2022", "10", "9", "0", "0", "14", "").replacen("10/10/2022,10/10/2022", "10/10/2022,09/10/2022", 1);
+        let r = judge(&[bad]);
+        assert_eq!(codes(&r), [Code::BadDate]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("PeriodEnd"));
+    }
+
+    #[test]
+    fn visits_is_required_on_every_row() {
+        let r = judge(&[row("03/10/2022", "10", "9", "0", "0", "", "")]);
+        assert_eq!(codes(&r), [Code::Required]);
+    }
+
+    #[test]
+    fn every_row_carrying_a_repeated_key_is_rejected_duplicate_ref() {
+        // The same client, level, service and period, written differently.
+        let twin = row("3/10/22", "10", "9", "0", "0", "14", "").replace("A401234", "a401234").replace(LEVEL, "extra care housing - planned care");
+        let r = judge(&[row("03/10/2022", "10", "9", "0", "0", "14", ""), twin, row("10/10/2022", "10", "9", "0", "0", "14", "")]);
+        assert_eq!(codes(&r), [Code::DuplicateRef, Code::DuplicateRef]);
+        assert_eq!((r.counts.rejected, r.counts.new), (2, 1));
+    }
+
+    #[test]
+    fn a_row_for_a_package_the_council_has_not_set_up_is_stored_unmatched() {
+        let r = judge(&[row("03/10/2022", "10", "9", "0", "0", "14", "").replace(SERVICE, "Pearl Carers - Extra Care Banbury")]);
+        assert_eq!(codes(&r), [Code::Unmatched]);
+        assert!(r.issues[0].message.contains("did you mean ServiceName 'Pearl Carers - Extra Care Oxford'"), "{}", r.issues[0].message);
+        let r = judge(&[row("26/09/2022", "10", "9", "0", "0", "14", "")]);
+        assert!(r.issues[0].message.starts_with("PeriodStart 26/09/2022 is before CPLI 156050 starts"), "{}", r.issues[0].message);
+    }
+
+    #[test]
+    fn only_the_optional_headings_may_be_left_out() {
+        let r = run(&file(&[]).replace(",Visits", ""), Mode::Validate { store: None, cplis: None });
+        assert_eq!((r.status, codes(&r)), (Status::Failed, vec![Code::MissingColumn]));
+    }
+
+    #[test]
+    fn resending_a_key_updates_it_and_keeps_the_earlier_version() {
+        let (_d, s) = store();
+        let text = file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]);
+        assert_eq!(run(&text, Mode::Import(&s)).counts.new, 1);
+        let again = run(&text, Mode::Import(&s));
+        assert_eq!((again.counts.read, again.counts.new, again.counts.updated), (1, 0, 1));
+        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 1);
+        assert_eq!(s.actuals_history("pearl-carers-ltd").count(), 1);
+    }
+
+    #[test]
+    fn a_deletion_removes_the_row_and_an_unknown_one_is_rejected() {
+        let (_d, s) = store();
+        run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
+        let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
+        let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
+        assert_eq!((r.counts.updated, codes(&r)), (1, vec![]));
+        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 0);
+        let r = run(&file(&[delete]), Mode::Import(&s));
+        assert_eq!(codes(&r), [Code::DeleteUnknown]);
+    }
+
+    #[test]
+    fn a_period_starting_in_a_locked_period_is_rejected() {
+        let (_d, s) = store();
+        s.lock_until(NaiveDate::from_ymd_opt(2022, 10, 30).unwrap()).unwrap();
+        let r = run(&file(&[row("24/10/2022", "10", "9", "0", "0", "14", ""), row("31/10/2022", "10", "9", "0", "0", "14", "")]), Mode::Import(&s));
+        assert_eq!(codes(&r), [Code::PeriodLocked]);
+        assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    #[test]
+    fn an_unmatched_row_is_matched_and_costed_when_its_package_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
+        let stored = || s.current_actuals("pearl-carers-ltd").next().unwrap().unwrap().actual;
+        assert!(matches!(stored().matched, MatchStatus::Unmatched { .. }));
+        s.upsert_cplis(&[cpli()]).unwrap();
+        let index = CpliIndex::new(vec![cpli()]);
+        assert_eq!(s.rematch_actuals("pearl-carers-ltd", |a| rematch(a, &index)).unwrap(), 1);
+        assert_eq!((stored().matched, stored().total_cost), (MatchStatus::Matched { cpli_id: "156050".into() }, Some("215.000".parse().unwrap())));
+    }
+
+    #[test]
+    fn a_file_with_an_error_row_stores_the_others_in_one_batch() {
+        let (_d, s) = store();
+        let r = run(&file(&[row("03/10/2022", "10", "11", "0", "0", "14", ""), row("10/10/2022", "10", "9", "0", "0", "14", "")]), Mode::Import(&s));
+        assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+        assert!(s.import_result(&r.import_id).unwrap().is_some());
+        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 1);
+    }
+}

@@ -1,0 +1,425 @@
+//! Actuals from visits and the commissioned vs actuals report (SPEC 5; guide: "Commissioned Vs Actuals").
+//!
+//! Per CPLI and Monday-start week: Actual = delivered time of the delivered-based types (DHS, DHF, E),
+//! Frust. = planned time of the other paid types (C, U), Comm. = the CPLI's weekly hours; costs are
+//! the quantities times the CPLI's unit cost, exact until they are written.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDate};
+use rust_decimal::Decimal;
+
+use super::{hours, money_text, quantity_text, VisitFact};
+use crate::domain::visit::client_key;
+use crate::domain::{week_start, Cpli, NameKey, VisitTypes};
+
+/// The guide's report options.
+#[derive(Debug, Clone, Copy)]
+pub struct ActualsOptions {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Only weeks where Actual + Frust. differ from Comm.
+    pub differences_only: bool,
+    /// Also weeks for which no visit was sent ("Include Weeks Without Actuals").
+    pub include_empty_weeks: bool,
+}
+
+/// One CPLI's week, exact; `cells` rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActualsRow {
+    pub ssref: String,
+    pub cpli_id: String,
+    pub week: NaiveDate,
+    /// Paid visits (delivered and frustrated) that week.
+    pub visits: u64,
+    pub comm_qty: Decimal,
+    pub actual_qty: Decimal,
+    pub frust_qty: Decimal,
+    pub comm_cost: Decimal,
+    pub actual_cost: Decimal,
+    pub frust_cost: Decimal,
+}
+
+/// The report's columns (SPEC 6 keys), in order.
+pub const COLUMNS: [&str; 12] = [
+    "ssref", "cpli_id", "week", "visits", "comm_qty", "actual_qty", "frust_qty", "diff_qty", "comm_cost", "actual_cost", "frust_cost", "diff_cost",
+];
+
+impl ActualsRow {
+    /// Diff = Actual + Frust - Comm (negative: less was paid than commissioned).
+    pub fn diff_qty(&self) -> Decimal {
+        self.actual_qty + self.frust_qty - self.comm_qty
+    }
+
+    pub fn diff_cost(&self) -> Decimal {
+        self.actual_cost + self.frust_cost - self.comm_cost
+    }
+
+    /// The row as written: quantities to 2 dp without trailing zeros, money to the penny, half-up.
+    pub fn cells(&self) -> [String; 12] {
+        [
+            self.ssref.clone(),
+            self.cpli_id.clone(),
+            self.week.to_string(),
+            self.visits.to_string(),
+            quantity_text(self.comm_qty),
+            quantity_text(self.actual_qty),
+            quantity_text(self.frust_qty),
+            quantity_text(self.diff_qty()),
+            money_text(self.comm_cost),
+            money_text(self.actual_cost),
+            money_text(self.frust_cost),
+            money_text(self.diff_cost()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    visits: u64,
+    actual_minutes: i64,
+    frust_minutes: i64,
+}
+
+/// A client's week for one service level and service, as totalled when its visits arrived (the
+/// store's week totals): names as compared (`NameKey`), or `ref:GUID` where the visits gave only GUIDs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientWeek<'a> {
+    pub client: &'a str,
+    pub level: &'a str,
+    pub service: &'a str,
+    pub monday: NaiveDate,
+    /// Visits of any type that week.
+    pub visits: i64,
+    pub paid_visits: i64,
+    pub actual_minutes: i64,
+    pub frust_minutes: i64,
+}
+
+/// Actuals from visits per CPLI and week, accumulated one visit (`add`) or one client week
+/// (`add_client_week`) at a time, so millions of visits are never held.
+pub struct WeekActuals<'c> {
+    cplis: &'c [Cpli],
+    ids: HashMap<&'c str, usize>,
+    /// A client, service level and service, in every way a visit may name them -> the authorised
+    /// CPLIs they name, earliest-starting first.
+    by_names: HashMap<(String, String, String), Vec<usize>>,
+    from: NaiveDate,
+    to: NaiveDate,
+    types: &'c VisitTypes,
+    weeks: HashMap<(usize, NaiveDate), Acc>,
+}
+
+impl<'c> WeekActuals<'c> {
+    pub fn new(cplis: &'c [Cpli], types: &'c VisitTypes, from: NaiveDate, to: NaiveDate) -> Self {
+        let ids = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i)).collect();
+        let mut order: Vec<usize> = (0..cplis.len()).filter(|i| cplis[*i].authorised).collect();
+        order.sort_by(|a, b| (cplis[*a].start_date, &cplis[*a].cpli_id).cmp(&(cplis[*b].start_date, &cplis[*b].cpli_id)));
+        let mut by_names: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for i in order {
+            let c = &cplis[i];
+            let clients = [
+                Some(client_key(Some(&c.ssref), None, None)),
+                c.client_ref.as_ref().map(|r| client_key(None, Some(r), None)),
+                c.nhs_number.as_deref().map(|n| client_key(None, None, Some(n))),
+            ];
+            let levels = [Some(c.level_key().as_str().to_string()), c.service_level_ref.as_ref().map(|g| format!("ref:{g}"))];
+            let services = [Some(c.service_key().as_str().to_string()), c.service_ref.as_ref().map(|g| format!("ref:{g}"))];
+            for client in clients.iter().flatten() {
+                for level in levels.iter().flatten() {
+                    for service in services.iter().flatten() {
+                        by_names.entry((client.clone(), level.clone(), service.clone())).or_default().push(i);
+                    }
+                }
+            }
+        }
+        WeekActuals { cplis, ids, by_names, from: week_start(from), to: week_start(to), types, weeks: HashMap::new() }
+    }
+
+    /// Counts a client week into the CPLI its visits match: of the client's CPLIs for that service
+    /// level and service, the earliest-starting one in force that week (as matching chooses).
+    pub fn add_client_week(&mut self, w: &ClientWeek<'_>) {
+        if w.visits <= 0 || w.monday < self.from || w.monday > self.to {
+            return;
+        }
+        let key = (w.client.to_string(), w.level.to_string(), w.service.to_string());
+        let Some(members) = self.by_names.get(&key) else { return };
+        let sunday = w.monday + Duration::days(6);
+        let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
+        let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        acc.visits += w.paid_visits.max(0) as u64;
+        acc.actual_minutes += w.actual_minutes;
+        acc.frust_minutes += w.frust_minutes;
+    }
+
+    /// Counts one visit into its CPLI's week (the week of its planned date).
+    pub fn add(&mut self, v: &VisitFact) {
+        let monday = week_start(v.planned_date);
+        if monday < self.from || monday > self.to {
+            return;
+        }
+        let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
+        let acc = self.weeks.entry((cpli, monday)).or_default();
+        // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
+        let Some(t) = self.types.get(&v.visit_type).filter(|t| t.provider_paid) else { return };
+        acc.visits += 1;
+        if t.delivered_based {
+            acc.actual_minutes += v.delivered_minutes.unwrap_or(0);
+        } else {
+            acc.frust_minutes += v.planned_minutes;
+        }
+    }
+}
+
+/// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
+/// service level and service (a temporary extra package beside the open one) make one row a week:
+/// Comm. is their sum, and the row carries the earliest-starting CPLI, the one visits match.
+pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: &ActualsOptions) -> Vec<ActualsRow> {
+    let mut groups: HashMap<(String, NameKey, NameKey), Vec<usize>> = HashMap::new();
+    for (i, c) in cplis.iter().enumerate().filter(|(_, c)| c.authorised) {
+        groups.entry((client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).or_default().push(i);
+    }
+    let mut rows = Vec::new();
+    for members in groups.values_mut() {
+        members.sort_by(|a, b| (cplis[*a].start_date, &cplis[*a].cpli_id).cmp(&(cplis[*b].start_date, &cplis[*b].cpli_id)));
+        let mut monday = week_start(opts.from);
+        while monday <= opts.to {
+            let sunday = monday + Duration::days(6);
+            if let Some(row) = group_week(cplis, members, actuals, monday, sunday, opts) {
+                rows.push(row);
+            }
+            monday += Duration::days(7);
+        }
+    }
+    rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.week).cmp(&(&b.ssref, &b.cpli_id, b.week)));
+    rows
+}
+
+fn group_week(cplis: &[Cpli], members: &[usize], actuals: &WeekActuals<'_>, monday: NaiveDate, sunday: NaiveDate, opts: &ActualsOptions) -> Option<ActualsRow> {
+    let in_force: Vec<usize> = members.iter().copied().filter(|i| cplis[*i].overlaps(monday, sunday)).collect();
+    let sent: Vec<(usize, Acc)> = members.iter().filter_map(|i| actuals.weeks.get(&(*i, monday)).map(|a| (*i, *a))).collect();
+    if sent.is_empty() && (in_force.is_empty() || !opts.include_empty_weeks) {
+        return None;
+    }
+    let primary = in_force.first().or_else(|| sent.first().map(|(i, _)| i)).copied()?;
+    let mut row = ActualsRow {
+        ssref: cplis[primary].ssref.clone(),
+        cpli_id: cplis[primary].cpli_id.clone(),
+        week: monday,
+        visits: 0,
+        comm_qty: Decimal::ZERO,
+        actual_qty: Decimal::ZERO,
+        frust_qty: Decimal::ZERO,
+        comm_cost: Decimal::ZERO,
+        actual_cost: Decimal::ZERO,
+        frust_cost: Decimal::ZERO,
+    };
+    for i in in_force {
+        let qty = cplis[i].quantity.weekly_hours().unwrap_or(Decimal::ZERO);
+        row.comm_qty += qty;
+        row.comm_cost += qty * cplis[i].unit_cost;
+    }
+    for (i, acc) in sent {
+        let cost = cplis[i].unit_cost;
+        row.visits += acc.visits;
+        row.actual_qty += hours(acc.actual_minutes);
+        row.frust_qty += hours(acc.frust_minutes);
+        // Minutes times cost before dividing keeps the figure exact (183 min x 23.226 / 60 = 70.8393).
+        row.actual_cost += Decimal::from(acc.actual_minutes) * cost / Decimal::from(60);
+        row.frust_cost += Decimal::from(acc.frust_minutes) * cost / Decimal::from(60);
+    }
+    if opts.differences_only && row.diff_qty().is_zero() {
+        return None;
+    }
+    Some(row)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::Quantity;
+
+    pub fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    pub fn cpli(id: &str, ssref: &str, contract: &str, start: NaiveDate, end: Option<NaiveDate>, qty: &str, cost: &str) -> Cpli {
+        Cpli {
+            cpli_id: id.into(),
+            ssref: ssref.into(),
+            client_name: "Mr Principal Skinner".into(),
+            nhs_number: None,
+            client_ref: None,
+            organisation_ref: None,
+            organisation_name: "Pearl Carers Ltd".into(),
+            service_ref: None,
+            service_name: "Pearl Carers - DAPL Oxford".into(),
+            contract: contract.into(),
+            service_level_ref: None,
+            service_level: "Personal Care".into(),
+            start_date: start,
+            end_date: end,
+            quantity: Quantity { amount: qty.parse().unwrap(), unit: "Hr".into(), frequency: "Weekly".into() },
+            unit_cost: cost.parse().unwrap(),
+            authorised: true,
+        }
+    }
+
+    pub fn visit(cpli: &str, date: NaiveDate, start: u32, code: &str, planned: i64, delivered: Option<i64>) -> VisitFact {
+        VisitFact {
+            cpli_id: cpli.into(),
+            planned_date: date,
+            planned_start: start,
+            visit_type: code.into(),
+            planned_minutes: planned,
+            delivered_minutes: delivered,
+        }
+    }
+
+    fn opts(from: NaiveDate, to: NaiveDate) -> ActualsOptions {
+        ActualsOptions { from, to, differences_only: false, include_empty_weeks: false }
+    }
+
+    fn report(cplis: &[Cpli], visits: &[VisitFact], o: ActualsOptions) -> Vec<ActualsRow> {
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(cplis, &types, o.from, o.to);
+        for v in visits {
+            acts.add(v);
+        }
+        commissioned_vs_actuals(cplis, &acts, &o)
+    }
+
+    /// The guide's example week: Skinner, 5 hours at 23.226, 3.05 hours delivered, 1 hour frustrated.
+    fn guide_week() -> (Vec<Cpli>, Vec<VisitFact>) {
+        let cplis = vec![cpli("156040", "A332295", "DAPL", d(2022, 10, 3), None, "5", "23.226")];
+        let visits = vec![
+            visit("156040", d(2022, 10, 3), 540, "DHS", 90, Some(90)),
+            visit("156040", d(2022, 10, 5), 540, "E", 60, Some(93)),
+            visit("156040", d(2022, 10, 6), 540, "C", 60, None),
+            visit("156040", d(2022, 10, 7), 540, "H", 60, None),
+        ];
+        (cplis, visits)
+    }
+
+    #[test]
+    fn the_guides_week_gives_comm_5_actual_3_05_frust_1_diff_minus_0_95() {
+        let (cplis, visits) = guide_week();
+        let rows = report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 9)));
+        assert_eq!(rows.len(), 1);
+        let cells = rows[0].cells();
+        assert_eq!(cells, ["A332295", "156040", "2022-10-03", "3", "5", "3.05", "1", "-0.95", "116.13", "70.84", "23.23", "-22.06"]);
+    }
+
+    #[test]
+    fn delivered_based_types_are_paid_on_delivered_time() {
+        let (cplis, _) = guide_week();
+        let visits = [visit("156040", d(2022, 10, 3), 540, "DHF", 30, Some(45)), visit("156040", d(2022, 10, 4), 540, "E", 30, Some(90))];
+        let row = &report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 9)))[0];
+        assert_eq!((row.actual_qty, row.frust_qty), (hours(135), Decimal::ZERO));
+    }
+
+    #[test]
+    fn frustrated_hours_count_c_and_u_on_planned_time() {
+        let (cplis, _) = guide_week();
+        let visits = [
+            visit("156040", d(2022, 10, 3), 540, "C", 30, None),
+            visit("156040", d(2022, 10, 4), 540, "U", 45, None),
+            visit("156040", d(2022, 10, 5), 540, "C24", 60, None),
+            visit("156040", d(2022, 10, 6), 540, "H", 60, None),
+        ];
+        let row = &report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 9)))[0];
+        assert_eq!((row.actual_qty, row.frust_qty, row.visits), (Decimal::ZERO, hours(75), 2));
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_a_sunday_visit_belongs_to_the_week_before() {
+        let (cplis, _) = guide_week();
+        let visits = [visit("156040", d(2022, 10, 9), 540, "DHS", 60, Some(60)), visit("156040", d(2022, 10, 10), 540, "DHS", 60, Some(60))];
+        let rows = report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 16)));
+        assert_eq!(rows.iter().map(|r| r.week).collect::<Vec<_>>(), [d(2022, 10, 3), d(2022, 10, 10)]);
+    }
+
+    #[test]
+    fn a_temporary_extra_package_adds_its_hours_to_the_weeks_commissioned_hours() {
+        let mut cplis = guide_week().0;
+        cplis.push(cpli("156090", "A332295", "DAPL", d(2022, 10, 10), Some(d(2022, 10, 23)), "3", "23.226"));
+        let visits = [visit("156040", d(2022, 10, 4), 540, "DHS", 60, Some(60)), visit("156040", d(2022, 10, 11), 540, "DHS", 60, Some(60))];
+        let rows = report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 16)));
+        let comm: Vec<_> = rows.iter().map(|r| (r.cpli_id.as_str(), r.week, quantity_text(r.comm_qty))).collect();
+        assert_eq!(comm, [("156040", d(2022, 10, 3), "5".to_string()), ("156040", d(2022, 10, 10), "8".to_string())]);
+        assert_eq!(money_text(rows[1].comm_cost), "185.81"); // 8 x 23.226 = 185.808
+    }
+
+    #[test]
+    fn weeks_without_visits_are_left_out_unless_asked_for() {
+        let (cplis, visits) = guide_week();
+        let mut o = opts(d(2022, 10, 3), d(2022, 10, 23));
+        assert_eq!(report(&cplis, &visits, o).len(), 1);
+        o.include_empty_weeks = true;
+        let rows = report(&cplis, &visits, o);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].cells()[4..].to_vec(), ["5", "0", "0", "-5", "116.13", "0.00", "0.00", "-116.13"]);
+    }
+
+    #[test]
+    fn differences_only_leaves_out_weeks_paid_as_commissioned() {
+        let (cplis, _) = guide_week();
+        let visits = [
+            visit("156040", d(2022, 10, 3), 540, "DHS", 300, Some(300)),
+            visit("156040", d(2022, 10, 10), 540, "DHS", 300, Some(240)),
+        ];
+        let mut o = opts(d(2022, 10, 3), d(2022, 10, 16));
+        o.differences_only = true;
+        let rows = report(&cplis, &visits, o);
+        assert_eq!(rows.iter().map(|r| r.week).collect::<Vec<_>>(), [d(2022, 10, 10)]);
+    }
+
+    #[test]
+    fn a_client_weeks_totals_give_the_same_report_as_its_visits() {
+        let (cplis, visits) = guide_week();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 3),
+            visits: 4,
+            paid_visits: 3,
+            actual_minutes: 183,
+            frust_minutes: 60,
+        };
+        acts.add_client_week(&week);
+        assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o), report(&cplis, &visits, o));
+    }
+
+    #[test]
+    fn a_client_week_counts_into_the_earliest_package_in_force_and_comm_adds_the_temporary_one() {
+        let mut cplis = guide_week().0;
+        cplis.push(cpli("156090", "A332295", "DAPL", d(2022, 10, 10), Some(d(2022, 10, 16)), "3", "23.226"));
+        let o = opts(d(2022, 10, 10), d(2022, 10, 16));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 10),
+            visits: 8,
+            paid_visits: 8,
+            actual_minutes: 480,
+            frust_minutes: 0,
+        };
+        acts.add_client_week(&week);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells()[1..8].to_vec(), ["156040", "2022-10-10", "8", "8", "8", "0", "0"]);
+    }
+
+    #[test]
+    fn visits_outside_the_date_range_are_not_counted() {
+        let (cplis, visits) = guide_week();
+        assert!(report(&cplis, &visits, opts(d(2022, 10, 10), d(2022, 10, 16))).is_empty());
+    }
+}
