@@ -161,7 +161,7 @@ fn judge<'s>(
     }
     let (store, given_cplis) = match mode {
         Mode::Import(s) => (Some(*s), None),
-        Mode::Validate { store, cplis } => (*store, cplis.as_ref()),
+        Mode::Validate { store, cplis } => (*store, cplis.as_deref()),
     };
     let write = matches!(mode, Mode::Import(_));
     match scan.kind {
@@ -178,13 +178,7 @@ fn judge<'s>(
                 }
             };
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
-            // CPLIs given to `validate` replace the stored ones; offline without them nothing is matched.
-            let cplis = match (given_cplis, store, org) {
-                (Some(given), _, _) => Some(given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect()),
-                (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
-                _ => None,
-            }
-            .map(CpliIndex::new);
+            let cplis = cpli_index(given_cplis, store, org)?;
             let carers = match (store, org) {
                 (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
                 _ => None,
@@ -228,12 +222,7 @@ fn judge<'s>(
                 }
             };
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
-            let cplis = match (given_cplis, store, org) {
-                (Some(given), _, _) => Some(given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect()),
-                (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
-                _ => None,
-            }
-            .map(CpliIndex::new);
+            let cplis = cpli_index(given_cplis, store, org)?;
             let ctx = actuals::Context {
                 org,
                 cplis: cplis.as_ref(),
@@ -267,6 +256,21 @@ fn judge<'s>(
 }
 
 /// Why a header is not one we take, with the likeliest fix.
+/// The CPLIs rows are matched against: those given to `validate` replace the stored ones; offline
+/// without them nothing is matched.
+fn cpli_index(
+    given: Option<&[Cpli]>,
+    store: Option<&Store>,
+    org: Option<&Organisation>,
+) -> Result<Option<CpliIndex>, IngestError> {
+    let cplis = match (given, store, org) {
+        (Some(given), _, _) => Some(given.iter().filter(|c| org.is_none_or(|o| o.is_named(&c.organisation_name))).cloned().collect()),
+        (None, Some(s), Some(o)) => Some(s.cplis_for_org(o)?),
+        _ => None,
+    };
+    Ok(cplis.map(CpliIndex::new))
+}
+
 fn unknown_kind_message(header: &source::Header) -> String {
     if header.keys.iter().any(|k| k == "cpliid") {
         return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();

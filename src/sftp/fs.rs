@@ -277,11 +277,10 @@ impl OrgFs {
             .open(&staged)
             .map_err(|e| io_failure("starting the upload", e))?;
         let size = if resume { file.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
-        let upload = Upload { name: name.into(), staged, out: BufWriter::with_capacity(WRITE_BUFFER, file), pos: 0, size, too_large: false };
-        let mut upload = upload;
-        if pflags.contains(OpenFlags::APPEND) {
-            upload.pos = size;
-        }
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        // Appending writes start at the end; a resumed file's own offsets say where they go.
+        let pos = if pflags.contains(OpenFlags::APPEND) { out.seek(SeekFrom::End(0)).map_err(|e| io_failure("starting the upload", e))? } else { 0 };
+        let upload = Upload { name: name.into(), staged, out, pos, size, too_large: false };
         self.add_handle(Open::Upload(Box::new(upload)))
     }
 
