@@ -141,7 +141,8 @@ fn on_event(orgs_dir: &Path, ev: &notify::Event, pending: &mut HashMap<PathBuf, 
 
 fn claim(gw: &Gateway, orgs_dir: &Path, path: &Path, work: &mpsc::UnboundedSender<PathBuf>) {
     let Some(slug) = inbox_file(orgs_dir, path) else { return };
-    if !path.is_file() {
+    // A link dropped into an inbox is never taken: it could point anywhere on the host.
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
         return;
     }
     match gw.claim(&slug, path) {

@@ -24,6 +24,7 @@ pub const MAX_WRITE: u64 = 255 * 1024;
 pub const MAX_PACKET: u32 = 256 * 1024 + 1024;
 const MAX_HANDLES: usize = 64;
 const WRITE_BUFFER: usize = 1024 * 1024;
+const LISTING_PAGE: usize = 100;
 
 /// The three folders a login sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +91,16 @@ impl VPath {
     }
 }
 
+/// The longest name a client may give: the spool and archive prefix it with a 38-byte import id,
+/// and the file system takes 255 bytes.
+const MAX_NAME: usize = 200;
+
 /// A name a client may create in `/inbox`: one plain component, no control characters.
 fn check_new_name(name: &str) -> Result<(), StatusReply> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '\\') {
+    if name.len() > MAX_NAME {
+        return Err(denied(format!("the file name is {} bytes long; the gateway takes names of up to {MAX_NAME} bytes", name.len())));
+    }
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '\\') {
         return Err(denied(format!("'{}' is not a usable file name: use letters, digits, '-', '_', '.' and end it in .csv", name.escape_default())));
     }
     Ok(())
@@ -135,13 +143,23 @@ struct Upload {
     pos: u64,
     size: u64,
     too_large: bool,
+    /// Opened with APPEND: every write goes at the end, whatever offset the client sends.
+    append: bool,
+    /// The waiting inbox file this upload resumes: put back if the session breaks off.
+    resumed_from: Option<PathBuf>,
 }
 
 enum Open {
     Upload(Box<Upload>),
     Read(fs::File),
-    Dir { listing: Option<Vec<File>> },
+    /// A listing, handed out a page per READDIR: one reply for a folder of thousands of results
+    /// would pass the clients' packet limit.
+    Dir { listing: std::vec::IntoIter<File> },
 }
+
+/// The names being uploaded right now, per organisation, across all sessions: a second writer of
+/// the same name is refused, and the inbox limit counts every session's uploads.
+pub type Writing = Arc<std::sync::Mutex<HashMap<String, std::collections::HashSet<String>>>>;
 
 /// Who is on the other end; every log line about this session carries it.
 #[derive(Debug, Clone)]
@@ -156,6 +174,7 @@ pub struct OrgFs {
     gw: Arc<Gateway>,
     who: Who,
     submit: mpsc::UnboundedSender<PathBuf>,
+    writing: Writing,
     handles: HashMap<String, Open>,
     next_handle: u64,
     /// Uploads this session completed: they went to the engine at once, but a client that checks the
@@ -168,8 +187,8 @@ pub struct OrgFs {
 }
 
 impl OrgFs {
-    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<PathBuf>) -> OrgFs {
-        OrgFs { gw, who, submit, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<PathBuf>, writing: Writing) -> OrgFs {
+        OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
     }
 
     fn dir(&self, folder: Folder) -> PathBuf {
@@ -189,7 +208,7 @@ impl OrgFs {
 
     fn add_handle(&mut self, open: Open) -> Result<String, StatusReply> {
         if self.handles.len() >= MAX_HANDLES {
-            return Err(failure(format!("too many open files in this session (limit {MAX_HANDLES}); close some first")));
+            return Err(denied(format!("too many open files in this session (limit {MAX_HANDLES}); close some first")));
         }
         self.next_handle += 1;
         let h = self.next_handle.to_string();
@@ -256,36 +275,60 @@ impl OrgFs {
 
     fn open_upload(&mut self, name: &str, pflags: OpenFlags) -> Result<String, StatusReply> {
         check_new_name(name)?;
-        let inbox = self.dir(Folder::Inbox);
-        let pending = fs::read_dir(&inbox).map(|d| d.count()).unwrap_or(0) + self.uploads();
-        let max = self.gw.config.sftp.max_inbox_files;
-        if pending >= max {
-            return Err(failure(format!("/inbox already holds {pending} files waiting (limit {max}): rename or remove them first")));
+        {
+            let mut writing = self.writing.lock().expect("uploads lock");
+            let names = writing.entry(self.who.org_slug.clone()).or_default();
+            if names.contains(name) {
+                return Err(denied(format!("/inbox/{name} is being uploaded by another session; wait for it, or use another name")));
+            }
+            let waiting = fs::read_dir(self.dir(Folder::Inbox)).map(|d| d.count()).unwrap_or(0) + names.len();
+            let max = self.gw.config.sftp.max_inbox_files;
+            if waiting >= max {
+                return Err(denied(format!("/inbox already holds {waiting} files waiting (limit {max}): rename or remove them first")));
+            }
+            names.insert(name.to_string());
         }
+        let opened = self.start_upload(name, pflags);
+        if opened.is_err() {
+            self.done_writing(name);
+        }
+        opened
+    }
+
+    fn start_upload(&mut self, name: &str, pflags: OpenFlags) -> Result<String, StatusReply> {
         fs::create_dir_all(self.gw.data.staging()).map_err(|e| io_failure("preparing the upload", e))?;
         let staged = self.gw.data.staging().join(format!("{}.upload", uuid::Uuid::new_v4()));
-        // Resuming a pending temporary file (WinSCP, lftp `reput`) continues it; anything else starts afresh.
+        // Resuming a waiting temporary file (WinSCP, lftp `reput`) continues it; anything else starts afresh.
         let existing = self.real(Folder::Inbox, name);
-        let resume = !pflags.contains(OpenFlags::TRUNCATE)
-            && fs::symlink_metadata(&existing).map(|m| m.is_file()).unwrap_or(false)
-            && fs::rename(&existing, &staged).is_ok();
-        let file = fs::OpenOptions::new()
+        let resumed_from = (!pflags.contains(OpenFlags::TRUNCATE)
+            && fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file())
+            && fs::rename(&existing, &staged).is_ok())
+        .then_some(existing);
+        let opened = fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(!resume)
+            .truncate(resumed_from.is_none())
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&staged)
-            .map_err(|e| io_failure("starting the upload", e))?;
-        let size = if resume { file.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-        // Appending writes start at the end; a resumed file's own offsets say where they go.
-        let pos = if pflags.contains(OpenFlags::APPEND) { out.seek(SeekFrom::End(0)).map_err(|e| io_failure("starting the upload", e))? } else { 0 };
-        let upload = Upload { name: name.into(), staged, out, pos, size, too_large: false };
+            .open(&staged);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(back) = &resumed_from {
+                    let _ = fs::rename(&staged, back);
+                }
+                return Err(io_failure("starting the upload", e));
+            }
+        };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let append = pflags.contains(OpenFlags::APPEND);
+        let upload = Upload { name: name.into(), staged, out: BufWriter::with_capacity(WRITE_BUFFER, file), pos: 0, size, too_large: false, append, resumed_from };
         self.add_handle(Open::Upload(Box::new(upload)))
     }
 
-    fn uploads(&self) -> usize {
-        self.handles.values().filter(|h| matches!(h, Open::Upload(_))).count()
+    fn done_writing(&self, name: &str) {
+        if let Some(names) = self.writing.lock().expect("uploads lock").get_mut(&self.who.org_slug) {
+            names.remove(name);
+        }
     }
 
     fn write_at(&mut self, handle: &str, offset: u64, data: &[u8]) -> Result<(), StatusReply> {
@@ -293,11 +336,12 @@ impl OrgFs {
         let Some(Open::Upload(u)) = self.handles.get_mut(handle) else {
             return Err(denied("this handle is not open for writing"));
         };
-        let end = offset + data.len() as u64;
-        if end > max || u.too_large {
+        let offset = if u.append { u.size } else { offset };
+        let end = offset.checked_add(data.len() as u64).filter(|end| *end <= max);
+        let Some(end) = end.filter(|_| !u.too_large) else {
             u.too_large = true;
-            return Err(failure(format!("{}: the file is larger than the gateway accepts (limit {max} bytes); nothing of it is processed", u.name)));
-        }
+            return Err(denied(format!("{}: the file is larger than the gateway accepts (limit {max} bytes); nothing of it is processed", u.name)));
+        };
         if offset != u.pos {
             u.out.seek(SeekFrom::Start(offset)).map_err(|e| io_failure("writing", e))?;
         }
@@ -307,41 +351,56 @@ impl OrgFs {
         Ok(())
     }
 
-    /// The client closed an upload: a finished `*.csv` goes to the engine (after it is on disk), a
-    /// temporary name waits in the inbox for its rename. Answered at once either way.
+    /// The client closed an upload: a finished `*.csv` is claimed into the spool before CLOSE is
+    /// answered (a crash after that finds it there at the next start) and handed to the engine once it
+    /// is on disk; a temporary name waits in the inbox for its rename. The engine's work never stalls
+    /// the session.
     fn finish_upload(&mut self, u: Upload) -> Result<(), StatusReply> {
+        let name = u.name.clone();
+        let finished = self.keep_upload(u);
+        self.done_writing(&name);
+        finished
+    }
+
+    fn keep_upload(&mut self, u: Upload) -> Result<(), StatusReply> {
         let Upload { name, staged, out, size, too_large, .. } = u;
         if too_large {
             let _ = fs::remove_file(&staged);
             let why = format!("{name}: larger than the gateway accepts (limit {} bytes); not processed", self.gw.config.limits.max_file_bytes);
             tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name, "upload refused: too large");
             self.refused.insert(name, why.clone());
-            return Err(failure(why));
+            return Err(denied(why));
         }
-        let file = out.into_inner().map_err(|e| io_failure("finishing the upload", e.into_error()))?;
-        let who = self.who.clone();
-        tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete");
+        let file = match out.into_inner() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&staged);
+                return Err(io_failure("finishing the upload", e.into_error()));
+            }
+        };
+        let who = &self.who;
         self.refused.remove(&name);
         if is_ready_name(&name) {
-            self.completed.insert(name.clone(), upload_attrs(size));
-            let gw = self.gw.clone();
+            let spooled = self.gw.claim_as(&who.org_slug, &staged, &name).map_err(|e| {
+                let _ = fs::remove_file(&staged);
+                failure(format!("{name}: the gateway could not take the file ({e}); send it again"))
+            })?;
+            tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete");
+            self.completed.insert(name, upload_attrs(size));
             let submit = self.submit.clone();
             tokio::task::spawn_blocking(move || {
-                let claimed = file.sync_data().map_err(|e| e.to_string()).and_then(|()| {
-                    drop(file);
-                    gw.claim_as(&who.org_slug, &staged, &name).map_err(|e| e.to_string())
-                });
-                match claimed {
-                    Ok(spooled) => {
-                        let _ = submit.send(spooled);
-                    }
-                    // Kept where it is, so nothing the client was told is safe is lost.
-                    Err(e) => tracing::error!(org = who.org_name, user = who.login, file = name, staged = %staged.display(), error = e, "could not hand the upload to the engine; the file is kept in staging"),
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(file = %spooled.display(), error = %e, "could not sync the upload to disk");
                 }
+                let _ = submit.send(spooled);
             });
         } else {
             let dest = self.real(Folder::Inbox, &name);
-            fs::rename(&staged, &dest).map_err(|e| io_failure("keeping the upload", e))?;
+            if let Err(e) = fs::rename(&staged, &dest) {
+                let _ = fs::remove_file(&staged);
+                return Err(io_failure("keeping the upload", e));
+            }
+            tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete; waits for its rename to *.csv");
             tokio::task::spawn_blocking(move || file.sync_data());
         }
         Ok(())
@@ -355,6 +414,11 @@ impl OrgFs {
             return Err(denied(format!("rename {} -> {}: only files in /inbox can be renamed, within /inbox", src.display(), dst.display())));
         };
         check_new_name(new)?;
+        if let Some(names) = self.writing.lock().expect("uploads lock").get(&self.who.org_slug) {
+            if let Some(busy) = [old, new].into_iter().find(|n| names.contains(*n)) {
+                return Err(denied(format!("/inbox/{busy} is being uploaded; close it first")));
+            }
+        }
         let old_real = self.real(Folder::Inbox, old);
         match fs::symlink_metadata(&old_real) {
             Ok(m) if m.is_file() => {}
@@ -412,14 +476,25 @@ fn ssh_string(data: &mut &[u8]) -> Option<String> {
 
 impl Drop for OrgFs {
     /// A session that ends with uploads still open (a client killed, a connection cut) leaves nothing
-    /// behind: the partial files are removed, never processed.
+    /// behind: the partial files are removed, never processed; a resumed waiting file goes back to
+    /// the inbox, so the client can resume it again.
     fn drop(&mut self) {
-        for (_, open) in self.handles.drain() {
+        let handles: Vec<Open> = self.handles.drain().map(|(_, o)| o).collect();
+        for open in handles {
             if let Open::Upload(u) = open {
-                tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = u.name, bytes = u.size, "upload broken off; discarded");
-                let Upload { out, staged, .. } = *u;
-                drop(out.into_parts());
-                let _ = fs::remove_file(staged);
+                tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = u.name, bytes = u.size, "upload broken off; not processed");
+                let Upload { name, out, staged, resumed_from, .. } = *u;
+                let (file, _) = out.into_parts();
+                drop(file);
+                match resumed_from {
+                    Some(back) => {
+                        let _ = fs::rename(&staged, back);
+                    }
+                    None => {
+                        let _ = fs::remove_file(staged);
+                    }
+                }
+                self.done_writing(&name);
             }
         }
     }
@@ -480,16 +555,20 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
         let listing = self.listing(&VPath::parse(&path))?;
-        let handle = self.add_handle(Open::Dir { listing: Some(listing) })?;
+        let handle = self.add_handle(Open::Dir { listing: listing.into_iter() })?;
         Ok(Handle { id, handle })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
         match self.handles.get_mut(&handle) {
-            Some(Open::Dir { listing }) => match listing.take() {
-                Some(files) if !files.is_empty() => Ok(Name { id, files }),
-                _ => Err(StatusCode::Eof.into()),
-            },
+            Some(Open::Dir { listing }) => {
+                let files: Vec<File> = listing.by_ref().take(LISTING_PAGE).collect();
+                if files.is_empty() {
+                    Err(StatusCode::Eof.into())
+                } else {
+                    Ok(Name { id, files })
+                }
+            }
             _ => Err(failure("not a folder handle")),
         }
     }
@@ -643,7 +722,8 @@ mod tests {
     fn names_with_control_characters_or_backslashes_are_refused() {
         assert!(check_new_name("visits.csv").is_ok());
         assert!(check_new_name("Zoë's visits.csv").is_ok());
-        for bad in ["", "a\nb.csv", "..\\x.csv", &"x".repeat(256)] {
+        assert!(check_new_name(&"x".repeat(200)).is_ok());
+        for bad in ["", "a\nb.csv", "..\\x.csv", &"x".repeat(201)] {
             assert!(check_new_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -60,10 +60,15 @@ impl Lockout {
             let r = records.entry(subject).or_default();
             r.failures.retain(|t| now.duration_since(*t) < self.window);
             r.failures.push(now);
-            if r.failures.len() >= self.max_failures {
+            locked |= r.failures.len() >= self.max_failures;
+        }
+        // Either one's tally locks both: the login guessed from many addresses, the address that
+        // guesses many logins.
+        if locked {
+            for subject in subjects(login, addr) {
+                let r = records.entry(subject).or_default();
                 r.locked_until = Some(now + self.lock_for);
                 r.failures.clear();
-                locked = true;
             }
         }
         // Forget what is old, so the table cannot grow without bound under a scan.
@@ -103,6 +108,17 @@ mod tests {
         assert!(matches!(l.check("rota", None, t + Duration::from_secs(6)), Verdict::Locked { .. }));
         assert!(matches!(l.check("someone-else", Some(ip), t + Duration::from_secs(6)), Verdict::Locked { .. }));
         assert_eq!(l.check("someone-else", None, t + Duration::from_secs(6)), Verdict::Allowed);
+    }
+
+    #[test]
+    fn a_login_guessed_from_many_addresses_locks_the_last_address_too() {
+        let l = lockout();
+        let t = Instant::now();
+        for i in 0..5u8 {
+            l.failed("rota", Some(IpAddr::from([10, 0, 0, i])), t);
+        }
+        assert!(matches!(l.check("other", Some(IpAddr::from([10, 0, 0, 4])), t), Verdict::Locked { .. }));
+        assert_eq!(l.check("other", Some(IpAddr::from([10, 0, 0, 3])), t), Verdict::Allowed);
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub async fn start(
         ),
         sessions: Sessions::default(),
         submit,
+        writing: Default::default(),
+        password_checks: tokio::sync::Semaphore::new(4),
         gw,
     });
     let listener = TcpListener::bind(listen).await.map_err(|source| SftpError::Listen { addr: listen.into(), source })?;

@@ -12,7 +12,7 @@ use russh::keys::Algorithm;
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::mpsc;
 
-use super::fs::{OrgFs, Who};
+use super::fs::{OrgFs, Who, Writing};
 use super::lockout::{Lockout, Verdict};
 use super::users::{User, Users};
 use crate::pipeline::Gateway;
@@ -26,6 +26,11 @@ pub struct Shared {
     pub lockout: Lockout,
     pub sessions: Sessions,
     pub submit: mpsc::UnboundedSender<std::path::PathBuf>,
+    /// Names being uploaded, per organisation, across sessions.
+    pub writing: Writing,
+    /// Password checks at once: argon2 takes ~19 MiB and tens of milliseconds each, so a burst of
+    /// logins must queue rather than exhaust memory.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 /// Open sessions, in all and per login, for the limits.
@@ -70,12 +75,14 @@ pub struct SshSession {
     /// Set when the login succeeded but a session limit refused it; said on the channel's stderr.
     refusal: Option<String>,
     entered: bool,
+    /// One SFTP subsystem per connection, so the session limits are limits on open file systems.
+    sftp_started: bool,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl SshSession {
     pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>) -> SshSession {
-        SshSession { shared, peer, user: None, refusal: None, entered: false, channels: HashMap::new() }
+        SshSession { shared, peer, user: None, refusal: None, entered: false, sftp_started: false, channels: HashMap::new() }
     }
 
     fn addr(&self) -> String {
@@ -180,10 +187,15 @@ impl russh::server::Handler for SshSession {
         let password = password.to_string();
         let verified = match found.clone() {
             Some(u) if u.password_hash.is_some() => {
+                let _permit = self.shared.password_checks.acquire().await;
                 tokio::task::spawn_blocking(move || u.password_matches(&password)).await.unwrap_or(false)
             }
             _ => false,
         };
+        // Looked at again: parallel attempts may have locked the login while this one was checked.
+        if self.locked(user) {
+            return Ok(self.refuse(user, "password", "locked", false));
+        }
         match (found, verified) {
             (Some(u), true) => Ok(self.accept(u, "password")),
             (None, _) => Ok(self.refuse(user, "password", "unknown login", true)),
@@ -211,10 +223,16 @@ impl russh::server::Handler for SshSession {
             session.close(channel_id)?;
             return Ok(());
         }
+        if name == "sftp" && self.sftp_started {
+            session.extended_data(channel_id, 1, b"gateway: one SFTP session per connection; open another connection\r\n".to_vec())?;
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        }
         match (name, self.who()) {
             ("sftp", Some(who)) => {
+                self.sftp_started = true;
                 session.channel_success(channel_id)?;
-                let fs = OrgFs::new(self.shared.gw.clone(), who, self.shared.submit.clone());
+                let fs = OrgFs::new(self.shared.gw.clone(), who, self.shared.submit.clone(), self.shared.writing.clone());
                 let cfg = russh_sftp::server::Config { max_client_packet_len: super::fs::MAX_PACKET };
                 russh_sftp::server::run_with_config(channel.into_stream(), fs, cfg).await;
             }

@@ -67,6 +67,18 @@ def main():
         # Uploads each LOCAL REMOTE pair in turn; the outcome of each (the server's message when refused).
         pairs = list(zip(args[0::2], args[1::2]))
         print(json.dumps([refused(lambda l=l, r=r: s.put(l, r) and None) for l, r in pairs]))
+    elif cmd == "twowriters":
+        # A second session opening a name the first is still writing.
+        remote = args[0]
+        first = s.open(remote, "wb")
+        first.write(b"VisitRef\n")
+        t2, s2 = connect(port, user, auth)
+        second = refused(lambda: s2.open(remote, "wb").close())
+        first.close()
+        t2.close()
+        print(json.dumps({"second": second}))
+    elif cmd == "count":
+        print(json.dumps(len(s.listdir(args[0]))))
     elif cmd == "get":
         s.get(args[0], args[1])
         print(json.dumps("ok"))

@@ -478,3 +478,23 @@ fn email_an_upload_over_sftp_is_answered_by_one_mail_with_the_counts_and_the_res
     let csv = std::fs::read_to_string(result_path(&gw.env, "visits-week.result.csv")).unwrap();
     assert_eq!(attachments[0]["content"].as_str().unwrap().replace("\r\n", "\n"), csv.replace("\r\n", "\n"));
 }
+
+#[test]
+fn a_name_being_uploaded_by_one_session_is_refused_to_another() {
+    let gw = Gateway::start();
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["twowriters", "/inbox/visits.part"]);
+    assert!(out["second"].as_str().unwrap().contains("being uploaded by another session"), "{out}");
+}
+
+#[test]
+fn a_results_folder_of_hundreds_of_files_is_listed_whole() {
+    let gw = Gateway::start();
+    let results = gw.env.org_dir(ORG_DIR).join("results");
+    for i in 0..250 {
+        std::fs::write(results.join(format!("file-{i:03}.result.json")), "{}").unwrap();
+    }
+    assert_eq!(gw.paramiko(LOGIN, &gw.key.display().to_string(), &["count", "/results"]), 250);
+    let out = gw.sftp(LOGIN, &gw.key, "ls -1 /results\n");
+    assert_ok("sftp ls", &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(".result.json")).count(), 250);
+}
