@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         _ => gateway::cli::run(cli).map_err(anyhow::Error::from),
     };
     result.unwrap_or_else(|e| {
+        // `gateway visits list | head`: the reader has what it wanted.
+        let closed_pipe = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if closed_pipe {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("gateway: {e:#}");
         ExitCode::from(2)
     })

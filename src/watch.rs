@@ -33,12 +33,15 @@ pub async fn run(
     work_tx: mpsc::UnboundedSender<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WatchError> {
-    let orgs_dir = gw.data.orgs();
     let orgs = gw.store.orgs().map_err(GatewayError::from)?;
     for org in &orgs {
         gw.data.ensure_org(&org.slug).map_err(|source| GatewayError::Io { context: "creating folders".into(), source })?;
     }
-    std::fs::create_dir_all(&orgs_dir).map_err(|source| GatewayError::Io { context: "creating folders".into(), source })?;
+    let folders = |source| GatewayError::Io { context: "creating folders".into(), source };
+    std::fs::create_dir_all(gw.data.orgs()).map_err(folders)?;
+    // inotify reports absolute paths; a relative `--data` (the default `data`) must be made absolute
+    // to recognise them.
+    let orgs_dir = std::fs::canonicalize(gw.data.orgs()).map_err(folders)?;
 
     let (event_tx, mut event_rx) = mpsc::channel::<notify::Result<notify::Event>>(4096);
     let mut watcher = notify::recommended_watcher(move |ev| {

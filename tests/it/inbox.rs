@@ -91,3 +91,13 @@ fn a_file_left_in_the_spool_by_a_crash_is_finished_at_start_and_applied_once() {
     assert_eq!(results(&env), ["visits-week.result.json"]);
     assert_eq!(env.visits(crate::helpers::PEARL).len(), 21);
 }
+
+#[test]
+fn a_relative_data_folder_is_watched_too() {
+    // `gateway serve` on its defaults uses the relative `data`; inotify reports absolute paths.
+    let env = TestEnv::with_example_cplis();
+    let _server = Server::start_relative(&env);
+    std::fs::copy(example("visits-week.csv"), inbox(&env).join("visits-week.csv")).unwrap();
+    let result = wait_for_json(&result_path(&env, "visits-week.result.json"), 30);
+    assert_eq!(counts(&result), (21, 21, 0, 0, 0));
+}

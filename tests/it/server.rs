@@ -37,17 +37,30 @@ impl Server {
     /// As `start_with`, plus other configuration sections and `serve` arguments; also returns what
     /// `serve` printed before it was ready.
     pub fn start_full(env: &TestEnv, sftp: &str, sections: &str, args: &[&str]) -> (Server, Vec<String>) {
+        Server::launch(env, sftp, sections, args, false)
+    }
+
+    /// As a newcomer runs it: from inside the data folder's parent with a relative `--data .`.
+    pub fn start_relative(env: &TestEnv) -> Server {
+        Server::launch(env, "", "", &[], true).0
+    }
+
+    fn launch(env: &TestEnv, sftp: &str, sections: &str, args: &[&str], relative: bool) -> (Server, Vec<String>) {
         let config = env.data().join("gateway.toml");
         let key = env.data().join("ssh_host_ed25519_key");
         let delay = if sftp.contains("failed_login_delay_ms") { "" } else { "failed_login_delay_ms = 100" };
         let text = format!("[watch]\nsettle_ms = 100\n[sftp]\nhost_key = \"{}\"\n{delay}\n{sftp}\n{sections}", key.display());
         std::fs::write(&config, text).unwrap();
         let log = std::env::var("GATEWAY_TEST_LOG").ok();
-        let mut child = Command::new(bin())
+        let mut command = Command::new(bin());
+        if relative {
+            command.current_dir(env.data()).args(["--data", "."]);
+        } else {
+            command.arg("--data").arg(env.data());
+        }
+        let mut child = command
             .arg("--config")
             .arg(&config)
-            .arg("--data")
-            .arg(env.data())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", log.clone().unwrap_or_else(|| "warn".into()))
