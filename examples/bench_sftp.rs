@@ -155,12 +155,8 @@ fn start_gateway(dir: &Path, cplis: &Path, key: &Path, port: u16) -> Arc<Gateway
     let serving = gw.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let mailer = {
-            let _in_runtime = rt.enter();
-            gateway::mail::outbox::Mailer::new(&serving).unwrap()
-        };
         let options = gateway::serve::Options { listen: Some(format!("127.0.0.1:{port}")), demo: None };
-        rt.block_on(gateway::serve::run(serving, options, mailer, std::future::pending())).unwrap();
+        rt.block_on(gateway::serve::run(serving, options, std::future::pending())).unwrap();
     });
     wait_for_port(port);
     gw

@@ -41,13 +41,8 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
     let gw = gateway::pipeline::Gateway::open(config, &data)?;
     let demo = if demo { Some(gateway::serve::prepare_demo(&gw)?) } else { None };
     let runtime = tokio::runtime::Runtime::new()?;
-    // lettre's connection pool starts a task of its own: the runtime must exist first.
-    let mailer = {
-        let _in_runtime = runtime.enter();
-        gateway::mail::outbox::Mailer::new(&gw)?
-    };
     let options = gateway::serve::Options { listen, demo };
-    runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, mailer, shutdown_signal()))?;
+    runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,8 @@ pub enum ServeError {
     Sftp(#[from] SftpError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
 }
 
 /// How `serve` was asked to run.
@@ -32,12 +34,9 @@ pub struct Options {
 
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
 /// spool for the next start.
-pub async fn run(
-    gw: Arc<Gateway>,
-    options: Options,
-    mailer: Mailer,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ServeError> {
+pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+    // Made here, inside the runtime: lettre's connection pool starts a task of its own.
+    let mailer = Mailer::new(&gw)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
     let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone()));

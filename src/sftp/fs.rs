@@ -106,12 +106,8 @@ fn check_new_name(name: &str) -> Result<(), StatusReply> {
     Ok(())
 }
 
-fn status(id: u32, code: StatusCode, msg: &str) -> Status {
-    Status { id, status_code: code, error_message: msg.into(), language_tag: "en-US".into() }
-}
-
 fn ok(id: u32) -> Status {
-    status(id, StatusCode::Ok, "Ok")
+    Status { id, status_code: StatusCode::Ok, error_message: "Ok".into(), language_tag: "en-US".into() }
 }
 
 fn denied(msg: impl Into<String>) -> StatusReply {

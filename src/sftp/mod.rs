@@ -16,7 +16,6 @@ use russh::server::Server as _;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-pub use fs::{Folder, VPath};
 pub use users::{User, UserError, Users};
 
 use crate::pipeline::Gateway;

@@ -71,7 +71,8 @@ impl Sessions {
 pub struct SshSession {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
-    user: Option<User>,
+    /// Who logged in: set once, when the login is accepted.
+    who: Option<Who>,
     /// Set when the login succeeded but a session limit refused it; said on the channel's stderr.
     refusal: Option<String>,
     entered: bool,
@@ -82,7 +83,7 @@ pub struct SshSession {
 
 impl SshSession {
     pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>) -> SshSession {
-        SshSession { shared, peer, user: None, refusal: None, entered: false, sftp_started: false, channels: HashMap::new() }
+        SshSession { shared, peer, who: None, refusal: None, entered: false, sftp_started: false, channels: HashMap::new() }
     }
 
     fn addr(&self) -> String {
@@ -116,6 +117,7 @@ impl SshSession {
         let cfg = &self.shared.gw.config.sftp;
         let org = self.shared.gw.store.org(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.clone());
         self.shared.lockout.succeeded(&user.login);
+        let who = Who { org_slug: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
         match self.shared.sessions.enter(&user.login, cfg.max_sessions, cfg.max_sessions_per_login) {
             Ok(()) => {
                 self.entered = true;
@@ -126,7 +128,7 @@ impl SshSession {
                 self.refusal = Some(why);
             }
         }
-        self.user = Some(user);
+        self.who = Some(who);
         Auth::Accept
     }
 
@@ -139,17 +141,11 @@ impl SshSession {
         }
         Auth::Reject { proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])), partial_success: false }
     }
-
-    fn who(&self) -> Option<Who> {
-        let user = self.user.as_ref()?;
-        let org_name = self.shared.gw.store.org(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.clone());
-        Some(Who { org_slug: user.org.clone(), org_name, login: user.login.clone(), addr: self.addr() })
-    }
 }
 
 impl Drop for SshSession {
     fn drop(&mut self) {
-        if let (true, Some(u)) = (self.entered, &self.user) {
+        if let (true, Some(u)) = (self.entered, &self.who) {
             self.shared.sessions.leave(&u.login);
             tracing::info!(user = u.login, addr = self.addr(), "logout");
         }
@@ -228,7 +224,7 @@ impl russh::server::Handler for SshSession {
             session.channel_failure(channel_id)?;
             return Ok(());
         }
-        match (name, self.who()) {
+        match (name, self.who.clone()) {
             ("sftp", Some(who)) => {
                 self.sftp_started = true;
                 session.channel_success(channel_id)?;
