@@ -288,6 +288,42 @@ impl Gateway {
         Ok(out)
     }
 
+    /// Before a file: a store left closed by a failure is opened again first (space may have
+    /// returned since), so the file is not failed for an earlier file's sake. Whether it is open.
+    pub fn reopen_if_closed(&self) -> bool {
+        if !self.store.is_closed() {
+            return true;
+        }
+        match self.store.recover() {
+            Ok(()) => {
+                tracing::warn!("the store was opened again after a failure");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the store cannot be opened again yet");
+                false
+            }
+        }
+    }
+
+    /// After a file failed: if the store itself failed (sled keeps a full disk's error until it is
+    /// opened again), reopen it so later files are processed once space returns, without a
+    /// restart (issue 9); while it cannot be, it stays closed and [`Gateway::reopen_if_closed`]
+    /// tries again. Whether the store had failed.
+    pub fn recover_after(&self, e: &GatewayError) -> bool {
+        let store_failed = match e {
+            GatewayError::Store(s) | GatewayError::Ingest(IngestError::Store(s)) => Store::is_failure(s),
+            _ => false,
+        };
+        if store_failed {
+            match self.store.recover() {
+                Ok(()) => tracing::warn!("the store failed and was opened again"),
+                Err(e) => tracing::error!(error = %e, "the store failed and cannot be opened again yet; files wait until it can"),
+            }
+        }
+        store_failed
+    }
+
     /// Judges files without storing anything (`gateway validate`).
     pub fn validate(
         config: &Config,

@@ -63,26 +63,53 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     Ok(watched?)
 }
 
-/// One file at a time: the store applies files in the order they were claimed.
+/// One file at a time: the store applies files in the order they were claimed. While the store is
+/// closed after a failure (a full disk), files wait in order and it is tried again every few seconds;
+/// a file on which the store failed waits too, and is then answered (issue 9).
 async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut waiting: std::collections::VecDeque<PathBuf> = Default::default();
     loop {
-        let spooled = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            next = rx.recv() => match next {
-                Some(p) => p,
-                None => break,
+        let spooled = match waiting.pop_front() {
+            Some(p) => p,
+            None => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                next = rx.recv() => match next {
+                    Some(p) => p,
+                    None => break,
+                },
             },
         };
-        let gw = gw.clone();
+        loop {
+            let engine = gw.clone();
+            if tokio::task::spawn_blocking(move || engine.reopen_if_closed()).await.unwrap_or(false) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(STORE_RETRY) => {}
+            }
+        }
         let path = spooled.clone();
-        match tokio::task::spawn_blocking(move || gw.process_spooled(&path)).await {
+        let engine = gw.clone();
+        match tokio::task::spawn_blocking(move || engine.process_spooled(&path)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
+            Ok(Err(e)) => {
+                tracing::error!(file = %spooled.display(), error = %e, "could not process the file yet");
+                let engine = gw.clone();
+                let store_failed = tokio::task::spawn_blocking(move || engine.recover_after(&e)).await.unwrap_or(false);
+                if store_failed && spooled.exists() {
+                    waiting.push_front(spooled);
+                }
+            }
             Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }
 }
+
+/// How often a store closed by a failure is tried again while files wait.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The demo login's key pair, committed in `keys/` for `serve --demo` only.
 pub const DEMO_LOGIN: &str = "demo";

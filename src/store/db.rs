@@ -39,6 +39,16 @@ impl Db {
         Ok(())
     }
 
+    /// Closes it: every call answers that it is closed until [`Db::reopen`] succeeds.
+    pub fn close(&self) {
+        drop(self.inner.write().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    /// Whether a failed [`Db::reopen`] left it closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> sled::Result<T> {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         f(guard.as_ref().ok_or_else(closed)?)

@@ -94,8 +94,17 @@ impl Store {
     /// failed until a restart (issue 9). Fails while the database cannot be opened yet.
     pub fn recover(&self) -> Result<()> {
         self.db.reopen()?;
-        self.roll_back_pending()?;
-        self.flush()
+        let rolled_back = self.roll_back_pending().and_then(|()| self.flush());
+        if rolled_back.is_err() {
+            // Still failing (no space yet): closed again, so nothing is written half rolled back.
+            self.db.close();
+        }
+        rolled_back
+    }
+
+    /// Whether the database is closed after a failure, waiting for [`Store::recover`].
+    pub fn is_closed(&self) -> bool {
+        self.db.is_closed()
     }
 
     /// Whether an error is the database failing (a full disk, an I/O error) rather than a record
