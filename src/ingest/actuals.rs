@@ -263,8 +263,10 @@ impl<'r> RowJudge<'r> {
         }
     }
 
-    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored).
-    fn check_controls(&mut self) {
+    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored);
+    /// whether any was found.
+    fn check_controls(&mut self) -> bool {
+        let before = self.issues.len();
         for col in COLS {
             if let Some((at, c)) = self.opt(col).and_then(|v| forbidden_control(&v, col.text_kind())) {
                 let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
@@ -275,6 +277,7 @@ impl<'r> RowJudge<'r> {
                 );
             }
         }
+        self.issues.len() > before
     }
 
     fn judge(&mut self, header_len: usize, scan: &Scan, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
@@ -289,7 +292,10 @@ impl<'r> RowJudge<'r> {
             );
             return Ok(None);
         }
-        self.check_controls();
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        if self.check_controls() {
+            return Ok(None);
+        }
         let deleted = match self.opt(Col::Deleted).map(|v| v.to_ascii_uppercase()).as_deref() {
             None | Some("0") | Some("N") => false,
             Some("1") | Some("Y") => true,
@@ -602,6 +608,32 @@ mod tests {
         let r = judge(&[row("03/10/2022", "ten", "9", "0", "0", "14", ""), row("10/10/2022", "10", "-1", "0", "0", "14", ""), row("17/10/2022", "10", "9", "0", "0", "2.5", "")]);
         assert_eq!(codes(&r), [Code::BadNumber, Code::BadQuantity, Code::BadNumber]);
         assert_eq!(r.counts.rejected, 3);
+    }
+
+    #[test]
+    fn a_quantity_above_a_million_or_with_more_than_four_decimals_is_rejected_naming_the_bound() {
+        let max = "79228162514264337593543950335";
+        let r = judge(&[row("03/10/2022", "10", max, "0", "0", "14", ""), row("10/10/2022", "10", "1", "0", max, "14", ""), row("17/10/2022", "10", "9.12345", "0", "0", "14", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity, Code::BadQuantity, Code::BadQuantity]);
+        assert_eq!(r.issues.iter().map(|i| i.field.as_deref().unwrap()).collect::<Vec<_>>(), ["Actual", "Extra", "Actual"]);
+        assert!(r.issues[0].message.contains("from 0 to 1,000,000 with at most 4 decimal places"), "{}", r.issues[0].message);
+        assert_eq!(r.counts.rejected, 3);
+    }
+
+    #[test]
+    fn visits_above_a_million_are_rejected() {
+        let r = judge(&[row("03/10/2022", "10", "9", "0", "0", "18446744073709551616", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity]);
+    }
+
+    #[test]
+    fn a_control_character_in_any_cell_rejects_the_row_and_line_breaks_in_comments_do_not() {
+        let nul = row("03/10/2022", "10", "9", "0", "0", "14", "").replace("A401234", "A40\u{0}1234");
+        let r = judge(&[nul, row("10/10/2022", "10", "9", "0", "0", "14", "\"fell,\nthen\trested\"")]);
+        assert_eq!(codes(&r), [Code::ControlCharacter], "{:#?}", r.issues);
+        assert_eq!((r.issues[0].field.as_deref(), r.issues[0].reference.as_deref()), (Some("SSRef"), Some("A40\\u{0}1234")));
+        assert!(r.issues[0].message.contains("U+0000 (NUL)"), "{}", r.issues[0].message);
+        assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
     }
 
     #[test]

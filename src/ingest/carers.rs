@@ -57,7 +57,10 @@ pub fn judge(
                 errs.push((Code::ControlCharacter, heading, format!("{heading} holds a control character, {}, at character {at}: remove it; a cell holds printable text only", describe_control(c))));
             }
         }
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        let controls = errs.iter().any(|e| e.0 == Code::ControlCharacter);
         match &carer_ref {
+            _ if controls => {}
             None => errs.push((Code::Required, "CarerRef", "CarerRef is required: the organisation's own id for the carer".into())),
             Some(r) if r.chars().count() > 100 => errs.push((Code::TooLong, "CarerRef", "CarerRef is longer than 100 characters".into())),
             Some(r) if scan.duplicate_keys.contains(r.as_bytes()) => {
@@ -66,6 +69,7 @@ pub fn judge(
             _ => {}
         }
         let deleted = match field(3).as_deref().map(str::to_ascii_uppercase).as_deref() {
+            _ if controls => false,
             None | Some("0") | Some("N") => false,
             Some("1") | Some("Y") => true,
             Some(other) => {
@@ -74,7 +78,7 @@ pub fn judge(
             }
         };
         let mut date = |i: usize, name: &'static str| {
-            let v = field(i)?;
+            let v = field(i).filter(|_| !controls)?;
             let d = parse_date(&v);
             if d.is_none() {
                 errs.push((Code::BadDate, name, format!("{name} '{}' is not a date: use DD/MM/YYYY, e.g. 03/10/2022", quote(&v))));
@@ -84,7 +88,7 @@ pub fn judge(
         let start_date = date(4, "StartDate");
         let end_date = date(5, "EndDate");
         let (forename, surname) = (field(1), field(2));
-        if !deleted {
+        if !deleted && !controls {
             if forename.is_none() {
                 errs.push((Code::Required, "Forename", "Forename is required".into()));
             }

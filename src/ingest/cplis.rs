@@ -151,3 +151,37 @@ pub fn organisations(cplis: &[Cpli], mut known: Vec<Organisation>) -> Vec<Organi
     known.retain(|o| touched.contains(&o.slug));
     known
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised";
+
+    fn load(rows: &[&str]) -> Result<Vec<Cpli>, CpliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        std::fs::write(&path, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+        read_extract(&path)
+    }
+
+    #[test]
+    fn an_extract_row_with_a_quantity_or_unit_cost_out_of_range_refuses_the_whole_load() {
+        let max = "79228162514264337593543950335";
+        let ok = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        assert_eq!(load(&[ok]).unwrap()[0].unit_cost, "23.226".parse::<Decimal>().unwrap());
+        let huge = format!("2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,{max},Hr,Weekly,{max},Y");
+        let Err(CpliError::Invalid(problems)) = load(&[ok, &huge]) else { panic!("a huge CPLI was loaded") };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("row 3: Quantity") && problems[0].contains("from 0 to 1,000,000"), "{problems:?}");
+        assert!(problems[1].starts_with("row 3: UnitCost") && problems[1].contains("at most 6 decimal places"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_extract_row_with_a_control_character_is_refused() {
+        let Err(CpliError::Invalid(problems)) = load(&["1,A\u{0}1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y"]) else {
+            panic!("a NUL was loaded")
+        };
+        assert!(problems[0].contains("column 2 (ssref) holds a control character, U+0000 (NUL)"), "{problems:?}");
+    }
+}

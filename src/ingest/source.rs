@@ -663,6 +663,70 @@ mod tests {
         assert_eq!(rows_of(b"h\rA\rB\r"), [2, 3]);
     }
 
+    fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, data).unwrap();
+        scan(&path, limits, |_, _| ScanSpec::default())
+    }
+
+    fn file_error(r: Result<Scan, ScanError>) -> Issue {
+        match r {
+            Err(ScanError::File(issue)) => issue,
+            Err(e) => panic!("an I/O error: {e}"),
+            Ok(s) => panic!("the file was read: {} rows", s.data_rows),
+        }
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_fails_the_file_naming_its_line_whatever_its_line_breaks() {
+        let limits = Limits { max_record_bytes: 64 * 1024, ..Limits::default() };
+        // A quoted cell of 500 KB over 5,000 short lines: no line is long, the record is.
+        let cell = "x".repeat(99) + "\n";
+        let data = format!("VisitRef,Comments\nV1,ok\nV2,\"{}\"\nV3,ok\n", cell.repeat(5_000));
+        let issue = file_error(scan_text(data.as_bytes(), &limits));
+        assert_eq!(issue.code, Code::FileUnreadable);
+        assert!(issue.message.contains("the row starting on line 3 is longer than 65,536 bytes (limits.max_record_bytes)"), "{}", issue.message);
+        // The same file is read when the limit allows it.
+        assert_eq!(scan_text(data.as_bytes(), &Limits::default()).unwrap().data_rows, 3);
+    }
+
+    #[test]
+    fn a_header_with_more_cells_than_the_limit_is_a_file_whose_line_breaks_are_missing() {
+        let row = "V1,0,01/08/2022,09:00,09:30,DHS,,";
+        let data = format!("VisitRef,Deleted,PlannedVisitDate,PlannedEntryTime,PlannedExitTime,VisitType,Comments,{}", row.repeat(40));
+        let issue = file_error(scan_text(data.as_bytes(), &Limits::default()));
+        assert_eq!(issue.code, Code::FileUnreadable);
+        assert!(issue.message.contains("the header row has 288 cells") && issue.message.contains("line breaks seem to be missing"), "{}", issue.message);
+    }
+
+    #[test]
+    fn unknown_columns_are_listed_up_to_twenty_and_the_rest_counted_in_one_warning() {
+        let names: Vec<String> = (0..150).map(|i| format!("Extra{i}")).collect();
+        let header = Header::from_record(&csv::ByteRecord::from(["CarerRef".to_string()].into_iter().chain(names).collect::<Vec<_>>()));
+        let mut warnings = Vec::new();
+        find_columns(&header, "carers", &["CarerRef"], 1, "", &mut warnings).unwrap();
+        assert_eq!(warnings.len(), MAX_UNKNOWN_COLUMN_WARNINGS + 1);
+        assert!(warnings.iter().all(|w| w.code == Code::UnknownColumn));
+        assert!(warnings[20].message.starts_with("130 more columns are not carers headings"), "{}", warnings[20].message);
+    }
+
+    #[test]
+    fn a_huge_heading_is_quoted_by_its_first_characters_in_every_message() {
+        let header = Header::from_record(&csv::ByteRecord::from(vec!["CarerRef".to_string(), "H".repeat(5_000_000)]));
+        let mut warnings = Vec::new();
+        find_columns(&header, "carers", &["CarerRef"], 1, "", &mut warnings).unwrap();
+        let w = &warnings[0];
+        assert!(w.message.len() < 200 && w.message.contains("… (5,000,000 characters)"), "{}", w.message);
+        assert!(w.field.as_ref().unwrap().len() < 100);
+    }
+
+    #[test]
+    fn row_data_shows_control_characters_escaped() {
+        let rec = csv::ByteRecord::from(vec!["V\u{0}1", "line\nbreak"]);
+        assert_eq!(row_data(Encoding::Utf8, &rec), "V\\u{0}1,line\nbreak");
+    }
+
     #[test]
     fn utf8_split_across_reads_is_still_utf8() {
         let text = "Zoë £5".as_bytes();

@@ -562,7 +562,10 @@ impl<'r> RowJudge<'r, '_> {
             );
             return Ok(Outcome::Rejected);
         }
-        self.check_controls();
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        if self.check_controls() {
+            return Ok(Outcome::Rejected);
+        }
 
         let visit_ref = self.required_text(Col::VisitRef, 50, "");
         if let Some(v) = &visit_ref {
@@ -605,11 +608,13 @@ impl<'r> RowJudge<'r, '_> {
     }
 
     /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored in
-    /// VisitRef). Nearly every row is printable ASCII, settled by one pass over its bytes.
-    fn check_controls(&mut self) {
+    /// VisitRef); whether any was found. Nearly every row is printable ASCII, settled by one pass
+    /// over its bytes.
+    fn check_controls(&mut self) -> bool {
         if self.rec.as_slice().iter().all(|b| (0x20..0x7F).contains(b)) {
-            return;
+            return false;
         }
+        let before = self.issues.len();
         for col in COLS {
             if let Some((at, c)) = forbidden_control(&self.fields[col as usize], col.text_kind()) {
                 let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
@@ -624,6 +629,7 @@ impl<'r> RowJudge<'r, '_> {
                 );
             }
         }
+        self.issues.len() > before
     }
 
     /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
@@ -1419,6 +1425,19 @@ mod tests {
         let r = judge(&[row(&[]).rsplitn(3, ',').nth(2).unwrap().to_string(), format!("{},", row(&[("VisitRef", "V2"), ("PlannedEntryTime", "10:00")]))]);
         assert_eq!(codes(&r), [Code::WrongFieldCount]);
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    #[test]
+    fn a_control_character_in_any_cell_rejects_the_row_but_tabs_and_line_breaks_in_comments_do_not() {
+        let r = judge(&[
+            row(&[("VisitRef", "V\u{0}1")]),
+            row(&[("VisitRef", "V2"), ("CarerRef", "C\t1")]),
+            row(&[("VisitRef", "V3"), ("PlannedEntryTime", "10:00"), ("DeliveredEntryTime", "10:00"), ("Comments", "fell,\r\nrested\tthen ate")]),
+        ]);
+        assert_eq!(codes(&r), [Code::ControlCharacter, Code::ControlCharacter], "{:#?}", r.issues);
+        assert_eq!((r.issues[0].field.as_deref(), r.issues[0].reference.as_deref()), (Some("VisitRef"), Some("V\\u{0}1")));
+        assert!(r.issues[1].message.starts_with("CarerRef holds a control character, U+0009 (tab), at character 2"), "{}", r.issues[1].message);
+        assert_eq!((r.counts.rejected, r.counts.new), (2, 1));
     }
 
     #[test]
