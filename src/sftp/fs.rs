@@ -828,6 +828,14 @@ mod tests {
     }
 
     #[test]
+    fn names_with_direction_overrides_or_invisible_characters_are_refused() {
+        for bad in ["visits\u{202E}vsc.exe", "a\u{2066}b.csv", "a\u{200F}.csv", "a\u{200B}.csv", "a\u{FEFF}.csv", "a\u{2028}.csv", "a\u{85}.csv", "caf\u{FFFD}.csv"] {
+            assert!(check_new_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_new_name("visites-été-ß-日本.csv").is_ok());
+    }
+
+    #[test]
     fn extension_strings_are_decoded() {
         let mut data = Vec::new();
         for s in ["/inbox/a.filepart", "/inbox/a.csv"] {

@@ -13,13 +13,14 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Unauthenticated connections, per source address and in all.
+#[derive(Debug)]
 pub struct Startups {
     per_source: usize,
     total: usize,
     counts: Mutex<Counts>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Counts {
     total: usize,
     per: HashMap<IpAddr, usize>,
@@ -59,6 +60,7 @@ impl Startups {
 }
 
 /// One connection's place among the unauthenticated ones; dropping it gives the place back.
+#[derive(Debug)]
 pub struct Pending {
     startups: Arc<Startups>,
     ip: IpAddr,

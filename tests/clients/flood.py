@@ -13,7 +13,7 @@ def main():
     held = []
     for _ in range(count):
         try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)))
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=1, source_address=(source, 0)))
         except OSError:
             pass
     print("open %d" % len(held), flush=True)

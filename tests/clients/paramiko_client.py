@@ -23,12 +23,17 @@ def transport(port):
     return paramiko.Transport(sock)
 
 
-def connect(port, user, auth):
+def login(port, user, auth):
     t = transport(port)
     if auth.startswith("password:"):
         t.connect(username=user, password=auth[len("password:"):])
     else:
         t.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(auth))
+    return t
+
+
+def connect(port, user, auth):
+    t = login(port, user, auth)
     return t, paramiko.SFTPClient.from_transport(t)
 
 
@@ -69,6 +74,24 @@ def main():
                 last = time.time()
             time.sleep(0.05)
         print(json.dumps({"dropped": not t.is_active(), "after": time.time() - start}))
+        return
+    if cmd == "preinit":
+        # A raw SFTP channel that sends OPEN (for writing) without INIT: what comes back?
+        t = login(port, user, auth)
+        chan = t.open_session()
+        chan.invoke_subsystem("sftp")
+        name = b"/inbox/preinit.part"
+        body = struct.pack(">BI", 3, 1) + struct.pack(">I", len(name)) + name + struct.pack(">II", 0x1A, 0)
+        chan.sendall(struct.pack(">I", len(body)) + body)
+        head = b""
+        while len(head) < 5:
+            head += chan.recv(5 - len(head))
+        length, kind = struct.unpack(">IB", head)
+        rest = b""
+        while len(rest) < length - 1:
+            rest += chan.recv(length - 1 - len(rest))
+        print(json.dumps({101: "status", 102: "handle"}.get(kind, str(kind))))
+        t.close()
         return
     if cmd == "load":
         n, local = int(args[0]), args[1]
@@ -118,21 +141,6 @@ def main():
             first = str(e)
         outcomes = [refused(lambda i=i: s.open("/inbox/over-%03d.part" % i, "wb").close()) for i in range(n)]
         print(json.dumps({"held": len(held), "first": first, "refused": sum(o.startswith("refused") for o in outcomes), "last": outcomes[-1]}))
-    elif cmd == "preinit":
-        # A raw SFTP channel that sends OPEN (for writing) without INIT: what comes back?
-        chan = t.open_session()
-        chan.invoke_subsystem("sftp")
-        name = b"/inbox/preinit.part"
-        body = struct.pack(">BI", 3, 1) + struct.pack(">I", len(name)) + name + struct.pack(">II", 0x1A, 0)
-        chan.sendall(struct.pack(">I", len(body)) + body)
-        head = b""
-        while len(head) < 5:
-            head += chan.recv(5 - len(head))
-        length, kind = struct.unpack(">IB", head)
-        rest = b""
-        while len(rest) < length - 1:
-            rest += chan.recv(length - 1 - len(rest))
-        print(json.dumps({101: "status", 102: "handle"}.get(kind, str(kind))))
     elif cmd == "holdupload":
         # Writes half the file and keeps the upload open until killed.
         local, remote = args

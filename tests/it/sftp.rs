@@ -341,7 +341,9 @@ fn the_sixth_bad_password_in_a_row_is_refused_even_when_correct_until_the_lock_e
 
 #[test]
 fn fifty_concurrent_sessions_each_upload_a_file_and_every_one_is_processed_once() {
-    let gw = Gateway::start();
+    // Fifty connections from one address at the same instant: over the default cap of 10 not yet
+    // logged in per address (issue 9), which a client this parallel raises.
+    let gw = Gateway::start_with("max_startups_per_source = 50");
     let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["load", "50", &week()]);
     assert_eq!(out["errors"], serde_json::json!([]), "{out}");
     let expected: Vec<String> = (0..50).map(|i| format!("load-{i:02}.result.json")).collect();
@@ -510,7 +512,9 @@ fn a_results_folder_of_hundreds_of_files_is_listed_whole() {
 struct Flood(std::process::Child);
 
 impl Flood {
-    fn start(port: u16, count: usize, source: &str) -> Flood {
+    /// Returns once `flood.py` has made its connections; `at_least` of them must have connected (the
+    /// rest may wait in vain in a full listen backlog).
+    fn start(port: u16, count: usize, at_least: usize, source: &str) -> Flood {
         use std::io::BufRead;
         let mut child = Command::new("python3")
             .arg(crate::helpers::root().join("tests/clients/flood.py"))
@@ -521,7 +525,8 @@ impl Flood {
             .expect("run python3");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), format!("open {count}"), "every flood connection was made");
+        let open: usize = line.trim().strip_prefix("open ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("flood.py: {line}"));
+        assert!(open >= at_least, "only {open} of {count} flood connections were made");
         Flood(child)
     }
 }
@@ -548,7 +553,8 @@ fn issue_9_the_listener_survives_running_out_of_descriptors_and_a_login_works_af
     // Caps high enough that the flood, not the caps, meets the descriptor limit.
     let gw = Gateway::start_with("max_startups_per_source = 10000\nmax_startups = 10000");
     limit_descriptors(&gw.server, 256);
-    let flood = Flood::start(gw.server.port, 400, "127.0.0.1");
+    // More connections than descriptors: accept() fails with EMFILE while the flood lasts.
+    let flood = Flood::start(gw.server.port, 340, 300, "127.0.0.1");
     drop(flood);
     assert_ok("sftp after the flood", &gw.sftp(LOGIN, &gw.key, "ls /\n"));
 }
@@ -557,7 +563,7 @@ fn issue_9_the_listener_survives_running_out_of_descriptors_and_a_login_works_af
 fn issue_9_a_flood_from_one_address_does_not_keep_another_address_out() {
     let gw = Gateway::start();
     limit_descriptors(&gw.server, 256);
-    let flood = Flood::start(gw.server.port, 400, "127.0.0.2");
+    let flood = Flood::start(gw.server.port, 400, 400, "127.0.0.2");
     assert_ok("sftp from 127.0.0.1 during a flood from 127.0.0.2", &gw.sftp(LOGIN, &gw.key, "ls /\n"));
     drop(flood);
 }
