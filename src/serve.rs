@@ -37,13 +37,17 @@ pub struct Options {
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
 /// spool for the next start.
 pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-    // Made here, inside the runtime: lettre's connection pool starts a task of its own.
     let mailer = Mailer::new(&gw)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
     clean_staging(&gw);
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone()));
-    for spooled in gw.spooled()? {
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
+    let spooled = {
+        let gw = gw.clone();
+        tokio::task::spawn_blocking(move || gw.spooled()).await.map_err(|e| GatewayError::Invalid(format!("reading the spool: {e}")))??
+    };
+    for spooled in spooled {
         let _ = work_tx.send(spooled);
     }
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
@@ -52,17 +56,17 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     if demo {
         print_demo_commands(sftp.addr);
     }
-    let mut mail_stop = stop_rx.clone();
-    let mail = tokio::spawn(mailer.run(gw.clone(), async move {
-        let _ = mail_stop.changed().await;
-    }));
+    // A thread of its own: rendering and sending email never runs on the runtime (issue 9).
+    let mail = mailer.spawn(gw.clone())?;
+    // An email already on its way gets as long as one SMTP conversation may take.
+    let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {
         w = watch::run(gw, work_tx, shutdown) => w,
         _ = sftp.ended() => {
             tracing::error!("the SFTP listener ended; stopping");
             let _ = stop_tx.send(true);
             let _ = worker.await;
-            let _ = mail.await;
+            let _ = tokio::task::spawn_blocking(move || mail.stop(mail_wait)).await;
             return Err(ServeError::ListenerEnded);
         }
     };
@@ -70,7 +74,7 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    let _ = mail.await;
+    let _ = tokio::task::spawn_blocking(move || mail.stop(mail_wait)).await;
     tracing::info!("stopped");
     Ok(watched?)
 }
