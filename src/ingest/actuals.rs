@@ -112,12 +112,13 @@ pub struct Context<'a> {
 }
 
 /// Judges every row, streaming; returns the counts and the accepted rows' changes.
-pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(Counts, Vec<ActualChange>), IngestError> {
+pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(Counts, Vec<ActualChange>), IngestError> {
     let mut counts = Counts::default();
     let mut changes = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
+        super::note_row(row);
         counts.read += 1;
         let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
         let outcome = j.judge(header_len, scan, ctx)?;

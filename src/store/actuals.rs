@@ -112,7 +112,7 @@ impl Store {
                 None => batch.remove(c.key.current(slug)),
             }
         }
-        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
+        self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
     }

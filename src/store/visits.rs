@@ -281,8 +281,7 @@ impl VisitBatch<'_> {
     pub fn commit(self, result: &ImportResult) -> Result<()> {
         let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
         let mut batch = sled::Batch::default();
-        batch.insert(key(&[b"i", self.import_id.as_bytes()]), encode(result));
-        store.queue_answers(&mut batch, &self.slug, result)?;
+        store.record_in(&mut batch, &self.slug, result)?;
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
         store.flush()
