@@ -252,6 +252,9 @@ impl Gateway {
             }
         };
         if !recorded || !self.store.answered(&import_id)? {
+            if ingest::fault("slow-answer") {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
             self.put_answer_in_place(&slug, &result, &plan)?;
             if recorded {
                 self.store.mark_answered(&slug, &import_id)?;

@@ -70,7 +70,9 @@ pub struct AnswerPlan {
 }
 
 /// A test-only fault point (issue 9): with `GATEWAY_FAULT` set to `point`, the process stops there
-/// as a `kill -9` would (`abort`), or panics for `panic-judging`. Documented in docs/results.md.
+/// as a `kill -9` would (`before-commit`, `after-commit`, `after-result-csv`), panics while judging
+/// (`panic-judging`), fails the first visits file's commit as a full disk would (`no-space`), or
+/// waits 2 s before putting an answer in place (`slow-answer`). Documented in docs/results.md.
 pub fn fault(point: &str) -> bool {
     static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     FAULT.get_or_init(|| std::env::var("GATEWAY_FAULT").ok()).as_deref() == Some(point)
@@ -166,13 +168,22 @@ pub fn process_answered(
         return Err(e);
     }
     commit(judged, store, org, &result)?;
+    if store.is_some() {
+        fault_point("after-commit");
+    }
     Ok(result)
 }
 
 /// Makes a judged file count: its rows (written as judged, for visits) and its import record with
 /// its emails, in one batch. A commit that fails is rolled back.
 fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>, result: &ImportResult) -> Result<(), IngestError> {
+    static NO_SPACE_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let committed = match judged {
+        // The store refusing the commit of the first file, as a full disk would (a fault point).
+        Judged::Visits { batch } if store.is_some() && fault("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+            batch.abort()?;
+            return Err(std::io::Error::from_raw_os_error(28).into());
+        }
         Judged::Failed => match store {
             Some(s) => s.record_import(org.map_or("", |o| o.slug.as_str()), result),
             None => Ok(()),
