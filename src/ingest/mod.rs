@@ -189,8 +189,8 @@ fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>,
             None => Ok(()),
         },
         Judged::Visits { batch } => batch.commit(result),
-        Judged::Actuals { slug, changes } => match store {
-            Some(s) => s.commit_actuals(&slug, &changes, result),
+        Judged::Actuals { batch } => match batch {
+            Some(b) => b.commit(result),
             None => Ok(()),
         },
         Judged::Carers { slug, changes } => match store {
@@ -209,6 +209,7 @@ fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>,
 fn abort_judged(judged: Judged<'_>) -> Result<(), IngestError> {
     match judged {
         Judged::Visits { batch } => Ok(batch.abort()?),
+        Judged::Actuals { batch: Some(batch) } => Ok(batch.abort()?),
         _ => Ok(()),
     }
 }
@@ -231,7 +232,8 @@ enum Judged<'s> {
     Failed,
     Visits { batch: crate::store::VisitBatch<'s> },
     Carers { slug: String, changes: carers::CarerChanges },
-    Actuals { slug: String, changes: Vec<crate::store::ActualChange> },
+    /// `None` when nothing is written (validate).
+    Actuals { batch: Option<crate::store::ActualBatch<'s>> },
 }
 
 fn judge<'s>(
@@ -351,9 +353,29 @@ fn judge<'s>(
                 import_id: &incoming.import_id,
             };
             let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            let (counts, changes) = actuals::judge(&scan, &mut rows, &cols, &ctx, issues)?;
-            result.counts = counts;
-            Ok(Judged::Actuals { slug, changes: if write { changes } else { Vec::new() } })
+            // Accepted rows are written as they are judged, like a visits file's (issue 9).
+            let batch = match (store, write) {
+                (Some(s), true) => Some(s.begin_actuals(&slug, &incoming.import_id)?),
+                _ => None,
+            };
+            let mut apply = |change: crate::store::ActualChange| -> Result<(), IngestError> {
+                match &batch {
+                    Some(b) => Ok(b.put(&change)?),
+                    None => Ok(()),
+                }
+            };
+            match actuals::judge(&scan, &mut rows, &cols, &ctx, issues, &mut apply) {
+                Ok(counts) => {
+                    result.counts = counts;
+                    Ok(Judged::Actuals { batch })
+                }
+                Err(e) => {
+                    if let Some(b) = batch {
+                        b.abort()?;
+                    }
+                    Err(e)
+                }
+            }
         }
         FileKind::Carers => {
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();

@@ -33,7 +33,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
 use crate::ingest::{Answer, ImportResult};
 
-pub use actuals::{ActualChange, ActualKey, StoredActual};
+pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 
 #[derive(Debug, thiserror::Error)]

@@ -247,3 +247,23 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn an_actuals_file_stopped_before_its_commit_is_rolled_back() {
+    // Issue 9: actuals rows are now written as they are judged (not held for one batch), so an
+    // interrupted actuals import must be rolled back like a visits file.
+    let env = TestEnv::with_example_cplis();
+    let first = env.import(PEARL, &crate::helpers::example("actuals.csv"));
+    assert_eq!(counts(&first), (3, 3, 0, 0, 0));
+    let (_d, second) = crate::helpers::write_temp(
+        "actuals-2.csv",
+        "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments\n\
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,03/10/2022,09/10/2022,10,8,0,0,0,12,\n\
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,24/10/2022,30/10/2022,10,10,0,0,0,14,\n",
+    );
+    let aborted = import_cmd(&env, &second).env("GATEWAY_FAULT", "before-commit").status().unwrap();
+    assert!(!aborted.success());
+    // Had the stopped import's rows stayed, both rows would now count as updated.
+    let again = env.import(PEARL, &second);
+    assert_eq!(counts(&again), (2, 1, 1, 0, 0), "{again}");
+}
