@@ -234,13 +234,17 @@ impl Gateway {
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
         let (result, recorded) = match judged {
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => {
-                tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                let message = format!(
-                    "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
-                );
-                self.fail_file(&slug, &org, &incoming, &plan, message)?
-            }
+            Ok(Err(e)) => match self.store.import_result(&import_id).ok().flatten() {
+                // Committed, then the flush failed: the import stands; answer it as recorded.
+                Some(committed) => (committed, true),
+                None => {
+                    tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                    let message = format!(
+                        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+                    );
+                    self.fail_file(&slug, &org, &incoming, &plan, message)?
+                }
+            },
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(
