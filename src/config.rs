@@ -115,11 +115,17 @@ pub struct Limits {
     /// A longer physical line makes the file `FILE_UNREADABLE` (no CSV row of the council's formats
     /// comes near it; it stops one line from filling memory).
     pub max_line_bytes: u64,
+    /// A longer record (a row; quoted cells may span lines) makes the file `FILE_UNREADABLE`, so a
+    /// cell is never held beyond it (issue 9: a quoted 450 MB cell cost 1.06 GB).
+    pub max_record_bytes: u64,
+    /// A header row with more cells makes the file `FILE_UNREADABLE`: a file whose line breaks were
+    /// stripped reads as one header row of thousands of cells (issue 9).
+    pub max_columns: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 512 * 1024 * 1024, max_line_bytes: 4 * 1024 * 1024 }
+        Limits { max_file_bytes: 512 * 1024 * 1024, max_line_bytes: 4 * 1024 * 1024, max_record_bytes: 1024 * 1024, max_columns: 200 }
     }
 }
 

@@ -156,7 +156,7 @@ impl Gateway {
                 frust_minutes: t.frust_minutes,
             });
         }
-        Ok(reports::commissioned_vs_actuals(&cplis, &actuals, opts))
+        reports::commissioned_vs_actuals(&cplis, &actuals, opts).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Hospital incentive claims for stays that begin between `from` and `to`. Stays need every
@@ -168,7 +168,7 @@ impl Gateway {
         for fact in self.store.visit_facts(&org.slug) {
             visits.add(&fact?);
         }
-        Ok(visits.claims(from, to))
+        visits.claims(from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.

@@ -5,6 +5,7 @@
 //! anything is stored); the second judges rows one at a time.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -13,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::result::{Code, FileKind, Issue};
 use crate::config::Limits;
+use crate::domain::number::thousands;
+use crate::domain::quote;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -26,17 +29,21 @@ pub enum Encoding {
 /// The header row: each heading normalised (case and spaces ignored) and as written.
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// As written, for messages: quoted (`quote`), so a 5 MB heading is never repeated whole (issue 9).
     pub names: Vec<String>,
     pub keys: Vec<String>,
 }
 
 impl Header {
     fn from_record(rec: &csv::ByteRecord) -> Header {
-        let names: Vec<String> = rec
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{FEFF}').trim().to_string())
-            .collect();
-        let keys = names.iter().map(|n| heading_key(n)).collect();
+        let mut names = Vec::with_capacity(rec.len());
+        let mut keys = Vec::with_capacity(rec.len());
+        for f in rec.iter() {
+            let text = String::from_utf8_lossy(f);
+            let name = text.trim_start_matches('\u{FEFF}').trim();
+            keys.push(heading_key(name));
+            names.push(quote(name).to_string());
+        }
         Header { names, keys }
     }
 
@@ -71,6 +78,7 @@ pub fn find_columns(
     let keys: Vec<String> = headings.iter().map(|h| heading_key(h)).collect();
     let mut idx: Vec<Option<usize>> = vec![None; headings.len()];
     let mut errors = Vec::new();
+    let mut unknown = 0usize;
     for (pos, key) in header.keys.iter().enumerate() {
         match keys.iter().position(|k| k == key) {
             Some(i) => match idx[i] {
@@ -82,18 +90,39 @@ pub fn find_columns(
                 None => idx[i] = Some(pos),
             },
             None if key.is_empty() => {}
-            None => warnings.push(Issue::file(
-                Code::UnknownColumn,
-                Some(&header.names[pos]),
-                format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
-            )),
+            None => {
+                unknown += 1;
+                if unknown <= MAX_UNKNOWN_COLUMN_WARNINGS {
+                    warnings.push(Issue::file(
+                        Code::UnknownColumn,
+                        Some(&header.names[pos]),
+                        format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
+                    ));
+                }
+            }
         }
+    }
+    if unknown > MAX_UNKNOWN_COLUMN_WARNINGS {
+        let more = unknown - MAX_UNKNOWN_COLUMN_WARNINGS;
+        warnings.push(Issue::file(
+            Code::UnknownColumn,
+            None,
+            format!(
+                "{} more columns are not {kind} headings and are ignored ({} unknown in all; only the first {MAX_UNKNOWN_COLUMN_WARNINGS} are listed); if the header row holds data, the file's line breaks may be missing",
+                thousands(more as u64),
+                thousands(unknown as u64)
+            ),
+        ));
     }
     for (h, _) in headings.iter().zip(&idx).take(required).filter(|(_, i)| i.is_none()) {
         errors.push(Issue::file(Code::MissingColumn, Some(h), format!("the heading {h} is missing; {missing_hint}")));
     }
     if errors.is_empty() { Ok(idx) } else { Err(errors) }
 }
+
+/// Unknown headings listed one by one; the rest are counted in one more warning (issue 9: a file
+/// whose line breaks were stripped gave 48,600 of them).
+pub const MAX_UNKNOWN_COLUMN_WARNINGS: usize = 20;
 
 /// `DeliveredEntryTime IsOverridden` -> `deliveredentrytimeisoverridden`.
 pub fn heading_key(name: &str) -> String {
@@ -181,17 +210,37 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             }
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
         });
+        let record_start = std::rc::Rc::new(Cell::new(RecordStart::default()));
         let mut tee = Tee::new(file, limits.max_line_bytes, bytes_tx);
+        tee.bound_records(limits.max_record_bytes, record_start.clone());
         let mut rdr = csv_reader(&mut tee);
+        // Each record read moves the start of the next one, so the reader can bound what one record
+        // may take (issue 9: a quoted 450 MB cell cost 1.06 GB).
+        let next_record = |rdr: &mut csv::Reader<&mut Tee<File>>, rec: &mut csv::ByteRecord| -> Result<bool, ScanError> {
+            let more = read_record(rdr, rec)?;
+            let pos = rdr.position();
+            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() });
+            Ok(more)
+        };
         let mut rec = csv::ByteRecord::new();
         let header = loop {
-            if !read_record(&mut rdr, &mut rec)? {
+            if !next_record(&mut rdr, &mut rec)? {
                 return Err(file_issue(Code::FileEmpty, "the file has no header row: it is empty or blank"));
             }
             if !is_blank(&rec) {
                 break Header::from_record(&rec);
             }
         };
+        if header.names.len() > limits.max_columns {
+            return Err(file_issue(
+                Code::FileUnreadable,
+                format!(
+                    "the header row has {} cells; a visits file has 25 headings and no file kind comes near {} (limits.max_columns): the file's line breaks seem to be missing, so the whole file reads as one long header row; save it again as CSV with one row per line",
+                    thousands(header.names.len() as u64),
+                    thousands(limits.max_columns as u64)
+                ),
+            ));
+        }
         let kind = header.kind();
         let spec = spec(&header, kind);
         let guess = (size / 100) as usize;
@@ -222,7 +271,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let read = (|| {
             while let Ok(mut chunk) = empty_rx.recv() {
                 let mut n = 0;
-                while n < SCAN_CHUNK && read_record(&mut rdr, &mut chunk[n])? {
+                while n < SCAN_CHUNK && next_record(&mut rdr, &mut chunk[n])? {
                     n += 1;
                 }
                 let last = n < SCAN_CHUNK;
@@ -325,8 +374,18 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Hashes every byte, checks UTF-8 across chunk boundaries, and refuses a physical line longer than
-/// the limit so that one line can never fill memory.
+/// Where the record being read began, as the CSV reader counts it (bytes from the start, and line).
+#[derive(Debug, Clone, Copy, Default)]
+struct RecordStart {
+    byte: u64,
+    line: u64,
+}
+
+/// Bytes the CSV reader may have read ahead of the record it is parsing (its buffer, `csv_reader`).
+const READ_AHEAD: u64 = 256 * 1024;
+
+/// Hashes every byte, checks UTF-8 across chunk boundaries, and refuses a physical line or a record
+/// longer than its limit so that neither can fill memory.
 struct Tee<R> {
     inner: R,
     /// Every byte read goes here, to be hashed on another thread.
@@ -336,11 +395,49 @@ struct Tee<R> {
     line_len: u64,
     max_line: u64,
     line_no: u64,
+    /// Bytes handed to the reader so far.
+    delivered: u64,
+    /// The largest record, and where the current one began (set by the read loop after each record).
+    max_record: u64,
+    record_start: std::rc::Rc<Cell<RecordStart>>,
 }
 
 impl<R: Read> Tee<R> {
     fn new(inner: R, max_line: u64, bytes: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
-        Tee { inner, bytes, utf8: true, carry: Vec::new(), line_len: 0, max_line, line_no: 1 }
+        Tee {
+            inner,
+            bytes,
+            utf8: true,
+            carry: Vec::new(),
+            line_len: 0,
+            max_line,
+            line_no: 1,
+            delivered: 0,
+            max_record: u64::MAX,
+            record_start: Default::default(),
+        }
+    }
+
+    /// Fails a read once the current record runs past `max` bytes (plus what the reader buffers
+    /// ahead), so a record is never held beyond that whatever its line breaks.
+    fn bound_records(&mut self, max: u64, start: std::rc::Rc<Cell<RecordStart>>) {
+        self.max_record = max;
+        self.record_start = start;
+    }
+
+    fn check_record(&self) -> io::Result<()> {
+        let start = self.record_start.get();
+        if self.delivered.saturating_sub(start.byte) > self.max_record.saturating_add(READ_AHEAD) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the row starting on line {} is longer than {} bytes (limits.max_record_bytes); no row of a visits, actuals or carers file comes near that: a quoted cell is probably never closed, or a cell holds far more than its column allows",
+                    start.line.max(1),
+                    thousands(self.max_record)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_utf8(&mut self, buf: &[u8]) {
@@ -373,6 +470,8 @@ impl<R: Read> Tee<R> {
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.delivered += n as u64;
+        self.check_record()?;
         let chunk = &buf[..n];
         if n > 0 {
             // The hashing thread stops only when this sender is dropped, so this cannot fail.
@@ -498,7 +597,19 @@ pub fn row_data(encoding: Encoding, rec: &csv::ByteRecord) -> String {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&decode(encoding, f));
+        let cell = decode(encoding, f);
+        // Control characters (refused in cells, issue 9) are shown as `\u{0}`, never copied.
+        if cell.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            for c in cell.chars() {
+                if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                    out.extend(c.escape_unicode());
+                } else {
+                    out.push(c);
+                }
+            }
+        } else {
+            out.push_str(&cell);
+        }
         if out.len() > 1000 {
             let cut = (0..=1000).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
             out.truncate(cut);
