@@ -165,7 +165,7 @@ fn generate(case: &str, dir: &Path) -> (usize, u64) {
         }
         "actuals" => {
             // A row per client and week: 1,924 clients for a year.
-            let rows = 100_000;
+            let rows: usize = 100_000;
             let clients = rows.div_ceil(52);
             for i in 0..clients {
                 writeln!(c, "{},E{:06},Client {i},,,,{ORG},,{ECH_SERVICE},Spot,,Extra Care Housing - Planned Care,02/01/2023,,10,Hr,Weekly,23.226,Y", 700000 + i, i).unwrap();

@@ -249,6 +249,12 @@ pub enum UserCommand {
         #[arg(long)]
         name: String,
     },
+    /// Lift a password lockout of a login (from every address), also while `serve` runs: the server
+    /// applies it at the login's next attempt.
+    Unlock {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -637,6 +643,11 @@ fn user(config: Config, data: &Path, command: UserCommand) -> Result<ExitCode, G
         UserCommand::Remove { name } => {
             let u = logins.remove(&name).map_err(invalid)?;
             println!("removed {} ({})", u.login, u.org);
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Unlock { name } => {
+            let u = logins.request_unlock(&name).map_err(invalid)?;
+            println!("unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org);
             Ok(ExitCode::SUCCESS)
         }
     }

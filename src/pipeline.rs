@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::domain::{Organisation, Period};
+use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
 use crate::ingest::{self, Answer, Code, ImportResult, Incoming, IngestError, Issue, Mode, Status};
@@ -68,7 +69,12 @@ impl Gateway {
         let data = DataDir::new(data_root);
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
-        Ok(Gateway { config, data, store })
+        let gw = Gateway { config, data, store };
+        if !gw.store.rematch_pending()?.is_empty() {
+            let changed = gw.finish_rematch()?;
+            tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
+        }
+        Ok(gw)
     }
 
     pub fn org(&self, name: &str) -> Result<Organisation> {
@@ -106,19 +112,30 @@ impl Gateway {
         let cplis = cplis::read_extract(path)?;
         let orgs = cplis::organisations(&cplis, self.store.orgs()?);
         for org in &orgs {
-            self.store.put_org(org)?;
             self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         }
-        let new = self.store.upsert_cplis(&cplis)?;
+        // The CPLIs, the organisations and the promise to match again go in one batch.
+        let new = self.store.store_extract(&orgs, &cplis)?;
         self.store.flush()?;
+        fault::point("cplis-stored");
+        let rematched = self.finish_rematch()?;
+        Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+    }
+
+    /// Matches again the stored visits and actuals rows of every organisation a CPLI load touched,
+    /// and rewrites their exports. A load cut short (a crash, a kill) is finished here at the next
+    /// start; matching is recomputed from the stored CPLIs, so doing it twice changes nothing.
+    fn finish_rematch(&self) -> Result<usize> {
         let mut rematched = 0;
-        for org in &orgs {
-            let index = CpliIndex::new(self.store.cplis_for_org(org)?);
+        for slug in self.store.rematch_pending()? {
+            let Some(org) = self.store.org(&slug)? else { continue };
+            let index = CpliIndex::new(self.store.cplis_for_org(&org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
-            self.write_commissioned_export(org)?;
+            self.write_commissioned_export(&org)?;
         }
-        Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+        self.store.rematched()?;
+        Ok(rematched)
     }
 
     /// The organisation's commissioned care export (SPEC 5), as CSV.
@@ -157,7 +174,7 @@ impl Gateway {
                 frust_minutes: t.frust_minutes,
             });
         }
-        Ok(reports::commissioned_vs_actuals(&cplis, &actuals, opts))
+        reports::commissioned_vs_actuals(&cplis, &actuals, opts).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Hospital incentive claims for stays that begin between `from` and `to`. Stays need every
@@ -169,7 +186,7 @@ impl Gateway {
         for fact in self.store.visit_facts(&org.slug) {
             visits.add(&fact?);
         }
-        Ok(visits.claims(from, to))
+        visits.claims(from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.
@@ -213,7 +230,7 @@ impl Gateway {
 
     fn spool_path(&self, slug: &str, name: &str) -> PathBuf {
         // v7 ids sort by time, so a replay after a crash keeps the order files arrived in.
-        self.data.spool(slug).join(format!("{}__{}", uuid::Uuid::now_v7(), name))
+        self.data.spool(slug).join(format!("{}__{}", uuid::Uuid::now_v7(), answerable_name(name)))
     }
 
     /// Judges and applies a spooled file, writes its result files, and archives it. Safe to call
@@ -234,17 +251,27 @@ impl Gateway {
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
         let (result, recorded) = match judged {
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => match self.store.import_result(&import_id).ok().flatten() {
-                // Committed, then the flush failed: the import stands; answer it as recorded.
-                Some(committed) => (committed, true),
-                None => {
-                    tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                    let message = format!(
-                        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
-                    );
-                    self.fail_file(&slug, &org, &incoming, &plan, message)?
+            Ok(Err(e)) => {
+                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
+                // import back); while it cannot be, the error goes to the worker and the file waits.
+                if matches!(&e, IngestError::Store(s) if Store::is_failure(s)) {
+                    if let Err(again) = self.store.recover() {
+                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
+                        return Err(e.into());
+                    }
                 }
-            },
+                match self.store.import_result(&import_id)? {
+                    // Committed, then the flush failed: the import stands; answer it as recorded.
+                    Some(committed) => (committed, true),
+                    None => {
+                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                        let message = format!(
+                            "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+                        );
+                        self.fail_file(&slug, &org, &incoming, &plan, message)?
+                    }
+                }
+            }
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(
@@ -371,6 +398,42 @@ impl Gateway {
         Ok(out)
     }
 
+    /// Before a file: a store left closed by a failure is opened again first (space may have
+    /// returned since), so the file is not failed for an earlier file's sake. Whether it is open.
+    pub fn reopen_if_closed(&self) -> bool {
+        if !self.store.is_closed() {
+            return true;
+        }
+        match self.store.recover() {
+            Ok(()) => {
+                tracing::warn!("the store was opened again after a failure");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the store cannot be opened again yet");
+                false
+            }
+        }
+    }
+
+    /// After a file failed: if the store itself failed (sled keeps a full disk's error until it is
+    /// opened again), reopen it so later files are processed once space returns, without a
+    /// restart (issue 9); while it cannot be, it stays closed and [`Gateway::reopen_if_closed`]
+    /// tries again. Whether the store had failed.
+    pub fn recover_after(&self, e: &GatewayError) -> bool {
+        let store_failed = match e {
+            GatewayError::Store(s) | GatewayError::Ingest(IngestError::Store(s)) => Store::is_failure(s),
+            _ => false,
+        };
+        if store_failed {
+            match self.store.recover() {
+                Ok(()) => tracing::warn!("the store failed and was opened again"),
+                Err(e) => tracing::error!(error = %e, "the store failed and cannot be opened again yet; files wait until it can"),
+            }
+        }
+        store_failed
+    }
+
     /// Judges files without storing anything (`gateway validate`).
     pub fn validate(
         config: &Config,
@@ -475,6 +538,32 @@ fn file_name(path: &Path) -> Result<String> {
         .ok_or_else(|| GatewayError::Invalid(format!("{} is not a file", path.display())))
 }
 
+/// The longest file name the gateway answers under. File systems allow 255 bytes; the spool adds a
+/// 38-byte import id and the result a `.result.json` suffix, so a longer name dropped into an inbox
+/// was claimed but never answered (issue 9). 200 is also the SFTP front door's limit.
+pub const MAX_FILE_NAME: usize = 200;
+
+/// `name` itself when it fits [`MAX_FILE_NAME`]; otherwise its beginning (cut at a character
+/// boundary), `~`, eight hex digits of its hash (so two long names that begin alike stay apart) and
+/// its extension, e.g. `visits-....~1a2b3c4d.csv`. The file is answered under that name.
+pub fn answerable_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    if name.len() <= MAX_FILE_NAME {
+        return name.into();
+    }
+    let ext = match name.rfind('.') {
+        Some(i) if name.len() - i <= 10 => &name[i..],
+        _ => "",
+    };
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let tag = format!("~{:02x}{:02x}{:02x}{:02x}", hash[0], hash[1], hash[2], hash[3]);
+    let mut cut = MAX_FILE_NAME - tag.len() - ext.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{ext}", &name[..cut]).into()
+}
+
 /// `spool/<slug>/<import id>__<name>` -> (slug, import id, name).
 fn spool_parts(path: &Path) -> Option<(String, String, String)> {
     let name = path.file_name()?.to_str()?;
@@ -501,6 +590,18 @@ mod tests {
         for n in ["visits.csv.filepart", "visits.csv.part", "visits.tmp", ".visits.csv", "visits.xlsx", ".csv"] {
             assert!(!is_ready_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn a_name_too_long_to_answer_is_shortened_keeping_its_extension() {
+        assert_eq!(answerable_name("visits.csv"), "visits.csv");
+        let long = format!("{}.csv", "é".repeat(150));
+        let short = answerable_name(&long);
+        assert!(short.len() <= MAX_FILE_NAME, "{}", short.len());
+        assert!(short.ends_with(".csv") && short.contains('~'), "{short}");
+        assert!(is_ready_name(&short));
+        let other = format!("{}x.csv", "é".repeat(150));
+        assert_ne!(answerable_name(&other), short, "names that begin alike stay apart");
     }
 
     #[test]

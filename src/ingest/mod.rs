@@ -92,12 +92,9 @@ pub fn current_row() -> Option<u64> {
     CURRENT_ROW.with(|r| r.get())
 }
 
-/// Aborts at a fault point (see `fault`).
+/// Aborts at a fault point (see `fault` and `crate::fault`).
 pub fn fault_point(point: &str) {
-    if fault(point) {
-        eprintln!("gateway: GATEWAY_FAULT={point}: stopping here");
-        std::process::abort();
-    }
+    crate::fault::point(point);
 }
 
 /// As `process`; in `Import` mode with a plan, the result files are written (and synced) at the

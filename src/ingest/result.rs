@@ -58,6 +58,9 @@ pub enum Code {
     UnknownCarer,
     BadQuantity,
     CommentRequired,
+    /// A cell holds a control character (NUL, escape, ...): refused in every cell, except tabs and
+    /// line breaks in free-text columns such as Comments (issue 9).
+    ControlCharacter,
     // Warnings: the row is stored and flagged.
     Unmatched,
     MissingComment,

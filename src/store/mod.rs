@@ -6,7 +6,8 @@
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
 //! result (counts and first issues) · `r\0import_id` its result files in place · `u\0slug\0import_id` the
 //! result file names an import committed but not yet answered holds · `p\0import_id` an import in progress ·
-//! `m\0name` settings the council changes at run time · `k\0slug\0email` a subscribed contact ·
+//! `m\0name` settings the council changes at run time (`m\0rematch`: organisations a cut-short CPLI
+//! load has yet to match again) · `k\0slug\0email` a subscribed contact ·
 //! `e\0h\0id\0email` a file's email held until its result files are in place · `e\0w\0id\0email` an
 //! email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
@@ -20,6 +21,7 @@
 //! import still marked pending is rolled back from the history it wrote. The import's emails are
 //! queued in that same commit batch (`mail.rs`).
 
+mod db;
 mod mail;
 mod actuals;
 mod visits;
@@ -48,9 +50,12 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// `m\0rematch`: the organisations a CPLI load has yet to match again.
+const REMATCH_PENDING: &[u8] = b"rematch";
+
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: db::Db,
 }
 
 pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -75,7 +80,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store {
     /// Opens (creating) the store and rolls back any import a crash left half-written.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).open().map_err(|e| match e {
+        let db = db::Db::open(path).map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::InUse { path: path.to_path_buf() }
             }
@@ -84,6 +89,30 @@ impl Store {
         let store = Store { db };
         store.roll_back_pending()?;
         Ok(store)
+    }
+
+    /// Opens the database again after a failure (a full disk), clearing the error sled keeps until
+    /// then, and rolls back the import that the failure cut short; without this every later file
+    /// failed until a restart (issue 9). Fails while the database cannot be opened yet.
+    pub fn recover(&self) -> Result<()> {
+        self.db.reopen()?;
+        let rolled_back = self.roll_back_pending().and_then(|()| self.flush());
+        if rolled_back.is_err() {
+            // Still failing (no space yet): closed again, so nothing is written half rolled back.
+            self.db.close();
+        }
+        rolled_back
+    }
+
+    /// Whether the database is closed after a failure, waiting for [`Store::recover`].
+    pub fn is_closed(&self) -> bool {
+        self.db.is_closed()
+    }
+
+    /// Whether an error is the database failing (a full disk, an I/O error) rather than a record
+    /// it holds: after one, [`Store::recover`] is needed.
+    pub fn is_failure(e: &StoreError) -> bool {
+        matches!(e, StoreError::Sled(_))
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -124,9 +153,22 @@ impl Store {
 
     // CPLIs.
 
-    /// Upserts by CPLIID in one batch; returns how many were new.
-    pub fn upsert_cplis(&self, cplis: &[Cpli]) -> Result<usize> {
+    /// Upserts by CPLIID, with the organisations the extract names, in one batch that also marks
+    /// those organisations' stored rows as waiting to be matched again (cleared by
+    /// [`Store::rematched`]), so a load cut short is finished by the next start (issue 9); returns
+    /// how many CPLIs were new.
+    pub fn store_extract(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<usize> {
         let mut batch = sled::Batch::default();
+        let mut pending: Vec<String> = self.rematch_pending()?;
+        for org in orgs {
+            batch.insert(key(&[b"o", org.slug.as_bytes()]), encode(org));
+            if !pending.contains(&org.slug) {
+                pending.push(org.slug.clone());
+            }
+        }
+        if !orgs.is_empty() {
+            batch.insert(key(&[b"m", REMATCH_PENDING]), encode(&pending));
+        }
         let mut new = 0;
         for c in cplis {
             let k = key(&[b"q", c.cpli_id.as_bytes()]);
@@ -137,6 +179,23 @@ impl Store {
         }
         self.db.apply_batch(batch)?;
         Ok(new)
+    }
+
+    /// CPLIs alone, upserted by CPLIID in one batch; returns how many were new.
+    pub fn upsert_cplis(&self, cplis: &[Cpli]) -> Result<usize> {
+        self.store_extract(&[], cplis)
+    }
+
+    /// Organisations (slugs) whose stored visits and actuals rows still wait to be matched against
+    /// the CPLIs of a load that was cut short.
+    pub fn rematch_pending(&self) -> Result<Vec<String>> {
+        Ok(self.get(&key(&[b"m", REMATCH_PENDING]))?.unwrap_or_default())
+    }
+
+    /// Every pending organisation has been matched again.
+    pub fn rematched(&self) -> Result<()> {
+        self.db.remove(key(&[b"m", REMATCH_PENDING]))?;
+        self.flush()
     }
 
     pub fn cplis_for_org(&self, org: &Organisation) -> Result<Vec<Cpli>> {

@@ -93,6 +93,46 @@ fn a_process_killed_mid_import_leaves_all_of_the_file_or_none_of_it() {
     assert_eq!(spooled(), before);
 }
 
+/// Issue 9: `cplis load` killed after storing the CPLIs and before matching the stored visits again
+/// left them unmatched until the same extract was loaded again. The next start finishes the match.
+#[test]
+fn a_cpli_load_killed_before_matching_is_finished_by_the_next_start() {
+    let extract = std::fs::read_to_string(crate::helpers::example("cplis.csv")).unwrap();
+    // Without Edna Krabappel's package (156001), her visits of the example week are unmatched.
+    let without: String = extract.lines().filter(|l| !l.starts_with("156001,")).map(|l| format!("{l}\n")).collect();
+    let (_d, partial) = crate::helpers::write_temp("cplis-partial.csv", &without);
+    let week = crate::helpers::example("visits-week.csv");
+    let unmatched = |env: &TestEnv| env.visits(PEARL).iter().filter(|v| v["status"] == "Unmatched").count();
+
+    let env = TestEnv::new();
+    env.ok(&["cplis", "load", partial.to_str().unwrap()]);
+    env.import(PEARL, &week);
+    let before = unmatched(&env);
+    assert!(before > 0, "the test needs visits that the partial extract leaves unmatched");
+
+    let out = env
+        .cmd(&["cplis", "load", crate::helpers::example("cplis.csv").to_str().unwrap()])
+        .env("GATEWAY_FAULT", "cplis-stored")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point should have stopped the load");
+    // Any later command opens the store and finishes the match first.
+    assert_eq!(unmatched(&env), 0, "every visit of the example week is matched once the load is finished");
+
+    // The same as a load that was never interrupted.
+    let clean = TestEnv::new();
+    clean.ok(&["cplis", "load", partial.to_str().unwrap()]);
+    clean.import(PEARL, &week);
+    clean.ok(&["cplis", "load", crate::helpers::example("cplis.csv").to_str().unwrap()]);
+    let matches = |env: &TestEnv| -> Vec<(String, String, String)> {
+        env.visits(PEARL)
+            .iter()
+            .map(|v| (v["visit_ref"].to_string(), v["status"].to_string(), v["cpli_id"].to_string()))
+            .collect()
+    };
+    assert_eq!(matches(&env), matches(&clean));
+}
+
 /// `gateway serve` with a fault point (`GATEWAY_FAULT`, see docs/results.md) and `[mail]` settings;
 /// its own configuration as `Server` writes it.
 pub fn serve_with_fault(env: &TestEnv, fault: &str, sections: &str) -> std::process::Child {

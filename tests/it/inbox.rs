@@ -102,6 +102,22 @@ fn a_relative_data_folder_is_watched_too() {
     assert_eq!(counts(&result), (21, 21, 0, 0, 0));
 }
 
+/// Issue 9: a name of 218 to 255 bytes fits the inbox but not the spool (`<import id>__NAME`) nor
+/// `NAME.result.json`: it was never answered. It is now answered under a shortened name.
+#[test]
+fn a_file_whose_name_is_too_long_to_answer_is_answered_under_a_shortened_name() {
+    let env = TestEnv::with_example_cplis();
+    let _server = Server::start(&env);
+    let name = format!("{}.csv", "v".repeat(246));
+    std::fs::copy(example("visits-week.csv"), inbox(&env).join(&name)).unwrap();
+    let short = gateway::pipeline::answerable_name(&name).into_owned();
+    let stem = short.strip_suffix(".csv").unwrap();
+    let result = wait_for_json(&result_path(&env, &format!("{stem}.result.json")), 30);
+    assert_eq!(counts(&result), (21, 21, 0, 0, 0));
+    assert_eq!(result["file"], short.as_str());
+    assert!(std::fs::read_dir(inbox(&env)).unwrap().next().is_none(), "the file is still in the inbox");
+}
+
 #[test]
 fn an_email_leaves_only_once_its_result_file_is_in_place() {
     // Issue 9, item 10: the email is queued in the import's commit, and could leave before the
