@@ -12,7 +12,8 @@ use crate::domain::{Organisation, Period};
 use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
-use crate::ingest::{self, ImportResult, Incoming, IngestError, Mode};
+use crate::ingest::{self, Answer, Code, ImportResult, Incoming, IngestError, Issue, Mode, Status};
+use crate::ingest::AnswerPlan;
 use crate::reports::{self, hospital, ActualsOptions, ActualsRow, ClientWeek, HospitalRow, WeekActuals};
 use crate::store::{Store, StoreError};
 
@@ -233,42 +234,169 @@ impl Gateway {
     }
 
     /// Judges and applies a spooled file, writes its result files, and archives it. Safe to call
-    /// again for the same spooled file after a crash: an import already applied is not applied twice.
+    /// again for the same spooled file after a crash: an import already applied is not applied twice,
+    /// and its answer is put in place under the names fixed in its commit (issue 9).
+    ///
+    /// A file the gateway fails on (a panic, a store or disk that refuses a write) is answered with a
+    /// failed result naming an internal error and leaves the spool, so it is not retried first at
+    /// every start; only when even that answer cannot be written does it stay.
     pub fn process_spooled(&self, spooled: &Path) -> Result<ImportResult> {
+        self.answer_spooled(spooled, None)
+    }
+
+    /// Answers a spooled file as failed because of `reason` (a store or disk failure), without
+    /// judging it again: a file on which the store failed for lack of space, answered once space
+    /// returns (judging it again would only fill the disk again, issue 9).
+    pub fn fail_spooled(&self, spooled: &Path, reason: &str) -> Result<ImportResult> {
+        self.answer_spooled(spooled, Some(store_failure_message(&reason)))
+    }
+
+    fn answer_spooled(&self, spooled: &Path, failed: Option<String>) -> Result<ImportResult> {
         let (slug, import_id, name) = spool_parts(spooled)
             .ok_or_else(|| GatewayError::Invalid(format!("{} is not a spooled file", spooled.display())))?;
         let org = self.org(&slug)?;
         let received_at: DateTime<Utc> =
             fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
         let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
-        let result = ingest::process(&self.config, Some(&org), &incoming, Mode::Import(&self.store))?;
-        if !self.store.answered(&import_id)? {
-            self.write_results(&slug, &result)?;
-            self.store.mark_answered(&import_id)?;
+        let plan = self.answer_plan(&slug, &import_id, &name)?;
+        if let Some(message) = failed {
+            let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
+            return self.finish(spooled, &org, &plan, result, recorded);
+        }
+        let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
+        let (result, recorded) = match judged {
+            Ok(Ok(r)) => (r, true),
+            Ok(Err(e)) => {
+                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
+                // import back); while it cannot be, the error goes to the worker and the file waits.
+                if !self.store.is_healthy() {
+                    if let Err(again) = self.store.recover() {
+                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
+                        return Err(e.into());
+                    }
+                }
+                match self.store.import_result(&import_id)? {
+                    // Committed, then the flush failed: the import stands; answer it as recorded.
+                    Some(committed) => (committed, true),
+                    None => {
+                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                        self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+                    }
+                }
+            }
+            Err(panic) => {
+                tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
+                let message = format!(
+                    "the gateway failed on this file (an internal error{}: {}); nothing from it was stored. This is a fault of the gateway, not of the file: the council's support team can find it in the gateway's log by the import id",
+                    panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
+                    panic.message
+                );
+                self.fail_file(&slug, &org, &incoming, &plan, message)?
+            }
+        };
+        self.finish(spooled, &org, &plan, result, recorded)
+    }
+
+    /// Puts a file's answer in place under its fixed names and archives the file.
+    fn finish(&self, spooled: &Path, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
+        let (slug, import_id, name) = spool_parts(spooled).expect("a spooled file's name was read before");
+        if !recorded || !self.store.answered(&import_id)? {
+            if fault::is("slow-answer") {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            self.put_answer_in_place(&slug, &result, &plan)?;
+            if recorded {
+                self.store.mark_answered(&slug, &import_id)?;
+            }
         }
         let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
         fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
         fs::rename(spooled, &archived).map_err(io("archiving the file"))?;
+        for staged in [&plan.staged_csv, &plan.staged_json] {
+            let _ = fs::remove_file(staged);
+        }
         tracing::info!(org = org.name, file = name, import_id, summary = result.summary(), "processed");
         Ok(result)
     }
 
-    /// `results/NAME.result.json` and `.csv`, never overwriting an earlier result; each written
-    /// aside and renamed in, so a client polling for it never reads half a file.
-    fn write_results(&self, slug: &str, result: &ImportResult) -> Result<()> {
+    /// The names of an import's result files: those its commit recorded (a replay), else the first
+    /// `NAME.result.*`, `NAME.2.result.*`, ... that neither exists in `results/` nor is held by an
+    /// import committed but not yet answered; written first beside the spooled file.
+    fn answer_plan(&self, slug: &str, import_id: &str, name: &str) -> Result<AnswerPlan> {
+        let spool = self.data.spool(slug);
+        let staged = |ext: &str| spool.join(format!("{import_id}.result.{ext}"));
+        let (staged_csv, staged_json) = (staged("csv"), staged("json"));
+        if let Some(answer) = self.store.import_result(import_id)?.and_then(|r| r.answer) {
+            return Ok(AnswerPlan { staged_csv, staged_json, answer });
+        }
         let dir = self.data.results(slug);
-        fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
-        let stem = result.file.strip_suffix(".csv").or_else(|| result.file.strip_suffix(".CSV")).unwrap_or(&result.file);
-        let (json, csv) = (1..)
+        let held = self.store.held_answers(slug)?;
+        let taken = |n: &str| dir.join(n).exists() || held.iter().any(|a| a.csv == n || a.json == n);
+        let stem = name.strip_suffix(".csv").or_else(|| name.strip_suffix(".CSV")).unwrap_or(name);
+        let answer = (1..)
             .map(|n| {
                 let s = if n == 1 { stem.to_string() } else { format!("{stem}.{n}") };
-                (dir.join(format!("{s}.result.json")), dir.join(format!("{s}.result.csv")))
+                Answer { csv: format!("{s}.result.csv"), json: format!("{s}.result.json") }
             })
-            .find(|(j, c)| !j.exists() && !c.exists())
+            .find(|a| !taken(&a.csv) && !taken(&a.json))
             .expect("some number is free");
-        self.data.write_atomically(&csv, &result.to_csv()).map_err(io("writing the result CSV"))?;
-        let body = serde_json::to_vec_pretty(result).expect("results serialise");
-        self.data.write_atomically(&json, &body).map_err(io("writing the result JSON"))?;
+        Ok(AnswerPlan { staged_csv, staged_json, answer })
+    }
+
+    /// A file the gateway failed on: what it wrote is rolled back, and it is answered with one
+    /// `INTERNAL_ERROR`. Returns the result and whether the store recorded it (a store that refuses
+    /// writes cannot; the file is answered and archived all the same, without an email).
+    fn fail_file(&self, slug: &str, org: &Organisation, incoming: &Incoming<'_>, plan: &AnswerPlan, message: String) -> Result<(ImportResult, bool)> {
+        if let Err(e) = self.store.roll_back_unfinished() {
+            tracing::error!(import_id = incoming.import_id, error = %e, "could not roll back the failed import now; the next start will");
+        }
+        let mut result = internal_failure(incoming, Some(org), message);
+        result.answer = Some(plan.answer.clone());
+        ingest::write_answer(&result, plan).map_err(|e| GatewayError::Io {
+            context: "writing the result of a file the gateway failed on".into(),
+            source: match e {
+                IngestError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        })?;
+        let recorded = match self.store.record_import(slug, &result) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(import_id = incoming.import_id, error = %e, "could not record the failed import; it is answered without an email");
+                false
+            }
+        };
+        Ok((result, recorded))
+    }
+
+    /// Moves the staged result files into `results/` under their fixed names, CSV first (clients
+    /// poll for the JSON); a replay renames what is still staged, or writes again what is missing.
+    fn put_answer_in_place(&self, slug: &str, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
+        let answer = result.answer.as_ref().unwrap_or(&plan.answer);
+        let dir = self.data.results(slug);
+        fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
+        let place = |staged: &Path, name: &str, body: &dyn Fn() -> Vec<u8>| -> Result<()> {
+            let dest = dir.join(name);
+            if staged.exists() {
+                fs::rename(staged, &dest).map_err(io(format!("moving the result into {}", dest.display())))
+            } else if !dest.exists() {
+                tracing::warn!(import_id = result.import_id, file = name, "the staged result is gone; writing it again from the stored record");
+                self.data.write_atomically(&dest, &body()).map_err(io(format!("writing {}", dest.display())))
+            } else {
+                Ok(())
+            }
+        };
+        place(&plan.staged_csv, &answer.csv, &|| result.to_csv())?;
+        fault::point("after-result-csv");
+        place(&plan.staged_json, &answer.json, &|| {
+            let mut body = result.to_json().into_bytes();
+            body.push(b'\n');
+            body
+        })?;
+        // The renames survive a crash before the import is marked answered.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(())
     }
 
@@ -288,15 +416,16 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Before a file: a store left closed by a failure is opened again first (space may have
-    /// returned since), so the file is not failed for an earlier file's sake. Whether it is open.
-    pub fn reopen_if_closed(&self) -> bool {
-        if !self.store.is_closed() {
+    /// Before a file: a store that failed (a full disk) is opened again first, rolling back the
+    /// import it cut short, so later files go on once space returns without a restart (issue 9).
+    /// Whether the store is usable; while it is not, files wait.
+    pub fn ensure_store(&self) -> bool {
+        if self.store.is_healthy() {
             return true;
         }
         match self.store.recover() {
             Ok(()) => {
-                tracing::warn!("the store was opened again after a failure");
+                tracing::warn!("the store failed and has been opened again");
                 true
             }
             Err(e) => {
@@ -304,24 +433,6 @@ impl Gateway {
                 false
             }
         }
-    }
-
-    /// After a file failed: if the store itself failed (sled keeps a full disk's error until it is
-    /// opened again), reopen it so later files are processed once space returns, without a
-    /// restart (issue 9); while it cannot be, it stays closed and [`Gateway::reopen_if_closed`]
-    /// tries again. Whether the store had failed.
-    pub fn recover_after(&self, e: &GatewayError) -> bool {
-        let store_failed = match e {
-            GatewayError::Store(s) | GatewayError::Ingest(IngestError::Store(s)) => Store::is_failure(s),
-            _ => false,
-        };
-        if store_failed {
-            match self.store.recover() {
-                Ok(()) => tracing::warn!("the store failed and was opened again"),
-                Err(e) => tracing::error!(error = %e, "the store failed and cannot be opened again yet; files wait until it can"),
-            }
-        }
-        store_failed
     }
 
     /// Judges files without storing anything (`gateway validate`).
@@ -333,8 +444,90 @@ impl Gateway {
         path: &Path,
     ) -> Result<ImportResult> {
         let incoming = Incoming { path, file_name: file_name(path)?, import_id: uuid::Uuid::now_v7().to_string(), received_at: Utc::now() };
-        Ok(ingest::process(config, org, &incoming, Mode::Validate { store, cplis })?)
+        match catching_panics(|| ingest::process(config, org, &incoming, Mode::Validate { store, cplis })) {
+            Ok(judged) => Ok(judged?),
+            Err(panic) => Ok(internal_failure(
+                &incoming,
+                org,
+                format!(
+                    "the gateway failed on this file (an internal error{}: {}); this is a fault of the gateway, not of the file",
+                    panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
+                    panic.message
+                ),
+            )),
+        }
     }
+}
+
+/// A failed result with one `INTERNAL_ERROR` (issue 9).
+fn internal_failure(incoming: &Incoming<'_>, org: Option<&Organisation>, message: String) -> ImportResult {
+    let mut result = ImportResult::new(
+        &incoming.file_name,
+        &incoming.import_id,
+        org.map_or("", |o| o.name.as_str()),
+        incoming.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    result.status = Status::Failed;
+    result.processed_at = ingest::now_rfc3339();
+    result.issues = vec![Issue::file(Code::InternalError, None, message)];
+    (result.issue_count, result.error_count) = (1, 1);
+    result
+}
+
+/// What a caught panic said, and the row being judged when it happened, if known.
+#[derive(Debug)]
+pub struct Panicked {
+    pub message: String,
+    pub row: Option<u64>,
+}
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.row {
+            Some(r) => write!(f, "{} (row {r})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The first panic seen while a file is processed (the judging threads' panic comes before the
+/// one that ends their scope, which knows no row).
+static PANIC_NOTE: std::sync::Mutex<Option<Panicked>> = std::sync::Mutex::new(None);
+
+/// Runs `f`, turning a panic into `Err` with its message and row (issue 9: a panic on a file must
+/// answer that file, not kill the worker or come back at every start).
+fn catching_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Panicked> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+                (Some(s), _) => s.to_string(),
+                (_, Some(s)) => s.clone(),
+                _ => "a panic".to_string(),
+            };
+            let message = match info.location() {
+                Some(l) => format!("{message} ({}:{})", l.file(), l.line()),
+                None => message,
+            };
+            if let Ok(mut note) = PANIC_NOTE.lock() {
+                note.get_or_insert(Panicked { message, row: ingest::current_row() });
+            }
+            previous(info);
+        }));
+    });
+    let take = || PANIC_NOTE.lock().map(|mut n| n.take()).unwrap_or_default();
+    take();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let note = take();
+    outcome.map_err(|_| note.unwrap_or(Panicked { message: "a panic".into(), row: None }))
+}
+
+/// What a file on which the store or the disk failed is answered with.
+fn store_failure_message(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+    )
 }
 
 /// The commissioned care export's name in `exports/`.

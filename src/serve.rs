@@ -96,25 +96,26 @@ fn clean_staging(gw: &Gateway) {
 }
 
 /// One file at a time: the store applies files in the order they were claimed. While the store is
-/// closed after a failure (a full disk), files wait in order and it is tried again every few seconds;
-/// a file on which the store failed waits too, and is then answered (issue 9).
+/// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
+/// which it failed, and whose failed answer could not be written then, is answered once it is back
+/// (issue 9).
 async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut waiting: std::collections::VecDeque<PathBuf> = Default::default();
+    let mut waiting: std::collections::VecDeque<(PathBuf, Option<String>)> = Default::default();
     loop {
-        let spooled = match waiting.pop_front() {
-            Some(p) => p,
+        let (spooled, failed) = match waiting.pop_front() {
+            Some(next) => next,
             None => tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 next = rx.recv() => match next {
-                    Some(p) => p,
+                    Some(p) => (p, None),
                     None => break,
                 },
             },
         };
         loop {
             let engine = gw.clone();
-            if tokio::task::spawn_blocking(move || engine.reopen_if_closed()).await.unwrap_or(false) {
+            if tokio::task::spawn_blocking(move || engine.ensure_store()).await.unwrap_or(false) {
                 break;
             }
             tokio::select! {
@@ -123,18 +124,19 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut st
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         }
-        let path = spooled.clone();
-        let engine = gw.clone();
-        match tokio::task::spawn_blocking(move || engine.process_spooled(&path)).await {
+        let (path, engine) = (spooled.clone(), gw.clone());
+        let done = tokio::task::spawn_blocking(move || match failed {
+            Some(reason) => engine.fail_spooled(&path, &reason),
+            None => engine.process_spooled(&path),
+        })
+        .await;
+        match done {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(file = %spooled.display(), error = %e, "could not process the file yet");
-                let engine = gw.clone();
-                let store_failed = tokio::task::spawn_blocking(move || engine.recover_after(&e)).await.unwrap_or(false);
-                if store_failed && spooled.exists() {
-                    waiting.push_front(spooled);
-                }
+            Ok(Err(e)) if !gw.store.is_healthy() && spooled.exists() => {
+                tracing::error!(file = %spooled.display(), error = %e, "the store failed; the file is answered once it is back");
+                waiting.push_front((spooled, Some(e.to_string())));
             }
+            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
             Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }

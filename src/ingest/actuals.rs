@@ -128,13 +128,21 @@ pub struct Context<'a> {
     pub import_id: &'a str,
 }
 
-/// Judges every row, streaming; returns the counts and the accepted rows' changes.
-pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(Counts, Vec<ActualChange>), IngestError> {
+/// Judges every row, streaming; each accepted row's change goes to `apply` as it is judged (issue 9:
+/// not held in memory until the end); returns the counts.
+pub fn judge(
+    scan: &Scan,
+    rows: &mut Rows,
+    cols: &Columns,
+    ctx: &Context<'_>,
+    issues: &mut super::Issues,
+    apply: &mut dyn FnMut(ActualChange) -> Result<(), IngestError>,
+) -> Result<Counts, IngestError> {
     let mut counts = Counts::default();
-    let mut changes = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
+        super::note_row(row);
         counts.read += 1;
         let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
         let outcome = j.judge(header_len, scan, ctx)?;
@@ -144,12 +152,12 @@ pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, is
         match outcome {
             Some(change) if !rejected => {
                 if change.previous.is_some() { counts.updated += 1 } else { counts.new += 1 }
-                changes.push(change);
+                apply(change)?;
             }
             _ => counts.rejected += 1,
         }
     }
-    Ok((counts, changes))
+    Ok(counts)
 }
 
 struct RowJudge<'r> {

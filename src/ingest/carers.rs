@@ -29,9 +29,12 @@ pub fn judge(
     scan: &Scan,
     rows: &mut Rows,
     known: &HashSet<String>,
-    issues: &mut Vec<Issue>,
+    issues: &mut super::Issues,
 ) -> Result<Result<(Counts, CarerChanges), ()>, IngestError> {
-    let cols = match columns(&scan.header, issues) {
+    let mut warnings = Vec::new();
+    let found = columns(&scan.header, &mut warnings);
+    issues.append(&mut warnings);
+    let cols = match found {
         Ok(c) => c,
         Err(mut errs) => {
             issues.append(&mut errs);
@@ -43,6 +46,7 @@ pub fn judge(
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
+        super::note_row(row);
         counts.read += 1;
         let field = |i: usize| cols[i].map(|c| rows.field(&rec, c).into_owned()).filter(|s| !s.is_empty());
         let carer_ref = field(0);

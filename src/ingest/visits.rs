@@ -215,7 +215,7 @@ pub fn import(
     cols: &Columns,
     ctx: &Context<'_>,
     batch: &VisitBatch<'_>,
-    issues: &mut Vec<Issue>,
+    issues: &mut super::Issues,
 ) -> Result<Counts, IngestError> {
     let enc = rows.encoding;
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>(WORKERS);
@@ -316,6 +316,7 @@ fn judge_chunk(
     let mut out = Vec::with_capacity(chunk.len());
     let org_key = ctx.org_key();
     for (row, rec) in chunk {
+        super::note_row(row);
         let fields = decode_fields(&rec, &cols.0, enc);
         let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, org_key: &org_key, issues: Vec::new(), reference: None };
         let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
@@ -352,7 +353,7 @@ struct Apply<'s> {
 }
 
 impl Apply<'_> {
-    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
+    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut super::Issues) -> Result<(), IngestError> {
         self.counts.read += 1;
         let issue = |code: Code, col: Col, message: String| make_issue(j.row, j.reference.clone(), code, Some(col), message, &j.rec, enc);
         match j.outcome {
@@ -1003,7 +1004,7 @@ fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKey
 
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
 /// differ from what the CPLIs in force commission.
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
+fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
     for (key, delta) in deltas {

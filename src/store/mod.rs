@@ -4,10 +4,12 @@
 //! `o\0slug` organisation · `q\0cpli_id` CPLI · `v\0slug\0visit_ref` current visit (or its deletion) ·
 //! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
-//! result · `r\0import_id` its result files written · `p\0import_id` an import in progress ·
+//! result (counts and first issues) · `r\0import_id` its result files in place · `u\0slug\0import_id` the
+//! result file names an import committed but not yet answered holds · `p\0import_id` an import in progress ·
 //! `m\0name` settings the council changes at run time (`m\0rematch`: organisations a cut-short CPLI
 //! load has yet to match again) · `k\0slug\0email` a subscribed contact ·
-//! `e\0w\0id\0email` an email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
+//! `e\0h\0id\0email` a file's email held until its result files are in place · `e\0w\0id\0email` an
+//! email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
 //! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
 //! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
@@ -31,9 +33,9 @@ use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
-use crate::ingest::ImportResult;
+use crate::ingest::{Answer, ImportResult};
 
-pub use actuals::{ActualChange, ActualKey, StoredActual};
+pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +104,10 @@ impl Store {
         rolled_back
     }
 
-    /// Whether the database is closed after a failure, waiting for [`Store::recover`].
-    pub fn is_closed(&self) -> bool {
-        self.db.is_closed()
-    }
-
-    /// Whether an error is the database failing (a full disk, an I/O error) rather than a record
-    /// it holds: after one, [`Store::recover`] is needed.
-    pub fn is_failure(e: &StoreError) -> bool {
-        matches!(e, StoreError::Sled(_))
+    /// Whether the database is open and has met no I/O error since: after one (a full disk) it
+    /// fails every call until [`Store::recover`] opens it again.
+    pub fn is_healthy(&self) -> bool {
+        self.db.is_healthy()
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -243,29 +240,55 @@ impl Store {
         for d in deletes {
             batch.remove(key(&[b"c", slug.as_bytes(), d.as_bytes()]));
         }
-        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
-        self.queue_answers(&mut batch, slug, result)?;
+        self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
     }
 
-    /// Whether the result files of an import have been written (a replay must not write them twice).
+    /// Adds an import's record to its commit batch: the result (counts and first issues, never
+    /// every issue: issue 9), the result file names it holds until answered, and its emails.
+    pub(crate) fn record_in(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+        let mut kept = result.clone();
+        kept.issues.truncate(crate::ingest::KEPT_ISSUES);
+        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(&kept));
+        if let Some(answer) = &result.answer {
+            batch.insert(key(&[b"u", slug.as_bytes(), result.import_id.as_bytes()]), encode(answer));
+        }
+        self.queue_answers(batch, slug, result)
+    }
+
+    /// Whether the result files of an import are in place (a replay must not write them twice).
     pub fn answered(&self, import_id: &str) -> Result<bool> {
         Ok(self.db.contains_key(key(&[b"r", import_id.as_bytes()]))?)
     }
 
-    pub fn mark_answered(&self, import_id: &str) -> Result<()> {
-        self.db.insert(key(&[b"r", import_id.as_bytes()]), &[])?;
+    /// The result files are in place: the names are no longer held, and the import's emails, held
+    /// until now so that none leaves before its result file exists (issue 9), may be sent.
+    pub fn mark_answered(&self, slug: &str, import_id: &str) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(key(&[b"r", import_id.as_bytes()]), &[]);
+        batch.remove(key(&[b"u", slug.as_bytes(), import_id.as_bytes()]));
+        self.release_held(&mut batch, import_id)?;
+        self.db.apply_batch(batch)?;
         self.flush()
+    }
+
+    /// Result file names held by imports of the organisation committed but not yet answered.
+    pub fn held_answers(&self, slug: &str) -> Result<Vec<Answer>> {
+        self.scan::<Answer>(&key(&[b"u", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
     }
 
     /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,
     /// with its emails in the same batch.
     pub fn record_import(&self, slug: &str, result: &ImportResult) -> Result<()> {
         let mut batch = sled::Batch::default();
-        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
-        self.queue_answers(&mut batch, slug, result)?;
+        self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
+    }
+
+    /// Undoes every import a failure left half-written (issue 9: at once, not at the next start).
+    pub fn roll_back_unfinished(&self) -> Result<()> {
+        self.roll_back_pending()
     }
 }
