@@ -249,6 +249,12 @@ pub enum UserCommand {
         #[arg(long)]
         name: String,
     },
+    /// Lift a password lockout of a login (from every address), also while `serve` runs: the server
+    /// applies it at the login's next attempt.
+    Unlock {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -430,7 +436,7 @@ fn describe(notify: Notify) -> &'static str {
 fn outbox_list(gw: &Gateway, sent: bool) -> Result<ExitCode, GatewayError> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
     let subject = |q: &crate::mail::Queued| {
-        crate::mail::outbox::render(&gw.store, &gw.config.mail, q).map_or_else(|e| format!("({e})"), |r| r.subject)
+        crate::mail::outbox::render(&gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
     };
     let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(std::io::stdout().lock());
     let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };
@@ -484,13 +490,37 @@ fn validate(config: Config, data: &Path, cplis: Option<PathBuf>, org: Option<Str
 }
 
 fn print_results(results: &[ImportResult], format: Format) -> Result<ExitCode, GatewayError> {
-    let mut out = std::io::stdout().lock();
-    let text = match (format, results) {
-        (Format::Json, [one]) => serde_json::to_string_pretty(one).expect("results serialise"),
-        (Format::Json, many) => serde_json::to_string_pretty(many).expect("results serialise"),
-        (Format::Text, many) => many.iter().map(ImportResult::to_text).collect::<String>(),
-    };
-    let _ = writeln!(out, "{}", text.trim_end());
+    // Streamed from each result's issue log (issue 9: a million issues are never in memory).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let printed = (|| -> std::io::Result<()> {
+        match (format, results) {
+            (Format::Json, [one]) => one.write_json(&mut out, "")?,
+            (Format::Json, many) => {
+                out.write_all(if many.is_empty() { b"[" } else { b"[\n" })?;
+                for (n, r) in many.iter().enumerate() {
+                    if n > 0 {
+                        out.write_all(b",\n")?;
+                    }
+                    r.write_json(&mut out, "  ")?;
+                }
+                out.write_all(if many.is_empty() { b"]" } else { b"\n]" })?;
+            }
+            (Format::Text, many) => {
+                for r in many {
+                    r.write_text(&mut out)?;
+                }
+                return out.flush();
+            }
+        }
+        out.write_all(b"\n")?;
+        out.flush()
+    })();
+    // A closed pipe (`| head`) ends the output quietly.
+    if let Err(e) = printed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(GatewayError::Io { context: "printing the results".into(), source: e });
+        }
+    }
     Ok(if results.iter().any(ImportResult::has_errors) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -613,6 +643,11 @@ fn user(config: Config, data: &Path, command: UserCommand) -> Result<ExitCode, G
         UserCommand::Remove { name } => {
             let u = logins.remove(&name).map_err(invalid)?;
             println!("removed {} ({})", u.login, u.org);
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Unlock { name } => {
+            let u = logins.request_unlock(&name).map_err(invalid)?;
+            println!("unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -115,11 +115,26 @@ pub struct Limits {
     /// A longer physical line makes the file `FILE_UNREADABLE` (no CSV row of the council's formats
     /// comes near it; it stops one line from filling memory).
     pub max_line_bytes: u64,
+    /// A longer record (a row; quoted cells may span lines) makes the file `FILE_UNREADABLE`, so a
+    /// cell is never held beyond it (issue 9: a quoted 450 MB cell cost 1.06 GB).
+    pub max_record_bytes: u64,
+    /// A header row with more cells makes the file `FILE_UNREADABLE`: a file whose line breaks were
+    /// stripped reads as one header row of thousands of cells (issue 9).
+    pub max_columns: usize,
+    /// An SFTP upload is refused when it starts (at OPEN) if the data folder's file system has less
+    /// free space than this (issue 9), so a full disk is met with a message rather than a broken file.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 512 * 1024 * 1024, max_line_bytes: 4 * 1024 * 1024 }
+        Limits {
+            max_file_bytes: 512 * 1024 * 1024,
+            max_line_bytes: 4 * 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
+            max_columns: 200,
+            min_free_disk_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -143,37 +158,56 @@ impl Default for Watch {
 pub struct Sftp {
     /// Where `gateway serve` listens for SSH (`serve --listen ADDR` overrides).
     pub listen: String,
-    /// The ed25519 host key, made on first start (mode 0600) and reused afterwards.
+    /// The ed25519 host key, made on first start (mode 0600) and reused afterwards. A relative path
+    /// is under the data folder, whatever the working directory (issue 9).
     pub host_key: PathBuf,
     /// Files waiting in an inbox (pending temporary names and uploads in progress) before a new
     /// upload is refused.
     pub max_inbox_files: usize,
     pub max_sessions_per_login: usize,
     pub max_sessions: usize,
-    /// This many failed logins within `failure_window_secs`, for a login or from an address, lock
-    /// both out for `lockout_secs`, even with the right password.
+    /// This many wrong passwords for one login from one address within `failure_window_secs` refuse
+    /// that login's passwords from that address for `lockout_secs`, even the right one. Keys are
+    /// never refused by the lockout, and other addresses are not affected (issue 9).
     pub max_failed_logins: usize,
+    /// This many failed passwords from one address, whatever the logins, refuse every password from
+    /// that address for `lockout_secs`.
+    pub max_failed_logins_per_address: usize,
     pub failure_window_secs: u64,
     pub lockout_secs: u64,
     /// Every refused login attempt takes at least this long, to slow guessing.
     pub failed_login_delay_ms: u64,
     /// A session idle this long is closed.
     pub idle_timeout_secs: u64,
+    /// A connection not logged in this long after it was accepted is closed, whatever it sends
+    /// meanwhile (OpenSSH's LoginGraceTime).
+    pub login_grace_secs: u64,
+    /// Connections not logged in yet, from one address and in all; one over either is closed at
+    /// once (OpenSSH's PerSourceMaxStartups and MaxStartups).
+    pub max_startups_per_source: usize,
+    pub max_startups: usize,
 }
+
+/// Where the host key is kept unless `sftp.host_key` says otherwise: under the data folder.
+pub const DEFAULT_HOST_KEY: &str = "keys/ssh_host_ed25519_key";
 
 impl Default for Sftp {
     fn default() -> Self {
         Sftp {
             listen: "127.0.0.1:2222".into(),
-            host_key: PathBuf::from("keys/ssh_host_ed25519_key"),
+            host_key: PathBuf::from(DEFAULT_HOST_KEY),
             max_inbox_files: 1000,
             max_sessions_per_login: 50,
             max_sessions: 500,
             max_failed_logins: 5,
+            max_failed_logins_per_address: 20,
             failure_window_secs: 15 * 60,
             lockout_secs: 15 * 60,
             failed_login_delay_ms: 1000,
             idle_timeout_secs: 600,
+            login_grace_secs: 120,
+            max_startups_per_source: 10,
+            max_startups: 100,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `config`: `gateway.toml`, every field with a working default.
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
+//! - `fault`: named points where a test can make the process die, to prove crash safety.
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
 //! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod domain;
+pub mod fault;
 pub mod ingest;
 pub mod mail;
 pub mod pipeline;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCode> {
+    raise_open_file_limit();
     let config = gateway::config::Config::load(cli.config.as_deref())?;
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let gw = gateway::pipeline::Gateway::open(config, &data)?;
@@ -44,6 +45,21 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
     let options = gateway::serve::Options { listen, demo };
     runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every SFTP connection holds a descriptor; the usual soft limit of 1,024 is far below what the
+/// system allows (issue 9). Raised to the hard limit; failing that, the server runs with what it has.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the open-file limit");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,9 +9,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::domain::{Organisation, Period};
+use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
-use crate::ingest::{self, ImportResult, Incoming, IngestError, Mode};
+use crate::ingest::{self, Answer, Code, ImportResult, Incoming, IngestError, Issue, Mode, Status};
+use crate::ingest::AnswerPlan;
 use crate::reports::{self, hospital, ActualsOptions, ActualsRow, ClientWeek, HospitalRow, WeekActuals};
 use crate::store::{Store, StoreError};
 
@@ -67,7 +69,12 @@ impl Gateway {
         let data = DataDir::new(data_root);
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
-        Ok(Gateway { config, data, store })
+        let gw = Gateway { config, data, store };
+        if !gw.store.rematch_pending()?.is_empty() {
+            let changed = gw.finish_rematch()?;
+            tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
+        }
+        Ok(gw)
     }
 
     pub fn org(&self, name: &str) -> Result<Organisation> {
@@ -105,19 +112,30 @@ impl Gateway {
         let cplis = cplis::read_extract(path)?;
         let orgs = cplis::organisations(&cplis, self.store.orgs()?);
         for org in &orgs {
-            self.store.put_org(org)?;
             self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         }
-        let new = self.store.upsert_cplis(&cplis)?;
+        // The CPLIs, the organisations and the promise to match again go in one batch.
+        let new = self.store.store_extract(&orgs, &cplis)?;
         self.store.flush()?;
+        fault::point("cplis-stored");
+        let rematched = self.finish_rematch()?;
+        Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+    }
+
+    /// Matches again the stored visits and actuals rows of every organisation a CPLI load touched,
+    /// and rewrites their exports. A load cut short (a crash, a kill) is finished here at the next
+    /// start; matching is recomputed from the stored CPLIs, so doing it twice changes nothing.
+    fn finish_rematch(&self) -> Result<usize> {
         let mut rematched = 0;
-        for org in &orgs {
-            let index = CpliIndex::new(self.store.cplis_for_org(org)?);
+        for slug in self.store.rematch_pending()? {
+            let Some(org) = self.store.org(&slug)? else { continue };
+            let index = CpliIndex::new(self.store.cplis_for_org(&org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
-            self.write_commissioned_export(org)?;
+            self.write_commissioned_export(&org)?;
         }
-        Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+        self.store.rematched()?;
+        Ok(rematched)
     }
 
     /// The organisation's commissioned care export (SPEC 5), as CSV.
@@ -156,7 +174,7 @@ impl Gateway {
                 frust_minutes: t.frust_minutes,
             });
         }
-        Ok(reports::commissioned_vs_actuals(&cplis, &actuals, opts))
+        reports::commissioned_vs_actuals(&cplis, &actuals, opts).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Hospital incentive claims for stays that begin between `from` and `to`. Stays need every
@@ -168,7 +186,7 @@ impl Gateway {
         for fact in self.store.visit_facts(&org.slug) {
             visits.add(&fact?);
         }
-        Ok(visits.claims(from, to))
+        visits.claims(from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.
@@ -212,46 +230,173 @@ impl Gateway {
 
     fn spool_path(&self, slug: &str, name: &str) -> PathBuf {
         // v7 ids sort by time, so a replay after a crash keeps the order files arrived in.
-        self.data.spool(slug).join(format!("{}__{}", uuid::Uuid::now_v7(), name))
+        self.data.spool(slug).join(format!("{}__{}", uuid::Uuid::now_v7(), answerable_name(name)))
     }
 
     /// Judges and applies a spooled file, writes its result files, and archives it. Safe to call
-    /// again for the same spooled file after a crash: an import already applied is not applied twice.
+    /// again for the same spooled file after a crash: an import already applied is not applied twice,
+    /// and its answer is put in place under the names fixed in its commit (issue 9).
+    ///
+    /// A file the gateway fails on (a panic, a store or disk that refuses a write) is answered with a
+    /// failed result naming an internal error and leaves the spool, so it is not retried first at
+    /// every start; only when even that answer cannot be written does it stay.
     pub fn process_spooled(&self, spooled: &Path) -> Result<ImportResult> {
+        self.answer_spooled(spooled, None)
+    }
+
+    /// Answers a spooled file as failed because of `reason` (a store or disk failure), without
+    /// judging it again: a file on which the store failed for lack of space, answered once space
+    /// returns (judging it again would only fill the disk again, issue 9).
+    pub fn fail_spooled(&self, spooled: &Path, reason: &str) -> Result<ImportResult> {
+        self.answer_spooled(spooled, Some(store_failure_message(&reason)))
+    }
+
+    fn answer_spooled(&self, spooled: &Path, failed: Option<String>) -> Result<ImportResult> {
         let (slug, import_id, name) = spool_parts(spooled)
             .ok_or_else(|| GatewayError::Invalid(format!("{} is not a spooled file", spooled.display())))?;
         let org = self.org(&slug)?;
         let received_at: DateTime<Utc> =
             fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
         let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
-        let result = ingest::process(&self.config, Some(&org), &incoming, Mode::Import(&self.store))?;
-        if !self.store.answered(&import_id)? {
-            self.write_results(&slug, &result)?;
-            self.store.mark_answered(&import_id)?;
+        let plan = self.answer_plan(&slug, &import_id, &name)?;
+        if let Some(message) = failed {
+            let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
+            return self.finish(spooled, &org, &plan, result, recorded);
+        }
+        let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
+        let (result, recorded) = match judged {
+            Ok(Ok(r)) => (r, true),
+            Ok(Err(e)) => {
+                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
+                // import back); while it cannot be, the error goes to the worker and the file waits.
+                if !self.store.is_healthy() {
+                    if let Err(again) = self.store.recover() {
+                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
+                        return Err(e.into());
+                    }
+                }
+                match self.store.import_result(&import_id)? {
+                    // Committed, then the flush failed: the import stands; answer it as recorded.
+                    Some(committed) => (committed, true),
+                    None => {
+                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                        self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+                    }
+                }
+            }
+            Err(panic) => {
+                tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
+                let message = format!(
+                    "the gateway failed on this file (an internal error{}: {}); nothing from it was stored. This is a fault of the gateway, not of the file: the council's support team can find it in the gateway's log by the import id",
+                    panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
+                    panic.message
+                );
+                self.fail_file(&slug, &org, &incoming, &plan, message)?
+            }
+        };
+        self.finish(spooled, &org, &plan, result, recorded)
+    }
+
+    /// Puts a file's answer in place under its fixed names and archives the file.
+    fn finish(&self, spooled: &Path, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
+        let (slug, import_id, name) = spool_parts(spooled).expect("a spooled file's name was read before");
+        if !recorded || !self.store.answered(&import_id)? {
+            if fault::is("slow-answer") {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            self.put_answer_in_place(&slug, &result, &plan)?;
+            if recorded {
+                self.store.mark_answered(&slug, &import_id)?;
+            }
         }
         let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
         fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
         fs::rename(spooled, &archived).map_err(io("archiving the file"))?;
+        for staged in [&plan.staged_csv, &plan.staged_json] {
+            let _ = fs::remove_file(staged);
+        }
         tracing::info!(org = org.name, file = name, import_id, summary = result.summary(), "processed");
         Ok(result)
     }
 
-    /// `results/NAME.result.json` and `.csv`, never overwriting an earlier result; each written
-    /// aside and renamed in, so a client polling for it never reads half a file.
-    fn write_results(&self, slug: &str, result: &ImportResult) -> Result<()> {
+    /// The names of an import's result files: those its commit recorded (a replay), else the first
+    /// `NAME.result.*`, `NAME.2.result.*`, ... that neither exists in `results/` nor is held by an
+    /// import committed but not yet answered; written first beside the spooled file.
+    fn answer_plan(&self, slug: &str, import_id: &str, name: &str) -> Result<AnswerPlan> {
+        let spool = self.data.spool(slug);
+        let staged = |ext: &str| spool.join(format!("{import_id}.result.{ext}"));
+        let (staged_csv, staged_json) = (staged("csv"), staged("json"));
+        if let Some(answer) = self.store.import_result(import_id)?.and_then(|r| r.answer) {
+            return Ok(AnswerPlan { staged_csv, staged_json, answer });
+        }
         let dir = self.data.results(slug);
-        fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
-        let stem = result.file.strip_suffix(".csv").or_else(|| result.file.strip_suffix(".CSV")).unwrap_or(&result.file);
-        let (json, csv) = (1..)
+        let held = self.store.held_answers(slug)?;
+        let taken = |n: &str| dir.join(n).exists() || held.iter().any(|a| a.csv == n || a.json == n);
+        let stem = name.strip_suffix(".csv").or_else(|| name.strip_suffix(".CSV")).unwrap_or(name);
+        let answer = (1..)
             .map(|n| {
                 let s = if n == 1 { stem.to_string() } else { format!("{stem}.{n}") };
-                (dir.join(format!("{s}.result.json")), dir.join(format!("{s}.result.csv")))
+                Answer { csv: format!("{s}.result.csv"), json: format!("{s}.result.json") }
             })
-            .find(|(j, c)| !j.exists() && !c.exists())
+            .find(|a| !taken(&a.csv) && !taken(&a.json))
             .expect("some number is free");
-        self.data.write_atomically(&csv, &result.to_csv()).map_err(io("writing the result CSV"))?;
-        let body = serde_json::to_vec_pretty(result).expect("results serialise");
-        self.data.write_atomically(&json, &body).map_err(io("writing the result JSON"))?;
+        Ok(AnswerPlan { staged_csv, staged_json, answer })
+    }
+
+    /// A file the gateway failed on: what it wrote is rolled back, and it is answered with one
+    /// `INTERNAL_ERROR`. Returns the result and whether the store recorded it (a store that refuses
+    /// writes cannot; the file is answered and archived all the same, without an email).
+    fn fail_file(&self, slug: &str, org: &Organisation, incoming: &Incoming<'_>, plan: &AnswerPlan, message: String) -> Result<(ImportResult, bool)> {
+        if let Err(e) = self.store.roll_back_unfinished() {
+            tracing::error!(import_id = incoming.import_id, error = %e, "could not roll back the failed import now; the next start will");
+        }
+        let mut result = internal_failure(incoming, Some(org), message);
+        result.answer = Some(plan.answer.clone());
+        ingest::write_answer(&result, plan).map_err(|e| GatewayError::Io {
+            context: "writing the result of a file the gateway failed on".into(),
+            source: match e {
+                IngestError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        })?;
+        let recorded = match self.store.record_import(slug, &result) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(import_id = incoming.import_id, error = %e, "could not record the failed import; it is answered without an email");
+                false
+            }
+        };
+        Ok((result, recorded))
+    }
+
+    /// Moves the staged result files into `results/` under their fixed names, CSV first (clients
+    /// poll for the JSON); a replay renames what is still staged, or writes again what is missing.
+    fn put_answer_in_place(&self, slug: &str, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
+        let answer = result.answer.as_ref().unwrap_or(&plan.answer);
+        let dir = self.data.results(slug);
+        fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
+        let place = |staged: &Path, name: &str, body: &dyn Fn() -> Vec<u8>| -> Result<()> {
+            let dest = dir.join(name);
+            if staged.exists() {
+                fs::rename(staged, &dest).map_err(io(format!("moving the result into {}", dest.display())))
+            } else if !dest.exists() {
+                tracing::warn!(import_id = result.import_id, file = name, "the staged result is gone; writing it again from the stored record");
+                self.data.write_atomically(&dest, &body()).map_err(io(format!("writing {}", dest.display())))
+            } else {
+                Ok(())
+            }
+        };
+        place(&plan.staged_csv, &answer.csv, &|| result.to_csv())?;
+        fault::point("after-result-csv");
+        place(&plan.staged_json, &answer.json, &|| {
+            let mut body = result.to_json().into_bytes();
+            body.push(b'\n');
+            body
+        })?;
+        // The renames survive a crash before the import is marked answered.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(())
     }
 
@@ -271,6 +416,25 @@ impl Gateway {
         Ok(out)
     }
 
+    /// Before a file: a store that failed (a full disk) is opened again first, rolling back the
+    /// import it cut short, so later files go on once space returns without a restart (issue 9).
+    /// Whether the store is usable; while it is not, files wait.
+    pub fn ensure_store(&self) -> bool {
+        if self.store.is_healthy() {
+            return true;
+        }
+        match self.store.recover() {
+            Ok(()) => {
+                tracing::warn!("the store failed and has been opened again");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the store cannot be opened again yet");
+                false
+            }
+        }
+    }
+
     /// Judges files without storing anything (`gateway validate`).
     pub fn validate(
         config: &Config,
@@ -280,8 +444,90 @@ impl Gateway {
         path: &Path,
     ) -> Result<ImportResult> {
         let incoming = Incoming { path, file_name: file_name(path)?, import_id: uuid::Uuid::now_v7().to_string(), received_at: Utc::now() };
-        Ok(ingest::process(config, org, &incoming, Mode::Validate { store, cplis })?)
+        match catching_panics(|| ingest::process(config, org, &incoming, Mode::Validate { store, cplis })) {
+            Ok(judged) => Ok(judged?),
+            Err(panic) => Ok(internal_failure(
+                &incoming,
+                org,
+                format!(
+                    "the gateway failed on this file (an internal error{}: {}); this is a fault of the gateway, not of the file",
+                    panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
+                    panic.message
+                ),
+            )),
+        }
     }
+}
+
+/// A failed result with one `INTERNAL_ERROR` (issue 9).
+fn internal_failure(incoming: &Incoming<'_>, org: Option<&Organisation>, message: String) -> ImportResult {
+    let mut result = ImportResult::new(
+        &incoming.file_name,
+        &incoming.import_id,
+        org.map_or("", |o| o.name.as_str()),
+        incoming.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    result.status = Status::Failed;
+    result.processed_at = ingest::now_rfc3339();
+    result.issues = vec![Issue::file(Code::InternalError, None, message)];
+    (result.issue_count, result.error_count) = (1, 1);
+    result
+}
+
+/// What a caught panic said, and the row being judged when it happened, if known.
+#[derive(Debug)]
+pub struct Panicked {
+    pub message: String,
+    pub row: Option<u64>,
+}
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.row {
+            Some(r) => write!(f, "{} (row {r})", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The first panic seen while a file is processed (the judging threads' panic comes before the
+/// one that ends their scope, which knows no row).
+static PANIC_NOTE: std::sync::Mutex<Option<Panicked>> = std::sync::Mutex::new(None);
+
+/// Runs `f`, turning a panic into `Err` with its message and row (issue 9: a panic on a file must
+/// answer that file, not kill the worker or come back at every start).
+fn catching_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Panicked> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+                (Some(s), _) => s.to_string(),
+                (_, Some(s)) => s.clone(),
+                _ => "a panic".to_string(),
+            };
+            let message = match info.location() {
+                Some(l) => format!("{message} ({}:{})", l.file(), l.line()),
+                None => message,
+            };
+            if let Ok(mut note) = PANIC_NOTE.lock() {
+                note.get_or_insert(Panicked { message, row: ingest::current_row() });
+            }
+            previous(info);
+        }));
+    });
+    let take = || PANIC_NOTE.lock().map(|mut n| n.take()).unwrap_or_default();
+    take();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let note = take();
+    outcome.map_err(|_| note.unwrap_or(Panicked { message: "a panic".into(), row: None }))
+}
+
+/// What a file on which the store or the disk failed is answered with.
+fn store_failure_message(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+    )
 }
 
 /// The commissioned care export's name in `exports/`.
@@ -298,6 +544,32 @@ fn file_name(path: &Path) -> Result<String> {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| GatewayError::Invalid(format!("{} is not a file", path.display())))
+}
+
+/// The longest file name the gateway answers under. File systems allow 255 bytes; the spool adds a
+/// 38-byte import id and the result a `.result.json` suffix, so a longer name dropped into an inbox
+/// was claimed but never answered (issue 9). 200 is also the SFTP front door's limit.
+pub const MAX_FILE_NAME: usize = 200;
+
+/// `name` itself when it fits [`MAX_FILE_NAME`]; otherwise its beginning (cut at a character
+/// boundary), `~`, eight hex digits of its hash (so two long names that begin alike stay apart) and
+/// its extension, e.g. `visits-....~1a2b3c4d.csv`. The file is answered under that name.
+pub fn answerable_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    if name.len() <= MAX_FILE_NAME {
+        return name.into();
+    }
+    let ext = match name.rfind('.') {
+        Some(i) if name.len() - i <= 10 => &name[i..],
+        _ => "",
+    };
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let tag = format!("~{:02x}{:02x}{:02x}{:02x}", hash[0], hash[1], hash[2], hash[3]);
+    let mut cut = MAX_FILE_NAME - tag.len() - ext.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{ext}", &name[..cut]).into()
 }
 
 /// `spool/<slug>/<import id>__<name>` -> (slug, import id, name).
@@ -326,6 +598,18 @@ mod tests {
         for n in ["visits.csv.filepart", "visits.csv.part", "visits.tmp", ".visits.csv", "visits.xlsx", ".csv"] {
             assert!(!is_ready_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn a_name_too_long_to_answer_is_shortened_keeping_its_extension() {
+        assert_eq!(answerable_name("visits.csv"), "visits.csv");
+        let long = format!("{}.csv", "é".repeat(150));
+        let short = answerable_name(&long);
+        assert!(short.len() <= MAX_FILE_NAME, "{}", short.len());
+        assert!(short.ends_with(".csv") && short.contains('~'), "{short}");
+        assert!(is_ready_name(&short));
+        let other = format!("{}x.csv", "é".repeat(150));
+        assert_ne!(answerable_name(&other), short, "names that begin alike stay apart");
     }
 
     #[test]

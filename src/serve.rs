@@ -21,6 +21,8 @@ pub enum ServeError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    #[error("the SFTP listener ended unexpectedly; the gateway stops so that its supervisor restarts it")]
+    ListenerEnded,
 }
 
 /// How `serve` was asked to run.
@@ -38,6 +40,7 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     let mailer = Mailer::new(&gw)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
+    clean_staging(&gw);
     let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
     let spooled = {
@@ -49,7 +52,7 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     }
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
     let demo = options.demo.is_some();
-    let sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
+    let mut sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
     if demo {
         print_demo_commands(sftp.addr);
     }
@@ -57,7 +60,16 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     let mail = mailer.spawn(gw.clone())?;
     // An email already on its way gets as long as one SMTP conversation may take.
     let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
-    let watched = watch::run(gw, work_tx, shutdown).await;
+    let watched = tokio::select! {
+        w = watch::run(gw, work_tx, shutdown) => w,
+        _ = sftp.ended() => {
+            tracing::error!("the SFTP listener ended; stopping");
+            let _ = stop_tx.send(true);
+            let _ = worker.await;
+            let _ = tokio::task::spawn_blocking(move || mail.stop(mail_wait)).await;
+            return Err(ServeError::ListenerEnded);
+        }
+    };
     sftp.shutdown().await;
     // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
@@ -67,26 +79,71 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     Ok(watched?)
 }
 
-/// One file at a time: the store applies files in the order they were claimed.
+/// Removes what a crash left in `staging/`: uploads cut off by kill -9 and `.tmp` files of
+/// interrupted writes (issue 9). Only a process holding the store writes there (`serve`, `import`,
+/// `cplis load`...), and `serve` holds it now, so nothing in it is anyone's work in progress.
+fn clean_staging(gw: &Gateway) {
+    let Ok(entries) = std::fs::read_dir(gw.data.staging()) else { return };
+    let mut removed = 0u64;
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(files = removed, "removed files left in staging by an earlier run");
+    }
+}
+
+/// One file at a time: the store applies files in the order they were claimed. While the store is
+/// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
+/// which it failed, and whose failed answer could not be written then, is answered once it is back
+/// (issue 9).
 async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut waiting: std::collections::VecDeque<(PathBuf, Option<String>)> = Default::default();
     loop {
-        let spooled = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            next = rx.recv() => match next {
-                Some(p) => p,
-                None => break,
+        let (spooled, failed) = match waiting.pop_front() {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                next = rx.recv() => match next {
+                    Some(p) => (p, None),
+                    None => break,
+                },
             },
         };
-        let gw = gw.clone();
-        let path = spooled.clone();
-        match tokio::task::spawn_blocking(move || gw.process_spooled(&path)).await {
+        loop {
+            let engine = gw.clone();
+            if tokio::task::spawn_blocking(move || engine.ensure_store()).await.unwrap_or(false) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(STORE_RETRY) => {}
+            }
+        }
+        let (path, engine) = (spooled.clone(), gw.clone());
+        let done = tokio::task::spawn_blocking(move || match failed {
+            Some(reason) => engine.fail_spooled(&path, &reason),
+            None => engine.process_spooled(&path),
+        })
+        .await;
+        match done {
             Ok(Ok(_)) => {}
+            Ok(Err(e)) if !gw.store.is_healthy() && spooled.exists() => {
+                tracing::error!(file = %spooled.display(), error = %e, "the store failed; the file is answered once it is back");
+                waiting.push_front((spooled, Some(e.to_string())));
+            }
             Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
             Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }
 }
+
+/// How often a store closed by a failure is tried again while files wait.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The demo login's key pair, committed in `keys/` for `serve --demo` only.
 pub const DEMO_LOGIN: &str = "demo";

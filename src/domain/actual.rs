@@ -40,14 +40,17 @@ impl Actual {
     /// Over-delivery needs a comment (guide: "Compulsory if there has been an over delivery of
     /// planned care"). SPEC 2.2 names Actual or Extra above Planned; Extra is delivered "in addition
     /// to those planned", so Actual + Extra above Planned is over-delivery too (it covers both).
+    /// A sum too large to compute is more than any Planned (issue 9: it panicked).
     pub fn is_over_delivery(&self) -> bool {
-        self.actual + self.extra > self.planned
+        self.actual.checked_add(self.extra).is_none_or(|delivered| delivered > self.planned)
     }
 
     /// The guide's "Total Cost" on Actual + Frustrated. The CPLI extract does not say which packages
-    /// pay on planned quantity instead, so every package is costed on what was delivered.
-    pub fn cost_at(&self, unit_cost: Decimal) -> Decimal {
-        (self.actual + self.frustrated) * unit_cost
+    /// pay on planned quantity instead, so every package is costed on what was delivered. `None` when
+    /// the figure is beyond what can be computed (values are bounded when read, so only a CPLI stored
+    /// before the bounds of issue 9 can get here).
+    pub fn cost_at(&self, unit_cost: Decimal) -> Option<Decimal> {
+        self.actual.checked_add(self.frustrated)?.checked_mul(unit_cost)
     }
 }
 
@@ -90,6 +93,13 @@ mod tests {
 
     #[test]
     fn total_cost_is_actual_plus_frustrated_times_the_unit_cost() {
-        assert_eq!(actual("10", "9.5", "0").cost_at("21.50".parse().unwrap()), "215.000".parse::<Decimal>().unwrap());
+        assert_eq!(actual("10", "9.5", "0").cost_at("21.50".parse().unwrap()), Some("215.000".parse::<Decimal>().unwrap()));
+    }
+
+    #[test]
+    fn figures_too_large_to_add_are_over_delivery_and_have_no_cost_instead_of_panicking() {
+        let max = Decimal::MAX.to_string();
+        assert!(actual("10", &max, &max).is_over_delivery());
+        assert_eq!(actual("10", &max, "0").cost_at(Decimal::TWO), None);
     }
 }

@@ -2,10 +2,12 @@
 
 pub mod actual;
 pub mod carer;
+pub mod cell;
 pub mod cpli;
 pub mod date_time;
 pub mod ident;
 pub mod name;
+pub mod number;
 pub mod organisation;
 pub mod period;
 pub mod visit;
@@ -13,6 +15,7 @@ pub mod visit_type;
 
 pub use actual::Actual;
 pub use carer::Carer;
+pub use cell::{forbidden_control, quote, TextKind};
 pub use cpli::{Cpli, Quantity};
 pub use date_time::{parse_date, parse_time, uk_date, Duration};
 pub use ident::{council_guid, is_valid_nhs_number, parse_guid, Guid};

@@ -3,16 +3,21 @@
 //! and PeriodStart, and re-sending a key updates it.
 
 use std::borrow::Cow;
-use std::str::FromStr;
 
 use chrono::NaiveDate;
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::matching::{CpliIndex, VisitKeys, Wanted};
 use super::result::{Code, Counts, Issue, Severity};
 use super::source::{find_columns, heading_key, row_data, stable_hash, Header, Rows, Scan, ScanSpec};
 use super::IngestError;
-use crate::domain::{is_valid_nhs_number, parse_date, parse_guid, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::domain::cell::describe_control;
+use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT, QUANTITY_DECIMALS};
+use crate::domain::{
+    forbidden_control, is_valid_nhs_number, parse_date, parse_guid, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey,
+    Organisation, Period, TextKind,
+};
 use crate::store::{ActualChange, ActualKey, Store, StoredActual};
 
 /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
@@ -62,9 +67,21 @@ enum Col {
     OrganisationName,
 }
 
+/// Every column, in `HEADINGS` order.
+const COLS: [Col; 19] = [
+    Col::Deleted, Col::SsRef, Col::ServiceLevel, Col::ServiceName, Col::PeriodStart, Col::PeriodEnd, Col::Planned, Col::Actual,
+    Col::Frustrated, Col::Missed, Col::Extra, Col::Visits, Col::Comments, Col::ClientRef, Col::NhsNumber, Col::ServiceLevelRef,
+    Col::ServiceRef, Col::OrganisationRef, Col::OrganisationName,
+];
+
 impl Col {
     fn heading(self) -> &'static str {
         HEADINGS[self as usize]
+    }
+
+    /// Comments is free text (tabs and line breaks allowed); every other cell is plain.
+    fn text_kind(self) -> TextKind {
+        if matches!(self, Col::Comments) { TextKind::Free } else { TextKind::Plain }
     }
 }
 
@@ -111,13 +128,21 @@ pub struct Context<'a> {
     pub import_id: &'a str,
 }
 
-/// Judges every row, streaming; returns the counts and the accepted rows' changes.
-pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(Counts, Vec<ActualChange>), IngestError> {
+/// Judges every row, streaming; each accepted row's change goes to `apply` as it is judged (issue 9:
+/// not held in memory until the end); returns the counts.
+pub fn judge(
+    scan: &Scan,
+    rows: &mut Rows,
+    cols: &Columns,
+    ctx: &Context<'_>,
+    issues: &mut super::Issues,
+    apply: &mut dyn FnMut(ActualChange) -> Result<(), IngestError>,
+) -> Result<Counts, IngestError> {
     let mut counts = Counts::default();
-    let mut changes = Vec::new();
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
+        super::note_row(row);
         counts.read += 1;
         let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
         let outcome = j.judge(header_len, scan, ctx)?;
@@ -127,12 +152,12 @@ pub fn judge(scan: &Scan, rows: &mut Rows, cols: &Columns, ctx: &Context<'_>, is
         match outcome {
             Some(change) if !rejected => {
                 if change.previous.is_some() { counts.updated += 1 } else { counts.new += 1 }
-                changes.push(change);
+                apply(change)?;
             }
             _ => counts.rejected += 1,
         }
     }
-    Ok((counts, changes))
+    Ok(counts)
 }
 
 struct RowJudge<'r> {
@@ -199,7 +224,7 @@ impl<'r> RowJudge<'r> {
             self.push(
                 Code::BadDate,
                 Some(col),
-                format!("{} '{v}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY; the date must exist", col.heading()),
+                format!("{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY; the date must exist", col.heading(), quote(&v)),
             );
         }
         d
@@ -209,29 +234,62 @@ impl<'r> RowJudge<'r> {
         let v = self.opt(col)?;
         let g = parse_guid(&v);
         if g.is_none() {
-            self.push(Code::BadGuid, Some(col), format!("{} '{v}' is not a GUID (32 hex digits as 8-4-4-4-12); leave it blank if unsure", col.heading()));
+            self.push(Code::BadGuid, Some(col), format!("{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12); leave it blank if unsure", col.heading(), quote(&v)));
         }
         g
     }
 
-    /// A quantity: blank is 0; a number >= 0.
+    /// A quantity: blank is 0; a number from 0 to `MAX_AMOUNT` with at most `QUANTITY_DECIMALS`
+    /// decimal places (issue 9: an unbounded one overflowed the arithmetic after it).
     fn quantity(&mut self, col: Col) -> Decimal {
         let Some(v) = self.opt(col) else { return Decimal::ZERO };
-        match Decimal::from_str(&v) {
-            Ok(q) if q.is_sign_negative() && !q.is_zero() => {
-                self.push(Code::BadQuantity, Some(col), format!("{} is {v}; a quantity cannot be negative", col.heading()));
+        match parse_bounded(&v, QUANTITY_DECIMALS) {
+            Ok(q) => q,
+            Err(AmountError::NotANumber) => {
+                self.push(
+                    Code::BadNumber,
+                    Some(col),
+                    format!("{} '{}' is not a number: write a quantity such as 3.5 (a dot for the decimals, no units)", col.heading(), quote(&v)),
+                );
                 Decimal::ZERO
             }
-            Ok(q) => q,
-            Err(_) => {
-                self.push(Code::BadNumber, Some(col), format!("{} '{v}' is not a number: write a quantity such as 3.5 (a dot for the decimals, no units)", col.heading()));
+            Err(AmountError::Negative) => {
+                self.push(Code::BadQuantity, Some(col), format!("{} is {}; a quantity cannot be negative", col.heading(), quote(&v)));
+                Decimal::ZERO
+            }
+            Err(e) => {
+                self.push(
+                    Code::BadQuantity,
+                    Some(col),
+                    format!(
+                        "{} '{}' {e}: a quantity is a number from 0 to {} with at most {QUANTITY_DECIMALS} decimal places",
+                        col.heading(), quote(&v), thousands(MAX_AMOUNT.into())
+                    ),
+                );
                 Decimal::ZERO
             }
         }
     }
 
+    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored);
+    /// whether any was found.
+    fn check_controls(&mut self) -> bool {
+        let before = self.issues.len();
+        for col in COLS {
+            if let Some((at, c)) = self.opt(col).and_then(|v| forbidden_control(&v, col.text_kind())) {
+                let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
+                self.push(
+                    Code::ControlCharacter,
+                    Some(col),
+                    format!("{} holds a control character, {}, at character {at}: remove it; a cell holds printable text only{allowed}", col.heading(), describe_control(c)),
+                );
+            }
+        }
+        self.issues.len() > before
+    }
+
     fn judge(&mut self, header_len: usize, scan: &Scan, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
-        self.reference = self.opt(Col::SsRef).map(Cow::into_owned);
+        self.reference = self.opt(Col::SsRef).map(|r| quote(&r).to_string());
         let len = self.rec.len();
         let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
         if len < header_len || extra_filled {
@@ -242,12 +300,16 @@ impl<'r> RowJudge<'r> {
             );
             return Ok(None);
         }
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        if self.check_controls() {
+            return Ok(None);
+        }
         let deleted = match self.opt(Col::Deleted).map(|v| v.to_ascii_uppercase()).as_deref() {
             None | Some("0") | Some("N") => false,
             Some("1") | Some("Y") => true,
             Some(other) => {
                 let other = other.to_string();
-                self.push(Code::BadBoolean, Some(Col::Deleted), format!("Deleted must be 0, 1, Y or N (blank is 0); found '{other}'"));
+                self.push(Code::BadBoolean, Some(Col::Deleted), format!("Deleted must be 0, 1, Y or N (blank is 0); found '{}'", quote(&other)));
                 false
             }
         };
@@ -299,14 +361,18 @@ impl<'r> RowJudge<'r> {
                 self.push(Code::Required, Some(Col::Visits), "Visits is required on every row: the number of visits to the client (0 if none), for safeguarding".into());
                 0
             }
-            Some(v) => match (v.parse::<u64>(), Decimal::from_str(&v)) {
-                (Ok(n), _) => n,
-                (Err(_), Ok(d)) if d.is_sign_negative() => {
-                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits is {v}; it cannot be negative"));
+            Some(v) => match parse_bounded(&v, 0) {
+                Ok(n) => n.to_u64().unwrap_or(0),
+                Err(AmountError::Negative) => {
+                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits is {}; it cannot be negative", quote(&v)));
                     0
                 }
-                _ => {
-                    self.push(Code::BadNumber, Some(Col::Visits), format!("Visits '{v}' is not a whole number"));
+                Err(AmountError::TooLarge) => {
+                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits '{}' is more than {}, the most accepted", quote(&v), thousands(MAX_AMOUNT.into())));
+                    0
+                }
+                Err(_) => {
+                    self.push(Code::BadNumber, Some(Col::Visits), format!("Visits '{}' is not a whole number", quote(&v)));
                     0
                 }
             },
@@ -348,7 +414,7 @@ impl<'r> RowJudge<'r> {
             self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in Comments"));
         }
         if let Some(n) = a.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
-            let n = n.to_string();
+            let n = quote(n).to_string();
             self.push(Code::BadNhsNumber, Some(Col::NhsNumber), format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"));
         }
         if let Some(index) = ctx.cplis {
@@ -364,7 +430,7 @@ impl<'r> RowJudge<'r> {
             self.push(
                 Code::WrongOrganisation,
                 Some(Col::OrganisationName),
-                format!("OrganisationName '{name}' is not {}, whose folder this file was sent to; a provider may send only its own actuals", org.name),
+                format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own actuals", quote(name), org.name),
             );
         }
         if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
@@ -382,7 +448,7 @@ impl<'r> RowJudge<'r> {
                 self.check_hours_step(a, step_minutes);
             }
         }
-        a.total_cost = cpli.map(|c| a.cost_at(c.unit_cost));
+        a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
         if let MatchStatus::Unmatched { reason } = &status {
             let col = match field {
                 Some("PeriodStart") => Some(Col::PeriodStart),
@@ -400,7 +466,9 @@ impl<'r> RowJudge<'r> {
     fn check_hours_step(&mut self, a: &Actual, step_minutes: i64) {
         let step = Decimal::from(step_minutes);
         for (col, q) in [(Col::Planned, a.planned), (Col::Actual, a.actual), (Col::Frustrated, a.frustrated), (Col::Missed, a.missed), (Col::Extra, a.extra)] {
-            if !(q * Decimal::from(60) % step).is_zero() {
+            // Checked (issue 9): a figure too large to turn into minutes is not in whole steps either.
+            let in_steps = q.checked_mul(Decimal::from(60)).and_then(|m| m.checked_rem(step)).is_some_and(|r| r.is_zero());
+            if !in_steps {
                 self.push(
                     Code::BadQuantity,
                     Some(col),
@@ -440,7 +508,7 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
 /// A stored row matched again after CPLIs changed: its status and total cost.
 pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) {
     let (status, _, cpli) = match_actual(a, index);
-    (status, cpli.map(|c| a.cost_at(c.unit_cost)))
+    (status, cpli.and_then(|c| a.cost_at(c.unit_cost)))
 }
 
 fn is_hours(unit: &str) -> bool {
@@ -548,6 +616,32 @@ mod tests {
         let r = judge(&[row("03/10/2022", "ten", "9", "0", "0", "14", ""), row("10/10/2022", "10", "-1", "0", "0", "14", ""), row("17/10/2022", "10", "9", "0", "0", "2.5", "")]);
         assert_eq!(codes(&r), [Code::BadNumber, Code::BadQuantity, Code::BadNumber]);
         assert_eq!(r.counts.rejected, 3);
+    }
+
+    #[test]
+    fn a_quantity_above_a_million_or_with_more_than_four_decimals_is_rejected_naming_the_bound() {
+        let max = "79228162514264337593543950335";
+        let r = judge(&[row("03/10/2022", "10", max, "0", "0", "14", ""), row("10/10/2022", "10", "1", "0", max, "14", ""), row("17/10/2022", "10", "9.12345", "0", "0", "14", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity, Code::BadQuantity, Code::BadQuantity]);
+        assert_eq!(r.issues.iter().map(|i| i.field.as_deref().unwrap()).collect::<Vec<_>>(), ["Actual", "Extra", "Actual"]);
+        assert!(r.issues[0].message.contains("from 0 to 1,000,000 with at most 4 decimal places"), "{}", r.issues[0].message);
+        assert_eq!(r.counts.rejected, 3);
+    }
+
+    #[test]
+    fn visits_above_a_million_are_rejected() {
+        let r = judge(&[row("03/10/2022", "10", "9", "0", "0", "18446744073709551616", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity]);
+    }
+
+    #[test]
+    fn a_control_character_in_any_cell_rejects_the_row_and_line_breaks_in_comments_do_not() {
+        let nul = row("03/10/2022", "10", "9", "0", "0", "14", "").replace("A401234", "A40\u{0}1234");
+        let r = judge(&[nul, row("10/10/2022", "10", "9", "0", "0", "14", "\"fell,\nthen\trested\"")]);
+        assert_eq!(codes(&r), [Code::ControlCharacter], "{:#?}", r.issues);
+        assert_eq!((r.issues[0].field.as_deref(), r.issues[0].reference.as_deref()), (Some("SSRef"), Some("A40\\u{0}1234")));
+        assert!(r.issues[0].message.contains("U+0000 (NUL)"), "{}", r.issues[0].message);
+        assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
     }
 
     #[test]

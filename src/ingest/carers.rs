@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use super::result::{Code, Counts, Issue};
 use super::source::{find_columns, row_data, Header, Rows, Scan};
 use super::IngestError;
-use crate::domain::{parse_date, Carer};
+use crate::domain::cell::describe_control;
+use crate::domain::{forbidden_control, parse_date, quote, Carer, TextKind};
 
 const REQUIRED: [&str; 4] = ["CarerRef", "Forename", "Surname", "Deleted"];
 const OPTIONAL: [&str; 4] = ["StartDate", "EndDate", "Email", "Mobile"];
@@ -28,9 +29,12 @@ pub fn judge(
     scan: &Scan,
     rows: &mut Rows,
     known: &HashSet<String>,
-    issues: &mut Vec<Issue>,
+    issues: &mut super::Issues,
 ) -> Result<Result<(Counts, CarerChanges), ()>, IngestError> {
-    let cols = match columns(&scan.header, issues) {
+    let mut warnings = Vec::new();
+    let found = columns(&scan.header, &mut warnings);
+    issues.append(&mut warnings);
+    let cols = match found {
         Ok(c) => c,
         Err(mut errs) => {
             issues.append(&mut errs);
@@ -42,6 +46,7 @@ pub fn judge(
     let mut rec = csv::ByteRecord::new();
     let header_len = scan.header.names.len();
     while let Some(row) = rows.next(&mut rec)? {
+        super::note_row(row);
         counts.read += 1;
         let field = |i: usize| cols[i].map(|c| rows.field(&rec, c).into_owned()).filter(|s| !s.is_empty());
         let carer_ref = field(0);
@@ -49,7 +54,17 @@ pub fn judge(
         if rec.len() != header_len {
             errs.push((Code::WrongFieldCount, "", format!("this row has {} fields but the header has {header_len}", rec.len())));
         }
+        // Issue 9: no control character is stored (a carers file has no free-text column).
+        for (heading, col) in REQUIRED.iter().chain(OPTIONAL.iter()).copied().zip(&cols) {
+            let value = col.map(|c| rows.field(&rec, c)).unwrap_or_default();
+            if let Some((at, c)) = forbidden_control(&value, TextKind::Plain) {
+                errs.push((Code::ControlCharacter, heading, format!("{heading} holds a control character, {}, at character {at}: remove it; a cell holds printable text only", describe_control(c))));
+            }
+        }
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        let controls = errs.iter().any(|e| e.0 == Code::ControlCharacter);
         match &carer_ref {
+            _ if controls => {}
             None => errs.push((Code::Required, "CarerRef", "CarerRef is required: the organisation's own id for the carer".into())),
             Some(r) if r.chars().count() > 100 => errs.push((Code::TooLong, "CarerRef", "CarerRef is longer than 100 characters".into())),
             Some(r) if scan.duplicate_keys.contains(r.as_bytes()) => {
@@ -58,25 +73,26 @@ pub fn judge(
             _ => {}
         }
         let deleted = match field(3).as_deref().map(str::to_ascii_uppercase).as_deref() {
+            _ if controls => false,
             None | Some("0") | Some("N") => false,
             Some("1") | Some("Y") => true,
             Some(other) => {
-                errs.push((Code::BadBoolean, "Deleted", format!("Deleted must be 0, 1, Y or N; found '{other}'")));
+                errs.push((Code::BadBoolean, "Deleted", format!("Deleted must be 0, 1, Y or N; found '{}'", quote(other))));
                 false
             }
         };
         let mut date = |i: usize, name: &'static str| {
-            let v = field(i)?;
+            let v = field(i).filter(|_| !controls)?;
             let d = parse_date(&v);
             if d.is_none() {
-                errs.push((Code::BadDate, name, format!("{name} '{v}' is not a date: use DD/MM/YYYY, e.g. 03/10/2022")));
+                errs.push((Code::BadDate, name, format!("{name} '{}' is not a date: use DD/MM/YYYY, e.g. 03/10/2022", quote(&v))));
             }
             d
         };
         let start_date = date(4, "StartDate");
         let end_date = date(5, "EndDate");
         let (forename, surname) = (field(1), field(2));
-        if !deleted {
+        if !deleted && !controls {
             if forename.is_none() {
                 errs.push((Code::Required, "Forename", "Forename is required".into()));
             }
@@ -94,7 +110,7 @@ pub fn judge(
             for (code, field, message) in errs {
                 issues.push(Issue {
                     row: Some(row),
-                    reference: carer_ref.clone(),
+                    reference: carer_ref.as_deref().map(|r| quote(r).to_string()),
                     severity: code.severity(),
                     code,
                     field: (!field.is_empty()).then(|| field.to_string()),

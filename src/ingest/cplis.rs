@@ -4,7 +4,9 @@ use std::path::Path;
 
 use rust_decimal::Decimal;
 
-use crate::domain::{council_guid, parse_date, Cpli, Organisation, Quantity, Service};
+use crate::domain::cell::describe_control;
+use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
+use crate::domain::{council_guid, forbidden_control, parse_date, quote, Cpli, Organisation, Quantity, Service, TextKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpliError {
@@ -47,11 +49,30 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         let get = |name: &str| col(name).and_then(|c| rec.get(c)).map(str::trim).unwrap_or("").to_string();
         let opt = |name: &str| Some(get(name)).filter(|s| !s.is_empty());
         let mut bad = |msg: String| problems.push(format!("row {row}: {msg}"));
+        // Issue 9: no control character is stored from an extract either.
+        for (i, cell) in rec.iter().enumerate() {
+            if let Some((at, c)) = forbidden_control(cell, TextKind::Plain) {
+                let heading = header.get(i).map_or(String::new(), |h| format!(" ({})", quote(h)));
+                bad(format!("column {}{heading} holds a control character, {}, at character {at}", i + 1, describe_control(c)));
+            }
+        }
         let date = |name: &str| {
             let v = get(name);
             parse_date(&v).or_else(|| chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok())
         };
-        let decimal = |name: &str| get(name).trim_start_matches('£').replace(',', "").parse::<Decimal>().ok();
+        // Bounded (issue 9): a quantity or unit cost of 7.9e28 made the reports' arithmetic panic.
+        let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(String)| -> Option<Decimal> {
+            let v = get(name);
+            parse_bounded(v.trim_start_matches('£').replace(',', "").as_str(), decimals)
+                .map_err(|e| {
+                    bad(format!(
+                        "{name} '{}' {e}: it must be a number from 0 to {} with at most {decimals} decimal places",
+                        quote(&v),
+                        thousands(MAX_AMOUNT.into())
+                    ))
+                })
+                .ok()
+        };
         for h in ["CPLIID", "SSRef", "OrganisationName", "ServiceName", "ServiceLevel"] {
             if get(h).is_empty() {
                 bad(format!("{h} is required"));
@@ -59,31 +80,25 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         }
         let start = date("StartDate");
         if start.is_none() {
-            bad(format!("StartDate '{}' is not a date", get("StartDate")));
+            bad(format!("StartDate '{}' is not a date", quote(&get("StartDate"))));
         }
         let end = match opt("EndDate") {
             None => None,
             Some(v) => {
                 let d = date("EndDate");
                 if d.is_none() {
-                    bad(format!("EndDate '{v}' is not a date"));
+                    bad(format!("EndDate '{}' is not a date", quote(&v)));
                 }
                 d
             }
         };
-        let quantity = decimal("Quantity");
-        if quantity.is_none() {
-            bad(format!("Quantity '{}' is not a number", get("Quantity")));
-        }
-        let unit_cost = decimal("UnitCost");
-        if unit_cost.is_none() {
-            bad(format!("UnitCost '{}' is not a number", get("UnitCost")));
-        }
+        let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
+        let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
         let authorised = match get("Authorised").to_ascii_uppercase().as_str() {
             "Y" | "YES" | "1" | "TRUE" => Some(true),
             "N" | "NO" | "0" | "FALSE" | "" => Some(false),
             other => {
-                bad(format!("Authorised '{other}' must be Y or N"));
+                bad(format!("Authorised '{}' must be Y or N", quote(other)));
                 None
             }
         };
@@ -135,4 +150,38 @@ pub fn organisations(cplis: &[Cpli], mut known: Vec<Organisation>) -> Vec<Organi
     }
     known.retain(|o| touched.contains(&o.slug));
     known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised";
+
+    fn load(rows: &[&str]) -> Result<Vec<Cpli>, CpliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        std::fs::write(&path, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+        read_extract(&path)
+    }
+
+    #[test]
+    fn an_extract_row_with_a_quantity_or_unit_cost_out_of_range_refuses_the_whole_load() {
+        let max = "79228162514264337593543950335";
+        let ok = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        assert_eq!(load(&[ok]).unwrap()[0].unit_cost, "23.226".parse::<Decimal>().unwrap());
+        let huge = format!("2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,{max},Hr,Weekly,{max},Y");
+        let Err(CpliError::Invalid(problems)) = load(&[ok, &huge]) else { panic!("a huge CPLI was loaded") };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("row 3: Quantity") && problems[0].contains("from 0 to 1,000,000"), "{problems:?}");
+        assert!(problems[1].starts_with("row 3: UnitCost") && problems[1].contains("at most 6 decimal places"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_extract_row_with_a_control_character_is_refused() {
+        let Err(CpliError::Invalid(problems)) = load(&["1,A\u{0}1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y"]) else {
+            panic!("a NUL was loaded")
+        };
+        assert!(problems[0].contains("column 2 (ssref) holds a control character, U+0000 (NUL)"), "{problems:?}");
+    }
 }

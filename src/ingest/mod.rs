@@ -19,11 +19,12 @@ use crate::config::Config;
 use crate::domain::{Cpli, Organisation};
 use crate::store::{Store, StoreError};
 use matching::CpliIndex;
-pub use result::{Code, Counts, FileKind, ImportResult, Issue, Severity, Status};
+pub use result::{Answer, Code, Counts, FileKind, ImportResult, Issue, Issues, LogHandle, Severity, Status, KEPT_ISSUES};
 use source::{Encoding, Rows, ScanError};
 
-/// Failures of ours (not of the provider's file): the file could not be read from our own disk, or
-/// the store failed. The file stays in the spool and is tried again.
+/// Failures of ours (not of the provider's file): the file could not be read from our own disk, a
+/// result file could not be written, or the store failed. The pipeline answers the file as failed
+/// (`INTERNAL_ERROR`) when it can (issue 9).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(transparent)]
@@ -55,76 +56,169 @@ pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Judges (and in `Import` mode applies) one file.
+/// Judges (and in `Import` mode applies) one file, with no result files.
 pub fn process(config: &Config, org: Option<&Organisation>, incoming: &Incoming<'_>, mode: Mode<'_>) -> Result<ImportResult, IngestError> {
+    process_answered(config, org, incoming, mode, None)
+}
+
+/// Where an import's result files are written before the import is committed (issue 9): beside
+/// the spooled file, under the names `answer` fixes in `results/`; both recorded in the commit.
+pub struct AnswerPlan {
+    pub staged_csv: std::path::PathBuf,
+    pub staged_json: std::path::PathBuf,
+    pub answer: Answer,
+}
+
+
+thread_local! {
+    static CURRENT_ROW: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Notes the row this thread is judging, so a panic can say which row it was on (issue 9).
+pub fn note_row(row: u64) {
+    CURRENT_ROW.with(|r| r.set(Some(row)));
+}
+
+/// The row this thread was last judging.
+pub fn current_row() -> Option<u64> {
+    CURRENT_ROW.with(|r| r.get())
+}
+
+
+/// As `process`; in `Import` mode with a plan, the result files are written (and synced) at the
+/// plan's staged paths before the import is committed, and the commit records their names.
+pub fn process_answered(
+    config: &Config,
+    org: Option<&Organisation>,
+    incoming: &Incoming<'_>,
+    mode: Mode<'_>,
+    plan: Option<&AnswerPlan>,
+) -> Result<ImportResult, IngestError> {
     if let Mode::Import(store) = &mode {
         // The same import id again (a replay after a crash): it was applied once; answer the same.
         if let Some(done) = store.import_result(&incoming.import_id)? {
             return Ok(done);
         }
     }
-    let mut result = ImportResult {
-        file: incoming.file_name.clone(),
-        import_id: incoming.import_id.clone(),
-        organisation: org.map(|o| o.name.clone()).unwrap_or_default(),
-        kind: FileKind::Unknown,
-        status: Status::Processed,
-        received_at: incoming.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        processed_at: String::new(),
-        sha256: String::new(),
-        counts: Counts::default(),
-        issues: Vec::new(),
-    };
-    let outcome = judge(config, org, incoming, &mode, &mut result);
-    result.processed_at = now_rfc3339();
+    let mut result = ImportResult::new(
+        &incoming.file_name,
+        &incoming.import_id,
+        &org.map(|o| o.name.clone()).unwrap_or_default(),
+        incoming.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    );
     let store = match &mode {
         Mode::Import(s) => Some(*s),
         Mode::Validate { .. } => None,
     };
-    match outcome? {
-        Judged::Failed => {
-            result.status = Status::Failed;
-            result.counts = Counts::default();
-            sort_issues(&mut result.issues);
-            if let Some(s) = store {
-                s.record_import(org.map_or("", |o| o.slug.as_str()), &result)?;
+    // The spill goes beside the spooled file when importing (the data folder's disk).
+    let spill_dir = store.and(incoming.path.parent());
+    let mut issues = Issues::new(spill_dir)?;
+    let outcome = judge(config, org, incoming, &mode, &mut result, &mut issues);
+    result.processed_at = now_rfc3339();
+    let judged = match outcome {
+        Ok(j) => j,
+        Err(e) => return Err(e),
+    };
+    let log = match issues.finish() {
+        Ok(log) => log,
+        Err(e) => {
+            abort_judged(judged)?;
+            return Err(e.into());
+        }
+    };
+    if matches!(judged, Judged::Failed) {
+        result.status = Status::Failed;
+        result.counts = Counts::default();
+    } else {
+        result.counts.data_quality_issues = log.warnings();
+    }
+    result.issue_count = log.total();
+    result.error_count = log.errors();
+    let first = log.first(KEPT_ISSUES);
+    result.log = LogHandle(Some(std::sync::Arc::new(log)));
+    let staged = first.map_err(IngestError::from).and_then(|first| {
+        result.issues = first;
+        match plan {
+            Some(plan) if store.is_some() => {
+                write_answer(&result, plan)?;
+                result.answer = Some(plan.answer.clone());
+                crate::fault::point("before-commit");
+                Ok(())
             }
+            _ => Ok(()),
         }
-        Judged::Visits { batch } => {
-            finish_counts(&mut result);
-            batch.commit(&result)?;
-        }
-        Judged::Actuals { slug, changes } => {
-            finish_counts(&mut result);
-            if let Some(s) = store {
-                s.commit_actuals(&slug, &changes, &result)?;
-            }
-        }
-        Judged::Carers { slug, changes } => {
-            finish_counts(&mut result);
-            if let Some(s) = store {
-                s.commit_carers(&slug, &changes.upserts, &changes.deletes, &result)?;
-            }
-        }
+    });
+    if let Err(e) = staged {
+        abort_judged(judged)?;
+        return Err(e);
+    }
+    commit(judged, store, org, &result)?;
+    if store.is_some() {
+        crate::fault::point("after-commit");
     }
     Ok(result)
 }
 
-fn finish_counts(result: &mut ImportResult) {
-    sort_issues(&mut result.issues);
-    result.counts.data_quality_issues = result.issues.iter().filter(|i| i.severity == Severity::Warning).count() as u64;
+/// Makes a judged file count: its rows (written as judged, for visits) and its import record with
+/// its emails, in one batch. A commit that fails is rolled back.
+fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>, result: &ImportResult) -> Result<(), IngestError> {
+    static NO_SPACE_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let committed = match judged {
+        // The store refusing the commit of the first file, as a full disk would (a fault point).
+        Judged::Visits { batch } if store.is_some() && crate::fault::is("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+            batch.abort()?;
+            return Err(std::io::Error::from_raw_os_error(28).into());
+        }
+        Judged::Failed => match store {
+            Some(s) => s.record_import(org.map_or("", |o| o.slug.as_str()), result),
+            None => Ok(()),
+        },
+        Judged::Visits { batch } => batch.commit(result),
+        Judged::Actuals { batch } => match batch {
+            Some(b) => b.commit(result),
+            None => Ok(()),
+        },
+        Judged::Carers { slug, changes } => match store {
+            Some(s) => s.commit_carers(&slug, &changes.upserts, &changes.deletes, result),
+            None => Ok(()),
+        },
+    };
+    if let (Err(_), Some(s)) = (&committed, store) {
+        // What the visits file wrote as it went is undone now, not at the next start (issue 9).
+        let _ = s.roll_back_unfinished();
+    }
+    Ok(committed?)
 }
 
-/// File-level issues first, then by row; the order of issues on one row is kept.
-fn sort_issues(issues: &mut [Issue]) {
-    issues.sort_by_key(|i| i.row.map_or(0, |r| r + 1));
+/// Undoes what a judged file wrote as it went (a visits file's rows) when it will not be committed.
+fn abort_judged(judged: Judged<'_>) -> Result<(), IngestError> {
+    match judged {
+        Judged::Visits { batch } => Ok(batch.abort()?),
+        Judged::Actuals { batch: Some(batch) } => Ok(batch.abort()?),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the result files at the plan's staged paths, synced, so that once the import is
+/// committed they survive a crash and a replay only has to rename them into `results/`.
+pub fn write_answer(result: &ImportResult, plan: &AnswerPlan) -> Result<(), IngestError> {
+    fn write(path: &Path, body: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(path)?);
+        body(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+    }
+    write(&plan.staged_csv, |w| result.write_csv(w))?;
+    write(&plan.staged_json, |w| result.write_json(w, "").and_then(|()| w.write_all(b"\n")))?;
+    Ok(())
 }
 
 enum Judged<'s> {
     Failed,
     Visits { batch: crate::store::VisitBatch<'s> },
     Carers { slug: String, changes: carers::CarerChanges },
-    Actuals { slug: String, changes: Vec<crate::store::ActualChange> },
+    /// `None` when nothing is written (validate).
+    Actuals { batch: Option<crate::store::ActualBatch<'s>> },
 }
 
 fn judge<'s>(
@@ -133,6 +227,7 @@ fn judge<'s>(
     incoming: &Incoming<'_>,
     mode: &Mode<'s>,
     result: &mut ImportResult,
+    issues: &mut Issues,
 ) -> Result<Judged<'s>, IngestError> {
     let spec = |header: &source::Header, kind| match kind {
         FileKind::Visits => visits::scan_spec(header),
@@ -144,16 +239,20 @@ fn judge<'s>(
     let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
         Err(ScanError::File(issue)) => {
-            result.issues.push(issue);
+            issues.push(issue);
             return Ok(Judged::Failed);
         }
         Err(ScanError::Io(e)) => return Err(e.into()),
     };
     tracing::debug!(file = incoming.file_name, rows = scan.data_rows, ms = started.elapsed().as_millis() as u64, "first pass");
+    CURRENT_ROW.with(|r| r.set(None));
+    if crate::fault::is("panic-judging") {
+        panic!("GATEWAY_FAULT=panic-judging");
+    }
     result.sha256 = scan.sha256.clone();
     result.kind = scan.kind;
     if scan.encoding == Encoding::Windows1252 {
-        result.issues.push(Issue::file(
+        issues.push(Issue::file(
             Code::EncodingGuessed,
             None,
             "the file is not UTF-8, so it was read as Windows-1252 (Excel's \"CSV (Comma delimited)\"); check names with accents, or save as \"CSV UTF-8\"",
@@ -166,14 +265,17 @@ fn judge<'s>(
     let write = matches!(mode, Mode::Import(_));
     match scan.kind {
         FileKind::Unknown => {
-            result.issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
+            issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
             Ok(Judged::Failed)
         }
         FileKind::Visits => {
-            let cols = match visits::Columns::find(&scan.header, &mut result.issues) {
+            let mut warnings = Vec::new();
+            let found = visits::Columns::find(&scan.header, &mut warnings);
+            issues.append(&mut warnings);
+            let cols = match found {
                 Ok(c) => c,
                 Err(mut errs) => {
-                    result.issues.append(&mut errs);
+                    issues.append(&mut errs);
                     return Ok(Judged::Failed);
                 }
             };
@@ -201,7 +303,7 @@ fn judge<'s>(
             };
             let rows = Rows::open(incoming.path, scan.encoding)?;
             let started = std::time::Instant::now();
-            match visits::import(&scan, rows, &cols, &ctx, &batch, &mut result.issues) {
+            match visits::import(&scan, rows, &cols, &ctx, &batch, issues) {
                 Ok(counts) => {
                     tracing::debug!(file = incoming.file_name, ms = started.elapsed().as_millis() as u64, "rows judged and applied");
                     result.counts = counts;
@@ -214,10 +316,13 @@ fn judge<'s>(
             }
         }
         FileKind::Actuals => {
-            let cols = match actuals::Columns::find(&scan.header, &mut result.issues) {
+            let mut warnings = Vec::new();
+            let found = actuals::Columns::find(&scan.header, &mut warnings);
+            issues.append(&mut warnings);
+            let cols = match found {
                 Ok(c) => c,
                 Err(mut errs) => {
-                    result.issues.append(&mut errs);
+                    issues.append(&mut errs);
                     return Ok(Judged::Failed);
                 }
             };
@@ -233,9 +338,29 @@ fn judge<'s>(
                 import_id: &incoming.import_id,
             };
             let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            let (counts, changes) = actuals::judge(&scan, &mut rows, &cols, &ctx, &mut result.issues)?;
-            result.counts = counts;
-            Ok(Judged::Actuals { slug, changes: if write { changes } else { Vec::new() } })
+            // Accepted rows are written as they are judged, like a visits file's (issue 9).
+            let batch = match (store, write) {
+                (Some(s), true) => Some(s.begin_actuals(&slug, &incoming.import_id)?),
+                _ => None,
+            };
+            let mut apply = |change: crate::store::ActualChange| -> Result<(), IngestError> {
+                match &batch {
+                    Some(b) => Ok(b.put(&change)?),
+                    None => Ok(()),
+                }
+            };
+            match actuals::judge(&scan, &mut rows, &cols, &ctx, issues, &mut apply) {
+                Ok(counts) => {
+                    result.counts = counts;
+                    Ok(Judged::Actuals { batch })
+                }
+                Err(e) => {
+                    if let Some(b) = batch {
+                        b.abort()?;
+                    }
+                    Err(e)
+                }
+            }
         }
         FileKind::Carers => {
             let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
@@ -244,7 +369,7 @@ fn judge<'s>(
                 None => Default::default(),
             };
             let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            match carers::judge(&scan, &mut rows, &known, &mut result.issues)? {
+            match carers::judge(&scan, &mut rows, &known, issues)? {
                 Ok((counts, changes)) => {
                     result.counts = counts;
                     Ok(Judged::Carers { slug, changes })

@@ -1,6 +1,18 @@
 //! What a provider gets back for one file: counts and every issue, as JSON and as an Excel-safe CSV.
+//!
+//! Issues are streamed (issue 9): while a file is judged each issue goes to a spill file on disk
+//! (`Issues`), never into memory; the result files and the printed output are written from it, and
+//! the `ImportResult` kept in memory and in the store holds only the counts and the first issues.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+/// How many issues an `ImportResult` keeps (in the store, for the email); the rest are only in the
+/// result files (issue 9: the store must not grow with a file's issues).
+pub const KEPT_ISSUES: usize = 100;
 
 /// Stable codes (SPEC 4): rostering systems act on them, so a code is never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,6 +58,9 @@ pub enum Code {
     UnknownCarer,
     BadQuantity,
     CommentRequired,
+    /// A cell holds a control character (NUL, escape, ...): refused in every cell, except tabs and
+    /// line breaks in free-text columns such as Comments (issue 9).
+    ControlCharacter,
     // Warnings: the row is stored and flagged.
     Unmatched,
     MissingComment,
@@ -57,6 +72,10 @@ pub enum Code {
     PossibleDuplicate,
     UnknownColumn,
     EncodingGuessed,
+    // Neither an error nor a warning of the file's: the gateway failed on it (issue 9).
+    /// The gateway failed while processing the file (a fault of ours, or a disk or store that
+    /// refused a write); nothing from the file was stored.
+    InternalError,
 }
 
 impl Code {
@@ -143,7 +162,9 @@ pub enum Status {
     Failed,
 }
 
-/// The section-4 result of one file.
+/// The section-4 result of one file, as kept in memory and in the store: the counts and the first
+/// `KEPT_ISSUES` issues; every issue is in `log` (while the file's result is being written or
+/// printed) and in the result files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportResult {
     pub file: String,
@@ -155,12 +176,65 @@ pub struct ImportResult {
     pub processed_at: String,
     pub sha256: String,
     pub counts: Counts,
+    /// The first `KEPT_ISSUES` issues, in the result files' order.
     pub issues: Vec<Issue>,
+    /// How many issues there are in all (records written before issue 9 kept them all: 0 here).
+    #[serde(default)]
+    pub issue_count: u64,
+    #[serde(default)]
+    pub error_count: u64,
+    /// The names of the result files in `results/`, fixed before they are written.
+    #[serde(default)]
+    pub answer: Option<Answer>,
+    #[serde(skip)]
+    pub log: LogHandle,
+}
+
+/// `results/NAME.result.csv` and `.json` of one import (file names only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub csv: String,
+    pub json: String,
+}
+
+/// Every issue of a judged file, on disk; compares equal to any other (it is not part of the result's value).
+#[derive(Debug, Clone, Default)]
+pub struct LogHandle(pub Option<Arc<IssueLog>>);
+
+impl PartialEq for LogHandle {
+    fn eq(&self, _: &LogHandle) -> bool {
+        true
+    }
 }
 
 impl ImportResult {
+    /// A result with no issues yet.
+    pub fn new(file: &str, import_id: &str, organisation: &str, received_at: String) -> ImportResult {
+        ImportResult {
+            file: file.into(),
+            import_id: import_id.into(),
+            organisation: organisation.into(),
+            kind: FileKind::Unknown,
+            status: Status::Processed,
+            received_at,
+            processed_at: String::new(),
+            sha256: String::new(),
+            counts: Counts::default(),
+            issues: Vec::new(),
+            issue_count: 0,
+            error_count: 0,
+            answer: None,
+            log: LogHandle::default(),
+        }
+    }
+
+    /// How many issues in all.
+    pub fn total_issues(&self) -> u64 {
+        self.issue_count.max(self.issues.len() as u64)
+    }
+
     pub fn has_errors(&self) -> bool {
-        self.status == Status::Failed || self.issues.iter().any(|i| i.severity == Severity::Error)
+        self.status == Status::Failed || self.error_count > 0 || self.issues.iter().any(|i| i.severity == Severity::Error)
     }
 
     /// One line a person reads first: `visits.csv: 21 read, 21 new, 0 updated, 0 rejected, 0 data-quality issues`.
@@ -179,11 +253,18 @@ impl ImportResult {
         }
     }
 
+    /// Every issue in order: from the log while there is one, else the kept ones.
+    pub fn for_each_issue(&self, f: impl FnMut(&Issue) -> io::Result<()>) -> io::Result<()> {
+        match &self.log.0 {
+            Some(log) => log.for_each(f),
+            None => self.issues.iter().try_for_each(f),
+        }
+    }
+
     /// Human-readable text: the summary and one line per issue.
-    pub fn to_text(&self) -> String {
-        let mut out = self.summary();
-        out.push('\n');
-        for i in &self.issues {
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.summary())?;
+        self.for_each_issue(|i| {
             let at = match (i.row, &i.reference) {
                 (Some(r), Some(v)) => format!("row {r} ({v})"),
                 (Some(r), None) => format!("row {r}"),
@@ -191,17 +272,23 @@ impl ImportResult {
                 (None, None) => "file".to_string(),
             };
             let field = i.field.as_deref().map(|f| format!(" {f}")).unwrap_or_default();
-            out.push_str(&format!("  {at} {} {}{field}: {}\n", i.severity.as_str(), i.code.as_str(), i.message));
-        }
-        out
+            writeln!(out, "  {at} {} {}{field}: {}", i.severity.as_str(), i.code.as_str(), i.message)
+        })
+    }
+
+    /// `write_text` into a string (small results, tests).
+    pub fn to_text(&self) -> String {
+        let mut out = Vec::new();
+        let _ = self.write_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// The issues as a CSV that opens cleanly in Excel: a cell that Excel would run as a formula
     /// (`= + - @`, or a tab / carriage return first) is prefixed with `'`.
-    pub fn to_csv(&self) -> Vec<u8> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(["row", "ref", "severity", "code", "field", "message", "row_data"]);
-        for i in &self.issues {
+    pub fn write_csv(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(["row", "ref", "severity", "code", "field", "message", "row_data"])?;
+        self.for_each_issue(|i| {
             let row = i.row.map(|r| r.to_string()).unwrap_or_default();
             let code = i.code.as_str();
             let cells = [
@@ -213,9 +300,223 @@ impl ImportResult {
                 i.message.as_str(),
                 i.row_data.as_deref().unwrap_or(""),
             ];
-            let _ = w.write_record(cells.iter().map(|c| excel_safe(c).into_owned()));
+            w.write_record(cells.iter().map(|c| excel_safe(c).into_owned()))?;
+            Ok(())
+        })?;
+        w.flush()
+    }
+
+    /// `write_csv` into memory (small results, tests).
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.write_csv(&mut out);
+        out
+    }
+
+    /// The section-4 JSON, pretty-printed as `serde_json` prints it, every line after `indent`;
+    /// the issues are streamed, so a result of a million issues is never in memory.
+    pub fn write_json(&self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            file: &'a str,
+            import_id: &'a str,
+            organisation: &'a str,
+            kind: FileKind,
+            status: Status,
+            received_at: &'a str,
+            processed_at: &'a str,
+            sha256: &'a str,
+            counts: Counts,
         }
-        w.into_inner().unwrap_or_default()
+        let head = Head {
+            file: &self.file,
+            import_id: &self.import_id,
+            organisation: &self.organisation,
+            kind: self.kind,
+            status: self.status,
+            received_at: &self.received_at,
+            processed_at: &self.processed_at,
+            sha256: &self.sha256,
+            counts: self.counts,
+        };
+        let text = serde_json::to_string_pretty(&head).map_err(io::Error::other)?;
+        // `{ ... "counts": {...}\n}` without its closing brace: the issues follow.
+        let open = text.strip_suffix("\n}").unwrap_or(&text);
+        write_indented(out, open, indent)?;
+        write!(out, ",\n{indent}  \"issues\": [")?;
+        let mut first = true;
+        self.for_each_issue(|i| {
+            let text = serde_json::to_string_pretty(i).map_err(io::Error::other)?;
+            out.write_all(if first { b"\n" } else { b",\n" })?;
+            first = false;
+            write_indented(out, &text, &format!("{indent}    "))
+        })?;
+        if first {
+            write!(out, "]\n{indent}}}")
+        } else {
+            write!(out, "\n{indent}  ]\n{indent}}}")
+        }
+    }
+
+    /// `write_json` into a string (small results, tests).
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        let _ = self.write_json(&mut out, "");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Writes `text` with `indent` before every line (serde's pretty JSON never breaks a string).
+fn write_indented(out: &mut dyn Write, text: &str, indent: &str) -> io::Result<()> {
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(indent.as_bytes())?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Where a file's issues go while it is judged: a spill file of one JSON line per issue, and the
+/// tallies. A write that fails is kept and reported by `finish` (the rules push issues freely).
+pub struct Issues {
+    spill: BufWriter<File>,
+    failed: Option<io::Error>,
+    tally: Tally,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    total: u64,
+    errors: u64,
+    warnings: u64,
+    file_level: u64,
+}
+
+impl Issues {
+    /// Spills into an unnamed temporary file in `dir` (the spool, so it is on the data folder's
+    /// disk), or in the system's temporary folder.
+    pub fn new(dir: Option<&std::path::Path>) -> io::Result<Issues> {
+        let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let path = dir.join(format!(".issues-{}.tmp", uuid::Uuid::new_v4()));
+        let file = File::options().read(true).write(true).create_new(true).open(&path)?;
+        // Unlinked at once: the spill lives as long as the handle, and a crash leaves nothing.
+        std::fs::remove_file(&path)?;
+        Ok(Issues { spill: BufWriter::with_capacity(256 * 1024, file), failed: None, tally: Tally::default() })
+    }
+
+    pub fn push(&mut self, issue: Issue) {
+        let t = &mut self.tally;
+        t.total += 1;
+        match issue.severity {
+            Severity::Error => t.errors += 1,
+            Severity::Warning => t.warnings += 1,
+        }
+        if issue.row.is_none() {
+            t.file_level += 1;
+        }
+        if self.failed.is_none() {
+            let written = serde_json::to_writer(&mut self.spill, &issue).map_err(io::Error::other).and_then(|()| self.spill.write_all(b"\n"));
+            if let Err(e) = written {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    pub fn append(&mut self, issues: &mut Vec<Issue>) {
+        for i in issues.drain(..) {
+            self.push(i);
+        }
+    }
+
+    pub fn extend(&mut self, issues: impl IntoIterator<Item = Issue>) {
+        for i in issues {
+            self.push(i);
+        }
+    }
+
+    pub fn warnings(&self) -> u64 {
+        self.tally.warnings
+    }
+
+    /// The log to read back, or the first write that failed.
+    pub fn finish(self) -> io::Result<IssueLog> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let file = self.spill.into_inner().map_err(|e| e.into_error())?;
+        Ok(IssueLog { file, tally: self.tally })
+    }
+}
+
+/// Every issue of a judged file, read back in the result's order: file-level issues first, then
+/// the rows' in row order (the rules push row issues in file order).
+#[derive(Debug)]
+pub struct IssueLog {
+    file: File,
+    tally: Tally,
+}
+
+impl IssueLog {
+    pub fn total(&self) -> u64 {
+        self.tally.total
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.tally.errors
+    }
+
+    pub fn warnings(&self) -> u64 {
+        self.tally.warnings
+    }
+
+    pub fn for_each(&self, mut f: impl FnMut(&Issue) -> io::Result<()>) -> io::Result<()> {
+        // Two reads of the spill: file-level issues (few, but found both before and after the
+        // rows), then the rows'.
+        let passes: &[bool] = match self.tally.file_level {
+            0 => &[false],
+            n if n == self.tally.total => &[true],
+            _ => &[true, false],
+        };
+        for &file_level in passes {
+            let mut file = self.file.try_clone()?;
+            file.rewind()?;
+            let mut reader = BufReader::with_capacity(256 * 1024, file);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    break;
+                }
+                // A row issue's line starts `{"row":N`; a file-level one `{"row":null`.
+                if line.starts_with("{\"row\":null") != file_level {
+                    continue;
+                }
+                let issue: Issue = serde_json::from_str(&line).map_err(io::Error::other)?;
+                f(&issue)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first `n` issues in order.
+    pub fn first(&self, n: usize) -> io::Result<Vec<Issue>> {
+        #[derive(Debug, thiserror::Error)]
+        #[error("enough issues")]
+        struct Enough;
+        let mut out = Vec::new();
+        let read = self.for_each(|i| {
+            if out.len() == n {
+                return Err(io::Error::other(Enough));
+            }
+            out.push(i.clone());
+            Ok(())
+        });
+        match read {
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Enough>()) => Ok(out),
+            other => other.map(|()| out),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! anything is stored); the second judges rows one at a time.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -13,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::result::{Code, FileKind, Issue};
 use crate::config::Limits;
+use crate::domain::number::thousands;
+use crate::domain::quote;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -26,17 +29,21 @@ pub enum Encoding {
 /// The header row: each heading normalised (case and spaces ignored) and as written.
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// As written, for messages: quoted (`quote`), so a 5 MB heading is never repeated whole (issue 9).
     pub names: Vec<String>,
     pub keys: Vec<String>,
 }
 
 impl Header {
     fn from_record(rec: &csv::ByteRecord) -> Header {
-        let names: Vec<String> = rec
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{FEFF}').trim().to_string())
-            .collect();
-        let keys = names.iter().map(|n| heading_key(n)).collect();
+        let mut names = Vec::with_capacity(rec.len());
+        let mut keys = Vec::with_capacity(rec.len());
+        for f in rec.iter() {
+            let text = String::from_utf8_lossy(f);
+            let name = text.trim_start_matches('\u{FEFF}').trim();
+            keys.push(heading_key(name));
+            names.push(quote(name).to_string());
+        }
         Header { names, keys }
     }
 
@@ -71,6 +78,7 @@ pub fn find_columns(
     let keys: Vec<String> = headings.iter().map(|h| heading_key(h)).collect();
     let mut idx: Vec<Option<usize>> = vec![None; headings.len()];
     let mut errors = Vec::new();
+    let mut unknown = 0usize;
     for (pos, key) in header.keys.iter().enumerate() {
         match keys.iter().position(|k| k == key) {
             Some(i) => match idx[i] {
@@ -82,18 +90,39 @@ pub fn find_columns(
                 None => idx[i] = Some(pos),
             },
             None if key.is_empty() => {}
-            None => warnings.push(Issue::file(
-                Code::UnknownColumn,
-                Some(&header.names[pos]),
-                format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
-            )),
+            None => {
+                unknown += 1;
+                if unknown <= MAX_UNKNOWN_COLUMN_WARNINGS {
+                    warnings.push(Issue::file(
+                        Code::UnknownColumn,
+                        Some(&header.names[pos]),
+                        format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
+                    ));
+                }
+            }
         }
+    }
+    if unknown > MAX_UNKNOWN_COLUMN_WARNINGS {
+        let more = unknown - MAX_UNKNOWN_COLUMN_WARNINGS;
+        warnings.push(Issue::file(
+            Code::UnknownColumn,
+            None,
+            format!(
+                "{} more columns are not {kind} headings and are ignored ({} unknown in all; only the first {MAX_UNKNOWN_COLUMN_WARNINGS} are listed); if the header row holds data, the file's line breaks may be missing",
+                thousands(more as u64),
+                thousands(unknown as u64)
+            ),
+        ));
     }
     for (h, _) in headings.iter().zip(&idx).take(required).filter(|(_, i)| i.is_none()) {
         errors.push(Issue::file(Code::MissingColumn, Some(h), format!("the heading {h} is missing; {missing_hint}")));
     }
     if errors.is_empty() { Ok(idx) } else { Err(errors) }
 }
+
+/// Unknown headings listed one by one; the rest are counted in one more warning (issue 9: a file
+/// whose line breaks were stripped gave 48,600 of them).
+pub const MAX_UNKNOWN_COLUMN_WARNINGS: usize = 20;
 
 /// `DeliveredEntryTime IsOverridden` -> `deliveredentrytimeisoverridden`.
 pub fn heading_key(name: &str) -> String {
@@ -181,17 +210,37 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             }
             hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
         });
+        let record_start = std::rc::Rc::new(Cell::new(RecordStart::default()));
         let mut tee = Tee::new(file, limits.max_line_bytes, bytes_tx);
+        tee.bound_records(limits.max_record_bytes, record_start.clone());
         let mut rdr = csv_reader(&mut tee);
+        // Each record read moves the start of the next one, so the reader can bound what one record
+        // may take (issue 9: a quoted 450 MB cell cost 1.06 GB).
+        let next_record = |rdr: &mut csv::Reader<&mut Tee<File>>, rec: &mut csv::ByteRecord| -> Result<bool, ScanError> {
+            let more = read_record(rdr, rec)?;
+            let pos = rdr.position();
+            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() });
+            Ok(more)
+        };
         let mut rec = csv::ByteRecord::new();
         let header = loop {
-            if !read_record(&mut rdr, &mut rec)? {
+            if !next_record(&mut rdr, &mut rec)? {
                 return Err(file_issue(Code::FileEmpty, "the file has no header row: it is empty or blank"));
             }
             if !is_blank(&rec) {
                 break Header::from_record(&rec);
             }
         };
+        if header.names.len() > limits.max_columns {
+            return Err(file_issue(
+                Code::FileUnreadable,
+                format!(
+                    "the header row has {} cells; a visits file has 25 headings and no file kind comes near {} (limits.max_columns): the file's line breaks seem to be missing, so the whole file reads as one long header row; save it again as CSV with one row per line",
+                    thousands(header.names.len() as u64),
+                    thousands(limits.max_columns as u64)
+                ),
+            ));
+        }
         let kind = header.kind();
         let spec = spec(&header, kind);
         let guess = (size / 100) as usize;
@@ -222,7 +271,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let read = (|| {
             while let Ok(mut chunk) = empty_rx.recv() {
                 let mut n = 0;
-                while n < SCAN_CHUNK && read_record(&mut rdr, &mut chunk[n])? {
+                while n < SCAN_CHUNK && next_record(&mut rdr, &mut chunk[n])? {
                     n += 1;
                 }
                 let last = n < SCAN_CHUNK;
@@ -325,8 +374,18 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Hashes every byte, checks UTF-8 across chunk boundaries, and refuses a physical line longer than
-/// the limit so that one line can never fill memory.
+/// Where the record being read began, as the CSV reader counts it (bytes from the start, and line).
+#[derive(Debug, Clone, Copy, Default)]
+struct RecordStart {
+    byte: u64,
+    line: u64,
+}
+
+/// Bytes the CSV reader may have read ahead of the record it is parsing (its buffer, `csv_reader`).
+const READ_AHEAD: u64 = 256 * 1024;
+
+/// Hashes every byte, checks UTF-8 across chunk boundaries, and refuses a physical line or a record
+/// longer than its limit so that neither can fill memory.
 struct Tee<R> {
     inner: R,
     /// Every byte read goes here, to be hashed on another thread.
@@ -336,11 +395,49 @@ struct Tee<R> {
     line_len: u64,
     max_line: u64,
     line_no: u64,
+    /// Bytes handed to the reader so far.
+    delivered: u64,
+    /// The largest record, and where the current one began (set by the read loop after each record).
+    max_record: u64,
+    record_start: std::rc::Rc<Cell<RecordStart>>,
 }
 
 impl<R: Read> Tee<R> {
     fn new(inner: R, max_line: u64, bytes: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
-        Tee { inner, bytes, utf8: true, carry: Vec::new(), line_len: 0, max_line, line_no: 1 }
+        Tee {
+            inner,
+            bytes,
+            utf8: true,
+            carry: Vec::new(),
+            line_len: 0,
+            max_line,
+            line_no: 1,
+            delivered: 0,
+            max_record: u64::MAX,
+            record_start: Default::default(),
+        }
+    }
+
+    /// Fails a read once the current record runs past `max` bytes (plus what the reader buffers
+    /// ahead), so a record is never held beyond that whatever its line breaks.
+    fn bound_records(&mut self, max: u64, start: std::rc::Rc<Cell<RecordStart>>) {
+        self.max_record = max;
+        self.record_start = start;
+    }
+
+    fn check_record(&self) -> io::Result<()> {
+        let start = self.record_start.get();
+        if self.delivered.saturating_sub(start.byte) > self.max_record.saturating_add(READ_AHEAD) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the row starting on line {} is longer than {} bytes (limits.max_record_bytes); no row of a visits, actuals or carers file comes near that: a quoted cell is probably never closed, or a cell holds far more than its column allows",
+                    start.line.max(1),
+                    thousands(self.max_record)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_utf8(&mut self, buf: &[u8]) {
@@ -373,6 +470,8 @@ impl<R: Read> Tee<R> {
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.delivered += n as u64;
+        self.check_record()?;
         let chunk = &buf[..n];
         if n > 0 {
             // The hashing thread stops only when this sender is dropped, so this cannot fail.
@@ -498,7 +597,19 @@ pub fn row_data(encoding: Encoding, rec: &csv::ByteRecord) -> String {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&decode(encoding, f));
+        let cell = decode(encoding, f);
+        // Control characters (refused in cells, issue 9) are shown as `\u{0}`, never copied.
+        if cell.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+            for c in cell.chars() {
+                if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                    out.extend(c.escape_unicode());
+                } else {
+                    out.push(c);
+                }
+            }
+        } else {
+            out.push_str(&cell);
+        }
         if out.len() > 1000 {
             let cut = (0..=1000).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
             out.truncate(cut);
@@ -550,6 +661,70 @@ mod tests {
         assert_eq!(rows_of(b"h\nA\nB"), [2, 3]);
         assert_eq!(rows_of(b"\xEF\xBB\xBFh\r\nA\r\nB"), [2, 3]);
         assert_eq!(rows_of(b"h\rA\rB\r"), [2, 3]);
+    }
+
+    fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, data).unwrap();
+        scan(&path, limits, |_, _| ScanSpec::default())
+    }
+
+    fn file_error(r: Result<Scan, ScanError>) -> Issue {
+        match r {
+            Err(ScanError::File(issue)) => issue,
+            Err(e) => panic!("an I/O error: {e}"),
+            Ok(s) => panic!("the file was read: {} rows", s.data_rows),
+        }
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_fails_the_file_naming_its_line_whatever_its_line_breaks() {
+        let limits = Limits { max_record_bytes: 64 * 1024, ..Limits::default() };
+        // A quoted cell of 500 KB over 5,000 short lines: no line is long, the record is.
+        let cell = "x".repeat(99) + "\n";
+        let data = format!("VisitRef,Comments\nV1,ok\nV2,\"{}\"\nV3,ok\n", cell.repeat(5_000));
+        let issue = file_error(scan_text(data.as_bytes(), &limits));
+        assert_eq!(issue.code, Code::FileUnreadable);
+        assert!(issue.message.contains("the row starting on line 3 is longer than 65,536 bytes (limits.max_record_bytes)"), "{}", issue.message);
+        // The same file is read when the limit allows it.
+        assert_eq!(scan_text(data.as_bytes(), &Limits::default()).unwrap().data_rows, 3);
+    }
+
+    #[test]
+    fn a_header_with_more_cells_than_the_limit_is_a_file_whose_line_breaks_are_missing() {
+        let row = "V1,0,01/08/2022,09:00,09:30,DHS,,";
+        let data = format!("VisitRef,Deleted,PlannedVisitDate,PlannedEntryTime,PlannedExitTime,VisitType,Comments,{}", row.repeat(40));
+        let issue = file_error(scan_text(data.as_bytes(), &Limits::default()));
+        assert_eq!(issue.code, Code::FileUnreadable);
+        assert!(issue.message.contains("the header row has 288 cells") && issue.message.contains("line breaks seem to be missing"), "{}", issue.message);
+    }
+
+    #[test]
+    fn unknown_columns_are_listed_up_to_twenty_and_the_rest_counted_in_one_warning() {
+        let names: Vec<String> = (0..150).map(|i| format!("Extra{i}")).collect();
+        let header = Header::from_record(&csv::ByteRecord::from(["CarerRef".to_string()].into_iter().chain(names).collect::<Vec<_>>()));
+        let mut warnings = Vec::new();
+        find_columns(&header, "carers", &["CarerRef"], 1, "", &mut warnings).unwrap();
+        assert_eq!(warnings.len(), MAX_UNKNOWN_COLUMN_WARNINGS + 1);
+        assert!(warnings.iter().all(|w| w.code == Code::UnknownColumn));
+        assert!(warnings[20].message.starts_with("130 more columns are not carers headings"), "{}", warnings[20].message);
+    }
+
+    #[test]
+    fn a_huge_heading_is_quoted_by_its_first_characters_in_every_message() {
+        let header = Header::from_record(&csv::ByteRecord::from(vec!["CarerRef".to_string(), "H".repeat(5_000_000)]));
+        let mut warnings = Vec::new();
+        find_columns(&header, "carers", &["CarerRef"], 1, "", &mut warnings).unwrap();
+        let w = &warnings[0];
+        assert!(w.message.len() < 200 && w.message.contains("… (5,000,000 characters)"), "{}", w.message);
+        assert!(w.field.as_ref().unwrap().len() < 100);
+    }
+
+    #[test]
+    fn row_data_shows_control_characters_escaped() {
+        let rec = csv::ByteRecord::from(vec!["V\u{0}1", "line\nbreak"]);
+        assert_eq!(row_data(Encoding::Utf8, &rec), "V\\u{0}1,line\nbreak");
     }
 
     #[test]

@@ -8,14 +8,15 @@ use std::sync::{mpsc, Arc, Mutex};
 use hashbrown::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use rust_decimal::Decimal;
 
 use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
 use super::result::{Code, Counts, Issue, Severity};
 use super::source::{row_data, Encoding, Header, Rows, Scan, ScanSpec};
 use super::IngestError;
 use crate::config::Rules;
+use crate::domain::cell::describe_control;
 use crate::domain::{
+    forbidden_control, quote, TextKind,
     is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
     LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
@@ -92,6 +93,14 @@ const COLS: [Col; 25] = [
 impl Col {
     fn heading(self) -> &'static str {
         HEADINGS[self as usize]
+    }
+
+    /// The free-text columns may hold tabs and line breaks; every other cell is plain (issue 9).
+    fn text_kind(self) -> TextKind {
+        match self {
+            Col::EntryOverrideReason | Col::ExitOverrideReason | Col::VarianceReason | Col::Comments => TextKind::Free,
+            _ => TextKind::Plain,
+        }
     }
 }
 
@@ -206,7 +215,7 @@ pub fn import(
     cols: &Columns,
     ctx: &Context<'_>,
     batch: &VisitBatch<'_>,
-    issues: &mut Vec<Issue>,
+    issues: &mut super::Issues,
 ) -> Result<Counts, IngestError> {
     let enc = rows.encoding;
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>(WORKERS);
@@ -307,6 +316,7 @@ fn judge_chunk(
     let mut out = Vec::with_capacity(chunk.len());
     let org_key = ctx.org_key();
     for (row, rec) in chunk {
+        super::note_row(row);
         let fields = decode_fields(&rec, &cols.0, enc);
         let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, org_key: &org_key, issues: Vec::new(), reference: None };
         let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
@@ -343,7 +353,7 @@ struct Apply<'s> {
 }
 
 impl Apply<'_> {
-    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
+    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut super::Issues) -> Result<(), IngestError> {
         self.counts.read += 1;
         let issue = |code: Code, col: Col, message: String| make_issue(j.row, j.reference.clone(), code, Some(col), message, &j.rec, enc);
         match j.outcome {
@@ -471,7 +481,7 @@ impl<'r> RowJudge<'r, '_> {
             "1" | "Y" => Some(true),
             "0" | "N" => Some(false),
             _ => {
-                self.push(Code::BadBoolean, Some(col), format!("{} must be 0, 1, Y or N; found '{}'", col.heading(), v));
+                self.push(Code::BadBoolean, Some(col), format!("{} must be 0, 1, Y or N; found '{}'", col.heading(), quote(&v)));
                 None
             }
         }
@@ -486,7 +496,7 @@ impl<'r> RowJudge<'r, '_> {
                 Some(col),
                 format!(
                     "{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY (e.g. 03-Oct-2022); the date must exist",
-                    col.heading(), v
+                    col.heading(), quote(&v)
                 ),
             );
         }
@@ -500,7 +510,7 @@ impl<'r> RowJudge<'r, '_> {
             self.push(
                 Code::BadTime,
                 Some(col),
-                format!("{} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", col.heading(), v),
+                format!("{} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", col.heading(), quote(&v)),
             );
         }
         t
@@ -515,7 +525,7 @@ impl<'r> RowJudge<'r, '_> {
                 Some(col),
                 format!(
                     "{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12, as in the Commissioned Care Export); leave it blank if unsure",
-                    col.heading(), v
+                    col.heading(), quote(&v)
                 ),
             );
         }
@@ -535,7 +545,7 @@ impl<'r> RowJudge<'r, '_> {
         batch: &VisitBatch<'_>,
     ) -> Result<Outcome, IngestError> {
         let visit_ref_raw = self.get(Col::VisitRef);
-        self.reference = (!visit_ref_raw.is_empty()).then(|| visit_ref_raw.to_string());
+        self.reference = (!visit_ref_raw.is_empty()).then(|| quote(&visit_ref_raw).to_string());
         let len = self.rec.len();
         let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
         if len < header_len || extra_filled {
@@ -551,6 +561,10 @@ impl<'r> RowJudge<'r, '_> {
                     }
                 ),
             );
+            return Ok(Outcome::Rejected);
+        }
+        // A row holding a control character is judged no further: its other messages would repeat it.
+        if self.check_controls() {
             return Ok(Outcome::Rejected);
         }
 
@@ -592,6 +606,31 @@ impl<'r> RowJudge<'r, '_> {
                 Ok(Outcome::Rejected)
             }
         }
+    }
+
+    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored in
+    /// VisitRef); whether any was found. Nearly every row is printable ASCII, settled by one pass
+    /// over its bytes.
+    fn check_controls(&mut self) -> bool {
+        if self.rec.as_slice().iter().all(|b| (0x20..0x7F).contains(b)) {
+            return false;
+        }
+        let before = self.issues.len();
+        for col in COLS {
+            if let Some((at, c)) = forbidden_control(&self.fields[col as usize], col.text_kind()) {
+                let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
+                self.push(
+                    Code::ControlCharacter,
+                    Some(col),
+                    format!(
+                        "{} holds a control character, {}, at character {at}: remove it; a cell holds printable text only{allowed}",
+                        col.heading(),
+                        describe_control(c)
+                    ),
+                );
+            }
+        }
+        self.issues.len() > before
     }
 
     /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
@@ -640,7 +679,7 @@ impl<'r> RowJudge<'r, '_> {
                     self.push(
                         Code::UnknownVisitType,
                         Some(Col::VisitType),
-                        format!("VisitType '{code}' is not one of the council's codes: {}", rules.visit_types.codes()),
+                        format!("VisitType '{}' is not one of the council's codes: {}", quote(code), rules.visit_types.codes()),
                     );
                 }
                 t
@@ -784,7 +823,7 @@ impl<'r> RowJudge<'r, '_> {
                 self.push(
                     Code::WrongOrganisation,
                     Some(Col::OrganisationName),
-                    format!("OrganisationName '{name}' is not {}, whose folder this file was sent to; a provider may send only its own visits", org.name),
+                    format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own visits", quote(name), org.name),
                 );
             }
         }
@@ -869,7 +908,7 @@ impl<'r> RowJudge<'r, '_> {
             self.push(
                 Code::BadNhsNumber,
                 Some(Col::NhsNumber),
-                format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"),
+                format!("NHSNumber '{}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank", quote(n)),
             );
         }
         let planned = v.planned_duration();
@@ -965,7 +1004,7 @@ fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKey
 
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
 /// differ from what the CPLIs in force commission.
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut Vec<Issue>) -> Result<(), IngestError> {
+fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
     for (key, delta) in deltas {
@@ -977,7 +1016,7 @@ fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx
         if let (true, 0, Some(index)) = (finished, total.commented_exceptional, ctx.cplis) {
             if total.planned_minutes > 0 {
                 if let Some((hours, ids)) = index.weekly_hours(&key.client, &key.level, &key.service, key.monday) {
-                    let planned = Decimal::new(total.planned_minutes, 0) / Decimal::new(60, 0);
+                    let planned = crate::reports::hours(total.planned_minutes);
                     if planned != hours {
                         let mut issue = Issue::file(
                             Code::PlannedHoursDiffer,
@@ -1005,6 +1044,7 @@ mod tests {
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
     use crate::ingest::{process, Code, ImportResult, Incoming, Mode, Status};
+    use rust_decimal::Decimal;
     use crate::store::Store;
 
     /// A valid DHS row for client A1 with `changes` applied, as a CSV line in `HEADINGS` order.
@@ -1386,6 +1426,19 @@ mod tests {
         let r = judge(&[row(&[]).rsplitn(3, ',').nth(2).unwrap().to_string(), format!("{},", row(&[("VisitRef", "V2"), ("PlannedEntryTime", "10:00")]))]);
         assert_eq!(codes(&r), [Code::WrongFieldCount]);
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    #[test]
+    fn a_control_character_in_any_cell_rejects_the_row_but_tabs_and_line_breaks_in_comments_do_not() {
+        let r = judge(&[
+            row(&[("VisitRef", "V\u{0}1")]),
+            row(&[("VisitRef", "V2"), ("CarerRef", "C\t1")]),
+            row(&[("VisitRef", "V3"), ("PlannedEntryTime", "10:00"), ("DeliveredEntryTime", "10:00"), ("Comments", "fell,\r\nrested\tthen ate")]),
+        ]);
+        assert_eq!(codes(&r), [Code::ControlCharacter, Code::ControlCharacter], "{:#?}", r.issues);
+        assert_eq!((r.issues[0].field.as_deref(), r.issues[0].reference.as_deref()), (Some("VisitRef"), Some("V\\u{0}1")));
+        assert!(r.issues[1].message.starts_with("CarerRef holds a control character, U+0009 (tab), at character 2"), "{}", r.issues[1].message);
+        assert_eq!((r.counts.rejected, r.counts.new), (2, 1));
     }
 
     #[test]

@@ -143,16 +143,10 @@ mod tests {
 
     fn result(status: Status, rejected: u64, dq: u64) -> ImportResult {
         ImportResult {
-            file: "visits.csv".into(),
-            import_id: "x".into(),
-            organisation: "Pearl Carers Ltd".into(),
             kind: FileKind::Visits,
             status,
-            received_at: String::new(),
-            processed_at: String::new(),
-            sha256: String::new(),
             counts: Counts { read: 3, new: 3, updated: 0, rejected, data_quality_issues: dq },
-            issues: vec![],
+            ..ImportResult::new("visits.csv", "x", "Pearl Carers Ltd", String::new())
         }
     }
 

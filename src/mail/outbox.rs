@@ -18,7 +18,6 @@ use super::transport::Transport;
 use super::MailError;
 use crate::config::MailConfig;
 use crate::pipeline::Gateway;
-use crate::store::Store;
 
 /// What an email is about; its words are rendered from the stored results when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,15 +81,23 @@ pub fn retry_delay(attempts: u32, config: &MailConfig) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// The words of a queued email, from the results it is about.
-pub fn render(store: &Store, config: &MailConfig, q: &Queued) -> Result<Rendered, MailError> {
+/// The words of a queued email, from the results it is about; a file's result CSV is attached as
+/// written in `results/` (issue 9: the store keeps only the first issues), unless larger than
+/// `mail.max_attachment_bytes`.
+pub fn render(gw: &Gateway, q: &Queued) -> Result<Rendered, MailError> {
+    let (store, config) = (&gw.store, &gw.config.mail);
     let name = q.contact.name.as_deref();
     match &q.letter {
         Letter::File { import_id } => {
             let result = store
                 .import_result(import_id)?
                 .ok_or_else(|| MailError::Missing(format!("the result of import {import_id} is not in the store")))?;
-            Ok(render::file_email(&result, name, config.max_issues, config.max_attachment_bytes))
+            let csv = match &result.answer {
+                Some(answer) => read_capped(&gw.data.results(&q.slug).join(&answer.csv), config.max_attachment_bytes),
+                // Recorded before issue 9: the record holds every issue.
+                None => Some(result.to_csv()).filter(|c| c.len() as u64 <= config.max_attachment_bytes),
+            };
+            Ok(render::file_email(&result, name, config.max_issues, csv))
         }
         Letter::Digest { day, import_ids } => {
             let mut results = Vec::new();
@@ -101,6 +108,19 @@ pub fn render(store: &Store, config: &MailConfig, q: &Queued) -> Result<Rendered
             Ok(render::digest_email(&org, *day, &results, name))
         }
     }
+}
+
+/// The file's bytes, unless it is larger than `max` or cannot be read (the email then says where it is).
+fn read_capped(path: &std::path::Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    if f.metadata().ok()?.len() > max {
+        return None;
+    }
+    let mut out = Vec::new();
+    // The file may not grow past the limit after it was measured; read no more than that.
+    f.take(max + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= max).then_some(out)
 }
 
 /// The sender address from `mail.from`.
@@ -261,7 +281,7 @@ impl Mailer {
     /// the end of the outbox.
     fn build(&self, gw: &Gateway, q: &Queued) -> Result<Message, String> {
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            render(&gw.store, &gw.config.mail, q).and_then(|r| compose(self.from.clone(), q, r))
+            render(gw, q).and_then(|r| compose(self.from.clone(), q, r))
         }));
         match built {
             Ok(Ok(message)) => Ok(message),

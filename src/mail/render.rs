@@ -98,15 +98,16 @@ pub fn result_csv_name(file: &str) -> String {
     format!("{stem}.result.csv")
 }
 
-/// The email for one file: counts, the first `max_issues` issues in words, the result CSV attached
-/// unless larger than `max_attachment_bytes`.
-pub fn file_email(r: &ImportResult, recipient: Option<&str>, max_issues: usize, max_attachment_bytes: u64) -> Rendered {
-    let csv = r.to_csv();
-    let csv_name = result_csv_name(&r.file);
+/// The email for one file: counts, the first `max_issues` issues in words (of those the store
+/// keeps), and `csv`, the result CSV as read from `results/`, attached when given (`None`: larger
+/// than the limit, or unreadable).
+pub fn file_email(r: &ImportResult, recipient: Option<&str>, max_issues: usize, csv: Option<Vec<u8>>) -> Rendered {
+    let csv_name = r.answer.as_ref().map_or_else(|| result_csv_name(&r.file), |a| a.csv.clone());
     // Attached even when there are no issues: the issue asks for it on every email, and a rostering
     // system's inbox rule may file results by their attachment.
-    let attach = csv.len() as u64 <= max_attachment_bytes;
-    let attachment_note = if r.issues.is_empty() {
+    let attach = csv.is_some();
+    let total_issues = r.total_issues() as usize;
+    let attachment_note = if total_issues == 0 {
         format!("No issues: there is nothing to correct. {csv_name} is attached for your records.")
     } else if attach {
         format!("Every issue is in the attached {csv_name}, which opens in Excel.")
@@ -129,15 +130,15 @@ pub fn file_email(r: &ImportResult, recipient: Option<&str>, max_issues: usize, 
         rejected: c.rejected,
         dq: c.data_quality_issues,
         issues: r.issues.iter().take(max_issues).map(IssueLine::new).collect(),
-        total_issues: r.issues.len(),
-        more: r.issues.len().saturating_sub(max_issues),
+        total_issues,
+        more: total_issues.saturating_sub(max_issues.min(r.issues.len())),
         attachment_note,
     };
     Rendered {
         subject: v.headline.clone(),
         text: FileText { v: &v }.render().expect("the text template renders"),
         html: FileHtml { v: &v }.render().expect("the HTML template renders"),
-        attachment: attach.then_some((csv_name, csv)),
+        attachment: csv.map(|csv| (csv_name, csv)),
     }
 }
 
@@ -192,18 +193,14 @@ mod tests {
     use crate::ingest::{Code, Counts, FileKind};
 
     fn result(file: &str, issues: Vec<Issue>, counts: Counts, status: Status) -> ImportResult {
-        ImportResult {
-            file: file.into(),
-            import_id: "0193a1b2-0000-7000-8000-000000000001".into(),
-            organisation: "Pearl Carers Ltd".into(),
-            kind: FileKind::Visits,
-            status,
-            received_at: "2026-11-27T10:15:00.000Z".into(),
-            processed_at: "2026-11-27T10:15:01.000Z".into(),
-            sha256: String::new(),
-            counts,
-            issues,
-        }
+        let mut r = ImportResult::new(file, "0193a1b2-0000-7000-8000-000000000001", "Pearl Carers Ltd", "2026-11-27T10:15:00.000Z".into());
+        r.kind = FileKind::Visits;
+        r.status = status;
+        r.processed_at = "2026-11-27T10:15:01.000Z".into();
+        r.counts = counts;
+        r.issue_count = issues.len() as u64;
+        r.issues = issues;
+        r
     }
 
     fn row_issue(row: u64, code: Code, field: &str, message: &str) -> Issue {
@@ -225,7 +222,7 @@ mod tests {
     #[test]
     fn the_subject_names_the_file_and_the_outcome() {
         let clean = result("visits.csv", vec![], counts(21, 21, 0, 0, 0), Status::Processed);
-        assert_eq!(file_email(&clean, None, 20, 1 << 20).subject, "visits.csv: 21 read, 0 rejected");
+        assert_eq!(file_email(&clean, None, 20, Some(clean.to_csv())).subject, "visits.csv: 21 read, 0 rejected");
         let warned = result("visits.csv", vec![], counts(21, 20, 0, 1, 2), Status::Processed);
         assert_eq!(outcome(&warned), "visits.csv: 21 read, 1 rejected, 2 data-quality issues");
         let failed = result("v.csv", vec![Issue::file(Code::FileEmpty, None, "no header")], Counts::default(), Status::Failed);
@@ -235,7 +232,7 @@ mod tests {
     #[test]
     fn both_parts_carry_the_counts() {
         let r = result("visits.csv", vec![], counts(21, 17, 4, 0, 0), Status::Processed);
-        let m = file_email(&r, None, 20, 1 << 20);
+        let m = file_email(&r, None, 20, Some(r.to_csv()));
         assert!(m.text.contains("Records read:          21"), "{}", m.text);
         assert!(m.text.contains("New:                   17"));
         assert!(m.text.contains("Updated:               4"));
@@ -251,7 +248,7 @@ mod tests {
             .map(|row| row_issue(row, Code::BadDate, "PlannedVisitDate", "PlannedVisitDate '31/02/2022' is not a date: use DD/MM/YYYY"))
             .collect();
         let r = result("visits.csv", issues, counts(25, 0, 0, 25, 0), Status::Processed);
-        let m = file_email(&r, None, 20, 1 << 20);
+        let m = file_email(&r, None, 20, Some(r.to_csv()));
         assert!(
             m.text.contains("- Row 7 (V7), PlannedVisitDate (Error BAD_DATE): PlannedVisitDate '31/02/2022' is not a date: use DD/MM/YYYY"),
             "{}",
@@ -274,7 +271,7 @@ mod tests {
             Counts::default(),
             Status::Failed,
         );
-        let m = file_email(&r, None, 20, 1 << 20);
+        let m = file_email(&r, None, 20, Some(r.to_csv()));
         assert!(m.text.contains("Fix this first, then send the whole file again:\n  the heading CarerRef is missing"), "{}", m.text);
         assert!(m.html.contains("<strong>Fix this first</strong>"));
         assert!(m.text.contains("- The whole file, CarerRef (Error MISSING_COLUMN)"));
@@ -284,7 +281,7 @@ mod tests {
     fn html_in_a_providers_comment_is_escaped_in_the_html_part_only() {
         let message = "TIMES_DO_NOT_TALLY: comment was '<script>alert(1)</script> & <b>late</b>'";
         let r = result("visits.csv", vec![row_issue(3, Code::TimesDoNotTally, "Comments", message)], counts(1, 1, 0, 0, 1), Status::Processed);
-        let m = file_email(&r, Some("<i>Boss</i>"), 20, 1 << 20);
+        let m = file_email(&r, Some("<i>Boss</i>"), 20, Some(r.to_csv()));
         assert!(!m.html.contains("<script>"), "{}", m.html);
         assert!(!m.html.contains("<b>late"));
         assert!(!m.html.contains("<i>Boss"));
@@ -300,7 +297,7 @@ mod tests {
             counts(3, 2, 0, 1, 0),
             Status::Processed,
         );
-        let m = file_email(&r, Some("Siân Jones"), 20, 1 << 20);
+        let m = file_email(&r, Some("Siân Jones"), 20, Some(r.to_csv()));
         assert_eq!(m.subject, "ymweliadau-Siân.csv: 3 read, 1 rejected");
         assert!(m.text.starts_with("Hello Siân Jones,"));
         assert!(m.text.contains("'Zoë Brontë'"));
@@ -312,7 +309,7 @@ mod tests {
     #[test]
     fn a_result_csv_over_the_limit_is_not_attached_and_the_email_says_where_it_is() {
         let r = result("visits.csv", vec![row_issue(2, Code::BadTime, "PlannedEntryTime", "bad")], counts(1, 0, 0, 1, 0), Status::Processed);
-        let m = file_email(&r, None, 20, 10);
+        let m = file_email(&r, None, 20, None);
         assert!(m.attachment.is_none());
         assert!(m.text.contains("too large to attach: visits.result.csv is in the organisation's results folder"));
     }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 
-use super::{hours, money_text, quantity_text, VisitFact};
+use super::{hours, money_text, quantity_text, Overflow, VisitFact};
+use crate::domain::number::minutes_times;
 use crate::domain::visit::client_key;
 use crate::domain::{week_start, Cpli, NameKey, VisitTypes};
 
@@ -38,6 +39,9 @@ pub struct ActualsRow {
     pub comm_cost: Decimal,
     pub actual_cost: Decimal,
     pub frust_cost: Decimal,
+    /// Actual + Frust - Comm (negative: less was paid than commissioned).
+    pub diff_qty: Decimal,
+    pub diff_cost: Decimal,
 }
 
 /// The report's columns (SPEC 6 keys), in order.
@@ -46,15 +50,6 @@ pub const COLUMNS: [&str; 12] = [
 ];
 
 impl ActualsRow {
-    /// Diff = Actual + Frust - Comm (negative: less was paid than commissioned).
-    pub fn diff_qty(&self) -> Decimal {
-        self.actual_qty + self.frust_qty - self.comm_qty
-    }
-
-    pub fn diff_cost(&self) -> Decimal {
-        self.actual_cost + self.frust_cost - self.comm_cost
-    }
-
     /// The row as written: quantities to 2 dp without trailing zeros, money to the penny, half-up.
     pub fn cells(&self) -> [String; 12] {
         [
@@ -65,11 +60,11 @@ impl ActualsRow {
             quantity_text(self.comm_qty),
             quantity_text(self.actual_qty),
             quantity_text(self.frust_qty),
-            quantity_text(self.diff_qty()),
+            quantity_text(self.diff_qty),
             money_text(self.comm_cost),
             money_text(self.actual_cost),
             money_text(self.frust_cost),
-            money_text(self.diff_cost()),
+            money_text(self.diff_cost),
         ]
     }
 }
@@ -174,7 +169,7 @@ impl<'c> WeekActuals<'c> {
 /// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
 /// service level and service (a temporary extra package beside the open one) make one row a week:
 /// Comm. is their sum, and the row carries the earliest-starting CPLI, the one visits match.
-pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: &ActualsOptions) -> Vec<ActualsRow> {
+pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: &ActualsOptions) -> Result<Vec<ActualsRow>, Overflow> {
     let mut groups: HashMap<(String, NameKey, NameKey), Vec<usize>> = HashMap::new();
     for (i, c) in cplis.iter().enumerate().filter(|(_, c)| c.authorised) {
         groups.entry((client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).or_default().push(i);
@@ -185,23 +180,31 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
         let mut monday = week_start(opts.from);
         while monday <= opts.to {
             let sunday = monday + Duration::days(6);
-            if let Some(row) = group_week(cplis, members, actuals, monday, sunday, opts) {
+            if let Some(row) = group_week(cplis, members, actuals, monday, sunday, opts)? {
                 rows.push(row);
             }
             monday += Duration::days(7);
         }
     }
     rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.week).cmp(&(&b.ssref, &b.cpli_id, b.week)));
-    rows
+    Ok(rows)
 }
 
-fn group_week(cplis: &[Cpli], members: &[usize], actuals: &WeekActuals<'_>, monday: NaiveDate, sunday: NaiveDate, opts: &ActualsOptions) -> Option<ActualsRow> {
+/// One group's week; every sum and product is checked (issue 9), an overflow naming its CPLI.
+fn group_week(
+    cplis: &[Cpli],
+    members: &[usize],
+    actuals: &WeekActuals<'_>,
+    monday: NaiveDate,
+    sunday: NaiveDate,
+    opts: &ActualsOptions,
+) -> Result<Option<ActualsRow>, Overflow> {
     let in_force: Vec<usize> = members.iter().copied().filter(|i| cplis[*i].overlaps(monday, sunday)).collect();
     let sent: Vec<(usize, Acc)> = members.iter().filter_map(|i| actuals.weeks.get(&(*i, monday)).map(|a| (*i, *a))).collect();
     if sent.is_empty() && (in_force.is_empty() || !opts.include_empty_weeks) {
-        return None;
+        return Ok(None);
     }
-    let primary = in_force.first().or_else(|| sent.first().map(|(i, _)| i)).copied()?;
+    let Some(primary) = in_force.first().or_else(|| sent.first().map(|(i, _)| i)).copied() else { return Ok(None) };
     let mut row = ActualsRow {
         ssref: cplis[primary].ssref.clone(),
         cpli_id: cplis[primary].cpli_id.clone(),
@@ -213,25 +216,34 @@ fn group_week(cplis: &[Cpli], members: &[usize], actuals: &WeekActuals<'_>, mond
         comm_cost: Decimal::ZERO,
         actual_cost: Decimal::ZERO,
         frust_cost: Decimal::ZERO,
+        diff_qty: Decimal::ZERO,
+        diff_cost: Decimal::ZERO,
+    };
+    let add = |total: &mut Decimal, x: Option<Decimal>, i: usize| -> Result<(), Overflow> {
+        *total = x.and_then(|x| total.checked_add(x)).ok_or_else(|| Overflow::of(&cplis[i]))?;
+        Ok(())
     };
     for i in in_force {
         let qty = cplis[i].quantity.weekly_hours().unwrap_or(Decimal::ZERO);
-        row.comm_qty += qty;
-        row.comm_cost += qty * cplis[i].unit_cost;
+        add(&mut row.comm_qty, Some(qty), i)?;
+        add(&mut row.comm_cost, qty.checked_mul(cplis[i].unit_cost), i)?;
     }
     for (i, acc) in sent {
         let cost = cplis[i].unit_cost;
         row.visits += acc.visits;
-        row.actual_qty += hours(acc.actual_minutes);
-        row.frust_qty += hours(acc.frust_minutes);
+        add(&mut row.actual_qty, Some(hours(acc.actual_minutes)), i)?;
+        add(&mut row.frust_qty, Some(hours(acc.frust_minutes)), i)?;
         // Minutes times cost before dividing keeps the figure exact (183 min x 23.226 / 60 = 70.8393).
-        row.actual_cost += Decimal::from(acc.actual_minutes) * cost / Decimal::from(60);
-        row.frust_cost += Decimal::from(acc.frust_minutes) * cost / Decimal::from(60);
+        add(&mut row.actual_cost, minutes_times(acc.actual_minutes, cost, 60), i)?;
+        add(&mut row.frust_cost, minutes_times(acc.frust_minutes, cost, 60), i)?;
     }
-    if opts.differences_only && row.diff_qty().is_zero() {
-        return None;
+    let diff = |a: Decimal, f: Decimal, c: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(c)).ok_or_else(|| Overflow::of(&cplis[primary]));
+    row.diff_qty = diff(row.actual_qty, row.frust_qty, row.comm_qty)?;
+    row.diff_cost = diff(row.actual_cost, row.frust_cost, row.comm_cost)?;
+    if opts.differences_only && row.diff_qty.is_zero() {
+        return Ok(None);
     }
-    Some(row)
+    Ok(Some(row))
 }
 
 #[cfg(test)]
@@ -286,7 +298,7 @@ pub(crate) mod tests {
         for v in visits {
             acts.add(v);
         }
-        commissioned_vs_actuals(cplis, &acts, &o)
+        commissioned_vs_actuals(cplis, &acts, &o).unwrap()
     }
 
     /// The guide's example week: Skinner, 5 hours at 23.226, 3.05 hours delivered, 1 hour frustrated.
@@ -391,7 +403,7 @@ pub(crate) mod tests {
             frust_minutes: 60,
         };
         acts.add_client_week(&week);
-        assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o), report(&cplis, &visits, o));
+        assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o).unwrap(), report(&cplis, &visits, o));
     }
 
     #[test]
@@ -412,9 +424,23 @@ pub(crate) mod tests {
             frust_minutes: 0,
         };
         acts.add_client_week(&week);
-        let rows = commissioned_vs_actuals(&cplis, &acts, &o);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].cells()[1..8].to_vec(), ["156040", "2022-10-10", "8", "8", "8", "0", "0"]);
+    }
+
+    #[test]
+    fn a_cpli_too_large_to_cost_fails_the_report_naming_it_instead_of_panicking() {
+        let max = Decimal::MAX.to_string();
+        let cplis = vec![cpli("999", "A332295", "DAPL", d(2022, 10, 3), None, &max, &max)];
+        let visits = [visit("999", d(2022, 10, 3), 540, "DHS", 60, Some(60))];
+        let types = VisitTypes::default();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        acts.add(&visits[0]);
+        let err = commissioned_vs_actuals(&cplis, &acts, &o).unwrap_err();
+        assert_eq!(err.cpli_id, "999");
+        assert!(err.to_string().contains("CPLI 999"), "{err}");
     }
 
     #[test]

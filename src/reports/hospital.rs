@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 
-use super::{hours, money_text, quantity_text, VisitFact};
+use super::{hours, money_text, quantity_text, Overflow, VisitFact};
+use crate::domain::number::minutes_times;
 use crate::domain::Cpli;
 
 /// The code of the hospital visit type.
@@ -35,6 +36,8 @@ pub struct HospitalRow {
     pub visits: u64,
     pub missed_minutes: i64,
     pub unit_cost: Decimal,
+    /// 50% of the missed visits' planned cost (1 h x 23.77 x 50% = 11.885 -> £11.89), exact.
+    pub amount: Decimal,
 }
 
 pub const COLUMNS: [&str; 9] = ["ssref", "cpli_id", "contract", "from", "to", "visits", "missed_hours", "unit_cost", "amount"];
@@ -42,11 +45,6 @@ pub const COLUMNS: [&str; 9] = ["ssref", "cpli_id", "contract", "from", "to", "v
 impl HospitalRow {
     pub fn missed_hours(&self) -> Decimal {
         hours(self.missed_minutes)
-    }
-
-    /// 50% of the missed visits' planned cost (1 h x 23.77 x 50% = 11.885 -> £11.89).
-    pub fn amount(&self) -> Decimal {
-        Decimal::from(self.missed_minutes) * self.unit_cost / Decimal::from(120)
     }
 
     pub fn cells(&self) -> [String; 9] {
@@ -59,7 +57,7 @@ impl HospitalRow {
             self.visits.to_string(),
             quantity_text(self.missed_hours()),
             self.unit_cost.normalize().to_string(),
-            money_text(self.amount()),
+            money_text(self.amount),
         ]
     }
 }
@@ -105,7 +103,8 @@ impl<'c> HospitalVisits<'c> {
     /// Claims for stays that begin between `from` and `to`. A stay is a run of H visits of one
     /// CPLI, in planned order, that no other visit of that CPLI interrupts (care resumed); it begins
     /// on its first H visit's date, which is as near the admission as the visits file can say.
-    pub fn claims(mut self, from: NaiveDate, to: NaiveDate) -> Vec<HospitalRow> {
+    /// Every amount is checked (issue 9): a CPLI too large to cost fails the report, naming it.
+    pub fn claims(mut self, from: NaiveDate, to: NaiveDate) -> Result<Vec<HospitalRow>, Overflow> {
         self.visits.sort_unstable_by_key(|v| (v.cpli, v.date, v.start));
         let mut rows = Vec::new();
         let mut stay: Option<HospitalRow> = None;
@@ -129,6 +128,7 @@ impl<'c> HospitalVisits<'c> {
                 visits: 0,
                 missed_minutes: 0,
                 unit_cost: cpli.unit_cost,
+                amount: Decimal::ZERO,
             });
             if v.date < s.from + Duration::days(days) {
                 s.to = v.date;
@@ -138,13 +138,20 @@ impl<'c> HospitalVisits<'c> {
         }
         rows.extend(stay);
         rows.retain(|r| r.from >= from && r.from <= to);
+        for r in &mut rows {
+            let cpli = self.cplis.iter().find(|c| c.cpli_id == r.cpli_id);
+            r.amount = minutes_times(r.missed_minutes, r.unit_cost, 120).ok_or_else(|| match cpli {
+                Some(c) => Overflow::of(c),
+                None => Overflow { cpli_id: r.cpli_id.clone(), quantity: String::new(), unit_cost: r.unit_cost.to_string() },
+            })?;
+        }
         rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.from).cmp(&(&b.ssref, &b.cpli_id, b.from)));
-        rows
+        Ok(rows)
     }
 }
 
 /// Claims for stays that begin between `from` and `to` (see `HospitalVisits::claims`).
-pub fn hospital_incentive(cplis: &[Cpli], visits: impl IntoIterator<Item = VisitFact>, from: NaiveDate, to: NaiveDate) -> Vec<HospitalRow> {
+pub fn hospital_incentive(cplis: &[Cpli], visits: impl IntoIterator<Item = VisitFact>, from: NaiveDate, to: NaiveDate) -> Result<Vec<HospitalRow>, Overflow> {
     let mut collected = HospitalVisits::new(cplis, to);
     for v in visits {
         collected.add(&v);
@@ -167,7 +174,7 @@ mod tests {
             visit("156024", d(2022, 11, 12), 840, "H", 60, None),
             visit("156024", d(2022, 11, 13), 840, "DHS", 60, Some(60)),
         ];
-        let rows = hospital_incentive(&cplis, visits, d(2022, 11, 1), d(2022, 11, 30));
+        let rows = hospital_incentive(&cplis, visits, d(2022, 11, 1), d(2022, 11, 30)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].cells(), ["A352035", "156024", "DAPL", "2022-11-12", "2022-11-12", "1", "1", "23.77", "11.89"]);
     }
@@ -185,7 +192,7 @@ mod tests {
         }
         visits.push(visit("156040", d(2022, 11, 25), 720, "H", 30, None));
         visits.push(visit("156040", d(2022, 11, 25), 1080, "DHS", 30, Some(30)));
-        let rows = hospital_incentive(&cplis, visits, d(2022, 11, 1), d(2022, 11, 30));
+        let rows = hospital_incentive(&cplis, visits, d(2022, 11, 1), d(2022, 11, 30)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].cells()[3..].to_vec(), ["2022-11-21", "2022-11-25", "8", "4", "23.77", "47.54"]);
     }
@@ -202,9 +209,18 @@ mod tests {
                 visits.push(visit(id, d(2022, 10, 10) + Duration::days(day), 600, "H", 60, None));
             }
         }
-        let rows = hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31));
-        let got: Vec<_> = rows.iter().map(|r| (r.contract.as_str(), r.visits, r.to, money_text(r.amount()))).collect();
+        let rows = hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.contract.as_str(), r.visits, r.to, money_text(r.amount))).collect();
         assert_eq!(got, [("DAPL", 7, d(2022, 10, 16), "70.00".to_string()), ("LWAH", 14, d(2022, 10, 23), "140.00".to_string())]);
+    }
+
+    #[test]
+    fn a_stay_too_large_to_cost_fails_the_report_naming_its_cpli_instead_of_panicking() {
+        let max = Decimal::MAX.to_string();
+        let cplis = [cpli("777", "A1", "DAPL", d(2022, 10, 3), None, "7", &max)];
+        let visits = [visit("777", d(2022, 10, 10), 600, "H", 60, None)];
+        let err = hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).unwrap_err();
+        assert_eq!(err.cpli_id, "777");
     }
 
     #[test]
@@ -215,7 +231,7 @@ mod tests {
             .map(|(i, c)| cpli(&i.to_string(), "A1", c, d(2022, 10, 3), None, "7", "20"))
             .collect();
         let visits = (0..3).map(|i| visit(&i.to_string(), d(2022, 10, 10), 600, "H", 60, None));
-        assert!(hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).is_empty());
+        assert!(hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).unwrap().is_empty());
     }
 
     #[test]
@@ -227,7 +243,7 @@ mod tests {
             visit("1", d(2022, 10, 14), 600, "H", 60, None),
             visit("1", d(2022, 10, 15), 600, "H", 60, None),
         ];
-        let rows = hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31));
+        let rows = hospital_incentive(&cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).unwrap();
         let got: Vec<_> = rows.iter().map(|r| (r.from, r.visits)).collect();
         assert_eq!(got, [(d(2022, 10, 10), 1), (d(2022, 10, 14), 2)]);
     }

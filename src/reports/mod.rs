@@ -42,9 +42,33 @@ pub fn quantity_text(d: Decimal) -> String {
     pennies(d).normalize().to_string()
 }
 
-/// Hours in `minutes`, exactly (as far as 28 digits go).
+/// Hours in `minutes`, exactly (as far as 28 digits go). Cannot overflow: any i64 divided by 60 fits.
 pub fn hours(minutes: i64) -> Decimal {
     Decimal::from(minutes) / Decimal::from(60)
+}
+
+/// A report figure too large to compute (issue 9: it panicked). Extracts are bounded when loaded, so
+/// only a CPLI stored before those bounds can cause it; the report names it instead of crashing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the report cannot be computed: the figures of CPLI {cpli_id} are too large (quantity {quantity}, unit cost {unit_cost}); \
+     load a corrected CPLI extract (quantities and unit costs are at most 1,000,000)"
+)]
+pub struct Overflow {
+    pub cpli_id: String,
+    pub quantity: String,
+    pub unit_cost: String,
+}
+
+impl Overflow {
+    pub fn of(c: &crate::domain::Cpli) -> Overflow {
+        use crate::domain::quote;
+        Overflow {
+            cpli_id: quote(&c.cpli_id).to_string(),
+            quantity: quote(&c.quantity.amount.to_string()).to_string(),
+            unit_cost: quote(&c.unit_cost.to_string()).to_string(),
+        }
+    }
 }
 
 /// A report as CSV: the SPEC 6 column names as headings, one row per line.

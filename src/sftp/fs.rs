@@ -95,15 +95,40 @@ impl VPath {
 /// and the file system takes 255 bytes.
 const MAX_NAME: usize = 200;
 
-/// A name a client may create in `/inbox`: one plain component, no control characters.
+/// A name a client may create in `/inbox`: one plain component, no control characters, nothing
+/// that changes how a name is shown.
 fn check_new_name(name: &str) -> Result<(), StatusReply> {
     if name.len() > MAX_NAME {
         return Err(denied(format!("the file name is {} bytes long; the gateway takes names of up to {MAX_NAME} bytes", name.len())));
     }
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '\\') {
+    if name.is_empty() || name.contains('\\') {
         return Err(denied(format!("'{}' is not a usable file name: use letters, digits, '-', '_', '.' and end it in .csv", name.escape_default())));
     }
+    if let Some(c) = name.chars().find(|c| hidden_char(*c)) {
+        return Err(denied(format!(
+            "'{}' is not a usable file name: it holds the invisible character U+{:04X} ({}); use letters, digits, '-', '_', '.' and end it in .csv",
+            name.escape_default(),
+            c as u32,
+            hidden_char_kind(c)
+        )));
+    }
     Ok(())
+}
+
+/// Characters that are not shown, or that change how the rest of a name is shown: a right-to-left
+/// override makes `visits\u{202E}vsc.exe` read as `visitsexe.csv` (issue 9).
+fn hidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFFD}')
+}
+
+fn hidden_char_kind(c: char) -> &'static str {
+    match c {
+        '\u{FFFD}' => "a byte that is not UTF-8",
+        c if c.is_control() => "a control character",
+        '\u{2028}' | '\u{2029}' => "a line break",
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => "a zero-width character",
+        _ => "a text-direction control",
+    }
 }
 
 fn ok(id: u32) -> Status {
@@ -202,10 +227,38 @@ impl OrgFs {
         self.dir(folder).join(name)
     }
 
-    fn add_handle(&mut self, open: Open) -> Result<String, StatusReply> {
+    fn check_handles(&self) -> Result<(), StatusReply> {
         if self.handles.len() >= MAX_HANDLES {
             return Err(denied(format!("too many open files in this session (limit {MAX_HANDLES}); close some first")));
         }
+        Ok(())
+    }
+
+    /// Uploads are refused up front while the data folder's disk is below its reserve (issue 9).
+    fn check_free_space(&self) -> Result<(), StatusReply> {
+        let reserve = self.gw.config.limits.min_free_disk_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        match free_bytes(self.gw.data.root()) {
+            Ok(free) if free < reserve => {
+                tracing::warn!(org = self.who.org_name, user = self.who.login, free, reserve, "upload refused: the disk is below its free-space reserve");
+                Err(failure(format!(
+                    "the gateway's disk is nearly full ({} MiB free, below its reserve of {} MiB): uploads are refused until space is freed; try again later",
+                    free / (1024 * 1024),
+                    reserve / (1024 * 1024)
+                )))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free space of the data folder's disk; the upload goes ahead");
+                Ok(())
+            }
+        }
+    }
+
+    fn add_handle(&mut self, open: Open) -> Result<String, StatusReply> {
+        self.check_handles()?;
         self.next_handle += 1;
         let h = self.next_handle.to_string();
         self.handles.insert(h.clone(), open);
@@ -227,7 +280,7 @@ impl OrgFs {
                     }
                 }
                 match fs::symlink_metadata(self.real(*folder, name)) {
-                    Ok(m) if m.is_file() && !name.starts_with('.') => Ok(file_attrs(&m, *folder)),
+                    Ok(m) if m.is_file() => Ok(file_attrs(&m, *folder)),
                     _ => Err(not_found(p)),
                 }
             }
@@ -255,10 +308,8 @@ impl OrgFs {
         };
         for e in entries.flatten() {
             let Ok(name) = e.file_name().into_string() else { continue };
-            // Dot-names are files being written aside; links and folders are never shown.
-            if name.starts_with('.') {
-                continue;
-            }
+            // Links and folders are never shown. Dot-names are: they count towards the inbox limit,
+            // and a login must be able to see and remove what fills it (issue 9).
             if let Ok(m) = fs::symlink_metadata(e.path()) {
                 if m.is_file() {
                     out.push(File::new(name, file_attrs(&m, folder)));
@@ -271,13 +322,16 @@ impl OrgFs {
 
     fn open_upload(&mut self, name: &str, pflags: OpenFlags) -> Result<String, StatusReply> {
         check_new_name(name)?;
+        // Refused before anything is made: a refused OPEN leaves nothing in staging (issue 9).
+        self.check_handles()?;
+        self.check_free_space()?;
         {
             let mut writing = self.writing.lock().expect("uploads lock");
             let names = writing.entry(self.who.org_slug.clone()).or_default();
             if names.contains(name) {
                 return Err(denied(format!("/inbox/{name} is being uploaded by another session; wait for it, or use another name")));
             }
-            let waiting = fs::read_dir(self.dir(Folder::Inbox)).map(|d| d.count()).unwrap_or(0) + names.len();
+            let waiting = waiting_files(&self.dir(Folder::Inbox)) + names.len();
             let max = self.gw.config.sftp.max_inbox_files;
             if waiting >= max {
                 return Err(denied(format!("/inbox already holds {waiting} files waiting (limit {max}): rename or remove them first")));
@@ -440,6 +494,25 @@ impl OrgFs {
     }
 }
 
+/// The files waiting in an inbox, counted as the listing shows them: regular files, dot-names
+/// included; links and folders neither shown nor counted.
+fn waiting_files(inbox: &std::path::Path) -> usize {
+    fs::read_dir(inbox).map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file())).count()).unwrap_or(0)
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path` (statvfs).
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs that outlives the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 fn dir_attrs(perm: u32) -> FileAttributes {
     let mut a = FileAttributes { size: Some(0), permissions: Some(perm), ..Default::default() };
     a.set_dir(true);
@@ -496,6 +569,17 @@ impl Drop for OrgFs {
     }
 }
 
+impl OrgFs {
+    /// Every request before INIT is refused: a client that skipped it must not get a handle (issue 9).
+    fn ready(&self) -> Result<(), StatusReply> {
+        if self.initialised {
+            Ok(())
+        } else {
+            Err(StatusCode::Failure.with_message("the SFTP session has not been initialised: a client sends INIT first"))
+        }
+    }
+}
+
 impl russh_sftp::server::Handler for OrgFs {
     type Error = StatusReply;
 
@@ -516,18 +600,22 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn realpath(&mut self, id: u32, path: String) -> Result<Name, StatusReply> {
+        self.ready()?;
         Ok(Name { id, files: vec![File::dummy(VPath::parse(&path).display())] })
     }
 
     async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, StatusReply> {
+        self.ready()?;
         Ok(Attrs { id, attrs: self.attrs_of(&VPath::parse(&path))? })
     }
 
     async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, StatusReply> {
+        self.ready()?;
         self.stat(id, path).await
     }
 
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, StatusReply> {
+        self.ready()?;
         match self.handles.get(&handle) {
             Some(Open::Upload(u)) => Ok(Attrs { id, attrs: upload_attrs(u.size) }),
             Some(Open::Read(f)) => {
@@ -542,20 +630,24 @@ impl russh_sftp::server::Handler for OrgFs {
     /// Accepted and ignored, as SFTPGo and AWS Transfer do: clients that set times or modes after an
     /// upload must not fail, and nobody may change the gateway's modes.
     async fn setstat(&mut self, id: u32, _path: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        self.ready()?;
         Ok(ok(id))
     }
 
     async fn fsetstat(&mut self, id: u32, _handle: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        self.ready()?;
         Ok(ok(id))
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
+        self.ready()?;
         let listing = self.listing(&VPath::parse(&path))?;
         let handle = self.add_handle(Open::Dir { listing: listing.into_iter() })?;
         Ok(Handle { id, handle })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, StatusReply> {
+        self.ready()?;
         match self.handles.get_mut(&handle) {
             Some(Open::Dir { listing }) => {
                 let files: Vec<File> = listing.by_ref().take(LISTING_PAGE).collect();
@@ -570,6 +662,7 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, _attrs: FileAttributes) -> Result<Handle, StatusReply> {
+        self.ready()?;
         let p = VPath::parse(&filename);
         let writing = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
         let handle = match (&p, writing) {
@@ -598,6 +691,7 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Result<Data, StatusReply> {
+        self.ready()?;
         let Some(Open::Read(f)) = self.handles.get(&handle) else {
             return Err(denied("this handle is not open for reading"));
         };
@@ -611,11 +705,13 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn write(&mut self, id: u32, handle: String, offset: u64, data: Vec<u8>) -> Result<Status, StatusReply> {
+        self.ready()?;
         self.write_at(&handle, offset, &data)?;
         Ok(ok(id))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, StatusReply> {
+        self.ready()?;
         match self.handles.remove(&handle) {
             Some(Open::Upload(u)) => self.finish_upload(*u)?,
             Some(_) => {}
@@ -625,6 +721,7 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, StatusReply> {
+        self.ready()?;
         let p = VPath::parse(&filename);
         match &p {
             VPath::File(Folder::Inbox, name) => {
@@ -645,27 +742,33 @@ impl russh_sftp::server::Handler for OrgFs {
     }
 
     async fn mkdir(&mut self, _id: u32, path: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
+        self.ready()?;
         Err(denied(format!("{}: folders cannot be made; the folders are /inbox, /results and /exports", VPath::parse(&path).display())))
     }
 
     async fn rmdir(&mut self, _id: u32, path: String) -> Result<Status, StatusReply> {
+        self.ready()?;
         Err(denied(format!("{}: the gateway's folders cannot be removed", VPath::parse(&path).display())))
     }
 
     async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, StatusReply> {
+        self.ready()?;
         self.rename(&oldpath, &newpath, false)?;
         Ok(ok(id))
     }
 
     async fn symlink(&mut self, _id: u32, _linkpath: String, _targetpath: String) -> Result<Status, StatusReply> {
+        self.ready()?;
         Err(denied("links cannot be made on the gateway"))
     }
 
     async fn readlink(&mut self, _id: u32, path: String) -> Result<Name, StatusReply> {
+        self.ready()?;
         Err(not_found(&VPath::parse(&path)))
     }
 
     async fn extended(&mut self, id: u32, request: String, data: Vec<u8>) -> Result<Packet, StatusReply> {
+        self.ready()?;
         let mut rest = data.as_slice();
         match request.as_str() {
             "limits@openssh.com" => {
@@ -722,6 +825,14 @@ mod tests {
         for bad in ["", "a\nb.csv", "..\\x.csv", &"x".repeat(201)] {
             assert!(check_new_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_with_direction_overrides_or_invisible_characters_are_refused() {
+        for bad in ["visits\u{202E}vsc.exe", "a\u{2066}b.csv", "a\u{200F}.csv", "a\u{200B}.csv", "a\u{FEFF}.csv", "a\u{2028}.csv", "a\u{85}.csv", "caf\u{FFFD}.csv"] {
+            assert!(check_new_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_new_name("visites-été-ß-日本.csv").is_ok());
     }
 
     #[test]

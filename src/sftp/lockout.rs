@@ -1,5 +1,6 @@
-//! Failed logins: counted per login and per source address; too many in the window and both are
-//! refused for a while, even with the right password.
+//! Failed passwords, counted as OpenSSH's PerSourcePenalties count them (issue 9): per (login,
+//! source address) and per source address. Too many and passwords from there are refused for a
+//! while, even the right one; keys are never refused by it, and other addresses are not affected.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
-    Login(String),
+    /// One login tried from one address: the usual guesser, and the usual forgetful user.
+    LoginAt(String, IpAddr),
+    /// Every login tried from one address: a scan of login names.
     Address(IpAddr),
 }
 
@@ -18,57 +21,54 @@ struct Record {
     locked_until: Option<Instant>,
 }
 
-/// What the lockout says about a login attempt before its credentials are looked at.
+/// What the lockout says about a password attempt before the password is looked at.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
-    /// Refused without looking at the credentials; says which of the two is locked and until when.
+    /// Refused without looking at the password; says what is locked and for how long.
     Locked { what: String, for_secs: u64 },
 }
 
 pub struct Lockout {
-    max_failures: usize,
+    per_login_address: usize,
+    per_address: usize,
     window: Duration,
     lock_for: Duration,
     records: Mutex<HashMap<Subject, Record>>,
 }
 
 impl Lockout {
-    pub fn new(max_failures: usize, window: Duration, lock_for: Duration) -> Lockout {
-        Lockout { max_failures, window, lock_for, records: Mutex::new(HashMap::new()) }
+    pub fn new(per_login_address: usize, per_address: usize, window: Duration, lock_for: Duration) -> Lockout {
+        Lockout { per_login_address, per_address, window, lock_for, records: Mutex::new(HashMap::new()) }
     }
 
-    pub fn check(&self, login: &str, addr: Option<IpAddr>, now: Instant) -> Verdict {
+    pub fn check(&self, login: &str, addr: IpAddr, now: Instant) -> Verdict {
         let records = self.records.lock().expect("lockout lock");
         for subject in subjects(login, addr) {
             if let Some(until) = records.get(&subject).and_then(|r| r.locked_until).filter(|u| *u > now) {
-                let what = match subject {
-                    Subject::Login(l) => format!("login '{l}'"),
-                    Subject::Address(a) => format!("address {a}"),
-                };
-                return Verdict::Locked { what, for_secs: (until - now).as_secs() + 1 };
+                return Verdict::Locked { what: describe(&subject), for_secs: (until - now).as_secs() + 1 };
             }
         }
         Verdict::Allowed
     }
 
-    /// Counts a failure; returns true when it locked the login or the address.
-    pub fn failed(&self, login: &str, addr: Option<IpAddr>, now: Instant) -> bool {
+    /// Counts a failed password; returns what it locked, if anything. Each count locks only itself:
+    /// a login guessed from one address is not locked at another.
+    pub fn failed(&self, login: &str, addr: IpAddr, now: Instant) -> Option<String> {
         let mut records = self.records.lock().expect("lockout lock");
-        let mut locked = false;
+        let mut locked = None;
         for subject in subjects(login, addr) {
-            let r = records.entry(subject).or_default();
+            let max = match subject {
+                Subject::LoginAt(..) => self.per_login_address,
+                Subject::Address(_) => self.per_address,
+            };
+            let r = records.entry(subject.clone()).or_default();
             r.failures.retain(|t| now.duration_since(*t) < self.window);
             r.failures.push(now);
-            locked |= r.failures.len() >= self.max_failures;
-        }
-        // Either one's tally locks both: the login guessed from many addresses, the address that
-        // guesses many logins.
-        if locked {
-            for subject in subjects(login, addr) {
-                let r = records.entry(subject).or_default();
+            if r.failures.len() >= max {
                 r.locked_until = Some(now + self.lock_for);
                 r.failures.clear();
+                locked.get_or_insert_with(|| describe(&subject));
             }
         }
         // Forget what is old, so the table cannot grow without bound under a scan.
@@ -76,15 +76,40 @@ impl Lockout {
         locked
     }
 
-    /// A successful login clears the login's count (not the address's: one good account must not
-    /// reset a guesser's tally from the same address).
-    pub fn succeeded(&self, login: &str) {
-        self.records.lock().expect("lockout lock").remove(&Subject::Login(login.to_string()));
+    /// A successful login clears that login's count from that address (not the address's: one good
+    /// account must not reset a guesser's tally from the same address).
+    pub fn succeeded(&self, login: &str, addr: IpAddr) {
+        self.records.lock().expect("lockout lock").remove(&Subject::LoginAt(login.to_string(), addr));
+    }
+
+    /// `gateway user unlock`: the login's counts and locks from every address, and the locks of the
+    /// addresses it was locked from, are cleared. Returns how many addresses that was.
+    pub fn unlock(&self, login: &str) -> usize {
+        let mut records = self.records.lock().expect("lockout lock");
+        let addrs: Vec<IpAddr> = records
+            .keys()
+            .filter_map(|s| match s {
+                Subject::LoginAt(l, a) if l == login => Some(*a),
+                _ => None,
+            })
+            .collect();
+        for a in &addrs {
+            records.remove(&Subject::LoginAt(login.to_string(), *a));
+            records.remove(&Subject::Address(*a));
+        }
+        addrs.len()
     }
 }
 
-fn subjects(login: &str, addr: Option<IpAddr>) -> impl Iterator<Item = Subject> {
-    std::iter::once(Subject::Login(login.to_string())).chain(addr.map(Subject::Address))
+fn subjects(login: &str, addr: IpAddr) -> [Subject; 2] {
+    [Subject::LoginAt(login.to_string(), addr), Subject::Address(addr)]
+}
+
+fn describe(s: &Subject) -> String {
+    match s {
+        Subject::LoginAt(l, a) => format!("login '{l}' from {a}"),
+        Subject::Address(a) => format!("address {a}"),
+    }
 }
 
 #[cfg(test)]
@@ -92,33 +117,47 @@ mod tests {
     use super::*;
 
     fn lockout() -> Lockout {
-        Lockout::new(5, Duration::from_secs(900), Duration::from_secs(900))
+        Lockout::new(5, 20, Duration::from_secs(900), Duration::from_secs(900))
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
     }
 
     #[test]
-    fn five_failures_lock_the_login_and_the_address() {
+    fn five_failures_lock_the_login_at_that_address_only() {
         let l = lockout();
         let t = Instant::now();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for i in 0..4 {
-            assert!(!l.failed("rota", Some(ip), t + Duration::from_secs(i)));
+            assert_eq!(l.failed("rota", ip(1), t + Duration::from_secs(i)), None);
         }
-        assert_eq!(l.check("rota", Some(ip), t + Duration::from_secs(5)), Verdict::Allowed);
-        assert!(l.failed("rota", Some(ip), t + Duration::from_secs(5)));
-        assert!(matches!(l.check("rota", None, t + Duration::from_secs(6)), Verdict::Locked { .. }));
-        assert!(matches!(l.check("someone-else", Some(ip), t + Duration::from_secs(6)), Verdict::Locked { .. }));
-        assert_eq!(l.check("someone-else", None, t + Duration::from_secs(6)), Verdict::Allowed);
+        assert_eq!(l.check("rota", ip(1), t + Duration::from_secs(5)), Verdict::Allowed);
+        assert_eq!(l.failed("rota", ip(1), t + Duration::from_secs(5)).as_deref(), Some("login 'rota' from 10.0.0.1"));
+        assert!(matches!(l.check("rota", ip(1), t + Duration::from_secs(6)), Verdict::Locked { .. }));
+        assert_eq!(l.check("rota", ip(2), t + Duration::from_secs(6)), Verdict::Allowed, "another address");
+        assert_eq!(l.check("someone-else", ip(1), t + Duration::from_secs(6)), Verdict::Allowed, "another login");
     }
 
     #[test]
-    fn a_login_guessed_from_many_addresses_locks_the_last_address_too() {
+    fn an_address_trying_six_unknown_logins_is_not_locked_out_of_a_valid_one() {
         let l = lockout();
         let t = Instant::now();
-        for i in 0..5u8 {
-            l.failed("rota", Some(IpAddr::from([10, 0, 0, i])), t);
+        for i in 0..6 {
+            l.failed(&format!("guess{i}"), ip(1), t);
         }
-        assert!(matches!(l.check("other", Some(IpAddr::from([10, 0, 0, 4])), t), Verdict::Locked { .. }));
-        assert_eq!(l.check("other", Some(IpAddr::from([10, 0, 0, 3])), t), Verdict::Allowed);
+        assert_eq!(l.check("rota", ip(1), t), Verdict::Allowed);
+    }
+
+    #[test]
+    fn an_address_scanning_many_logins_is_locked_at_its_own_limit() {
+        let l = lockout();
+        let t = Instant::now();
+        for i in 0..19 {
+            assert_eq!(l.failed(&format!("guess{i}"), ip(1), t), None);
+        }
+        assert_eq!(l.failed("guess19", ip(1), t).as_deref(), Some("address 10.0.0.1"));
+        assert!(matches!(l.check("rota", ip(1), t), Verdict::Locked { .. }));
+        assert_eq!(l.check("rota", ip(2), t), Verdict::Allowed);
     }
 
     #[test]
@@ -126,10 +165,10 @@ mod tests {
         let l = lockout();
         let t = Instant::now();
         for _ in 0..5 {
-            l.failed("rota", None, t);
+            l.failed("rota", ip(1), t);
         }
-        assert!(matches!(l.check("rota", None, t + Duration::from_secs(899)), Verdict::Locked { .. }));
-        assert_eq!(l.check("rota", None, t + Duration::from_secs(901)), Verdict::Allowed);
+        assert!(matches!(l.check("rota", ip(1), t + Duration::from_secs(899)), Verdict::Locked { .. }));
+        assert_eq!(l.check("rota", ip(1), t + Duration::from_secs(901)), Verdict::Allowed);
     }
 
     #[test]
@@ -137,20 +176,36 @@ mod tests {
         let l = lockout();
         let t = Instant::now();
         for i in 0..4 {
-            l.failed("rota", None, t + Duration::from_secs(i));
+            l.failed("rota", ip(1), t + Duration::from_secs(i));
         }
-        assert!(!l.failed("rota", None, t + Duration::from_secs(1000)));
-        assert_eq!(l.check("rota", None, t + Duration::from_secs(1001)), Verdict::Allowed);
+        assert_eq!(l.failed("rota", ip(1), t + Duration::from_secs(1000)), None);
+        assert_eq!(l.check("rota", ip(1), t + Duration::from_secs(1001)), Verdict::Allowed);
     }
 
     #[test]
-    fn a_good_login_clears_the_logins_count() {
+    fn a_good_login_clears_the_logins_count_from_that_address() {
         let l = lockout();
         let t = Instant::now();
         for _ in 0..4 {
-            l.failed("rota", None, t);
+            l.failed("rota", ip(1), t);
         }
-        l.succeeded("rota");
-        assert!(!l.failed("rota", None, t));
+        l.succeeded("rota", ip(1));
+        assert_eq!(l.failed("rota", ip(1), t), None);
+    }
+
+    #[test]
+    fn unlock_clears_the_login_everywhere_and_the_addresses_it_was_locked_from() {
+        let l = lockout();
+        let t = Instant::now();
+        for i in 0..20 {
+            l.failed(if i < 5 { "rota" } else { "other" }, ip(1), t);
+        }
+        for _ in 0..5 {
+            l.failed("rota", ip(2), t);
+        }
+        assert_eq!(l.unlock("rota"), 2);
+        assert_eq!(l.check("rota", ip(1), t), Verdict::Allowed);
+        assert_eq!(l.check("rota", ip(2), t), Verdict::Allowed);
+        assert_eq!(l.check("third", ip(1), t), Verdict::Allowed, "the address lock went with it");
     }
 }

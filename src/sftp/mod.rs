@@ -4,6 +4,7 @@
 mod fs;
 mod lockout;
 mod session;
+mod startups;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -12,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
-use russh::server::Server as _;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
 
 pub use users::{User, UserError, Users};
 
 use crate::pipeline::Gateway;
 use lockout::Lockout;
 use session::{Sessions, Shared, SshSession};
+use startups::{Cut, Cuttable, LoginState, Pending, Startups};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SftpError {
@@ -54,25 +55,46 @@ pub fn fingerprint(key: &PrivateKey) -> String {
 /// A running SFTP server; dropping the handle does not stop it, `shutdown` does.
 pub struct Running {
     pub addr: SocketAddr,
-    handle: russh::server::RunningServerHandle,
+    stop: broadcast::Sender<String>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     pub async fn shutdown(self) {
-        self.handle.shutdown("the gateway is stopping".into());
+        let _ = self.stop.send("the gateway is stopping".into());
         let _ = self.task.await;
+    }
+
+    /// Completes only if the listener ends without being asked to (a panic in its loop): `serve`
+    /// then fails, so a supervisor restarts the process (issue 9).
+    pub async fn ended(&mut self) {
+        let _ = (&mut self.task).await;
     }
 }
 
-#[derive(Clone)]
-struct Server(Arc<Shared>);
+/// `sftp.host_key` as a path: a relative one is under the data folder, so `serve` started from
+/// another working directory finds the same key (issue 9).
+pub fn host_key_path(gw: &Gateway) -> PathBuf {
+    gw.data.root().join(&gw.config.sftp.host_key)
+}
 
-impl russh::server::Server for Server {
-    type Handler = SshSession;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> SshSession {
-        SshSession::new(self.0.clone(), peer)
+/// The key at the new default place, or one copied there from where earlier versions kept it by
+/// default (`keys/` under the working directory), so clients that saved its fingerprint keep trusting
+/// the gateway after an upgrade.
+fn adopt_old_default_key(gw: &Gateway, path: &Path) {
+    let old = Path::new(crate::config::DEFAULT_HOST_KEY);
+    if gw.config.sftp.host_key != old || path.exists() || !old.is_file() || old.canonicalize().ok() == path.canonicalize().ok() {
+        return;
+    }
+    let copied = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let bytes = std::fs::read(old)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        std::io::Write::write_all(&mut f, &bytes)
+    });
+    match copied {
+        Ok(()) => tracing::info!(from = %old.display(), to = %path.display(), "host key copied from its old default place"),
+        Err(e) => tracing::warn!(from = %old.display(), to = %path.display(), error = %e, "could not copy the host key from its old default place"),
     }
 }
 
@@ -84,9 +106,11 @@ pub async fn start(
     submit: mpsc::UnboundedSender<PathBuf>,
 ) -> Result<Running, SftpError> {
     let cfg = gw.config.sftp.clone();
-    let key = host_key(&cfg.host_key)?;
+    let key_path = host_key_path(&gw);
+    adopt_old_default_key(&gw, &key_path);
+    let key = host_key(&key_path)?;
     let fingerprint = fingerprint(&key);
-    let config = russh::server::Config {
+    let config = Arc::new(russh::server::Config {
         // OpenSSH first tries the `none` method; delaying that refusal cost every login a second.
         auth_rejection_time_initial: Some(Duration::ZERO),
         auth_rejection_time: Duration::from_millis(cfg.failed_login_delay_ms),
@@ -98,12 +122,13 @@ pub async fn start(
         inactivity_timeout: Some(Duration::from_secs(cfg.idle_timeout_secs)),
         keys: vec![key],
         ..Default::default()
-    };
+    });
     let shared = Arc::new(Shared {
         users: Users::new(gw.data.users()),
         demo,
         lockout: Lockout::new(
             cfg.max_failed_logins,
+            cfg.max_failed_logins_per_address,
             Duration::from_secs(cfg.failure_window_secs),
             Duration::from_secs(cfg.lockout_secs),
         ),
@@ -115,17 +140,131 @@ pub async fn start(
     });
     let listener = TcpListener::bind(listen).await.map_err(|source| SftpError::Listen { addr: listen.into(), source })?;
     let addr = listener.local_addr().map_err(|source| SftpError::Listen { addr: listen.into(), source })?;
-    let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut server = Server(shared);
-        let running = server.run_on_socket(Arc::new(config), &listener);
-        let _ = handle_tx.send(running.handle());
-        if let Err(e) = running.await {
-            tracing::error!(error = %e, "the SFTP listener failed");
-        }
-    });
-    let handle = handle_rx.await.expect("the server task starts");
+    let (stop, _) = broadcast::channel(1);
+    let startups = Startups::new(cfg.max_startups_per_source, cfg.max_startups);
+    let grace = Duration::from_secs(cfg.login_grace_secs);
+    let task = tokio::spawn(accept_loop(listener, config, shared, startups, grace, stop.clone()));
     println!("gateway: SFTP on {addr}, host key {fingerprint}");
     tracing::info!(%addr, host_key = fingerprint, "listening for SFTP");
-    Ok(Running { addr, handle, task })
+    Ok(Running { addr, stop, task })
+}
+
+/// After a failed `accept()` (EMFILE, ENFILE, ENOBUFS...) the loop waits this long and goes on.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts connections until told to stop. Our own loop rather than russh's `run_on_socket`, which
+/// returns at the first failed `accept()`: out of descriptors, the listener ended for good (issue 9).
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    startups: Arc<Startups>,
+    grace: Duration,
+    stop: broadcast::Sender<String>,
+) {
+    let mut stopped = stop.subscribe();
+    let mut refused = RefusalLog::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.recv() => return,
+            a = listener.accept() => a,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept an SFTP connection; trying again shortly");
+                tokio::select! {
+                    _ = stopped.recv() => return,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        // Over the caps: closed at once, before anything is read or spent on it.
+        let pending = match startups.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                refused.refused(peer.ip(), &why);
+                drop(socket);
+                continue;
+            }
+        };
+        tokio::spawn(connection(config.clone(), shared.clone(), socket, peer, pending, grace, stop.subscribe()));
+    }
+}
+
+/// One connection, from accept to its end: the SSH session runs in russh's task; this one cuts it
+/// at the login grace time unless it has logged in, and ends it when the gateway stops.
+async fn connection(
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    pending: Pending,
+    grace: Duration,
+    mut stop: broadcast::Receiver<String>,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    if config.nodelay {
+        let _ = socket.set_nodelay(true);
+    }
+    let login = LoginState::new(pending);
+    let cut = Arc::new(Cut::default());
+    let handler = SshSession::new(shared, Some(peer), login.clone());
+    let started = tokio::time::timeout_at(deadline, russh::server::run_stream(config, Cuttable::new(socket, cut.clone()), handler));
+    let session = match started.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(addr = %peer.ip(), error = %e, "SSH connection setup failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(addr = %peer.ip(), secs = grace.as_secs(), "connection closed: not logged in within the login grace time");
+            return;
+        }
+    };
+    let handle = session.handle();
+    let grace_over = async {
+        tokio::time::sleep_until(deadline).await;
+        if login.is_authenticated() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(session);
+    tokio::select! {
+        reason = stop.recv() => {
+            let reason = reason.unwrap_or_default();
+            let _ = handle.disconnect(russh::Disconnect::ByApplication, reason, String::new()).await;
+        }
+        _ = grace_over => {
+            tracing::info!(addr = %peer.ip(), secs = grace.as_secs(), "connection closed: not logged in within the login grace time");
+            login.release();
+            cut.cut();
+            let _ = session.await;
+        }
+        result = &mut session => {
+            if let Err(e) = result {
+                tracing::debug!(addr = %peer.ip(), error = %e, "SSH connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Refused connections are logged at most once a second, with how many there were: a flood must
+/// not become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    since: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, ip: std::net::IpAddr, why: &str) {
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self.since.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            tracing::warn!(addr = %ip, refused = self.count, reason = why, "connections closed before login: over the limit on connections not logged in");
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! subsystem on that login's own folders. Nothing else: no shell, no exec, no forwarding.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::fs::{OrgFs, Who, Writing};
 use super::lockout::{Lockout, Verdict};
+use super::startups::LoginState;
 use super::users::{User, Users};
 use crate::pipeline::Gateway;
 
@@ -79,11 +80,13 @@ pub struct SshSession {
     /// One SFTP subsystem per connection, so the session limits are limits on open file systems.
     sftp_started: bool,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Told when the login succeeds, which ends the login grace time.
+    login: Arc<LoginState>,
 }
 
 impl SshSession {
-    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>) -> SshSession {
-        SshSession { shared, peer, who: None, refusal: None, entered: false, sftp_started: false, channels: HashMap::new() }
+    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, login: Arc<LoginState>) -> SshSession {
+        SshSession { shared, peer, who: None, refusal: None, entered: false, sftp_started: false, channels: HashMap::new(), login }
     }
 
     fn addr(&self) -> String {
@@ -103,8 +106,19 @@ impl SshSession {
         }
     }
 
+    fn ip(&self) -> IpAddr {
+        self.peer.map(|p| p.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Whether passwords for `login` from this address are refused for now. Keys never ask: a
+    /// password guesser must not be able to keep a key-only rostering system out (issue 9).
     fn locked(&self, login: &str) -> bool {
-        match self.shared.lockout.check(login, self.peer.map(|p| p.ip()), Instant::now()) {
+        // `gateway user unlock` leaves a stamp in the users folder: the running server reads it here.
+        if self.shared.users.take_unlock(login) {
+            let cleared = self.shared.lockout.unlock(login);
+            tracing::info!(user = login, addresses = cleared, "login unlocked by `gateway user unlock`");
+        }
+        match self.shared.lockout.check(login, self.ip(), Instant::now()) {
             Verdict::Allowed => false,
             Verdict::Locked { what, for_secs } => {
                 tracing::warn!(user = login, addr = self.addr(), locked = what, for_secs, "login refused: locked after repeated failures");
@@ -116,7 +130,8 @@ impl SshSession {
     fn accept(&mut self, user: User, method: &str) -> Auth {
         let cfg = &self.shared.gw.config.sftp;
         let org = self.shared.gw.store.org(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.clone());
-        self.shared.lockout.succeeded(&user.login);
+        self.shared.lockout.succeeded(&user.login, self.ip());
+        self.login.authenticated();
         let who = Who { org_slug: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
         match self.shared.sessions.enter(&user.login, cfg.max_sessions, cfg.max_sessions_per_login) {
             Ok(()) => {
@@ -135,9 +150,11 @@ impl SshSession {
     fn refuse(&self, login: &str, method: &str, reason: &str, counts: bool) -> Auth {
         let org = self.lookup(login).map(|u| u.org).unwrap_or_default();
         tracing::warn!(org, user = login, addr = self.addr(), method, reason, "login refused");
-        if counts && self.shared.lockout.failed(login, self.peer.map(|p| p.ip()), Instant::now()) {
-            let mins = self.shared.gw.config.sftp.lockout_secs / 60;
-            tracing::warn!(user = login, addr = self.addr(), minutes = mins, "too many failed logins: login and address locked");
+        if counts {
+            if let Some(what) = self.shared.lockout.failed(login, self.ip(), Instant::now()) {
+                let mins = self.shared.gw.config.sftp.lockout_secs / 60;
+                tracing::warn!(user = login, addr = self.addr(), minutes = mins, locked = what, "too many failed passwords: passwords refused for a while");
+            }
         }
         Auth::Reject { proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])), partial_success: false }
     }
@@ -158,16 +175,13 @@ impl russh::server::Handler for SshSession {
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         // SHA-1 RSA signatures are refused, as OpenSSH does since 8.8.
         let sha1 = matches!(offer.public_key.algorithm(), Algorithm::Rsa { .. }) && offer.algorithm.as_str() == "ssh-rsa";
-        if sha1 || self.locked(user) || !self.lookup(user).is_some_and(|u| u.has_key(offer.public_key)) {
+        if sha1 || !self.lookup(user).is_some_and(|u| u.has_key(offer.public_key)) {
             return Ok(Auth::reject());
         }
         Ok(Auth::Accept)
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        if self.locked(user) {
-            return Ok(self.refuse(user, "publickey", "locked", false));
-        }
         match self.lookup(user) {
             Some(u) if u.has_key(key.public_key) => Ok(self.accept(u, "publickey")),
             _ => Ok(self.refuse(user, "publickey", "unknown key", false)),

@@ -176,6 +176,27 @@ impl Users {
         Ok(user)
     }
 
+    /// The unlock stamp of a login: `gateway user unlock` writes it, the running server removes it
+    /// at that login's next password attempt and clears its lockout (issue 9). A file, because the
+    /// server holds the store and runs in another process.
+    fn unlock_stamp(&self, login: &str) -> PathBuf {
+        self.dir.join(format!("{login}.unlock"))
+    }
+
+    /// `gateway user unlock`: leaves the stamp for the running server.
+    pub fn request_unlock(&self, login: &str) -> Result<User, UserError> {
+        let user = self.get(login)?.ok_or_else(|| UserError::Unknown(login.into()))?;
+        let path = self.unlock_stamp(login);
+        let when = chrono::Utc::now().to_rfc3339();
+        fs::write(&path, format!("unlock requested {when}\n")).map_err(|source| UserError::Io { context: format!("writing {}", path.display()), source })?;
+        Ok(user)
+    }
+
+    /// True (once) when an unlock of `login` was asked for since the last call.
+    pub fn take_unlock(&self, login: &str) -> bool {
+        check_login_name(login).is_ok() && fs::remove_file(self.unlock_stamp(login)).is_ok()
+    }
+
     pub fn list(&self) -> Result<Vec<User>, UserError> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {

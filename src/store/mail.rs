@@ -10,6 +10,8 @@ use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Queued};
 
 const WAITING: &[u8] = b"w";
+/// A file's email until its result files are in place (issue 9).
+const HELD: &[u8] = b"h";
 const SENT: &[u8] = b"s";
 
 fn contact_key(slug: &str, email_key: &str) -> Vec<u8> {
@@ -50,6 +52,12 @@ impl Store {
                 batch.remove(mail_key(WAITING, &q));
             }
         }
+        for r in self.scan::<Queued>(&key(&[b"e", HELD, b""])) {
+            let (k, q) = r?;
+            if q.slug == slug && q.contact.email.key() == email_key {
+                batch.remove(k);
+            }
+        }
         self.db.apply_batch(batch)?;
         self.flush()?;
         Ok(found)
@@ -68,8 +76,18 @@ impl Store {
                 batch.insert(digest_line_key(slug, &contact.email.key(), &result.import_id), encode(&now));
             } else if contact.notify.wants_now(result) {
                 let q = Queued::new(result.import_id.clone(), slug, contact, Letter::File { import_id: result.import_id.clone() }, now);
-                batch.insert(mail_key(WAITING, &q), encode(&q));
+                batch.insert(mail_key(HELD, &q), encode(&q));
             }
+        }
+        Ok(())
+    }
+
+    /// Adds to a batch the moves of an import's held emails to the waiting ones.
+    pub(super) fn release_held(&self, batch: &mut sled::Batch, import_id: &str) -> Result<()> {
+        for r in self.scan::<Queued>(&key(&[b"e", HELD, import_id.as_bytes(), b""])) {
+            let (k, q) = r?;
+            batch.remove(k);
+            batch.insert(mail_key(WAITING, &q), encode(&q));
         }
         Ok(())
     }
@@ -162,7 +180,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Counts, FileKind, Status};
+    use crate::ingest::{Counts, FileKind};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -175,18 +193,10 @@ mod tests {
     }
 
     fn result(import_id: &str, rejected: u64) -> ImportResult {
-        ImportResult {
-            file: "visits.csv".into(),
-            import_id: import_id.into(),
-            organisation: "Pearl Carers Ltd".into(),
-            kind: FileKind::Visits,
-            status: Status::Processed,
-            received_at: String::new(),
-            processed_at: String::new(),
-            sha256: String::new(),
-            counts: Counts { read: 2, new: 2 - rejected, updated: 0, rejected, data_quality_issues: 0 },
-            issues: vec![],
-        }
+        let mut r = ImportResult::new("visits.csv", import_id, "Pearl Carers Ltd", String::new());
+        r.kind = FileKind::Visits;
+        r.counts = Counts { read: 2, new: 2 - rejected, updated: 0, rejected, data_quality_issues: 0 };
+        r
     }
 
     #[test]
@@ -199,6 +209,9 @@ mod tests {
         s.put_contact("other", &contact("other@other.example.org", Notify::Every)).unwrap();
         s.commit_carers("pearl", &[], &[], &result("imp-1", 0)).unwrap();
         s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        assert!(s.waiting().unwrap().is_empty(), "held until the result files are in place");
+        s.mark_answered("pearl", "imp-1").unwrap();
+        s.mark_answered("pearl", "imp-2").unwrap();
         let to: Vec<(String, String)> = s.waiting().unwrap().into_iter().map(|q| (q.id, q.contact.email.to_string())).collect();
         assert_eq!(
             to,
@@ -217,6 +230,7 @@ mod tests {
         s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
         s.put_contact("pearl", &contact("b@pearl.example.org", Notify::Every)).unwrap();
         s.record_import("pearl", &result("imp-1", 0)).unwrap();
+        s.mark_answered("pearl", "imp-1").unwrap();
         let waiting = s.waiting().unwrap();
         s.mark_sent(&waiting[0], Utc::now()).unwrap();
         let mut failed = waiting[1].clone();
@@ -240,6 +254,7 @@ mod tests {
         assert!(s.remove_contact("pearl", "a@pearl.example.org").unwrap());
         assert!(s.remove_contact("pearl", "d@pearl.example.org").unwrap());
         assert!(!s.remove_contact("pearl", "d@pearl.example.org").unwrap());
+        s.mark_answered("pearl", "imp-1").unwrap();
         assert!(s.waiting().unwrap().is_empty());
         assert!(s.digest_lines().unwrap().is_empty());
         assert!(s.contacts("pearl").unwrap().is_empty());

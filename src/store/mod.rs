@@ -4,9 +4,12 @@
 //! `o\0slug` organisation · `q\0cpli_id` CPLI · `v\0slug\0visit_ref` current visit (or its deletion) ·
 //! `h\0slug\0visit_ref\0seq` an earlier version, replaced by import `seq` · `w\0slug\0client\0level\0service\0monday`
 //! a client's planned minutes that week · `c\0slug\0carer_ref` carer · `i\0import_id` a finished import's
-//! result · `r\0import_id` its result files written · `p\0import_id` an import in progress ·
-//! `m\0name` settings the council changes at run time · `k\0slug\0email` a subscribed contact ·
-//! `e\0w\0id\0email` an email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
+//! result (counts and first issues) · `r\0import_id` its result files in place · `u\0slug\0import_id` the
+//! result file names an import committed but not yet answered holds · `p\0import_id` an import in progress ·
+//! `m\0name` settings the council changes at run time (`m\0rematch`: organisations a cut-short CPLI
+//! load has yet to match again) · `k\0slug\0email` a subscribed contact ·
+//! `e\0h\0id\0email` a file's email held until its result files are in place · `e\0w\0id\0email` an
+//! email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
 //! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
 //! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
@@ -18,6 +21,7 @@
 //! import still marked pending is rolled back from the history it wrote. The import's emails are
 //! queued in that same commit batch (`mail.rs`).
 
+mod db;
 mod mail;
 mod actuals;
 mod visits;
@@ -29,9 +33,9 @@ use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
-use crate::ingest::ImportResult;
+use crate::ingest::{Answer, ImportResult};
 
-pub use actuals::{ActualChange, ActualKey, StoredActual};
+pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +50,12 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// `m\0rematch`: the organisations a CPLI load has yet to match again.
+const REMATCH_PENDING: &[u8] = b"rematch";
+
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: db::Db,
 }
 
 pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -73,7 +80,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store {
     /// Opens (creating) the store and rolls back any import a crash left half-written.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).open().map_err(|e| match e {
+        let db = db::Db::open(path).map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::InUse { path: path.to_path_buf() }
             }
@@ -82,6 +89,25 @@ impl Store {
         let store = Store { db };
         store.roll_back_pending()?;
         Ok(store)
+    }
+
+    /// Opens the database again after a failure (a full disk), clearing the error sled keeps until
+    /// then, and rolls back the import that the failure cut short; without this every later file
+    /// failed until a restart (issue 9). Fails while the database cannot be opened yet.
+    pub fn recover(&self) -> Result<()> {
+        self.db.reopen()?;
+        let rolled_back = self.roll_back_pending().and_then(|()| self.flush());
+        if rolled_back.is_err() {
+            // Still failing (no space yet): closed again, so nothing is written half rolled back.
+            self.db.close();
+        }
+        rolled_back
+    }
+
+    /// Whether the database is open and has met no I/O error since: after one (a full disk) it
+    /// fails every call until [`Store::recover`] opens it again.
+    pub fn is_healthy(&self) -> bool {
+        self.db.is_healthy()
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -122,9 +148,22 @@ impl Store {
 
     // CPLIs.
 
-    /// Upserts by CPLIID in one batch; returns how many were new.
-    pub fn upsert_cplis(&self, cplis: &[Cpli]) -> Result<usize> {
+    /// Upserts by CPLIID, with the organisations the extract names, in one batch that also marks
+    /// those organisations' stored rows as waiting to be matched again (cleared by
+    /// [`Store::rematched`]), so a load cut short is finished by the next start (issue 9); returns
+    /// how many CPLIs were new.
+    pub fn store_extract(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<usize> {
         let mut batch = sled::Batch::default();
+        let mut pending: Vec<String> = self.rematch_pending()?;
+        for org in orgs {
+            batch.insert(key(&[b"o", org.slug.as_bytes()]), encode(org));
+            if !pending.contains(&org.slug) {
+                pending.push(org.slug.clone());
+            }
+        }
+        if !orgs.is_empty() {
+            batch.insert(key(&[b"m", REMATCH_PENDING]), encode(&pending));
+        }
         let mut new = 0;
         for c in cplis {
             let k = key(&[b"q", c.cpli_id.as_bytes()]);
@@ -135,6 +174,23 @@ impl Store {
         }
         self.db.apply_batch(batch)?;
         Ok(new)
+    }
+
+    /// CPLIs alone, upserted by CPLIID in one batch; returns how many were new.
+    pub fn upsert_cplis(&self, cplis: &[Cpli]) -> Result<usize> {
+        self.store_extract(&[], cplis)
+    }
+
+    /// Organisations (slugs) whose stored visits and actuals rows still wait to be matched against
+    /// the CPLIs of a load that was cut short.
+    pub fn rematch_pending(&self) -> Result<Vec<String>> {
+        Ok(self.get(&key(&[b"m", REMATCH_PENDING]))?.unwrap_or_default())
+    }
+
+    /// Every pending organisation has been matched again.
+    pub fn rematched(&self) -> Result<()> {
+        self.db.remove(key(&[b"m", REMATCH_PENDING]))?;
+        self.flush()
     }
 
     pub fn cplis_for_org(&self, org: &Organisation) -> Result<Vec<Cpli>> {
@@ -184,29 +240,55 @@ impl Store {
         for d in deletes {
             batch.remove(key(&[b"c", slug.as_bytes(), d.as_bytes()]));
         }
-        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
-        self.queue_answers(&mut batch, slug, result)?;
+        self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
     }
 
-    /// Whether the result files of an import have been written (a replay must not write them twice).
+    /// Adds an import's record to its commit batch: the result (counts and first issues, never
+    /// every issue: issue 9), the result file names it holds until answered, and its emails.
+    pub(crate) fn record_in(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+        let mut kept = result.clone();
+        kept.issues.truncate(crate::ingest::KEPT_ISSUES);
+        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(&kept));
+        if let Some(answer) = &result.answer {
+            batch.insert(key(&[b"u", slug.as_bytes(), result.import_id.as_bytes()]), encode(answer));
+        }
+        self.queue_answers(batch, slug, result)
+    }
+
+    /// Whether the result files of an import are in place (a replay must not write them twice).
     pub fn answered(&self, import_id: &str) -> Result<bool> {
         Ok(self.db.contains_key(key(&[b"r", import_id.as_bytes()]))?)
     }
 
-    pub fn mark_answered(&self, import_id: &str) -> Result<()> {
-        self.db.insert(key(&[b"r", import_id.as_bytes()]), &[])?;
+    /// The result files are in place: the names are no longer held, and the import's emails, held
+    /// until now so that none leaves before its result file exists (issue 9), may be sent.
+    pub fn mark_answered(&self, slug: &str, import_id: &str) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(key(&[b"r", import_id.as_bytes()]), &[]);
+        batch.remove(key(&[b"u", slug.as_bytes(), import_id.as_bytes()]));
+        self.release_held(&mut batch, import_id)?;
+        self.db.apply_batch(batch)?;
         self.flush()
+    }
+
+    /// Result file names held by imports of the organisation committed but not yet answered.
+    pub fn held_answers(&self, slug: &str) -> Result<Vec<Answer>> {
+        self.scan::<Answer>(&key(&[b"u", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
     }
 
     /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,
     /// with its emails in the same batch.
     pub fn record_import(&self, slug: &str, result: &ImportResult) -> Result<()> {
         let mut batch = sled::Batch::default();
-        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(result));
-        self.queue_answers(&mut batch, slug, result)?;
+        self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
         self.flush()
+    }
+
+    /// Undoes every import a failure left half-written (issue 9: at once, not at the next start).
+    pub fn roll_back_unfinished(&self) -> Result<()> {
+        self.roll_back_pending()
     }
 }

@@ -79,10 +79,11 @@ struct StoredWeek {
     before: Option<WeekTotals>,
 }
 
+/// An import in progress (visits or actuals): what a rollback needs.
 #[derive(Serialize, Deserialize)]
-struct Pending {
-    slug: String,
-    seq: u64,
+pub(super) struct Pending {
+    pub(super) slug: String,
+    pub(super) seq: u64,
 }
 
 /// One visits file being applied. Rows are written as they come; `commit` makes them count.
@@ -142,6 +143,7 @@ impl Store {
                     None => self.db.remove(k)?,
                 };
             }
+            self.roll_back_actuals(&p.slug, &import_id, &seq)?;
             self.db.remove(pkey)?;
             self.flush()?;
             tracing::warn!(import_id, org = p.slug, "rolled back an import that a stop interrupted");
@@ -281,8 +283,7 @@ impl VisitBatch<'_> {
     pub fn commit(self, result: &ImportResult) -> Result<()> {
         let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
         let mut batch = sled::Batch::default();
-        batch.insert(key(&[b"i", self.import_id.as_bytes()]), encode(result));
-        store.queue_answers(&mut batch, &self.slug, result)?;
+        store.record_in(&mut batch, &self.slug, result)?;
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
         store.flush()

@@ -2,21 +2,38 @@
 
 usage: paramiko_client.py PORT USER AUTH COMMAND ARGS...
 AUTH is a private key file, or "password:SECRET". Prints one JSON line; exit 0 unless it crashed.
+GATEWAY_SOURCE_ADDR, when set, is the local address connections come from (e.g. 127.0.0.2).
 """
 import json
 import os
+import socket
+import struct
 import sys
 import threading
+import time
 
 import paramiko
 
 
-def connect(port, user, auth):
-    t = paramiko.Transport(("127.0.0.1", int(port)))
+def transport(port):
+    source = os.environ.get("GATEWAY_SOURCE_ADDR")
+    if not source:
+        return paramiko.Transport(("127.0.0.1", int(port)))
+    sock = socket.create_connection(("127.0.0.1", int(port)), source_address=(source, 0))
+    return paramiko.Transport(sock)
+
+
+def login(port, user, auth):
+    t = transport(port)
     if auth.startswith("password:"):
         t.connect(username=user, password=auth[len("password:"):])
     else:
         t.connect(username=user, pkey=paramiko.Ed25519Key.from_private_key_file(auth))
+    return t
+
+
+def connect(port, user, auth):
+    t = login(port, user, auth)
     return t, paramiko.SFTPClient.from_transport(t)
 
 
@@ -39,6 +56,42 @@ def main():
             print(json.dumps("ok"))
         except paramiko.AuthenticationException as e:
             print(json.dumps("refused: %s" % e))
+        return
+    if cmd == "grace":
+        # Never logs in; sends SSH_MSG_IGNORE every second after the key exchange. How long until the
+        # server drops it (up to LIMIT seconds)?
+        limit = float(args[0])
+        start = time.time()
+        t = transport(port)
+        t.start_client(timeout=10)
+        last = 0.0
+        while t.is_active() and time.time() - start < limit:
+            if time.time() - last >= 1:
+                try:
+                    t.send_ignore(16)
+                except Exception:  # noqa: BLE001 - the server closed it
+                    break
+                last = time.time()
+            time.sleep(0.05)
+        print(json.dumps({"dropped": not t.is_active(), "after": time.time() - start}))
+        return
+    if cmd == "preinit":
+        # A raw SFTP channel that sends OPEN (for writing) without INIT: what comes back?
+        t = login(port, user, auth)
+        chan = t.open_session()
+        chan.invoke_subsystem("sftp")
+        name = b"/inbox/preinit.part"
+        body = struct.pack(">BI", 3, 1) + struct.pack(">I", len(name)) + name + struct.pack(">II", 0x1A, 0)
+        chan.sendall(struct.pack(">I", len(body)) + body)
+        head = b""
+        while len(head) < 5:
+            head += chan.recv(5 - len(head))
+        length, kind = struct.unpack(">IB", head)
+        rest = b""
+        while len(rest) < length - 1:
+            rest += chan.recv(length - 1 - len(rest))
+        print(json.dumps({101: "status", 102: "handle"}.get(kind, str(kind))))
+        t.close()
         return
     if cmd == "load":
         n, local = int(args[0]), args[1]
@@ -77,6 +130,26 @@ def main():
         first.close()
         t2.close()
         print(json.dumps({"second": second}))
+    elif cmd == "handles":
+        # Fills the session's handles with reads of READABLE, then tries N uploads beyond the limit.
+        readable, n = args[0], int(args[1])
+        held = []
+        try:
+            while True:
+                held.append(s.open(readable, "rb"))
+        except IOError as e:
+            first = str(e)
+        outcomes = [refused(lambda i=i: s.open("/inbox/over-%03d.part" % i, "wb").close()) for i in range(n)]
+        print(json.dumps({"held": len(held), "first": first, "refused": sum(o.startswith("refused") for o in outcomes), "last": outcomes[-1]}))
+    elif cmd == "holdupload":
+        # Writes half the file and keeps the upload open until killed.
+        local, remote = args
+        data = open(local, "rb").read()
+        f = s.open(remote, "wb")
+        f.write(data[: len(data) // 2])
+        f.flush()
+        print("holding", flush=True)
+        time.sleep(600)
     elif cmd == "count":
         print(json.dumps(len(s.listdir(args[0]))))
     elif cmd == "get":
@@ -85,7 +158,6 @@ def main():
     elif cmd == "hold":
         # Keeps the session open for a while (for the session limits).
         print("holding", flush=True)
-        import time
         time.sleep(float(args[0]))
         print(json.dumps("ok"))
     elif cmd == "winscp":

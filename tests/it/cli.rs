@@ -471,3 +471,62 @@ fn issues_of_x1(r: &Value) -> &Value {
         .find(|i| i["ref"] == "X1")
         .unwrap_or_else(|| panic!("no issue on X1: {r:#}"))
 }
+
+/// `n` rows for Mayor Quimby, each planned and delivered on 31 February (two BAD_DATEs a row).
+fn bad_date_file(n: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let mut text = format!("{VISITS_HEADER}\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "B{i:05},0,31/02/2023,08:00,09:00,DHS,31/02/2023,08:00,,,09:00,,,,,,A371849,,,Home Support,,,Pearl Carers - Zone 6 - Oxford,,\n"
+        ));
+    }
+    write_temp("bad-dates.csv", &text)
+}
+
+#[test]
+fn every_issue_is_in_the_result_files_and_the_output_though_the_store_keeps_the_first_100() {
+    // Issue 9: issues are streamed to the result files and the output, not held in memory or stored.
+    let env = TestEnv::with_example_cplis();
+    let (_d, file) = bad_date_file(150);
+    let printed = env.import(PEARL, &file);
+    assert_eq!(counts(&printed), (150, 0, 0, 150, 0));
+    assert_eq!(codes(&printed), vec!["BAD_DATE".to_string(); 300]);
+    let rows: Vec<u64> = printed["issues"].as_array().unwrap().iter().map(|i| i["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows, (2..=151).flat_map(|r| [r, r]).collect::<Vec<u64>>(), "issues in row order");
+    let results = env.org_dir("pearl-carers-ltd").join("results");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(results.join("bad-dates.result.json")).unwrap()).unwrap();
+    assert_eq!(stored, printed, "the result file and the printed result differ");
+    let csv = std::fs::read_to_string(results.join("bad-dates.result.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 301);
+    let keys: Vec<&str> = stored.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected =
+        vec!["counts", "file", "import_id", "issues", "kind", "organisation", "processed_at", "received_at", "sha256", "status"];
+    expected.sort();
+    assert_eq!(keys, expected, "the section-4 shape");
+
+    let text = env.run(&["validate", "--org", PEARL, file.to_str().unwrap()]);
+    assert_eq!(text.status.code(), Some(1));
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 301, "{text}");
+    assert!(text.lines().nth(300).unwrap().starts_with("  row 151 (B00149) error BAD_DATE "), "{text}");
+    let two = env.run(&["validate", "--format", "json", file.to_str().unwrap(), file.to_str().unwrap()]);
+    let two: Value = serde_json::from_slice(&two.stdout).unwrap();
+    assert_eq!(two.as_array().unwrap().iter().map(|r| r["issues"].as_array().unwrap().len()).collect::<Vec<_>>(), [300, 300]);
+}
+
+#[test]
+fn a_panic_in_the_engine_is_a_failed_result_naming_an_internal_error_not_a_crash() {
+    // Issue 9, item 4: a panic exited 101 with no result.
+    let env = TestEnv::with_example_cplis();
+    let week = example("visits-week.csv");
+    for args in [vec!["validate", "--format", "json"], vec!["import", "--org", PEARL, "--format", "json"]] {
+        let out = env.cmd(&args).arg(&week).env("GATEWAY_FAULT", "panic-judging").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["status"], "failed");
+        assert_eq!(codes(&result), ["INTERNAL_ERROR"]);
+        assert!(result["issues"][0]["message"].as_str().unwrap().contains("GATEWAY_FAULT=panic-judging"), "{result}");
+    }
+    assert!(env.org_dir("pearl-carers-ltd").join("results/visits-week.result.json").exists());
+    assert!(env.visits(PEARL).is_empty());
+}

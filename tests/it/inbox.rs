@@ -101,3 +101,41 @@ fn a_relative_data_folder_is_watched_too() {
     let result = wait_for_json(&result_path(&env, "visits-week.result.json"), 30);
     assert_eq!(counts(&result), (21, 21, 0, 0, 0));
 }
+
+/// Issue 9: a name of 218 to 255 bytes fits the inbox but not the spool (`<import id>__NAME`) nor
+/// `NAME.result.json`: it was never answered. It is now answered under a shortened name.
+#[test]
+fn a_file_whose_name_is_too_long_to_answer_is_answered_under_a_shortened_name() {
+    let env = TestEnv::with_example_cplis();
+    let _server = Server::start(&env);
+    let name = format!("{}.csv", "v".repeat(246));
+    std::fs::copy(example("visits-week.csv"), inbox(&env).join(&name)).unwrap();
+    let short = gateway::pipeline::answerable_name(&name).into_owned();
+    let stem = short.strip_suffix(".csv").unwrap();
+    let result = wait_for_json(&result_path(&env, &format!("{stem}.result.json")), 30);
+    assert_eq!(counts(&result), (21, 21, 0, 0, 0));
+    assert_eq!(result["file"], short.as_str());
+    assert!(std::fs::read_dir(inbox(&env)).unwrap().next().is_none(), "the file is still in the inbox");
+}
+
+#[test]
+fn an_email_leaves_only_once_its_result_file_is_in_place() {
+    // Issue 9, item 10: the email is queued in the import's commit, and could leave before the
+    // result file existed. `slow-answer` holds the answer back 2 s after the commit.
+    let env = TestEnv::with_example_cplis();
+    env.ok(&["contact", "add", "--org", crate::helpers::PEARL, "--email", "rota@pearl.example.org"]);
+    let _serve = crate::crash::KillOnDrop(crate::crash::serve_with_fault(&env, "slow-answer", "[mail]\npoll_ms = 20\n"));
+    std::fs::copy(example("visits-week.csv"), inbox(&env).join("week.csv")).unwrap();
+    let outbox = env.data().join("outbox");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let emails = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+        if emails > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no email");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(result_path(&env, "week.result.json").exists(), "the email left before the result file was in place");
+    assert!(result_path(&env, "week.result.csv").exists());
+}

@@ -22,3 +22,5 @@ mod sftp;
 mod reports;
 /// Actuals files (SPEC 2.2): judged, matched, stored, re-sent.
 mod actuals;
+/// A full disk: the gateway answers what it can and goes on once space returns.
+mod disk;

@@ -44,6 +44,8 @@ const ERROR_CODES: &[&str] = &[
     "UNKNOWN_CARER",
     "BAD_QUANTITY",
     "COMMENT_REQUIRED",
+    // Issue 9: a cell holding a control character.
+    "CONTROL_CHARACTER",
 ];
 
 /// SPEC section 4, warnings.
@@ -650,14 +652,26 @@ fn expectations() -> Vec<Expect> {
         expect("crlf_line_ends_windows.csv", PROCESSED, &[], |r| {
             [counts_are(r, Some(3), Some(3), Some(0)), no_errors(r)].concat()
         }),
-        // The NUL row may be accepted or rejected; the rows around it are fine.
-        expect("nul_byte_in_comment_cell.csv", PROCESSED, &[], |r| {
-            let (read, new, _, _, _) = counts(r);
-            if read == 3 && new >= 2 {
-                vec![]
-            } else {
-                vec![format!("expected read 3 and at least V1 and V3 new, got {}", r["counts"])]
-            }
+        // Issue 9: a NUL is refused in every cell, Comments included; the rows around it are fine.
+        expect("nul_byte_in_comment_cell.csv", PROCESSED, &["CONTROL_CHARACTER"], |r| {
+            [counts_are(r, Some(3), Some(2), Some(1)), rows_with(r, "CONTROL_CHARACTER", &[3])].concat()
+        }),
+        // NUL in VisitRef, escape in SSRef, bell in VarianceReason; a tab and a line break in Comments are fine.
+        expect("control_characters_in_cells.csv", PROCESSED, &["CONTROL_CHARACTER"], |r| {
+            [
+                counts_are(r, Some(5), Some(2), Some(3)),
+                rows_with(r, "CONTROL_CHARACTER", &[3, 4, 6]),
+                mentions(r, &["CONTROL_CHARACTER"], &["U+0000 (NUL)"]),
+            ]
+            .concat()
+        }),
+        // Issue 9: processed with 0 rows and one UNKNOWN_COLUMN per cell on main; now the file fails, saying why.
+        expect("line_breaks_stripped.csv", FAILED, &["FILE_UNREADABLE"], |r| {
+            [mentions(r, &["FILE_UNREADABLE"], &["line breaks"]), forbid(r, &["UNKNOWN_COLUMN"])].concat()
+        }),
+        // Issue 9: Actual and Extra of Decimal's maximum panicked (exit 101); now each is a row error.
+        expect("actuals_huge_actual_and_extra.csv", PROCESSED, &["BAD_QUANTITY"], |r| {
+            [counts_are(r, Some(3), Some(1), Some(2)), rows_with(r, "BAD_QUANTITY", &[2, 3])].concat()
         }),
         // ---- CSV structure ----
         expect("ragged_row_too_few_fields.csv", PROCESSED, &["WRONG_FIELD_COUNT"], |r| {
@@ -804,3 +818,94 @@ fn malformed_files_give_the_expected_status_and_codes() {
     }
     report("expectations for specific malformed files", problems);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 9: numbers too large, values too long, cells too big
+// ---------------------------------------------------------------------------------------------------------
+
+/// Validates `file` offline (with `extra` flags): the exit code and the one result.
+fn validate_offline(extra: &[&str], file: &Path) -> (Option<i32>, Value) {
+    let env = TestEnv::new();
+    let mut args = vec!["validate", "--format", "json"];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    let out = Outcome::from(env.run(&args));
+    let result = out.result().unwrap_or_else(|e| panic!("validate {args:?}: {e}"));
+    (out.exit, result)
+}
+
+#[test]
+fn actuals_with_decimal_max_in_actual_and_extra_are_answered_with_row_errors_not_a_panic() {
+    let file = fixture("malformed/actuals_huge_actual_and_extra.csv");
+    let cplis = crate::helpers::example("cplis.csv");
+    // Without CPLIs Actual + Extra overflowed; with them, the quarter-hour check on Actual did.
+    for extra in [vec![], vec!["--cplis", cplis.to_str().unwrap()]] {
+        let (exit, r) = validate_offline(&extra, &file);
+        assert_eq!(exit, Some(1), "{r:#}");
+        assert_eq!(counts(&r), (3, 1, 0, 2, 0), "{r:#}");
+        let bad = crate::helpers::issues_with(&r, "BAD_QUANTITY");
+        let fields: Vec<_> = bad.iter().map(|i| (i["row"].as_u64().unwrap(), i["field"].as_str().unwrap())).collect();
+        assert_eq!(fields, [(2, "Actual"), (3, "Extra")], "{r:#}");
+        assert!(bad.iter().all(|i| i["message"].as_str().unwrap().contains("from 0 to 1,000,000")), "{r:#}");
+    }
+}
+
+#[test]
+fn a_cpli_extract_with_decimal_max_quantity_and_unit_cost_is_refused_at_load_and_the_report_still_runs() {
+    let env = TestEnv::new();
+    let out = env.run(&["cplis", "load", fixture("malformed/cpli_extract_huge_quantity_and_unit_cost.csv").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("nothing was loaded") && stderr.contains("row 2: Quantity") && stderr.contains("row 2: UnitCost"), "{stderr}");
+    assert!(stderr.contains("1,000,000"), "{stderr}");
+    env.ok(&["cplis", "load", crate::helpers::example("cplis.csv").to_str().unwrap()]);
+    let report = env.ok(&["report", "commissioned-vs-actuals", "--org", PEARL, "--from", "2022-08-01", "--to", "2022-08-07", "--format", "json"]);
+    assert!(!report.contains("999001"), "the refused CPLI was stored: {report}");
+}
+
+/// A visits file whose row 3 holds a quoted Comments cell of `bytes` bytes, over lines of 100.
+fn file_with_a_quoted_cell(dir: &Path, bytes: usize) -> PathBuf {
+    let path = dir.join("quoted_cell.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    use std::io::Write;
+    writeln!(f, "{VISITS_HEADER}\n{}", visit_row("V1", 1, "")).unwrap();
+    let line = "x".repeat(99) + "\n";
+    let quoted = format!("\"{}\"", line.repeat(bytes / 100));
+    writeln!(f, "{}\n{}", visit_row("V2", 2, &quoted), visit_row("V3", 3, "")).unwrap();
+    f.flush().unwrap();
+    path
+}
+
+#[test]
+fn a_50_mb_quoted_cell_fails_the_file_naming_its_row_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = file_with_a_quoted_cell(dir.path(), 50 * 1024 * 1024);
+    let (exit, r) = validate_offline(&[], &file);
+    assert_eq!((exit, r["status"].as_str()), (Some(1), Some("failed")), "{r:#}");
+    let issue = &crate::helpers::issues_with(&r, "FILE_UNREADABLE")[0];
+    let message = issue["message"].as_str().unwrap();
+    assert!(message.contains("the row starting on line 3") && message.contains("1,048,576 bytes (limits.max_record_bytes)"), "{message}");
+}
+
+#[test]
+fn a_huge_offending_value_is_quoted_by_a_short_prefix_in_every_message_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge_values.csv");
+    let date = "3".repeat(900_000);
+    let heading = "H".repeat(900_000);
+    let row = visit_row("V1", 1, "").replacen("01/08/2022", &date, 1);
+    std::fs::write(&path, format!("{VISITS_HEADER},{heading}\n{row},\n")).unwrap();
+    let (exit, r) = validate_offline(&[], &path);
+    assert_eq!(exit, Some(1), "{}", snippet(r.to_string().as_bytes()));
+    let list = issues(&r);
+    let bad_date = list.iter().find(|i| i["code"] == "BAD_DATE").expect("a BAD_DATE issue");
+    assert!(bad_date["message"].as_str().unwrap().contains("… (900,000 characters)"), "{}", bad_date["message"]);
+    assert!(list.iter().any(|i| i["code"] == "UNKNOWN_COLUMN"));
+    for i in list {
+        for key in ["message", "field", "ref"] {
+            let len = i[key].as_str().map_or(0, |v| v.chars().count());
+            assert!(len < 500, "{key} of {} is {len} characters long", i["code"]);
+        }
+    }
+}
+

@@ -86,6 +86,13 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The `gateway serve` process, e.g. to lower its descriptor limit with `prlimit --pid`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

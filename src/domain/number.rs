@@ -1,0 +1,146 @@
+//! Quantities and money read from a file: bounded at the edge, and arithmetic on them that cannot panic.
+//!
+//! rust_decimal's `+ - * /` panic past ~7.9e28; a provider's `Actual` of 79228162514264337593543950335
+//! exited 101 in `validate` and a CPLI with a unit cost of 7.9e28 crashed a report (issue 9). Values are
+//! bounded where they are read (`parse_bounded`), and every sum or product of them goes through the
+//! checked helpers here, so an out-of-range figure is an answer, never a panic.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+/// The largest quantity (hours, nights, weeks, visits) or unit cost a file may hold. A week has 168
+/// hours and no package of care costs a million pounds a unit, so anything above is a typing error;
+/// products of two such values (1e12) and sums of millions of them stay far inside Decimal's range.
+pub const MAX_AMOUNT: u32 = 1_000_000;
+/// Decimal places a quantity may have (a quarter of an hour is 0.25; minutes as hours need no more).
+pub const QUANTITY_DECIMALS: u32 = 4;
+/// Decimal places a unit cost may have: the council's extract keeps costs such as 23.226, and SPEC 1
+/// says to keep every decimal it gives, so costs get a little more room than quantities.
+pub const UNIT_COST_DECIMALS: u32 = 6;
+
+/// Why a cell is not an acceptable amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("is not a number")]
+    NotANumber,
+    #[error("is negative")]
+    Negative,
+    #[error("is too large")]
+    TooLarge,
+    #[error("has more than {0} decimal places")]
+    TooPrecise(u32),
+}
+
+impl AmountError {
+    /// Not a number at all (`BAD_NUMBER`), rather than a number out of range (`BAD_QUANTITY`).
+    pub fn is_not_a_number(&self) -> bool {
+        matches!(self, AmountError::NotANumber)
+    }
+}
+
+/// A number from 0 to `MAX_AMOUNT` with at most `decimals` decimal places (`3.25`). A string of
+/// digits too long for Decimal is too large, not "not a number".
+pub fn parse_bounded(text: &str, decimals: u32) -> Result<Decimal, AmountError> {
+    let t = text.trim();
+    let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let d = match Decimal::from_str(t) {
+        Ok(d) => d,
+        Err(_) if digits_only(t) => return Err(AmountError::TooLarge),
+        Err(_) if t.strip_prefix('-').is_some_and(digits_only) => return Err(AmountError::Negative),
+        Err(_) => return Err(AmountError::NotANumber),
+    };
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(AmountError::Negative);
+    }
+    if d > Decimal::from(MAX_AMOUNT) {
+        return Err(AmountError::TooLarge);
+    }
+    // `3.2500` is 3.25: trailing zeros do not count as precision.
+    if d.normalize().scale() > decimals {
+        return Err(AmountError::TooPrecise(decimals));
+    }
+    Ok(d.abs())
+}
+
+/// `1000000` -> `1,000,000`, for messages.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Checked sum: `None` on overflow instead of a panic.
+pub fn sum(values: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
+    values.into_iter().try_fold(Decimal::ZERO, Decimal::checked_add)
+}
+
+/// `minutes` x `rate` / `per`, exact where it fits (multiplying first keeps 183 min x 23.226 / 60 =
+/// 70.8393 exact); `None` on overflow or a zero `per`.
+pub fn minutes_times(minutes: i64, rate: Decimal, per: i64) -> Option<Decimal> {
+    Decimal::from(minutes).checked_mul(rate)?.checked_div(Decimal::from(per))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Result<Decimal, AmountError> {
+        parse_bounded(s, QUANTITY_DECIMALS)
+    }
+
+    #[test]
+    fn a_quantity_up_to_a_million_with_four_decimals_is_accepted() {
+        assert_eq!(q("3.25"), Ok(Decimal::new(325, 2)));
+        assert_eq!(q("1000000"), Ok(Decimal::from(1_000_000)));
+        assert_eq!(q("0.1234"), Ok(Decimal::new(1234, 4)));
+        assert_eq!(q("2.50000"), Ok(Decimal::new(250000, 5)));
+        assert_eq!(q("-0"), Ok(Decimal::ZERO));
+    }
+
+    #[test]
+    fn a_quantity_above_a_million_is_too_large_even_beyond_decimals_range() {
+        assert_eq!(q("1000000.0001"), Err(AmountError::TooLarge));
+        assert_eq!(q("79228162514264337593543950335"), Err(AmountError::TooLarge));
+        assert_eq!(q("79228162514264337593543950336"), Err(AmountError::TooLarge));
+        assert_eq!(q("99999999999999999999999999999999999999"), Err(AmountError::TooLarge));
+    }
+
+    #[test]
+    fn a_quantity_with_more_than_four_decimals_is_too_precise() {
+        assert_eq!(q("0.00001"), Err(AmountError::TooPrecise(4)));
+        assert_eq!(parse_bounded("23.226001", UNIT_COST_DECIMALS), Ok("23.226001".parse().unwrap()));
+        assert_eq!(parse_bounded("23.2260001", UNIT_COST_DECIMALS), Err(AmountError::TooPrecise(6)));
+    }
+
+    #[test]
+    fn negatives_and_words_are_refused_for_what_they_are() {
+        assert_eq!(q("-1"), Err(AmountError::Negative));
+        assert_eq!(q("-99999999999999999999999999999999"), Err(AmountError::Negative));
+        assert_eq!(q("ten"), Err(AmountError::NotANumber));
+        assert_eq!(q("7.9e28"), Err(AmountError::TooLarge));
+        assert!(q("").unwrap_err().is_not_a_number());
+    }
+
+    #[test]
+    fn sums_and_products_that_overflow_are_none_not_a_panic() {
+        assert_eq!(sum([Decimal::MAX, Decimal::ONE]), None);
+        assert_eq!(sum([Decimal::ONE, Decimal::TWO]), Some(Decimal::from(3)));
+        assert_eq!(minutes_times(i64::MAX, Decimal::MAX, 60), None);
+        assert_eq!(minutes_times(183, "23.226".parse().unwrap(), 60), Some("70.8393".parse().unwrap()));
+        assert_eq!(minutes_times(60, Decimal::ONE, 0), None);
+    }
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(5_242_880), "5,242,880");
+        assert_eq!(thousands(999), "999");
+    }
+}
