@@ -121,19 +121,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Makes sure `target/release/gateway` is built from this tree (`cargo run --example` builds only
-/// the library and the example).
+/// Makes sure the `gateway` binary of the example's own profile is built from this tree (`cargo run
+/// --example` builds only the library and the example).
 fn build_gateway(root: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "gateway", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build --release --bin gateway failed");
     let exe = std::env::current_exe().unwrap();
-    // target/release/examples/soak -> target/release/gateway
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("gateway");
+    // target/<profile>/examples/soak -> target/<profile>/gateway
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--bin", "gateway", "--manifest-path"]).arg(root.join("Cargo.toml"));
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --bin gateway failed");
+    let bin = profile_dir.join("gateway");
     assert!(bin.exists(), "no {}", bin.display());
     bin
 }

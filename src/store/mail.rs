@@ -115,14 +115,15 @@ impl Store {
         self.flush()
     }
 
-    /// Records a failed attempt (attempts, next attempt, error) on a waiting email. An email
-    /// unsubscribed meanwhile is not brought back.
+    /// Records a failed attempt (attempts, next attempt, error) on a waiting email, flushed. An
+    /// email unsubscribed meanwhile is not brought back.
     pub fn record_attempt(&self, q: &Queued) -> Result<()> {
         let k = mail_key(WAITING, q);
         if let Some(old) = self.db.get(&k)? {
             let _ = self.db.compare_and_swap(&k, Some(old), Some(encode(q)))?;
         }
-        Ok(())
+        // Flushed, so `outbox list` after a crash shows the attempts and the last error (issue 9).
+        self.flush()
     }
 
     /// Rolls every digest line written before `due_before` into one waiting email per contact.

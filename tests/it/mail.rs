@@ -444,7 +444,7 @@ fn email_being_built_never_holds_up_sftp_logins_and_listings() {
     let maildir = env.data().join("maildir");
     let _sink = SmtpSink::start(port, &maildir);
     let sections = format!(
-        "{}max_issues = 100000\nmax_attachment_bytes = 268435456\n[limits]\nmax_line_bytes = 8388608\n",
+        "{}max_issues = 100000\nmax_attachment_bytes = 268435456\n[limits]\nmax_line_bytes = 8388608\nmax_record_bytes = 8388608\n",
         mail_config(port)
     );
     let server = LoggedServer::start(&env, &sections, &[("TOKIO_WORKER_THREADS", "1")]);
