@@ -248,30 +248,36 @@ impl Gateway {
             fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
         let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
         let plan = self.answer_plan(&slug, &import_id, &name)?;
+        if let Some(message) = take_failure(&import_id) {
+            if self.store.import_result(&import_id)?.is_none() {
+                let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
+                return self.finish(spooled, &slug, &org, &import_id, &name, &plan, result, recorded);
+            }
+        }
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
         let (result, recorded) = match judged {
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => {
-                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
-                // import back); while it cannot be, the error goes to the worker and the file waits.
-                if matches!(&e, IngestError::Store(s) if Store::is_failure(s)) {
-                    if let Err(again) = self.store.recover() {
-                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
-                        return Err(e.into());
+            Ok(Err(e)) => match self.store.import_result(&import_id).ok().flatten() {
+                // Committed, then the flush failed: the import stands; answer it as recorded.
+                Some(committed) => (committed, true),
+                None => {
+                    tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                    let message = format!(
+                        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+                    );
+                    // A failed store must be opened again before anything is recorded; while it
+                    // cannot be (the disk still full), the worker waits and calls again, and the file
+                    // is then answered with this, not judged again to fill the disk again.
+                    if matches!(&e, IngestError::Store(s) if Store::is_failure(s)) {
+                        if let Err(again) = self.store.recover() {
+                            tracing::error!(file = name, import_id, error = %again, "the store cannot be opened again yet; the file waits");
+                            remember_failure(&import_id, message);
+                            return Err(e.into());
+                        }
                     }
+                    self.fail_file(&slug, &org, &incoming, &plan, message)?
                 }
-                match self.store.import_result(&import_id)? {
-                    // Committed, then the flush failed: the import stands; answer it as recorded.
-                    Some(committed) => (committed, true),
-                    None => {
-                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                        let message = format!(
-                            "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
-                        );
-                        self.fail_file(&slug, &org, &incoming, &plan, message)?
-                    }
-                }
-            }
+            },
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(
@@ -282,17 +288,33 @@ impl Gateway {
                 self.fail_file(&slug, &org, &incoming, &plan, message)?
             }
         };
-        if !recorded || !self.store.answered(&import_id)? {
+        self.finish(spooled, &slug, &org, &import_id, &name, &plan, result, recorded)
+    }
+
+    /// Puts the answer in place (once) and archives the file.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        spooled: &Path,
+        slug: &str,
+        org: &Organisation,
+        import_id: &str,
+        name: &str,
+        plan: &AnswerPlan,
+        result: ImportResult,
+        recorded: bool,
+    ) -> Result<ImportResult> {
+        if !recorded || !self.store.answered(import_id)? {
             if ingest::fault("slow-answer") {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
-            self.put_answer_in_place(&slug, &result, &plan)?;
+            self.put_answer_in_place(slug, &result, plan)?;
             if recorded {
-                self.store.mark_answered(&slug, &import_id)?;
+                self.store.mark_answered(slug, import_id)?;
             }
         }
-        let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
-        fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
+        let archived = self.data.archive(slug).join(format!("{import_id}__{name}"));
+        fs::create_dir_all(self.data.archive(slug)).map_err(io("creating the archive"))?;
         fs::rename(spooled, &archived).map_err(io("archiving the file"))?;
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
@@ -456,6 +478,23 @@ impl Gateway {
             )),
         }
     }
+}
+
+/// Files whose store failed and could not be opened again yet, by import id, with their answer:
+/// when the worker calls again (the store open again) they are answered with it, not judged again.
+static STORE_FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_failure(import_id: &str, message: String) {
+    if let Ok(mut failed) = STORE_FAILED.lock() {
+        failed.retain(|(id, _)| id != import_id);
+        failed.push((import_id.to_string(), message));
+    }
+}
+
+fn take_failure(import_id: &str) -> Option<String> {
+    let mut failed = STORE_FAILED.lock().ok()?;
+    let at = failed.iter().position(|(id, _)| id == import_id)?;
+    Some(failed.swap_remove(at).1)
 }
 
 /// A failed result with one `INTERNAL_ERROR` (issue 9).
