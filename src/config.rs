@@ -225,6 +225,9 @@ pub struct MailConfig {
     /// `starttls` (upgrade a plain connection, the usual port 587), `tls` (TLS from the start, port
     /// 465) or `none` (plain text: only for a relay on the same machine or a test server).
     pub tls: MailTls,
+    /// A PEM file of certificates to trust besides the bundled public roots: a private CA, or the
+    /// SMTP server's own self-signed certificate (issue 9). Empty = the public roots only.
+    pub ca_file: PathBuf,
     /// Login name; empty = no login.
     pub user: String,
     /// The password itself. Prefer `password_env`, which keeps it out of the file.
@@ -262,6 +265,7 @@ impl Default for MailConfig {
             smtp_host: String::new(),
             smtp_port: 587,
             tls: MailTls::Starttls,
+            ca_file: PathBuf::new(),
             user: String::new(),
             password: String::new(),
             password_env: String::new(),
@@ -305,6 +309,7 @@ impl std::fmt::Debug for MailConfig {
             .field("smtp_host", &self.smtp_host)
             .field("smtp_port", &self.smtp_port)
             .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "(hidden)" })
             .field("password_env", &self.password_env)

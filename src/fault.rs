@@ -1,17 +1,23 @@
-//! Fault points for crash tests: `GATEWAY_FAULT=NAME` makes the process abort (as `kill -9` would)
-//! when it reaches the point named NAME. Read once; unset, a point costs one comparison.
+//! Fault points for crash tests (issue 9): `GATEWAY_FAULT=NAME` makes the process stop at the point
+//! named NAME as `kill -9` would, or behave there as a failure would. Read once; unset, a point costs
+//! one comparison. The points (docs/results.md):
+//! - stops: `before-commit`, `after-commit`, `after-result-csv` (answering a file), `cplis-stored`
+//!   (a CPLI load after its CPLIs are stored, before the stored visits are matched again);
+//! - failures: `panic-judging` (a panic while judging), `no-space` (the first visits file's commit
+//!   fails as a full disk would), `slow-answer` (2 s before an answer is put in place).
 
 use std::sync::OnceLock;
 
-fn armed() -> Option<&'static str> {
+/// Whether `GATEWAY_FAULT` names this point.
+pub fn is(name: &str) -> bool {
     static FAULT: OnceLock<Option<String>> = OnceLock::new();
-    FAULT.get_or_init(|| std::env::var("GATEWAY_FAULT").ok().filter(|s| !s.is_empty())).as_deref()
+    FAULT.get_or_init(|| std::env::var("GATEWAY_FAULT").ok().filter(|s| !s.is_empty())).as_deref() == Some(name)
 }
 
 /// Aborts the process here if `GATEWAY_FAULT` names this point.
 pub fn point(name: &str) {
-    if armed() == Some(name) {
-        eprintln!("gateway: fault point '{name}' reached (GATEWAY_FAULT): aborting");
+    if is(name) {
+        eprintln!("gateway: GATEWAY_FAULT={name}: stopping here");
         std::process::abort();
     }
 }

@@ -241,6 +241,17 @@ impl Gateway {
     /// failed result naming an internal error and leaves the spool, so it is not retried first at
     /// every start; only when even that answer cannot be written does it stay.
     pub fn process_spooled(&self, spooled: &Path) -> Result<ImportResult> {
+        self.answer_spooled(spooled, None)
+    }
+
+    /// Answers a spooled file as failed because of `reason` (a store or disk failure), without
+    /// judging it again: a file on which the store failed for lack of space, answered once space
+    /// returns (judging it again would only fill the disk again, issue 9).
+    pub fn fail_spooled(&self, spooled: &Path, reason: &str) -> Result<ImportResult> {
+        self.answer_spooled(spooled, Some(store_failure_message(&reason)))
+    }
+
+    fn answer_spooled(&self, spooled: &Path, failed: Option<String>) -> Result<ImportResult> {
         let (slug, import_id, name) = spool_parts(spooled)
             .ok_or_else(|| GatewayError::Invalid(format!("{} is not a spooled file", spooled.display())))?;
         let org = self.org(&slug)?;
@@ -248,36 +259,31 @@ impl Gateway {
             fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
         let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
         let plan = self.answer_plan(&slug, &import_id, &name)?;
-        if let Some(message) = take_failure(&import_id) {
-            if self.store.import_result(&import_id)?.is_none() {
-                let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
-                return self.finish(spooled, &slug, &org, &import_id, &name, &plan, result, recorded);
-            }
+        if let Some(message) = failed {
+            let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
+            return self.finish(spooled, &org, &plan, result, recorded);
         }
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
         let (result, recorded) = match judged {
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => match self.store.import_result(&import_id).ok().flatten() {
-                // Committed, then the flush failed: the import stands; answer it as recorded.
-                Some(committed) => (committed, true),
-                None => {
-                    tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                    let message = format!(
-                        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
-                    );
-                    // A failed store must be opened again before anything is recorded; while it
-                    // cannot be (the disk still full), the worker waits and calls again, and the file
-                    // is then answered with this, not judged again to fill the disk again.
-                    if matches!(&e, IngestError::Store(s) if Store::is_failure(s)) {
-                        if let Err(again) = self.store.recover() {
-                            tracing::error!(file = name, import_id, error = %again, "the store cannot be opened again yet; the file waits");
-                            remember_failure(&import_id, message);
-                            return Err(e.into());
-                        }
+            Ok(Err(e)) => {
+                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
+                // import back); while it cannot be, the error goes to the worker and the file waits.
+                if !self.store.is_healthy() {
+                    if let Err(again) = self.store.recover() {
+                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
+                        return Err(e.into());
                     }
-                    self.fail_file(&slug, &org, &incoming, &plan, message)?
                 }
-            },
+                match self.store.import_result(&import_id)? {
+                    // Committed, then the flush failed: the import stands; answer it as recorded.
+                    Some(committed) => (committed, true),
+                    None => {
+                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                        self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+                    }
+                }
+            }
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(
@@ -288,33 +294,23 @@ impl Gateway {
                 self.fail_file(&slug, &org, &incoming, &plan, message)?
             }
         };
-        self.finish(spooled, &slug, &org, &import_id, &name, &plan, result, recorded)
+        self.finish(spooled, &org, &plan, result, recorded)
     }
 
-    /// Puts the answer in place (once) and archives the file.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        spooled: &Path,
-        slug: &str,
-        org: &Organisation,
-        import_id: &str,
-        name: &str,
-        plan: &AnswerPlan,
-        result: ImportResult,
-        recorded: bool,
-    ) -> Result<ImportResult> {
-        if !recorded || !self.store.answered(import_id)? {
-            if ingest::fault("slow-answer") {
+    /// Puts a file's answer in place under its fixed names and archives the file.
+    fn finish(&self, spooled: &Path, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
+        let (slug, import_id, name) = spool_parts(spooled).expect("a spooled file's name was read before");
+        if !recorded || !self.store.answered(&import_id)? {
+            if fault::is("slow-answer") {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
-            self.put_answer_in_place(slug, &result, plan)?;
+            self.put_answer_in_place(&slug, &result, &plan)?;
             if recorded {
-                self.store.mark_answered(slug, import_id)?;
+                self.store.mark_answered(&slug, &import_id)?;
             }
         }
-        let archived = self.data.archive(slug).join(format!("{import_id}__{name}"));
-        fs::create_dir_all(self.data.archive(slug)).map_err(io("creating the archive"))?;
+        let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
+        fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
         fs::rename(spooled, &archived).map_err(io("archiving the file"))?;
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
@@ -391,7 +387,7 @@ impl Gateway {
             }
         };
         place(&plan.staged_csv, &answer.csv, &|| result.to_csv())?;
-        ingest::fault_point("after-result-csv");
+        fault::point("after-result-csv");
         place(&plan.staged_json, &answer.json, &|| {
             let mut body = result.to_json().into_bytes();
             body.push(b'\n');
@@ -420,15 +416,16 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Before a file: a store left closed by a failure is opened again first (space may have
-    /// returned since), so the file is not failed for an earlier file's sake. Whether it is open.
-    pub fn reopen_if_closed(&self) -> bool {
-        if !self.store.is_closed() {
+    /// Before a file: a store that failed (a full disk) is opened again first, rolling back the
+    /// import it cut short, so later files go on once space returns without a restart (issue 9).
+    /// Whether the store is usable; while it is not, files wait.
+    pub fn ensure_store(&self) -> bool {
+        if self.store.is_healthy() {
             return true;
         }
         match self.store.recover() {
             Ok(()) => {
-                tracing::warn!("the store was opened again after a failure");
+                tracing::warn!("the store failed and has been opened again");
                 true
             }
             Err(e) => {
@@ -436,24 +433,6 @@ impl Gateway {
                 false
             }
         }
-    }
-
-    /// After a file failed: if the store itself failed (sled keeps a full disk's error until it is
-    /// opened again), reopen it so later files are processed once space returns, without a
-    /// restart (issue 9); while it cannot be, it stays closed and [`Gateway::reopen_if_closed`]
-    /// tries again. Whether the store had failed.
-    pub fn recover_after(&self, e: &GatewayError) -> bool {
-        let store_failed = match e {
-            GatewayError::Store(s) | GatewayError::Ingest(IngestError::Store(s)) => Store::is_failure(s),
-            _ => false,
-        };
-        if store_failed {
-            match self.store.recover() {
-                Ok(()) => tracing::warn!("the store failed and was opened again"),
-                Err(e) => tracing::error!(error = %e, "the store failed and cannot be opened again yet; files wait until it can"),
-            }
-        }
-        store_failed
     }
 
     /// Judges files without storing anything (`gateway validate`).
@@ -478,23 +457,6 @@ impl Gateway {
             )),
         }
     }
-}
-
-/// Files whose store failed and could not be opened again yet, by import id, with their answer:
-/// when the worker calls again (the store open again) they are answered with it, not judged again.
-static STORE_FAILED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
-
-fn remember_failure(import_id: &str, message: String) {
-    if let Ok(mut failed) = STORE_FAILED.lock() {
-        failed.retain(|(id, _)| id != import_id);
-        failed.push((import_id.to_string(), message));
-    }
-}
-
-fn take_failure(import_id: &str) -> Option<String> {
-    let mut failed = STORE_FAILED.lock().ok()?;
-    let at = failed.iter().position(|(id, _)| id == import_id)?;
-    Some(failed.swap_remove(at).1)
 }
 
 /// A failed result with one `INTERNAL_ERROR` (issue 9).
@@ -559,6 +521,13 @@ fn catching_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Panicked>
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let note = take();
     outcome.map_err(|_| note.unwrap_or(Panicked { message: "a panic".into(), row: None }))
+}
+
+/// What a file on which the store or the disk failed is answered with.
+fn store_failure_message(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "the gateway could not process this file ({e}); nothing from it was stored. This is a fault of the gateway's disk or store, not of the file: send it again later"
+    )
 }
 
 /// The commissioned care export's name in `exports/`.

@@ -37,13 +37,17 @@ pub struct Options {
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
 /// spool for the next start.
 pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-    // Made here, inside the runtime: lettre's connection pool starts a task of its own.
     let mailer = Mailer::new(&gw)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
     clean_staging(&gw);
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone()));
-    for spooled in gw.spooled()? {
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
+    let spooled = {
+        let gw = gw.clone();
+        tokio::task::spawn_blocking(move || gw.spooled()).await.map_err(|e| GatewayError::Invalid(format!("reading the spool: {e}")))??
+    };
+    for spooled in spooled {
         let _ = work_tx.send(spooled);
     }
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
@@ -52,17 +56,17 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     if demo {
         print_demo_commands(sftp.addr);
     }
-    let mut mail_stop = stop_rx.clone();
-    let mail = tokio::spawn(mailer.run(gw.clone(), async move {
-        let _ = mail_stop.changed().await;
-    }));
+    // A thread of its own: rendering and sending email never runs on the runtime (issue 9).
+    let mail = mailer.spawn(gw.clone())?;
+    // An email already on its way gets as long as one SMTP conversation may take.
+    let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {
         w = watch::run(gw, work_tx, shutdown) => w,
         _ = sftp.ended() => {
             tracing::error!("the SFTP listener ended; stopping");
             let _ = stop_tx.send(true);
             let _ = worker.await;
-            let _ = mail.await;
+            let _ = tokio::task::spawn_blocking(move || mail.stop(mail_wait)).await;
             return Err(ServeError::ListenerEnded);
         }
     };
@@ -70,7 +74,7 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    let _ = mail.await;
+    let _ = tokio::task::spawn_blocking(move || mail.stop(mail_wait)).await;
     tracing::info!("stopped");
     Ok(watched?)
 }
@@ -92,25 +96,26 @@ fn clean_staging(gw: &Gateway) {
 }
 
 /// One file at a time: the store applies files in the order they were claimed. While the store is
-/// closed after a failure (a full disk), files wait in order and it is tried again every few seconds;
-/// a file on which the store failed waits too, and is then answered (issue 9).
+/// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
+/// which it failed, and whose failed answer could not be written then, is answered once it is back
+/// (issue 9).
 async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut waiting: std::collections::VecDeque<PathBuf> = Default::default();
+    let mut waiting: std::collections::VecDeque<(PathBuf, Option<String>)> = Default::default();
     loop {
-        let spooled = match waiting.pop_front() {
-            Some(p) => p,
+        let (spooled, failed) = match waiting.pop_front() {
+            Some(next) => next,
             None => tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 next = rx.recv() => match next {
-                    Some(p) => p,
+                    Some(p) => (p, None),
                     None => break,
                 },
             },
         };
         loop {
             let engine = gw.clone();
-            if tokio::task::spawn_blocking(move || engine.reopen_if_closed()).await.unwrap_or(false) {
+            if tokio::task::spawn_blocking(move || engine.ensure_store()).await.unwrap_or(false) {
                 break;
             }
             tokio::select! {
@@ -119,18 +124,19 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut st
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         }
-        let path = spooled.clone();
-        let engine = gw.clone();
-        match tokio::task::spawn_blocking(move || engine.process_spooled(&path)).await {
+        let (path, engine) = (spooled.clone(), gw.clone());
+        let done = tokio::task::spawn_blocking(move || match failed {
+            Some(reason) => engine.fail_spooled(&path, &reason),
+            None => engine.process_spooled(&path),
+        })
+        .await;
+        match done {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(file = %spooled.display(), error = %e, "could not process the file yet");
-                let engine = gw.clone();
-                let store_failed = tokio::task::spawn_blocking(move || engine.recover_after(&e)).await.unwrap_or(false);
-                if store_failed && spooled.exists() {
-                    waiting.push_front(spooled);
-                }
+            Ok(Err(e)) if !gw.store.is_healthy() && spooled.exists() => {
+                tracing::error!(file = %spooled.display(), error = %e, "the store failed; the file is answered once it is back");
+                waiting.push_front((spooled, Some(e.to_string())));
             }
+            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
             Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }

@@ -6,6 +6,9 @@
 //! event has touched it for `watch.settle_ms`. It cannot tell a finished copy from one cut off
 //! half-way, which is why README asks people who copy files in by other means to write under a
 //! temporary name and rename.
+//!
+//! Only the event loop runs on the async runtime; claiming, scanning and the store are blocking
+//! work on the blocking pool (issue 9).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,15 +36,10 @@ pub async fn run(
     work_tx: mpsc::UnboundedSender<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WatchError> {
-    let orgs = gw.store.orgs().map_err(GatewayError::from)?;
-    for org in &orgs {
-        gw.data.ensure_org(&org.slug).map_err(|source| GatewayError::Io { context: "creating folders".into(), source })?;
-    }
-    let folders = |source| GatewayError::Io { context: "creating folders".into(), source };
-    std::fs::create_dir_all(gw.data.orgs()).map_err(folders)?;
-    // inotify reports absolute paths; a relative `--data` (the default `data`) must be made absolute
-    // to recognise them.
-    let orgs_dir = std::fs::canonicalize(gw.data.orgs()).map_err(folders)?;
+    let (orgs, orgs_dir) = {
+        let gw = gw.clone();
+        blocking(move || prepare(&gw)).await??
+    };
 
     let (event_tx, mut event_rx) = mpsc::channel::<notify::Result<notify::Event>>(4096);
     let mut watcher = notify::recommended_watcher(move |ev| {
@@ -55,9 +53,9 @@ pub async fn run(
     let settle = Duration::from_millis(gw.config.watch.settle_ms);
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     // Files dropped while the gateway was down are complete: they are taken now.
-    scan_inboxes(&gw, &orgs_dir, &work_tx);
-    println!("gateway: watching the inboxes of {} organisations under {}", orgs.len(), orgs_dir.display());
-    tracing::info!(orgs = orgs.len(), dir = %orgs_dir.display(), "watching inboxes");
+    scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
+    println!("gateway: watching the inboxes of {orgs} organisations under {}", orgs_dir.display());
+    tracing::info!(orgs, dir = %orgs_dir.display(), "watching inboxes");
 
     tokio::pin!(shutdown);
     loop {
@@ -67,28 +65,61 @@ pub async fn run(
             ev = event_rx.recv() => match ev {
                 Some(Ok(ev)) => {
                     if ev.need_rescan() {
-                        scan_inboxes(&gw, &orgs_dir, &work_tx);
+                        scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
                     }
                     on_event(&orgs_dir, &ev, &mut pending, settle);
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watcher error; rescanning the inboxes");
-                    scan_inboxes(&gw, &orgs_dir, &work_tx);
+                    scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
                 }
                 None => break,
             },
             _ = sleep_until(next) => {
                 let now = Instant::now();
-                let ripe: Vec<PathBuf> = pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
-                for path in ripe {
-                    pending.remove(&path);
-                    claim(&gw, &orgs_dir, &path, &work_tx);
+                let mut ripe: Vec<PathBuf> = pending.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+                ripe.sort();
+                for path in &ripe {
+                    pending.remove(path);
                 }
+                // Claiming is a rename per file and may meet a slow disk: off the runtime, in the
+                // order the files became ready (issue 9).
+                let (gw, orgs_dir, work_tx) = (gw.clone(), orgs_dir.clone(), work_tx.clone());
+                blocking(move || {
+                    for path in ripe {
+                        claim(&gw, &orgs_dir, &path, &work_tx);
+                    }
+                })
+                .await?;
             }
         }
     }
     drop(watcher);
     Ok(())
+}
+
+/// The organisations' folders made, and the absolute `orgs/` folder: (organisations, folder).
+fn prepare(gw: &Gateway) -> Result<(usize, PathBuf), WatchError> {
+    let orgs = gw.store.orgs().map_err(GatewayError::from)?;
+    let folders = |source| GatewayError::Io { context: "creating folders".into(), source };
+    for org in &orgs {
+        gw.data.ensure_org(&org.slug).map_err(folders)?;
+    }
+    std::fs::create_dir_all(gw.data.orgs()).map_err(folders)?;
+    // inotify reports absolute paths; a relative `--data` (the default `data`) must be made absolute
+    // to recognise them.
+    let orgs_dir = std::fs::canonicalize(gw.data.orgs()).map_err(folders)?;
+    Ok((orgs.len(), orgs_dir))
+}
+
+/// Runs file-system and store work on the blocking pool, not on the runtime's own threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, WatchError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| WatchError::Gateway(GatewayError::Invalid(format!("the watcher's file work failed: {e}"))))
+}
+
+async fn scan_off_runtime(gw: &Arc<Gateway>, orgs_dir: &Path, work: &mpsc::UnboundedSender<PathBuf>) -> Result<(), WatchError> {
+    let (gw, orgs_dir, work) = (gw.clone(), orgs_dir.to_path_buf(), work.clone());
+    blocking(move || scan_inboxes(&gw, &orgs_dir, &work)).await
 }
 
 async fn sleep_until(t: Option<Instant>) {

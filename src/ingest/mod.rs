@@ -69,14 +69,6 @@ pub struct AnswerPlan {
     pub answer: Answer,
 }
 
-/// A test-only fault point (issue 9): with `GATEWAY_FAULT` set to `point`, the process stops there
-/// as a `kill -9` would (`before-commit`, `after-commit`, `after-result-csv`), panics while judging
-/// (`panic-judging`), fails the first visits file's commit as a full disk would (`no-space`), or
-/// waits 2 s before putting an answer in place (`slow-answer`). Documented in docs/results.md.
-pub fn fault(point: &str) -> bool {
-    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    FAULT.get_or_init(|| std::env::var("GATEWAY_FAULT").ok()).as_deref() == Some(point)
-}
 
 thread_local! {
     static CURRENT_ROW: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
@@ -92,10 +84,6 @@ pub fn current_row() -> Option<u64> {
     CURRENT_ROW.with(|r| r.get())
 }
 
-/// Aborts at a fault point (see `fault` and `crate::fault`).
-pub fn fault_point(point: &str) {
-    crate::fault::point(point);
-}
 
 /// As `process`; in `Import` mode with a plan, the result files are written (and synced) at the
 /// plan's staged paths before the import is committed, and the commit records their names.
@@ -151,7 +139,7 @@ pub fn process_answered(
             Some(plan) if store.is_some() => {
                 write_answer(&result, plan)?;
                 result.answer = Some(plan.answer.clone());
-                fault_point("before-commit");
+                crate::fault::point("before-commit");
                 Ok(())
             }
             _ => Ok(()),
@@ -163,7 +151,7 @@ pub fn process_answered(
     }
     commit(judged, store, org, &result)?;
     if store.is_some() {
-        fault_point("after-commit");
+        crate::fault::point("after-commit");
     }
     Ok(result)
 }
@@ -174,7 +162,7 @@ fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>,
     static NO_SPACE_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let committed = match judged {
         // The store refusing the commit of the first file, as a full disk would (a fault point).
-        Judged::Visits { batch } if store.is_some() && fault("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+        Judged::Visits { batch } if store.is_some() && crate::fault::is("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
             batch.abort()?;
             return Err(std::io::Error::from_raw_os_error(28).into());
         }
@@ -255,7 +243,7 @@ fn judge<'s>(
     };
     tracing::debug!(file = incoming.file_name, rows = scan.data_rows, ms = started.elapsed().as_millis() as u64, "first pass");
     CURRENT_ROW.with(|r| r.set(None));
-    if fault("panic-judging") {
+    if crate::fault::is("panic-judging") {
         panic!("GATEWAY_FAULT=panic-judging");
     }
     result.sha256 = scan.sha256.clone();

@@ -1,8 +1,9 @@
 //! The durable outbox: what a queued email is, and the worker that sends it, retrying with growing
 //! delays (capped) while the server is down or refuses, and marks it sent so it is sent once.
-//! Everything lives in the store, so a restart resumes the queue where it stopped.
+//! Everything lives in the store, so a restart resumes the queue where it stopped. The worker is a
+//! thread of its own, never a task on the async runtime (issue 9).
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use chrono::{DateTime, Local, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -158,16 +159,46 @@ pub fn last_digest_due(now: DateTime<Local>, at: NaiveTime) -> (DateTime<Utc>, N
     }
 }
 
-/// The outbox worker that `serve` runs.
+/// The outbox worker that `serve` runs on a thread of its own (issue 9): reading the store,
+/// rendering, composing and sending are all blocking work, kept off the async runtime so that
+/// building a large email or waiting on a slow SMTP server never holds up an SFTP login, a listing
+/// or an inbox file.
 pub struct Mailer {
     transport: Transport,
     from: Mailbox,
     digest_at: NaiveTime,
 }
 
+/// The running worker.
+pub struct MailerHandle {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl MailerHandle {
+    /// Lets the worker finish the email it is sending, waiting at most `wait`: a stop is never held
+    /// up for minutes by one large email (issue 9). One not finished by then stays queued and is
+    /// sent after the next start.
+    pub fn stop(self, wait: Duration) {
+        // A dropped sender is seen by every later check, between emails and in the wait.
+        drop(self.stop);
+        let deadline = std::time::Instant::now() + wait;
+        while !self.thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(waited_ms = wait.as_millis() as u64, "stopping without waiting longer for the email being built or sent; it stays queued for the next start");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.thread.join().is_err() {
+            tracing::error!("the mail outbox thread panicked");
+        }
+    }
+}
+
 impl Mailer {
-    /// Checks `[mail]` before anything starts: a sender that is not an address, a bad digest time or
-    /// a login without a password stops `serve` with a message.
+    /// Checks `[mail]` before anything starts: a sender that is not an address, a bad digest time,
+    /// a login without a password or an unusable `ca_file` stops `serve` with a message.
     pub fn new(gw: &Gateway) -> Result<Mailer, MailError> {
         let config = &gw.config.mail;
         Ok(Mailer {
@@ -177,21 +208,28 @@ impl Mailer {
         })
     }
 
-    /// Sends what is due every `mail.poll_ms` until `shutdown`; an email being sent is finished first.
-    pub async fn run(self, gw: Arc<Gateway>, shutdown: impl std::future::Future<Output = ()>) {
+    /// Starts the worker: it sends what is due every `mail.poll_ms` until stopped.
+    pub fn spawn(self, gw: Arc<Gateway>) -> Result<MailerHandle, MailError> {
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mail-outbox".into())
+            .spawn(move || self.run(&gw, &stopped))
+            .map_err(MailError::Thread)?;
+        Ok(MailerHandle { stop, thread })
+    }
+
+    fn run(&self, gw: &Gateway, stopped: &mpsc::Receiver<()>) {
         tracing::info!(via = self.transport.describe(), waiting = gw.store.waiting().map(|w| w.len()).unwrap_or(0), "mail outbox started");
         let poll = Duration::from_millis(gw.config.mail.poll_ms.max(10));
-        tokio::pin!(shutdown);
         loop {
-            self.tick(&gw).await;
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(poll) => {}
+            self.tick(gw, stopped);
+            if !matches!(stopped.recv_timeout(poll), Err(mpsc::RecvTimeoutError::Timeout)) {
+                break;
             }
         }
     }
 
-    async fn tick(&self, gw: &Gateway) {
+    fn tick(&self, gw: &Gateway, stopped: &mpsc::Receiver<()>) {
         let (due_before, day) = last_digest_due(Local::now(), self.digest_at);
         match gw.store.roll_digests(due_before, day) {
             Ok(0) => {}
@@ -207,9 +245,15 @@ impl Mailer {
         };
         let now = Utc::now();
         for mut q in waiting.into_iter().filter(|q| q.next_attempt <= now) {
-            let sent = match render(gw, &q).and_then(|r| compose(self.from.clone(), &q, r)) {
-                Ok(message) => self.transport.send(&q.file_name(), message).await,
-                Err(e) => Err(e.to_string()),
+            // A stop is not held up by the rest of the queue: it waits, stored, for the next start.
+            if is_stopped(stopped) {
+                return;
+            }
+            let sent = match self.build(gw, &q) {
+                // Stopped while it was built: not begun, so it waits for the next start.
+                Ok(_) if is_stopped(stopped) => return,
+                Ok(message) => self.transport.send(&q.file_name(), &message),
+                Err(e) => Err(e),
             };
             let stored = match sent {
                 Ok(()) => {
@@ -232,6 +276,23 @@ impl Mailer {
             }
         }
     }
+
+    /// The finished email. A panic while rendering one email is that email's failed attempt, not
+    /// the end of the outbox.
+    fn build(&self, gw: &Gateway, q: &Queued) -> Result<Message, String> {
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            render(gw, q).and_then(|r| compose(self.from.clone(), q, r))
+        }));
+        match built {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("internal error while building the email (see the log)".into()),
+        }
+    }
+}
+
+fn is_stopped(stopped: &mpsc::Receiver<()>) -> bool {
+    !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! again, so without this one "no space" stopped every later file until a restart (issue 9).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use sled::{Batch, IVec, Iter};
@@ -12,6 +13,8 @@ use sled::{Batch, IVec, Iter};
 pub(crate) struct Db {
     path: PathBuf,
     inner: Arc<RwLock<Option<sled::Db>>>,
+    /// Set when sled answers with an I/O error: from then on it fails every call until reopened.
+    failed: Arc<AtomicBool>,
 }
 
 fn closed() -> sled::Error {
@@ -21,7 +24,7 @@ fn closed() -> sled::Error {
 impl Db {
     pub fn open(path: &Path) -> sled::Result<Db> {
         let db = Self::open_sled(path)?;
-        Ok(Db { path: path.to_path_buf(), inner: Arc::new(RwLock::new(Some(db))) })
+        Ok(Db { path: path.to_path_buf(), inner: Arc::new(RwLock::new(Some(db))), failed: Default::default() })
     }
 
     fn open_sled(path: &Path) -> sled::Result<sled::Db> {
@@ -36,6 +39,7 @@ impl Db {
         // The old database must be gone before the new one takes the file lock.
         drop(guard.take());
         *guard = Some(Self::open_sled(&self.path)?);
+        self.failed.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -44,14 +48,16 @@ impl Db {
         drop(self.inner.write().unwrap_or_else(|p| p.into_inner()).take());
     }
 
-    /// Whether a failed [`Db::reopen`] left it closed.
-    pub fn is_closed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    /// Whether it is open and sled has met no I/O error since it was opened.
+    pub fn is_healthy(&self) -> bool {
+        !self.failed.load(Ordering::SeqCst) && self.inner.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     fn with<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> sled::Result<T> {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        f(guard.as_ref().ok_or_else(closed)?)
+        let out = f(guard.as_ref().ok_or_else(closed)?);
+        note_failure(&self.failed, &out);
+        out
     }
 
     pub fn get<K: AsRef<[u8]>>(&self, k: K) -> sled::Result<Option<IVec>> {
@@ -101,14 +107,20 @@ impl Db {
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Scan {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some(db) => Scan::Open(db.scan_prefix(prefix)),
+            Some(db) => Scan::Open(db.scan_prefix(prefix), self.failed.clone()),
             None => Scan::Closed(Some(closed())),
         }
     }
 }
 
+fn note_failure<T>(failed: &AtomicBool, out: &sled::Result<T>) {
+    if let Err(sled::Error::Io(_)) = out {
+        failed.store(true, Ordering::SeqCst);
+    }
+}
+
 pub(crate) enum Scan {
-    Open(Iter),
+    Open(Iter, Arc<AtomicBool>),
     Closed(Option<sled::Error>),
 }
 
@@ -117,7 +129,13 @@ impl Iterator for Scan {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Scan::Open(it) => it.next(),
+            Scan::Open(it, failed) => {
+                let next = it.next();
+                if let Some(out) = &next {
+                    note_failure(failed, out);
+                }
+                next
+            }
             Scan::Closed(e) => e.take().map(Err),
         }
     }

@@ -104,15 +104,10 @@ impl Store {
         rolled_back
     }
 
-    /// Whether the database is closed after a failure, waiting for [`Store::recover`].
-    pub fn is_closed(&self) -> bool {
-        self.db.is_closed()
-    }
-
-    /// Whether an error is the database failing (a full disk, an I/O error) rather than a record
-    /// it holds: after one, [`Store::recover`] is needed.
-    pub fn is_failure(e: &StoreError) -> bool {
-        matches!(e, StoreError::Sled(_))
+    /// Whether the database is open and has met no I/O error since: after one (a full disk) it
+    /// fails every call until [`Store::recover`] opens it again.
+    pub fn is_healthy(&self) -> bool {
+        self.db.is_healthy()
     }
 
     pub fn flush(&self) -> Result<()> {

@@ -1,0 +1,12 @@
+//! The actuals file's rules (issue 9): any bytes, as a actuals file, judged as `gateway validate` judges them,
+//! with and without the store, matched against the examples' CPLIs; the result rendered as text, CSV and JSON.
+#![no_main]
+
+use gateway::ingest::FileKind;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let env = gateway_fuzz::env();
+    let path = env.write_input("actuals.csv", &gateway_fuzz::as_kind(FileKind::Actuals, data));
+    env.validate_both_ways(&path);
+});

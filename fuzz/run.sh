@@ -1,0 +1,22 @@
+#!/bin/sh
+# Runs one fuzz target (issue 9): niced, one job, time-boxed, seeded with every CSV under
+# tests/fixtures/ and examples/, with the headings dictionary. Usage: fuzz/run.sh TARGET [SECONDS] [RUNS]
+# The corpus grows in fuzz/corpus/TARGET, crashes land in fuzz/artifacts/TARGET, libFuzzer's log in
+# fuzz/logs/TARGET-<time>.log.
+set -eu
+fuzz=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$fuzz")
+target=$1
+secs=${2:-3600}
+runs=${3:-10000000}
+corpus="$fuzz/corpus/$target"
+mkdir -p "$corpus" "$fuzz/logs"
+find "$root/tests/fixtures" "$root/examples" -name '*.csv' -exec cp -n {} "$corpus/" \;
+log="$fuzz/logs/$target-$(date -u +%Y%m%dT%H%M%S).log"
+cd "$fuzz/logs"
+nice -n 19 cargo +nightly fuzz run --fuzz-dir "$fuzz" -s none "$target" "$corpus" -- \
+    -dict="$fuzz/headings.dict" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -jobs=1 -workers=1 -max_total_time="$secs" -runs="$runs" -print_final_stats=1 >"$log" 2>&1 || true
+# With -jobs libFuzzer writes the job's own output to fuzz-0.log in the working folder.
+if [ -f fuzz-0.log ]; then cat fuzz-0.log >>"$log"; rm fuzz-0.log; fi
+echo "$log"
