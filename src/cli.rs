@@ -436,7 +436,7 @@ fn describe(notify: Notify) -> &'static str {
 fn outbox_list(gw: &Gateway, sent: bool) -> Result<ExitCode, GatewayError> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
     let subject = |q: &crate::mail::Queued| {
-        crate::mail::outbox::render(&gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
+        crate::mail::outbox::render(gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
     };
     let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(std::io::stdout().lock());
     let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };

@@ -115,10 +115,7 @@ pub fn process_answered(
     let mut issues = Issues::new(spill_dir)?;
     let outcome = judge(config, org, incoming, &mode, &mut result, &mut issues);
     result.processed_at = now_rfc3339();
-    let judged = match outcome {
-        Ok(j) => j,
-        Err(e) => return Err(e),
-    };
+    let judged = outcome?;
     let log = match issues.finish() {
         Ok(log) => log,
         Err(e) => {

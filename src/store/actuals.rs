@@ -158,7 +158,7 @@ impl ActualBatch<'_> {
             None => store.db.remove(c.key.current(slug))?,
         };
         self.written.set(self.written.get() + 1);
-        if self.written.get() % FLUSH_EVERY == 0 {
+        if self.written.get().is_multiple_of(FLUSH_EVERY) {
             store.flush()?;
         }
         Ok(())

@@ -30,7 +30,7 @@ fn big_file(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
 fn day_after(mut y: u32, mut m: u32, mut d: u32, n: usize) -> (u32, u32, u32) {
     for _ in 0..n {
         let len = match m {
-            2 if y % 4 == 0 => 29,
+            2 if y.is_multiple_of(4) => 29,
             2 => 28,
             4 | 6 | 9 | 11 => 30,
             _ => 31,
