@@ -266,14 +266,24 @@ impl Gateway {
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
         let (result, recorded) = match judged {
             Ok(Ok(r)) => (r, true),
-            Ok(Err(e)) => match self.store.import_result(&import_id).ok().flatten() {
-                // Committed, then the flush failed: the import stands; answer it as recorded.
-                Some(committed) => (committed, true),
-                None => {
-                    tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                    self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+            Ok(Err(e)) => {
+                // A failed store is opened again first (`Store::recover`, which also rolls the cut-short
+                // import back); while it cannot be, the error goes to the worker and the file waits.
+                if !self.store.is_healthy() {
+                    if let Err(again) = self.store.recover() {
+                        tracing::error!(file = name, import_id, error = %again, "the store failed and cannot be opened again yet");
+                        return Err(e.into());
+                    }
                 }
-            },
+                match self.store.import_result(&import_id)? {
+                    // Committed, then the flush failed: the import stands; answer it as recorded.
+                    Some(committed) => (committed, true),
+                    None => {
+                        tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
+                        self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+                    }
+                }
+            }
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(

@@ -84,9 +84,14 @@ fn a_full_disk_does_not_stop_later_files_once_space_returns() {
     std::fs::copy(example("visits-week.csv"), inbox(&env).join("visits-week.csv")).unwrap();
     let week = wait_for_json(&result_path(&env, "visits-week.result.json"), 180);
     assert_eq!(counts(&week), (21, 21, 0, 0, 0), "{week}");
+    // The big file is answered, once, as failed for want of space; none of it is stored.
+    let big = wait_for_json(&result_path(&env, "big.result.json"), 30);
+    assert_eq!(big["status"], "failed", "{big}");
+    assert!(big["issues"][0]["message"].as_str().unwrap().contains("send it again"), "{big}");
     drop(_server);
-    // None of the big file is stored: its import was rolled back when the store was opened again.
-    assert_eq!(env.visits(PEARL).len(), 21);
+    assert_eq!(env.visits(PEARL).len(), 21, "the big file's import was not rolled back");
+    let results = crate::server::results(&env, crate::server::ORG_DIR);
+    assert_eq!(results, ["big.result.json", "visits-week.result.json"], "one answer per file");
 }
 
 /// Free bytes on the file system holding `path`.

@@ -563,7 +563,9 @@ fn issue_9_the_listener_survives_running_out_of_descriptors_and_a_login_works_af
 fn issue_9_a_flood_from_one_address_does_not_keep_another_address_out() {
     let gw = Gateway::start();
     limit_descriptors(&gw.server, 256);
-    let flood = Flood::start(gw.server.port, 400, 400, "127.0.0.2");
+    // Under load a few connects may time out in a full backlog; 300 is still more than the server's
+    // 256 descriptors, which without the caps ends the listener.
+    let flood = Flood::start(gw.server.port, 400, 300, "127.0.0.2");
     assert_ok("sftp from 127.0.0.1 during a flood from 127.0.0.2", &gw.sftp(LOGIN, &gw.key, "ls /\n"));
     drop(flood);
 }
