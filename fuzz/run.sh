@@ -2,7 +2,8 @@
 # Runs one fuzz target (issue 9): niced, one job, time-boxed, seeded with every CSV under
 # tests/fixtures/ and examples/, with the headings dictionary. Usage: fuzz/run.sh TARGET [SECONDS] [RUNS]
 # The corpus grows in fuzz/corpus/TARGET, crashes land in fuzz/artifacts/TARGET, libFuzzer's log in
-# fuzz/logs/TARGET-<time>.log.
+# fuzz/logs/TARGET-<time>.log. FUZZ_PREBUILT=1 runs the target as last built (`cargo +nightly fuzz build
+# -s none`) without building again, so that a change elsewhere in the tree does not cost a rebuild.
 set -eu
 fuzz=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$fuzz")
@@ -14,9 +15,17 @@ mkdir -p "$corpus" "$fuzz/logs"
 find "$root/tests/fixtures" "$root/examples" -name '*.csv' -exec cp -n {} "$corpus/" \;
 log="$fuzz/logs/$target-$(date -u +%Y%m%dT%H%M%S).log"
 cd "$fuzz/logs"
-nice -n 19 cargo +nightly fuzz run --fuzz-dir "$fuzz" -s none "$target" "$corpus" -- \
-    -dict="$fuzz/headings.dict" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -jobs=1 -workers=1 -max_total_time="$secs" -runs="$runs" -print_final_stats=1 >"$log" 2>&1 || true
+flags="-dict=$fuzz/headings.dict -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -jobs=1 -workers=1 -max_total_time=$secs -runs=$runs -print_final_stats=1"
+if [ "${FUZZ_PREBUILT:-}" = 1 ]; then
+    mkdir -p "$fuzz/artifacts/$target"
+    # shellcheck disable=SC2086
+    nice -n 19 "$fuzz/target/x86_64-unknown-linux-gnu/release/$target" -artifact_prefix="$fuzz/artifacts/$target/" \
+        $flags "$corpus" >"$log" 2>&1 || true
+else
+    # shellcheck disable=SC2086
+    nice -n 19 cargo +nightly fuzz run --fuzz-dir "$fuzz" -s none "$target" "$corpus" -- $flags >"$log" 2>&1 || true
+fi
 # With -jobs libFuzzer writes the job's own output to fuzz-0.log in the working folder.
 if [ -f fuzz-0.log ]; then cat fuzz-0.log >>"$log"; rm fuzz-0.log; fi
 echo "$log"

@@ -24,3 +24,5 @@ mod reports;
 mod actuals;
 /// A full disk: the gateway answers what it can and goes on once space returns.
 mod disk;
+/// Inputs the fuzz targets (fuzz/) crashed the gateway on: each is answered, never a panic.
+mod fuzz_regressions;
