@@ -304,7 +304,7 @@ impl Gateway {
             if fault::is("slow-answer") {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
-            self.put_answer_in_place(&slug, &result, &plan)?;
+            self.put_answer_in_place(&slug, &result, plan)?;
             if recorded {
                 self.store.mark_answered(&slug, &import_id)?;
             }

@@ -107,7 +107,7 @@ impl Db {
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Scan {
         let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some(db) => Scan::Open(db.scan_prefix(prefix), self.failed.clone()),
+            Some(db) => Scan::Open(Box::new(db.scan_prefix(prefix)), self.failed.clone()),
             None => Scan::Closed(Some(closed())),
         }
     }
@@ -120,7 +120,7 @@ fn note_failure<T>(failed: &AtomicBool, out: &sled::Result<T>) {
 }
 
 pub(crate) enum Scan {
-    Open(Iter, Arc<AtomicBool>),
+    Open(Box<Iter>, Arc<AtomicBool>),
     Closed(Option<sled::Error>),
 }
 
