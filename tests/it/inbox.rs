@@ -20,7 +20,14 @@ fn a_file_copied_into_an_inbox_is_processed_and_answered() {
     assert_eq!(result["status"], "processed");
     assert!(result_path(&env, "visits-week.result.csv").exists());
     assert_eq!(std::fs::read_dir(inbox(&env)).unwrap().count(), 0, "the inbox still holds the file");
-    let archived: Vec<_> = std::fs::read_dir(env.data().join("archive").join(ORG_DIR)).unwrap().collect();
+    // The original is archived just after its answer is in place.
+    let archive = env.data().join("archive").join(ORG_DIR);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&archive).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the file was never archived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let archived: Vec<_> = std::fs::read_dir(&archive).unwrap().collect();
     assert_eq!(archived.len(), 1);
 }
 
