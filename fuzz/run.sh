@@ -26,6 +26,6 @@ else
     # shellcheck disable=SC2086
     nice -n 19 cargo +nightly fuzz run --fuzz-dir "$fuzz" -s none "$target" "$corpus" -- $flags >"$log" 2>&1 || true
 fi
-# With -jobs libFuzzer writes the job's own output to fuzz-0.log in the working folder.
-if [ -f fuzz-0.log ]; then cat fuzz-0.log >>"$log"; rm fuzz-0.log; fi
+# With -jobs libFuzzer writes the job's output to fuzz-0.log and copies it into its own at the end.
+rm -f fuzz-0.log
 echo "$log"

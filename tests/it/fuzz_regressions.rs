@@ -70,13 +70,13 @@ fn every_input_a_fuzz_target_crashed_on_is_answered() {
     assert!(all.is_empty(), "{} failure(s):\n{}", all.len(), all.join("\n\n"));
 }
 
-/// Issue 9, item 4: `Actual` of 79228162514264337593543950335 panicked in `Actual::is_over_delivery`.
+/// Issue 9, item 4: `Actual` of 79228162514264337593543950335 panicked in `check_hours_step` (`q * 60`).
 #[test]
 fn an_actuals_row_whose_actual_is_the_largest_decimal_is_answered() {
     assert_answered("actuals_actual_is_the_largest_decimal.csv");
 }
 
-/// Issue 9, item 4: `Extra` of 79228162514264337593543950335 panicked in `check_hours_step`.
+/// Issue 9, item 4: `Extra` of 79228162514264337593543950335 panicked in `Actual::is_over_delivery` (`actual + extra`).
 #[test]
 fn an_actuals_row_whose_extra_is_the_largest_decimal_is_answered() {
     assert_answered("actuals_extra_is_the_largest_decimal.csv");
