@@ -51,17 +51,14 @@ impl Header {
         self.keys.iter().position(|k| k == key)
     }
 
+    /// The kind the table of kinds detects in this header.
     pub fn kind(&self) -> FileKind {
-        let has = |k: &str| self.keys.iter().any(|h| h == k);
-        if has("visitref") {
-            FileKind::Visits
-        } else if has("periodstart") {
-            FileKind::Actuals
-        } else if has("carerref") {
-            FileKind::Carers
-        } else {
-            FileKind::Unknown
-        }
+        super::kinds::detect(self).map_or(FileKind::Unknown, |k| k.kind())
+    }
+
+    #[cfg(test)]
+    pub fn from_names(names: &[&str]) -> Header {
+        Header::from_record(&csv::ByteRecord::from(names.to_vec()))
     }
 }
 
