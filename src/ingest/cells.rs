@@ -185,6 +185,8 @@ pub struct Row<'r, C> {
     pub row: u64,
     pub rec: &'r csv::ByteRecord,
     pub enc: Encoding,
+    /// Cells in the file's header row.
+    pub header_len: usize,
     cells: Vec<Cow<'r, str>>,
     /// What the issues name the row by (the kind's key cell), quoted.
     pub reference: Option<String>,
@@ -196,7 +198,7 @@ impl<'r, C: Column> Row<'r, C> {
     /// `positions` holds, for each of the kind's columns, where it is in the file (`None`: left out,
     /// read as blank). A UTF-8 row is checked once and its cells sliced from it (cells end at ASCII
     /// commas, so every slice is valid text).
-    pub fn new(row: u64, rec: &'r csv::ByteRecord, enc: Encoding, positions: &[Option<usize>]) -> Row<'r, C> {
+    pub fn new(row: u64, rec: &'r csv::ByteRecord, enc: Encoding, positions: &[Option<usize>], header_len: usize) -> Row<'r, C> {
         let whole = if enc == Encoding::Utf8 { std::str::from_utf8(rec.as_slice()).ok() } else { None };
         let cells = positions
             .iter()
@@ -206,7 +208,7 @@ impl<'r, C: Column> Row<'r, C> {
                 (Some(i), None) => decode(enc, rec.get(*i).unwrap_or_default().trim_ascii()),
             })
             .collect();
-        Row { row, rec, enc, cells, reference: None, issues: Vec::new(), _cols: PhantomData }
+        Row { row, rec, enc, header_len, cells, reference: None, issues: Vec::new(), _cols: PhantomData }
     }
 
     /// The cell's text, trimmed; `""` when blank or left out.

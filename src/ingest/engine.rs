@@ -168,8 +168,8 @@ fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, 
     for (row, rec) in chunk {
         super::note_row(row);
         let (reference, judged, issues) = {
-            let mut r = Row::<K::Col>::new(row, &rec, enc, &shape.positions);
-            let judged = judge_row(&mut r, shape.header_len, rules, scratch)?;
+            let mut r = Row::<K::Col>::new(row, &rec, enc, &shape.positions, shape.header_len);
+            let judged = judge_row(&mut r, rules, scratch)?;
             let rejected = r.issues.iter().any(|i| i.severity == Severity::Error);
             (r.reference, judged.filter(|_| !rejected), r.issues)
         };
@@ -180,9 +180,9 @@ fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, 
 
 /// What every kind checks first: the row's reference, its field count, and control characters; a
 /// row failing either is judged no further (its other messages would only repeat the fault).
-fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, header_len: usize, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
+fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
     r.reference = r.opt(K::REFERENCE).map(|v| quote(&v).to_string());
-    let len = r.rec.len();
+    let (len, header_len) = (r.rec.len(), r.header_len);
     // Empty cells after the last heading are tolerated (Excel adds them).
     let extra_filled = (header_len..len).any(|i| !r.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
     if len < header_len || extra_filled {
@@ -240,7 +240,7 @@ mod tests {
                 row.issues.push(issue);
                 return Ok(Applied::Rejected);
             }
-            Ok(if n % 2 == 0 { Applied::New } else { Applied::Updated })
+            Ok(if n.is_multiple_of(2) { Applied::New } else { Applied::Updated })
         }
 
         fn chunk_done(&mut self, chunks: usize) -> Result<(), IngestError> {

@@ -1,82 +1,11 @@
-//! Visits and actuals in the table of kinds while their rules still run on their own machinery
+//! Actuals in the table of kinds while their rules still run on their own machinery
 //! (issue 11, stage A): thin adapters, removed as each kind moves onto `cells` and `engine`.
 
 use super::kinds::{File, Kind, Pending};
 use super::result::{Counts, FileKind, ImportResult};
 use super::source::{Header, Rows, ScanSpec};
-use super::{actuals, cpli_index, visits, IngestError, Issues};
-use crate::store::{ActualBatch, StoreError, VisitBatch};
-
-pub struct Visits;
-pub static VISITS: Visits = Visits;
-
-impl Kind for Visits {
-    fn kind(&self) -> FileKind {
-        FileKind::Visits
-    }
-    fn noun(&self) -> &'static str {
-        "visits"
-    }
-    fn headings(&self) -> &'static [&'static str] {
-        &visits::HEADINGS
-    }
-    fn required(&self) -> usize {
-        visits::HEADINGS.len()
-    }
-    fn detected_by(&self) -> &'static str {
-        visits::HEADINGS[0]
-    }
-    fn missing_hint(&self) -> &'static str {
-        "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)"
-    }
-    fn scan_spec(&self, header: &Header) -> ScanSpec {
-        visits::scan_spec(header)
-    }
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
-        let config = file.config;
-        // The table found the columns already; `find` agrees (its warnings were pushed once).
-        let cols = visits::Columns::find(&file.scan.header, &mut Vec::new()).map_err(|_| std::io::Error::other("visits headings"))?;
-        let slug = file.slug();
-        let cplis = cpli_index(file.given_cplis, file.store, file.org)?;
-        let carers = match (file.store, file.org) {
-            (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
-            _ => None,
-        };
-        let locked = file.store.map(|s| s.locked_until()).transpose()?.flatten();
-        let today = config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive());
-        let ctx = visits::Context {
-            org: file.org,
-            cplis: cplis.as_ref(),
-            carers: carers.as_ref(),
-            locked,
-            rules: &config.rules,
-            periods: &config.periods,
-            today,
-            no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
-        };
-        let batch = match file.store {
-            Some(s) => s.begin_visits(&slug, &file.incoming.import_id, file.write)?,
-            None => VisitBatch::offline(),
-        };
-        let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
-        match visits::import(file.scan, rows, &cols, &ctx, &batch, issues) {
-            Ok(counts) => Ok((counts, Box::new(batch))),
-            Err(e) => {
-                batch.abort()?;
-                Err(e)
-            }
-        }
-    }
-}
-
-impl Pending for VisitBatch<'_> {
-    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
-        VisitBatch::commit(*self, result)
-    }
-    fn abort(self: Box<Self>) -> Result<(), StoreError> {
-        VisitBatch::abort(*self)
-    }
-}
+use super::{actuals, cpli_index, IngestError, Issues};
+use crate::store::{ActualBatch, StoreError};
 
 pub struct Actuals;
 pub static ACTUALS: Actuals = Actuals;
