@@ -5,101 +5,160 @@
 use std::borrow::Cow;
 
 use chrono::NaiveDate;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
+use super::cells::{columns, Column as _, Row};
+use super::engine::{self, Applied, Apply, Judged, Rules};
+use super::headings as h;
+use super::kinds::{File, Kind, Pending};
 use super::matching::{CpliIndex, VisitKeys, Wanted};
-use super::result::{Code, Counts, Issue, Severity};
-use super::source::{find_columns, heading_key, row_data, stable_hash, Header, Rows, Scan, ScanSpec};
-use super::IngestError;
-use crate::domain::cell::describe_control;
-use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT, QUANTITY_DECIMALS};
-use crate::domain::{
-    forbidden_control, is_valid_nhs_number, parse_date, parse_guid, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey,
-    Organisation, Period, TextKind,
-};
-use crate::store::{ActualChange, ActualKey, Store, StoredActual};
+use super::result::{Code, Counts, FileKind, ImportResult};
+use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
+use super::{IngestError, Issues};
+use crate::domain::number::QUANTITY_DECIMALS;
+use crate::domain::{is_valid_nhs_number, parse_date, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
 
-/// The headings: the first `REQUIRED` must be in the header, the others may be left out.
-pub const HEADINGS: [&str; 19] = [
-    "Deleted",
-    "SSRef",
-    "ServiceLevel",
-    "ServiceName",
-    "PeriodStart",
-    "PeriodEnd",
-    "Planned",
-    "Actual",
-    "Frustrated",
-    "Missed",
-    "Extra",
-    "Visits",
-    "Comments",
-    "ClientRef",
-    "NHSNumber",
-    "ServiceLevelRef",
-    "ServiceRef",
-    "OrganisationRef",
-    "OrganisationName",
-];
+columns! {
+    /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
+    pub enum Col {
+        Deleted: h::DELETED;
+        SsRef: h::SS_REF;
+        ServiceLevel: h::SERVICE_LEVEL;
+        ServiceName: h::SERVICE_NAME;
+        PeriodStart: "PeriodStart";
+        PeriodEnd: "PeriodEnd";
+        Planned: "Planned";
+        Actual: "Actual";
+        Frustrated: "Frustrated";
+        Missed: "Missed";
+        Extra: "Extra";
+        Visits: "Visits";
+        Comments: h::COMMENTS, free;
+        ClientRef: h::CLIENT_REF;
+        NhsNumber: h::NHS_NUMBER;
+        ServiceLevelRef: h::SERVICE_LEVEL_REF;
+        ServiceRef: h::SERVICE_REF;
+        OrganisationRef: h::ORGANISATION_REF;
+        OrganisationName: h::ORGANISATION_NAME;
+    }
+}
 const REQUIRED: usize = 13;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Col {
-    Deleted,
-    SsRef,
-    ServiceLevel,
-    ServiceName,
-    PeriodStart,
-    PeriodEnd,
-    Planned,
-    Actual,
-    Frustrated,
-    Missed,
-    Extra,
-    Visits,
-    Comments,
-    ClientRef,
-    NhsNumber,
-    ServiceLevelRef,
-    ServiceRef,
-    OrganisationRef,
-    OrganisationName,
-}
+/// The actuals file's entry in the table of kinds.
+pub struct Actuals;
+pub static ACTUALS: Actuals = Actuals;
 
-/// Every column, in `HEADINGS` order.
-const COLS: [Col; 19] = [
-    Col::Deleted, Col::SsRef, Col::ServiceLevel, Col::ServiceName, Col::PeriodStart, Col::PeriodEnd, Col::Planned, Col::Actual,
-    Col::Frustrated, Col::Missed, Col::Extra, Col::Visits, Col::Comments, Col::ClientRef, Col::NhsNumber, Col::ServiceLevelRef,
-    Col::ServiceRef, Col::OrganisationRef, Col::OrganisationName,
-];
-
-impl Col {
-    fn heading(self) -> &'static str {
-        HEADINGS[self as usize]
+impl Kind for Actuals {
+    fn kind(&self) -> FileKind {
+        FileKind::Actuals
     }
 
-    /// Comments is free text (tabs and line breaks allowed); every other cell is plain.
-    fn text_kind(self) -> TextKind {
-        if matches!(self, Col::Comments) { TextKind::Free } else { TextKind::Plain }
+    fn noun(&self) -> &'static str {
+        "actuals"
+    }
+
+    fn headings(&self) -> &'static [&'static str] {
+        HEADINGS
+    }
+
+    fn required(&self) -> usize {
+        REQUIRED
+    }
+
+    fn detected_by(&self) -> &'static str {
+        Col::PeriodStart.heading()
+    }
+
+    fn missing_hint(&self) -> &'static str {
+        "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)"
+    }
+
+    fn scan_spec(&self, header: &Header) -> ScanSpec {
+        scan_spec(header)
+    }
+
+    /// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
+    /// held in memory until the end).
+    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+        let slug = file.slug();
+        let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
+        let ctx = Context {
+            org: file.org,
+            cplis: cplis.as_ref(),
+            locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
+            periods: &file.config.periods,
+            hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
+            store: file.store.filter(|_| file.org.is_some()).map(|s| (s, slug.as_str())),
+            import_id: &file.incoming.import_id,
+        };
+        let batch = match file.writer() {
+            Some(s) => Some(s.begin_actuals(&slug, &file.incoming.import_id)?),
+            None => None,
+        };
+        let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
+        let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
+        let mut apply = Write(batch.as_ref());
+        match engine::run(rows, &file.shape(), &rules, &mut apply, issues) {
+            Ok(counts) => Ok((counts, Box::new(ActualsPending(batch)))),
+            Err(e) => {
+                if let Some(b) = batch {
+                    b.abort()?;
+                }
+                Err(e)
+            }
+        }
     }
 }
 
-/// Where each heading is in this file (`None`: an optional heading left out).
-pub struct Columns(Vec<Option<usize>>);
+struct ActualRules<'a> {
+    ctx: &'a Context<'a>,
+    /// Keys (hashed) on more than one row.
+    repeated: &'a hashbrown::HashSet<u64>,
+}
 
-impl Columns {
-    pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
-        let hint = "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)";
-        find_columns(header, "actuals", &HEADINGS, REQUIRED, hint, warnings).map(Columns)
+impl Rules for ActualRules<'_> {
+    type Col = Col;
+    type Out = ActualChange;
+    type Scratch = ();
+    const REFERENCE: Col = Col::SsRef;
+
+    fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<ActualChange>, IngestError> {
+        RowJudge { r }.judge(self.repeated, self.ctx)
+    }
+}
+
+/// Writes each accepted row in file order (`None`: validate, nothing written).
+struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
+
+impl Apply<ActualChange> for Write<'_, '_> {
+    fn apply(&mut self, _: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
+        let applied = if change.previous.is_some() { Applied::Updated } else { Applied::New };
+        if let Some(b) = self.0 {
+            b.put(&change)?;
+        }
+        Ok(applied)
+    }
+}
+
+/// `None` when nothing is written (validate).
+struct ActualsPending<'s>(Option<ActualBatch<'s>>);
+
+impl Pending for ActualsPending<'_> {
+    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), |b| b.commit(result))
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), ActualBatch::abort)
     }
 }
 
 /// The first pass finds keys used on more than one row, hashed from the raw cells as compared
 /// (SSRef in upper case, names as `NameKey`, the period start as a date), so each such row is rejected.
 pub fn scan_spec(header: &Header) -> ScanSpec {
-    let pos = |h: &str| header.position(&heading_key(h));
-    match (pos("SSRef"), pos("ServiceLevel"), pos("ServiceName"), pos("PeriodStart")) {
+    let pos = |c: Col| header.position(&heading_key(c.heading()));
+    match (pos(Col::SsRef), pos(Col::ServiceLevel), pos(Col::ServiceName), pos(Col::PeriodStart)) {
         (Some(a), Some(b), Some(c), Some(d)) => ScanSpec { key: None, slot: Some(Box::new(move |rec| key_hash(rec, [a, b, c, d]))) },
         _ => ScanSpec::default(),
     }
@@ -128,198 +187,58 @@ pub struct Context<'a> {
     pub import_id: &'a str,
 }
 
-/// Judges every row, streaming; each accepted row's change goes to `apply` as it is judged (issue 9:
-/// not held in memory until the end); returns the counts.
-pub fn judge(
-    scan: &Scan,
-    rows: &mut Rows,
-    cols: &Columns,
-    ctx: &Context<'_>,
-    issues: &mut super::Issues,
-    apply: &mut dyn FnMut(ActualChange) -> Result<(), IngestError>,
-) -> Result<Counts, IngestError> {
-    let mut counts = Counts::default();
-    let mut rec = csv::ByteRecord::new();
-    let header_len = scan.header.names.len();
-    while let Some(row) = rows.next(&mut rec)? {
-        super::note_row(row);
-        counts.read += 1;
-        let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
-        let outcome = j.judge(header_len, scan, ctx)?;
-        let row_issues = std::mem::take(&mut j.issues);
-        let rejected = row_issues.iter().any(|i| i.severity == Severity::Error);
-        issues.extend(row_issues);
-        match outcome {
-            Some(change) if !rejected => {
-                if change.previous.is_some() { counts.updated += 1 } else { counts.new += 1 }
-                apply(change)?;
-            }
-            _ => counts.rejected += 1,
-        }
-    }
-    Ok(counts)
+/// An actuals row being judged: the shared `Row` (cells, issues).
+struct RowJudge<'a, 'r> {
+    r: &'a mut Row<'r, Col>,
 }
 
-struct RowJudge<'r> {
-    row: u64,
-    rec: &'r csv::ByteRecord,
-    rows: &'r Rows,
-    cols: &'r Columns,
-    issues: Vec<Issue>,
-    reference: Option<String>,
+impl<'r> std::ops::Deref for RowJudge<'_, 'r> {
+    type Target = Row<'r, Col>;
+    fn deref(&self) -> &Row<'r, Col> {
+        self.r
+    }
 }
 
-impl<'r> RowJudge<'r> {
-    fn get(&self, col: Col) -> Cow<'r, str> {
-        match self.cols.0[col as usize] {
-            Some(i) => self.rows.field(self.rec, i),
-            None => Cow::Borrowed(""),
-        }
+impl std::ops::DerefMut for RowJudge<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.r
     }
+}
 
-    fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
-        Some(self.get(col)).filter(|v| !v.is_empty())
-    }
-
-    fn push(&mut self, code: Code, field: Option<Col>, message: String) {
-        self.issues.push(Issue {
-            row: Some(self.row),
-            reference: self.reference.clone(),
-            severity: code.severity(),
-            code,
-            field: field.map(|c| c.heading().to_string()),
-            message,
-            row_data: Some(row_data(self.rows.encoding, self.rec)),
-        });
-    }
-
-    fn has_errors(&self) -> bool {
-        self.issues.iter().any(|i| i.severity == Severity::Error)
-    }
-
+impl RowJudge<'_, '_> {
+    /// Text of at most `max` characters; `None` when blank (flagged when `required`) or too long.
     fn text(&mut self, col: Col, max: usize, required: bool) -> Option<String> {
-        let Some(v) = self.opt(col) else {
-            if required {
-                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
-            }
-            return None;
-        };
-        let n = v.chars().count();
-        if n > max {
-            self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
-            return None;
+        let v = self.r.text(col, max);
+        if required {
+            self.require(col, "");
         }
-        Some(v.into_owned())
+        v
     }
 
     fn date(&mut self, col: Col, required: bool) -> Option<NaiveDate> {
-        let Some(v) = self.opt(col) else {
-            if required {
-                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
-            }
-            return None;
-        };
-        let d = parse_date(&v);
-        if d.is_none() {
-            self.push(
-                Code::BadDate,
-                Some(col),
-                format!("{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY; the date must exist", col.heading(), quote(&v)),
-            );
+        let v = self.r.date(col);
+        if required {
+            self.require(col, "");
         }
-        d
+        v
     }
 
-    fn guid(&mut self, col: Col) -> Option<Guid> {
-        let v = self.opt(col)?;
-        let g = parse_guid(&v);
-        if g.is_none() {
-            self.push(Code::BadGuid, Some(col), format!("{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12); leave it blank if unsure", col.heading(), quote(&v)));
-        }
-        g
-    }
-
-    /// A quantity: blank is 0; a number from 0 to `MAX_AMOUNT` with at most `QUANTITY_DECIMALS`
-    /// decimal places (issue 9: an unbounded one overflowed the arithmetic after it).
+    /// A quantity: blank is 0, and so is a refused one (its issue rejects the row).
     fn quantity(&mut self, col: Col) -> Decimal {
-        let Some(v) = self.opt(col) else { return Decimal::ZERO };
-        match parse_bounded(&v, QUANTITY_DECIMALS) {
-            Ok(q) => q,
-            Err(AmountError::NotANumber) => {
-                self.push(
-                    Code::BadNumber,
-                    Some(col),
-                    format!("{} '{}' is not a number: write a quantity such as 3.5 (a dot for the decimals, no units)", col.heading(), quote(&v)),
-                );
-                Decimal::ZERO
-            }
-            Err(AmountError::Negative) => {
-                self.push(Code::BadQuantity, Some(col), format!("{} is {}; a quantity cannot be negative", col.heading(), quote(&v)));
-                Decimal::ZERO
-            }
-            Err(e) => {
-                self.push(
-                    Code::BadQuantity,
-                    Some(col),
-                    format!(
-                        "{} '{}' {e}: a quantity is a number from 0 to {} with at most {QUANTITY_DECIMALS} decimal places",
-                        col.heading(), quote(&v), thousands(MAX_AMOUNT.into())
-                    ),
-                );
-                Decimal::ZERO
-            }
-        }
+        self.decimal(col, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO)
     }
 
-    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored);
-    /// whether any was found.
-    fn check_controls(&mut self) -> bool {
-        let before = self.issues.len();
-        for col in COLS {
-            if let Some((at, c)) = self.opt(col).and_then(|v| forbidden_control(&v, col.text_kind())) {
-                let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
-                self.push(
-                    Code::ControlCharacter,
-                    Some(col),
-                    format!("{} holds a control character, {}, at character {at}: remove it; a cell holds printable text only{allowed}", col.heading(), describe_control(c)),
-                );
-            }
-        }
-        self.issues.len() > before
-    }
-
-    fn judge(&mut self, header_len: usize, scan: &Scan, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
-        self.reference = self.opt(Col::SsRef).map(|r| quote(&r).to_string());
-        let len = self.rec.len();
-        let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
-        if len < header_len || extra_filled {
-            self.push(
-                Code::WrongFieldCount,
-                None,
-                format!("this row has {len} fields but the header has {header_len}: a comma is missing, or a cell holds a comma without being in double quotes"),
-            );
-            return Ok(None);
-        }
-        // A row holding a control character is judged no further: its other messages would repeat it.
-        if self.check_controls() {
-            return Ok(None);
-        }
-        let deleted = match self.opt(Col::Deleted).map(|v| v.to_ascii_uppercase()).as_deref() {
-            None | Some("0") | Some("N") => false,
-            Some("1") | Some("Y") => true,
-            Some(other) => {
-                let other = other.to_string();
-                self.push(Code::BadBoolean, Some(Col::Deleted), format!("Deleted must be 0, 1, Y or N (blank is 0); found '{}'", quote(&other)));
-                false
-            }
-        };
+    /// Judges a row whose field count and characters the engine has checked.
+    fn judge(&mut self, repeated: &hashbrown::HashSet<u64>, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
+        // Blank is 0: a row is kept unless it says otherwise.
+        let deleted = self.boolean(Col::Deleted).unwrap_or(false);
         let ssref = self.text(Col::SsRef, 50, true);
         let level = self.text(Col::ServiceLevel, 100, true);
         let service = self.text(Col::ServiceName, 112, true);
         let start = self.date(Col::PeriodStart, true);
         let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
         let key = ActualKey::new(&ssref, &level, &service, start);
-        if scan.repeated_slots.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
+        if repeated.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
             self.push(
                 Code::DuplicateRef,
                 Some(Col::PeriodStart),
@@ -356,27 +275,8 @@ impl<'r> RowJudge<'r> {
         let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.quantity(c));
         // Over-delivery is judged only on quantities that were read (a bad one counts as 0).
         let quantities_read = self.issues.len() == before;
-        let visits = match self.opt(Col::Visits) {
-            None => {
-                self.push(Code::Required, Some(Col::Visits), "Visits is required on every row: the number of visits to the client (0 if none), for safeguarding".into());
-                0
-            }
-            Some(v) => match parse_bounded(&v, 0) {
-                Ok(n) => n.to_u64().unwrap_or(0),
-                Err(AmountError::Negative) => {
-                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits is {}; it cannot be negative", quote(&v)));
-                    0
-                }
-                Err(AmountError::TooLarge) => {
-                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits '{}' is more than {}, the most accepted", quote(&v), thousands(MAX_AMOUNT.into())));
-                    0
-                }
-                Err(_) => {
-                    self.push(Code::BadNumber, Some(Col::Visits), format!("Visits '{}' is not a whole number", quote(&v)));
-                    0
-                }
-            },
-        };
+        let visits = self.whole(Col::Visits).unwrap_or(0);
+        self.require(Col::Visits, " on every row: the number of visits to the client (0 if none), for safeguarding");
         let comments = self.text(Col::Comments, 8000, false);
         let client_ref = self.guid(Col::ClientRef);
         let service_level_ref = self.guid(Col::ServiceLevelRef);

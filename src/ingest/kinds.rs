@@ -13,7 +13,7 @@ use crate::store::{Store, StoreError};
 
 /// Every file kind a provider may send, in detection order: the first whose detecting heading is in
 /// the header takes the file (a visits file holds CarerRef too, so carers come after visits).
-pub static KINDS: &[&dyn Kind] = &[&super::visits::VISITS, &super::legacy::ACTUALS, &super::carers::CARERS];
+pub static KINDS: &[&dyn Kind] = &[&super::visits::VISITS, &super::actuals::ACTUALS, &super::carers::CARERS];
 
 /// A file kind: its headings, detection, key, and how a file of it is judged.
 pub trait Kind: Sync {

@@ -10,7 +10,6 @@ pub mod cplis;
 pub mod engine;
 pub mod headings;
 pub mod kinds;
-mod legacy;
 pub mod matching;
 pub mod result;
 pub mod source;
