@@ -4,7 +4,8 @@
 
 use gateway::config::Limits;
 use gateway::ingest::source::{self, Header, Rows, ScanError, ScanSpec};
-use gateway::ingest::{actuals, visits, FileKind};
+use gateway::ingest::{actuals, visits};
+use gateway::outcome::FileKind;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,9 +12,9 @@ use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
 use super::kinds::{File, Kind, Pending};
 use super::matching::{CpliIndex, VisitKeys, Wanted};
-use super::result::{Code, Counts, FileKind, ImportResult};
+use crate::outcome::{Code, Counts, FileKind, ImportResult, Issues};
 use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
-use super::{IngestError, Issues};
+use super::IngestError;
 use crate::domain::number::QUANTITY_DECIMALS;
 use crate::domain::{is_valid_nhs_number, parse_date, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
 use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
@@ -420,7 +420,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
-    use crate::ingest::{process, Code, FileKind, ImportResult, Incoming, Mode, Status};
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, FileKind, ImportResult, Status};
 
     const HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
     const LEVEL: &str = "Extra Care Housing - Planned Care";

@@ -6,9 +6,9 @@ use super::cells::{columns, Column as _, Row};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
 use super::kinds::{File, Kind, Pending};
-use super::result::{Code, Counts, FileKind};
+use crate::outcome::{Code, Counts, FileKind, ImportResult, Issues};
 use super::source::{Header, ScanSpec};
-use super::{IngestError, Issues};
+use super::IngestError;
 use crate::domain::{quote, Carer};
 use crate::store::{Store, StoreError};
 
@@ -159,7 +159,7 @@ struct CarersPending<'s> {
 }
 
 impl Pending for CarersPending<'_> {
-    fn commit(self: Box<Self>, result: &super::result::ImportResult) -> Result<(), StoreError> {
+    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
         match self.store {
             Some(s) => s.commit_carers(&self.slug, &self.upserts, &self.deletes, result),
             None => Ok(()),
@@ -175,7 +175,8 @@ impl Pending for CarersPending<'_> {
 mod tests {
     use crate::config::Config;
     use crate::domain::Organisation;
-    use crate::ingest::{process, Code, FileKind, ImportResult, Incoming, Mode};
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, FileKind, ImportResult};
     use crate::store::Store;
 
     const HEADER: &str = "CarerRef,Forename,Surname,Deleted";

@@ -13,7 +13,7 @@ use chrono::{NaiveDate, NaiveTime};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use super::result::{Code, Issue, Severity};
+use crate::outcome::{Code, Issue, Severity};
 use super::source::{decode, row_data, Encoding};
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT};

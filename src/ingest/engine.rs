@@ -10,9 +10,9 @@
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::cells::{row_issue, Column, Row};
-use super::result::{Code, Counts, Issue, Severity};
+use crate::outcome::{Code, Counts, Issue, Issues, Severity};
 use super::source::{Encoding, Rows};
-use super::{IngestError, Issues};
+use super::IngestError;
 use crate::domain::quote;
 
 /// Rows handed to a worker at a time.

@@ -4,7 +4,7 @@
 //! Adding a kind: its module (an implementation of `Kind`, usually rules on `engine::run`) and one
 //! line in `KINDS`, placed by detection precedence.
 
-use super::result::{FileKind, ImportResult, Issue};
+use crate::outcome::{Counts, FileKind, ImportResult, Issue};
 use super::source::{find_columns, heading_key, Header, ScanSpec};
 use super::{Incoming, IngestError, Issues};
 use crate::config::Config;
@@ -32,7 +32,7 @@ pub trait Kind: Sync {
     fn scan_spec(&self, header: &Header) -> ScanSpec;
     /// Judges (and, importing, writes as it goes) every row of the file; the counts and what
     /// commits or undoes the writes.
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(super::result::Counts, Box<dyn Pending + 's>), IngestError>;
+    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError>;
 }
 
 /// Everything a kind judges a file against.

@@ -11,7 +11,6 @@ pub mod engine;
 pub mod headings;
 pub mod kinds;
 pub mod matching;
-pub mod result;
 pub mod source;
 pub mod visits;
 
@@ -23,7 +22,7 @@ use crate::config::Config;
 use crate::domain::{Cpli, Organisation};
 use crate::store::{Store, StoreError};
 use matching::CpliIndex;
-pub use result::{Answer, Code, Counts, FileKind, ImportResult, Issue, Issues, LogHandle, Severity, Status, KEPT_ISSUES};
+use crate::outcome::{Answer, Code, Counts, ImportResult, Issue, Issues, LogHandle, Status, KEPT_ISSUES};
 use source::{Encoding, ScanError};
 
 /// Failures of ours (not of the provider's file): the file could not be read from our own disk, a

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::result::{Code, FileKind, Issue};
+use crate::outcome::{Code, FileKind, Issue};
 use crate::config::Limits;
 use crate::domain::number::thousands;
 use crate::domain::quote;

@@ -12,9 +12,9 @@ use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
 use super::kinds::{File, Kind, Pending};
 use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
-use super::result::{Code, Counts, FileKind, ImportResult, Issue, Severity};
+use crate::outcome::{Code, Counts, FileKind, ImportResult, Issue, Issues, Severity};
 use super::source::{heading_key, Header, Rows, ScanSpec};
-use super::{IngestError, Issues};
+use super::IngestError;
 use crate::domain::{
     is_valid_nhs_number, parse_date, parse_guid, parse_time, quote, uk_date, week_start, Delivered, Duration, Guid, LockedUntil, NameKey,
     NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
@@ -817,7 +817,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
-    use crate::ingest::{process, Code, ImportResult, Incoming, Mode, Status};
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, ImportResult, Status};
     use rust_decimal::Decimal;
     use crate::store::Store;
 
@@ -1302,7 +1303,7 @@ mod tests {
         let r = import(&store, &[row(&[("CarerRef", "C1")])]);
         assert_eq!(codes(&r), [Code::UnknownCarer]);
         let carers = run_bytes(b"CarerRef,Forename,Surname,Deleted\nC1,Si\xC3\xA2n,Jones,0\n", &config((2022, 10, 5)), Mode::Import(&store));
-        assert_eq!((carers.kind, carers.counts.new), (crate::ingest::FileKind::Carers, 1), "{:#?}", carers.issues);
+        assert_eq!((carers.kind, carers.counts.new), (crate::outcome::FileKind::Carers, 1), "{:#?}", carers.issues);
         assert!(!codes(&import(&store, &[row(&[("CarerRef", "C1")])])).contains(&Code::UnknownCarer));
     }
 

@@ -2,7 +2,7 @@
 //! packages of care, one row per CPLI, in the guide's columns.
 
 use crate::domain::Cpli;
-use crate::ingest::result::excel_safe;
+use crate::outcome::excel_safe;
 
 /// The guide's columns A to K.
 pub const COLUMNS: [&str; 11] = [
