@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::cells::{columns, Column as _, Row};
@@ -21,7 +20,7 @@ use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, Stor
 
 columns! {
     /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
-    pub enum Col {
+    pub enum Col by SsRef {
         Deleted: h::DELETED;
         SsRef: h::SS_REF;
         ServiceLevel: h::SERVICE_LEVEL;
@@ -46,67 +45,38 @@ columns! {
 const REQUIRED: usize = 13;
 
 /// The actuals file's entry in the table of kinds.
-pub struct Actuals;
-pub static ACTUALS: Actuals = Actuals;
+pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", headings: HEADINGS, required: REQUIRED, detected_by: HEADINGS[Col::PeriodStart as usize], scan_spec, judge,
+    missing_hint: "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)",
+};
 
-impl Kind for Actuals {
-    fn kind(&self) -> FileKind {
-        FileKind::Actuals
-    }
-
-    fn noun(&self) -> &'static str {
-        "actuals"
-    }
-
-    fn headings(&self) -> &'static [&'static str] {
-        HEADINGS
-    }
-
-    fn required(&self) -> usize {
-        REQUIRED
-    }
-
-    fn detected_by(&self) -> &'static str {
-        Col::PeriodStart.heading()
-    }
-
-    fn missing_hint(&self) -> &'static str {
-        "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)"
-    }
-
-    fn scan_spec(&self, header: &Header) -> ScanSpec {
-        scan_spec(header)
-    }
-
-    /// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
-    /// held in memory until the end).
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
-        let slug = file.slug();
-        let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
-        let ctx = Context {
-            org: file.org,
-            cplis: cplis.as_ref(),
-            locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
-            periods: &file.config.periods,
-            hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
-            store: file.store.filter(|_| file.org.is_some()).map(|s| (s, slug.as_str())),
-            import_id: &file.incoming.import_id,
-        };
-        let batch = match file.writer() {
-            Some(s) => Some(s.begin_actuals(&slug, &file.incoming.import_id)?),
-            None => None,
-        };
-        let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
-        let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
-        let mut apply = Write(batch.as_ref());
-        match engine::run(rows, &file.shape(), &rules, &mut apply, issues) {
-            Ok(counts) => Ok((counts, Box::new(ActualsPending(batch)))),
-            Err(e) => {
-                if let Some(b) = batch {
-                    b.abort()?;
-                }
-                Err(e)
+/// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
+/// held in memory until the end).
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+    let slug = file.slug();
+    let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
+    let ctx = Context {
+        org: file.org,
+        cplis: cplis.as_ref(),
+        locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
+        periods: &file.config.periods,
+        hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
+        store: file.store.filter(|_| file.org.is_some()).map(|s| (s, slug.as_str())),
+        import_id: &file.incoming.import_id,
+    };
+    let batch = match file.writer() {
+        Some(s) => Some(s.begin_actuals(&slug, &file.incoming.import_id)?),
+        None => None,
+    };
+    let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
+    let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
+    let mut apply = Write(batch.as_ref());
+    match engine::run(rows, &file.shape(), &rules, &mut apply, issues) {
+        Ok(counts) => Ok((counts, Box::new(ActualsPending(batch)))),
+        Err(e) => {
+            if let Some(b) = batch {
+                b.abort()?;
             }
+            Err(e)
         }
     }
 }
@@ -121,10 +91,9 @@ impl Rules for ActualRules<'_> {
     type Col = Col;
     type Out = ActualChange;
     type Scratch = ();
-    const REFERENCE: Col = Col::SsRef;
 
     fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<ActualChange>, IngestError> {
-        RowJudge { r }.judge(self.repeated, self.ctx)
+        r.judge(self.repeated, self.ctx)
     }
 }
 
@@ -187,55 +156,16 @@ pub struct Context<'a> {
     pub import_id: &'a str,
 }
 
-/// An actuals row being judged: the shared `Row` (cells, issues).
-struct RowJudge<'a, 'r> {
-    r: &'a mut Row<'r, Col>,
-}
-
-impl<'r> std::ops::Deref for RowJudge<'_, 'r> {
-    type Target = Row<'r, Col>;
-    fn deref(&self) -> &Row<'r, Col> {
-        self.r
-    }
-}
-
-impl std::ops::DerefMut for RowJudge<'_, '_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.r
-    }
-}
-
-impl RowJudge<'_, '_> {
-    /// Text of at most `max` characters; `None` when blank (flagged when `required`) or too long.
-    fn text(&mut self, col: Col, max: usize, required: bool) -> Option<String> {
-        let v = self.r.text(col, max);
-        if required {
-            self.require(col, "");
-        }
-        v
-    }
-
-    fn date(&mut self, col: Col, required: bool) -> Option<NaiveDate> {
-        let v = self.r.date(col);
-        if required {
-            self.require(col, "");
-        }
-        v
-    }
-
-    /// A quantity: blank is 0, and so is a refused one (its issue rejects the row).
-    fn quantity(&mut self, col: Col) -> Decimal {
-        self.decimal(col, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO)
-    }
-
+/// The actuals rules, on the shared `Row` (cells, issues).
+impl Row<'_, Col> {
     /// Judges a row whose field count and characters the engine has checked.
     fn judge(&mut self, repeated: &hashbrown::HashSet<u64>, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
         // Blank is 0: a row is kept unless it says otherwise.
         let deleted = self.boolean(Col::Deleted).unwrap_or(false);
-        let ssref = self.text(Col::SsRef, 50, true);
-        let level = self.text(Col::ServiceLevel, 100, true);
-        let service = self.text(Col::ServiceName, 112, true);
-        let start = self.date(Col::PeriodStart, true);
+        let ssref = self.required_text(Col::SsRef, 50, "");
+        let level = self.required_text(Col::ServiceLevel, 100, "");
+        let service = self.required_text(Col::ServiceName, 112, "");
+        let start = self.required_date(Col::PeriodStart, "");
         let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
         let key = ActualKey::new(&ssref, &level, &service, start);
         if repeated.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
@@ -267,24 +197,24 @@ impl RowJudge<'_, '_> {
             return Ok(Some(ActualChange { key, previous, new: None }));
         }
 
-        let end = self.date(Col::PeriodEnd, true);
+        let end = self.required_date(Col::PeriodEnd, "");
         if let Some(end) = end.filter(|e| *e < start) {
             self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
         }
         let before = self.issues.len();
-        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.quantity(c));
+        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.decimal(c, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO));
         // Over-delivery is judged only on quantities that were read (a bad one counts as 0).
         let quantities_read = self.issues.len() == before;
         let visits = self.whole(Col::Visits).unwrap_or(0);
         self.require(Col::Visits, " on every row: the number of visits to the client (0 if none), for safeguarding");
-        let comments = self.text(Col::Comments, 8000, false);
+        let comments = self.text(Col::Comments, 8000);
         let client_ref = self.guid(Col::ClientRef);
         let service_level_ref = self.guid(Col::ServiceLevelRef);
         let service_ref = self.guid(Col::ServiceRef);
         let org_ref = self.guid(Col::OrganisationRef);
-        let nhs_number = self.text(Col::NhsNumber, 20, false);
+        let nhs_number = self.text(Col::NhsNumber, 20);
         let org_name = self.opt(Col::OrganisationName).map(Cow::into_owned);
-        self.check_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
+        self.check_own_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
         let mut a = Actual {
             ssref,
             service_level: level,
@@ -324,20 +254,10 @@ impl RowJudge<'_, '_> {
         Ok(Some(ActualChange { key, previous, new: Some(new) }))
     }
 
-    fn check_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
+    fn check_own_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
         let Some(org) = org else { return };
-        if let Some(name) = org_name.filter(|n| !org.is_named(n)) {
-            self.push(
-                Code::WrongOrganisation,
-                Some(Col::OrganisationName),
-                format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own actuals", quote(name), org.name),
-            );
-        }
-        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
-            if given != own {
-                self.push(Code::WrongOrganisation, Some(Col::OrganisationRef), format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name));
-            }
-        }
+        let name = org_name.map(|n| (n, org.is_named(n)));
+        Row::check_organisation(self, org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "actuals");
     }
 
     /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
@@ -418,6 +338,7 @@ fn is_hours(unit: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
     use crate::ingest::{process, Incoming, Mode};

@@ -13,7 +13,7 @@ use crate::domain::{quote, Carer};
 use crate::store::{Store, StoreError};
 
 columns! {
-    pub enum Col {
+    pub enum Col by CarerRef {
         CarerRef: h::CARER_REF;
         Forename: "Forename";
         Surname: "Surname";
@@ -26,51 +26,27 @@ columns! {
 }
 
 /// The carers file's entry in the table of kinds.
-pub struct Carers;
-pub static CARERS: Carers = Carers;
+pub static KIND: Kind = Kind { kind: FileKind::Carers, noun: "carers", headings: HEADINGS, required: 4, detected_by: HEADINGS[Col::CarerRef as usize], scan_spec, judge,
+    missing_hint: "a carers file needs CarerRef, Forename, Surname and Deleted",
+};
 
-impl Kind for Carers {
-    fn kind(&self) -> FileKind {
-        FileKind::Carers
-    }
+/// The first pass looks for CarerRefs used on more than one row.
+fn scan_spec(header: &Header) -> ScanSpec {
+    ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), slot: None }
+}
 
-    fn noun(&self) -> &'static str {
-        "carers"
-    }
-
-    fn headings(&self) -> &'static [&'static str] {
-        HEADINGS
-    }
-
-    fn required(&self) -> usize {
-        4
-    }
-
-    fn detected_by(&self) -> &'static str {
-        Col::CarerRef.heading()
-    }
-
-    fn missing_hint(&self) -> &'static str {
-        "a carers file needs CarerRef, Forename, Surname and Deleted"
-    }
-
-    fn scan_spec(&self, header: &Header) -> ScanSpec {
-        ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), slot: None }
-    }
-
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
-        let slug = file.slug();
-        let known = match file.store {
-            Some(s) => s.carer_refs(&slug)?,
-            None => HashSet::new(),
-        };
-        let rules = CarerRules { known: &known, duplicates: &file.scan.duplicate_keys };
-        let mut changes = Changes { known: &known, upserts: Vec::new(), deletes: Vec::new() };
-        let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
-        let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
-        let pending = CarersPending { store: file.writer(), slug, upserts: changes.upserts, deletes: changes.deletes };
-        Ok((counts, Box::new(pending)))
-    }
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+    let slug = file.slug();
+    let known = match file.store {
+        Some(s) => s.carer_refs(&slug)?,
+        None => HashSet::new(),
+    };
+    let rules = CarerRules { known: &known, duplicates: &file.scan.duplicate_keys };
+    let mut changes = Changes { known: &known, upserts: Vec::new(), deletes: Vec::new() };
+    let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
+    let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
+    let pending = CarersPending { store: file.writer(), slug, upserts: changes.upserts, deletes: changes.deletes };
+    Ok((counts, Box::new(pending)))
 }
 
 /// An accepted row.
@@ -89,7 +65,6 @@ impl Rules for CarerRules<'_> {
     type Col = Col;
     type Out = Change;
     type Scratch = ();
-    const REFERENCE: Col = Col::CarerRef;
 
     fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<Change>, IngestError> {
         let carer_ref = r.text(Col::CarerRef, 100);

@@ -17,7 +17,7 @@ use crate::outcome::{Code, Issue, Severity};
 use super::source::{decode, row_data, Encoding};
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT};
-use crate::domain::{forbidden_control, parse_date, parse_guid, parse_time, quote, Guid, TextKind};
+use crate::domain::{forbidden_control, parse_date, parse_guid, parse_time, quote, Guid, Organisation, TextKind};
 
 /// Why a cell is refused: the code and the message a provider reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,15 +139,18 @@ pub fn whole(heading: &str, value: &str) -> Result<u64, Problem> {
 pub trait Column: Copy + Send + Sync + 'static {
     /// Every column, in the kind's heading order.
     const ALL: &'static [Self];
+    /// The column whose cell names the row in its issues (the kind's key).
+    const KEY: Self;
     fn heading(self) -> &'static str;
     fn index(self) -> usize;
     fn text_kind(self) -> TextKind;
 }
 
-/// Declares a file kind's columns: `Name: HEADING` for a plain cell, `Name: HEADING free` for free
-/// text (tabs and line breaks allowed). Makes the enum, its `Column` impl and `HEADINGS`.
+/// Declares a file kind's columns: `enum Col by Key { Name: HEADING; ... }`, with `, free` after a
+/// free-text column's heading (tabs and line breaks allowed there); `Key` names a row in its issues.
+/// Makes the enum, its `Column` impl and `HEADINGS`.
 macro_rules! columns {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($var:ident : $heading:expr $(, $free:ident)?;)* }) => {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident by $key:ident { $($var:ident : $heading:expr $(, $free:ident)?;)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         $vis enum $name { $($var),* }
@@ -157,6 +160,7 @@ macro_rules! columns {
 
         impl $crate::ingest::cells::Column for $name {
             const ALL: &'static [$name] = &[$($name::$var),*];
+            const KEY: $name = $name::$key;
             fn heading(self) -> &'static str {
                 HEADINGS[self as usize]
             }
@@ -279,6 +283,35 @@ impl<'r, C: Column> Row<'r, C> {
         let v = self.opt(col)?;
         self.read(col, |h, v| text(h, v, max))?;
         Some(v.into_owned())
+    }
+
+    /// Text of at most `max` characters, flagged when blank (`why` says what it is for).
+    pub fn required_text(&mut self, col: C, max: usize, why: &str) -> Option<String> {
+        let v = self.text(col, max);
+        self.require(col, why);
+        v
+    }
+
+    /// A date, flagged when blank.
+    pub fn required_date(&mut self, col: C, why: &str) -> Option<NaiveDate> {
+        let v = self.date(col);
+        self.require(col, why);
+        v
+    }
+
+    /// The organisation a row names must be the one whose folder the file was sent to: a provider
+    /// sends only its own rows. `name`: the OrganisationName given and whether it names `org`.
+    pub fn check_organisation(&mut self, org: &Organisation, (name_col, ref_col): (C, C), name: Option<(&str, bool)>, org_ref: Option<&Guid>, noun: &str) {
+        if let Some((name, false)) = name {
+            let message = format!("{} '{}' is not {}, whose folder this file was sent to; a provider may send only its own {noun}", name_col.heading(), quote(name), org.name);
+            self.push(Code::WrongOrganisation, Some(name_col), message);
+        }
+        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
+            if given != own {
+                let message = format!("{} {given} is not the GUID of {} ({own}); leave it blank if unsure", ref_col.heading(), org.name);
+                self.push(Code::WrongOrganisation, Some(ref_col), message);
+            }
+        }
     }
 
     pub fn date(&mut self, col: C) -> Option<NaiveDate> {

@@ -27,8 +27,6 @@ pub trait Rules: Sync {
     type Out: Send;
     /// Each worker's own reusable state (e.g. a cache of compared names).
     type Scratch: Default;
-    /// The column whose cell names the row in its issues (the kind's key).
-    const REFERENCE: Self::Col;
 
     /// Judges a row whose field count and characters are already checked. `None` (or any error
     /// issue pushed on `row`) rejects it.
@@ -181,7 +179,7 @@ fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, 
 /// What every kind checks first: the row's reference, its field count, and control characters; a
 /// row failing either is judged no further (its other messages would only repeat the fault).
 fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
-    r.reference = r.opt(K::REFERENCE).map(|v| quote(&v).to_string());
+    r.reference = r.opt(<K::Col as Column>::KEY).map(|v| quote(&v).to_string());
     let (len, header_len) = (r.rec.len(), r.header_len);
     // Empty cells after the last heading are tolerated (Excel adds them).
     let extra_filled = (header_len..len).any(|i| !r.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
@@ -203,7 +201,7 @@ mod tests {
     use crate::ingest::source::Rows;
 
     columns! {
-        enum Col {
+        enum Col by Key {
             Key: "Key";
             Value: "Value";
         }
@@ -216,7 +214,6 @@ mod tests {
         type Col = Col;
         type Out = u64;
         type Scratch = usize;
-        const REFERENCE: Col = Col::Key;
 
         fn judge(&self, r: &mut Row<'_, Col>, rows_seen: &mut usize) -> Result<Option<u64>, IngestError> {
             *rows_seen += 1;

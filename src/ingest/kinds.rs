@@ -1,8 +1,8 @@
 //! The table of file kinds (issue 11): each kind is one module declaring its headings, how it is
 //! detected, its key and its row rules; `KINDS` lists them, and nothing else dispatches on a kind.
 //!
-//! Adding a kind: its module (an implementation of `Kind`, usually rules on `engine::run`) and one
-//! line in `KINDS`, placed by detection precedence.
+//! Adding a kind: its module (a `Kind` and its `judge`, usually rules on `engine::run`) and one line
+//! in `KINDS`, placed by detection precedence.
 
 use crate::outcome::{Counts, FileKind, ImportResult, Issue};
 use super::source::{find_columns, heading_key, Header, ScanSpec};
@@ -13,26 +13,26 @@ use crate::store::{Store, StoreError};
 
 /// Every file kind a provider may send, in detection order: the first whose detecting heading is in
 /// the header takes the file (a visits file holds CarerRef too, so carers come after visits).
-pub static KINDS: &[&dyn Kind] = &[&super::visits::VISITS, &super::actuals::ACTUALS, &super::carers::CARERS];
+pub static KINDS: &[&Kind] = &[&super::visits::KIND, &super::actuals::KIND, &super::carers::KIND];
 
 /// A file kind: its headings, detection, key, and how a file of it is judged.
-pub trait Kind: Sync {
-    fn kind(&self) -> FileKind;
+pub struct Kind {
+    pub kind: FileKind,
     /// As messages name it: "visits", as in "a visits file".
-    fn noun(&self) -> &'static str;
+    pub noun: &'static str,
     /// Every heading, the required ones first.
-    fn headings(&self) -> &'static [&'static str];
+    pub headings: &'static [&'static str],
     /// How many of `headings` (from the start) must be in the header.
-    fn required(&self) -> usize;
+    pub required: usize,
     /// The heading whose presence says a file is of this kind.
-    fn detected_by(&self) -> &'static str;
+    pub detected_by: &'static str,
     /// What a file missing a required heading is told, after "the heading X is missing; ".
-    fn missing_hint(&self) -> &'static str;
+    pub missing_hint: &'static str,
     /// What the first pass looks for: keys used on more than one row, and repeated slots.
-    fn scan_spec(&self, header: &Header) -> ScanSpec;
+    pub scan_spec: fn(&Header) -> ScanSpec,
     /// Judges (and, importing, writes as it goes) every row of the file; the counts and what
     /// commits or undoes the writes.
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError>;
+    pub judge: for<'a, 's> fn(&File<'a, 's>, &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError>,
 }
 
 /// Everything a kind judges a file against.
@@ -74,20 +74,20 @@ pub trait Pending {
 }
 
 /// The kind whose detecting heading the header holds, first in `KINDS` order.
-pub fn detect(header: &Header) -> Option<&'static dyn Kind> {
-    KINDS.iter().copied().find(|k| header.position(&heading_key(k.detected_by())).is_some())
+pub fn detect(header: &Header) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| header.position(&heading_key(k.detected_by)).is_some())
 }
 
 /// The table's entry for a kind.
-pub fn spec(kind: FileKind) -> Option<&'static dyn Kind> {
-    KINDS.iter().copied().find(|k| k.kind() == kind)
+pub fn spec(kind: FileKind) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| k.kind == kind)
 }
 
 /// Where each of the kind's headings is, or the file-level issues that fail the file (a required
 /// heading missing, one twice); unknown headings are warnings, pushed to `issues` either way.
-pub fn positions(kind: &dyn Kind, header: &Header, issues: &mut Issues) -> Option<Vec<Option<usize>>> {
+pub fn positions(kind: &Kind, header: &Header, issues: &mut Issues) -> Option<Vec<Option<usize>>> {
     let mut warnings: Vec<Issue> = Vec::new();
-    let found = find_columns(header, kind.noun(), kind.headings(), kind.required(), kind.missing_hint(), &mut warnings);
+    let found = find_columns(header, kind.noun, kind.headings, kind.required, kind.missing_hint, &mut warnings);
     issues.append(&mut warnings);
     match found {
         Ok(p) => Some(p),
@@ -103,12 +103,12 @@ pub fn describe_all() -> String {
     let described: Vec<String> = KINDS
         .iter()
         .map(|k| {
-            let first = k.detected_by();
+            let first = k.detected_by;
             let mut shown: Vec<&str> = vec![first];
-            shown.extend(k.headings()[..k.required()].iter().copied().filter(|h| *h != first).take(3));
-            let more = if k.required() > shown.len() { ", ..." } else { "" };
-            let article = if k.noun().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
-            format!("{article} {} file ({}{more})", k.noun(), shown.join(", "))
+            shown.extend(k.headings[..k.required].iter().copied().filter(|h| *h != first).take(3));
+            let more = if k.required > shown.len() { ", ..." } else { "" };
+            let article = if k.noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            format!("{article} {} file ({}{more})", k.noun, shown.join(", "))
         })
         .collect();
     match described.split_last() {
@@ -128,18 +128,18 @@ mod tests {
 
     #[test]
     fn a_file_is_of_the_first_kind_in_the_table_whose_detecting_heading_it_holds() {
-        assert_eq!(detect(&header(&["VisitRef", "CarerRef"])).map(|k| k.kind()), Some(FileKind::Visits));
-        assert_eq!(detect(&header(&["SSRef", "Period Start"])).map(|k| k.kind()), Some(FileKind::Actuals));
-        assert_eq!(detect(&header(&["carerref", "Forename"])).map(|k| k.kind()), Some(FileKind::Carers));
+        assert_eq!(detect(&header(&["VisitRef", "CarerRef"])).map(|k| k.kind), Some(FileKind::Visits));
+        assert_eq!(detect(&header(&["SSRef", "Period Start"])).map(|k| k.kind), Some(FileKind::Actuals));
+        assert_eq!(detect(&header(&["carerref", "Forename"])).map(|k| k.kind), Some(FileKind::Carers));
         assert!(detect(&header(&["CPLIID", "SSRef"])).is_none());
     }
 
     #[test]
     fn every_kind_is_in_the_table_once_with_its_required_headings_among_its_headings() {
         for k in KINDS {
-            assert_eq!(KINDS.iter().filter(|o| o.kind() == k.kind()).count(), 1, "{}", k.noun());
-            assert!(k.required() <= k.headings().len() && k.headings().contains(&k.detected_by()), "{}", k.noun());
-            assert!(spec(k.kind()).is_some());
+            assert_eq!(KINDS.iter().filter(|o| o.kind == k.kind).count(), 1, "{}", k.noun);
+            assert!(k.required <= k.headings.len() && k.headings.contains(&k.detected_by), "{}", k.noun);
+            assert!(spec(k.kind).is_some());
         }
     }
 

@@ -217,7 +217,7 @@ fn judge<'s>(
     result: &mut ImportResult,
     issues: &mut Issues,
 ) -> Result<Judged<'s>, IngestError> {
-    let spec = |header: &source::Header, kind| kinds::spec(kind).map_or_else(source::ScanSpec::default, |k| k.scan_spec(header));
+    let spec = |header: &source::Header, kind| kinds::spec(kind).map_or_else(source::ScanSpec::default, |k| (k.scan_spec)(header));
     let started = std::time::Instant::now();
     let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
@@ -252,7 +252,7 @@ fn judge<'s>(
     };
     let file = kinds::File { config, org, incoming, scan: &scan, positions, store, write: matches!(mode, Mode::Import(_)), given_cplis };
     let started = std::time::Instant::now();
-    let (counts, pending) = kind.judge(&file, issues)?;
+    let (counts, pending) = (kind.judge)(&file, issues)?;
     tracing::debug!(file = incoming.file_name, ms = started.elapsed().as_millis() as u64, "rows judged and applied");
     result.counts = counts;
     Ok(Judged::Rows(pending))

@@ -53,7 +53,7 @@ impl Header {
 
     /// The kind the table of kinds detects in this header.
     pub fn kind(&self) -> FileKind {
-        super::kinds::detect(self).map_or(FileKind::Unknown, |k| k.kind())
+        super::kinds::detect(self).map_or(FileKind::Unknown, |k| k.kind)
     }
 
     #[cfg(test)]

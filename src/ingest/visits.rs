@@ -23,7 +23,7 @@ use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
 
 columns! {
     /// The 25 headings, in the guide's order. All must be present.
-    pub enum Col {
+    pub enum Col by VisitRef {
         VisitRef: "VisitRef";
         Deleted: h::DELETED;
         PlannedVisitDate: "PlannedVisitDate";
@@ -135,67 +135,38 @@ pub fn scan_spec(header: &Header) -> ScanSpec {
 const FLUSH_EVERY_CHUNKS: usize = 64;
 
 /// The visits file's entry in the table of kinds.
-pub struct Visits;
-pub static VISITS: Visits = Visits;
+pub static KIND: Kind = Kind { kind: FileKind::Visits, noun: "visits", headings: HEADINGS, required: HEADINGS.len(), detected_by: HEADINGS[Col::VisitRef as usize], scan_spec, judge,
+    missing_hint: "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)",
+};
 
-impl Kind for Visits {
-    fn kind(&self) -> FileKind {
-        FileKind::Visits
-    }
-
-    fn noun(&self) -> &'static str {
-        "visits"
-    }
-
-    fn headings(&self) -> &'static [&'static str] {
-        HEADINGS
-    }
-
-    fn required(&self) -> usize {
-        HEADINGS.len()
-    }
-
-    fn detected_by(&self) -> &'static str {
-        Col::VisitRef.heading()
-    }
-
-    fn missing_hint(&self) -> &'static str {
-        "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)"
-    }
-
-    fn scan_spec(&self, header: &Header) -> ScanSpec {
-        scan_spec(header)
-    }
-
-    /// Judges, matches and writes every row and the week totals it changes.
-    fn judge<'s>(&self, file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
-        let config = file.config;
-        let slug = file.slug();
-        let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
-        let carers = match (file.store, file.org) {
-            (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
-            _ => None,
-        };
-        let ctx = Context {
-            org: file.org,
-            cplis: cplis.as_ref(),
-            carers: carers.as_ref(),
-            locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
-            rules: &config.rules,
-            periods: &config.periods,
-            today: config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive()),
-            no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
-        };
-        let batch = match file.store {
-            Some(s) => s.begin_visits(&slug, &file.incoming.import_id, file.write)?,
-            None => VisitBatch::offline(),
-        };
-        match import(file, &ctx, &batch, issues) {
-            Ok(counts) => Ok((counts, Box::new(batch))),
-            Err(e) => {
-                batch.abort()?;
-                Err(e)
-            }
+/// Judges, matches and writes every row and the week totals it changes.
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+    let config = file.config;
+    let slug = file.slug();
+    let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
+    let carers = match (file.store, file.org) {
+        (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
+        _ => None,
+    };
+    let ctx = Context {
+        org: file.org,
+        cplis: cplis.as_ref(),
+        carers: carers.as_ref(),
+        locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
+        rules: &config.rules,
+        periods: &config.periods,
+        today: config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive()),
+        no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+    };
+    let batch = match file.store {
+        Some(s) => s.begin_visits(&slug, &file.incoming.import_id, file.write)?,
+        None => VisitBatch::offline(),
+    };
+    match import(file, &ctx, &batch, issues) {
+        Ok(counts) => Ok((counts, Box::new(batch))),
+        Err(e) => {
+            batch.abort()?;
+            Err(e)
         }
     }
 }
@@ -244,7 +215,6 @@ impl Rules for VisitRules<'_, '_> {
     type Col = Col;
     type Out = Accepted;
     type Scratch = NameKeys;
-    const REFERENCE: Col = Col::VisitRef;
 
     fn judge(&self, r: &mut Row<'_, Col>, names: &mut NameKeys) -> Result<Option<Accepted>, IngestError> {
         let org_key = self.ctx.org_key();
@@ -358,12 +328,6 @@ impl std::ops::DerefMut for RowJudge<'_, '_, '_> {
 }
 
 impl RowJudge<'_, '_, '_> {
-    fn required_text(&mut self, col: Col, max: usize, why: &str) -> Option<String> {
-        let v = self.text(col, max);
-        self.require(col, why);
-        v
-    }
-
     /// Judges a row whose field count and characters the engine has checked.
     fn judge(&mut self, duplicates: &hashbrown::HashSet<Vec<u8>>, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
         let (len, header_len) = (self.rec.len(), self.header_len);
@@ -592,24 +556,9 @@ impl RowJudge<'_, '_, '_> {
 
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
-        if let Some(name) = org_name {
-            if Some(self.names.get(name)) != *self.org_key && name != org.slug {
-                self.push(
-                    Code::WrongOrganisation,
-                    Some(Col::OrganisationName),
-                    format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own visits", quote(name), org.name),
-                );
-            }
-        }
-        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
-            if given != own {
-                self.push(
-                    Code::WrongOrganisation,
-                    Some(Col::OrganisationRef),
-                    format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name),
-                );
-            }
-        }
+        // The name compared through the worker's cache of compared names.
+        let name = org_name.map(|n| (n, Some(self.names.get(n)) == *self.org_key || n == org.slug));
+        self.r.check_organisation(org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "visits");
         if let Some(sref) = service_ref {
             let known: Vec<_> = org.services.iter().filter(|s| s.service_ref.is_some()).collect();
             match known.iter().find(|s| s.service_ref.as_ref() == Some(sref)) {
