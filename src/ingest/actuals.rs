@@ -15,7 +15,7 @@ use super::IngestError;
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT, QUANTITY_DECIMALS};
 use crate::domain::{
-    forbidden_control, is_valid_nhs_number, parse_date, parse_guid, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey,
+    date_message, forbidden_control, is_valid_nhs_number, parse_date, parse_date_cell, parse_guid, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey,
     Organisation, Period, TextKind,
 };
 use crate::store::{ActualChange, ActualKey, Store, StoredActual};
@@ -219,15 +219,13 @@ impl<'r> RowJudge<'r> {
             }
             return None;
         };
-        let d = parse_date(&v);
-        if d.is_none() {
-            self.push(
-                Code::BadDate,
-                Some(col),
-                format!("{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY; the date must exist", col.heading(), quote(&v)),
-            );
+        match parse_date_cell(&v) {
+            Ok(d) => Some(d),
+            Err(problem) => {
+                self.push(Code::BadDate, Some(col), date_message(col.heading(), quote(&v), problem));
+                None
+            }
         }
-        d
     }
 
     fn guid(&mut self, col: Col) -> Option<Guid> {
