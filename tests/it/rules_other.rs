@@ -123,8 +123,47 @@ fn an_extract_holding_a_guid_no_visits_file_could_send_is_refused_naming_row_and
     assert!(env.run(&["org", "list"]).stdout.is_empty(), "nothing was loaded");
 }
 
-#[allow(dead_code)]
 fn report(env: &TestEnv, from: &str, to: &str) -> Vec<Value> {
     let out = env.ok(&["report", "commissioned-vs-actuals", "--org", PEARL, "--from", from, "--to", to, "--format", "json"]);
     serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn extra_care_actuals_are_rows_of_the_commissioned_vs_actuals_report() {
+    let env = TestEnv::with_example_cplis();
+    // examples/actuals.csv: Mrs Skinner's three weeks of extra care from 03/10/2022 (CPLI 156050,
+    // 10 Hr Weekly at 21.50): 9.5 + 0.5 frustrated, 10, and 10 with 1.25 extra.
+    assert_eq!(counts(&env.import(PEARL, &example("actuals.csv"))).3, 0);
+    let rows = report(&env, "2022-10-03", "2022-10-23");
+    let keys = ["cpli_id", "week", "comm_qty", "actual_qty", "frust_qty", "diff_qty", "comm_cost", "actual_cost", "frust_cost", "diff_cost", "period_end", "source"];
+    let got: Vec<Vec<&str>> = rows.iter().map(|r| keys.iter().map(|k| r[*k].as_str().unwrap()).collect()).collect();
+    assert_eq!(got, [
+        ["156050", "2022-10-03", "10", "9.5", "0.5", "0", "215.00", "204.25", "10.75", "0.00", "2022-10-09", "actuals"],
+        ["156050", "2022-10-10", "10", "10", "0", "0", "215.00", "215.00", "0.00", "0.00", "2022-10-16", "actuals"],
+        ["156050", "2022-10-17", "10", "10", "0", "0", "215.00", "215.00", "0.00", "0.00", "2022-10-23", "actuals"],
+    ]);
+    assert_eq!(rows.iter().map(|r| r["visits"].as_u64().unwrap()).collect::<Vec<_>>(), [14, 14, 16]);
+    let csv = env.ok(&["report", "commissioned-vs-actuals", "--org", PEARL, "--from", "2022-10-10", "--to", "2022-10-16"]);
+    assert_eq!(csv.lines().collect::<Vec<_>>(), [
+        "ssref,cpli_id,week,visits,comm_qty,actual_qty,frust_qty,diff_qty,comm_cost,actual_cost,frust_cost,diff_cost,period_end,source",
+        "A401234,156050,2022-10-10,14,10,10,0,0,215.00,215.00,0.00,0.00,2022-10-16,actuals",
+    ]);
+}
+
+#[test]
+fn an_actuals_row_whose_planned_is_not_the_cplis_quantity_for_the_period_is_stored_with_a_warning() {
+    let env = TestEnv::with_example_cplis();
+    let text = format!(
+        "{ACTUALS_HEADER}\n\
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,03/10/2022,09/10/2022,10,10,0,0,0,14,\n\
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,10/10/2022,16/10/2022,8.5,8,0,0,0,12,\n\
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,17/10/2022,13/11/2022,40,40,0,0,0,56,\n"
+    );
+    let (_a, path) = write_temp("actuals.csv", &text);
+    let result = env.import(PEARL, &path);
+    assert_eq!(counts(&result), (3, 3, 0, 0, 1), "{result:#}");
+    let warned = issues_with(&result, "PLANNED_DIFFERS_FROM_CPLI");
+    assert_eq!((warned[0]["row"].as_u64(), warned[0]["field"].as_str(), warned[0]["severity"].as_str()), (Some(3), Some("Planned"), Some("warning")));
+    let msg = warned[0]["message"].as_str().unwrap();
+    assert!(msg.starts_with("Planned 8.5 differs from CPLI 156050's 10 for 10/10/2022 to 16/10/2022 (10 Hr Weekly)"), "{msg}");
 }
