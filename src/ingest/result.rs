@@ -175,6 +175,7 @@ every_code![
     UnknownColumn,
     EncodingGuessed,
     InternalError,
+    PlannedDiffersFromCpli,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
