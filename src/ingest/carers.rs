@@ -6,7 +6,7 @@ use super::result::{Code, Counts, Issue};
 use super::source::{find_columns, row_data, Header, Rows, Scan};
 use super::IngestError;
 use crate::domain::cell::describe_control;
-use crate::domain::{forbidden_control, parse_date, quote, Carer, TextKind};
+use crate::domain::{date_message, forbidden_control, parse_date_cell, quote, Carer, TextKind};
 
 const REQUIRED: [&str; 4] = ["CarerRef", "Forename", "Surname", "Deleted"];
 const OPTIONAL: [&str; 4] = ["StartDate", "EndDate", "Email", "Mobile"];
@@ -83,11 +83,7 @@ pub fn judge(
         };
         let mut date = |i: usize, name: &'static str| {
             let v = field(i).filter(|_| !controls)?;
-            let d = parse_date(&v);
-            if d.is_none() {
-                errs.push((Code::BadDate, name, format!("{name} '{}' is not a date: use DD/MM/YYYY, e.g. 03/10/2022", quote(&v))));
-            }
-            d
+            parse_date_cell(&v).map_err(|problem| errs.push((Code::BadDate, name, date_message(name, quote(&v), problem)))).ok()
         };
         let start_date = date(4, "StartDate");
         let end_date = date(5, "EndDate");

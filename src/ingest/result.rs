@@ -101,6 +101,10 @@ pub enum Code {
     /// The gateway failed while processing the file (a fault of ours, or a disk or store that
     /// refused a write); nothing from the file was stored.
     InternalError,
+    // Appended by issue 11 (warnings).
+    /// An actuals row's Planned is not the matched CPLI's quantity for its period (issue 11; the
+    /// extra-care guide: Planned is "according to the contract"); the row is stored.
+    PlannedDiffersFromCpli,
 }
 
 impl Code {
@@ -108,7 +112,7 @@ impl Code {
         use Code::*;
         match self {
             Unmatched | MissingComment | OverPlannedNoComment | TimesDoNotTally | ZeroDuration | BadNhsNumber
-            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed => Severity::Warning,
+            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed | PlannedDiffersFromCpli => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -171,6 +175,7 @@ every_code![
     UnknownColumn,
     EncodingGuessed,
     InternalError,
+    PlannedDiffersFromCpli,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use crate::config::Rules;
 use crate::domain::cell::describe_control;
 use crate::domain::{
     forbidden_control, quote, TextKind,
-    is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
+    date_message, is_valid_nhs_number, parse_date, parse_date_cell, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
     LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
 use crate::store::{VisitBatch, WeekKey, WeekTotals};
@@ -489,18 +489,13 @@ impl<'r> RowJudge<'r, '_> {
 
     fn date(&mut self, col: Col) -> Option<NaiveDate> {
         let v = self.opt(col)?;
-        let d = parse_date(&v);
-        if d.is_none() {
-            self.push(
-                Code::BadDate,
-                Some(col),
-                format!(
-                    "{} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY (e.g. 03-Oct-2022); the date must exist",
-                    col.heading(), quote(&v)
-                ),
-            );
+        match parse_date_cell(&v) {
+            Ok(d) => Some(d),
+            Err(problem) => {
+                self.push(Code::BadDate, Some(col), date_message(col.heading(), quote(&v), problem));
+                None
+            }
         }
-        d
     }
 
     fn time(&mut self, col: Col) -> Option<NaiveTime> {

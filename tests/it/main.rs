@@ -26,3 +26,5 @@ mod actuals;
 mod disk;
 /// Inputs the fuzz targets (fuzz/) crashed the gateway on: each is answered, never a panic.
 mod fuzz_regressions;
+/// Issue 11: dates, GUIDs through the export, extra-care actuals in the report, Planned against the CPLI.
+mod rules_other;
