@@ -76,6 +76,16 @@ pub enum Code {
     /// The gateway failed while processing the file (a fault of ours, or a disk or store that
     /// refused a write); nothing from the file was stored.
     InternalError,
+    // Added by issue 11 (the visit rules the guides state).
+    /// Warning: the visit matches a CPLI under a Spot contract; Spot packages are invoiced to the
+    /// council, not sent as visits (dispute type 1, Invoice Case). The visit is stored, not paid.
+    InvoiceCase,
+    /// Warning: DHS on a Live Well at Home (LWAH) CPLI, or DHF on a home-support one (DAPL, APL,
+    /// HTLAH); the message names the type the matched CPLI's contract takes.
+    WrongDeliveredType,
+    /// Warning: a visit marked delivered between the client's H (in hospital) visits (dispute
+    /// type 6, Client In Hospital).
+    ClientInHospital,
 }
 
 impl Code {
@@ -83,7 +93,8 @@ impl Code {
         use Code::*;
         match self {
             Unmatched | MissingComment | OverPlannedNoComment | TimesDoNotTally | ZeroDuration | BadNhsNumber
-            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed => Severity::Warning,
+            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed | InvoiceCase | WrongDeliveredType
+            | ClientInHospital => Severity::Warning,
             _ => Severity::Error,
         }
     }

@@ -9,14 +9,14 @@ use hashbrown::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
+use super::matching::{level_key, service_key, Contract, CpliIndex, VisitKeys};
 use super::result::{Code, Counts, Issue, Severity};
 use super::source::{row_data, Encoding, Header, Rows, Scan, ScanSpec};
 use super::IngestError;
 use crate::config::Rules;
 use crate::domain::cell::describe_control;
 use crate::domain::{
-    forbidden_control, quote, TextKind,
+    forbidden_control, quote, Cpli, TextKind,
     is_valid_nhs_number, parse_date, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
     LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
@@ -117,6 +117,8 @@ pub struct Context<'a> {
     pub today: NaiveDate,
     /// `rules.no_visit_service_levels` as compared.
     pub no_visit_levels: HashSet<NameKey>,
+    /// `rules.visit_service_levels` as compared; empty turns the check off (issue 11).
+    pub visit_levels: HashSet<NameKey>,
 }
 
 impl Context<'_> {
@@ -242,6 +244,7 @@ pub fn import(
             counts: Counts::default(),
             slots: Slots::default(),
             weeks: HashMap::new(),
+            hospital: Hospital::default(),
             slot_cols: SlotCols::find(&scan.header),
             repeated_slots: &scan.repeated_slots,
         };
@@ -260,6 +263,7 @@ pub fn import(
             }
         }
         judge_weeks(batch, apply.weeks, ctx, issues)?;
+        judge_hospital(apply.hospital, batch, ctx, issues)?;
         Ok(apply.counts)
     })
 }
@@ -346,7 +350,8 @@ fn decode_fields<'r>(rec: &'r csv::ByteRecord, cols: &[usize; 25], enc: Encoding
 struct Apply<'s> {
     counts: Counts,
     slots: Slots,
-    weeks: HashMap<WeekKey, WeekTotals>,
+    weeks: HashMap<WeekKey, (WeekTotals, Sent)>,
+    hospital: Hospital,
     slot_cols: Option<SlotCols>,
     /// Only slots the first pass saw on more than one row need remembering here.
     repeated_slots: &'s hashbrown::HashSet<u64>,
@@ -360,7 +365,7 @@ impl Apply<'_> {
             Outcome::Rejected => self.counts.rejected += 1,
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
-                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
+                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                 }
                 batch.put(Some(&previous), &stored.visit_ref, j.encoded)?;
                 self.counts.updated += 1;
@@ -382,12 +387,13 @@ impl Apply<'_> {
                 }
                 match old {
                     Some(old) => {
-                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
+                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                         self.counts.updated += 1;
                     }
                     None => self.counts.new += 1,
                 }
-                add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1);
+                add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
+                self.hospital.note(&visit, &keys, j.row, ctx);
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, j.encoded)?;
             }
         }
@@ -735,15 +741,7 @@ impl<'r> RowJudge<'r, '_> {
             level: service_level.as_deref().map(|l| self.names.get(l)),
             service: self.opt(Col::ServiceName).map(|n| self.names.get(&n)),
         };
-        if let Some(level) = &service_level {
-            if keys.level.as_ref().is_some_and(|k| self.ctx.no_visit_levels.contains(k)) {
-                self.push(
-                    Code::NoVisitsForServiceLevel,
-                    Some(Col::ServiceLevel),
-                    format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
-                );
-            }
-        }
+        self.check_service_level(service_level.as_deref(), keys.level.as_ref(), service_level_ref.as_ref());
         let carer_ref = self.text(Col::CarerRef, 100);
         if let (Some(c), Some(known)) = (&carer_ref, self.ctx.carers) {
             if !known.contains(c) {
@@ -804,16 +802,94 @@ impl<'r> RowJudge<'r, '_> {
         };
         self.warnings(&visit, visit_type);
         if let Some(index) = self.ctx.cplis {
-            let (status, field) = index.explain(&visit, &keys);
-            if let crate::domain::MatchStatus::Unmatched { reason } = &status {
-                let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| COLS[i]);
-                self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
-            }
-            visit.matched = status;
+            // The same CPLI `explain` would name; only an unmatched row pays for the reason.
+            visit.matched = match index.matched(&super::matching::Wanted::of_visit(&visit), &keys) {
+                Some(c) => {
+                    self.check_contract(&visit, c);
+                    crate::domain::MatchStatus::Matched { cpli_id: c.cpli_id.clone() }
+                }
+                None => {
+                    let (status, field) = index.explain(&visit, &keys);
+                    if let crate::domain::MatchStatus::Unmatched { reason } = &status {
+                        let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| COLS[i]);
+                        self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
+                    }
+                    status
+                }
+            };
         } else {
             visit.matched = crate::domain::MatchStatus::Unmatched { reason: "not matched: validated without CPLIs".into() };
         }
         Some((visit, keys))
+    }
+
+    /// A level the guide lists as taking no visits keeps its own message; any other level outside
+    /// `rules.visit_service_levels` is refused naming that list (issue 11). A row naming its level
+    /// only by ServiceLevelRef is judged by the name the CPLIs give that GUID.
+    fn check_service_level(&mut self, level: Option<&str>, key: Option<&NameKey>, level_ref: Option<&Guid>) {
+        let from_ref;
+        let (level, key) = match (level, key) {
+            (Some(l), Some(k)) => (l, k.clone()),
+            _ => match level_ref.and_then(|g| self.ctx.cplis?.level_named(g)) {
+                Some(l) => {
+                    from_ref = l.to_string();
+                    (from_ref.as_str(), NameKey::new(l))
+                }
+                None => return,
+            },
+        };
+        let col = if self.opt(Col::ServiceLevel).is_some() { Col::ServiceLevel } else { Col::ServiceLevelRef };
+        if self.ctx.no_visit_levels.contains(&key) {
+            self.push(
+                Code::NoVisitsForServiceLevel,
+                Some(col),
+                format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
+            );
+        } else if !self.ctx.visit_levels.is_empty() && !self.ctx.visit_levels.contains(&key) {
+            self.push(
+                Code::NoVisitsForServiceLevel,
+                Some(col),
+                format!(
+                    "the council takes visits data only for the service levels {}; ServiceLevel '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
+                    self.ctx.rules.visit_service_levels.join(", "),
+                    quote(level)
+                ),
+            );
+        }
+    }
+
+    /// Rules that read the matched CPLI's contract (issue 11): a Spot package is invoiced, not sent
+    /// as visits; LWAH takes DHF for a delivered visit and the home-support contracts DHS.
+    fn check_contract(&mut self, v: &Visit, cpli: &Cpli) {
+        let contract = Contract::of(cpli);
+        if contract == Contract::Spot {
+            self.push(
+                Code::InvoiceCase,
+                Some(Col::ServiceName),
+                format!(
+                    "CPLI {} for client {} is under a Spot contract: Spot packages are invoiced to the council, not sent as visits, so this visit is stored but not paid; send an invoice and delete the visit (guide: Provider Portal; dispute type 1, Invoice Case)",
+                    cpli.cpli_id, cpli.ssref
+                ),
+            );
+            return;
+        }
+        let Some(right) = contract.delivered_type() else { return };
+        let given = v.visit_type.as_str();
+        let wrong = match right {
+            "DHF" => given.eq_ignore_ascii_case("DHS"),
+            _ => given.eq_ignore_ascii_case("DHF"),
+        };
+        if wrong {
+            let name = if contract == Contract::Lwah { "the Live Well at Home contract (LWAH)" } else { "a home-support contract" };
+            self.push(
+                Code::WrongDeliveredType,
+                Some(Col::VisitType),
+                format!(
+                    "VisitType {} is not the delivered type for CPLI {}, which is under {name} ({}): use VisitType {right} (guide: Visit Types)",
+                    given.to_ascii_uppercase(), cpli.cpli_id, cpli.contract
+                ),
+            );
+        }
     }
 
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
@@ -982,9 +1058,24 @@ impl Slots {
     }
 }
 
-fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKeys, types: &VisitTypes, sign: i64) {
+/// What this file sent into a week key: rows (new or updated visits now dated in it), and how many
+/// of them were new to the organisation (issue 11: a file that only corrects or deletes a few of a
+/// week's visits does not have the week judged).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    rows: i64,
+    new: i64,
+}
+
+/// `sent`: for the version this file brings, whether its VisitRef is new; `None` for a version
+/// taken away (updated or deleted).
+fn add_week(weeks: &mut HashMap<WeekKey, (WeekTotals, Sent)>, v: &Visit, keys: &VisitKeys, types: &VisitTypes, sign: i64, sent: Option<bool>) {
     let key = WeekKey { client: keys.client.clone(), level: level_key(v, keys), service: service_key(v, keys), monday: week_start(v.planned_date) };
-    let t = weeks.entry(key).or_default();
+    let (t, s) = weeks.entry(key).or_default();
+    if let Some(new) = sent {
+        s.rows += 1;
+        s.new += i64::from(new);
+    }
     t.planned_minutes += sign * v.planned_duration().minutes;
     if v.visit_type.eq_ignore_ascii_case("E") && v.has_comment() {
         t.commented_exceptional += sign;
@@ -1004,36 +1095,168 @@ fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKey
 
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
 /// differ from what the CPLIs in force commission.
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+///
+/// Issue 11: a week is judged as one group per client, service level and service as the CPLIs name
+/// them, adding up every key its rows were filed under (SSRef, ClientRef or NHS number; names or
+/// GUIDs), so a row given by NHSNumber does not make a second group and a second warning. And a week
+/// is judged only when this file sends it: at least one visit new to the organisation, or the
+/// week's whole current set; a file that only corrects or deletes some of a week's visits leaves
+/// the week unjudged (it was judged when it was sent).
+fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
-    for (key, delta) in deltas {
+    let mut after: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
+    for (key, (delta, sent)) in deltas {
         let before = batch.week(&key)?;
-        let stored = before.unwrap_or_default();
-        let total = stored.plus(delta);
-        let sunday = key.monday + chrono::Duration::days(6);
-        let finished = sunday < ctx.today;
-        if let (true, 0, Some(index)) = (finished, total.commented_exceptional, ctx.cplis) {
-            if total.planned_minutes > 0 {
-                if let Some((hours, ids)) = index.weekly_hours(&key.client, &key.level, &key.service, key.monday) {
-                    let planned = crate::reports::hours(total.planned_minutes);
-                    if planned != hours {
-                        let mut issue = Issue::file(
-                            Code::PlannedHoursDiffer,
-                            None,
-                            format!(
-                                "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
-                                uk_date(key.monday), uk_date(sunday), key.client, planned.normalize(),
-                                if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
-                            ),
-                        );
-                        issue.reference = Some(key.client.to_string());
-                        issues.push(issue);
-                    }
-                }
-            }
-        }
+        let total = before.unwrap_or_default().plus(delta);
         batch.put_week(&key, total, before)?;
+        after.insert(key, (total, sent));
+    }
+    let Some(index) = ctx.cplis else { return Ok(()) };
+    // Each group once, in the order of its first key.
+    let mut keys: Vec<&WeekKey> = after.keys().filter(|k| k.monday + chrono::Duration::days(6) < ctx.today).collect();
+    keys.sort_by(|a, b| (&a.client, a.monday, &a.level, &a.service).cmp(&(&b.client, b.monday, &b.level, &b.service)));
+    let mut seen = HashSet::new();
+    for key in keys {
+        let Some(group) = index.week_group(&key.client, &key.level, &key.service) else { continue };
+        if !seen.insert((group.client.clone(), group.level.clone(), group.service.clone(), key.monday)) {
+            continue;
+        }
+        let (mut total, mut sent) = (WeekTotals::default(), Sent::default());
+        for (client, level, service) in &group.aliases {
+            let alias = WeekKey { client: client.clone(), level: level.clone(), service: service.clone(), monday: key.monday };
+            let (t, s) = match after.get(&alias) {
+                Some(ts) => *ts,
+                None => (batch.week(&alias)?.unwrap_or_default(), Sent::default()),
+            };
+            total = total.plus(t);
+            sent.rows += s.rows;
+            sent.new += s.new;
+        }
+        let sends_week = sent.new > 0 || (total.visits > 0 && sent.rows >= total.visits);
+        if !sends_week || total.commented_exceptional != 0 || total.planned_minutes <= 0 {
+            continue;
+        }
+        let Some((hours, ids)) = index.weekly_hours(&group.client, &group.level, &group.service, key.monday) else { continue };
+        let planned = crate::reports::hours(total.planned_minutes);
+        if planned != hours {
+            let sunday = key.monday + chrono::Duration::days(6);
+            let mut issue = Issue::file(
+                Code::PlannedHoursDiffer,
+                None,
+                format!(
+                    "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
+                    uk_date(key.monday), uk_date(sunday), group.client, planned.normalize(),
+                    if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
+                ),
+            );
+            issue.reference = Some(group.client.to_string());
+            issues.push(issue);
+        }
+    }
+    Ok(())
+}
+
+/// The H (in hospital) and delivered visits of a file, compactly: a large file is mostly
+/// delivered visits, so each is a few numbers and its VisitRef in one shared string.
+#[derive(Default)]
+struct Hospital {
+    clients: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// Clients with an H visit in this file.
+    in_file: HashSet<u32>,
+    /// (client, date, planned start in minutes) of every H visit.
+    stays: Vec<(u32, NaiveDate, u16)>,
+    delivered: Vec<DeliveredAt>,
+    refs: String,
+}
+
+struct DeliveredAt {
+    client: u32,
+    date: NaiveDate,
+    start: u16,
+    row: u64,
+    /// Where its VisitRef ends in `Hospital::refs`.
+    ref_end: u32,
+}
+
+/// The visit type that says the client is in hospital (guide: "Visit Types").
+const HOSPITAL: &str = "H";
+
+impl Hospital {
+    /// One client whichever identifier the row gave: the SSRef the CPLIs know it by.
+    fn client(&mut self, keys: &VisitKeys, ctx: &Context<'_>) -> u32 {
+        let name: Arc<str> = match ctx.cplis.and_then(|i| i.client_ssref(&keys.client)) {
+            Some(s) if !s.eq_ignore_ascii_case(&keys.client) => s.trim().to_uppercase().into(),
+            _ => keys.client.clone(),
+        };
+        let next = self.names.len() as u32;
+        *self.clients.entry(name.clone()).or_insert_with(|| {
+            self.names.push(name);
+            next
+        })
+    }
+
+    fn note(&mut self, v: &Visit, keys: &VisitKeys, row: u64, ctx: &Context<'_>) {
+        use chrono::Timelike;
+        let start = (v.planned_entry.num_seconds_from_midnight() / 60) as u16;
+        if v.visit_type.eq_ignore_ascii_case(HOSPITAL) {
+            let c = self.client(keys, ctx);
+            self.in_file.insert(c);
+            self.stays.push((c, v.planned_date, start));
+        } else if ctx.rules.visit_types.get(&v.visit_type).is_some_and(|t| t.delivered_based) {
+            let c = self.client(keys, ctx);
+            self.refs.push_str(&v.visit_ref);
+            let ref_end = u32::try_from(self.refs.len()).unwrap_or(u32::MAX);
+            self.delivered.push(DeliveredAt { client: c, date: v.planned_date, start, row, ref_end });
+        }
+    }
+}
+
+/// Flags a visit marked delivered that lies between two H visits of its client, each on the same
+/// day or the day next to it (issue 11; dispute type 6, "Client In Hospital"). H marks every visit
+/// missed while the client is in hospital, so a delivered visit with H visits on both sides is
+/// inside a stay; the day of admission (delivered, then H) and of discharge (H, then delivered) are
+/// not. Only clients with an H visit in this file are judged; their H visits already stored count too.
+fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+    if h.in_file.is_empty() || h.delivered.is_empty() {
+        return Ok(());
+    }
+    use chrono::Timelike;
+    for v in batch.current_of_type(HOSPITAL)? {
+        let keys = VisitKeys::of(&v);
+        let name: &str = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
+        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(c)) {
+            h.stays.push((c, v.planned_date, (v.planned_entry.num_seconds_from_midnight() / 60) as u16));
+        }
+    }
+    h.stays.sort_unstable();
+    h.stays.dedup();
+    let day = chrono::Duration::days(1);
+    let mut ref_start = 0usize;
+    for d in &h.delivered {
+        let reference = h.refs.get(ref_start..d.ref_end as usize).unwrap_or("").to_string();
+        ref_start = d.ref_end as usize;
+        if !h.in_file.contains(&d.client) {
+            continue;
+        }
+        let at = h.stays.partition_point(|s| (s.0, s.1, s.2) < (d.client, d.date, d.start));
+        let before = at.checked_sub(1).map(|i| h.stays[i]).filter(|s| s.0 == d.client && s.1 + day >= d.date);
+        let after = h.stays[at..].iter().find(|s| (s.1, s.2) != (d.date, d.start)).copied().filter(|s| s.0 == d.client && s.1 <= d.date + day);
+        let (Some(b), Some(a)) = (before, after) else { continue };
+        let time = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        issues.push(Issue {
+            row: Some(d.row),
+            reference: Some(reference),
+            severity: Code::ClientInHospital.severity(),
+            code: Code::ClientInHospital,
+            field: Some(Col::VisitType.heading().to_string()),
+            message: format!(
+                "the visit is marked delivered, but client {} has H (in hospital) visits either side of it, {} {} and {} {}: if the client was in hospital use VisitType H, otherwise correct the H visits (dispute type 6, Client In Hospital)",
+                h.names[d.client as usize], uk_date(b.1), time(b.2), uk_date(a.1), time(a.2)
+            ),
+            row_data: None,
+        });
     }
     Ok(())
 }

@@ -142,6 +142,9 @@ impl<'c> WeekActuals<'c> {
         let sunday = w.monday + Duration::days(6);
         let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
         let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         acc.visits += w.paid_visits.max(0) as u64;
         acc.actual_minutes += w.actual_minutes;
         acc.frust_minutes += w.frust_minutes;
@@ -155,6 +158,9 @@ impl<'c> WeekActuals<'c> {
         }
         let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
         let acc = self.weeks.entry((cpli, monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
         let Some(t) = self.types.get(&v.visit_type).filter(|t| t.provider_paid) else { return };
         acc.visits += 1;
@@ -164,6 +170,14 @@ impl<'c> WeekActuals<'c> {
             acc.frust_minutes += v.planned_minutes;
         }
     }
+}
+
+/// Spot packages are invoiced, not paid from visits (issue 11, `INVOICE_CASE`): their visits are
+/// sent (the week shows) but none is paid. Decided here, where a week meets its CPLI, rather than in
+/// the stored week totals, which are kept before and whatever the match so that a later CPLI load
+/// re-attributes them without rewriting them.
+fn is_spot(c: &Cpli) -> bool {
+    c.contract.trim().eq_ignore_ascii_case("spot")
 }
 
 /// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
