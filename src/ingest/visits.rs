@@ -1325,7 +1325,8 @@ mod tests {
             organisation_name: "Pearl Carers Ltd".into(),
             service_ref: None,
             service_name: service.into(),
-            contract: "LWAH".into(),
+            // A home-support contract, whose delivered type is the rows' DHS (issue 11).
+            contract: "DAPL".into(),
             service_level_ref: None,
             service_level: "Personal Care".into(),
             start_date: NaiveDate::from_ymd_opt(start.0, start.1, start.2).unwrap(),
@@ -1793,6 +1794,144 @@ mod tests {
         run_bytes(file(&[row(&[]), delete]).as_bytes(), &cfg, Mode::Import(&store));
         let t = week();
         assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (2, 1, 60, 0));
+    }
+
+    // Issue 11: the visit rules the guides state.
+
+    fn judge_against(cplis: Vec<Cpli>, rows: &[String]) -> ImportResult {
+        run_bytes(file(rows).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(cplis) })
+    }
+
+    fn with_contract(contract: &str) -> Cpli {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1);
+        c.contract = contract.into();
+        c
+    }
+
+    fn h_row(vref: &str, date: &str, entry: &str) -> String {
+        let exit = format!("{}:30", &entry[..2]);
+        row(&[
+            ("VisitRef", vref), ("VisitType", "H"), ("PlannedVisitDate", date), ("PlannedEntryTime", entry), ("PlannedExitTime", &exit),
+            ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", ""), ("Comments", "in hospital"),
+        ])
+    }
+
+    fn dhs_row(vref: &str, date: &str, entry: &str) -> String {
+        let exit = format!("{}:30", &entry[..2]);
+        row(&[("VisitRef", vref), ("PlannedVisitDate", date), ("PlannedEntryTime", entry), ("PlannedExitTime", &exit)])
+    }
+
+    #[test]
+    fn a_service_level_outside_the_list_of_levels_that_take_visits_is_rejected_naming_the_list() {
+        let r = judge(&[row(&[("ServiceLevel", "Hospital Incentive Payment")]), row(&[("VisitRef", "V2"), ("ServiceLevel", "Extra Care Housing - Planned Care"), ("PlannedEntryTime", "10:00")])]);
+        assert_eq!(codes(&r), [Code::NoVisitsForServiceLevel; 2]);
+        assert_eq!(r.counts.rejected, 2);
+        let m = &r.issues[0].message;
+        assert!(m.contains("Personal Care, Continuing Care, Medication Only") && m.contains("'Hospital Incentive Payment'"), "{m}");
+        // Case, runs of spaces and the kind of dash do not refuse a good row.
+        let ok = judge(&[row(&[("ServiceLevel", "personal  CARE")]), row(&[("VisitRef", "V2"), ("ServiceLevel", "Home Support - Urgent Care"), ("PlannedEntryTime", "10:00")])]);
+        assert!(!codes(&ok).contains(&Code::NoVisitsForServiceLevel), "{:#?}", ok.issues);
+        assert_eq!(ok.counts.rejected, 0);
+    }
+
+    #[test]
+    fn a_level_the_guide_says_takes_no_visits_keeps_its_own_message() {
+        let r = judge(&[row(&[("ServiceLevel", "Reablement")])]);
+        assert!(only(&r, Code::NoVisitsForServiceLevel).message.contains("takes no visits data for ServiceLevel 'Reablement'"));
+    }
+
+    #[test]
+    fn a_level_given_only_by_its_service_level_ref_is_judged_by_the_name_the_cplis_give_it() {
+        let guid = "D23F0824-128B-2F33-0C5C-7FD0A6A3A450";
+        let mut c = with_contract("DAPL");
+        c.service_level = "Hospital Incentive Payment".into();
+        c.service_level_ref = parse_guid(guid);
+        let r = judge_against(vec![c], &[row(&[("ServiceLevel", ""), ("ServiceLevelRef", guid)])]);
+        assert_eq!(only(&r, Code::NoVisitsForServiceLevel).field.as_deref(), Some("ServiceLevelRef"));
+    }
+
+    #[test]
+    fn a_visit_matching_a_spot_cpli_is_an_invoice_case_and_is_still_stored() {
+        let r = judge_against(vec![with_contract("Spot")], &[row(&[])]);
+        let i = only(&r, Code::InvoiceCase);
+        assert_eq!(i.severity, Severity::Warning);
+        assert!(i.message.contains("CPLI 100") && i.message.contains("Invoice Case"), "{}", i.message);
+        assert_eq!(r.counts.new, 1);
+        assert_eq!(judge_against(vec![with_contract("DAPL")], &[row(&[])]).issues, vec![]);
+    }
+
+    #[test]
+    fn dhs_on_a_live_well_at_home_cpli_and_dhf_on_a_home_support_one_are_the_wrong_delivered_type() {
+        let r = judge_against(vec![with_contract("LWAH")], &[row(&[])]);
+        let i = only(&r, Code::WrongDeliveredType);
+        assert!(i.message.contains("use VisitType DHF"), "{}", i.message);
+        assert_eq!(i.field.as_deref(), Some("VisitType"));
+        for contract in ["DAPL", "APL", "HTLAH"] {
+            let r = judge_against(vec![with_contract(contract)], &[row(&[("VisitType", "dhf")])]);
+            assert!(only(&r, Code::WrongDeliveredType).message.contains("use VisitType DHS"));
+            assert_eq!(judge_against(vec![with_contract(contract)], &[row(&[])]).issues, vec![]);
+        }
+        assert_eq!(judge_against(vec![with_contract("LWAH")], &[row(&[("VisitType", "DHF")])]).issues, vec![]);
+    }
+
+    #[test]
+    fn a_visit_marked_delivered_between_the_clients_hospital_visits_is_flagged() {
+        let r = judge(&[
+            // Admitted after Monday's morning call: delivered, then H.
+            dhs_row("D1", "03/10/2022", "08:00"),
+            h_row("H1", "03/10/2022", "18:00"),
+            dhs_row("D2", "04/10/2022", "08:00"),
+            h_row("H2", "04/10/2022", "18:00"),
+            // Discharged: H, then delivered.
+            dhs_row("D3", "05/10/2022", "08:00"),
+        ]);
+        let i = only(&r, Code::ClientInHospital);
+        assert_eq!((i.row, i.reference.as_deref()), (Some(4), Some("D2")));
+        assert!(i.message.contains("03/10/2022 18:00 and 04/10/2022 18:00"), "{}", i.message);
+        assert_eq!(r.counts.new, 5);
+    }
+
+    #[test]
+    fn h_visits_already_stored_put_the_client_in_hospital_too() {
+        let (_d, store) = temp_store();
+        import(&store, &[h_row("H1", "03/10/2022", "18:00")]);
+        let r = import(&store, &[dhs_row("D2", "04/10/2022", "08:00"), h_row("H2", "04/10/2022", "18:00")]);
+        assert_eq!(only(&r, Code::ClientInHospital).reference.as_deref(), Some("D2"));
+    }
+
+    #[test]
+    fn planned_hours_differ_is_judged_once_for_a_client_named_by_ssref_on_some_rows_and_nhs_number_on_others() {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7);
+        c.nhs_number = Some("9434765919".into());
+        let mut rows = week_of_visits(5, &[]);
+        for d in 5..7 {
+            let date = format!("{:02}/10/2022", 3 + d);
+            rows.push(row(&[("VisitRef", &format!("N{d}")), ("SSRef", ""), ("NHSNumber", "9434765919"), ("PlannedVisitDate", &date)]));
+        }
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c.clone()]) });
+        assert_eq!(r.issues, vec![]);
+        rows.pop();
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c]) });
+        let i = only(&r, Code::PlannedHoursDiffer);
+        assert!(i.message.contains("6 hours planned") && i.reference.as_deref() == Some("A1"), "{}", i.message);
+    }
+
+    #[test]
+    fn a_file_that_only_corrects_or_deletes_some_of_a_weeks_visits_does_not_judge_the_week() {
+        let (_d, store) = temp_store();
+        store.upsert_cplis(&[cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7)]).unwrap();
+        let cfg = config((2022, 11, 1));
+        let send = |rows: &[String]| run_bytes(file(rows).as_bytes(), &cfg, Mode::Import(&store));
+        assert_eq!(send(&week_of_visits(7, &[])).issues, vec![]);
+        let longer = row(&[("VisitRef", "W0"), ("PlannedExitTime", "09:30"), ("DeliveredExitTime", "09:30")]);
+        assert_eq!(send(&[longer.clone()]).issues, vec![]);
+        assert_eq!(send(&[row(&[("VisitRef", "W1"), ("Deleted", "1")])]).issues, vec![]);
+        // Re-sending the week's whole current set judges it again.
+        let mut week = week_of_visits(7, &[]);
+        week.remove(1);
+        week[0] = longer;
+        let r = send(&week);
+        assert!(only(&r, Code::PlannedHoursDiffer).message.contains("6.5 hours planned"));
     }
 
     #[test]
