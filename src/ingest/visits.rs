@@ -880,7 +880,7 @@ impl<'r> RowJudge<'r, '_> {
             _ => given.eq_ignore_ascii_case("DHF"),
         };
         if wrong {
-            let name = if contract == Contract::Lwah { "the Live Well at Home contract (LWAH)" } else { "a home-support contract" };
+            let name = if contract == Contract::Lwah { "the Live Well at Home contract" } else { "a home-support contract" };
             self.push(
                 Code::WrongDeliveredType,
                 Some(Col::VisitType),

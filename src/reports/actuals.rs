@@ -421,6 +421,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_spot_packages_visits_are_invoiced_so_none_is_paid_from_visits() {
+        // Issue 11: INVOICE_CASE visits are stored but not paid.
+        let mut cplis = guide_week().0;
+        cplis[0].contract = "Spot".into();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 3),
+            visits: 4,
+            paid_visits: 3,
+            actual_minutes: 183,
+            frust_minutes: 60,
+        };
+        acts.add_client_week(&week);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
+        let (_, visits) = guide_week();
+        assert_eq!(report(&cplis, &visits, o)[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
+    }
+
+    #[test]
     fn a_client_week_counts_into_the_earliest_package_in_force_and_comm_adds_the_temporary_one() {
         let mut cplis = guide_week().0;
         cplis.push(cpli("156090", "A332295", "DAPL", d(2022, 10, 10), Some(d(2022, 10, 16)), "3", "23.226"));
