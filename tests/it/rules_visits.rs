@@ -67,7 +67,9 @@ fn a_visit_for_a_service_level_that_takes_no_visits_data_is_rejected_naming_the_
     assert_eq!(codes_of(&r, "L2"), Vec::<String>::new(), "{r:#}");
     let msg = issues_with(&r, "NO_VISITS_FOR_SERVICE_LEVEL")[0]["message"].as_str().unwrap();
     assert!(msg.contains("Personal Care, Continuing Care") && msg.contains("Hospital Incentive Payment"), "{msg}");
-    assert_eq!(counts(&r), (2, 1, 0, 1, 0));
+    // The data-quality count holds the week's PLANNED_HOURS_DIFFER (one hour sent of three).
+    assert_eq!(counts(&r), (2, 1, 0, 1, 1));
+    assert_eq!(issues_with(&r, "PLANNED_HOURS_DIFFER").len(), 1);
 }
 
 #[test]
@@ -76,9 +78,11 @@ fn a_spot_visit_is_an_invoice_case_kept_but_not_paid_in_the_report() {
     let r = import(&env, &[visit("S1", "B100001", "Personal Care", "Pearl Carers - Spot Oxford", "03/10/2022", "08:00", "DHS")]);
     assert_eq!(codes_of(&r, "S1"), ["INVOICE_CASE"]);
     assert_eq!(issues_with(&r, "INVOICE_CASE")[0]["severity"], "warning");
-    assert_eq!(counts(&r), (1, 1, 0, 0, 1));
+    // INVOICE_CASE and the week's PLANNED_HOURS_DIFFER (one hour sent of two).
+    assert_eq!(counts(&r), (1, 1, 0, 0, 2));
+    assert_eq!(issues_with(&r, "PLANNED_HOURS_DIFFER").len(), 1);
     let listed = env.visits(PEARL);
-    assert_eq!((listed.len(), listed[0]["status"].as_str()), (1, Some("matched")), "{listed:#?}");
+    assert_eq!((listed.len(), listed[0]["status"].as_str()), (1, Some("Matched")), "{listed:#?}");
     let out = env.ok(&["report", "commissioned-vs-actuals", "--org", PEARL, "--from", "2022-10-03", "--to", "2022-10-09", "--format", "json"]);
     let rows: Value = serde_json::from_str(&out).unwrap();
     let spot = rows.as_array().unwrap().iter().find(|r| r["cpli_id"] == "900001").expect("the Spot CPLI's week is listed");
