@@ -1186,9 +1186,11 @@ const HOSPITAL: &str = "H";
 impl Hospital {
     /// One client whichever identifier the row gave: the SSRef the CPLIs know it by.
     fn client(&mut self, keys: &VisitKeys, ctx: &Context<'_>) -> u32 {
-        let name: Arc<str> = match ctx.cplis.and_then(|i| i.client_ssref(&keys.client)) {
-            Some(s) if !s.eq_ignore_ascii_case(&keys.client) => s.trim().to_uppercase().into(),
-            _ => keys.client.clone(),
+        // A row given by SSRef is already named so; only a ClientRef or NHS number is looked up.
+        let by_other = keys.client.starts_with("ref:") || keys.client.starts_with("nhs:");
+        let name: Arc<str> = match ctx.cplis.filter(|_| by_other).and_then(|i| i.client_ssref(&keys.client)) {
+            Some(s) => s.trim().to_uppercase().into(),
+            None => keys.client.clone(),
         };
         let next = self.names.len() as u32;
         *self.clients.entry(name.clone()).or_insert_with(|| {
@@ -1924,7 +1926,7 @@ mod tests {
         let send = |rows: &[String]| run_bytes(file(rows).as_bytes(), &cfg, Mode::Import(&store));
         assert_eq!(send(&week_of_visits(7, &[])).issues, vec![]);
         let longer = row(&[("VisitRef", "W0"), ("PlannedExitTime", "09:30"), ("DeliveredExitTime", "09:30")]);
-        assert_eq!(send(&[longer.clone()]).issues, vec![]);
+        assert_eq!(send(std::slice::from_ref(&longer)).issues, vec![]);
         assert_eq!(send(&[row(&[("VisitRef", "W1"), ("Deleted", "1")])]).issues, vec![]);
         // Re-sending the week's whole current set judges it again.
         let mut week = week_of_visits(7, &[]);
