@@ -175,7 +175,13 @@ impl CpliIndex {
                 }
             }
         }
-        Some(WeekGroup { client: clients[0].as_str().into(), level: levels[0].as_str().into(), service: services[0].as_str().into(), aliases })
+        Some(WeekGroup {
+            client: clients[0].as_str().into(),
+            level: levels[0].as_str().into(),
+            service: services[0].as_str().into(),
+            aliases,
+            contract: Contract::of(c),
+        })
     }
 
     pub fn match_visit(&self, v: &Visit) -> MatchStatus {
@@ -281,6 +287,8 @@ pub struct WeekGroup {
     pub service: Arc<str>,
     /// Every (client, level, service) week key that belongs to the group, this one included.
     pub aliases: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// The contract of the CPLI that named the group.
+    pub contract: Contract,
 }
 
 /// The key a visit's service level is grouped under: its name, else its GUID.

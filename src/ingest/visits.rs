@@ -1118,7 +1118,8 @@ fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sen
     keys.sort_by(|a, b| (&a.client, a.monday, &a.level, &a.service).cmp(&(&b.client, b.monday, &b.level, &b.service)));
     let mut seen = HashSet::new();
     for key in keys {
-        let Some(group) = index.week_group(&key.client, &key.level, &key.service) else { continue };
+        // A Spot package's visits are an INVOICE_CASE already; its planned hours are not judged.
+        let Some(group) = index.week_group(&key.client, &key.level, &key.service).filter(|g| g.contract != Contract::Spot) else { continue };
         if !seen.insert((group.client.clone(), group.level.clone(), group.service.clone(), key.monday)) {
             continue;
         }
