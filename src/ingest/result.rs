@@ -182,6 +182,9 @@ every_code![
     UnknownColumn,
     EncodingGuessed,
     InternalError,
+    InvoiceCase,
+    WrongDeliveredType,
+    ClientInHospital,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
