@@ -293,6 +293,7 @@ fn judge<'s>(
                 periods: &config.periods,
                 today,
                 no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
+                visit_levels: config.rules.visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
             };
             let batch = match store {
                 Some(s) => s.begin_visits(&slug, &incoming.import_id, write)?,

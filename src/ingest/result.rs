@@ -105,6 +105,15 @@ pub enum Code {
     /// An actuals row's Planned is not the matched CPLI's quantity for its period (issue 11; the
     /// extra-care guide: Planned is "according to the contract"); the row is stored.
     PlannedDiffersFromCpli,
+    /// Warning: the visit matches a CPLI under a Spot contract; Spot packages are invoiced to the
+    /// council, not sent as visits (dispute type 1, Invoice Case). The visit is stored, not paid.
+    InvoiceCase,
+    /// Warning: DHS on a Live Well at Home (LWAH) CPLI, or DHF on a home-support one (DAPL, APL,
+    /// HTLAH); the message names the type the matched CPLI's contract takes.
+    WrongDeliveredType,
+    /// Warning: a visit marked delivered between the client's H (in hospital) visits (dispute
+    /// type 6, Client In Hospital).
+    ClientInHospital,
 }
 
 impl Code {
@@ -112,7 +121,8 @@ impl Code {
         use Code::*;
         match self {
             Unmatched | MissingComment | OverPlannedNoComment | TimesDoNotTally | ZeroDuration | BadNhsNumber
-            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed | PlannedDiffersFromCpli => Severity::Warning,
+            | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed | PlannedDiffersFromCpli | InvoiceCase
+            | WrongDeliveredType | ClientInHospital => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -176,6 +186,9 @@ every_code![
     EncodingGuessed,
     InternalError,
     PlannedDiffersFromCpli,
+    InvoiceCase,
+    WrongDeliveredType,
+    ClientInHospital,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

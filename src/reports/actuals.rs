@@ -212,6 +212,9 @@ impl<'c> WeekActuals<'c> {
         let sunday = w.monday + Duration::days(6);
         let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
         let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         acc.visits += w.paid_visits.max(0) as u64;
         acc.actual_minutes += w.actual_minutes;
         acc.frust_minutes += w.frust_minutes;
@@ -225,6 +228,9 @@ impl<'c> WeekActuals<'c> {
         }
         let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
         let acc = self.weeks.entry((cpli, monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
         let Some(t) = self.types.get(&v.visit_type).filter(|t| t.provider_paid) else { return };
         acc.visits += 1;
@@ -234,6 +240,14 @@ impl<'c> WeekActuals<'c> {
             acc.frust_minutes += v.planned_minutes;
         }
     }
+}
+
+/// Spot packages are invoiced, not paid from visits (issue 11, `INVOICE_CASE`): their visits are
+/// sent (the week shows) but none is paid. Decided here, where a week meets its CPLI, rather than in
+/// the stored week totals, which are kept before and whatever the match so that a later CPLI load
+/// re-attributes them without rewriting them.
+fn is_spot(c: &Cpli) -> bool {
+    c.contract.trim().eq_ignore_ascii_case("spot")
 }
 
 /// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
@@ -518,6 +532,32 @@ pub(crate) mod tests {
         };
         acts.add_client_week(&week);
         assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o).unwrap(), report(&cplis, &visits, o));
+    }
+
+    #[test]
+    fn a_spot_packages_visits_are_invoiced_so_none_is_paid_from_visits() {
+        // Issue 11: INVOICE_CASE visits are stored but not paid.
+        let mut cplis = guide_week().0;
+        cplis[0].contract = "Spot".into();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 3),
+            visits: 4,
+            paid_visits: 3,
+            actual_minutes: 183,
+            frust_minutes: 60,
+        };
+        acts.add_client_week(&week);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
+        let (_, visits) = guide_week();
+        assert_eq!(report(&cplis, &visits, o)[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
     }
 
     #[test]
