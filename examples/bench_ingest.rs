@@ -157,7 +157,7 @@ fn generate(dir: &Path, rows: usize) -> u64 {
                     1 => ("U", false, "Carer could not get in; family informed"),
                     2 => ("C24", false, "Cancelled two days ahead"),
                     3 => ("H", false, "Client in hospital"),
-                    _ => ("DHS", true, ""),
+                    _ => ("DHF", true, ""),
                 };
                 let (dd, de, dx) = if delivered { (date.as_str(), entry, exit) } else { ("", "", "") };
                 writeln!(

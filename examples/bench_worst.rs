@@ -155,7 +155,7 @@ fn generate(case: &str, dir: &Path) -> (usize, u64) {
                 let client = n % clients;
                 let line = if case == "bad-dates" {
                     // 31 February: a date in the right form that is not a date.
-                    format!("K{n:09},0,31/02/2023,08:10,08:40,DHS,31/02/2023,08:10,,,08:40,,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}")
+                    format!("K{n:09},0,31/02/2023,08:10,08:40,DHF,31/02/2023,08:10,,,08:40,,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}")
                 } else {
                     format!("K{n:09},0,02/01/2023,25:10,08:40,XYZ,,,,,,,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}")
                 };

@@ -169,7 +169,7 @@ fn generate(path: &Path, i: usize, rng: &mut Rng, max_rows: u64) -> Expected {
         let (entry, exit) = [("08:00", "09:00"), ("12:00", "13:00"), ("17:00", "17:30"), ("21:00", "21:30")][slot % 4];
         let bad = with_rejects && rng.between(0, 4) == 0;
         let planned = if bad { "31/02/2022".to_string() } else { day.clone() };
-        writeln!(w, "{visit_ref},0,{planned},{entry},{exit},DHS,{day},{entry},,,{exit},,,,,,A371849,,,Home Support,,,Pearl Carers - Zone 6 - Oxford,,").unwrap();
+        writeln!(w, "{visit_ref},0,{planned},{entry},{exit},DHF,{day},{entry},,,{exit},,,,,,A371849,,,Home Support,,,Pearl Carers - Zone 6 - Oxford,,").unwrap();
         if bad {
             e.rejected += 1;
         } else {

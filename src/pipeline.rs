@@ -175,6 +175,10 @@ impl Gateway {
                 frust_minutes: t.frust_minutes,
             });
         }
+        // Issue 11: extra-care actuals rows are rows of the report too.
+        for a in self.store.current_actuals(&org.slug) {
+            actuals.add_actual(&a?.actual);
+        }
         reports::commissioned_vs_actuals(&cplis, &actuals, opts).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 

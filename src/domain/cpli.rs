@@ -42,6 +42,22 @@ impl Quantity {
         let hours = matches!(self.unit.to_ascii_lowercase().as_str(), "hr" | "hrs" | "hour" | "hours");
         (hours && self.frequency.eq_ignore_ascii_case("weekly")).then_some(self.amount)
     }
+
+    /// The quantity commissioned for a period of `days` days, in the CPLI's own unit (issue 11: an
+    /// actuals row's Planned and the report's Comm. for it): Daily, Weekly, Fortnightly or 4 Weekly
+    /// times the number of whole frequencies in the period. `None` when the frequency is another one
+    /// or the period is not a whole number of them (a part would not be exact), or on overflow.
+    pub fn for_period(&self, days: i64) -> Option<Decimal> {
+        let f: String = self.frequency.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        let every = match f.as_str() {
+            "daily" => 1,
+            "weekly" => 7,
+            "fortnightly" | "2weekly" | "twoweekly" => 14,
+            "4weekly" | "fourweekly" => 28,
+            _ => return None,
+        };
+        (days > 0 && days % every == 0).then(|| self.amount.checked_mul(Decimal::from(days / every))).flatten()
+    }
 }
 
 impl Cpli {
@@ -77,5 +93,17 @@ mod tests {
         assert_eq!(q("Hr", "Weekly").weekly_hours(), Some(Decimal::new(35, 1)));
         assert_eq!(q("Night", "Weekly").weekly_hours(), None);
         assert_eq!(q("Hr", "4 Weekly").weekly_hours(), None);
+    }
+
+    #[test]
+    fn the_quantity_for_a_period_is_the_quantity_per_frequency_times_whole_frequencies() {
+        let q = |freq: &str| Quantity { amount: Decimal::new(35, 1), unit: "Hr".into(), frequency: freq.into() };
+        assert_eq!(q("Weekly").for_period(7), Some(Decimal::new(35, 1)));
+        assert_eq!(q("weekly").for_period(28), Some(Decimal::from(14)));
+        assert_eq!(q("4 Weekly").for_period(28), Some(Decimal::new(35, 1)));
+        assert_eq!(q("Daily").for_period(7), Some(Decimal::new(245, 1)));
+        assert_eq!(q("Weekly").for_period(10), None);
+        assert_eq!(q("Monthly").for_period(31), None);
+        assert_eq!(q("Weekly").for_period(0), None);
     }
 }

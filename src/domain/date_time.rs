@@ -2,10 +2,72 @@
 
 use chrono::{NaiveDate, NaiveTime, Timelike};
 
-/// Parses `D/M/YYYY`, `D-M-YYYY`, `D/M/YY`, `D-M-YY`, `D MMM YYYY`, `D-MMM-YY`, `D-MMM-YYYY`
-/// (leading zeros optional, month names in any case). Only real calendar dates pass.
+/// The date forms accepted in every date column, as a message lists them (issue 11 added
+/// `D MMM YY`, ISO `YYYY-MM-DD` and Excel's date-time cells at midnight).
+pub const DATE_FORMS: &str = "DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY, DD-MMM-YYYY (e.g. 03-Oct-2022), DD MMM YY (e.g. 3 Oct 22) or YYYY-MM-DD (e.g. 2022-10-03), optionally followed by the time 00:00 or 00:00:00 as Excel writes a date";
+
+/// Why a date cell was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateProblem {
+    /// Not one of `DATE_FORMS`, or not a day on the calendar.
+    NotADate,
+    /// A real date followed by a time of day other than midnight: refused, because the column holds
+    /// a date only and such a cell is most often a UTC timestamp whose day is not the local one
+    /// (issue 11: "09/10/2022 23:00" written by a system on UTC is 10/10/2022 in the UK in summer).
+    TimeOfDay(NaiveDate, NaiveTime),
+}
+
+/// A date cell: any form of `DATE_FORMS`. A date-time cell (Excel's "10/10/2022 00:00" or
+/// "10/10/2022 00:00:00", ISO "2022-10-10T00:00:00") is its date when the time is midnight.
+pub fn parse_date_cell(s: &str) -> Result<NaiveDate, DateProblem> {
+    let s = s.trim();
+    let (date, time) = match s.rfind([' ', 'T']) {
+        // `T` separates only an ISO date from its time.
+        Some(i) if s[i + 1..].contains(':') && (s.as_bytes()[i] == b' ' || i == 10) => (s[..i].trim_end(), Some(&s[i + 1..])),
+        _ => (s, None),
+    };
+    if time.is_some() && s.as_bytes().get(10) == Some(&b'T') && !is_iso(date) {
+        return Err(DateProblem::NotADate);
+    }
+    let d = parse_date_only(date).ok_or(DateProblem::NotADate)?;
+    match time.map(parse_time) {
+        None => Ok(d),
+        Some(None) => Err(DateProblem::NotADate),
+        Some(Some(t)) if t == NaiveTime::MIN => Ok(d),
+        Some(Some(t)) => Err(DateProblem::TimeOfDay(d, t)),
+    }
+}
+
+/// `parse_date_cell` when only a date or nothing matters.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let b = s.trim().as_bytes();
+    parse_date_cell(s).ok()
+}
+
+/// What is wrong with a date cell, for a provider: the column, the value, and the forms accepted.
+pub fn date_message(heading: &str, value: impl std::fmt::Display, problem: DateProblem) -> String {
+    match problem {
+        DateProblem::NotADate => format!("{heading} '{value}' is not a date in a form the council accepts: use {DATE_FORMS}; the date must exist"),
+        DateProblem::TimeOfDay(d, t) => format!(
+            "{heading} '{value}' holds a time of day ({}) as well as the date {}: this column takes a date only; write the date alone (a time other than midnight often means a timestamp in another time zone, whose day may not be the one meant)",
+            t.format("%H:%M"),
+            uk_date(d)
+        ),
+    }
+}
+
+/// Parses `D/M/YYYY`, `D-M-YYYY`, `D/M/YY`, `D-M-YY`, `D MMM YYYY`, `D MMM YY`, `D-MMM-YY`,
+/// `D-MMM-YYYY` (leading zeros optional, month names in any case) and ISO `YYYY-MM-DD`. Only real
+/// calendar dates pass.
+fn is_iso(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10 && b[4] == b'-' && b[7] == b'-'
+}
+
+fn parse_date_only(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if is_iso(s) {
+        return NaiveDate::from_ymd_opt(digits(&b[..4], 4, 4)? as i32, digits(&b[5..7], 2, 2)?, digits(&b[8..], 2, 2)?);
+    }
     let first = b.iter().position(|c| matches!(c, b'/' | b'-' | b' '))?;
     let sep = b[first];
     let rest = &b[first + 1..];
@@ -28,7 +90,7 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
     };
     let year = match y.len() {
         4 => digits(y, 4, 4)? as i32,
-        2 if sep != b' ' => 2000 + digits(y, 2, 2)? as i32,
+        2 => 2000 + digits(y, 2, 2)? as i32,
         _ => return None,
     };
     NaiveDate::from_ymd_opt(year, month, day)
@@ -99,7 +161,7 @@ mod tests {
     #[test]
     fn every_date_form_of_the_guide_is_accepted() {
         for s in ["3/10/2022", "03/10/2022", "3-10-2022", "03-10-2022", "3/10/22", "03-10-22",
-                  "3 Oct 2022", "03 OCT 2022", "3-Oct-22", "03-oct-22", "3-Oct-2022"] {
+                  "3 Oct 2022", "03 OCT 2022", "3-Oct-22", "03-oct-22", "3-Oct-2022", "3 Oct 22"] {
             assert_eq!(parse_date(s), d(2022, 10, 3), "{s}");
         }
     }
@@ -114,9 +176,43 @@ mod tests {
 
     #[test]
     fn dates_in_other_forms_are_refused() {
-        for s in ["2022-10-03", "3.10.2022", "3/Oct/2022", "3 10 2022", "3 Oct 22", "October 3 2022",
-                  "3-October-2022", "tomorrow", "", "3/10/022", "3//2022", "3/10/2022/1"] {
+        for s in ["2022-1-03", "2022/10/03", "3.10.2022", "3/Oct/2022", "3 10 2022", "October 3 2022",
+                  "3-October-2022", "tomorrow", "", "3/10/022", "3//2022", "3/10/2022/1", "3/10/2022 00", "3/10/2022 0:0",
+                  "3/10/2022 24:00", "3/10/2022T00:00", "2022-10-03 12"] {
             assert_eq!(parse_date(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_short_year_after_a_month_name_and_iso_dates_are_dates() {
+        for s in ["10 Oct 22", "10 oct 22", "2022-10-10", " 2022-10-10 "] {
+            assert_eq!(parse_date(s), d(2022, 10, 10), "{s}");
+        }
+        assert_eq!(parse_date("2022-02-30"), None);
+    }
+
+    #[test]
+    fn excels_date_time_cells_at_midnight_are_dates() {
+        for s in ["10/10/2022 00:00", "10/10/2022 00:00:00", "10/10/2022 0:00", "10-Oct-2022 00:00", "10 Oct 22 00:00:00",
+                  "2022-10-10 00:00:00", "2022-10-10T00:00:00"] {
+            assert_eq!(parse_date_cell(s), Ok(d(2022, 10, 10).unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_date_time_cell_with_a_time_other_than_midnight_is_refused_naming_the_time() {
+        let t = NaiveTime::from_hms_opt(23, 0, 0).unwrap();
+        assert_eq!(parse_date_cell("09/10/2022 23:00"), Err(DateProblem::TimeOfDay(d(2022, 10, 9).unwrap(), t)));
+        assert_eq!(parse_date("09/10/2022 00:00:01"), None);
+        let m = date_message("PlannedVisitDate", "09/10/2022 23:00", DateProblem::TimeOfDay(d(2022, 10, 9).unwrap(), t));
+        assert!(m.contains("time of day (23:00)") && m.contains("09/10/2022") && m.contains("date only"), "{m}");
+    }
+
+    #[test]
+    fn the_bad_date_message_lists_every_accepted_form() {
+        let m = date_message("PeriodStart", "31/02/2022", DateProblem::NotADate);
+        for form in ["DD/MM/YYYY", "DD-MM-YY", "DD-MMM-YYYY", "DD MMM YY", "YYYY-MM-DD", "00:00"] {
+            assert!(m.contains(form), "{form}: {m}");
         }
     }
 

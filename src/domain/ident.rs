@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-/// A GUID as the council's Commissioned Care Export writes it, kept in upper case.
+/// A GUID as the council's Commissioned Care Export writes it: `8-4-4-4-12` hex digits in upper
+/// case, without braces. The only way to make one is `parse_guid`, so every GUID stored (from a CPLI
+/// extract or a provider's file) and written back in the export is one a file may send (issue 11).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Guid(String);
@@ -19,27 +21,24 @@ impl fmt::Display for Guid {
     }
 }
 
-/// `8-4-4-4-12` hex digits, braces optional, any case.
+/// `8-4-4-4-12` hex digits, or the same 32 without hyphens (as SQL Server and some exports write
+/// them); braces optional, any case. Kept in the one form the export writes. The variant and version
+/// bits are not checked: the council's system issues GUIDs that are not RFC 4122 ones.
 pub fn parse_guid(s: &str) -> Option<Guid> {
     let s = s.trim();
     let s = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')).unwrap_or(s);
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens = [8, 4, 4, 4, 12];
-    if groups.len() != 5 {
-        return None;
-    }
-    for (g, len) in groups.iter().zip(lens) {
-        if g.len() != len || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let hex = |g: &str| g.bytes().all(|b| b.is_ascii_hexdigit());
+    let bare: String = if s.len() == 32 && hex(s) {
+        s.to_string()
+    } else {
+        let groups: Vec<&str> = s.split('-').collect();
+        if groups.len() != 5 || groups.iter().zip([8, 4, 4, 4, 12]).any(|(g, len)| g.len() != len || !hex(g)) {
             return None;
         }
-    }
-    Some(Guid(s.to_ascii_uppercase()))
-}
-
-/// The council's own GUIDs are kept as given (its extracts are the reference, even where they are not hex).
-pub fn council_guid(s: &str) -> Option<Guid> {
-    let s = s.trim();
-    if s.is_empty() { None } else { Some(Guid(s.to_ascii_uppercase())) }
+        groups.concat()
+    };
+    let u = bare.to_ascii_uppercase();
+    Some(Guid(format!("{}-{}-{}-{}-{}", &u[..8], &u[8..12], &u[12..16], &u[16..20], &u[20..])))
 }
 
 /// Ten digits (spaces allowed, as printed on NHS cards) whose tenth is the modulus-11 check digit.
@@ -69,9 +68,24 @@ mod tests {
     }
 
     #[test]
+    fn guids_without_hyphens_are_accepted_and_kept_with_them() {
+        let g = parse_guid("97d549257210436e8d979727cd416685").unwrap();
+        assert_eq!(g.as_str(), "97D54925-7210-436E-8D97-9727CD416685");
+        assert_eq!(parse_guid("{97D549257210436E8D979727CD416685}"), Some(g));
+    }
+
+    #[test]
+    fn a_guid_that_is_not_rfc_4122_is_still_a_guid() {
+        // examples/cplis.csv: variant bits 0 and version 9, as the council's system issues them.
+        assert!(parse_guid("2217BEAD-DBC4-96CB-0E81-973E0BECD7B0").is_some());
+    }
+
+    #[test]
     fn malformed_guids_are_refused() {
         for s in ["", "97D54925", "97D54925-7210-436E-8D97-9727CD41668", "S F54B181-1C7B-469E-B37C-4B93FA9EBE1E",
-                  "SF54B181-1C7B-469E-B37C-4B93FA9EBE1E", "97D54925721043 6E8D979727CD416685"] {
+                  "SF54B181-1C7B-469E-B37C-4B93FA9EBE1E", "97D54925721043 6E8D979727CD416685",
+                  "97D549257210436E8D979727CD41668", "97D549257210436E8D979727CD416685A", "97D5-49257210436E8D979727CD416685",
+                  "{97D54925-7210-436E-8D97-9727CD416685", "97D54925-7210-436E-8D97-9727CD416685}"] {
             assert!(parse_guid(s).is_none(), "{s}");
         }
     }

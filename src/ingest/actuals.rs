@@ -248,7 +248,7 @@ impl Row<'_, Col> {
             self.push(Code::BadNhsNumber, Some(Col::NhsNumber), format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"));
         }
         if let Some(index) = ctx.cplis {
-            self.match_and_cost(&mut a, index, ctx.hours_step_minutes);
+            self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
         }
         let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
         Ok(Some(ActualChange { key, previous, new: Some(new) }))
@@ -261,11 +261,14 @@ impl Row<'_, Col> {
     }
 
     /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
-    fn match_and_cost(&mut self, a: &mut Actual, index: &CpliIndex, step_minutes: i64) {
+    fn match_and_cost(&mut self, a: &mut Actual, index: &CpliIndex, step_minutes: i64, quantities_read: bool) {
         let (status, field, cpli) = match_actual(a, index);
         if let Some(cpli) = cpli {
             if step_minutes > 0 && is_hours(&cpli.quantity.unit) {
                 self.check_hours_step(a, step_minutes);
+            }
+            if quantities_read {
+                self.check_planned(a, cpli);
             }
         }
         a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
@@ -280,6 +283,30 @@ impl Row<'_, Col> {
             self.push(Code::Unmatched, col, reason.clone());
         }
         a.matched = status;
+    }
+
+    /// Planned is "number of planned service units (according to the contract)" (the extra-care
+    /// guide's actuals screen): the matched CPLI's quantity for the row's period (issue 11). Judged
+    /// only where that quantity is exact: the CPLI covers the whole period and the period is a whole
+    /// number of the CPLI's frequency (`Quantity::for_period`).
+    fn check_planned(&mut self, a: &Actual, cpli: &Cpli) {
+        if !cpli.covers_all(a.period_start, a.period_end) {
+            return;
+        }
+        let days = (a.period_end - a.period_start).num_days() + 1;
+        let Some(expected) = cpli.quantity.for_period(days) else { return };
+        if a.planned != expected {
+            let q = &cpli.quantity;
+            self.push(
+                Code::PlannedDiffersFromCpli,
+                Some(Col::Planned),
+                format!(
+                    "Planned {} differs from CPLI {}'s {} for {} to {} ({} {} {}); Planned is what the contract commissions: check it, or ask the council to vary the package",
+                    a.planned.normalize(), cpli.cpli_id, expected.normalize(), uk_date(a.period_start), uk_date(a.period_end),
+                    q.amount.normalize(), q.unit, q.frequency
+                ),
+            );
+        }
     }
 
     /// Hours are sent in quarters (SPEC 2.2, configurable).
@@ -342,7 +369,7 @@ mod tests {
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
     use crate::ingest::{process, Incoming, Mode};
-    use crate::outcome::{Code, FileKind, ImportResult, Status};
+    use crate::outcome::{Code, FileKind, ImportResult, Severity, Status};
 
     const HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
     const LEVEL: &str = "Extra Care Housing - Planned Care";
@@ -464,6 +491,36 @@ mod tests {
         assert_eq!((r.issues[0].field.as_deref(), r.issues[0].reference.as_deref()), (Some("SSRef"), Some("A40\\u{0}1234")));
         assert!(r.issues[0].message.contains("U+0000 (NUL)"), "{}", r.issues[0].message);
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    /// A row for `start`..`end` with this Planned (Actual 0, so never an over-delivery).
+    fn period(start: &str, end: &str, planned: &str) -> String {
+        format!("0,A401234,{LEVEL},{SERVICE},{start},{end},{planned},0,0,0,0,1,")
+    }
+
+    #[test]
+    fn planned_other_than_the_cplis_quantity_for_the_period_is_a_warning_giving_both_figures() {
+        // CPLI 156050: 10 Hr Weekly.
+        let r = judge(&[
+            period("03/10/2022", "09/10/2022", "10"),
+            period("10/10/2022", "16/10/2022", "12.5"),
+            period("17/10/2022", "13/11/2022", "40"),
+            period("14/11/2022", "11/12/2022", "10"),
+        ]);
+        assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli, Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
+        assert_eq!((r.issues[0].row, r.issues[1].row), (Some(3), Some(5)));
+        assert_eq!((r.issues[0].severity, r.issues[0].field.as_deref()), (Severity::Warning, Some("Planned")));
+        let m = &r.issues[0].message;
+        assert!(m.starts_with("Planned 12.5 differs from CPLI 156050's 10 for 10/10/2022 to 16/10/2022 (10 Hr Weekly)"), "{m}");
+        assert!(r.issues[1].message.starts_with("Planned 10 differs from CPLI 156050's 40 for 14/11/2022 to 11/12/2022"), "{}", r.issues[1].message);
+        assert_eq!((r.counts.new, r.counts.rejected, r.counts.data_quality_issues), (4, 0, 2));
+    }
+
+    #[test]
+    fn planned_is_not_judged_where_the_cplis_quantity_for_the_period_is_not_exact() {
+        // 10 days is not a whole number of weeks; the CPLI starts on 03/10/2022, after this period starts.
+        let r = judge(&[period("03/10/2022", "12/10/2022", "3"), period("26/09/2022", "02/10/2022", "3")]);
+        assert!(!codes(&r).contains(&Code::PlannedDiffersFromCpli), "{:#?}", r.issues);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::outcome::{Code, Issue, Severity};
 use super::source::{decode, row_data, Encoding};
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT};
-use crate::domain::{forbidden_control, parse_date, parse_guid, parse_time, quote, Guid, Organisation, TextKind};
+use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, parse_time, quote, Guid, Organisation, TextKind};
 
 /// Why a cell is refused: the code and the message a provider reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,17 +57,9 @@ pub fn text(heading: &str, value: &str, max: usize) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A date in one of the guide's forms (`domain::parse_date` decides which).
+/// A date in one of the guide's forms, or a date-time at midnight (`domain::parse_date_cell` decides).
 pub fn date(heading: &str, value: &str) -> Result<NaiveDate, Problem> {
-    parse_date(value).ok_or_else(|| {
-        Problem::new(
-            Code::BadDate,
-            format!(
-                "{heading} '{}' is not a date in a form the council accepts: use DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY or DD-MMM-YYYY (e.g. 03-Oct-2022); the date must exist",
-                quote(value)
-            ),
-        )
-    })
+    parse_date_cell(value).map_err(|p| Problem::new(Code::BadDate, date_message(heading, quote(value), p)))
 }
 
 /// A time on the 24-hour clock.
@@ -426,7 +418,7 @@ mod tests {
     fn a_huge_cell_is_quoted_by_its_first_characters_in_every_message() {
         let big = "x".repeat(1_000_000);
         for p in [date("D", &big).unwrap_err(), time("T", &big).unwrap_err(), boolean("B", &big).unwrap_err(), guid("G", &big).unwrap_err(), whole("W", &big).unwrap_err()] {
-            assert!(p.message.len() < 300, "{}", p.message);
+            assert!(p.message.len() < 600 && p.message.contains("(1,000,000 characters)"), "{}", p.message);
         }
     }
 }

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
-use crate::domain::{council_guid, forbidden_control, parse_date, quote, Cpli, Organisation, Quantity, Service, TextKind};
+use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpliError {
@@ -56,9 +56,27 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
                 bad(format!("column {}{heading} holds a control character, {}, at character {at}", i + 1, describe_control(c)));
             }
         }
-        let date = |name: &str| {
+        let date = |name: &str, bad: &mut dyn FnMut(String)| {
             let v = get(name);
-            parse_date(&v).or_else(|| chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok())
+            parse_date_cell(&v).map_err(|problem: DateProblem| bad(date_message(name, quote(&v), problem))).ok()
+        };
+        // Issue 11: the extract's GUIDs are checked as a visits file checks them and kept in that one
+        // form, so a GUID copied from the commissioned care export is always accepted back (the guide's
+        // own export holds "SF54B181-...", which no visits file could send).
+        let guid = |name: &str, bad: &mut dyn FnMut(String)| -> Option<Guid> {
+            let v = get(name);
+            if v.is_empty() {
+                return None;
+            }
+            let g = parse_guid(&v);
+            if g.is_none() {
+                let at = col(name).map_or(String::new(), |c| format!("column {} ", c + 1));
+                bad(format!(
+                    "{at}({name}) '{}' is not a GUID: 32 hex digits (0-9, A-F) as 8-4-4-4-12; providers copy it from the commissioned care export into their files, which accept only GUIDs",
+                    quote(&v)
+                ));
+            }
+            g
         };
         // Bounded (issue 9): a quantity or unit cost of 7.9e28 made the reports' arithmetic panic.
         let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(String)| -> Option<Decimal> {
@@ -78,20 +96,10 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
                 bad(format!("{h} is required"));
             }
         }
-        let start = date("StartDate");
-        if start.is_none() {
-            bad(format!("StartDate '{}' is not a date", quote(&get("StartDate"))));
-        }
-        let end = match opt("EndDate") {
-            None => None,
-            Some(v) => {
-                let d = date("EndDate");
-                if d.is_none() {
-                    bad(format!("EndDate '{}' is not a date", quote(&v)));
-                }
-                d
-            }
-        };
+        let start = date("StartDate", &mut bad);
+        let end = opt("EndDate").and_then(|_| date("EndDate", &mut bad));
+        let [client_ref, organisation_ref, service_ref, service_level_ref] =
+            ["ClientRef", "OrganisationRef", "ServiceRef", "ServiceLevelRef"].map(|h| guid(h, &mut bad));
         let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
         let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
         let authorised = match get("Authorised").to_ascii_uppercase().as_str() {
@@ -110,13 +118,13 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             ssref: get("SSRef").to_uppercase(),
             client_name: get("ClientName"),
             nhs_number: opt("NHSNumber").map(|n| n.replace(' ', "")),
-            client_ref: council_guid(&get("ClientRef")),
-            organisation_ref: council_guid(&get("OrganisationRef")),
+            client_ref,
+            organisation_ref,
             organisation_name: get("OrganisationName"),
-            service_ref: council_guid(&get("ServiceRef")),
+            service_ref,
             service_name: get("ServiceName"),
             contract: get("Contract"),
-            service_level_ref: council_guid(&get("ServiceLevelRef")),
+            service_level_ref,
             service_level: get("ServiceLevel"),
             start_date,
             end_date: end,
@@ -175,6 +183,46 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("row 3: Quantity") && problems[0].contains("from 0 to 1,000,000"), "{problems:?}");
         assert!(problems[1].starts_with("row 3: UnitCost") && problems[1].contains("at most 6 decimal places"), "{problems:?}");
+    }
+
+    fn load_with(header: &str, rows: &[&str]) -> Result<Vec<Cpli>, CpliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        read_extract(&path)
+    }
+
+    const WITH_REFS: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised,OrganisationRef,ServiceRef";
+
+    #[test]
+    fn an_extract_guid_that_a_visits_file_could_not_send_refuses_the_load_naming_row_and_column() {
+        // The guide's own export shows this OrganisationRef: an S where a hex digit belongs.
+        let row = "1,A1,Diamond Home Care Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,SF54B181-1C7B-469E-B37C-4B93FA9EBE1E,";
+        let Err(CpliError::Invalid(problems)) = load_with(WITH_REFS, &["1,A0,Diamond Home Care Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,,", row]) else {
+            panic!("a GUID no visits file can send was loaded")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("row 3: column 12 (OrganisationRef) 'SF54B181-1C7B-469E-B37C-4B93FA9EBE1E' is not a GUID"), "{problems:?}");
+    }
+
+    #[test]
+    fn extract_guids_are_kept_in_the_one_form_a_visits_file_sends() {
+        let row = "1,A1,Pearl Carers Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,{6513270e-269e-0d37-f2a7-4de452e6b438},36F675CC81E74EF5E8E25D940ED90475";
+        let c = &load_with(WITH_REFS, &[row]).unwrap()[0];
+        assert_eq!(c.organisation_ref.as_ref().unwrap().as_str(), "6513270E-269E-0D37-F2A7-4DE452E6B438");
+        assert_eq!(c.service_ref.as_ref().unwrap().as_str(), "36F675CC-81E7-4EF5-E8E2-5D940ED90475");
+    }
+
+    #[test]
+    fn extract_dates_take_every_form_a_provider_file_takes() {
+        for date in ["2022-10-03", "3 Oct 22", "03/10/2022 00:00:00"] {
+            let row = format!("1,A1,Pearl Carers Ltd,S,Home Support,{date},7,Hr,Weekly,23.77,Y");
+            assert_eq!(load(&[&row]).unwrap()[0].start_date, chrono::NaiveDate::from_ymd_opt(2022, 10, 3).unwrap(), "{date}");
+        }
+        let Err(CpliError::Invalid(problems)) = load(&["1,A1,Pearl Carers Ltd,S,Home Support,03/10/2022 09:30,7,Hr,Weekly,23.77,Y"]) else {
+            panic!("a start date with a time of day was loaded")
+        };
+        assert!(problems[0].starts_with("row 2: StartDate '03/10/2022 09:30' holds a time of day (09:30)"), "{problems:?}");
     }
 
     #[test]

@@ -122,6 +122,68 @@ impl CpliIndex {
         idx.into_iter().map(|i| &self.entries[i]).collect()
     }
 
+    /// The CPLI a row matches (the one `explain` names), for the rules that read its contract.
+    pub fn matched(&self, v: &Wanted<'_>, keys: &VisitKeys) -> Option<&Cpli> {
+        self.for_client(v.ssref, v.client_ref, v.nhs_number)
+            .into_iter()
+            .find(|e| {
+                v.service_level_ref.is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
+                    && keys.level.as_ref().is_none_or(|k| *k == e.level)
+                    && v.service_ref.is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
+                    && keys.service.as_ref().is_none_or(|k| *k == e.service)
+                    && e.cpli.covers(v.date)
+                    && e.cpli.authorised
+            })
+            .map(|e| &e.cpli)
+    }
+
+    /// The service level a ServiceLevelRef names on the organisation's CPLIs.
+    pub fn level_named(&self, level_ref: &Guid) -> Option<&str> {
+        self.entries.iter().find(|e| e.cpli.service_level_ref.as_ref() == Some(level_ref)).map(|e| e.cpli.service_level.as_str())
+    }
+
+    /// The client's SSRef (upper case) on its CPLIs, whichever identifier `client` (a client key)
+    /// is: one client whether a row gave its SSRef, ClientRef or NHS number (issue 11).
+    pub fn client_ssref(&self, client: &str) -> Option<&str> {
+        self.by_client.get(client)?.first().map(|i| self.entries[*i].cpli.ssref.as_str())
+    }
+
+    /// A client week's group as the CPLIs name it (issue 11): the week keys a row may have been
+    /// filed under (SSRef, ClientRef or NHS number; a level or service by name or GUID) all belong to
+    /// one group, named by the SSRef and the CPLI's level and service names. `None` when no CPLI
+    /// fits the key.
+    pub fn week_group(&self, client: &str, level: &str, service: &str) -> Option<WeekGroup> {
+        let e = self
+            .by_client
+            .get(client)?
+            .iter()
+            .map(|i| &self.entries[*i])
+            .find(|e| key_matches(level, e.cpli.service_level_ref.as_ref(), &e.level) && key_matches(service, e.cpli.service_ref.as_ref(), &e.service))?;
+        let c = &e.cpli;
+        let mut clients = vec![client_key(Some(&c.ssref), None, None)];
+        clients.extend(c.client_ref.as_ref().map(|r| client_key(None, Some(r), None)));
+        clients.extend(c.nhs_number.as_deref().map(|n| client_key(None, None, Some(n))));
+        let mut levels: Vec<String> = vec![e.level.as_str().to_string()];
+        levels.extend(c.service_level_ref.as_ref().map(|g| format!("ref:{g}")));
+        let mut services: Vec<String> = vec![e.service.as_str().to_string()];
+        services.extend(c.service_ref.as_ref().map(|g| format!("ref:{g}")));
+        let mut aliases = Vec::new();
+        for cl in &clients {
+            for l in &levels {
+                for s in &services {
+                    aliases.push((Arc::<str>::from(cl.as_str()), Arc::<str>::from(l.as_str()), Arc::<str>::from(s.as_str())));
+                }
+            }
+        }
+        Some(WeekGroup {
+            client: clients[0].as_str().into(),
+            level: levels[0].as_str().into(),
+            service: services[0].as_str().into(),
+            aliases,
+            contract: Contract::of(c),
+        })
+    }
+
     pub fn match_visit(&self, v: &Visit) -> MatchStatus {
         self.explain(v, &VisitKeys::of(v)).0
     }
@@ -217,6 +279,18 @@ impl CpliIndex {
     }
 }
 
+/// One client's week for a service level and service, however the rows named them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeekGroup {
+    pub client: Arc<str>,
+    pub level: Arc<str>,
+    pub service: Arc<str>,
+    /// Every (client, level, service) week key that belongs to the group, this one included.
+    pub aliases: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// The contract of the CPLI that named the group.
+    pub contract: Contract,
+}
+
 /// The key a visit's service level is grouped under: its name, else its GUID.
 pub fn level_key(v: &Visit, keys: &VisitKeys) -> Arc<str> {
     group_key(keys.level.as_ref(), v.service_level_ref.as_ref())
@@ -264,4 +338,37 @@ fn suggest<'c>(cplis: impl Iterator<Item = &'c Cpli>, date: NaiveDate, name: imp
         }
     }
     (!names.is_empty()).then(|| names.join(" or "))
+}
+
+/// What a CPLI's contract means for its visits (issue 11; guide: "Provider Portal" and "Visit Types").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// Invoiced to the council: its visits are not sent, nor paid.
+    Spot,
+    /// Live Well at Home: a delivered visit is DHF.
+    Lwah,
+    /// The home-support contracts (DAPL, APL, HTLAH): a delivered visit is DHS.
+    HomeSupport,
+    /// Anything else the extract says: no rule reads it.
+    Other,
+}
+
+impl Contract {
+    pub fn of(c: &Cpli) -> Contract {
+        match c.contract.trim().to_ascii_uppercase().as_str() {
+            "SPOT" => Contract::Spot,
+            "LWAH" => Contract::Lwah,
+            "DAPL" | "APL" | "HTLAH" => Contract::HomeSupport,
+            _ => Contract::Other,
+        }
+    }
+
+    /// The delivered visit type the contract takes.
+    pub fn delivered_type(self) -> Option<&'static str> {
+        match self {
+            Contract::Lwah => Some("DHF"),
+            Contract::HomeSupport => Some("DHS"),
+            Contract::Spot | Contract::Other => None,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! judged, matched and written, with the data-quality checks that need the whole file.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -11,13 +12,13 @@ use super::cells::{columns, Column as _, Row};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
 use super::kinds::{File, Kind, Pending};
-use super::matching::{level_key, service_key, CpliIndex, VisitKeys};
+use super::matching::{level_key, service_key, Contract, CpliIndex, VisitKeys};
 use crate::outcome::{Code, Counts, FileKind, ImportResult, Issue, Issues, Severity};
 use super::source::{heading_key, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::{
-    is_valid_nhs_number, parse_date, parse_guid, parse_time, quote, uk_date, week_start, Delivered, Duration, Guid, LockedUntil, NameKey,
-    NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
+    is_valid_nhs_number, parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
+    NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
 use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
 
@@ -65,6 +66,8 @@ pub struct Context<'a> {
     pub today: NaiveDate,
     /// `rules.no_visit_service_levels` as compared.
     pub no_visit_levels: HashSet<NameKey>,
+    /// `rules.visit_service_levels` as compared; empty turns the check off (issue 11).
+    pub visit_levels: HashSet<NameKey>,
 }
 
 impl Context<'_> {
@@ -157,6 +160,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dy
         periods: &config.periods,
         today: config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive()),
         no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+        visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
     };
     let batch = match file.store {
         Some(s) => s.begin_visits(&slug, &file.incoming.import_id, file.write)?,
@@ -189,12 +193,14 @@ fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues
         batch,
         slots: Slots::default(),
         weeks: HashMap::new(),
+        hospital: Hospital::default(),
         slot_cols: SlotCols::find(&file.scan.header),
         repeated_slots: &file.scan.repeated_slots,
     };
     let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut apply, issues)?;
     judge_weeks(batch, apply.weeks, ctx, issues)?;
+    judge_hospital(apply.hospital, batch, ctx, issues)?;
     Ok(counts)
 }
 
@@ -235,7 +241,8 @@ struct VisitApply<'a, 's> {
     ctx: &'a Context<'a>,
     batch: &'a VisitBatch<'s>,
     slots: Slots,
-    weeks: HashMap<WeekKey, WeekTotals>,
+    weeks: HashMap<WeekKey, (WeekTotals, Sent)>,
+    hospital: Hospital,
     slot_cols: Option<SlotCols>,
     /// Only slots the first pass saw on more than one row need remembering here.
     repeated_slots: &'a hashbrown::HashSet<u64>,
@@ -248,7 +255,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
             Outcome::Rejected => Ok(Applied::Rejected),
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
-                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
+                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                 }
                 batch.put(Some(&previous), &stored.visit_ref, accepted.encoded)?;
                 Ok(Applied::Updated)
@@ -270,12 +277,13 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                 }
                 let applied = match old {
                     Some(old) => {
-                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1);
+                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                         Applied::Updated
                     }
                     None => Applied::New,
                 };
-                add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1);
+                add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
+                self.hospital.note(&visit, &keys, j.row, ctx);
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, accepted.encoded)?;
                 Ok(applied)
             }
@@ -473,15 +481,7 @@ impl RowJudge<'_, '_, '_> {
             level: service_level.as_deref().map(|l| self.names.get(l)),
             service: self.opt(Col::ServiceName).map(|n| self.names.get(&n)),
         };
-        if let Some(level) = &service_level {
-            if keys.level.as_ref().is_some_and(|k| self.ctx.no_visit_levels.contains(k)) {
-                self.push(
-                    Code::NoVisitsForServiceLevel,
-                    Some(Col::ServiceLevel),
-                    format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
-                );
-            }
-        }
+        self.check_service_level(service_level.as_deref(), keys.level.as_ref(), service_level_ref.as_ref());
         let carer_ref = self.text(Col::CarerRef, 100);
         if let (Some(c), Some(known)) = (&carer_ref, self.ctx.carers) {
             if !known.contains(c) {
@@ -542,16 +542,91 @@ impl RowJudge<'_, '_, '_> {
         };
         self.warnings(&visit, visit_type);
         if let Some(index) = self.ctx.cplis {
-            let (status, field) = index.explain(&visit, &keys);
-            if let crate::domain::MatchStatus::Unmatched { reason } = &status {
-                let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| Col::ALL[i]);
-                self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
-            }
-            visit.matched = status;
+            // The same CPLI `explain` would name; only an unmatched row pays for the reason.
+            visit.matched = match index.matched(&super::matching::Wanted::of_visit(&visit), &keys) {
+                Some(c) => {
+                    self.check_contract(&visit, c);
+                    crate::domain::MatchStatus::Matched { cpli_id: c.cpli_id.clone() }
+                }
+                None => {
+                    let (status, field) = index.explain(&visit, &keys);
+                    if let crate::domain::MatchStatus::Unmatched { reason } = &status {
+                        let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| Col::ALL[i]);
+                        self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
+                    }
+                    status
+                }
+            };
         } else {
             visit.matched = crate::domain::MatchStatus::Unmatched { reason: "not matched: validated without CPLIs".into() };
         }
         Some((visit, keys))
+    }
+
+    /// A level the guide lists as taking no visits keeps its own message; any other level outside
+    /// `rules.visit_service_levels` is refused naming that list (issue 11). A row naming its level
+    /// only by ServiceLevelRef is judged by the name the CPLIs give that GUID.
+    fn check_service_level(&mut self, level: Option<&str>, key: Option<&NameKey>, level_ref: Option<&Guid>) {
+        let from_ref;
+        let (level, key) = match (level, key) {
+            (Some(l), Some(k)) => (l, k.clone()),
+            _ => match level_ref.and_then(|g| self.ctx.cplis?.level_named(g)) {
+                Some(l) => {
+                    from_ref = l.to_string();
+                    (from_ref.as_str(), NameKey::new(l))
+                }
+                None => return,
+            },
+        };
+        let col = if self.opt(Col::ServiceLevel).is_some() { Col::ServiceLevel } else { Col::ServiceLevelRef };
+        if self.ctx.no_visit_levels.contains(&key) {
+            self.push(
+                Code::NoVisitsForServiceLevel,
+                Some(col),
+                format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
+            );
+        } else if !self.ctx.visit_levels.is_empty() && !self.ctx.visit_levels.contains(&key) {
+            let message = format!(
+                "the council takes visits data only for the service levels {}; ServiceLevel '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
+                self.ctx.rules.visit_service_levels.join(", "),
+                quote(level)
+            );
+            self.push(Code::NoVisitsForServiceLevel, Some(col), message);
+        }
+    }
+
+    /// Rules that read the matched CPLI's contract (issue 11): a Spot package is invoiced, not sent
+    /// as visits; LWAH takes DHF for a delivered visit and the home-support contracts DHS.
+    fn check_contract(&mut self, v: &Visit, cpli: &Cpli) {
+        let contract = Contract::of(cpli);
+        if contract == Contract::Spot {
+            self.push(
+                Code::InvoiceCase,
+                Some(Col::ServiceName),
+                format!(
+                    "CPLI {} for client {} is under a Spot contract: Spot packages are invoiced to the council, not sent as visits, so this visit is stored but not paid; send an invoice and delete the visit (guide: Provider Portal; dispute type 1, Invoice Case)",
+                    cpli.cpli_id, cpli.ssref
+                ),
+            );
+            return;
+        }
+        let Some(right) = contract.delivered_type() else { return };
+        let given = v.visit_type.as_str();
+        let wrong = match right {
+            "DHF" => given.eq_ignore_ascii_case("DHS"),
+            _ => given.eq_ignore_ascii_case("DHF"),
+        };
+        if wrong {
+            let name = if contract == Contract::Lwah { "the Live Well at Home contract" } else { "a home-support contract" };
+            self.push(
+                Code::WrongDeliveredType,
+                Some(Col::VisitType),
+                format!(
+                    "VisitType {} is not the delivered type for CPLI {}, which is under {name} ({}): use VisitType {right} (guide: Visit Types)",
+                    given.to_ascii_uppercase(), cpli.cpli_id, cpli.contract
+                ),
+            );
+        }
     }
 
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
@@ -705,9 +780,24 @@ impl Slots {
     }
 }
 
-fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKeys, types: &VisitTypes, sign: i64) {
+/// What this file sent into a week key: rows (new or updated visits now dated in it), and how many
+/// of them were new to the organisation (issue 11: a file that only corrects or deletes a few of a
+/// week's visits does not have the week judged).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    rows: i64,
+    new: i64,
+}
+
+/// `sent`: for the version this file brings, whether its VisitRef is new; `None` for a version
+/// taken away (updated or deleted).
+fn add_week(weeks: &mut HashMap<WeekKey, (WeekTotals, Sent)>, v: &Visit, keys: &VisitKeys, types: &VisitTypes, sign: i64, sent: Option<bool>) {
     let key = WeekKey { client: keys.client.clone(), level: level_key(v, keys), service: service_key(v, keys), monday: week_start(v.planned_date) };
-    let t = weeks.entry(key).or_default();
+    let (t, s) = weeks.entry(key).or_default();
+    if let Some(new) = sent {
+        s.rows += 1;
+        s.new += i64::from(new);
+    }
     t.planned_minutes += sign * v.planned_duration().minutes;
     if v.visit_type.eq_ignore_ascii_case("E") && v.has_comment() {
         t.commented_exceptional += sign;
@@ -727,36 +817,171 @@ fn add_week(weeks: &mut HashMap<WeekKey, WeekTotals>, v: &Visit, keys: &VisitKey
 
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
 /// differ from what the CPLIs in force commission.
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, WeekTotals>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+///
+/// Issue 11: a week is judged as one group per client, service level and service as the CPLIs name
+/// them, adding up every key its rows were filed under (SSRef, ClientRef or NHS number; names or
+/// GUIDs), so a row given by NHSNumber does not make a second group and a second warning. And a week
+/// is judged only when this file sends it: at least one visit new to the organisation, or the
+/// week's whole current set; a file that only corrects or deletes some of a week's visits leaves
+/// the week unjudged (it was judged when it was sent).
+fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
-    for (key, delta) in deltas {
+    let mut after: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
+    for (key, (delta, sent)) in deltas {
         let before = batch.week(&key)?;
-        let stored = before.unwrap_or_default();
-        let total = stored.plus(delta);
-        let sunday = key.monday + chrono::Duration::days(6);
-        let finished = sunday < ctx.today;
-        if let (true, 0, Some(index)) = (finished, total.commented_exceptional, ctx.cplis) {
-            if total.planned_minutes > 0 {
-                if let Some((hours, ids)) = index.weekly_hours(&key.client, &key.level, &key.service, key.monday) {
-                    let planned = crate::reports::hours(total.planned_minutes);
-                    if planned != hours {
-                        let mut issue = Issue::file(
-                            Code::PlannedHoursDiffer,
-                            None,
-                            format!(
-                                "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
-                                uk_date(key.monday), uk_date(sunday), key.client, planned.normalize(),
-                                if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
-                            ),
-                        );
-                        issue.reference = Some(key.client.to_string());
-                        issues.push(issue);
-                    }
-                }
-            }
-        }
+        let total = before.unwrap_or_default().plus(delta);
         batch.put_week(&key, total, before)?;
+        after.insert(key, (total, sent));
+    }
+    let Some(index) = ctx.cplis else { return Ok(()) };
+    // Each group once, in the order of its first key.
+    let mut keys: Vec<&WeekKey> = after.keys().filter(|k| k.monday + chrono::Duration::days(6) < ctx.today).collect();
+    keys.sort_by(|a, b| (&a.client, a.monday, &a.level, &a.service).cmp(&(&b.client, b.monday, &b.level, &b.service)));
+    let mut seen = HashSet::new();
+    for key in keys {
+        // A Spot package's visits are an INVOICE_CASE already; its planned hours are not judged.
+        let Some(group) = index.week_group(&key.client, &key.level, &key.service).filter(|g| g.contract != Contract::Spot) else { continue };
+        if !seen.insert((group.client.clone(), group.level.clone(), group.service.clone(), key.monday)) {
+            continue;
+        }
+        let (mut total, mut sent) = (WeekTotals::default(), Sent::default());
+        for (client, level, service) in &group.aliases {
+            let alias = WeekKey { client: client.clone(), level: level.clone(), service: service.clone(), monday: key.monday };
+            let (t, s) = match after.get(&alias) {
+                Some(ts) => *ts,
+                None => (batch.week(&alias)?.unwrap_or_default(), Sent::default()),
+            };
+            total = total.plus(t);
+            sent.rows += s.rows;
+            sent.new += s.new;
+        }
+        let sends_week = sent.new > 0 || (total.visits > 0 && sent.rows >= total.visits);
+        if !sends_week || total.commented_exceptional != 0 || total.planned_minutes <= 0 {
+            continue;
+        }
+        let Some((hours, ids)) = index.weekly_hours(&group.client, &group.level, &group.service, key.monday) else { continue };
+        let planned = crate::reports::hours(total.planned_minutes);
+        if planned != hours {
+            let sunday = key.monday + chrono::Duration::days(6);
+            let mut issue = Issue::file(
+                Code::PlannedHoursDiffer,
+                None,
+                format!(
+                    "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
+                    uk_date(key.monday), uk_date(sunday), group.client, planned.normalize(),
+                    if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
+                ),
+            );
+            issue.reference = Some(group.client.to_string());
+            issues.push(issue);
+        }
+    }
+    Ok(())
+}
+
+/// The H (in hospital) and delivered visits of a file, compactly: a large file is mostly
+/// delivered visits, so each is a few numbers and its VisitRef in one shared string.
+#[derive(Default)]
+struct Hospital {
+    clients: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// Clients with an H visit in this file.
+    in_file: HashSet<u32>,
+    /// (client, date, planned start in minutes) of every H visit.
+    stays: Vec<(u32, NaiveDate, u16)>,
+    delivered: Vec<DeliveredAt>,
+    refs: String,
+}
+
+struct DeliveredAt {
+    client: u32,
+    date: NaiveDate,
+    start: u16,
+    row: u64,
+    /// Where its VisitRef ends in `Hospital::refs`.
+    ref_end: u32,
+}
+
+/// The visit type that says the client is in hospital (guide: "Visit Types").
+const HOSPITAL: &str = "H";
+
+impl Hospital {
+    /// One client whichever identifier the row gave: the SSRef the CPLIs know it by.
+    fn client(&mut self, keys: &VisitKeys, ctx: &Context<'_>) -> u32 {
+        // A row given by SSRef is already named so; only a ClientRef or NHS number is looked up.
+        let by_other = keys.client.starts_with("ref:") || keys.client.starts_with("nhs:");
+        let name: Arc<str> = match ctx.cplis.filter(|_| by_other).and_then(|i| i.client_ssref(&keys.client)) {
+            Some(s) => s.trim().to_uppercase().into(),
+            None => keys.client.clone(),
+        };
+        let next = self.names.len() as u32;
+        *self.clients.entry(name.clone()).or_insert_with(|| {
+            self.names.push(name);
+            next
+        })
+    }
+
+    fn note(&mut self, v: &Visit, keys: &VisitKeys, row: u64, ctx: &Context<'_>) {
+        use chrono::Timelike;
+        let start = (v.planned_entry.num_seconds_from_midnight() / 60) as u16;
+        if v.visit_type.eq_ignore_ascii_case(HOSPITAL) {
+            let c = self.client(keys, ctx);
+            self.in_file.insert(c);
+            self.stays.push((c, v.planned_date, start));
+        } else if ctx.rules.visit_types.get(&v.visit_type).is_some_and(|t| t.delivered_based) {
+            let c = self.client(keys, ctx);
+            self.refs.push_str(&v.visit_ref);
+            let ref_end = u32::try_from(self.refs.len()).unwrap_or(u32::MAX);
+            self.delivered.push(DeliveredAt { client: c, date: v.planned_date, start, row, ref_end });
+        }
+    }
+}
+
+/// Flags a visit marked delivered that lies between two H visits of its client, each on the same
+/// day or the day next to it (issue 11; dispute type 6, "Client In Hospital"). H marks every visit
+/// missed while the client is in hospital, so a delivered visit with H visits on both sides is
+/// inside a stay; the day of admission (delivered, then H) and of discharge (H, then delivered) are
+/// not. Only clients with an H visit in this file are judged; their H visits already stored count too.
+fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+    if h.in_file.is_empty() || h.delivered.is_empty() {
+        return Ok(());
+    }
+    use chrono::Timelike;
+    for v in batch.current_of_type(HOSPITAL)? {
+        let keys = VisitKeys::of(&v);
+        let name: &str = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
+        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(c)) {
+            h.stays.push((c, v.planned_date, (v.planned_entry.num_seconds_from_midnight() / 60) as u16));
+        }
+    }
+    h.stays.sort_unstable();
+    h.stays.dedup();
+    let day = chrono::Duration::days(1);
+    let mut ref_start = 0usize;
+    for d in &h.delivered {
+        let reference = h.refs.get(ref_start..d.ref_end as usize).unwrap_or("").to_string();
+        ref_start = d.ref_end as usize;
+        if !h.in_file.contains(&d.client) {
+            continue;
+        }
+        let at = h.stays.partition_point(|s| (s.0, s.1, s.2) < (d.client, d.date, d.start));
+        let before = at.checked_sub(1).map(|i| h.stays[i]).filter(|s| s.0 == d.client && s.1 + day >= d.date);
+        let after = h.stays[at..].iter().find(|s| (s.1, s.2) != (d.date, d.start)).copied().filter(|s| s.0 == d.client && s.1 <= d.date + day);
+        let (Some(b), Some(a)) = (before, after) else { continue };
+        let time = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        issues.push(Issue {
+            row: Some(d.row),
+            reference: Some(reference),
+            severity: Code::ClientInHospital.severity(),
+            code: Code::ClientInHospital,
+            field: Some(Col::VisitType.heading().to_string()),
+            message: format!(
+                "the visit is marked delivered, but client {} has H (in hospital) visits either side of it, {} {} and {} {}: if the client was in hospital use VisitType H, otherwise correct the H visits (dispute type 6, Client In Hospital)",
+                h.names[d.client as usize], uk_date(b.1), time(b.2), uk_date(a.1), time(a.2)
+            ),
+            row_data: None,
+        });
     }
     Ok(())
 }
@@ -826,7 +1051,8 @@ mod tests {
             organisation_name: "Pearl Carers Ltd".into(),
             service_ref: None,
             service_name: service.into(),
-            contract: "LWAH".into(),
+            // A home-support contract, whose delivered type is the rows' DHS (issue 11).
+            contract: "DAPL".into(),
             service_level_ref: None,
             service_level: "Personal Care".into(),
             start_date: NaiveDate::from_ymd_opt(start.0, start.1, start.2).unwrap(),
@@ -1294,6 +1520,144 @@ mod tests {
         run_bytes(file(&[row(&[]), delete]).as_bytes(), &cfg, Mode::Import(&store));
         let t = week();
         assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (2, 1, 60, 0));
+    }
+
+    // Issue 11: the visit rules the guides state.
+
+    fn judge_against(cplis: Vec<Cpli>, rows: &[String]) -> ImportResult {
+        run_bytes(file(rows).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(cplis) })
+    }
+
+    fn with_contract(contract: &str) -> Cpli {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1);
+        c.contract = contract.into();
+        c
+    }
+
+    fn h_row(vref: &str, date: &str, entry: &str) -> String {
+        let exit = format!("{}:30", &entry[..2]);
+        row(&[
+            ("VisitRef", vref), ("VisitType", "H"), ("PlannedVisitDate", date), ("PlannedEntryTime", entry), ("PlannedExitTime", &exit),
+            ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", ""), ("Comments", "in hospital"),
+        ])
+    }
+
+    fn dhs_row(vref: &str, date: &str, entry: &str) -> String {
+        let exit = format!("{}:30", &entry[..2]);
+        row(&[("VisitRef", vref), ("PlannedVisitDate", date), ("PlannedEntryTime", entry), ("PlannedExitTime", &exit)])
+    }
+
+    #[test]
+    fn a_service_level_outside_the_list_of_levels_that_take_visits_is_rejected_naming_the_list() {
+        let r = judge(&[row(&[("ServiceLevel", "Hospital Incentive Payment")]), row(&[("VisitRef", "V2"), ("ServiceLevel", "Extra Care Housing - Planned Care"), ("PlannedEntryTime", "10:00")])]);
+        assert_eq!(codes(&r), [Code::NoVisitsForServiceLevel; 2]);
+        assert_eq!(r.counts.rejected, 2);
+        let m = &r.issues[0].message;
+        assert!(m.contains("Personal Care, Continuing Care, Medication Only") && m.contains("'Hospital Incentive Payment'"), "{m}");
+        // Case, runs of spaces and the kind of dash do not refuse a good row.
+        let ok = judge(&[row(&[("ServiceLevel", "personal  CARE")]), row(&[("VisitRef", "V2"), ("ServiceLevel", "Home Support - Urgent Care"), ("PlannedEntryTime", "10:00")])]);
+        assert!(!codes(&ok).contains(&Code::NoVisitsForServiceLevel), "{:#?}", ok.issues);
+        assert_eq!(ok.counts.rejected, 0);
+    }
+
+    #[test]
+    fn a_level_the_guide_says_takes_no_visits_keeps_its_own_message() {
+        let r = judge(&[row(&[("ServiceLevel", "Reablement")])]);
+        assert!(only(&r, Code::NoVisitsForServiceLevel).message.contains("takes no visits data for ServiceLevel 'Reablement'"));
+    }
+
+    #[test]
+    fn a_level_given_only_by_its_service_level_ref_is_judged_by_the_name_the_cplis_give_it() {
+        let guid = "D23F0824-128B-2F33-0C5C-7FD0A6A3A450";
+        let mut c = with_contract("DAPL");
+        c.service_level = "Hospital Incentive Payment".into();
+        c.service_level_ref = parse_guid(guid);
+        let r = judge_against(vec![c], &[row(&[("ServiceLevel", ""), ("ServiceLevelRef", guid)])]);
+        assert_eq!(only(&r, Code::NoVisitsForServiceLevel).field.as_deref(), Some("ServiceLevelRef"));
+    }
+
+    #[test]
+    fn a_visit_matching_a_spot_cpli_is_an_invoice_case_and_is_still_stored() {
+        let r = judge_against(vec![with_contract("Spot")], &[row(&[])]);
+        let i = only(&r, Code::InvoiceCase);
+        assert_eq!(i.severity, Severity::Warning);
+        assert!(i.message.contains("CPLI 100") && i.message.contains("Invoice Case"), "{}", i.message);
+        assert_eq!(r.counts.new, 1);
+        assert_eq!(judge_against(vec![with_contract("DAPL")], &[row(&[])]).issues, vec![]);
+    }
+
+    #[test]
+    fn dhs_on_a_live_well_at_home_cpli_and_dhf_on_a_home_support_one_are_the_wrong_delivered_type() {
+        let r = judge_against(vec![with_contract("LWAH")], &[row(&[])]);
+        let i = only(&r, Code::WrongDeliveredType);
+        assert!(i.message.contains("use VisitType DHF"), "{}", i.message);
+        assert_eq!(i.field.as_deref(), Some("VisitType"));
+        for contract in ["DAPL", "APL", "HTLAH"] {
+            let r = judge_against(vec![with_contract(contract)], &[row(&[("VisitType", "dhf")])]);
+            assert!(only(&r, Code::WrongDeliveredType).message.contains("use VisitType DHS"));
+            assert_eq!(judge_against(vec![with_contract(contract)], &[row(&[])]).issues, vec![]);
+        }
+        assert_eq!(judge_against(vec![with_contract("LWAH")], &[row(&[("VisitType", "DHF")])]).issues, vec![]);
+    }
+
+    #[test]
+    fn a_visit_marked_delivered_between_the_clients_hospital_visits_is_flagged() {
+        let r = judge(&[
+            // Admitted after Monday's morning call: delivered, then H.
+            dhs_row("D1", "03/10/2022", "08:00"),
+            h_row("H1", "03/10/2022", "18:00"),
+            dhs_row("D2", "04/10/2022", "08:00"),
+            h_row("H2", "04/10/2022", "18:00"),
+            // Discharged: H, then delivered.
+            dhs_row("D3", "05/10/2022", "08:00"),
+        ]);
+        let i = only(&r, Code::ClientInHospital);
+        assert_eq!((i.row, i.reference.as_deref()), (Some(4), Some("D2")));
+        assert!(i.message.contains("03/10/2022 18:00 and 04/10/2022 18:00"), "{}", i.message);
+        assert_eq!(r.counts.new, 5);
+    }
+
+    #[test]
+    fn h_visits_already_stored_put_the_client_in_hospital_too() {
+        let (_d, store) = temp_store();
+        import(&store, &[h_row("H1", "03/10/2022", "18:00")]);
+        let r = import(&store, &[dhs_row("D2", "04/10/2022", "08:00"), h_row("H2", "04/10/2022", "18:00")]);
+        assert_eq!(only(&r, Code::ClientInHospital).reference.as_deref(), Some("D2"));
+    }
+
+    #[test]
+    fn planned_hours_differ_is_judged_once_for_a_client_named_by_ssref_on_some_rows_and_nhs_number_on_others() {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7);
+        c.nhs_number = Some("9434765919".into());
+        let mut rows = week_of_visits(5, &[]);
+        for d in 5..7 {
+            let date = format!("{:02}/10/2022", 3 + d);
+            rows.push(row(&[("VisitRef", &format!("N{d}")), ("SSRef", ""), ("NHSNumber", "9434765919"), ("PlannedVisitDate", &date)]));
+        }
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c.clone()]) });
+        assert_eq!(r.issues, vec![]);
+        rows.pop();
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c]) });
+        let i = only(&r, Code::PlannedHoursDiffer);
+        assert!(i.message.contains("6 hours planned") && i.reference.as_deref() == Some("A1"), "{}", i.message);
+    }
+
+    #[test]
+    fn a_file_that_only_corrects_or_deletes_some_of_a_weeks_visits_does_not_judge_the_week() {
+        let (_d, store) = temp_store();
+        store.upsert_cplis(&[cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7)]).unwrap();
+        let cfg = config((2022, 11, 1));
+        let send = |rows: &[String]| run_bytes(file(rows).as_bytes(), &cfg, Mode::Import(&store));
+        assert_eq!(send(&week_of_visits(7, &[])).issues, vec![]);
+        let longer = row(&[("VisitRef", "W0"), ("PlannedExitTime", "09:30"), ("DeliveredExitTime", "09:30")]);
+        assert_eq!(send(std::slice::from_ref(&longer)).issues, vec![]);
+        assert_eq!(send(&[row(&[("VisitRef", "W1"), ("Deleted", "1")])]).issues, vec![]);
+        // Re-sending the week's whole current set judges it again.
+        let mut week = week_of_visits(7, &[]);
+        week.remove(1);
+        week[0] = longer;
+        let r = send(&week);
+        assert!(only(&r, Code::PlannedHoursDiffer).message.contains("6.5 hours planned"));
     }
 
     #[test]

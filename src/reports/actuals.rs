@@ -3,8 +3,12 @@
 //! Per CPLI and Monday-start week: Actual = delivered time of the delivered-based types (DHS, DHF, E),
 //! Frust. = planned time of the other paid types (C, U), Comm. = the CPLI's weekly hours; costs are
 //! the quantities times the CPLI's unit cost, exact until they are written.
+//!
+//! Extra-care actuals rows (issue 11) are rows of their own, one per stored actuals row matched to a
+//! CPLI: Actual and Frust. are the row's own Actual and Frustrated, Comm. the CPLI's quantity for the
+//! row's period, in the CPLI's unit; `source` says which kind a row is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
@@ -12,7 +16,7 @@ use rust_decimal::Decimal;
 use super::{hours, money_text, quantity_text, Overflow, VisitFact};
 use crate::domain::number::minutes_times;
 use crate::domain::visit::client_key;
-use crate::domain::{week_start, Cpli, NameKey, VisitTypes};
+use crate::domain::{week_start, Actual, Cpli, MatchStatus, NameKey, VisitTypes};
 
 /// The guide's report options.
 #[derive(Debug, Clone, Copy)]
@@ -42,16 +46,38 @@ pub struct ActualsRow {
     /// Actual + Frust - Comm (negative: less was paid than commissioned).
     pub diff_qty: Decimal,
     pub diff_cost: Decimal,
+    /// The last day the row covers: the week's Sunday, or an actuals row's PeriodEnd.
+    pub period_end: NaiveDate,
+    pub source: Source,
 }
 
-/// The report's columns (SPEC 6 keys), in order.
-pub const COLUMNS: [&str; 12] = [
+/// Where a report row's figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The visits of a Monday-to-Sunday week.
+    Visits,
+    /// One extra-care actuals row (issue 11).
+    Actuals,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Visits => "visits",
+            Source::Actuals => "actuals",
+        }
+    }
+}
+
+/// The report's columns (SPEC 6 keys), in order; issue 11 appended `period_end` and `source`.
+pub const COLUMNS: [&str; 14] = [
     "ssref", "cpli_id", "week", "visits", "comm_qty", "actual_qty", "frust_qty", "diff_qty", "comm_cost", "actual_cost", "frust_cost", "diff_cost",
+    "period_end", "source",
 ];
 
 impl ActualsRow {
     /// The row as written: quantities to 2 dp without trailing zeros, money to the penny, half-up.
-    pub fn cells(&self) -> [String; 12] {
+    pub fn cells(&self) -> [String; 14] {
         [
             self.ssref.clone(),
             self.cpli_id.clone(),
@@ -65,6 +91,8 @@ impl ActualsRow {
             money_text(self.actual_cost),
             money_text(self.frust_cost),
             money_text(self.diff_cost),
+            self.period_end.to_string(),
+            self.source.as_str().to_string(),
         ]
     }
 }
@@ -103,6 +131,20 @@ pub struct WeekActuals<'c> {
     to: NaiveDate,
     types: &'c VisitTypes,
     weeks: HashMap<(usize, NaiveDate), Acc>,
+    /// Extra-care actuals rows, by CPLI (issue 11).
+    periods: Vec<(usize, PeriodActual)>,
+    /// The CPLI weeks an actuals row covers: an empty week there is the actuals row's, not a row of its own.
+    covered: HashSet<(usize, NaiveDate)>,
+}
+
+/// What the report reads of one stored actuals row.
+#[derive(Debug, Clone, Copy)]
+struct PeriodActual {
+    start: NaiveDate,
+    end: NaiveDate,
+    visits: u64,
+    actual: Decimal,
+    frustrated: Decimal,
 }
 
 impl<'c> WeekActuals<'c> {
@@ -128,7 +170,35 @@ impl<'c> WeekActuals<'c> {
                 }
             }
         }
-        WeekActuals { cplis, ids, by_names, from: week_start(from), to: week_start(to), types, weeks: HashMap::new() }
+        WeekActuals {
+            cplis,
+            ids,
+            by_names,
+            from: week_start(from),
+            to: week_start(to),
+            types,
+            weeks: HashMap::new(),
+            periods: Vec::new(),
+            covered: HashSet::new(),
+        }
+    }
+
+    /// Counts an extra-care actuals row (issue 11): matched to an authorised CPLI, its period
+    /// starting in a week of the report (as a visit counts in the week of its planned date).
+    pub fn add_actual(&mut self, a: &Actual) {
+        let monday = week_start(a.period_start);
+        if monday < self.from || monday > self.to {
+            return;
+        }
+        let MatchStatus::Matched { cpli_id } = &a.matched else { return };
+        let Some(&cpli) = self.ids.get(cpli_id.as_str()).filter(|i| self.cplis[**i].authorised) else { return };
+        let mut week = monday;
+        while week <= a.period_end.min(self.to) {
+            self.covered.insert((cpli, week));
+            week += Duration::days(7);
+        }
+        let p = PeriodActual { start: a.period_start, end: a.period_end, visits: a.visits, actual: a.actual, frustrated: a.frustrated };
+        self.periods.push((cpli, p));
     }
 
     /// Counts a client week into the CPLI its visits match: of the client's CPLIs for that service
@@ -142,6 +212,9 @@ impl<'c> WeekActuals<'c> {
         let sunday = w.monday + Duration::days(6);
         let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
         let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         acc.visits += w.paid_visits.max(0) as u64;
         acc.actual_minutes += w.actual_minutes;
         acc.frust_minutes += w.frust_minutes;
@@ -155,6 +228,9 @@ impl<'c> WeekActuals<'c> {
         }
         let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
         let acc = self.weeks.entry((cpli, monday)).or_default();
+        if is_spot(&self.cplis[cpli]) {
+            return;
+        }
         // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
         let Some(t) = self.types.get(&v.visit_type).filter(|t| t.provider_paid) else { return };
         acc.visits += 1;
@@ -164,6 +240,14 @@ impl<'c> WeekActuals<'c> {
             acc.frust_minutes += v.planned_minutes;
         }
     }
+}
+
+/// Spot packages are invoiced, not paid from visits (issue 11, `INVOICE_CASE`): their visits are
+/// sent (the week shows) but none is paid. Decided here, where a week meets its CPLI, rather than in
+/// the stored week totals, which are kept before and whatever the match so that a later CPLI load
+/// re-attributes them without rewriting them.
+fn is_spot(c: &Cpli) -> bool {
+    c.contract.trim().eq_ignore_ascii_case("spot")
 }
 
 /// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
@@ -186,8 +270,45 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
             monday += Duration::days(7);
         }
     }
-    rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.week).cmp(&(&b.ssref, &b.cpli_id, b.week)));
+    for (i, p) in &actuals.periods {
+        if let Some(row) = period_row(&cplis[*i], p, opts)? {
+            rows.push(row);
+        }
+    }
+    rows.sort_by(|a, b| (&a.ssref, &a.cpli_id, a.week, a.source).cmp(&(&b.ssref, &b.cpli_id, b.week, b.source)));
     Ok(rows)
+}
+
+/// An extra-care actuals row's line: Comm. is the CPLI's quantity for the period in its own unit
+/// (0 where it is not exact: another frequency, or a part of one), Actual and Frust. the row's own,
+/// so Actual cost + Frust. cost is the row's stored total cost. Extra is not in it, as it is not
+/// in the total cost (issue 5's choice).
+fn period_row(c: &Cpli, p: &PeriodActual, opts: &ActualsOptions) -> Result<Option<ActualsRow>, Overflow> {
+    let over = || Overflow::of(c);
+    let comm_qty = c.quantity.for_period((p.end - p.start).num_days() + 1).unwrap_or(Decimal::ZERO);
+    let cost = |q: Decimal| q.checked_mul(c.unit_cost).ok_or_else(over);
+    let (comm_cost, actual_cost, frust_cost) = (cost(comm_qty)?, cost(p.actual)?, cost(p.frustrated)?);
+    let diff = |a: Decimal, f: Decimal, m: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(m)).ok_or_else(over);
+    let diff_qty = diff(p.actual, p.frustrated, comm_qty)?;
+    if opts.differences_only && diff_qty.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(ActualsRow {
+        ssref: c.ssref.clone(),
+        cpli_id: c.cpli_id.clone(),
+        week: week_start(p.start),
+        visits: p.visits,
+        comm_qty,
+        actual_qty: p.actual,
+        frust_qty: p.frustrated,
+        comm_cost,
+        actual_cost,
+        frust_cost,
+        diff_qty,
+        diff_cost: diff(actual_cost, frust_cost, comm_cost)?,
+        period_end: p.end,
+        source: Source::Actuals,
+    }))
 }
 
 /// One group's week; every sum and product is checked (issue 9), an overflow naming its CPLI.
@@ -204,6 +325,11 @@ fn group_week(
     if sent.is_empty() && (in_force.is_empty() || !opts.include_empty_weeks) {
         return Ok(None);
     }
+    // Issue 11: a week an extra-care actuals row covers is that row's; an empty visits row beside it
+    // would count its Comm. twice.
+    if sent.is_empty() && members.iter().any(|i| actuals.covered.contains(&(*i, monday))) {
+        return Ok(None);
+    }
     let Some(primary) = in_force.first().or_else(|| sent.first().map(|(i, _)| i)).copied() else { return Ok(None) };
     let mut row = ActualsRow {
         ssref: cplis[primary].ssref.clone(),
@@ -218,6 +344,8 @@ fn group_week(
         frust_cost: Decimal::ZERO,
         diff_qty: Decimal::ZERO,
         diff_cost: Decimal::ZERO,
+        period_end: sunday,
+        source: Source::Visits,
     };
     let add = |total: &mut Decimal, x: Option<Decimal>, i: usize| -> Result<(), Overflow> {
         *total = x.and_then(|x| total.checked_add(x)).ok_or_else(|| Overflow::of(&cplis[i]))?;
@@ -319,7 +447,7 @@ pub(crate) mod tests {
         let rows = report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 9)));
         assert_eq!(rows.len(), 1);
         let cells = rows[0].cells();
-        assert_eq!(cells, ["A332295", "156040", "2022-10-03", "3", "5", "3.05", "1", "-0.95", "116.13", "70.84", "23.23", "-22.06"]);
+        assert_eq!(cells, ["A332295", "156040", "2022-10-03", "3", "5", "3.05", "1", "-0.95", "116.13", "70.84", "23.23", "-22.06", "2022-10-09", "visits"]);
     }
 
     #[test]
@@ -370,7 +498,7 @@ pub(crate) mod tests {
         o.include_empty_weeks = true;
         let rows = report(&cplis, &visits, o);
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows[2].cells()[4..].to_vec(), ["5", "0", "0", "-5", "116.13", "0.00", "0.00", "-116.13"]);
+        assert_eq!(rows[2].cells()[4..12].to_vec(), ["5", "0", "0", "-5", "116.13", "0.00", "0.00", "-116.13"]);
     }
 
     #[test]
@@ -404,6 +532,32 @@ pub(crate) mod tests {
         };
         acts.add_client_week(&week);
         assert_eq!(commissioned_vs_actuals(&cplis, &acts, &o).unwrap(), report(&cplis, &visits, o));
+    }
+
+    #[test]
+    fn a_spot_packages_visits_are_invoiced_so_none_is_paid_from_visits() {
+        // Issue 11: INVOICE_CASE visits are stored but not paid.
+        let mut cplis = guide_week().0;
+        cplis[0].contract = "Spot".into();
+        let o = opts(d(2022, 10, 3), d(2022, 10, 9));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let week = ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 3),
+            visits: 4,
+            paid_visits: 3,
+            actual_minutes: 183,
+            frust_minutes: 60,
+        };
+        acts.add_client_week(&week);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
+        let (_, visits) = guide_week();
+        assert_eq!(report(&cplis, &visits, o)[0].cells()[3..8].to_vec(), ["0", "5", "0", "0", "-5"]);
     }
 
     #[test]
@@ -441,6 +595,81 @@ pub(crate) mod tests {
         let err = commissioned_vs_actuals(&cplis, &acts, &o).unwrap_err();
         assert_eq!(err.cpli_id, "999");
         assert!(err.to_string().contains("CPLI 999"), "{err}");
+    }
+
+    /// Mrs Skinner's extra care (examples/cplis.csv's CPLI 156050: 10 Hr Weekly at 21.50).
+    fn extra_care() -> Cpli {
+        let mut c = cpli("156050", "A401234", "Spot", d(2022, 10, 3), None, "10", "21.50");
+        c.service_level = "Extra Care Housing - Planned Care".into();
+        c
+    }
+
+    fn actual(cpli: Option<&str>, start: NaiveDate, end: NaiveDate, actual: &str, frustrated: &str, visits: u64) -> Actual {
+        Actual {
+            ssref: "A401234".into(),
+            service_level: "Extra Care Housing - Planned Care".into(),
+            service_name: "Pearl Carers - DAPL Oxford".into(),
+            period_start: start,
+            period_end: end,
+            planned: "10".parse().unwrap(),
+            actual: actual.parse().unwrap(),
+            frustrated: frustrated.parse().unwrap(),
+            missed: Decimal::ZERO,
+            extra: Decimal::ZERO,
+            visits,
+            comments: None,
+            client_ref: None,
+            nhs_number: None,
+            service_level_ref: None,
+            service_ref: None,
+            matched: match cpli {
+                Some(id) => MatchStatus::Matched { cpli_id: id.into() },
+                None => MatchStatus::Unmatched { reason: "no CPLI".into() },
+            },
+            total_cost: None,
+        }
+    }
+
+    fn actuals_report(cplis: &[Cpli], rows: &[Actual], o: ActualsOptions) -> Vec<ActualsRow> {
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(cplis, &types, o.from, o.to);
+        for a in rows {
+            acts.add_actual(a);
+        }
+        commissioned_vs_actuals(cplis, &acts, &o).unwrap()
+    }
+
+    #[test]
+    fn an_extra_care_actuals_row_is_a_row_of_its_own_with_comm_for_its_period() {
+        let rows = actuals_report(
+            &[extra_care()],
+            &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 9), "9.5", "0.5", 14), actual(Some("156050"), d(2022, 10, 17), d(2022, 11, 13), "38", "0", 56)],
+            opts(d(2022, 10, 3), d(2022, 10, 23)),
+        );
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
+        assert_eq!(cells, [
+            ["A401234", "156050", "2022-10-03", "14", "10", "9.5", "0.5", "0", "215.00", "204.25", "10.75", "0.00", "2022-10-09", "actuals"],
+            ["A401234", "156050", "2022-10-17", "56", "40", "38", "0", "-2", "860.00", "817.00", "0.00", "-43.00", "2022-11-13", "actuals"],
+        ]);
+    }
+
+    #[test]
+    fn an_unmatched_actuals_row_or_one_starting_outside_the_range_is_not_reported() {
+        let rows = actuals_report(
+            &[extra_care()],
+            &[actual(None, d(2022, 10, 3), d(2022, 10, 9), "10", "0", 14), actual(Some("156050"), d(2022, 10, 10), d(2022, 10, 16), "10", "0", 14)],
+            opts(d(2022, 10, 3), d(2022, 10, 9)),
+        );
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+
+    #[test]
+    fn a_week_an_actuals_row_covers_is_not_also_an_empty_visits_week() {
+        let mut o = opts(d(2022, 10, 3), d(2022, 10, 16));
+        o.include_empty_weeks = true;
+        let rows = actuals_report(&[extra_care()], &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 9), "10", "0", 14)], o);
+        let got: Vec<(NaiveDate, Source)> = rows.iter().map(|r| (r.week, r.source)).collect();
+        assert_eq!(got, [(d(2022, 10, 3), Source::Actuals), (d(2022, 10, 10), Source::Visits)]);
     }
 
     #[test]

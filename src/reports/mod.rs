@@ -9,7 +9,7 @@ pub mod hospital;
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-pub use actuals::{commissioned_vs_actuals, ActualsOptions, ActualsRow, ClientWeek, WeekActuals};
+pub use actuals::{commissioned_vs_actuals, ActualsOptions, ActualsRow, ClientWeek, Source, WeekActuals};
 pub use export::commissioned_care_csv;
 pub use hospital::{hospital_incentive, HospitalRow};
 

@@ -261,6 +261,24 @@ impl VisitBatch<'_> {
         }
     }
 
+    /// The organisation's current visits of one visit type (issue 11: the H visits that put a
+    /// client in hospital). A record is decoded only when its stored form names the type, so the
+    /// scan costs little more than reading the keys.
+    pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
+        let Some(store) = self.store else { return Ok(Vec::new()) };
+        let needle = format!("\"visit_type\":{}", serde_json::Value::from(code));
+        let mut out = Vec::new();
+        for kv in store.db.scan_prefix(key(&[b"v", self.slug.as_bytes(), b""])) {
+            let (k, v) = kv?;
+            if !std::str::from_utf8(&v).is_ok_and(|t| t.contains(&needle)) {
+                continue;
+            }
+            let sv: StoredVisit = decode(&k, &v)?;
+            out.extend(sv.visit.filter(|v| v.visit_type == code));
+        }
+        Ok(out)
+    }
+
     /// A week's stored totals, if any.
     pub fn week(&self, week: &WeekKey) -> Result<Option<WeekTotals>> {
         match self.store {

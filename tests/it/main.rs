@@ -26,3 +26,7 @@ mod actuals;
 mod disk;
 /// Inputs the fuzz targets (fuzz/) crashed the gateway on: each is answered, never a panic.
 mod fuzz_regressions;
+/// Issue 11: dates, GUIDs through the export, extra-care actuals in the report, Planned against the CPLI.
+mod rules_other;
+/// Issue 11's visit rules (service levels, Spot, DHS/DHF, in hospital, planned hours) with hand-written files.
+mod rules_visits;

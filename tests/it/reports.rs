@@ -87,8 +87,8 @@ fn the_guides_week_reports_comm_5_actual_3_05_frust_1_and_the_guides_costs() {
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
         [
-            "ssref,cpli_id,week,visits,comm_qty,actual_qty,frust_qty,diff_qty,comm_cost,actual_cost,frust_cost,diff_cost",
-            "A332295,156040,2022-10-03,3,5,3.05,1,-0.95,116.13,70.84,23.23,-22.06",
+            "ssref,cpli_id,week,visits,comm_qty,actual_qty,frust_qty,diff_qty,comm_cost,actual_cost,frust_cost,diff_cost,period_end,source",
+            "A332295,156040,2022-10-03,3,5,3.05,1,-0.95,116.13,70.84,23.23,-22.06,2022-10-09,visits",
         ]
     );
 }
