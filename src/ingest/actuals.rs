@@ -15,7 +15,7 @@ use crate::outcome::{Code, Counts, FileKind, ImportResult, Issues};
 use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::number::QUANTITY_DECIMALS;
-use crate::domain::{is_valid_nhs_number, parse_date, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::domain::{parse_date, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
 use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
 
 columns! {
@@ -46,7 +46,7 @@ const REQUIRED: usize = 13;
 
 /// The actuals file's entry in the table of kinds.
 pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", headings: HEADINGS, required: REQUIRED, detected_by: HEADINGS[Col::PeriodStart as usize], scan_spec, judge,
-    missing_hint: "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)",
+    missing_hint: None,
 };
 
 /// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
@@ -241,12 +241,9 @@ impl Row<'_, Col> {
             } else {
                 format!("Actual {} and Extra {} come to more than Planned {}", a.actual, a.extra, a.planned)
             };
-            self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in Comments"));
+            self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in {}", Col::Comments.heading()));
         }
-        if let Some(n) = a.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
-            let n = quote(n).to_string();
-            self.push(Code::BadNhsNumber, Some(Col::NhsNumber), format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"));
-        }
+        self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
         if let Some(index) = ctx.cplis {
             self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
         }
@@ -273,14 +270,7 @@ impl Row<'_, Col> {
         }
         a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
         if let MatchStatus::Unmatched { reason } = &status {
-            let col = match field {
-                Some("PeriodStart") => Some(Col::PeriodStart),
-                Some("ServiceName") => Some(Col::ServiceName),
-                Some("ServiceLevel") => Some(Col::ServiceLevel),
-                Some("SSRef") => Some(Col::SsRef),
-                _ => None,
-            };
-            self.push(Code::Unmatched, col, reason.clone());
+            self.push(Code::Unmatched, field.and_then(Col::named), reason.clone());
         }
         a.matched = status;
     }
@@ -337,7 +327,7 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
         service_ref: a.service_ref.as_ref(),
         service_name: Some(&a.service_name),
         date: a.period_start,
-        date_field: "PeriodStart",
+        date_field: HEADINGS[Col::PeriodStart as usize],
     };
     let keys = VisitKeys {
         client: crate::domain::visit::client_key(Some(&a.ssref), None, None).into(),

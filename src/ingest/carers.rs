@@ -27,7 +27,7 @@ columns! {
 
 /// The carers file's entry in the table of kinds.
 pub static KIND: Kind = Kind { kind: FileKind::Carers, noun: "carers", headings: HEADINGS, required: 4, detected_by: HEADINGS[Col::CarerRef as usize], scan_spec, judge,
-    missing_hint: "a carers file needs CarerRef, Forename, Surname and Deleted",
+    missing_hint: None,
 };
 
 /// The first pass looks for CarerRefs used on more than one row.
@@ -70,7 +70,7 @@ impl Rules for CarerRules<'_> {
         let carer_ref = r.text(Col::CarerRef, 100);
         r.require(Col::CarerRef, ": the organisation's own id for the carer");
         if let Some(c) = carer_ref.as_deref().filter(|c| self.duplicates.contains(c.as_bytes())) {
-            r.push(Code::DuplicateRef, Some(Col::CarerRef), format!("CarerRef '{}' is on more than one row of this file; all rows carrying it are rejected", quote(c)));
+            r.push(Code::DuplicateRef, Some(Col::CarerRef), format!("{} '{}' is on more than one row of this file; all rows carrying it are rejected", Col::CarerRef.heading(), quote(c)));
         }
         let deleted = r.boolean(Col::Deleted).unwrap_or(false);
         let start_date = r.date(Col::StartDate);

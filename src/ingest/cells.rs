@@ -17,7 +17,7 @@ use crate::outcome::{Code, Issue, Severity};
 use super::source::{decode, row_data, Encoding};
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT};
-use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, parse_time, quote, Guid, Organisation, TextKind};
+use crate::domain::{date_message, forbidden_control, is_valid_nhs_number, parse_date_cell, parse_guid, parse_time, quote, Guid, Organisation, TextKind};
 
 /// Why a cell is refused: the code and the message a provider reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +136,11 @@ pub trait Column: Copy + Send + Sync + 'static {
     fn heading(self) -> &'static str;
     fn index(self) -> usize;
     fn text_kind(self) -> TextKind;
+
+    /// The column with this heading, as written in `HEADINGS`.
+    fn named(heading: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.heading() == heading)
+    }
 }
 
 /// Declares a file kind's columns: `enum Col by Key { Name: HEADING; ... }`, with `, free` after a
@@ -303,6 +308,14 @@ impl<'r, C: Column> Row<'r, C> {
                 let message = format!("{} {given} is not the GUID of {} ({own}); leave it blank if unsure", ref_col.heading(), org.name);
                 self.push(Code::WrongOrganisation, Some(ref_col), message);
             }
+        }
+    }
+
+    /// An NHS number that fails its check digit is a warning: the row is kept.
+    pub fn nhs_number(&mut self, col: C, value: Option<&str>) {
+        if let Some(n) = value.filter(|n| !is_valid_nhs_number(n)) {
+            let message = format!("{} '{}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank", col.heading(), quote(n));
+            self.push(Code::BadNhsNumber, Some(col), message);
         }
     }
 

@@ -1,5 +1,6 @@
-//! The headings more than one file kind uses, each written once (issue 11); a heading only one kind
-//! has is written in that kind's module.
+//! The headings more than one file kind uses (visits, actuals, carers, the CPLI extract, the
+//! commissioned care export), each written once (issue 11); a heading only one kind has is written
+//! in that kind's module.
 
 pub const CARER_REF: &str = "CarerRef";
 pub const DELETED: &str = "Deleted";
@@ -15,3 +16,5 @@ pub const SERVICE_REF: &str = "ServiceRef";
 pub const SERVICE_NAME: &str = "ServiceName";
 pub const ORGANISATION_REF: &str = "OrganisationRef";
 pub const ORGANISATION_NAME: &str = "OrganisationName";
+pub const UNIT: &str = "Unit";
+pub const FREQUENCY: &str = "Frequency";

@@ -26,8 +26,9 @@ pub struct Kind {
     pub required: usize,
     /// The heading whose presence says a file is of this kind.
     pub detected_by: &'static str,
-    /// What a file missing a required heading is told, after "the heading X is missing; ".
-    pub missing_hint: &'static str,
+    /// What a file missing a required heading is told, after "the heading X is missing; ";
+    /// `None`: the required headings and the optional ones, listed (`missing_hint`).
+    pub missing_hint: Option<&'static str>,
     /// What the first pass looks for: keys used on more than one row, and repeated slots.
     pub scan_spec: fn(&Header) -> ScanSpec,
     /// Judges (and, importing, writes as it goes) every row of the file; the counts and what
@@ -87,7 +88,7 @@ pub fn spec(kind: FileKind) -> Option<&'static Kind> {
 /// heading missing, one twice); unknown headings are warnings, pushed to `issues` either way.
 pub fn positions(kind: &Kind, header: &Header, issues: &mut Issues) -> Option<Vec<Option<usize>>> {
     let mut warnings: Vec<Issue> = Vec::new();
-    let found = find_columns(header, kind.noun, kind.headings, kind.required, kind.missing_hint, &mut warnings);
+    let found = find_columns(header, kind.noun, kind.headings, kind.required, &missing_hint(kind), &mut warnings);
     issues.append(&mut warnings);
     match found {
         Ok(p) => Some(p),
@@ -96,6 +97,28 @@ pub fn positions(kind: &Kind, header: &Header, issues: &mut Issues) -> Option<Ve
             None
         }
     }
+}
+
+/// "an actuals file needs Deleted, SSRef, ... and Comments (ClientRef, ... may be left out)".
+fn missing_hint(kind: &Kind) -> String {
+    if let Some(hint) = kind.missing_hint {
+        return hint.to_string();
+    }
+    let list = |h: &[&str]| match h.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let (required, optional) = kind.headings.split_at(kind.required);
+    let mut hint = format!("{} {} file needs {}", article(kind.noun), kind.noun, list(required));
+    if !optional.is_empty() {
+        hint.push_str(&format!(" ({} may be left out)", list(optional)));
+    }
+    hint
+}
+
+fn article(noun: &str) -> &'static str {
+    if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
 }
 
 /// How each kind's file begins, for a header no kind takes: "a visits file (VisitRef, Deleted, ...)".
@@ -107,8 +130,7 @@ pub fn describe_all() -> String {
             let mut shown: Vec<&str> = vec![first];
             shown.extend(k.headings[..k.required].iter().copied().filter(|h| *h != first).take(3));
             let more = if k.required > shown.len() { ", ..." } else { "" };
-            let article = if k.noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
-            format!("{article} {} file ({}{more})", k.noun, shown.join(", "))
+            format!("{} {} file ({}{more})", article(k.noun), k.noun, shown.join(", "))
         })
         .collect();
     match described.split_last() {
@@ -141,6 +163,16 @@ mod tests {
             assert!(k.required <= k.headings.len() && k.headings.contains(&k.detected_by), "{}", k.noun);
             assert!(spec(k.kind).is_some());
         }
+    }
+
+    #[test]
+    fn a_file_missing_a_required_heading_is_told_every_heading_of_its_kind() {
+        let actuals = spec(FileKind::Actuals).unwrap();
+        assert_eq!(
+            missing_hint(actuals),
+            "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)"
+        );
+        assert!(missing_hint(spec(FileKind::Visits).unwrap()).starts_with("all 25 visits headings must be present"));
     }
 
     #[test]

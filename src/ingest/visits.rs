@@ -17,7 +17,7 @@ use crate::outcome::{Code, Counts, FileKind, ImportResult, Issue, Issues, Severi
 use super::source::{heading_key, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::{
-    is_valid_nhs_number, parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
+    parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
     NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
 use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
@@ -139,7 +139,7 @@ const FLUSH_EVERY_CHUNKS: usize = 64;
 
 /// The visits file's entry in the table of kinds.
 pub static KIND: Kind = Kind { kind: FileKind::Visits, noun: "visits", headings: HEADINGS, required: HEADINGS.len(), detected_by: HEADINGS[Col::VisitRef as usize], scan_spec, judge,
-    missing_hint: "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)",
+    missing_hint: Some("all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)"),
 };
 
 /// Judges, matches and writes every row and the week totals it changes.
@@ -351,7 +351,7 @@ impl RowJudge<'_, '_, '_> {
         }
         let deleted = self.boolean(Col::Deleted);
         if deleted.is_none() && self.opt(Col::Deleted).is_none() {
-            self.push(Code::Required, Some(Col::Deleted), "Deleted is required: 0 for a visit, 1 to delete the visit with this VisitRef".into());
+            self.require(Col::Deleted, ": 0 for a visit, 1 to delete the visit with this VisitRef");
         }
         let Some(visit_ref) = visit_ref else { return Ok(Outcome::Rejected) };
         if self.has_errors() {
@@ -465,12 +465,13 @@ impl RowJudge<'_, '_, '_> {
         let ssref = self.text(Col::SsRef, 50);
         let nhs_number = self.text(Col::NhsNumber, 20);
         if self.opt(Col::SsRef).is_none() && self.opt(Col::ClientRef).is_none() && self.opt(Col::NhsNumber).is_none() {
-            self.push(Code::Required, Some(Col::SsRef), "SSRef is required (the council's client id, e.g. A123456, shown on the CPLI); ClientRef or NHSNumber may stand in".into());
+            let why = format!(" (the council's client id, e.g. A123456, shown on the CPLI); {} or {} may stand in", h::CLIENT_REF, h::NHS_NUMBER);
+            self.require(Col::SsRef, &why);
         }
         let service_level_ref = self.guid(Col::ServiceLevelRef);
         let service_level = self.text(Col::ServiceLevel, 100);
         if self.opt(Col::ServiceLevel).is_none() && self.opt(Col::ServiceLevelRef).is_none() {
-            self.push(Code::Required, Some(Col::ServiceLevel), "ServiceLevel is required: the service level on the CPLI, e.g. Personal Care or Home Support".into());
+            self.require(Col::ServiceLevel, ": the service level on the CPLI, e.g. Personal Care or Home Support");
         }
         let client = match &ssref {
             Some(s) => self.names.upper(s),
@@ -488,14 +489,14 @@ impl RowJudge<'_, '_, '_> {
                 self.push(
                     Code::UnknownCarer,
                     Some(Col::CarerRef),
-                    format!("CarerRef '{c}' is not one of this organisation's carers: send it in a carers file first, or leave CarerRef blank"),
+                    format!("{} '{c}' is not one of this organisation's carers: send it in a carers file first, or leave {} blank", h::CARER_REF, h::CARER_REF),
                 );
             }
         }
         let service_ref = self.guid(Col::ServiceRef);
         let service_name = self.text(Col::ServiceName, 112);
         if self.opt(Col::ServiceName).is_none() && self.opt(Col::ServiceRef).is_none() {
-            self.push(Code::Required, Some(Col::ServiceName), "ServiceName is required: the service on the CPLI, e.g. Pearl Carers - Zone 6 - Oxford".into());
+            self.require(Col::ServiceName, ": the service on the CPLI, e.g. Pearl Carers - Zone 6 - Oxford");
         }
         let organisation_ref = self.guid(Col::OrganisationRef);
         let organisation_name = self.text(Col::OrganisationName, 112);
@@ -551,7 +552,7 @@ impl RowJudge<'_, '_, '_> {
                 None => {
                     let (status, field) = index.explain(&visit, &keys);
                     if let crate::domain::MatchStatus::Unmatched { reason } = &status {
-                        let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| Col::ALL[i]);
+                        let col = field.and_then(Col::named);
                         self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
                     }
                     status
@@ -583,12 +584,13 @@ impl RowJudge<'_, '_, '_> {
             self.push(
                 Code::NoVisitsForServiceLevel,
                 Some(col),
-                format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
+                format!("the council takes no visits data for {} '{level}'; leave such packages off the visits file (guide: Service Levels)", h::SERVICE_LEVEL),
             );
         } else if !self.ctx.visit_levels.is_empty() && !self.ctx.visit_levels.contains(&key) {
             let message = format!(
-                "the council takes visits data only for the service levels {}; ServiceLevel '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
+                "the council takes visits data only for the service levels {}; {} '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
                 self.ctx.rules.visit_service_levels.join(", "),
+                h::SERVICE_LEVEL,
                 quote(level)
             );
             self.push(Code::NoVisitsForServiceLevel, Some(col), message);
@@ -642,14 +644,14 @@ impl RowJudge<'_, '_, '_> {
                         self.push(
                             Code::RefMismatch,
                             Some(Col::ServiceRef),
-                            format!("ServiceRef {sref} is the service '{}', but ServiceName says '{n}'; correct one or leave ServiceRef blank", s.name),
+                            format!("{r} {sref} is the service '{}', but {} says '{n}'; correct one or leave {r} blank", s.name, h::SERVICE_NAME, r = h::SERVICE_REF),
                         );
                     }
                 }
                 None if !known.is_empty() => self.push(
                     Code::WrongOrganisation,
                     Some(Col::ServiceRef),
-                    format!("ServiceRef {sref} is not a service of {}; leave it blank if unsure", org.name),
+                    format!("{} {sref} is not a service of {}; leave it blank if unsure", h::SERVICE_REF, org.name),
                 ),
                 None => {}
             }
@@ -664,7 +666,7 @@ impl RowJudge<'_, '_, '_> {
                     self.push(
                         Code::RefMismatch,
                         Some(Col::ClientRef),
-                        format!("ClientRef {g} is client {}, but SSRef says '{s}'; correct one or leave ClientRef blank", c.ssref),
+                        format!("{r} {g} is client {}, but {} says '{s}'; correct one or leave {r} blank", c.ssref, h::SS_REF, r = h::CLIENT_REF),
                     );
                 }
             }
@@ -675,7 +677,7 @@ impl RowJudge<'_, '_, '_> {
                     self.push(
                         Code::RefMismatch,
                         Some(Col::ServiceLevelRef),
-                        format!("ServiceLevelRef {g} is '{}', but ServiceLevel says '{l}'; correct one or leave ServiceLevelRef blank", c.service_level),
+                        format!("{r} {g} is '{}', but {} says '{l}'; correct one or leave {r} blank", c.service_level, h::SERVICE_LEVEL, r = h::SERVICE_LEVEL_REF),
                     );
                 }
             }
@@ -702,13 +704,7 @@ impl RowJudge<'_, '_, '_> {
                 }
             }
         }
-        if let Some(n) = v.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
-            self.push(
-                Code::BadNhsNumber,
-                Some(Col::NhsNumber),
-                format!("NHSNumber '{}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank", quote(n)),
-            );
-        }
+        self.nhs_number(Col::NhsNumber, v.nhs_number.as_deref());
         let planned = v.planned_duration();
         if planned.minutes == 0 {
             self.push(Code::ZeroDuration, Some(Col::PlannedExitTime), "PlannedExitTime equals PlannedEntryTime: the planned visit lasts no time".into());
@@ -739,9 +735,9 @@ impl RowJudge<'_, '_, '_> {
                 Code::TimesDoNotTally,
                 Some(Col::DeliveredEntryTime),
                 format!(
-                    "delivered {} {}-{} does not overlap the planned {} {}-{} and there is no comment: correct the times or explain in Comments",
+                    "delivered {} {}-{} does not overlap the planned {} {}-{} and there is no comment: correct the times or explain in {}",
                     uk_date(d.date), d.entry.format("%H:%M"), d.exit.format("%H:%M"),
-                    uk_date(v.planned_date), v.planned_entry.format("%H:%M"), v.planned_exit.format("%H:%M")
+                    uk_date(v.planned_date), v.planned_entry.format("%H:%M"), v.planned_exit.format("%H:%M"), Col::Comments.heading()
                 ),
             );
         }
@@ -773,8 +769,8 @@ impl Slots {
         *first_dh |= dh;
         warn.then(|| {
             format!(
-                "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
-                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
+                "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in {}; otherwise one row is a duplicate",
+                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
             )
         })
     }
