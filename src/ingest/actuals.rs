@@ -9,9 +9,9 @@ use rust_decimal::Decimal;
 use super::cells::{columns, Column as _, Row};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
-use super::kinds::{File, Kind, Pending};
+use super::kinds::{File, Judgement, Kind, Pending};
 use super::matching::{CpliIndex, VisitKeys, Wanted};
-use crate::outcome::{Code, Counts, FileKind, ImportResult, Issues};
+use crate::outcome::{Code, FileKind, ImportResult, Issues};
 use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::number::QUANTITY_DECIMALS;
@@ -51,7 +51,7 @@ pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", heading
 
 /// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
 /// held in memory until the end).
-fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     let slug = file.slug();
     let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
     let ctx = Context {

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use super::cells::{columns, Column as _, Row};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::headings as h;
-use super::kinds::{File, Kind, Pending};
-use crate::outcome::{Code, Counts, FileKind, ImportResult, Issues};
+use super::kinds::{File, Judgement, Kind, Pending};
+use crate::outcome::{Code, FileKind, ImportResult, Issues};
 use super::source::{Header, ScanSpec};
 use super::IngestError;
 use crate::domain::{quote, Carer};
@@ -35,7 +35,7 @@ fn scan_spec(header: &Header) -> ScanSpec {
     ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), slot: None }
 }
 
-fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError> {
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     let slug = file.slug();
     let known = match file.store {
         Some(s) => s.carer_refs(&slug)?,

@@ -33,8 +33,11 @@ pub struct Kind {
     pub scan_spec: fn(&Header) -> ScanSpec,
     /// Judges (and, importing, writes as it goes) every row of the file; the counts and what
     /// commits or undoes the writes.
-    pub judge: for<'a, 's> fn(&File<'a, 's>, &mut Issues) -> Result<(Counts, Box<dyn Pending + 's>), IngestError>,
+    pub judge: for<'a, 's> fn(&File<'a, 's>, &mut Issues) -> Judgement<'s>,
 }
+
+/// A judged file's counts and what commits or undoes what it wrote.
+pub type Judgement<'s> = Result<(Counts, Box<dyn Pending + 's>), IngestError>;
 
 /// Everything a kind judges a file against.
 pub struct File<'a, 's> {

@@ -553,7 +553,7 @@ impl Rows {
         let pos = self.rdr.position();
         // With LF endings the reader has counted the record's own line break (unless the file ends
         // without one); with CRLF it stops at the CR.
-        let counted_break = self.lf_endings && !(pos.byte() >= self.len && !self.ends_with_newline);
+        let counted_break = self.lf_endings && (pos.byte() < self.len || self.ends_with_newline);
         let last_line = pos.line().saturating_sub(counted_break as u64);
         let inner = rec.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
         let row = last_line.saturating_sub(inner).saturating_sub(self.extra_lines);
