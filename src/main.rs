@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve { ref listen, demo } => serve(&cli, listen.clone(), demo),
-        _ => gateway::cli::run(cli).map_err(anyhow::Error::from),
+        _ => gateway::cli::run(cli, &mut std::io::stdout().lock()).map_err(anyhow::Error::from),
     };
     result.unwrap_or_else(|e| {
         // `gateway visits list | head`: the reader has what it wanted.
