@@ -153,9 +153,10 @@ fn a_folder_made_by_hand_under_orgs_is_not_an_inbox() {
     // folder named like the organisation (`orgs/Pearl Carers Ltd/inbox/`) was taken as a second
     // inbox of it. Only a slug names an organisation's folders.
     let env = TestEnv::with_example_cplis();
-    let _server = Server::start(&env);
     let by_hand = env.data().join("orgs").join(crate::helpers::PEARL).join("inbox");
     std::fs::create_dir_all(&by_hand).unwrap();
+    // Made before the start, so that it is watched as a real inbox is.
+    let _server = Server::start(&env);
     std::fs::copy(example("visits-week.csv"), by_hand.join("by-hand.csv")).unwrap();
     // A file in the real inbox afterwards: once it is answered, the watcher has passed the other.
     std::fs::copy(example("visits-week.csv"), inbox(&env).join("real.csv")).unwrap();
