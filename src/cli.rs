@@ -665,3 +665,22 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_writes_its_answer_to_the_writer_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let mut out = Vec::new();
+        let cli = Cli::parse_from(["gateway", "--data", data, "org", "add", "--name", "Pearl Carers Ltd"]);
+        assert_eq!(run(cli, &mut out).unwrap(), ExitCode::SUCCESS);
+        let said = String::from_utf8(out).unwrap();
+        assert!(said.starts_with("Pearl Carers Ltd (pearl-carers-ltd): inbox "), "{said}");
+        let mut out = Vec::new();
+        run(Cli::parse_from(["gateway", "--data", data, "org", "list"]), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "Pearl Carers Ltd\tpearl-carers-ltd\t\t\n");
+    }
+}

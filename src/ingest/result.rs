@@ -549,6 +549,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_result_without_an_organisation_is_written_with_a_blank_one_as_before() {
+        // Issue 11: `None`, no longer `""`, in memory; the store and the result JSON are unchanged.
+        let none = ImportResult::new("visits.csv", "x", None, String::new());
+        let stored = serde_json::to_value(&none).unwrap();
+        assert_eq!(stored["organisation"], "");
+        assert_eq!(serde_json::from_value::<ImportResult>(stored).unwrap().organisation, None);
+        assert!(none.to_json().contains("\"organisation\": \"\","), "{}", none.to_json());
+        let pearl = ImportResult::new("visits.csv", "x", Some("Pearl Carers Ltd"), String::new());
+        let back: ImportResult = serde_json::from_value(serde_json::to_value(&pearl).unwrap()).unwrap();
+        assert_eq!(back.organisation.as_deref(), Some("Pearl Carers Ltd"));
+    }
+
+    #[test]
     fn formula_cells_are_neutralised_in_the_result_csv() {
         assert_eq!(excel_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(excel_safe("+44 1865"), "'+44 1865");
