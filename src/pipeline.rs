@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
-use crate::data_dir::{DataDir, NotSpooled, SpooledFile};
+use crate::data_dir::{DataDir, SpooledFile};
 use crate::domain::{Organisation, Period, Slug};
 use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
@@ -29,8 +29,6 @@ pub enum GatewayError {
     Io { context: String, source: std::io::Error },
     #[error("there is no organisation '{name}'{}", known_list(.known))]
     UnknownOrganisation { name: String, known: Vec<String> },
-    #[error(transparent)]
-    NotSpooled(#[from] NotSpooled),
     #[error("{0}")]
     Invalid(String),
 }
