@@ -103,7 +103,7 @@ pub fn process_answered(
     let mut result = ImportResult::new(
         &incoming.file_name,
         &incoming.import_id,
-        &org.map(|o| o.name.clone()).unwrap_or_default(),
+        org.map(|o| o.name.as_str()),
         incoming.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
     );
     let store = match &mode {
@@ -166,18 +166,19 @@ fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>,
             batch.abort()?;
             return Err(std::io::Error::from_raw_os_error(28).into());
         }
-        Judged::Failed => match store {
-            Some(s) => s.record_import(org.map_or("", |o| o.slug.as_str()), result),
-            None => Ok(()),
+        // Only an import is recorded, and an import is always some organisation's.
+        Judged::Failed => match (store, org) {
+            (Some(s), Some(o)) => s.record_import(&o.slug, result),
+            _ => Ok(()),
         },
         Judged::Visits { batch } => batch.commit(result),
         Judged::Actuals { batch } => match batch {
             Some(b) => b.commit(result),
             None => Ok(()),
         },
-        Judged::Carers { slug, changes } => match store {
-            Some(s) => s.commit_carers(&slug, &changes.upserts, &changes.deletes, result),
-            None => Ok(()),
+        Judged::Carers { changes } => match (store, org) {
+            (Some(s), Some(o)) => s.commit_carers(&o.slug, &changes.upserts, &changes.deletes, result),
+            _ => Ok(()),
         },
     };
     if let (Err(_), Some(s)) = (&committed, store) {
@@ -213,7 +214,7 @@ pub fn write_answer(result: &ImportResult, plan: &AnswerPlan) -> Result<(), Inge
 enum Judged<'s> {
     Failed,
     Visits { batch: crate::store::VisitBatch<'s> },
-    Carers { slug: String, changes: carers::CarerChanges },
+    Carers { changes: carers::CarerChanges },
     /// `None` when nothing is written (validate).
     Actuals { batch: Option<crate::store::ActualBatch<'s>> },
 }
@@ -276,10 +277,9 @@ fn judge<'s>(
                     return Ok(Judged::Failed);
                 }
             };
-            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
             let cplis = cpli_index(given_cplis, store, org)?;
             let carers = match (store, org) {
-                (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
+                (Some(s), Some(o)) => Some(s.carer_refs(&o.slug)?),
                 _ => None,
             };
             let locked = store.map(|s| s.locked_until()).transpose()?.flatten();
@@ -295,9 +295,9 @@ fn judge<'s>(
                 no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
                 visit_levels: config.rules.visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
             };
-            let batch = match store {
-                Some(s) => s.begin_visits(&slug, &incoming.import_id, write)?,
-                None => crate::store::VisitBatch::offline(),
+            let batch = match (store, org) {
+                (Some(s), Some(o)) => s.begin_visits(&o.slug, &incoming.import_id, write)?,
+                _ => crate::store::VisitBatch::offline(),
             };
             let rows = Rows::open(incoming.path, scan.encoding)?;
             let started = std::time::Instant::now();
@@ -324,7 +324,6 @@ fn judge<'s>(
                     return Ok(Judged::Failed);
                 }
             };
-            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
             let cplis = cpli_index(given_cplis, store, org)?;
             let ctx = actuals::Context {
                 org,
@@ -332,13 +331,13 @@ fn judge<'s>(
                 locked: store.map(|s| s.locked_until()).transpose()?.flatten(),
                 periods: &config.periods,
                 hours_step_minutes: config.rules.actuals_hours_step_minutes,
-                store: store.filter(|_| org.is_some()).map(|s| (s, slug.as_str())),
+                store: store.zip(org).map(|(s, o)| (s, &o.slug)),
                 import_id: &incoming.import_id,
             };
             let mut rows = Rows::open(incoming.path, scan.encoding)?;
             // Accepted rows are written as they are judged, like a visits file's (issue 9).
-            let batch = match (store, write) {
-                (Some(s), true) => Some(s.begin_actuals(&slug, &incoming.import_id)?),
+            let batch = match (store, org, write) {
+                (Some(s), Some(o), true) => Some(s.begin_actuals(&o.slug, &incoming.import_id)?),
                 _ => None,
             };
             let mut apply = |change: crate::store::ActualChange| -> Result<(), IngestError> {
@@ -361,16 +360,15 @@ fn judge<'s>(
             }
         }
         FileKind::Carers => {
-            let slug = org.map(|o| o.slug.clone()).unwrap_or_default();
-            let known = match store {
-                Some(s) => s.carer_refs(&slug)?,
-                None => Default::default(),
+            let known = match (store, org) {
+                (Some(s), Some(o)) => s.carer_refs(&o.slug)?,
+                _ => Default::default(),
             };
             let mut rows = Rows::open(incoming.path, scan.encoding)?;
             match carers::judge(&scan, &mut rows, &known, issues)? {
                 Ok((counts, changes)) => {
                     result.counts = counts;
-                    Ok(Judged::Carers { slug, changes })
+                    Ok(Judged::Carers { changes })
                 }
                 Err(()) => Ok(Judged::Failed),
             }

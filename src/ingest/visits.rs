@@ -890,7 +890,7 @@ impl<'r> RowJudge<'r, '_> {
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
         if let Some(name) = org_name {
-            if Some(self.names.get(name)) != *self.org_key && name != org.slug {
+            if Some(self.names.get(name)) != *self.org_key && name != org.slug.as_str() {
                 self.push(
                     Code::WrongOrganisation,
                     Some(Col::OrganisationName),
@@ -1698,7 +1698,7 @@ mod tests {
         assert_eq!(import(&store, &[row(&[])]).counts.new, 1);
         let again = import(&store, &[row(&[("DeliveredExitTime", "09:10")])]);
         assert_eq!((again.counts.new, again.counts.updated), (0, 1));
-        let history = store.visit_history("pearl-carers-ltd", "V1").unwrap();
+        let history = store.visit_history(&org().slug, "V1").unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].visit.as_ref().unwrap().delivered.as_ref().unwrap().exit, NaiveTime::from_hms_opt(9, 0, 0).unwrap());
     }
@@ -1709,8 +1709,8 @@ mod tests {
         import(&store, &[row(&[])]);
         let del = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
         assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
-        assert_eq!(store.current_visits("pearl-carers-ltd").count(), 0);
-        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 1);
+        assert_eq!(store.current_visits(&org().slug).count(), 0);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
     }
 
     #[test]
@@ -1762,16 +1762,16 @@ mod tests {
             let store = Store::open(&db).unwrap();
             import(&store, &[row(&[])]);
             // Write like an import that never reached its commit.
-            let batch = store.begin_visits("pearl-carers-ltd", "crashed", true).unwrap();
+            let batch = store.begin_visits(&org().slug, "crashed", true).unwrap();
             let prev = batch.current("V1").unwrap().map(|(raw, _)| raw);
             batch.put(prev.as_ref(), "V1", batch.encode("V1", 2, None)).unwrap();
             batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&db).unwrap();
-        let current: Vec<_> = store.current_visits("pearl-carers-ltd").map(|v| v.unwrap().visit_ref).collect();
+        let current: Vec<_> = store.current_visits(&org().slug).map(|v| v.unwrap().visit_ref).collect();
         assert_eq!(current, ["V1"]);
-        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 0);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 0);
     }
 
     #[test]
@@ -1783,7 +1783,7 @@ mod tests {
         let hospital = [("VisitRef", "V3"), ("VisitType", "H"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
         let first = file(&[row(&[("DeliveredExitTime", "09:30")]), row(&cancelled), row(&hospital)]);
         run_bytes(first.as_bytes(), &cfg, Mode::Import(&store));
-        let week = || store.weeks("pearl-carers-ltd").map(|w| w.unwrap().1).collect::<Vec<_>>();
+        let week = || store.weeks(&org().slug).map(|w| w.unwrap().1).collect::<Vec<_>>();
         let t = week();
         assert_eq!(t.len(), 1);
         assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (3, 2, 90, 60));
@@ -1941,10 +1941,10 @@ mod tests {
         let other = WeekKey { service: "other".into(), ..week.clone() };
         {
             let store = Store::open(&db).unwrap();
-            let done = store.begin_visits("org", "done", true).unwrap();
+            let done = store.begin_visits(&org().slug, "done", true).unwrap();
             done.put_week(&week, t(60), None).unwrap();
             done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None })).unwrap();
-            let crashed = store.begin_visits("org", "crashed", true).unwrap();
+            let crashed = store.begin_visits(&org().slug, "crashed", true).unwrap();
             crashed.put_week(&week, t(120), Some(t(60))).unwrap();
             crashed.put_week(&other, t(30), None).unwrap();
             store.flush().unwrap();
@@ -1956,7 +1956,7 @@ mod tests {
                 None
             }))
             .expect("the store reopens");
-        let read = store.begin_visits("org", "reader", false).unwrap();
+        let read = store.begin_visits(&org().slug, "reader", false).unwrap();
         assert_eq!(read.week(&week).unwrap(), Some(t(60)));
         assert_eq!(read.week(&other).unwrap(), None);
     }
