@@ -258,8 +258,11 @@ impl Mailer {
             };
             let stored = match sent {
                 Ok(()) => {
+                    // Logged once the outbox records it (flushed), so the line means "sent and
+                    // not to be sent again"; a crash between the two sends it once more.
+                    let marked = gw.store.mark_sent(&q, Utc::now());
                     tracing::info!(id = q.id, to = %q.contact.email, "email sent");
-                    gw.store.mark_sent(&q, Utc::now())
+                    marked
                 }
                 Err(error) => {
                     q.failed(error, Utc::now(), &gw.config.mail);
