@@ -156,7 +156,7 @@ fn start_gateway(dir: &Path, cplis: &Path, key: &Path, port: u16) -> Arc<Gateway
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let options = gateway::serve::Options { listen: Some(format!("127.0.0.1:{port}")), demo: None };
-        rt.block_on(gateway::serve::run(serving, options, std::future::pending())).unwrap();
+        rt.block_on(gateway::serve::run(serving, options, std::future::pending(), |_| {})).unwrap();
     });
     wait_for_port(port);
     gw

@@ -129,7 +129,7 @@ fn run_phase(phase: &str, case: &str, dir: &Path) {
             let orgs = gw.store.orgs().unwrap();
             let org = gw.org(ORG).unwrap();
             let waiting = gw.store.waiting().unwrap().len();
-            assert!(!orgs.is_empty() && waiting == 0 && !org.slug.is_empty());
+            assert!(!orgs.is_empty() && waiting == 0 && !org.slug.as_str().is_empty());
             (t.elapsed().as_secs_f64(), 0, 0)
         }
         other => panic!("unknown phase {other}"),

@@ -1,4 +1,5 @@
-//! The command line (SPEC 6): commands, their flags, and what each one prints.
+//! The command line (SPEC 6): commands, their flags, and what each one answers. Answers are written
+//! to the writer `run` is given (the binary gives it stdout); notes beside them go to stderr.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -288,14 +289,20 @@ pub enum MatchFilter {
     Unmatched,
 }
 
-/// Runs one command. `serve` is handed back to the caller, which owns the runtime.
-pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
+/// A failure to write the answer (a closed pipe is recognised by the caller in its source).
+fn output(source: std::io::Error) -> GatewayError {
+    GatewayError::Io { context: "writing the output".into(), source }
+}
+
+/// Runs one command, writing its answer to `out`. `serve` is handed back to the caller, which owns
+/// the runtime.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| GatewayError::Invalid(e.to_string()))?;
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     match cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
-        Command::User { command } => user(config, &data, command),
-        Command::Validate { cplis, org, format, files } => validate(config, &data, cplis, org, format, &files),
+        Command::User { command } => user(config, &data, command, out),
+        Command::Validate { cplis, org, format, files } => validate(config, &data, cplis, org, format, &files, out),
         Command::Import { org, format, files } => {
             let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
@@ -303,28 +310,28 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
             for f in &files {
                 results.push(gw.import_file(&org, f)?);
             }
-            print_results(&results, format)
+            print_results(&results, format, out)
         }
         Command::Cplis { command: CplisCommand::Load { file } } => {
             let gw = Gateway::open(config, &data)?;
             let load = gw.load_cplis(&file)?;
-            println!(
+            writeln!(out, 
                 "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits and actuals rows changed match status",
                 load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
-            );
+            ).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Org { command: OrgCommand::Add { name, org_ref } } => {
             let gw = Gateway::open(config, &data)?;
             let org = gw.add_org(&name, org_ref.as_deref())?;
-            println!("{} ({}): inbox {}", org.name, org.slug, gw.data.inbox(&org.slug).display());
+            writeln!(out, "{} ({}): inbox {}", org.name, org.slug, gw.data.inbox(&org.slug).display()).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Org { command: OrgCommand::List } => {
             let gw = Gateway::open(config, &data)?;
             for o in gw.store.orgs()? {
                 let services: Vec<&str> = o.services.iter().map(|s| s.name.as_str()).collect();
-                println!("{}\t{}\t{}\t{}", o.name, o.slug, o.org_ref.map(|g| g.to_string()).unwrap_or_default(), services.join("; "));
+                writeln!(out, "{}\t{}\t{}\t{}", o.name, o.slug, o.org_ref.map(|g| g.to_string()).unwrap_or_default(), services.join("; ")).map_err(output)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -332,7 +339,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
             let gw = Gateway::open(config, &data)?;
             let p = gw.lock_until(until)?;
             let at = if p.end == until { "the last day of" } else { "in" };
-            println!("locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe());
+            writeln!(out, "locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe()).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Visits { command: VisitsCommand::List { org, status, format } } => {
@@ -342,17 +349,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
                 (Ok(StoredVisit { visit: Some(v), .. }), Some(f)) => matches!(v.matched, MatchStatus::Matched { .. }) == (f == MatchFilter::Matched),
                 _ => true,
             });
-            list_visits(visits, format)?;
+            list_visits(visits, format, out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Contact { command } => contact(Gateway::open(config, &data)?, command),
-        Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(&Gateway::open(config, &data)?, sent),
+        Command::Contact { command } => contact(Gateway::open(config, &data)?, command, out),
+        Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(&Gateway::open(config, &data)?, sent, out),
         Command::Export { command: ExportCommand::Commissioned { org } } => {
             let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let body = gw.commissioned_export(&org)?;
             gw.write_commissioned_export(&org)?;
-            print_bytes(&body)
+            print_bytes(&body, out)
         }
         Command::Report { command: ReportCommand::CommissionedVsActuals { org, from, to, differences_only, include_empty_weeks, format, write_export } } => {
             let gw = Gateway::open(config, &data)?;
@@ -365,13 +372,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, GatewayError> {
                 let path = gw.write_export(&org, &format!("commissioned-vs-actuals_{from}_{to}.{ext}"), &body)?;
                 eprintln!("written to {}", path.display());
             }
-            print_bytes(&body)
+            print_bytes(&body, out)
         }
         Command::Report { command: ReportCommand::HospitalIncentive { org, from, to, format } } => {
             let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let rows = gw.hospital_incentive(&org, from, to)?;
-            print_bytes(&table(&hospital::COLUMNS, rows.iter().map(|r| r.cells()), format))
+            print_bytes(&table(&hospital::COLUMNS, rows.iter().map(|r| r.cells()), format), out)
         }
     }
 }
@@ -387,20 +394,19 @@ fn table<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>
     }
 }
 
-fn print_bytes(body: &[u8]) -> Result<ExitCode, GatewayError> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(body).and_then(|_| out.flush()).map_err(|e| GatewayError::Io { context: "writing the output".into(), source: e })?;
+fn print_bytes(body: &[u8], out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+    out.write_all(body).and_then(|_| out.flush()).map_err(output)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn contact(gw: Gateway, command: ContactCommand) -> Result<ExitCode, GatewayError> {
+fn contact(gw: Gateway, command: ContactCommand, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
     match command {
         ContactCommand::Add { org, email, name, notify, no_notify } => {
             let org = gw.org(&org)?;
             let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
             let contact = Contact { email, name, notify: if no_notify { Notify::Off } else { notify } };
             gw.store.put_contact(&org.slug, &contact)?;
-            println!("{}: {} ({}) gets {}", org.name, contact.mailbox(), contact.notify.as_str(), describe(contact.notify));
+            writeln!(out, "{}: {} ({}) gets {}", org.name, contact.mailbox(), contact.notify.as_str(), describe(contact.notify)).map_err(output)?;
         }
         ContactCommand::List { org } => {
             let orgs = match org {
@@ -409,7 +415,7 @@ fn contact(gw: Gateway, command: ContactCommand) -> Result<ExitCode, GatewayErro
             };
             for o in orgs {
                 for c in gw.store.contacts(&o.slug)? {
-                    println!("{}\t{}\t{}\t{}", o.name, c.email, c.name.as_deref().unwrap_or(""), c.notify.as_str());
+                    writeln!(out, "{}\t{}\t{}\t{}", o.name, c.email, c.name.as_deref().unwrap_or(""), c.notify.as_str()).map_err(output)?;
                 }
             }
         }
@@ -418,7 +424,7 @@ fn contact(gw: Gateway, command: ContactCommand) -> Result<ExitCode, GatewayErro
             if !gw.store.remove_contact(&org.slug, &email.key())? {
                 return Err(GatewayError::Invalid(format!("{} has no contact {email}", org.name)));
             }
-            println!("{}: {email} removed; it gets no more email", org.name);
+            writeln!(out, "{}: {email} removed; it gets no more email", org.name).map_err(output)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -433,12 +439,12 @@ fn describe(notify: Notify) -> &'static str {
     }
 }
 
-fn outbox_list(gw: &Gateway, sent: bool) -> Result<ExitCode, GatewayError> {
+fn outbox_list(gw: &Gateway, sent: bool, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
     let subject = |q: &crate::mail::Queued| {
         crate::mail::outbox::render(gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
     };
-    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(std::io::stdout().lock());
+    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(out);
     let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };
     if sent {
         w.write_record(["id", "to", "subject", "attempts", "sent"]).map_err(write_err)?;
@@ -470,7 +476,15 @@ fn outbox_list(gw: &Gateway, sent: bool) -> Result<ExitCode, GatewayError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(config: Config, data: &Path, cplis: Option<PathBuf>, org: Option<String>, format: Format, files: &[PathBuf]) -> Result<ExitCode, GatewayError> {
+fn validate(
+    config: Config,
+    data: &Path,
+    cplis: Option<PathBuf>,
+    org: Option<String>,
+    format: Format,
+    files: &[PathBuf],
+    out: &mut dyn Write,
+) -> Result<ExitCode, GatewayError> {
     let cplis = cplis.map(|p| read_extract(&p)).transpose()?;
     // With an organisation, judge against what the data folder holds for it (when it has a store).
     let store = match (&org, data.join("db").exists()) {
@@ -486,12 +500,12 @@ fn validate(config: Config, data: &Path, cplis: Option<PathBuf>, org: Option<Str
     for f in files {
         results.push(Gateway::validate(&config, store.as_ref(), org.as_ref(), cplis.clone(), f)?);
     }
-    print_results(&results, format)
+    print_results(&results, format, out)
 }
 
-fn print_results(results: &[ImportResult], format: Format) -> Result<ExitCode, GatewayError> {
+fn print_results(results: &[ImportResult], format: Format, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
     // Streamed from each result's issue log (issue 9: a million issues are never in memory).
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(out);
     let printed = (|| -> std::io::Result<()> {
         match (format, results) {
             (Format::Json, [one]) => one.write_json(&mut out, "")?,
@@ -563,8 +577,7 @@ fn list_row(sv: &StoredVisit) -> Option<[Option<String>; 20]> {
 }
 
 /// Streams the list: a large organisation's visits are never held in memory at once.
-fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, format: ListFormat) -> Result<(), GatewayError> {
-    let out = std::io::stdout().lock();
+fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, format: ListFormat, out: &mut dyn Write) -> Result<(), GatewayError> {
     let write_err = |e: std::io::Error| GatewayError::Io { context: "writing the list".into(), source: e };
     match format {
         ListFormat::Csv => {
@@ -599,7 +612,7 @@ fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, 
     Ok(())
 }
 
-fn user(config: Config, data: &Path, command: UserCommand) -> Result<ExitCode, GatewayError> {
+fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
     use crate::sftp::users;
     let dir = crate::data_dir::DataDir::new(data);
     let logins = users::Users::new(dir.users());
@@ -631,24 +644,43 @@ fn user(config: Config, data: &Path, command: UserCommand) -> Result<ExitCode, G
                 None
             };
             let u = logins.add(&name, &org.slug, lines, hash).map_err(invalid)?;
-            println!("{} for {}: {} key(s){}", u.login, org.name, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" });
+            writeln!(out, "{} for {}: {} key(s){}", u.login, org.name, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" }).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::List => {
             for u in logins.list().map_err(invalid)? {
-                println!("{}\t{}\t{} key(s)\t{}", u.login, u.org, u.keys.len(), if u.password_hash.is_some() { "password" } else { "no password" });
+                writeln!(out, "{}\t{}\t{} key(s)\t{}", u.login, u.org, u.keys.len(), if u.password_hash.is_some() { "password" } else { "no password" }).map_err(output)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Remove { name } => {
             let u = logins.remove(&name).map_err(invalid)?;
-            println!("removed {} ({})", u.login, u.org);
+            writeln!(out, "removed {} ({})", u.login, u.org).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Unlock { name } => {
             let u = logins.request_unlock(&name).map_err(invalid)?;
-            println!("unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org);
+            writeln!(out, "unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_writes_its_answer_to_the_writer_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let mut out = Vec::new();
+        let cli = Cli::parse_from(["gateway", "--data", data, "org", "add", "--name", "Pearl Carers Ltd"]);
+        assert_eq!(run(cli, &mut out).unwrap(), ExitCode::SUCCESS);
+        let said = String::from_utf8(out).unwrap();
+        assert!(said.starts_with("Pearl Carers Ltd (pearl-carers-ltd): inbox "), "{said}");
+        let mut out = Vec::new();
+        run(Cli::parse_from(["gateway", "--data", data, "org", "list"]), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "Pearl Carers Ltd\tpearl-carers-ltd\t\t\n");
     }
 }

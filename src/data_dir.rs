@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::domain::Slug;
+
 /// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `users/`, `outbox/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -26,15 +28,15 @@ impl DataDir {
         self.root.join("orgs")
     }
 
-    pub fn inbox(&self, slug: &str) -> PathBuf {
+    pub fn inbox(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("inbox")
     }
 
-    pub fn results(&self, slug: &str) -> PathBuf {
+    pub fn results(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("results")
     }
 
-    pub fn exports(&self, slug: &str) -> PathBuf {
+    pub fn exports(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("exports")
     }
 
@@ -49,7 +51,7 @@ impl DataDir {
     }
 
     /// Files claimed for processing; whatever is here at start-up is finished first.
-    pub fn spool(&self, slug: &str) -> PathBuf {
+    pub fn spool(&self, slug: &Slug) -> PathBuf {
         self.root.join("spool").join(slug)
     }
 
@@ -57,7 +59,17 @@ impl DataDir {
         self.root.join("spool")
     }
 
-    pub fn archive(&self, slug: &str) -> PathBuf {
+    /// Where a claimed file waits: `spool/<slug>/<import id>__<name>`.
+    pub fn spooled(&self, file: &SpooledFile) -> PathBuf {
+        self.spool(&file.org).join(file.file_name())
+    }
+
+    /// Where a finished file is kept: `archive/<slug>/<import id>__<name>`.
+    pub fn archived(&self, file: &SpooledFile) -> PathBuf {
+        self.archive(&file.org).join(file.file_name())
+    }
+
+    pub fn archive(&self, slug: &Slug) -> PathBuf {
         self.root.join("archive").join(slug)
     }
 
@@ -67,7 +79,7 @@ impl DataDir {
     }
 
     /// Creates the folders an organisation's users and the gateway need.
-    pub fn ensure_org(&self, slug: &str) -> io::Result<()> {
+    pub fn ensure_org(&self, slug: &Slug) -> io::Result<()> {
         for dir in [self.inbox(slug), self.results(slug), self.exports(slug), self.spool(slug), self.archive(slug)] {
             std::fs::create_dir_all(dir)?;
         }
@@ -87,5 +99,84 @@ impl DataDir {
         std::fs::rename(&tmp, dest).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
+    }
+}
+
+/// A file claimed into the spool: whose it is, the import it is, and the name the provider gave it
+/// (shortened to one the gateway can answer under). Its path is made from these and parsed back
+/// only when the spool is read at start-up (issue 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledFile {
+    pub org: Slug,
+    /// A v7 UUID: they sort by time, so files are replayed in the order they arrived.
+    pub import_id: uuid::Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} is not a spooled file (spool/<organisation>/<import id>__<name>)", .path.display())]
+pub struct NotSpooled {
+    pub path: PathBuf,
+}
+
+impl SpooledFile {
+    pub fn new(org: Slug, import_id: uuid::Uuid, name: impl Into<String>) -> SpooledFile {
+        SpooledFile { org, import_id, name: name.into() }
+    }
+
+    /// `spool/<slug>/<import id>__<name>` (or the same under `archive/`) -> its parts.
+    pub fn from_path(path: &Path) -> Result<SpooledFile, NotSpooled> {
+        let parts = || -> Option<SpooledFile> {
+            let (id, name) = path.file_name()?.to_str()?.split_once("__")?;
+            let import_id = uuid::Uuid::parse_str(id).ok()?;
+            let org = Slug::parse(path.parent()?.file_name()?.to_str()?).ok()?;
+            Some(SpooledFile { org, import_id, name: name.into() })
+        };
+        parts().ok_or_else(|| NotSpooled { path: path.to_path_buf() })
+    }
+
+    /// `<import id>__<name>`: the file's name in the spool and the archive.
+    pub fn file_name(&self) -> String {
+        format!("{}__{}", self.import_id, self.name)
+    }
+
+    /// The import id as stored and shown.
+    pub fn import_id(&self) -> String {
+        self.import_id.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pearl() -> Slug {
+        Slug::from_name("Pearl Carers Ltd")
+    }
+
+    #[test]
+    fn a_spooled_file_is_found_again_from_its_path() {
+        let data = DataDir::new("/d");
+        for name in ["visits.csv", "my__visits.csv", "week 1. v2..csv", "Siân’s visits – 10.10.csv", "résumé 日本.csv", ""] {
+            let file = SpooledFile::new(pearl(), uuid::Uuid::now_v7(), name);
+            let path = data.spooled(&file);
+            assert_eq!(path.parent(), Some(Path::new("/d/spool/pearl-carers-ltd")));
+            assert_eq!(SpooledFile::from_path(&path).unwrap(), file, "{name:?}");
+            assert_eq!(SpooledFile::from_path(&data.archived(&file)).unwrap(), file, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_spooled_file_is_refused() {
+        let id = uuid::Uuid::now_v7();
+        for p in [
+            "/d/spool/pearl-carers-ltd/visits.csv".to_string(),
+            "/d/spool/pearl-carers-ltd/not-a-uuid__visits.csv".into(),
+            format!("/d/spool/pearl-carers-ltd/{id}.result.json"),
+            format!("/d/spool/Pearl Carers/{id}__visits.csv"),
+            format!("{id}__visits.csv"),
+        ] {
+            assert!(SpooledFile::from_path(Path::new(&p)).is_err(), "{p}");
+        }
     }
 }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve { ref listen, demo } => serve(&cli, listen.clone(), demo),
-        _ => gateway::cli::run(cli).map_err(anyhow::Error::from),
+        _ => gateway::cli::run(cli, &mut std::io::stdout().lock()).map_err(anyhow::Error::from),
     };
     result.unwrap_or_else(|e| {
         // `gateway visits list | head`: the reader has what it wanted.
@@ -41,9 +41,14 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let gw = gateway::pipeline::Gateway::open(config, &data)?;
     let demo = if demo { Some(gateway::serve::prepare_demo(&gw)?) } else { None };
+    if let Some(d) = &demo {
+        println!("{d}");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
-    let options = gateway::serve::Options { listen, demo };
-    runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, shutdown_signal()))?;
+    let options = gateway::serve::Options { listen, demo: demo.map(|d| d.user) };
+    // Tests and the soak example wait for these lines on stdout.
+    let announce = |a: gateway::serve::Announcement| println!("{a}");
+    runtime.block_on(gateway::serve::run(std::sync::Arc::new(gw), options, shutdown_signal(), announce))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -270,7 +270,10 @@ pub enum Status {
 pub struct ImportResult {
     pub file: String,
     pub import_id: String,
-    pub organisation: String,
+    /// The organisation's name; `None` for `validate` without `--org`. Written `""` then, in the
+    /// store and the result JSON alike, as before issue 11.
+    #[serde(with = "blank_is_none")]
+    pub organisation: Option<String>,
     pub kind: FileKind,
     pub status: Status,
     pub received_at: String,
@@ -310,11 +313,11 @@ impl PartialEq for LogHandle {
 
 impl ImportResult {
     /// A result with no issues yet.
-    pub fn new(file: &str, import_id: &str, organisation: &str, received_at: String) -> ImportResult {
+    pub fn new(file: &str, import_id: &str, organisation: Option<&str>, received_at: String) -> ImportResult {
         ImportResult {
             file: file.into(),
             import_id: import_id.into(),
-            organisation: organisation.into(),
+            organisation: organisation.map(String::from),
             kind: FileKind::Unknown,
             status: Status::Processed,
             received_at,
@@ -432,7 +435,7 @@ impl ImportResult {
         let head = Head {
             file: &self.file,
             import_id: &self.import_id,
-            organisation: &self.organisation,
+            organisation: self.organisation.as_deref().unwrap_or(""),
             kind: self.kind,
             status: self.status,
             received_at: &self.received_at,
@@ -464,6 +467,19 @@ impl ImportResult {
         let mut out = Vec::new();
         let _ = self.write_json(&mut out, "");
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// An absent organisation as the `""` it has always been written as (issue 11).
+mod blank_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Some(String::deserialize(d)?).filter(|s| !s.is_empty()))
     }
 }
 
@@ -632,6 +648,19 @@ pub fn excel_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_without_an_organisation_is_written_with_a_blank_one_as_before() {
+        // Issue 11: `None`, no longer `""`, in memory; the store and the result JSON are unchanged.
+        let none = ImportResult::new("visits.csv", "x", None, String::new());
+        let stored = serde_json::to_value(&none).unwrap();
+        assert_eq!(stored["organisation"], "");
+        assert_eq!(serde_json::from_value::<ImportResult>(stored).unwrap().organisation, None);
+        assert!(none.to_json().contains("\"organisation\": \"\","), "{}", none.to_json());
+        let pearl = ImportResult::new("visits.csv", "x", Some("Pearl Carers Ltd"), String::new());
+        let back: ImportResult = serde_json::from_value(serde_json::to_value(&pearl).unwrap()).unwrap();
+        assert_eq!(back.organisation.as_deref(), Some("Pearl Carers Ltd"));
+    }
 
     #[test]
     fn formula_cells_are_neutralised_in_the_result_csv() {

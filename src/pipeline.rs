@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
-use crate::data_dir::DataDir;
-use crate::domain::{Organisation, Period};
+use crate::data_dir::{DataDir, SpooledFile};
+use crate::domain::{Organisation, Period, Slug};
 use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
@@ -78,11 +78,23 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// The organisation a person named (its name or its slug).
     pub fn org(&self, name: &str) -> Result<Organisation> {
         match self.store.org(name)? {
             Some(o) => Ok(o),
             None => Err(GatewayError::UnknownOrganisation {
                 name: name.into(),
+                known: self.store.orgs()?.into_iter().map(|o| o.name).collect(),
+            }),
+        }
+    }
+
+    /// The organisation whose folders these are.
+    pub fn org_by_slug(&self, slug: &Slug) -> Result<Organisation> {
+        match self.store.org_by_slug(slug)? {
+            Some(o) => Ok(o),
+            None => Err(GatewayError::UnknownOrganisation {
+                name: slug.to_string(),
                 known: self.store.orgs()?.into_iter().map(|o| o.name).collect(),
             }),
         }
@@ -129,7 +141,7 @@ impl Gateway {
     fn finish_rematch(&self) -> Result<usize> {
         let mut rematched = 0;
         for slug in self.store.rematch_pending()? {
-            let Some(org) = self.store.org(&slug)? else { continue };
+            let Some(org) = self.store.org_by_slug(&slug)? else { continue };
             let index = CpliIndex::new(self.store.cplis_for_org(&org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
@@ -215,27 +227,27 @@ impl Gateway {
         self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         let staged = self.data.staging().join(format!("{}.part", uuid::Uuid::new_v4()));
         fs::copy(path, &staged).map_err(io(format!("reading {}", path.display())))?;
-        let spooled = self.spool_path(&org.slug, &name);
-        fs::rename(&staged, &spooled).map_err(io("moving the file into the spool"))?;
+        let spooled = self.spool_file(&org.slug, &name);
+        fs::rename(&staged, self.data.spooled(&spooled)).map_err(io("moving the file into the spool"))?;
         self.process_spooled(&spooled)
     }
 
     /// Claims a complete file from an inbox by renaming it into the spool (so it is taken once).
-    pub fn claim(&self, slug: &str, path: &Path) -> Result<PathBuf> {
+    pub fn claim(&self, slug: &Slug, path: &Path) -> Result<SpooledFile> {
         self.claim_as(slug, path, &file_name(path)?)
     }
 
     /// Claims the file at `path` (an inbox file or a finished SFTP upload) as `name`.
-    pub fn claim_as(&self, slug: &str, path: &Path, name: &str) -> Result<PathBuf> {
+    pub fn claim_as(&self, slug: &Slug, path: &Path, name: &str) -> Result<SpooledFile> {
         fs::create_dir_all(self.data.spool(slug)).map_err(io("creating the spool"))?;
-        let spooled = self.spool_path(slug, name);
-        fs::rename(path, &spooled).map_err(io(format!("claiming {}", path.display())))?;
+        let spooled = self.spool_file(slug, name);
+        fs::rename(path, self.data.spooled(&spooled)).map_err(io(format!("claiming {}", path.display())))?;
         Ok(spooled)
     }
 
-    fn spool_path(&self, slug: &str, name: &str) -> PathBuf {
+    fn spool_file(&self, slug: &Slug, name: &str) -> SpooledFile {
         // v7 ids sort by time, so a replay after a crash keeps the order files arrived in.
-        self.data.spool(slug).join(format!("{}__{}", uuid::Uuid::now_v7(), answerable_name(name)))
+        SpooledFile::new(slug.clone(), uuid::Uuid::now_v7(), answerable_name(name))
     }
 
     /// Judges and applies a spooled file, writes its result files, and archives it. Safe to call
@@ -245,27 +257,27 @@ impl Gateway {
     /// A file the gateway fails on (a panic, a store or disk that refuses a write) is answered with a
     /// failed result naming an internal error and leaves the spool, so it is not retried first at
     /// every start; only when even that answer cannot be written does it stay.
-    pub fn process_spooled(&self, spooled: &Path) -> Result<ImportResult> {
+    pub fn process_spooled(&self, spooled: &SpooledFile) -> Result<ImportResult> {
         self.answer_spooled(spooled, None)
     }
 
     /// Answers a spooled file as failed because of `reason` (a store or disk failure), without
     /// judging it again: a file on which the store failed for lack of space, answered once space
     /// returns (judging it again would only fill the disk again, issue 9).
-    pub fn fail_spooled(&self, spooled: &Path, reason: &str) -> Result<ImportResult> {
+    pub fn fail_spooled(&self, spooled: &SpooledFile, reason: &str) -> Result<ImportResult> {
         self.answer_spooled(spooled, Some(store_failure_message(&reason)))
     }
 
-    fn answer_spooled(&self, spooled: &Path, failed: Option<String>) -> Result<ImportResult> {
-        let (slug, import_id, name) = spool_parts(spooled)
-            .ok_or_else(|| GatewayError::Invalid(format!("{} is not a spooled file", spooled.display())))?;
-        let org = self.org(&slug)?;
+    fn answer_spooled(&self, spooled: &SpooledFile, failed: Option<String>) -> Result<ImportResult> {
+        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), &spooled.name);
+        let org = self.org_by_slug(slug)?;
+        let path = self.data.spooled(spooled);
         let received_at: DateTime<Utc> =
-            fs::metadata(spooled).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
-        let incoming = Incoming { path: spooled, file_name: name.clone(), import_id: import_id.clone(), received_at };
-        let plan = self.answer_plan(&slug, &import_id, &name)?;
+            fs::metadata(&path).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
+        let incoming = Incoming { path: &path, file_name: name.clone(), import_id: import_id.clone(), received_at };
+        let plan = self.answer_plan(spooled)?;
         if let Some(message) = failed {
-            let (result, recorded) = self.fail_file(&slug, &org, &incoming, &plan, message)?;
+            let (result, recorded) = self.fail_file(slug, &org, &incoming, &plan, message)?;
             return self.finish(spooled, &org, &plan, result, recorded);
         }
         let judged = catching_panics(|| ingest::process_answered(&self.config, Some(&org), &incoming, Mode::Import(&self.store), Some(&plan)));
@@ -285,7 +297,7 @@ impl Gateway {
                     Some(committed) => (committed, true),
                     None => {
                         tracing::error!(org = org.name, file = name, import_id, error = %e, "could not store the file; answering it as failed");
-                        self.fail_file(&slug, &org, &incoming, &plan, store_failure_message(&e))?
+                        self.fail_file(slug, &org, &incoming, &plan, store_failure_message(&e))?
                     }
                 }
             }
@@ -296,27 +308,26 @@ impl Gateway {
                     panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
                     panic.message
                 );
-                self.fail_file(&slug, &org, &incoming, &plan, message)?
+                self.fail_file(slug, &org, &incoming, &plan, message)?
             }
         };
         self.finish(spooled, &org, &plan, result, recorded)
     }
 
     /// Puts a file's answer in place under its fixed names and archives the file.
-    fn finish(&self, spooled: &Path, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
-        let (slug, import_id, name) = spool_parts(spooled).expect("a spooled file's name was read before");
+    fn finish(&self, spooled: &SpooledFile, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
+        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), &spooled.name);
         if !recorded || !self.store.answered(&import_id)? {
             if fault::is("slow-answer") {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
-            self.put_answer_in_place(&slug, &result, plan)?;
+            self.put_answer_in_place(slug, &result, plan)?;
             if recorded {
-                self.store.mark_answered(&slug, &import_id)?;
+                self.store.mark_answered(slug, &import_id)?;
             }
         }
-        let archived = self.data.archive(&slug).join(format!("{import_id}__{name}"));
-        fs::create_dir_all(self.data.archive(&slug)).map_err(io("creating the archive"))?;
-        fs::rename(spooled, &archived).map_err(io("archiving the file"))?;
+        fs::create_dir_all(self.data.archive(slug)).map_err(io("creating the archive"))?;
+        fs::rename(self.data.spooled(spooled), self.data.archived(spooled)).map_err(io("archiving the file"))?;
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
         }
@@ -327,11 +338,12 @@ impl Gateway {
     /// The names of an import's result files: those its commit recorded (a replay), else the first
     /// `NAME.result.*`, `NAME.2.result.*`, ... that neither exists in `results/` nor is held by an
     /// import committed but not yet answered; written first beside the spooled file.
-    fn answer_plan(&self, slug: &str, import_id: &str, name: &str) -> Result<AnswerPlan> {
+    fn answer_plan(&self, spooled: &SpooledFile) -> Result<AnswerPlan> {
+        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), spooled.name.as_str());
         let spool = self.data.spool(slug);
         let staged = |ext: &str| spool.join(format!("{import_id}.result.{ext}"));
         let (staged_csv, staged_json) = (staged("csv"), staged("json"));
-        if let Some(answer) = self.store.import_result(import_id)?.and_then(|r| r.answer) {
+        if let Some(answer) = self.store.import_result(&import_id)?.and_then(|r| r.answer) {
             return Ok(AnswerPlan { staged_csv, staged_json, answer });
         }
         let dir = self.data.results(slug);
@@ -351,7 +363,7 @@ impl Gateway {
     /// A file the gateway failed on: what it wrote is rolled back, and it is answered with one
     /// `INTERNAL_ERROR`. Returns the result and whether the store recorded it (a store that refuses
     /// writes cannot; the file is answered and archived all the same, without an email).
-    fn fail_file(&self, slug: &str, org: &Organisation, incoming: &Incoming<'_>, plan: &AnswerPlan, message: String) -> Result<(ImportResult, bool)> {
+    fn fail_file(&self, slug: &Slug, org: &Organisation, incoming: &Incoming<'_>, plan: &AnswerPlan, message: String) -> Result<(ImportResult, bool)> {
         if let Err(e) = self.store.roll_back_unfinished() {
             tracing::error!(import_id = incoming.import_id, error = %e, "could not roll back the failed import now; the next start will");
         }
@@ -376,7 +388,7 @@ impl Gateway {
 
     /// Moves the staged result files into `results/` under their fixed names, CSV first (clients
     /// poll for the JSON); a replay renames what is still staged, or writes again what is missing.
-    fn put_answer_in_place(&self, slug: &str, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
+    fn put_answer_in_place(&self, slug: &Slug, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
         let answer = result.answer.as_ref().unwrap_or(&plan.answer);
         let dir = self.data.results(slug);
         fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
@@ -406,18 +418,19 @@ impl Gateway {
     }
 
     /// Everything claimed but not finished (a crash, a stop): oldest first.
-    pub fn spooled(&self) -> Result<Vec<PathBuf>> {
+    pub fn spooled(&self) -> Result<Vec<SpooledFile>> {
         let mut out = Vec::new();
         let root = self.data.spool_root();
         let Ok(orgs) = fs::read_dir(&root) else { return Ok(out) };
         for org in orgs.flatten() {
             for f in fs::read_dir(org.path()).map_err(io("reading the spool"))?.flatten() {
-                if spool_parts(&f.path()).is_some() {
-                    out.push(f.path());
+                // Staged results (`<import id>.result.*`) and spills are not spooled files.
+                if let Ok(spooled) = SpooledFile::from_path(&f.path()) {
+                    out.push(spooled);
                 }
             }
         }
-        out.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        out.sort_by_key(SpooledFile::file_name);
         Ok(out)
     }
 
@@ -469,7 +482,7 @@ fn internal_failure(incoming: &Incoming<'_>, org: Option<&Organisation>, message
     let mut result = ImportResult::new(
         &incoming.file_name,
         &incoming.import_id,
-        org.map_or("", |o| o.name.as_str()),
+        org.map(|o| o.name.as_str()),
         incoming.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
     result.status = Status::Failed;
@@ -577,15 +590,6 @@ pub fn answerable_name(name: &str) -> std::borrow::Cow<'_, str> {
     format!("{}{tag}{ext}", &name[..cut]).into()
 }
 
-/// `spool/<slug>/<import id>__<name>` -> (slug, import id, name).
-fn spool_parts(path: &Path) -> Option<(String, String, String)> {
-    let name = path.file_name()?.to_str()?;
-    let (id, original) = name.split_once("__")?;
-    uuid::Uuid::parse_str(id).ok()?;
-    let slug = path.parent()?.file_name()?.to_str()?;
-    Some((slug.into(), id.into(), original.into()))
-}
-
 /// Whether a name in an inbox is a finished CSV: temporary names of SFTP clients and editors
 /// (`*.filepart`, `*.part`, `*.tmp`, dot-names) wait until they are renamed to `*.csv`.
 pub fn is_ready_name(name: &str) -> bool {
@@ -615,13 +619,5 @@ mod tests {
         assert!(is_ready_name(&short));
         let other = format!("{}x.csv", "é".repeat(150));
         assert_ne!(answerable_name(&other), short, "names that begin alike stay apart");
-    }
-
-    #[test]
-    fn spooled_names_carry_the_import_id_and_the_original_name() {
-        let id = uuid::Uuid::now_v7();
-        let p = PathBuf::from(format!("/d/spool/pearl-carers-ltd/{id}__my__visits.csv"));
-        assert_eq!(spool_parts(&p), Some(("pearl-carers-ltd".into(), id.to_string(), "my__visits.csv".into())));
-        assert_eq!(spool_parts(Path::new("/d/spool/x/visits.csv")), None);
     }
 }

@@ -1,11 +1,12 @@
 //! `gateway serve`: the SFTP front door and the inbox watcher feeding one work queue, the worker
 //! that processes its files one at a time in the order they were claimed, and the mail outbox.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::data_dir::SpooledFile;
 use crate::mail::outbox::Mailer;
 use crate::pipeline::{Gateway, GatewayError};
 use crate::sftp::{self, SftpError, User};
@@ -34,12 +35,47 @@ pub struct Options {
     pub demo: Option<User>,
 }
 
+/// What the server tells its operator as it comes up. The library prints nothing (issue 11): the
+/// `gateway` binary prints each on stdout, where tests and the soak example wait for them.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    /// Listening for SFTP.
+    Listening { addr: SocketAddr, host_key: String },
+    /// `serve --demo`: the two commands a newcomer pastes.
+    DemoCommands { addr: SocketAddr },
+    /// The inboxes are watched and the files dropped while the gateway was down are taken.
+    Watching(watch::Watching),
+}
+
+impl std::fmt::Display for Announcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Announcement::Listening { addr, host_key } => write!(f, "gateway: SFTP on {addr}, host key {host_key}"),
+            Announcement::DemoCommands { addr } => {
+                let ssh = format!(
+                    "-i {DEMO_KEY} -P {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+                    addr.port()
+                );
+                let host = addr.ip();
+                writeln!(f, "  upload the example week:  echo 'put examples/visits-week.csv /inbox/' | sftp -b - {ssh} {DEMO_LOGIN}@{host}")?;
+                write!(f, "  fetch its result:         sftp {ssh} {DEMO_LOGIN}@{host}:/results/visits-week.result.json .")
+            }
+            Announcement::Watching(w) => write!(f, "gateway: watching the inboxes of {} organisations under {}", w.orgs, w.dir.display()),
+        }
+    }
+}
+
 /// Runs until `shutdown` completes; the file being processed then is finished, the rest stay in the
-/// spool for the next start.
-pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+/// spool for the next start. `announce` is told of each step of coming up.
+pub async fn run(
+    gw: Arc<Gateway>,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+    announce: impl Fn(Announcement),
+) -> Result<(), ServeError> {
     let mailer = Mailer::new(&gw)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (work_tx, work_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let (work_tx, work_rx) = mpsc::unbounded_channel::<SpooledFile>();
     clean_staging(&gw);
     let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
@@ -53,15 +89,16 @@ pub async fn run(gw: Arc<Gateway>, options: Options, shutdown: impl std::future:
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
     let demo = options.demo.is_some();
     let mut sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
+    announce(Announcement::Listening { addr: sftp.addr, host_key: sftp.host_key.clone() });
     if demo {
-        print_demo_commands(sftp.addr);
+        announce(Announcement::DemoCommands { addr: sftp.addr });
     }
     // A thread of its own: rendering and sending email never runs on the runtime (issue 9).
     let mail = mailer.spawn(gw.clone())?;
     // An email already on its way gets as long as one SMTP conversation may take.
     let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {
-        w = watch::run(gw, work_tx, shutdown) => w,
+        w = watch::run(gw, work_tx, shutdown, |w| announce(Announcement::Watching(w))) => w,
         _ = sftp.ended() => {
             tracing::error!("the SFTP listener ended; stopping");
             let _ = stop_tx.send(true);
@@ -99,8 +136,8 @@ fn clean_staging(gw: &Gateway) {
 /// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
 /// which it failed, and whose failed answer could not be written then, is answered once it is back
 /// (issue 9).
-async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut waiting: std::collections::VecDeque<(PathBuf, Option<String>)> = Default::default();
+async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut waiting: std::collections::VecDeque<(SpooledFile, Option<String>)> = Default::default();
     loop {
         let (spooled, failed) = match waiting.pop_front() {
             Some(next) => next,
@@ -124,20 +161,21 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<PathBuf>, mut st
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         }
-        let (path, engine) = (spooled.clone(), gw.clone());
+        let (file, engine) = (spooled.clone(), gw.clone());
         let done = tokio::task::spawn_blocking(move || match failed {
-            Some(reason) => engine.fail_spooled(&path, &reason),
-            None => engine.process_spooled(&path),
+            Some(reason) => engine.fail_spooled(&file, &reason),
+            None => engine.process_spooled(&file),
         })
         .await;
+        let path = gw.data.spooled(&spooled);
         match done {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) if !gw.store.is_healthy() && spooled.exists() => {
-                tracing::error!(file = %spooled.display(), error = %e, "the store failed; the file is answered once it is back");
+            Ok(Err(e)) if !gw.store.is_healthy() && path.exists() => {
+                tracing::error!(file = %path.display(), error = %e, "the store failed; the file is answered once it is back");
                 waiting.push_front((spooled, Some(e.to_string())));
             }
-            Ok(Err(e)) => tracing::error!(file = %spooled.display(), error = %e, "could not process; the file stays in the spool for the next start"),
-            Err(e) => tracing::error!(file = %spooled.display(), error = %e, "processing panicked; the file stays in the spool"),
+            Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "could not process; the file stays in the spool for the next start"),
+            Err(e) => tracing::error!(file = %path.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }
 }
@@ -151,9 +189,22 @@ pub const DEMO_KEY: &str = "keys/demo_ed25519";
 const DEMO_PUBLIC_KEY: &str = include_str!("../keys/demo_ed25519.pub");
 const DEMO_CPLIS: &[u8] = include_bytes!("../examples/cplis.csv");
 
+/// The demo login and the organisation it is for.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub user: User,
+    pub org_name: String,
+}
+
+impl std::fmt::Display for Demo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gateway: DEMO login '{DEMO_LOGIN}' for {} (key {DEMO_KEY}; demo only, exists only while `serve --demo` runs)", self.org_name)
+    }
+}
+
 /// `serve --demo`: the examples' CPLIs loaded (which makes Pearl Carers Ltd) and a login for it whose
 /// private key is `keys/demo_ed25519`. The login lives only in this process; nothing is stored.
-pub fn prepare_demo(gw: &Gateway) -> Result<User, ServeError> {
+pub fn prepare_demo(gw: &Gateway) -> Result<Demo, ServeError> {
     let io = |context: &str| {
         let context = context.to_string();
         move |source| GatewayError::Io { context, source }
@@ -171,17 +222,6 @@ pub fn prepare_demo(gw: &Gateway) -> Result<User, ServeError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(DEMO_KEY, std::fs::Permissions::from_mode(0o600));
     }
-    println!("gateway: DEMO login '{DEMO_LOGIN}' for {} (key {DEMO_KEY}; demo only, exists only while `serve --demo` runs)", org.name);
-    Ok(User { login: DEMO_LOGIN.into(), org: org.slug, keys: vec![DEMO_PUBLIC_KEY.trim().to_string()], password_hash: None })
-}
-
-/// The two commands a newcomer pastes (from the repository's top folder).
-fn print_demo_commands(addr: std::net::SocketAddr) {
-    let ssh = format!(
-        "-i {DEMO_KEY} -P {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        addr.port()
-    );
-    let host = addr.ip();
-    println!("  upload the example week:  echo 'put examples/visits-week.csv /inbox/' | sftp -b - {ssh} {DEMO_LOGIN}@{host}");
-    println!("  fetch its result:         sftp {ssh} {DEMO_LOGIN}@{host}:/results/visits-week.result.json .");
+    let user = User { login: DEMO_LOGIN.into(), org: org.slug, keys: vec![DEMO_PUBLIC_KEY.trim().to_string()], password_hash: None };
+    Ok(Demo { user, org_name: org.name })
 }

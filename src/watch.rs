@@ -20,6 +20,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::data_dir::SpooledFile;
+use crate::domain::Slug;
 use crate::pipeline::{is_ready_name, Gateway, GatewayError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +32,21 @@ pub enum WatchError {
     Gateway(#[from] GatewayError),
 }
 
-/// Watches until `shutdown` completes, sending each claimed file to `work_tx`.
+/// The watcher is ready: the inboxes of `orgs` organisations under `dir` are watched, and what
+/// was dropped into them while the gateway was down has been taken.
+#[derive(Debug, Clone)]
+pub struct Watching {
+    pub orgs: usize,
+    pub dir: PathBuf,
+}
+
+/// Watches until `shutdown` completes, sending each claimed file to `work_tx`; `ready` is told
+/// once the inboxes are watched.
 pub async fn run(
     gw: Arc<Gateway>,
-    work_tx: mpsc::UnboundedSender<PathBuf>,
+    work_tx: mpsc::UnboundedSender<SpooledFile>,
     shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(Watching),
 ) -> Result<(), WatchError> {
     let (orgs, orgs_dir) = {
         let gw = gw.clone();
@@ -54,8 +66,8 @@ pub async fn run(
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     // Files dropped while the gateway was down are complete: they are taken now.
     scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
-    println!("gateway: watching the inboxes of {orgs} organisations under {}", orgs_dir.display());
     tracing::info!(orgs, dir = %orgs_dir.display(), "watching inboxes");
+    ready(Watching { orgs, dir: orgs_dir.clone() });
 
     tokio::pin!(shutdown);
     loop {
@@ -117,7 +129,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| WatchError::Gateway(GatewayError::Invalid(format!("the watcher's file work failed: {e}"))))
 }
 
-async fn scan_off_runtime(gw: &Arc<Gateway>, orgs_dir: &Path, work: &mpsc::UnboundedSender<PathBuf>) -> Result<(), WatchError> {
+async fn scan_off_runtime(gw: &Arc<Gateway>, orgs_dir: &Path, work: &mpsc::UnboundedSender<SpooledFile>) -> Result<(), WatchError> {
     let (gw, orgs_dir, work) = (gw.clone(), orgs_dir.to_path_buf(), work.clone());
     blocking(move || scan_inboxes(&gw, &orgs_dir, &work)).await
 }
@@ -129,12 +141,13 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// `orgs/<slug>/inbox/<name>` -> slug, when the name is that of a finished CSV.
-fn inbox_file(orgs_dir: &Path, path: &Path) -> Option<String> {
+/// `orgs/<slug>/inbox/<name>` -> slug, when the name is that of a finished CSV. A folder whose
+/// name no organisation could have (made by hand) is not an inbox (issue 11).
+fn inbox_file(orgs_dir: &Path, path: &Path) -> Option<Slug> {
     let rel = path.strip_prefix(orgs_dir).ok()?;
     let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
     match parts.as_slice() {
-        [slug, "inbox", name] if is_ready_name(name) => Some(slug.to_string()),
+        [slug, "inbox", name] if is_ready_name(name) => Slug::parse(slug).ok(),
         _ => None,
     }
 }
@@ -173,7 +186,7 @@ fn on_event(orgs_dir: &Path, ev: &notify::Event, pending: &mut HashMap<PathBuf, 
     }
 }
 
-fn claim(gw: &Gateway, orgs_dir: &Path, path: &Path, work: &mpsc::UnboundedSender<PathBuf>) {
+fn claim(gw: &Gateway, orgs_dir: &Path, path: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
     let Some(slug) = inbox_file(orgs_dir, path) else { return };
     // A link dropped into an inbox is never taken: it could point anywhere on the host.
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
@@ -181,14 +194,14 @@ fn claim(gw: &Gateway, orgs_dir: &Path, path: &Path, work: &mpsc::UnboundedSende
     }
     match gw.claim(&slug, path) {
         Ok(spooled) => {
-            tracing::info!(org = slug, file = %path.display(), "received");
+            tracing::info!(org = %slug, file = %path.display(), "received");
             let _ = work.send(spooled);
         }
         Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not claim"),
     }
 }
 
-fn scan_inboxes(gw: &Gateway, orgs_dir: &Path, work: &mpsc::UnboundedSender<PathBuf>) {
+fn scan_inboxes(gw: &Gateway, orgs_dir: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
     let Ok(orgs) = std::fs::read_dir(orgs_dir) else { return };
     for org in orgs.flatten() {
         let Ok(files) = std::fs::read_dir(org.path().join("inbox")) else { continue };

@@ -10,6 +10,7 @@ pub mod name;
 pub mod number;
 pub mod organisation;
 pub mod period;
+pub mod slug;
 pub mod visit;
 pub mod visit_type;
 
@@ -19,8 +20,9 @@ pub use cell::{forbidden_control, quote, TextKind};
 pub use cpli::{Cpli, Quantity};
 pub use date_time::{date_message, parse_date, parse_date_cell, parse_time, uk_date, DateProblem, Duration};
 pub use ident::{is_valid_nhs_number, parse_guid, Guid};
-pub use name::{slug, NameKey, NameKeys};
+pub use name::{NameKey, NameKeys};
 pub use organisation::{Organisation, Service};
 pub use period::{week_start, LockedUntil, Period};
+pub use slug::{Slug, SlugError};
 pub use visit::{Delivered, MatchStatus, Visit};
 pub use visit_type::{VisitType, VisitTypes};

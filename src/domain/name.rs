@@ -1,4 +1,4 @@
-//! Names compared the way the council's portal compares them, and folder names made from them.
+//! Names compared the way the council's portal compares them.
 
 /// A service, service level or organisation name reduced for comparison: case, runs of spaces and the
 /// kind of dash do not matter ("Home Support – Urgent Care" = "home support - urgent care"); anything
@@ -75,22 +75,6 @@ fn memo<V: Clone>(map: &mut hashbrown::HashMap<String, V>, raw: &str, make: impl
     v
 }
 
-/// The folder name of an organisation: `Pearl Carers Ltd` -> `pearl-carers-ltd`.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    if out.is_empty() { "org".into() } else { out }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,12 +83,5 @@ mod tests {
     fn names_match_ignoring_case_spaces_and_dash_kind() {
         assert_eq!(NameKey::new("Home Support – Urgent Care"), NameKey::new(" home  support - urgent CARE "));
         assert_ne!(NameKey::new("Pearl Carers - Zone 6 - Oxford"), NameKey::new("Pearl Carers - Zone 7 - Oxford"));
-    }
-
-    #[test]
-    fn organisation_folder_names_are_lowercase_words_joined_by_dashes() {
-        assert_eq!(slug("Pearl Carers Ltd"), "pearl-carers-ltd");
-        assert_eq!(slug("  A & B (Care) Ltd. "), "a-b-care-ltd");
-        assert_eq!(slug("../.."), "org");
     }
 }

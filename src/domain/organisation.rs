@@ -2,12 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{slug, Guid, NameKey};
+use super::{Guid, NameKey, Slug};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organisation {
     pub name: String,
-    pub slug: String,
+    pub slug: Slug,
     pub org_ref: Option<Guid>,
     pub services: Vec<Service>,
 }
@@ -22,7 +22,7 @@ pub struct Service {
 
 impl Organisation {
     pub fn new(name: &str, org_ref: Option<Guid>) -> Organisation {
-        Organisation { name: name.trim().to_string(), slug: slug(name), org_ref, services: Vec::new() }
+        Organisation { name: name.trim().to_string(), slug: Slug::from_name(name), org_ref, services: Vec::new() }
     }
 
     /// Adds or refreshes a service, keyed by its name.
@@ -35,6 +35,6 @@ impl Organisation {
     }
 
     pub fn is_named(&self, name: &str) -> bool {
-        NameKey::new(&self.name) == NameKey::new(name) || self.slug == name.trim()
+        NameKey::new(&self.name) == NameKey::new(name) || self.slug.as_str() == name.trim()
     }
 }

@@ -52,7 +52,6 @@ pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", heading
 /// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
 /// held in memory until the end).
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
-    let slug = file.slug();
     let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
     let ctx = Context {
         org: file.org,
@@ -60,11 +59,11 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
         periods: &file.config.periods,
         hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
-        store: file.store.filter(|_| file.org.is_some()).map(|s| (s, slug.as_str())),
+        store: file.stored(),
         import_id: &file.incoming.import_id,
     };
     let batch = match file.writer() {
-        Some(s) => Some(s.begin_actuals(&slug, &file.incoming.import_id)?),
+        Some((s, slug)) => Some(s.begin_actuals(slug, &file.incoming.import_id)?),
         None => None,
     };
     let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
@@ -152,7 +151,7 @@ pub struct Context<'a> {
     /// Hours quantities must be whole multiples of this many minutes; 0: not checked.
     pub hours_step_minutes: i64,
     /// The store and organisation folder, to tell new keys from updated ones.
-    pub store: Option<(&'a Store, &'a str)>,
+    pub store: Option<(&'a Store, &'a crate::domain::Slug)>,
     pub import_id: &'a str,
 }
 
@@ -435,7 +434,7 @@ mod tests {
         let (_d, s) = store();
         let r = run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
         assert_eq!((r.kind, r.status, r.counts.new, r.counts.rejected), (FileKind::Actuals, Status::Processed, 1, 0), "{:#?}", r.issues);
-        let stored: Vec<StoredActual> = s.current_actuals("pearl-carers-ltd").collect::<Result<_, _>>().unwrap();
+        let stored: Vec<StoredActual> = s.current_actuals(&org().slug).collect::<Result<_, _>>().unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].actual.matched, MatchStatus::Matched { cpli_id: "156050".into() });
         assert_eq!(stored[0].actual.total_cost, Some("215.000".parse().unwrap()));
@@ -565,8 +564,8 @@ mod tests {
         assert_eq!(run(&text, Mode::Import(&s)).counts.new, 1);
         let again = run(&text, Mode::Import(&s));
         assert_eq!((again.counts.read, again.counts.new, again.counts.updated), (1, 0, 1));
-        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 1);
-        assert_eq!(s.actuals_history("pearl-carers-ltd").count(), 1);
+        assert_eq!(s.current_actuals(&org().slug).count(), 1);
+        assert_eq!(s.actuals_history(&org().slug).count(), 1);
     }
 
     #[test]
@@ -576,7 +575,7 @@ mod tests {
         let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
         let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
         assert_eq!((r.counts.updated, codes(&r)), (1, vec![]));
-        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 0);
+        assert_eq!(s.current_actuals(&org().slug).count(), 0);
         let r = run(&file(&[delete]), Mode::Import(&s));
         assert_eq!(codes(&r), [Code::DeleteUnknown]);
     }
@@ -595,11 +594,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
         run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
-        let stored = || s.current_actuals("pearl-carers-ltd").next().unwrap().unwrap().actual;
+        let stored = || s.current_actuals(&org().slug).next().unwrap().unwrap().actual;
         assert!(matches!(stored().matched, MatchStatus::Unmatched { .. }));
         s.upsert_cplis(&[cpli()]).unwrap();
         let index = CpliIndex::new(vec![cpli()]);
-        assert_eq!(s.rematch_actuals("pearl-carers-ltd", |a| rematch(a, &index)).unwrap(), 1);
+        assert_eq!(s.rematch_actuals(&org().slug, |a| rematch(a, &index)).unwrap(), 1);
         assert_eq!((stored().matched, stored().total_cost), (MatchStatus::Matched { cpli_id: "156050".into() }, Some("215.000".parse().unwrap())));
     }
 
@@ -609,6 +608,6 @@ mod tests {
         let r = run(&file(&[row("03/10/2022", "10", "11", "0", "0", "14", ""), row("10/10/2022", "10", "9", "0", "0", "14", "")]), Mode::Import(&s));
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
         assert!(s.import_result(&r.import_id).unwrap().is_some());
-        assert_eq!(s.current_actuals("pearl-carers-ltd").count(), 1);
+        assert_eq!(s.current_actuals(&org().slug).count(), 1);
     }
 }

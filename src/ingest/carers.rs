@@ -9,7 +9,7 @@ use super::kinds::{File, Judgement, Kind, Pending};
 use crate::outcome::{Code, FileKind, ImportResult, Issues};
 use super::source::{Header, ScanSpec};
 use super::IngestError;
-use crate::domain::{quote, Carer};
+use crate::domain::{quote, Carer, Slug};
 use crate::store::{Store, StoreError};
 
 columns! {
@@ -36,16 +36,15 @@ fn scan_spec(header: &Header) -> ScanSpec {
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
-    let slug = file.slug();
-    let known = match file.store {
-        Some(s) => s.carer_refs(&slug)?,
+    let known = match file.stored() {
+        Some((s, slug)) => s.carer_refs(slug)?,
         None => HashSet::new(),
     };
     let rules = CarerRules { known: &known, duplicates: &file.scan.duplicate_keys };
     let mut changes = Changes { known: &known, upserts: Vec::new(), deletes: Vec::new() };
     let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
-    let pending = CarersPending { store: file.writer(), slug, upserts: changes.upserts, deletes: changes.deletes };
+    let pending = CarersPending { store: file.writer().map(|(s, slug)| (s, slug.clone())), upserts: changes.upserts, deletes: changes.deletes };
     Ok((counts, Box::new(pending)))
 }
 
@@ -127,8 +126,7 @@ impl Apply<Change> for Changes<'_> {
 
 struct CarersPending<'s> {
     /// `None` when nothing is written (validate).
-    store: Option<&'s Store>,
-    slug: String,
+    store: Option<(&'s Store, Slug)>,
     upserts: Vec<Carer>,
     deletes: Vec<String>,
 }
@@ -136,7 +134,7 @@ struct CarersPending<'s> {
 impl Pending for CarersPending<'_> {
     fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
         match self.store {
-            Some(s) => s.commit_carers(&self.slug, &self.upserts, &self.deletes, result),
+            Some((s, slug)) => s.commit_carers(&slug, &self.upserts, &self.deletes, result),
             None => Ok(()),
         }
     }
@@ -195,7 +193,7 @@ mod tests {
         let r = run(&["C1,,,1", "C2,Bart,Simpson,maybe"], Mode::Import(&store));
         assert_eq!(codes(&r), [(Some(3), Code::BadBoolean)]);
         assert_eq!((r.counts.updated, r.counts.rejected), (1, 1));
-        assert!(store.carer_refs("pearl-carers-ltd").unwrap().is_empty());
+        assert!(store.carer_refs(&pearl()).unwrap().is_empty());
     }
 
     #[test]
@@ -211,7 +209,7 @@ mod tests {
         run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
         let r = run(&["C1,Lisa,Simpson-Flanders,0", "C2,Bart,Simpson,0"], Mode::Import(&store));
         assert_eq!((r.counts.new, r.counts.updated, r.counts.rejected), (1, 1, 0), "{:#?}", r.issues);
-        assert_eq!(store.carer_refs("pearl-carers-ltd").unwrap().len(), 2);
+        assert_eq!(store.carer_refs(&pearl()).unwrap().len(), 2);
     }
 
     #[test]
@@ -243,6 +241,10 @@ mod tests {
         let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
         assert_eq!(codes(&r), [(Some(3), Code::BadDate)]);
         assert_eq!(r.issues[0].field.as_deref(), Some("StartDate"));
+    }
+
+    fn pearl() -> crate::domain::Slug {
+        crate::domain::Slug::parse("pearl-carers-ltd").unwrap()
     }
 
     fn temp_store() -> (tempfile::TempDir, Store) {

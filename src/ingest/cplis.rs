@@ -139,7 +139,7 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
 
 /// The organisations the extract names, with their services, merged into what is already known.
 pub fn organisations(cplis: &[Cpli], mut known: Vec<Organisation>) -> Vec<Organisation> {
-    let mut touched: Vec<String> = Vec::new();
+    let mut touched: Vec<crate::domain::Slug> = Vec::new();
     for c in cplis {
         let pos = match known.iter().position(|o| o.is_named(&c.organisation_name)) {
             Some(p) => p,

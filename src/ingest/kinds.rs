@@ -8,7 +8,7 @@ use crate::outcome::{Counts, FileKind, ImportResult, Issue};
 use super::source::{find_columns, heading_key, Header, ScanSpec};
 use super::{Incoming, IngestError, Issues};
 use crate::config::Config;
-use crate::domain::{Cpli, Organisation};
+use crate::domain::{Cpli, Organisation, Slug};
 use crate::store::{Store, StoreError};
 
 /// Every file kind a provider may send, in detection order: the first whose detecting heading is in
@@ -55,15 +55,16 @@ pub struct File<'a, 's> {
     pub given_cplis: Option<&'a [Cpli]>,
 }
 
-impl<'s> File<'_, 's> {
-    /// The organisation's folder name, `""` offline.
-    pub fn slug(&self) -> String {
-        self.org.map(|o| o.slug.clone()).unwrap_or_default()
+impl<'a, 's> File<'a, 's> {
+    /// The store and the organisation's key in it: judging against what the organisation holds
+    /// (an import, or `validate --org`); `None` offline.
+    pub fn stored(&self) -> Option<(&'s Store, &'a Slug)> {
+        self.store.zip(self.org.map(|o| &o.slug))
     }
 
-    /// The store to write to: importing only.
-    pub fn writer(&self) -> Option<&'s Store> {
-        self.store.filter(|_| self.write)
+    /// As `stored`, when accepted rows are written (importing only).
+    pub fn writer(&self) -> Option<(&'s Store, &'a Slug)> {
+        self.stored().filter(|_| self.write)
     }
 
     pub fn shape(&self) -> super::engine::Shape {

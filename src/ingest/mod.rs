@@ -106,7 +106,7 @@ pub fn process_answered(
     let mut result = ImportResult::new(
         &incoming.file_name,
         &incoming.import_id,
-        &org.map(|o| o.name.clone()).unwrap_or_default(),
+        org.map(|o| o.name.as_str()),
         incoming.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
     );
     let store = match &mode {
@@ -164,7 +164,11 @@ pub fn process_answered(
 fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>, result: &ImportResult) -> Result<(), IngestError> {
     static NO_SPACE_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let committed = match (judged, store) {
-        (Judged::Failed, Some(s)) => s.record_import(org.map_or("", |o| o.slug.as_str()), result),
+        // Only an import is recorded, and an import is always some organisation's.
+        (Judged::Failed, Some(s)) => match org {
+            Some(o) => s.record_import(&o.slug, result),
+            None => Ok(()),
+        },
         (Judged::Failed, None) => Ok(()),
         // The store refusing the commit of the first file, as a full disk would (a fault point).
         (Judged::Rows(pending), Some(_)) if crate::fault::is("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {

@@ -145,11 +145,10 @@ pub static KIND: Kind = Kind { kind: FileKind::Visits, noun: "visits", headings:
 /// Judges, matches and writes every row and the week totals it changes.
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     let config = file.config;
-    let slug = file.slug();
     let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
-    let carers = match (file.store, file.org) {
-        (Some(s), Some(_)) => Some(s.carer_refs(&slug)?),
-        _ => None,
+    let carers = match file.stored() {
+        Some((s, slug)) => Some(s.carer_refs(slug)?),
+        None => None,
     };
     let ctx = Context {
         org: file.org,
@@ -162,8 +161,8 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
         visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
     };
-    let batch = match file.store {
-        Some(s) => s.begin_visits(&slug, &file.incoming.import_id, file.write)?,
+    let batch = match file.stored() {
+        Some((s, slug)) => s.begin_visits(slug, &file.incoming.import_id, file.write)?,
         None => VisitBatch::offline(),
     };
     match import(file, &ctx, &batch, issues) {
@@ -634,7 +633,7 @@ impl RowJudge<'_, '_, '_> {
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
         // The name compared through the worker's cache of compared names.
-        let name = org_name.map(|n| (n, Some(self.names.get(n)) == *self.org_key || n == org.slug));
+        let name = org_name.map(|n| (n, Some(self.names.get(n)) == *self.org_key || n == org.slug.as_str()));
         self.r.check_organisation(org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "visits");
         if let Some(sref) = service_ref {
             let known: Vec<_> = org.services.iter().filter(|s| s.service_ref.is_some()).collect();
@@ -1422,7 +1421,7 @@ mod tests {
         assert_eq!(import(&store, &[row(&[])]).counts.new, 1);
         let again = import(&store, &[row(&[("DeliveredExitTime", "09:10")])]);
         assert_eq!((again.counts.new, again.counts.updated), (0, 1));
-        let history = store.visit_history("pearl-carers-ltd", "V1").unwrap();
+        let history = store.visit_history(&org().slug, "V1").unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].visit.as_ref().unwrap().delivered.as_ref().unwrap().exit, NaiveTime::from_hms_opt(9, 0, 0).unwrap());
     }
@@ -1433,8 +1432,8 @@ mod tests {
         import(&store, &[row(&[])]);
         let del = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
         assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
-        assert_eq!(store.current_visits("pearl-carers-ltd").count(), 0);
-        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 1);
+        assert_eq!(store.current_visits(&org().slug).count(), 0);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
     }
 
     #[test]
@@ -1486,16 +1485,16 @@ mod tests {
             let store = Store::open(&db).unwrap();
             import(&store, &[row(&[])]);
             // Write like an import that never reached its commit.
-            let batch = store.begin_visits("pearl-carers-ltd", "crashed", true).unwrap();
+            let batch = store.begin_visits(&org().slug, "crashed", true).unwrap();
             let prev = batch.current("V1").unwrap().map(|(raw, _)| raw);
             batch.put(prev.as_ref(), "V1", batch.encode("V1", 2, None)).unwrap();
             batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&db).unwrap();
-        let current: Vec<_> = store.current_visits("pearl-carers-ltd").map(|v| v.unwrap().visit_ref).collect();
+        let current: Vec<_> = store.current_visits(&org().slug).map(|v| v.unwrap().visit_ref).collect();
         assert_eq!(current, ["V1"]);
-        assert_eq!(store.visit_history("pearl-carers-ltd", "V1").unwrap().len(), 0);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 0);
     }
 
     #[test]
@@ -1507,7 +1506,7 @@ mod tests {
         let hospital = [("VisitRef", "V3"), ("VisitType", "H"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", "")];
         let first = file(&[row(&[("DeliveredExitTime", "09:30")]), row(&cancelled), row(&hospital)]);
         run_bytes(first.as_bytes(), &cfg, Mode::Import(&store));
-        let week = || store.weeks("pearl-carers-ltd").map(|w| w.unwrap().1).collect::<Vec<_>>();
+        let week = || store.weeks(&org().slug).map(|w| w.unwrap().1).collect::<Vec<_>>();
         let t = week();
         assert_eq!(t.len(), 1);
         assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (3, 2, 90, 60));
@@ -1665,10 +1664,10 @@ mod tests {
         let other = WeekKey { service: "other".into(), ..week.clone() };
         {
             let store = Store::open(&db).unwrap();
-            let done = store.begin_visits("org", "done", true).unwrap();
+            let done = store.begin_visits(&org().slug, "done", true).unwrap();
             done.put_week(&week, t(60), None).unwrap();
             done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None })).unwrap();
-            let crashed = store.begin_visits("org", "crashed", true).unwrap();
+            let crashed = store.begin_visits(&org().slug, "crashed", true).unwrap();
             crashed.put_week(&week, t(120), Some(t(60))).unwrap();
             crashed.put_week(&other, t(30), None).unwrap();
             store.flush().unwrap();
@@ -1680,7 +1679,7 @@ mod tests {
                 None
             }))
             .expect("the store reopens");
-        let read = store.begin_visits("org", "reader", false).unwrap();
+        let read = store.begin_visits(&org().slug, "reader", false).unwrap();
         assert_eq!(read.week(&week).unwrap(), Some(t(60)));
         assert_eq!(read.week(&other).unwrap(), None);
     }

@@ -146,7 +146,7 @@ mod tests {
             kind: FileKind::Visits,
             status,
             counts: Counts { read: 3, new: 3, updated: 0, rejected, data_quality_issues: dq },
-            ..ImportResult::new("visits.csv", "x", "Pearl Carers Ltd", String::new())
+            ..ImportResult::new("visits.csv", "x", Some("Pearl Carers Ltd"), String::new())
         }
     }
 

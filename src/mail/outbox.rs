@@ -13,6 +13,7 @@ use lettre::Message;
 use serde::{Deserialize, Serialize};
 
 use super::contacts::Contact;
+use crate::domain::Slug;
 use super::render::{self, Rendered};
 use super::transport::Transport;
 use super::MailError;
@@ -34,7 +35,7 @@ pub enum Letter {
 pub struct Queued {
     /// The import id for a file's email, `digest-<uuid>` for a digest.
     pub id: String,
-    pub slug: String,
+    pub slug: Slug,
     pub contact: Contact,
     pub letter: Letter,
     pub queued_at: DateTime<Utc>,
@@ -45,10 +46,10 @@ pub struct Queued {
 }
 
 impl Queued {
-    pub fn new(id: String, slug: &str, contact: Contact, letter: Letter, now: DateTime<Utc>) -> Queued {
+    pub fn new(id: String, slug: &Slug, contact: Contact, letter: Letter, now: DateTime<Utc>) -> Queued {
         Queued {
             id,
-            slug: slug.into(),
+            slug: slug.clone(),
             contact,
             letter,
             queued_at: now,
@@ -104,7 +105,7 @@ pub fn render(gw: &Gateway, q: &Queued) -> Result<Rendered, MailError> {
             for id in import_ids {
                 results.extend(store.import_result(id)?);
             }
-            let org = store.org(&q.slug)?.map_or_else(|| q.slug.clone(), |o| o.name);
+            let org = store.org_by_slug(&q.slug)?.map_or_else(|| q.slug.to_string(), |o| o.name);
             Ok(render::digest_email(&org, *day, &results, name))
         }
     }
@@ -257,8 +258,11 @@ impl Mailer {
             };
             let stored = match sent {
                 Ok(()) => {
+                    // Logged once the outbox records it (flushed), so the line means "sent and
+                    // not to be sent again"; a crash between the two sends it once more.
+                    let marked = gw.store.mark_sent(&q, Utc::now());
                     tracing::info!(id = q.id, to = %q.contact.email, "email sent");
-                    gw.store.mark_sent(&q, Utc::now())
+                    marked
                 }
                 Err(error) => {
                     q.failed(error, Utc::now(), &gw.config.mail);

@@ -118,7 +118,7 @@ pub fn file_email(r: &ImportResult, recipient: Option<&str>, max_issues: usize, 
     let v = FileView {
         recipient: recipient.map(String::from),
         headline: outcome(r),
-        organisation: r.organisation.clone(),
+        organisation: r.organisation.clone().unwrap_or_default(),
         file: r.file.clone(),
         import_id: r.import_id.clone(),
         received_at: local_time(&r.received_at),
@@ -193,7 +193,7 @@ mod tests {
     use crate::outcome::{Code, Counts, FileKind};
 
     fn result(file: &str, issues: Vec<Issue>, counts: Counts, status: Status) -> ImportResult {
-        let mut r = ImportResult::new(file, "0193a1b2-0000-7000-8000-000000000001", "Pearl Carers Ltd", "2026-11-27T10:15:00.000Z".into());
+        let mut r = ImportResult::new(file, "0193a1b2-0000-7000-8000-000000000001", Some("Pearl Carers Ltd"), "2026-11-27T10:15:00.000Z".into());
         r.kind = FileKind::Visits;
         r.status = status;
         r.processed_at = "2026-11-27T10:15:01.000Z".into();

@@ -16,6 +16,8 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 use tokio::sync::mpsc;
 
+use crate::data_dir::SpooledFile;
+use crate::domain::Slug;
 use crate::pipeline::{is_ready_name, Gateway};
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
@@ -180,12 +182,12 @@ enum Open {
 
 /// The names being uploaded right now, per organisation, across all sessions: a second writer of
 /// the same name is refused, and the inbox limit counts every session's uploads.
-pub type Writing = Arc<std::sync::Mutex<HashMap<String, std::collections::HashSet<String>>>>;
+pub type Writing = Arc<std::sync::Mutex<HashMap<Slug, std::collections::HashSet<String>>>>;
 
 /// Who is on the other end; every log line about this session carries it.
 #[derive(Debug, Clone)]
 pub struct Who {
-    pub org_slug: String,
+    pub org_slug: Slug,
     pub org_name: String,
     pub login: String,
     pub addr: String,
@@ -194,7 +196,7 @@ pub struct Who {
 pub struct OrgFs {
     gw: Arc<Gateway>,
     who: Who,
-    submit: mpsc::UnboundedSender<PathBuf>,
+    submit: mpsc::UnboundedSender<SpooledFile>,
     writing: Writing,
     handles: HashMap<String, Open>,
     next_handle: u64,
@@ -208,7 +210,7 @@ pub struct OrgFs {
 }
 
 impl OrgFs {
-    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<PathBuf>, writing: Writing) -> OrgFs {
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<SpooledFile>, writing: Writing) -> OrgFs {
         OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
     }
 
@@ -437,10 +439,10 @@ impl OrgFs {
             })?;
             tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete");
             self.completed.insert(name, upload_attrs(size));
-            let submit = self.submit.clone();
+            let (submit, path) = (self.submit.clone(), self.gw.data.spooled(&spooled));
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = file.sync_data() {
-                    tracing::warn!(file = %spooled.display(), error = %e, "could not sync the upload to disk");
+                    tracing::warn!(file = %path.display(), error = %e, "could not sync the upload to disk");
                 }
                 let _ = submit.send(spooled);
             });

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use users::{User, UserError, Users};
 
+use crate::data_dir::SpooledFile;
 use crate::pipeline::Gateway;
 use lockout::Lockout;
 use session::{Sessions, Shared, SshSession};
@@ -55,6 +56,8 @@ pub fn fingerprint(key: &PrivateKey) -> String {
 /// A running SFTP server; dropping the handle does not stop it, `shutdown` does.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The host key's SHA-256 fingerprint, as `ssh-keygen -lf` shows it.
+    pub host_key: String,
     stop: broadcast::Sender<String>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,7 +106,7 @@ pub async fn start(
     gw: Arc<Gateway>,
     listen: &str,
     demo: Option<User>,
-    submit: mpsc::UnboundedSender<PathBuf>,
+    submit: mpsc::UnboundedSender<SpooledFile>,
 ) -> Result<Running, SftpError> {
     let cfg = gw.config.sftp.clone();
     let key_path = host_key_path(&gw);
@@ -144,9 +147,8 @@ pub async fn start(
     let startups = Startups::new(cfg.max_startups_per_source, cfg.max_startups);
     let grace = Duration::from_secs(cfg.login_grace_secs);
     let task = tokio::spawn(accept_loop(listener, config, shared, startups, grace, stop.clone()));
-    println!("gateway: SFTP on {addr}, host key {fingerprint}");
     tracing::info!(%addr, host_key = fingerprint, "listening for SFTP");
-    Ok(Running { addr, stop, task })
+    Ok(Running { addr, host_key: fingerprint, stop, task })
 }
 
 /// After a failed `accept()` (EMFILE, ENFILE, ENOBUFS...) the loop waits this long and goes on.

@@ -26,7 +26,7 @@ pub struct Shared {
     pub demo: Option<User>,
     pub lockout: Lockout,
     pub sessions: Sessions,
-    pub submit: mpsc::UnboundedSender<std::path::PathBuf>,
+    pub submit: mpsc::UnboundedSender<crate::data_dir::SpooledFile>,
     /// Names being uploaded, per organisation, across sessions.
     pub writing: Writing,
     /// Password checks at once: argon2 takes ~19 MiB and tens of milliseconds each, so a burst of
@@ -129,7 +129,7 @@ impl SshSession {
 
     fn accept(&mut self, user: User, method: &str) -> Auth {
         let cfg = &self.shared.gw.config.sftp;
-        let org = self.shared.gw.store.org(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.clone());
+        let org = self.shared.gw.store.org_by_slug(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.to_string());
         self.shared.lockout.succeeded(&user.login, self.ip());
         self.login.authenticated();
         let who = Who { org_slug: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
@@ -148,7 +148,7 @@ impl SshSession {
     }
 
     fn refuse(&self, login: &str, method: &str, reason: &str, counts: bool) -> Auth {
-        let org = self.lookup(login).map(|u| u.org).unwrap_or_default();
+        let org = self.lookup(login).map(|u| u.org.to_string());
         tracing::warn!(org, user = login, addr = self.addr(), method, reason, "login refused");
         if counts {
             if let Some(what) = self.shared.lockout.failed(login, self.ip(), Instant::now()) {

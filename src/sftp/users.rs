@@ -11,6 +11,8 @@ use argon2::Argon2;
 use russh::keys::{Algorithm, PublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Slug;
+
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("'{0}' is not a usable login name: use 1 to 64 letters, digits, '.', '-', '_' or '@', starting with a letter or digit")]
@@ -26,7 +28,7 @@ pub enum UserError {
     #[error("there is no login '{0}'")]
     Unknown(String),
     #[error("the login '{login}' belongs to '{org}'")]
-    OtherOrganisation { login: String, org: String },
+    OtherOrganisation { login: String, org: Slug },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("the login file {path} is unreadable: {source}")]
@@ -40,7 +42,7 @@ pub enum UserError {
 pub struct User {
     pub login: String,
     /// The organisation's slug: the folders this login sees.
-    pub org: String,
+    pub org: Slug,
     /// OpenSSH public key lines.
     #[serde(default)]
     pub keys: Vec<String>,
@@ -147,12 +149,12 @@ impl Users {
     }
 
     /// Adds the login, or adds keys / sets the password of an existing login of the same organisation.
-    pub fn add(&self, login: &str, org: &str, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
+    pub fn add(&self, login: &str, org: &Slug, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
         check_login_name(login)?;
         let mut user = match self.get(login)? {
-            Some(u) if u.org != org => return Err(UserError::OtherOrganisation { login: login.into(), org: u.org }),
+            Some(u) if u.org != *org => return Err(UserError::OtherOrganisation { login: login.into(), org: u.org }),
             Some(u) => u,
-            None => User { login: login.into(), org: org.into(), keys: Vec::new(), password_hash: None },
+            None => User { login: login.into(), org: org.clone(), keys: Vec::new(), password_hash: None },
         };
         for k in keys {
             if !user.keys.contains(&k) {
@@ -253,7 +255,7 @@ mod tests {
     fn passwords_are_stored_as_argon2_hashes_and_verified() {
         let hash = hash_password("Carers2022").unwrap();
         assert!(hash.starts_with("$argon2"));
-        let u = User { login: "a".into(), org: "o".into(), keys: vec![], password_hash: Some(hash) };
+        let u = User { login: "a".into(), org: Slug::parse("o").unwrap(), keys: vec![], password_hash: Some(hash) };
         assert!(u.password_matches("Carers2022"));
         assert!(!u.password_matches("Carers2023"));
     }
@@ -270,7 +272,7 @@ mod tests {
     fn public_keys_match_on_key_data_not_comment() {
         let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkiSbcOg18XovBqGa0HPy5ts7VaGk6JHmfqwPibdhlq someone@laptop";
         let stored = parse_public_key(line, "k.pub").unwrap();
-        let u = User { login: "a".into(), org: "o".into(), keys: vec![stored], password_hash: None };
+        let u = User { login: "a".into(), org: Slug::parse("o").unwrap(), keys: vec![stored], password_hash: None };
         let other_comment = PublicKey::from_openssh(&line.replace("someone@laptop", "other")).unwrap();
         assert!(u.has_key(&other_comment));
     }

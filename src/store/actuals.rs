@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{decode, encode, key, Result, Store};
 use rust_decimal::Decimal;
 
-use crate::domain::{Actual, MatchStatus, NameKey};
+use crate::domain::{Actual, MatchStatus, NameKey, Slug};
 use crate::outcome::ImportResult;
 
 /// An actuals row's key (SPEC 2.2): client, service level, service and period start, as compared.
@@ -33,12 +33,12 @@ impl ActualKey {
         ]
     }
 
-    fn current(&self, slug: &str) -> Vec<u8> {
+    fn current(&self, slug: &Slug) -> Vec<u8> {
         let p = self.parts();
         key(&[b"a", slug.as_bytes(), &p[0], &p[1], &p[2], &p[3]])
     }
 
-    fn history(&self, slug: &str, seq: &[u8; 8]) -> Vec<u8> {
+    fn history(&self, slug: &Slug, seq: &[u8; 8]) -> Vec<u8> {
         let p = self.parts();
         key(&[b"b", slug.as_bytes(), &p[0], &p[1], &p[2], &p[3], seq])
     }
@@ -61,23 +61,23 @@ pub struct ActualChange {
 
 impl Store {
     /// The current row under a key, raw (it goes into the history unchanged when replaced).
-    pub fn current_actual(&self, slug: &str, k: &ActualKey) -> Result<Option<sled::IVec>> {
+    pub fn current_actual(&self, slug: &Slug, k: &ActualKey) -> Result<Option<sled::IVec>> {
         Ok(self.db.get(k.current(slug))?)
     }
 
     /// The organisation's current actuals rows, in key order.
-    pub fn current_actuals(&self, slug: &str) -> impl Iterator<Item = Result<StoredActual>> + '_ {
+    pub fn current_actuals(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredActual>> + '_ {
         self.scan::<StoredActual>(&key(&[b"a", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a))
     }
 
     /// Earlier versions of the organisation's actuals rows, oldest import first within a key.
-    pub fn actuals_history(&self, slug: &str) -> impl Iterator<Item = Result<StoredActual>> + '_ {
+    pub fn actuals_history(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredActual>> + '_ {
         self.scan::<StoredActual>(&key(&[b"b", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a))
     }
 
     /// Sets new match statuses and costs on current rows (CPLIs changed); no new version: the
     /// provider's data did not change. Returns how many changed.
-    pub fn rematch_actuals(&self, slug: &str, mut rematch: impl FnMut(&Actual) -> (MatchStatus, Option<Decimal>)) -> Result<usize> {
+    pub fn rematch_actuals(&self, slug: &Slug, mut rematch: impl FnMut(&Actual) -> (MatchStatus, Option<Decimal>)) -> Result<usize> {
         let mut changed = 0;
         for kv in self.db.scan_prefix(key(&[b"a", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
@@ -99,17 +99,17 @@ impl Store {
     /// Starts an actuals file: its rows are written as they are judged, tagged with the import id,
     /// under a pending mark that a crash or a failure rolls back (as a visits file's; issue 9: a whole
     /// file's rows held for one batch took 1.44 GB for 100,000 rows).
-    pub fn begin_actuals(&self, slug: &str, import_id: &str) -> Result<ActualBatch<'_>> {
+    pub fn begin_actuals(&self, slug: &Slug, import_id: &str) -> Result<ActualBatch<'_>> {
         let seq = self.db.generate_id()?;
-        self.db.insert(key(&[b"p", import_id.as_bytes()]), encode(&super::visits::Pending { slug: slug.into(), seq }))?;
+        self.db.insert(key(&[b"p", import_id.as_bytes()]), encode(&super::visits::Pending { slug: slug.clone(), seq }))?;
         // The mark must be on disk before any row it covers.
         self.flush()?;
-        Ok(ActualBatch { store: self, slug: slug.into(), import_id: import_id.into(), seq: seq.to_be_bytes(), written: std::cell::Cell::new(0) })
+        Ok(ActualBatch { store: self, slug: slug.clone(), import_id: import_id.into(), seq: seq.to_be_bytes(), written: std::cell::Cell::new(0) })
     }
 
     /// Undoes the actuals rows of an interrupted import `seq`: the rows it replaced come back from
     /// the history, the rows it added go.
-    pub(super) fn roll_back_actuals(&self, slug: &str, import_id: &str, seq: &[u8; 8]) -> Result<()> {
+    pub(super) fn roll_back_actuals(&self, slug: &Slug, import_id: &str, seq: &[u8; 8]) -> Result<()> {
         for kv in self.db.scan_prefix(key(&[b"b", slug.as_bytes(), b""])) {
             let (k, prev) = kv?;
             let n = k.len();
@@ -138,7 +138,7 @@ const FLUSH_EVERY: u64 = 10_000;
 /// One actuals file being applied; `commit` makes its rows count.
 pub struct ActualBatch<'s> {
     store: &'s Store,
-    slug: String,
+    slug: Slug,
     import_id: String,
     seq: [u8; 8],
     written: std::cell::Cell<u64>,
@@ -147,7 +147,7 @@ pub struct ActualBatch<'s> {
 impl ActualBatch<'_> {
     /// Writes one accepted row; the row it replaces goes into the history.
     pub fn put(&self, c: &ActualChange) -> Result<()> {
-        let (store, slug) = (self.store, self.slug.as_str());
+        let (store, slug) = (self.store, &self.slug);
         if let Some(prev) = &c.previous {
             // Only readable records go into the history.
             decode::<StoredActual>(&c.key.current(slug), prev)?;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{encode, key, Result, Store};
+use crate::domain::Slug;
 use crate::outcome::ImportResult;
 use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Queued};
@@ -14,7 +15,7 @@ const WAITING: &[u8] = b"w";
 const HELD: &[u8] = b"h";
 const SENT: &[u8] = b"s";
 
-fn contact_key(slug: &str, email_key: &str) -> Vec<u8> {
+fn contact_key(slug: &Slug, email_key: &str) -> Vec<u8> {
     key(&[b"k", slug.as_bytes(), email_key.as_bytes()])
 }
 
@@ -22,24 +23,24 @@ fn mail_key(state: &[u8], q: &Queued) -> Vec<u8> {
     key(&[b"e", state, q.id.as_bytes(), q.contact.email.key().as_bytes()])
 }
 
-fn digest_line_key(slug: &str, email_key: &str, import_id: &str) -> Vec<u8> {
+fn digest_line_key(slug: &Slug, email_key: &str, import_id: &str) -> Vec<u8> {
     key(&[b"g", slug.as_bytes(), email_key.as_bytes(), import_id.as_bytes()])
 }
 
 impl Store {
     /// Adds a contact, or changes the name and choice of one already there (same address, any case).
-    pub fn put_contact(&self, slug: &str, contact: &Contact) -> Result<()> {
+    pub fn put_contact(&self, slug: &Slug, contact: &Contact) -> Result<()> {
         self.db.insert(contact_key(slug, &contact.email.key()), encode(contact))?;
         self.flush()
     }
 
-    pub fn contacts(&self, slug: &str) -> Result<Vec<Contact>> {
+    pub fn contacts(&self, slug: &Slug) -> Result<Vec<Contact>> {
         self.scan::<Contact>(&key(&[b"k", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c)).collect()
     }
 
     /// Unsubscribes: the contact goes, with its digest lines and the emails still waiting for it.
     /// Returns whether there was such a contact.
-    pub fn remove_contact(&self, slug: &str, email_key: &str) -> Result<bool> {
+    pub fn remove_contact(&self, slug: &Slug, email_key: &str) -> Result<bool> {
         let mut batch = sled::Batch::default();
         let ck = contact_key(slug, email_key);
         let found = self.db.contains_key(&ck)?;
@@ -48,13 +49,13 @@ impl Store {
             batch.remove(kv?.0);
         }
         for q in self.waiting()? {
-            if q.slug == slug && q.contact.email.key() == email_key {
+            if q.slug == *slug && q.contact.email.key() == email_key {
                 batch.remove(mail_key(WAITING, &q));
             }
         }
         for r in self.scan::<Queued>(&key(&[b"e", HELD, b""])) {
             let (k, q) = r?;
-            if q.slug == slug && q.contact.email.key() == email_key {
+            if q.slug == *slug && q.contact.email.key() == email_key {
                 batch.remove(k);
             }
         }
@@ -65,11 +66,7 @@ impl Store {
 
     /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
     /// line per digest contact.
-    pub(super) fn queue_answers(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
-        // A file judged without an organisation has nobody to tell.
-        if slug.is_empty() {
-            return Ok(());
-        }
+    pub(super) fn queue_answers(&self, batch: &mut sled::Batch, slug: &Slug, result: &ImportResult) -> Result<()> {
         let now = Utc::now();
         for contact in self.contacts(slug)? {
             if contact.notify == Notify::Digest {
@@ -129,7 +126,7 @@ impl Store {
     /// Rolls every digest line written before `due_before` into one waiting email per contact.
     /// Returns how many digests were queued.
     pub fn roll_digests(&self, due_before: DateTime<Utc>, day: chrono::NaiveDate) -> Result<usize> {
-        let mut groups: std::collections::BTreeMap<(String, String), Vec<(sled::IVec, String)>> = Default::default();
+        let mut groups: std::collections::BTreeMap<(Slug, String), Vec<(sled::IVec, String)>> = Default::default();
         for r in self.scan::<DateTime<Utc>>(b"g\0") {
             let (k, at) = r?;
             if at >= due_before {
@@ -138,7 +135,8 @@ impl Store {
             let parts: Vec<&[u8]> = k.splitn(4, |b| *b == 0).collect();
             let [_, slug, email, import_id] = parts.as_slice() else { continue };
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            groups.entry((text(slug), text(email))).or_default().push((k.clone(), text(import_id)));
+            let Ok(slug) = Slug::parse(&text(slug)) else { continue };
+            groups.entry((slug, text(email))).or_default().push((k.clone(), text(import_id)));
         }
         let mut queued = 0;
         for ((slug, email_key), lines) in groups {
@@ -163,15 +161,16 @@ impl Store {
     }
 
     /// How many files wait for each digest contact: (slug, address, lines).
-    pub fn digest_lines(&self) -> Result<Vec<(String, String, usize)>> {
-        let mut out: Vec<(String, String, usize)> = Vec::new();
+    pub fn digest_lines(&self) -> Result<Vec<(Slug, String, usize)>> {
+        let mut out: Vec<(Slug, String, usize)> = Vec::new();
         for kv in self.db.scan_prefix(b"g\0") {
             let (k, _) = kv?;
             let parts: Vec<String> = k.splitn(4, |b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
             let [_, slug, email, _] = parts.as_slice() else { continue };
+            let Ok(slug) = Slug::parse(slug) else { continue };
             match out.last_mut() {
-                Some((s, e, n)) if s == slug && e == email => *n += 1,
-                _ => out.push((slug.clone(), email.clone(), 1)),
+                Some((s, e, n)) if *s == slug && e == email => *n += 1,
+                _ => out.push((slug, email.clone(), 1)),
             }
         }
         Ok(out)
@@ -189,12 +188,16 @@ mod tests {
         (dir, store)
     }
 
+    fn slug(s: &str) -> Slug {
+        Slug::parse(s).unwrap()
+    }
+
     fn contact(email: &str, notify: Notify) -> Contact {
         Contact { email: email.parse().unwrap(), name: None, notify }
     }
 
     fn result(import_id: &str, rejected: u64) -> ImportResult {
-        let mut r = ImportResult::new("visits.csv", import_id, "Pearl Carers Ltd", String::new());
+        let mut r = ImportResult::new("visits.csv", import_id, Some("Pearl Carers Ltd"), String::new());
         r.kind = FileKind::Visits;
         r.counts = Counts { read: 2, new: 2 - rejected, updated: 0, rejected, data_quality_issues: 0 };
         r
@@ -203,16 +206,16 @@ mod tests {
     #[test]
     fn an_import_queues_one_email_per_contact_that_wants_it_in_its_commit_batch() {
         let (_d, s) = store();
-        s.put_contact("pearl", &contact("every@pearl.example.org", Notify::Every)).unwrap();
-        s.put_contact("pearl", &contact("problems@pearl.example.org", Notify::Problems)).unwrap();
-        s.put_contact("pearl", &contact("digest@pearl.example.org", Notify::Digest)).unwrap();
-        s.put_contact("pearl", &contact("off@pearl.example.org", Notify::Off)).unwrap();
-        s.put_contact("other", &contact("other@other.example.org", Notify::Every)).unwrap();
-        s.commit_carers("pearl", &[], &[], &result("imp-1", 0)).unwrap();
-        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("every@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("problems@pearl.example.org", Notify::Problems)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("digest@pearl.example.org", Notify::Digest)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("off@pearl.example.org", Notify::Off)).unwrap();
+        s.put_contact(&slug("other"), &contact("other@other.example.org", Notify::Every)).unwrap();
+        s.commit_carers(&slug("pearl"), &[], &[], &result("imp-1", 0)).unwrap();
+        s.record_import(&slug("pearl"), &result("imp-2", 1)).unwrap();
         assert!(s.waiting().unwrap().is_empty(), "held until the result files are in place");
-        s.mark_answered("pearl", "imp-1").unwrap();
-        s.mark_answered("pearl", "imp-2").unwrap();
+        s.mark_answered(&slug("pearl"), "imp-1").unwrap();
+        s.mark_answered(&slug("pearl"), "imp-2").unwrap();
         let to: Vec<(String, String)> = s.waiting().unwrap().into_iter().map(|q| (q.id, q.contact.email.to_string())).collect();
         assert_eq!(
             to,
@@ -222,16 +225,16 @@ mod tests {
                 ("imp-2".into(), "problems@pearl.example.org".into()),
             ]
         );
-        assert_eq!(s.digest_lines().unwrap(), [("pearl".to_string(), "digest@pearl.example.org".to_string(), 2)]);
+        assert_eq!(s.digest_lines().unwrap(), [(slug("pearl"), "digest@pearl.example.org".to_string(), 2)]);
     }
 
     #[test]
     fn a_sent_email_leaves_the_queue_and_a_failed_one_keeps_its_attempts() {
         let (_d, s) = store();
-        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
-        s.put_contact("pearl", &contact("b@pearl.example.org", Notify::Every)).unwrap();
-        s.record_import("pearl", &result("imp-1", 0)).unwrap();
-        s.mark_answered("pearl", "imp-1").unwrap();
+        s.put_contact(&slug("pearl"), &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("b@pearl.example.org", Notify::Every)).unwrap();
+        s.record_import(&slug("pearl"), &result("imp-1", 0)).unwrap();
+        s.mark_answered(&slug("pearl"), "imp-1").unwrap();
         let waiting = s.waiting().unwrap();
         s.mark_sent(&waiting[0], Utc::now()).unwrap();
         let mut failed = waiting[1].clone();
@@ -249,24 +252,24 @@ mod tests {
     #[test]
     fn unsubscribing_drops_the_contacts_waiting_mail_and_digest_lines() {
         let (_d, s) = store();
-        s.put_contact("pearl", &contact("a@pearl.example.org", Notify::Every)).unwrap();
-        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
-        s.record_import("pearl", &result("imp-1", 0)).unwrap();
-        assert!(s.remove_contact("pearl", "a@pearl.example.org").unwrap());
-        assert!(s.remove_contact("pearl", "d@pearl.example.org").unwrap());
-        assert!(!s.remove_contact("pearl", "d@pearl.example.org").unwrap());
-        s.mark_answered("pearl", "imp-1").unwrap();
+        s.put_contact(&slug("pearl"), &contact("a@pearl.example.org", Notify::Every)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import(&slug("pearl"), &result("imp-1", 0)).unwrap();
+        assert!(s.remove_contact(&slug("pearl"), "a@pearl.example.org").unwrap());
+        assert!(s.remove_contact(&slug("pearl"), "d@pearl.example.org").unwrap());
+        assert!(!s.remove_contact(&slug("pearl"), "d@pearl.example.org").unwrap());
+        s.mark_answered(&slug("pearl"), "imp-1").unwrap();
         assert!(s.waiting().unwrap().is_empty());
         assert!(s.digest_lines().unwrap().is_empty());
-        assert!(s.contacts("pearl").unwrap().is_empty());
+        assert!(s.contacts(&slug("pearl")).unwrap().is_empty());
     }
 
     #[test]
     fn the_days_files_roll_into_one_digest_per_contact_and_later_ones_wait_for_the_next() {
         let (_d, s) = store();
-        s.put_contact("pearl", &contact("d@pearl.example.org", Notify::Digest)).unwrap();
-        s.record_import("pearl", &result("imp-1", 0)).unwrap();
-        s.record_import("pearl", &result("imp-2", 1)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("d@pearl.example.org", Notify::Digest)).unwrap();
+        s.record_import(&slug("pearl"), &result("imp-1", 0)).unwrap();
+        s.record_import(&slug("pearl"), &result("imp-2", 1)).unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
         assert_eq!(s.roll_digests(Utc::now() - chrono::Duration::hours(1), day).unwrap(), 0, "written after the digest time");
         assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 1);

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::domain::{Carer, Cpli, LockedUntil, Organisation};
+use crate::domain::{Carer, Cpli, LockedUntil, Organisation, Slug};
 use crate::outcome::{Answer, ImportResult};
 
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
@@ -136,10 +136,17 @@ impl Store {
 
     /// By name (case, spaces and dash kind ignored) or by folder name.
     pub fn org(&self, name_or_slug: &str) -> Result<Option<Organisation>> {
-        if let Some(o) = self.get::<Organisation>(&key(&[b"o", name_or_slug.trim().as_bytes()]))? {
-            return Ok(Some(o));
+        if let Ok(slug) = Slug::parse(name_or_slug.trim()) {
+            if let Some(o) = self.org_by_slug(&slug)? {
+                return Ok(Some(o));
+            }
         }
         Ok(self.orgs()?.into_iter().find(|o| o.is_named(name_or_slug)))
+    }
+
+    /// The organisation whose folders and keys are under `slug`.
+    pub fn org_by_slug(&self, slug: &Slug) -> Result<Option<Organisation>> {
+        self.get::<Organisation>(&key(&[b"o", slug.as_bytes()]))
     }
 
     pub fn orgs(&self) -> Result<Vec<Organisation>> {
@@ -154,7 +161,7 @@ impl Store {
     /// how many CPLIs were new.
     pub fn store_extract(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<usize> {
         let mut batch = sled::Batch::default();
-        let mut pending: Vec<String> = self.rematch_pending()?;
+        let mut pending: Vec<Slug> = self.rematch_pending()?;
         for org in orgs {
             batch.insert(key(&[b"o", org.slug.as_bytes()]), encode(org));
             if !pending.contains(&org.slug) {
@@ -183,7 +190,7 @@ impl Store {
 
     /// Organisations (slugs) whose stored visits and actuals rows still wait to be matched against
     /// the CPLIs of a load that was cut short.
-    pub fn rematch_pending(&self) -> Result<Vec<String>> {
+    pub fn rematch_pending(&self) -> Result<Vec<Slug>> {
         Ok(self.get(&key(&[b"m", REMATCH_PENDING]))?.unwrap_or_default())
     }
 
@@ -223,16 +230,16 @@ impl Store {
 
     // Carers.
 
-    pub fn carer_refs(&self, slug: &str) -> Result<HashSet<String>> {
+    pub fn carer_refs(&self, slug: &Slug) -> Result<HashSet<String>> {
         self.scan::<Carer>(&key(&[b"c", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c.carer_ref)).collect()
     }
 
-    pub fn has_carer(&self, slug: &str, carer_ref: &str) -> Result<bool> {
+    pub fn has_carer(&self, slug: &Slug, carer_ref: &str) -> Result<bool> {
         Ok(self.db.contains_key(key(&[b"c", slug.as_bytes(), carer_ref.as_bytes()]))?)
     }
 
     /// A carers file in one batch with its import record and its emails, flushed.
-    pub fn commit_carers(&self, slug: &str, upserts: &[Carer], deletes: &[String], result: &ImportResult) -> Result<()> {
+    pub fn commit_carers(&self, slug: &Slug, upserts: &[Carer], deletes: &[String], result: &ImportResult) -> Result<()> {
         let mut batch = sled::Batch::default();
         for c in upserts {
             batch.insert(key(&[b"c", slug.as_bytes(), c.carer_ref.as_bytes()]), encode(c));
@@ -247,7 +254,7 @@ impl Store {
 
     /// Adds an import's record to its commit batch: the result (counts and first issues, never
     /// every issue: issue 9), the result file names it holds until answered, and its emails.
-    pub(crate) fn record_in(&self, batch: &mut sled::Batch, slug: &str, result: &ImportResult) -> Result<()> {
+    pub(crate) fn record_in(&self, batch: &mut sled::Batch, slug: &Slug, result: &ImportResult) -> Result<()> {
         let mut kept = result.clone();
         kept.issues.truncate(crate::outcome::KEPT_ISSUES);
         batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(&kept));
@@ -264,7 +271,7 @@ impl Store {
 
     /// The result files are in place: the names are no longer held, and the import's emails, held
     /// until now so that none leaves before its result file exists (issue 9), may be sent.
-    pub fn mark_answered(&self, slug: &str, import_id: &str) -> Result<()> {
+    pub fn mark_answered(&self, slug: &Slug, import_id: &str) -> Result<()> {
         let mut batch = sled::Batch::default();
         batch.insert(key(&[b"r", import_id.as_bytes()]), &[]);
         batch.remove(key(&[b"u", slug.as_bytes(), import_id.as_bytes()]));
@@ -274,13 +281,13 @@ impl Store {
     }
 
     /// Result file names held by imports of the organisation committed but not yet answered.
-    pub fn held_answers(&self, slug: &str) -> Result<Vec<Answer>> {
+    pub fn held_answers(&self, slug: &Slug) -> Result<Vec<Answer>> {
         self.scan::<Answer>(&key(&[b"u", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
     }
 
     /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,
     /// with its emails in the same batch.
-    pub fn record_import(&self, slug: &str, result: &ImportResult) -> Result<()> {
+    pub fn record_import(&self, slug: &Slug, result: &ImportResult) -> Result<()> {
         let mut batch = sled::Batch::default();
         self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;

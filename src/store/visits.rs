@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, key, Result, Store};
-use crate::domain::{Duration, MatchStatus, Visit};
+use crate::domain::{Duration, MatchStatus, Slug, Visit};
 use crate::reports::VisitFact;
 use crate::outcome::ImportResult;
 
@@ -30,7 +30,7 @@ pub struct WeekKey {
 }
 
 impl WeekKey {
-    fn bytes(&self, slug: &str) -> Vec<u8> {
+    fn bytes(&self, slug: &Slug) -> Vec<u8> {
         let monday = self.monday.to_string();
         key(&[b"w", slug.as_bytes(), self.client.as_bytes(), self.level.as_bytes(), self.service.as_bytes(), monday.as_bytes()])
     }
@@ -82,30 +82,30 @@ struct StoredWeek {
 /// An import in progress (visits or actuals): what a rollback needs.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Pending {
-    pub(super) slug: String,
+    pub(super) slug: Slug,
     pub(super) seq: u64,
 }
 
 /// One visits file being applied. Rows are written as they come; `commit` makes them count.
 /// With `write` false (validate) nothing is written and reads see the store as it is.
 pub struct VisitBatch<'s> {
-    /// `None` for offline validation: nothing is known and nothing is written.
-    store: Option<&'s Store>,
-    slug: String,
+    /// The store and the organisation's slug; `None` for offline validation: nothing is known and
+    /// nothing is written.
+    at: Option<(&'s Store, Slug)>,
     import_id: String,
     seq: [u8; 8],
     write: bool,
 }
 
 impl Store {
-    pub fn begin_visits(&self, slug: &str, import_id: &str, write: bool) -> Result<VisitBatch<'_>> {
+    pub fn begin_visits(&self, slug: &Slug, import_id: &str, write: bool) -> Result<VisitBatch<'_>> {
         let seq = self.db.generate_id()?;
         if write {
-            self.db.insert(key(&[b"p", import_id.as_bytes()]), encode(&Pending { slug: slug.into(), seq }))?;
+            self.db.insert(key(&[b"p", import_id.as_bytes()]), encode(&Pending { slug: slug.clone(), seq }))?;
             // The marker must be on disk before any row it covers.
             self.flush()?;
         }
-        Ok(VisitBatch { store: Some(self), slug: slug.into(), import_id: import_id.into(), seq: seq.to_be_bytes(), write })
+        Ok(VisitBatch { at: Some((self, slug.clone())), import_id: import_id.into(), seq: seq.to_be_bytes(), write })
     }
 
     /// Undoes imports a crash interrupted: each row they wrote goes back to its earlier version.
@@ -146,13 +146,13 @@ impl Store {
             self.roll_back_actuals(&p.slug, &import_id, &seq)?;
             self.db.remove(pkey)?;
             self.flush()?;
-            tracing::warn!(import_id, org = p.slug, "rolled back an import that a stop interrupted");
+            tracing::warn!(import_id, org = %p.slug, "rolled back an import that a stop interrupted");
         }
         Ok(())
     }
 
     /// Every stored week of the organisation with its totals, streamed.
-    pub fn weeks(&self, slug: &str) -> impl Iterator<Item = Result<(WeekKey, WeekTotals)>> + '_ {
+    pub fn weeks(&self, slug: &Slug) -> impl Iterator<Item = Result<(WeekKey, WeekTotals)>> + '_ {
         let prefix = key(&[b"w", slug.as_bytes(), b""]);
         let skip = prefix.len();
         self.scan::<StoredWeek>(&prefix).filter_map(move |r| {
@@ -169,14 +169,14 @@ impl Store {
     }
 
     /// The organisation's current visits (deletions left out), in VisitRef order.
-    pub fn current_visits(&self, slug: &str) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
+    pub fn current_visits(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
         self.scan::<StoredVisit>(&key(&[b"v", slug.as_bytes(), b""]))
             .map(|r| r.map(|(_, v)| v))
             .filter(|r| !matches!(r, Ok(StoredVisit { visit: None, .. })))
     }
 
     /// Every earlier version of a visit, oldest first.
-    pub fn visit_history(&self, slug: &str, visit_ref: &str) -> Result<Vec<StoredVisit>> {
+    pub fn visit_history(&self, slug: &Slug, visit_ref: &str) -> Result<Vec<StoredVisit>> {
         let prefix = key(&[b"h", slug.as_bytes(), visit_ref.as_bytes(), b""]);
         self.scan::<StoredVisit>(&prefix)
             .filter(|r| r.as_ref().map_or(true, |(k, _)| k.len() == prefix.len() + 8))
@@ -186,7 +186,7 @@ impl Store {
 
     /// Sets new match statuses on current visits (CPLIs changed); no new version: the provider's data
     /// did not change. Returns how many changed.
-    pub fn rematch_visits(&self, slug: &str, mut rematch: impl FnMut(&Visit) -> MatchStatus) -> Result<usize> {
+    pub fn rematch_visits(&self, slug: &Slug, mut rematch: impl FnMut(&Visit) -> MatchStatus) -> Result<usize> {
         let mut changed = 0;
         for kv in self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
@@ -209,13 +209,18 @@ impl Store {
 impl VisitBatch<'_> {
     /// Judging without a store (offline `validate`): every visit is new, nothing is written.
     pub fn offline() -> VisitBatch<'static> {
-        VisitBatch { store: None, slug: String::new(), import_id: String::new(), seq: [0; 8], write: false }
+        VisitBatch { at: None, import_id: String::new(), seq: [0; 8], write: false }
+    }
+
+    /// The store and slug when this batch writes.
+    fn writing(&self) -> Option<(&Store, &Slug)> {
+        self.at.as_ref().filter(|_| self.write).map(|(store, slug)| (*store, slug))
     }
 
     /// The visit as stored now (possibly a deletion), with its raw bytes for the history.
     pub fn current(&self, visit_ref: &str) -> Result<Option<(sled::IVec, StoredVisit)>> {
-        let Some(store) = self.store else { return Ok(None) };
-        let k = key(&[b"v", self.slug.as_bytes(), visit_ref.as_bytes()]);
+        let Some((store, slug)) = &self.at else { return Ok(None) };
+        let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
         store.db.get(&k)?.map(|v| decode(&k, &v).map(|sv| (v, sv))).transpose()
     }
 
@@ -237,8 +242,8 @@ impl VisitBatch<'_> {
 
     /// Writes a new version (from `encode`); the one it replaces goes into the history.
     pub fn put(&self, previous: Option<&sled::IVec>, visit_ref: &str, encoded: Vec<u8>) -> Result<()> {
-        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
-        let slug = self.slug.as_bytes();
+        let Some((store, slug)) = self.writing() else { return Ok(()) };
+        let slug = slug.as_bytes();
         if let Some(prev) = previous {
             store.db.insert(key(&[b"h", slug, visit_ref.as_bytes(), &self.seq]), prev.clone())?;
         }
@@ -247,16 +252,16 @@ impl VisitBatch<'_> {
     }
 
     pub fn flush(&self) -> Result<()> {
-        match self.store.filter(|_| self.write) {
-            Some(store) => store.flush(),
+        match self.writing() {
+            Some((store, _)) => store.flush(),
             None => Ok(()),
         }
     }
 
     /// Undoes what this import wrote so far (a failure part-way through a file).
     pub fn abort(self) -> Result<()> {
-        match self.store.filter(|_| self.write) {
-            Some(store) => store.roll_back_pending(),
+        match self.writing() {
+            Some((store, _)) => store.roll_back_pending(),
             None => Ok(()),
         }
     }
@@ -265,10 +270,10 @@ impl VisitBatch<'_> {
     /// client in hospital). A record is decoded only when its stored form names the type, so the
     /// scan costs little more than reading the keys.
     pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
-        let Some(store) = self.store else { return Ok(Vec::new()) };
+        let Some((store, slug)) = &self.at else { return Ok(Vec::new()) };
         let needle = format!("\"visit_type\":{}", serde_json::Value::from(code));
         let mut out = Vec::new();
-        for kv in store.db.scan_prefix(key(&[b"v", self.slug.as_bytes(), b""])) {
+        for kv in store.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
             if !std::str::from_utf8(&v).is_ok_and(|t| t.contains(&needle)) {
                 continue;
@@ -281,17 +286,17 @@ impl VisitBatch<'_> {
 
     /// A week's stored totals, if any.
     pub fn week(&self, week: &WeekKey) -> Result<Option<WeekTotals>> {
-        match self.store {
-            Some(store) => Ok(store.get::<StoredWeek>(&week.bytes(&self.slug))?.map(|w| w.totals)),
+        match &self.at {
+            Some((store, slug)) => Ok(store.get::<StoredWeek>(&week.bytes(slug))?.map(|w| w.totals)),
             None => Ok(None),
         }
     }
 
     /// Writes a week's new totals (`before`: what they replace).
     pub fn put_week(&self, week: &WeekKey, totals: WeekTotals, before: Option<WeekTotals>) -> Result<()> {
-        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
+        let Some((store, slug)) = self.writing() else { return Ok(()) };
         let stored = StoredWeek { import_id: self.import_id.clone(), totals, before };
-        store.db.insert(week.bytes(&self.slug), encode(&stored))?;
+        store.db.insert(week.bytes(slug), encode(&stored))?;
         Ok(())
     }
 
@@ -299,9 +304,9 @@ impl VisitBatch<'_> {
     /// one batch, flushed. Everything else was written as the file went, so this batch is small
     /// whatever the file's size.
     pub fn commit(self, result: &ImportResult) -> Result<()> {
-        let Some(store) = self.store.filter(|_| self.write) else { return Ok(()) };
+        let Some((store, slug)) = self.writing() else { return Ok(()) };
         let mut batch = sled::Batch::default();
-        store.record_in(&mut batch, &self.slug, result)?;
+        store.record_in(&mut batch, slug, result)?;
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
         store.flush()
@@ -342,7 +347,7 @@ struct FactDelivered {
 impl Store {
     /// The organisation's current visits that are matched to a CPLI, as reports see them, in
     /// VisitRef order; streamed.
-    pub fn visit_facts(&self, slug: &str) -> impl Iterator<Item = Result<VisitFact>> + '_ {
+    pub fn visit_facts(&self, slug: &Slug) -> impl Iterator<Item = Result<VisitFact>> + '_ {
         self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
             let fact = (|| {
                 let (k, v) = kv?;

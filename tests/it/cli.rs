@@ -530,3 +530,18 @@ fn a_panic_in_the_engine_is_a_failed_result_naming_an_internal_error_not_a_crash
     assert!(env.org_dir("pearl-carers-ltd").join("results/visits-week.result.json").exists());
     assert!(env.visits(PEARL).is_empty());
 }
+
+#[test]
+fn a_listing_whose_reader_has_gone_ends_quietly() {
+    // Issue 11: `org list` and the other one-line answers were printed with `println!`, which
+    // panics on a closed pipe (`gateway org list | head -0`); the answer now goes through a writer
+    // whose failure the binary recognises.
+    let env = TestEnv::with_example_cplis();
+    let mut child = env.cmd(&["org", "list"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Closed before the gateway has opened its store, long before it writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

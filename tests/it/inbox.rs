@@ -146,3 +146,21 @@ fn an_email_leaves_only_once_its_result_file_is_in_place() {
     assert!(result_path(&env, "week.result.json").exists(), "the email left before the result file was in place");
     assert!(result_path(&env, "week.result.csv").exists());
 }
+
+#[test]
+fn a_folder_made_by_hand_under_orgs_is_not_an_inbox() {
+    // Issue 11: the organisation's folder name was a bare string read back from the path, so a
+    // folder named like the organisation (`orgs/Pearl Carers Ltd/inbox/`) was taken as a second
+    // inbox of it. Only a slug names an organisation's folders.
+    let env = TestEnv::with_example_cplis();
+    let by_hand = env.data().join("orgs").join(crate::helpers::PEARL).join("inbox");
+    std::fs::create_dir_all(&by_hand).unwrap();
+    // Made before the start, so that it is watched as a real inbox is.
+    let _server = Server::start(&env);
+    std::fs::copy(example("visits-week.csv"), by_hand.join("by-hand.csv")).unwrap();
+    // A file in the real inbox afterwards: once it is answered, the watcher has passed the other.
+    std::fs::copy(example("visits-week.csv"), inbox(&env).join("real.csv")).unwrap();
+    wait_for_json(&result_path(&env, "real.result.json"), 30);
+    assert!(by_hand.join("by-hand.csv").exists(), "the file was taken from a folder that is no inbox");
+    assert_eq!(results(&env), ["real.result.json"]);
+}

@@ -9,17 +9,17 @@ use crate::helpers::*;
 
 const ACTUALS_HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
 
-/// A DHS visit of A123456 (examples/cplis.csv: Home Support, Zone 6 Oxford, from 04/04/2022),
+/// A delivered (DHF: its CPLI is Live Well at Home) visit of A123456 (examples/cplis.csv: Home Support, Zone 6 Oxford, from 04/04/2022),
 /// planned and delivered on `date` (written as given) at `entry`. The tests use a week that has not
 /// finished, so PLANNED_HOURS_DIFFER does not judge it.
-fn dhs(vref: &str, date: &str, entry: &str, exit: &str) -> String {
+fn delivered(vref: &str, date: &str, entry: &str, exit: &str) -> String {
     visit_row(&[
         ("VisitRef", vref),
         ("Deleted", "0"),
         ("PlannedVisitDate", date),
         ("PlannedEntryTime", entry),
         ("PlannedExitTime", exit),
-        ("VisitType", "DHS"),
+        ("VisitType", "DHF"),
         ("DeliveredVisitDate", date),
         ("DeliveredEntryTime", entry),
         ("DeliveredExitTime", exit),
@@ -33,11 +33,11 @@ fn dhs(vref: &str, date: &str, entry: &str, exit: &str) -> String {
 fn short_years_iso_dates_and_excels_midnight_date_times_are_dates_in_visits_carers_and_actuals() {
     let env = TestEnv::with_example_cplis();
     let rows = [
-        dhs("D1", "7 Jan 30", "08:00", "08:30"),
-        dhs("D2", "2030-01-07", "09:00", "09:30"),
-        dhs("D3", "07/01/2030 00:00", "10:00", "10:30"),
-        dhs("D4", "07/01/2030 00:00:00", "11:00", "11:30"),
-        dhs("D5", "07/01/2030 14:30", "12:00", "12:30"),
+        delivered("D1", "7 Jan 30", "08:00", "08:30"),
+        delivered("D2", "2030-01-07", "09:00", "09:30"),
+        delivered("D3", "07/01/2030 00:00", "10:00", "10:30"),
+        delivered("D4", "07/01/2030 00:00:00", "11:00", "11:30"),
+        delivered("D5", "07/01/2030 14:30", "12:00", "12:30"),
     ];
     let (_d, path) = write_temp("visits.csv", &visits_file(&rows));
     let result = env.import(PEARL, &path);
@@ -64,7 +64,7 @@ fn short_years_iso_dates_and_excels_midnight_date_times_are_dates_in_visits_care
 #[test]
 fn a_bad_date_message_lists_the_new_forms() {
     let env = TestEnv::new();
-    let (_d, path) = write_temp("visits.csv", &visits_file(&[dhs("D1", "31/02/2022", "08:00", "08:30")]));
+    let (_d, path) = write_temp("visits.csv", &visits_file(&[delivered("D1", "31/02/2022", "08:00", "08:30")]));
     let result = env.validate(&[], &path);
     let msg = issues_with(&result, "BAD_DATE")[0]["message"].as_str().unwrap().to_string();
     for form in ["DD MMM YY", "YYYY-MM-DD", "00:00:00"] {
