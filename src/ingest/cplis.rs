@@ -17,8 +17,11 @@ pub enum CpliError {
     Invalid(Vec<String>),
 }
 
+/// The heading that makes a file a CPLI extract.
+pub const CPLI_ID: &str = "CPLIID";
+
 const REQUIRED: [&str; 11] = [
-    "CPLIID", h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL, h::START_DATE, "Quantity", h::UNIT, h::FREQUENCY, "UnitCost", "Authorised",
+    CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL, h::START_DATE, "Quantity", h::UNIT, h::FREQUENCY, "UnitCost", "Authorised",
 ];
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
@@ -92,7 +95,7 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
                 })
                 .ok()
         };
-        for h in ["CPLIID", h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL] {
+        for h in [CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL] {
             if get(h).is_empty() {
                 bad(format!("{h} is required"));
             }
@@ -115,7 +118,7 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             continue;
         };
         out.push(Cpli {
-            cpli_id: get("CPLIID"),
+            cpli_id: get(CPLI_ID),
             ssref: get(h::SS_REF).to_uppercase(),
             client_name: get("ClientName"),
             nhs_number: opt(h::NHS_NUMBER).map(|n| n.replace(' ', "")),

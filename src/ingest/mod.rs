@@ -279,7 +279,7 @@ pub(crate) fn cpli_index(
 
 /// Why a header is not one we take, with the likeliest fix.
 fn unknown_kind_message(header: &source::Header) -> String {
-    if header.keys.iter().any(|k| k == "cpliid") {
+    if header.position(&source::heading_key(cplis::CPLI_ID)).is_some() {
         return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();
     }
     if let [only] = header.names.as_slice() {

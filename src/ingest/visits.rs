@@ -128,7 +128,7 @@ impl SlotCols {
 pub fn scan_spec(header: &Header) -> ScanSpec {
     let slot = SlotCols::find(header);
     ScanSpec {
-        key: header.position("visitref"),
+        key: header.position(&heading_key(Col::VisitRef.heading())),
         slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as super::source::SlotFn),
     }
 }
@@ -186,7 +186,7 @@ impl Pending for VisitBatch<'_> {
 
 /// Judges the rows on the engine, then adds the file's changes to the week totals.
 fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues: &mut Issues) -> Result<Counts, IngestError> {
-    let rules = VisitRules { ctx, batch, duplicates: &file.scan.duplicate_keys };
+    let rules = VisitRules { ctx, batch, duplicates: &file.scan.duplicate_keys, org_key: ctx.org_key() };
     let mut apply = VisitApply {
         ctx,
         batch,
@@ -208,6 +208,8 @@ struct VisitRules<'a, 's> {
     ctx: &'a Context<'a>,
     batch: &'a VisitBatch<'s>,
     duplicates: &'a hashbrown::HashSet<Vec<u8>>,
+    /// The uploading organisation's name as compared, once for the file.
+    org_key: Option<NameKey>,
 }
 
 /// An accepted row, with its stored form encoded by the worker.
@@ -222,9 +224,8 @@ impl Rules for VisitRules<'_, '_> {
     type Scratch = NameKeys;
 
     fn judge(&self, r: &mut Row<'_, Col>, names: &mut NameKeys) -> Result<Option<Accepted>, IngestError> {
-        let org_key = self.ctx.org_key();
         let row = r.row;
-        let mut j = RowJudge { r, ctx: self.ctx, names, org_key: &org_key };
+        let mut j = RowJudge { r, ctx: self.ctx, names, org_key: &self.org_key };
         let outcome = j.judge(self.duplicates, self.batch)?;
         let encoded = match &outcome {
             Outcome::Rejected => return Ok(None),
