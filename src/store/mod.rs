@@ -25,6 +25,7 @@ mod db;
 mod mail;
 mod actuals;
 mod visits;
+mod visit_codec;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("the store holds an unreadable record at {key}: {source}")]
     Corrupt { key: String, source: serde_json::Error },
+    #[error("the store holds an unreadable visit at {key}: {source}")]
+    CorruptVisit { key: String, source: visit_codec::CodecError },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
