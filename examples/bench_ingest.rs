@@ -123,7 +123,7 @@ fn run_phase(phase: &str, dir: &Path, rows: usize, value_bytes: usize) {
             let peak = peak_kb();
             drop(gw);
             // The visits as stored (`DataDir::db`), read after the peak was taken.
-            let db = sled::Config::new().path(data.join("db")).cache_capacity(32 * 1024 * 1024).open().unwrap();
+            let db = sled::Config::new().path(data.join("db")).cache_capacity(gateway::store::SLED_CACHE_BYTES).open().unwrap();
             let (n, bytes) = db.scan_prefix(b"v\0").fold((0usize, 0usize), |(n, b), kv| (n + 1, b + kv.unwrap().1.len()));
             stored_bytes = Some((bytes / n.max(1), peak));
             secs
@@ -131,8 +131,8 @@ fn run_phase(phase: &str, dir: &Path, rows: usize, value_bytes: usize) {
         "sled-raw" => {
             let path = dir.join("sled-raw");
             let _ = std::fs::remove_dir_all(&path);
-            // The store's sled configuration (src/store/db.rs: a 32 MB cache), so the comparison is fair.
-            let db = sled::Config::new().path(&path).cache_capacity(32 * 1024 * 1024).open().unwrap();
+            // The store's sled configuration (`store::SLED_CACHE_BYTES`), so the comparison is fair.
+            let db = sled::Config::new().path(&path).cache_capacity(gateway::store::SLED_CACHE_BYTES).open().unwrap();
             let value = vec![b'x'; value_bytes];
             let t = Instant::now();
             for i in 0..rows {

@@ -38,6 +38,8 @@ use crate::ingest::{Answer, ImportResult};
 
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
+/// The store's sled cache, for benchmarks that compare with sled on its own.
+pub use db::CACHE_BYTES as SLED_CACHE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

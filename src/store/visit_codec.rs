@@ -281,7 +281,6 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::MatchStatus;
     use crate::store::{key, Store};
 
     fn time(h: u32, m: u32) -> NaiveTime {
