@@ -20,57 +20,82 @@ pub const KEPT_ISSUES: usize = 100;
 #[non_exhaustive]
 pub enum Code {
     // Errors: the row (or, for file-level ones, the whole file) is rejected.
-    /// The file cannot be read as text CSV (binary, a spreadsheet, UTF-16, an absurdly long line).
+    /// The file cannot be read as CSV text: a spreadsheet, UTF-16, binary, a line or row over the limits,
+    /// or a header wider than `limits.max_columns` (a file whose line breaks were stripped).
     FileUnreadable,
-    /// No header row at all.
+    /// The file has no header row.
     FileEmpty,
-    /// A heading the file kind requires is absent.
+    /// A heading the file kind requires is absent (one issue per heading).
     MissingColumn,
-    /// A heading appears twice.
+    /// A heading appears twice in the header.
     DuplicateColumn,
     /// The header is not that of a visits, actuals or carers file.
     UnknownFileKind,
-    /// Over the configured size limit.
+    /// The file is over `limits.max_file_bytes`.
     FileTooLarge,
-    /// A row with more or fewer fields than the header.
+    /// A row with more or fewer cells than the header (empty extra cells are tolerated).
     WrongFieldCount,
+    /// A required value is blank.
     Required,
+    /// A value is longer than its column allows.
     TooLong,
+    /// A value that is not a real date in one of the accepted forms.
     BadDate,
+    /// A value that is not a time of day in one of the accepted forms.
     BadTime,
+    /// A boolean that is not `0`, `1`, `Y` or `N`.
     BadBoolean,
+    /// A value that is not a GUID.
     BadGuid,
+    /// Actuals: a quantity that is not a number, or a Visits count that is not a whole number.
     BadNumber,
+    /// A VisitType that is not one of the configured codes.
     UnknownVisitType,
-    /// Delivered date and times are required for a delivered-based visit type.
+    /// Delivered date and times are required for a delivered-based visit type (E, DHS, DHF).
     DeliveredRequired,
     /// Delivered date and times must be blank for a visit type that was not delivered.
     DeliveredNotAllowed,
-    /// The same key is used on more than one row of the file.
+    /// The same key is used on more than one row of the file: every such row is rejected.
     DuplicateRef,
-    /// A deletion names a visit the organisation does not have.
+    /// A deletion names a visit, carer or actuals row the organisation does not have.
     DeleteUnknown,
+    /// A visit for a service level the council takes no visits data for.
     NoVisitsForServiceLevel,
+    /// The row's date, or the stored visit's, is in a period the council has locked.
     PeriodLocked,
+    /// Another provider's organisation name, GUID or service.
     WrongOrganisation,
     /// A GUID that disagrees with the name given beside it.
     RefMismatch,
+    /// A CarerRef the organisation has not sent in a carers file.
     UnknownCarer,
+    /// Actuals: a quantity that is negative, beyond its bounds, or not in whole quarter hours.
     BadQuantity,
+    /// Actuals: over-delivery (Actual + Extra above Planned) without Comments.
     CommentRequired,
     /// A cell holds a control character (NUL, escape, ...): refused in every cell, except tabs and
     /// line breaks in free-text columns such as Comments (issue 9).
     ControlCharacter,
     // Warnings: the row is stored and flagged.
+    /// Stored, but no CPLI fits the row; the message says why and names a near one.
     Unmatched,
+    /// An E, U, C or C24 visit without a comment, or an overridden time without its reason.
     MissingComment,
+    /// Delivered an hour or more over the planned time, without a comment.
     OverPlannedNoComment,
+    /// The delivered time does not overlap the planned time, without a comment.
     TimesDoNotTally,
+    /// A planned or delivered exit time equal to its entry time.
     ZeroDuration,
+    /// An NHSNumber that is not 10 digits with a valid check digit.
     BadNhsNumber,
+    /// A finished week's planned hours for a client differ from the CPLIs in force (file-level).
     PlannedHoursDiffer,
+    /// The same client and planned slot twice in the file, neither row saying double-handed.
     PossibleDuplicate,
+    /// A heading that is not the file kind's: the column is ignored.
     UnknownColumn,
+    /// The file is not UTF-8 and was read as Windows-1252.
     EncodingGuessed,
     // Neither an error nor a warning of the file's: the gateway failed on it (issue 9).
     /// The gateway failed while processing the file (a fault of ours, or a disk or store that
@@ -92,6 +117,61 @@ impl Code {
         serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
     }
 }
+
+/// Lists every `Code` once, as `Code::ALL`, for the test that holds docs/codes.md to the enum
+/// (issue 11). The exhaustive match beside it stops the build when a variant is added to the
+/// enum but not here, so the list cannot fall behind.
+macro_rules! every_code {
+    ($($code:ident),+ $(,)?) => {
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$code),+];
+        }
+        const _: fn(Code) = |code| match code {
+            $(Code::$code)|+ => {}
+        };
+    };
+}
+
+every_code![
+    FileUnreadable,
+    FileEmpty,
+    MissingColumn,
+    DuplicateColumn,
+    UnknownFileKind,
+    FileTooLarge,
+    WrongFieldCount,
+    Required,
+    TooLong,
+    BadDate,
+    BadTime,
+    BadBoolean,
+    BadGuid,
+    BadNumber,
+    UnknownVisitType,
+    DeliveredRequired,
+    DeliveredNotAllowed,
+    DuplicateRef,
+    DeleteUnknown,
+    NoVisitsForServiceLevel,
+    PeriodLocked,
+    WrongOrganisation,
+    RefMismatch,
+    UnknownCarer,
+    BadQuantity,
+    CommentRequired,
+    ControlCharacter,
+    Unmatched,
+    MissingComment,
+    OverPlannedNoComment,
+    TimesDoNotTally,
+    ZeroDuration,
+    BadNhsNumber,
+    PlannedHoursDiffer,
+    PossibleDuplicate,
+    UnknownColumn,
+    EncodingGuessed,
+    InternalError,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -547,5 +627,57 @@ mod tests {
         assert_eq!(Code::BadNhsNumber.as_str(), "BAD_NHS_NUMBER");
         assert_eq!(Code::Unmatched.severity(), Severity::Warning);
         assert_eq!(Code::DeleteUnknown.severity(), Severity::Error);
+    }
+
+    /// The rows of the code table in docs/codes.md: the backquoted codes of each row's first cell,
+    /// with the row's severity cell.
+    fn documented_codes() -> Vec<(String, String)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/codes.md");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut rows = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            for code in cells[1].split('`').skip(1).step_by(2) {
+                rows.push((code.to_string(), cells[2].to_string()));
+            }
+        }
+        rows
+    }
+
+    // Issue 11: the docs' code table must list every code; a variant appended to `Code` is added to
+    // `every_code!` (the build insists) and then to docs/codes.md (this test insists).
+    #[test]
+    fn the_code_table_in_docs_lists_every_code_once_with_its_severity() {
+        let documented = documented_codes();
+        let mut problems = Vec::new();
+        for code in Code::ALL {
+            let name = code.as_str();
+            let rows: Vec<&(String, String)> = documented.iter().filter(|(c, _)| *c == name).collect();
+            match rows.as_slice() {
+                [] => problems.push(format!("{name} has no row in docs/codes.md")),
+                [(_, severity)] if !severity.starts_with(code.severity().as_str()) => {
+                    problems.push(format!("{name} is listed as '{severity}' but is {}", code.severity().as_str()))
+                }
+                [_] => {}
+                _ => problems.push(format!("{name} has {} rows in docs/codes.md", rows.len())),
+            }
+        }
+        let names: Vec<String> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        for (code, _) in &documented {
+            if !names.contains(code) {
+                problems.push(format!("docs/codes.md lists {code}, which is not a code"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        assert_eq!(documented.len(), Code::ALL.len());
+    }
+
+    #[test]
+    fn every_code_is_listed_once_in_all() {
+        let mut names: Vec<String> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+        assert!(names.iter().all(|n| !n.is_empty()));
     }
 }
