@@ -3,6 +3,9 @@
 //! store's own ceiling), each in its own process so each phase's peak memory is its own.
 //!
 //! cargo run --release --example bench_ingest -- --rows 1000000 [--dir /tmp/bench_ingest]
+//!
+//! The raw sled phase inserts as many records with the store's keys, values as long as the visits
+//! `import` stored, and the store's sled configuration.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,9 +28,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let rows: usize = arg("--rows").map(|r| r.replace('_', "").parse().expect("--rows N")).unwrap_or(1_000_000);
+    let value_bytes: usize = arg("--value-bytes").map(|r| r.parse().expect("--value-bytes N")).unwrap_or(200);
     let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| std::env::temp_dir().join("bench_ingest").display().to_string()));
     if let Some(phase) = arg("--phase") {
-        return run_phase(&phase, &dir, rows);
+        return run_phase(&phase, &dir, rows, value_bytes);
     }
 
     std::fs::create_dir_all(&dir).unwrap();
@@ -41,9 +45,12 @@ fn main() {
     );
     println!("{:<10} {:>10} {:>14} {:>14}", "phase", "seconds", "rows/s", "peak MB");
     let mut rates = std::collections::HashMap::new();
+    // The raw phase writes values as long as the visits `import` stored (issue 11: the same records).
+    let mut value_bytes = 200;
     for phase in ["parse", "validate", "import", "sled-raw"] {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--phase", phase, "--rows", &rows.to_string(), "--dir", &dir.display().to_string()])
+            .args(["--value-bytes", &value_bytes.to_string()])
             .output()
             .expect("run phase");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -55,10 +62,14 @@ fn main() {
         let mut parts = text.split_whitespace();
         let secs: f64 = parts.next().unwrap().parse().unwrap();
         let peak_kb: f64 = parts.next().unwrap().parse().unwrap();
+        if let Some(stored) = parts.next() {
+            value_bytes = stored.parse().unwrap();
+        }
         let rate = rows as f64 / secs;
         rates.insert(phase, rate);
         println!("{phase:<10} {secs:>10.2} {rate:>14.0} {:>14.1}", peak_kb / 1024.0);
     }
+    println!("a stored visit: {value_bytes} bytes on average (the raw phase's value length)");
     println!("import / raw sled inserts: {:.0}%", 100.0 * rates["import"] / rates["sled-raw"]);
 }
 
@@ -72,11 +83,12 @@ fn peak_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn run_phase(phase: &str, dir: &Path, rows: usize) {
+fn run_phase(phase: &str, dir: &Path, rows: usize, value_bytes: usize) {
     let visits = dir.join("visits.csv");
     let cplis = dir.join("cplis.csv");
     let mut config = Config::default();
     config.rules.today = chrono::NaiveDate::from_ymd_opt(2024, 6, 1);
+    let mut stored_bytes = None;
     let secs = match phase {
         "parse" => {
             let t = Instant::now();
@@ -108,13 +120,20 @@ fn run_phase(phase: &str, dir: &Path, rows: usize) {
             let r = gw.import_file(&org, &visits).unwrap();
             let secs = t.elapsed().as_secs_f64();
             assert_eq!((r.counts.new, r.counts.rejected), (rows as u64, 0), "{:?}", r.issues.first());
+            let peak = peak_kb();
+            drop(gw);
+            // The visits as stored (`DataDir::db`), read after the peak was taken.
+            let db = sled::Config::new().path(data.join("db")).cache_capacity(gateway::store::SLED_CACHE_BYTES).open().unwrap();
+            let (n, bytes) = db.scan_prefix(b"v\0").fold((0usize, 0usize), |(n, b), kv| (n + 1, b + kv.unwrap().1.len()));
+            stored_bytes = Some((bytes / n.max(1), peak));
             secs
         }
         "sled-raw" => {
             let path = dir.join("sled-raw");
             let _ = std::fs::remove_dir_all(&path);
-            let db = sled::Config::new().path(&path).cache_capacity(32 * 1024 * 1024).open().unwrap();
-            let value = vec![b'x'; 200];
+            // The store's sled configuration (`store::SLED_CACHE_BYTES`), so the comparison is fair.
+            let db = sled::Config::new().path(&path).cache_capacity(gateway::store::SLED_CACHE_BYTES).open().unwrap();
+            let value = vec![b'x'; value_bytes];
             let t = Instant::now();
             for i in 0..rows {
                 let key = format!("v\0bench-care-ltd\0K{i:09}");
@@ -125,7 +144,10 @@ fn run_phase(phase: &str, dir: &Path, rows: usize) {
         }
         other => panic!("unknown phase {other}"),
     };
-    println!("{secs} {}", peak_kb());
+    match stored_bytes {
+        Some((bytes, peak)) => println!("{secs} {peak} {bytes}"),
+        None => println!("{secs} {}", peak_kb()),
+    }
 }
 
 /// The visits file and a CPLI extract for its clients. Mostly delivered visits with a realistic

@@ -243,8 +243,11 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let guess = (size / 100) as usize;
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<csv::ByteRecord>, usize)>(2);
         let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<csv::ByteRecord>>(3);
+        // The chunks start empty and grow as records are read (issue 11: 3 x 1,024 records made up
+        // front were half of a one-row file's scan); once grown they go round, so a long file
+        // allocates no more than before.
         for _ in 0..3 {
-            let _ = empty_tx.send(vec![csv::ByteRecord::with_capacity(256, 32); SCAN_CHUNK]);
+            let _ = empty_tx.send(Vec::new());
         }
         let key_col = spec.key;
         let hasher = s.spawn(move || {
@@ -268,7 +271,13 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let read = (|| {
             while let Ok(mut chunk) = empty_rx.recv() {
                 let mut n = 0;
-                while n < SCAN_CHUNK && next_record(&mut rdr, &mut chunk[n])? {
+                while n < SCAN_CHUNK {
+                    if n == chunk.len() {
+                        chunk.push(csv::ByteRecord::new());
+                    }
+                    if !next_record(&mut rdr, &mut chunk[n])? {
+                        break;
+                    }
                     n += 1;
                 }
                 let last = n < SCAN_CHUNK;

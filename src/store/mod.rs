@@ -25,6 +25,7 @@ mod db;
 mod mail;
 mod actuals;
 mod visits;
+mod visit_codec;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ use crate::outcome::{Answer, ImportResult};
 
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
+/// The store's sled cache, for benchmarks that compare with sled on its own.
+pub use db::CACHE_BYTES as SLED_CACHE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,6 +49,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("the store holds an unreadable record at {key}: {source}")]
     Corrupt { key: String, source: serde_json::Error },
+    #[error("the store holds an unreadable visit at {key}: {source}")]
+    CorruptVisit { key: String, source: visit_codec::CodecError },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, key, Result, Store};
+use super::{decode, encode, key, visit_codec, Result, Store, StoreError};
 use crate::domain::{Duration, MatchStatus, Slug, Visit};
 use crate::reports::VisitFact;
 use crate::outcome::ImportResult;
@@ -117,7 +117,7 @@ impl Store {
             let prefix = key(&[b"v", p.slug.as_bytes(), b""]);
             for kv in self.db.scan_prefix(&prefix) {
                 let (k, v) = kv?;
-                let sv: StoredVisit = decode(&k, &v)?;
+                let sv = decode_visit(&k, &v)?;
                 if sv.import_id != import_id {
                     continue;
                 }
@@ -170,17 +170,19 @@ impl Store {
 
     /// The organisation's current visits (deletions left out), in VisitRef order.
     pub fn current_visits(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
-        self.scan::<StoredVisit>(&key(&[b"v", slug.as_bytes(), b""]))
-            .map(|r| r.map(|(_, v)| v))
+        self.db
+            .scan_prefix(key(&[b"v", slug.as_bytes(), b""]))
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode_visit(&k, &v)))
             .filter(|r| !matches!(r, Ok(StoredVisit { visit: None, .. })))
     }
 
     /// Every earlier version of a visit, oldest first.
     pub fn visit_history(&self, slug: &Slug, visit_ref: &str) -> Result<Vec<StoredVisit>> {
         let prefix = key(&[b"h", slug.as_bytes(), visit_ref.as_bytes(), b""]);
-        self.scan::<StoredVisit>(&prefix)
+        self.db
+            .scan_prefix(&prefix)
             .filter(|r| r.as_ref().map_or(true, |(k, _)| k.len() == prefix.len() + 8))
-            .map(|r| r.map(|(_, v)| v))
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(k, v)| decode_visit(&k, &v)))
             .collect()
     }
 
@@ -190,13 +192,14 @@ impl Store {
         let mut changed = 0;
         for kv in self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
-            let mut sv: StoredVisit = decode(&k, &v)?;
+            let mut sv = decode_visit(&k, &v)?;
             let Some(visit) = sv.visit.as_mut() else { continue };
             let status = rematch(visit);
             if status != visit.matched {
                 visit.matched = status;
                 // Only if nobody wrote the visit since it was read.
-                if self.db.compare_and_swap(&k, Some(v), Some(encode(&sv)))?.is_ok() {
+                let new = visit_codec::encode(&sv.visit_ref, &sv.import_id, sv.row, sv.visit.as_ref());
+                if self.db.compare_and_swap(&k, Some(v), Some(new))?.is_ok() {
                     changed += 1;
                 }
             }
@@ -221,7 +224,7 @@ impl VisitBatch<'_> {
     pub fn current(&self, visit_ref: &str) -> Result<Option<(sled::IVec, StoredVisit)>> {
         let Some((store, slug)) = &self.at else { return Ok(None) };
         let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
-        store.db.get(&k)?.map(|v| decode(&k, &v).map(|sv| (v, sv))).transpose()
+        store.db.get(&k)?.map(|v| decode_visit(&k, &v).map(|sv| (v, sv))).transpose()
     }
 
     /// The stored form of a visit (or of its deletion) written by this import; empty when nothing
@@ -230,14 +233,7 @@ impl VisitBatch<'_> {
         if !self.write {
             return Vec::new();
         }
-        #[derive(Serialize)]
-        struct Out<'a> {
-            visit_ref: &'a str,
-            import_id: &'a str,
-            row: u64,
-            visit: Option<&'a Visit>,
-        }
-        encode(&Out { visit_ref, import_id: &self.import_id, row, visit })
+        visit_codec::encode(visit_ref, &self.import_id, row, visit)
     }
 
     /// Writes a new version (from `encode`); the one it replaces goes into the history.
@@ -267,19 +263,12 @@ impl VisitBatch<'_> {
     }
 
     /// The organisation's current visits of one visit type (issue 11: the H visits that put a
-    /// client in hospital). A record is decoded only when its stored form names the type, so the
-    /// scan costs little more than reading the keys.
+    /// client in hospital). Called only for a file that holds such a visit.
     pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
         let Some((store, slug)) = &self.at else { return Ok(Vec::new()) };
-        let needle = format!("\"visit_type\":{}", serde_json::Value::from(code));
         let mut out = Vec::new();
-        for kv in store.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
-            let (k, v) = kv?;
-            if !std::str::from_utf8(&v).is_ok_and(|t| t.contains(&needle)) {
-                continue;
-            }
-            let sv: StoredVisit = decode(&k, &v)?;
-            out.extend(sv.visit.filter(|v| v.visit_type == code));
+        for visit in store.current_visits(slug) {
+            out.extend(visit?.visit.filter(|v| v.visit_type == code));
         }
         Ok(out)
     }
@@ -351,11 +340,37 @@ impl Store {
         self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
             let fact = (|| {
                 let (k, v) = kv?;
+                if visit_codec::is_binary(&v) {
+                    return Ok(decode_visit(&k, &v)?.visit.and_then(fact_of_visit));
+                }
                 let rec: FactRecord = decode(&k, &v)?;
                 Ok(rec.visit.and_then(fact_of))
             })();
             fact.transpose()
         })
+    }
+}
+
+fn fact_of_visit(v: Visit) -> Option<VisitFact> {
+    use chrono::Timelike;
+    let MatchStatus::Matched { cpli_id } = v.matched else { return None };
+    Some(VisitFact {
+        cpli_id,
+        planned_date: v.planned_date,
+        planned_start: v.planned_entry.num_seconds_from_midnight() / 60,
+        visit_type: v.visit_type,
+        planned_minutes: Duration::between(v.planned_entry, v.planned_exit).minutes,
+        delivered_minutes: v.delivered.map(|d| Duration::between(d.entry, d.exit).minutes),
+    })
+}
+
+/// A stored visit in either form: the compact binary one written since issue 11, or the JSON of a
+/// store written before.
+pub(super) fn decode_visit(k: &[u8], v: &[u8]) -> Result<StoredVisit> {
+    if visit_codec::is_binary(v) {
+        visit_codec::decode(v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(k).into_owned(), source })
+    } else {
+        decode(k, v)
     }
 }
 

@@ -58,11 +58,13 @@ fn a_full_disk_does_not_stop_later_files_once_space_returns() {
     };
     let env = TestEnv { dir: tempfile::tempdir_in(disk.path()).unwrap() };
     env.ok(&["cplis", "load", example("cplis.csv").to_str().unwrap()]);
-    // Leave about 10 MB: enough for the file, not for the store to hold its 30,000 visits.
-    let filler: PathBuf = disk.path().join("filler");
-    std::fs::write(&filler, vec![0u8; 13 << 20]).unwrap();
     let big = tempfile::tempdir().unwrap();
     many_visits(&big.path().join("big.csv"), 30_000);
+    // Leave room for the file and 2 MB: not enough for the store to hold its 30,000 visits (at
+    // least 160 bytes each, and their history and week totals), whatever their stored form.
+    let file_len = std::fs::metadata(big.path().join("big.csv")).unwrap().len();
+    let filler: PathBuf = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; (fs_free(disk.path()) - file_len - (2 << 20)) as usize]).unwrap();
     let _server = Server::start(&env);
 
     std::fs::copy(big.path().join("big.csv"), inbox(&env).join("big.part")).unwrap();
