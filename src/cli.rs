@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::domain::MatchStatus;
 use crate::ingest::cplis::read_extract;
-use crate::ingest::ImportResult;
+use crate::outcome::ImportResult;
 use crate::mail::{Contact, EmailAddress, Notify};
 use crate::pipeline::{Gateway, GatewayError};
 use crate::reports::{self, actuals, hospital, ActualsOptions};

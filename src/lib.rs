@@ -8,6 +8,7 @@
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `fault`: named points where a test can make the process die, to prove crash safety.
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
+//! - `outcome`: what a file's processing answers (`ImportResult`, codes, issues), below both `ingest` and `store`.
 //! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
 //! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod fault;
 pub mod ingest;
 pub mod mail;
+pub mod outcome;
 pub mod pipeline;
 pub mod serve;
 pub mod sftp;

@@ -2,7 +2,7 @@
 //! (with or without the store, see `Env::validate`), matched against the examples' CPLIs; the result rendered as text, CSV and JSON.
 #![no_main]
 
-use gateway::ingest::FileKind;
+use gateway::outcome::FileKind;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,20 +3,15 @@
 #![no_main]
 
 use gateway::config::Limits;
+use gateway::ingest::kinds;
 use gateway::ingest::source::{self, Header, Rows, ScanError, ScanSpec};
-use gateway::ingest::{actuals, visits, FileKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let env = gateway_fuzz::env();
     let path = env.write_input("reader.csv", data);
-    // The key and slot columns each kind's first pass looks for, as `ingest::judge` asks for them.
-    let spec = |header: &Header, kind| match kind {
-        FileKind::Visits => visits::scan_spec(header),
-        FileKind::Actuals => actuals::scan_spec(header),
-        FileKind::Carers => ScanSpec { key: header.position("carerref"), slot: None },
-        _ => ScanSpec::default(),
-    };
+    // The key and slot columns each kind's first pass looks for, as `ingest::judge` asks the table for them.
+    let spec = |header: &Header, kind| kinds::spec(kind).map_or_else(ScanSpec::default, |k| (k.scan_spec)(header));
     let scan = match source::scan(&path, &Limits::default(), spec) {
         Ok(s) => s,
         Err(ScanError::File(issue)) => {

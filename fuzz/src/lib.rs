@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use gateway::config::Config;
 use gateway::domain::{Cpli, Organisation};
-use gateway::ingest::{Code, FileKind, ImportResult};
+use gateway::outcome::{Code, FileKind, ImportResult};
 use gateway::pipeline::Gateway;
 
 /// The examples' organisation (`examples/cplis.csv` creates it).

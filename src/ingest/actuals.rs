@@ -4,102 +4,129 @@
 
 use std::borrow::Cow;
 
-use chrono::NaiveDate;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
+use super::cells::{columns, Column as _, Row};
+use super::engine::{self, Applied, Apply, Judged, Rules};
+use super::headings as h;
+use super::kinds::{File, Judgement, Kind, Pending};
 use super::matching::{CpliIndex, VisitKeys, Wanted};
-use super::result::{Code, Counts, Issue, Severity};
-use super::source::{find_columns, heading_key, row_data, stable_hash, Header, Rows, Scan, ScanSpec};
+use crate::outcome::{Code, FileKind, ImportResult, Issues};
+use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
 use super::IngestError;
-use crate::domain::cell::describe_control;
-use crate::domain::number::{parse_bounded, thousands, AmountError, MAX_AMOUNT, QUANTITY_DECIMALS};
-use crate::domain::{
-    date_message, forbidden_control, is_valid_nhs_number, parse_date, parse_date_cell, parse_guid, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey,
-    Organisation, Period, TextKind,
-};
-use crate::store::{ActualChange, ActualKey, Store, StoredActual};
+use crate::domain::number::QUANTITY_DECIMALS;
+use crate::domain::{parse_date, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
 
-/// The headings: the first `REQUIRED` must be in the header, the others may be left out.
-pub const HEADINGS: [&str; 19] = [
-    "Deleted",
-    "SSRef",
-    "ServiceLevel",
-    "ServiceName",
-    "PeriodStart",
-    "PeriodEnd",
-    "Planned",
-    "Actual",
-    "Frustrated",
-    "Missed",
-    "Extra",
-    "Visits",
-    "Comments",
-    "ClientRef",
-    "NHSNumber",
-    "ServiceLevelRef",
-    "ServiceRef",
-    "OrganisationRef",
-    "OrganisationName",
-];
+columns! {
+    /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
+    pub enum Col by SsRef {
+        Deleted: h::DELETED;
+        SsRef: h::SS_REF;
+        ServiceLevel: h::SERVICE_LEVEL;
+        ServiceName: h::SERVICE_NAME;
+        PeriodStart: "PeriodStart";
+        PeriodEnd: "PeriodEnd";
+        Planned: "Planned";
+        Actual: "Actual";
+        Frustrated: "Frustrated";
+        Missed: "Missed";
+        Extra: "Extra";
+        Visits: "Visits";
+        Comments: h::COMMENTS, free;
+        ClientRef: h::CLIENT_REF;
+        NhsNumber: h::NHS_NUMBER;
+        ServiceLevelRef: h::SERVICE_LEVEL_REF;
+        ServiceRef: h::SERVICE_REF;
+        OrganisationRef: h::ORGANISATION_REF;
+        OrganisationName: h::ORGANISATION_NAME;
+    }
+}
 const REQUIRED: usize = 13;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Col {
-    Deleted,
-    SsRef,
-    ServiceLevel,
-    ServiceName,
-    PeriodStart,
-    PeriodEnd,
-    Planned,
-    Actual,
-    Frustrated,
-    Missed,
-    Extra,
-    Visits,
-    Comments,
-    ClientRef,
-    NhsNumber,
-    ServiceLevelRef,
-    ServiceRef,
-    OrganisationRef,
-    OrganisationName,
-}
+/// The actuals file's entry in the table of kinds.
+pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", headings: HEADINGS, required: REQUIRED, detected_by: HEADINGS[Col::PeriodStart as usize], scan_spec, judge,
+    missing_hint: None,
+};
 
-/// Every column, in `HEADINGS` order.
-const COLS: [Col; 19] = [
-    Col::Deleted, Col::SsRef, Col::ServiceLevel, Col::ServiceName, Col::PeriodStart, Col::PeriodEnd, Col::Planned, Col::Actual,
-    Col::Frustrated, Col::Missed, Col::Extra, Col::Visits, Col::Comments, Col::ClientRef, Col::NhsNumber, Col::ServiceLevelRef,
-    Col::ServiceRef, Col::OrganisationRef, Col::OrganisationName,
-];
-
-impl Col {
-    fn heading(self) -> &'static str {
-        HEADINGS[self as usize]
-    }
-
-    /// Comments is free text (tabs and line breaks allowed); every other cell is plain.
-    fn text_kind(self) -> TextKind {
-        if matches!(self, Col::Comments) { TextKind::Free } else { TextKind::Plain }
+/// Judges every row on the engine; accepted rows are written as they are applied (issue 9: not
+/// held in memory until the end).
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
+    let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
+    let ctx = Context {
+        org: file.org,
+        cplis: cplis.as_ref(),
+        locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
+        periods: &file.config.periods,
+        hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
+        store: file.stored(),
+        import_id: &file.incoming.import_id,
+    };
+    let batch = match file.writer() {
+        Some((s, slug)) => Some(s.begin_actuals(slug, &file.incoming.import_id)?),
+        None => None,
+    };
+    let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
+    let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
+    let mut apply = Write(batch.as_ref());
+    match engine::run(rows, &file.shape(), &rules, &mut apply, issues) {
+        Ok(counts) => Ok((counts, Box::new(ActualsPending(batch)))),
+        Err(e) => {
+            if let Some(b) = batch {
+                b.abort()?;
+            }
+            Err(e)
+        }
     }
 }
 
-/// Where each heading is in this file (`None`: an optional heading left out).
-pub struct Columns(Vec<Option<usize>>);
+struct ActualRules<'a> {
+    ctx: &'a Context<'a>,
+    /// Keys (hashed) on more than one row.
+    repeated: &'a hashbrown::HashSet<u64>,
+}
 
-impl Columns {
-    pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
-        let hint = "an actuals file needs Deleted, SSRef, ServiceLevel, ServiceName, PeriodStart, PeriodEnd, Planned, Actual, Frustrated, Missed, Extra, Visits and Comments (ClientRef, NHSNumber, ServiceLevelRef, ServiceRef, OrganisationRef and OrganisationName may be left out)";
-        find_columns(header, "actuals", &HEADINGS, REQUIRED, hint, warnings).map(Columns)
+impl Rules for ActualRules<'_> {
+    type Col = Col;
+    type Out = ActualChange;
+    type Scratch = ();
+
+    fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<ActualChange>, IngestError> {
+        r.judge(self.repeated, self.ctx)
+    }
+}
+
+/// Writes each accepted row in file order (`None`: validate, nothing written).
+struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
+
+impl Apply<ActualChange> for Write<'_, '_> {
+    fn apply(&mut self, _: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
+        let applied = if change.previous.is_some() { Applied::Updated } else { Applied::New };
+        if let Some(b) = self.0 {
+            b.put(&change)?;
+        }
+        Ok(applied)
+    }
+}
+
+/// `None` when nothing is written (validate).
+struct ActualsPending<'s>(Option<ActualBatch<'s>>);
+
+impl Pending for ActualsPending<'_> {
+    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), |b| b.commit(result))
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), ActualBatch::abort)
     }
 }
 
 /// The first pass finds keys used on more than one row, hashed from the raw cells as compared
 /// (SSRef in upper case, names as `NameKey`, the period start as a date), so each such row is rejected.
 pub fn scan_spec(header: &Header) -> ScanSpec {
-    let pos = |h: &str| header.position(&heading_key(h));
-    match (pos("SSRef"), pos("ServiceLevel"), pos("ServiceName"), pos("PeriodStart")) {
+    let pos = |c: Col| header.position(&heading_key(c.heading()));
+    match (pos(Col::SsRef), pos(Col::ServiceLevel), pos(Col::ServiceName), pos(Col::PeriodStart)) {
         (Some(a), Some(b), Some(c), Some(d)) => ScanSpec { key: None, slot: Some(Box::new(move |rec| key_hash(rec, [a, b, c, d]))) },
         _ => ScanSpec::default(),
     }
@@ -128,196 +155,19 @@ pub struct Context<'a> {
     pub import_id: &'a str,
 }
 
-/// Judges every row, streaming; each accepted row's change goes to `apply` as it is judged (issue 9:
-/// not held in memory until the end); returns the counts.
-pub fn judge(
-    scan: &Scan,
-    rows: &mut Rows,
-    cols: &Columns,
-    ctx: &Context<'_>,
-    issues: &mut super::Issues,
-    apply: &mut dyn FnMut(ActualChange) -> Result<(), IngestError>,
-) -> Result<Counts, IngestError> {
-    let mut counts = Counts::default();
-    let mut rec = csv::ByteRecord::new();
-    let header_len = scan.header.names.len();
-    while let Some(row) = rows.next(&mut rec)? {
-        super::note_row(row);
-        counts.read += 1;
-        let mut j = RowJudge { row, rec: &rec, rows, cols, issues: Vec::new(), reference: None };
-        let outcome = j.judge(header_len, scan, ctx)?;
-        let row_issues = std::mem::take(&mut j.issues);
-        let rejected = row_issues.iter().any(|i| i.severity == Severity::Error);
-        issues.extend(row_issues);
-        match outcome {
-            Some(change) if !rejected => {
-                if change.previous.is_some() { counts.updated += 1 } else { counts.new += 1 }
-                apply(change)?;
-            }
-            _ => counts.rejected += 1,
-        }
-    }
-    Ok(counts)
-}
-
-struct RowJudge<'r> {
-    row: u64,
-    rec: &'r csv::ByteRecord,
-    rows: &'r Rows,
-    cols: &'r Columns,
-    issues: Vec<Issue>,
-    reference: Option<String>,
-}
-
-impl<'r> RowJudge<'r> {
-    fn get(&self, col: Col) -> Cow<'r, str> {
-        match self.cols.0[col as usize] {
-            Some(i) => self.rows.field(self.rec, i),
-            None => Cow::Borrowed(""),
-        }
-    }
-
-    fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
-        Some(self.get(col)).filter(|v| !v.is_empty())
-    }
-
-    fn push(&mut self, code: Code, field: Option<Col>, message: String) {
-        self.issues.push(Issue {
-            row: Some(self.row),
-            reference: self.reference.clone(),
-            severity: code.severity(),
-            code,
-            field: field.map(|c| c.heading().to_string()),
-            message,
-            row_data: Some(row_data(self.rows.encoding, self.rec)),
-        });
-    }
-
-    fn has_errors(&self) -> bool {
-        self.issues.iter().any(|i| i.severity == Severity::Error)
-    }
-
-    fn text(&mut self, col: Col, max: usize, required: bool) -> Option<String> {
-        let Some(v) = self.opt(col) else {
-            if required {
-                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
-            }
-            return None;
-        };
-        let n = v.chars().count();
-        if n > max {
-            self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
-            return None;
-        }
-        Some(v.into_owned())
-    }
-
-    fn date(&mut self, col: Col, required: bool) -> Option<NaiveDate> {
-        let Some(v) = self.opt(col) else {
-            if required {
-                self.push(Code::Required, Some(col), format!("{} is required", col.heading()));
-            }
-            return None;
-        };
-        match parse_date_cell(&v) {
-            Ok(d) => Some(d),
-            Err(problem) => {
-                self.push(Code::BadDate, Some(col), date_message(col.heading(), quote(&v), problem));
-                None
-            }
-        }
-    }
-
-    fn guid(&mut self, col: Col) -> Option<Guid> {
-        let v = self.opt(col)?;
-        let g = parse_guid(&v);
-        if g.is_none() {
-            self.push(Code::BadGuid, Some(col), format!("{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12); leave it blank if unsure", col.heading(), quote(&v)));
-        }
-        g
-    }
-
-    /// A quantity: blank is 0; a number from 0 to `MAX_AMOUNT` with at most `QUANTITY_DECIMALS`
-    /// decimal places (issue 9: an unbounded one overflowed the arithmetic after it).
-    fn quantity(&mut self, col: Col) -> Decimal {
-        let Some(v) = self.opt(col) else { return Decimal::ZERO };
-        match parse_bounded(&v, QUANTITY_DECIMALS) {
-            Ok(q) => q,
-            Err(AmountError::NotANumber) => {
-                self.push(
-                    Code::BadNumber,
-                    Some(col),
-                    format!("{} '{}' is not a number: write a quantity such as 3.5 (a dot for the decimals, no units)", col.heading(), quote(&v)),
-                );
-                Decimal::ZERO
-            }
-            Err(AmountError::Negative) => {
-                self.push(Code::BadQuantity, Some(col), format!("{} is {}; a quantity cannot be negative", col.heading(), quote(&v)));
-                Decimal::ZERO
-            }
-            Err(e) => {
-                self.push(
-                    Code::BadQuantity,
-                    Some(col),
-                    format!(
-                        "{} '{}' {e}: a quantity is a number from 0 to {} with at most {QUANTITY_DECIMALS} decimal places",
-                        col.heading(), quote(&v), thousands(MAX_AMOUNT.into())
-                    ),
-                );
-                Decimal::ZERO
-            }
-        }
-    }
-
-    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored);
-    /// whether any was found.
-    fn check_controls(&mut self) -> bool {
-        let before = self.issues.len();
-        for col in COLS {
-            if let Some((at, c)) = self.opt(col).and_then(|v| forbidden_control(&v, col.text_kind())) {
-                let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
-                self.push(
-                    Code::ControlCharacter,
-                    Some(col),
-                    format!("{} holds a control character, {}, at character {at}: remove it; a cell holds printable text only{allowed}", col.heading(), describe_control(c)),
-                );
-            }
-        }
-        self.issues.len() > before
-    }
-
-    fn judge(&mut self, header_len: usize, scan: &Scan, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
-        self.reference = self.opt(Col::SsRef).map(|r| quote(&r).to_string());
-        let len = self.rec.len();
-        let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
-        if len < header_len || extra_filled {
-            self.push(
-                Code::WrongFieldCount,
-                None,
-                format!("this row has {len} fields but the header has {header_len}: a comma is missing, or a cell holds a comma without being in double quotes"),
-            );
-            return Ok(None);
-        }
-        // A row holding a control character is judged no further: its other messages would repeat it.
-        if self.check_controls() {
-            return Ok(None);
-        }
-        let deleted = match self.opt(Col::Deleted).map(|v| v.to_ascii_uppercase()).as_deref() {
-            None | Some("0") | Some("N") => false,
-            Some("1") | Some("Y") => true,
-            Some(other) => {
-                let other = other.to_string();
-                self.push(Code::BadBoolean, Some(Col::Deleted), format!("Deleted must be 0, 1, Y or N (blank is 0); found '{}'", quote(&other)));
-                false
-            }
-        };
-        let ssref = self.text(Col::SsRef, 50, true);
-        let level = self.text(Col::ServiceLevel, 100, true);
-        let service = self.text(Col::ServiceName, 112, true);
-        let start = self.date(Col::PeriodStart, true);
+/// The actuals rules, on the shared `Row` (cells, issues).
+impl Row<'_, Col> {
+    /// Judges a row whose field count and characters the engine has checked.
+    fn judge(&mut self, repeated: &hashbrown::HashSet<u64>, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
+        // Blank is 0: a row is kept unless it says otherwise.
+        let deleted = self.boolean(Col::Deleted).unwrap_or(false);
+        let ssref = self.required_text(Col::SsRef, 50, "");
+        let level = self.required_text(Col::ServiceLevel, 100, "");
+        let service = self.required_text(Col::ServiceName, 112, "");
+        let start = self.required_date(Col::PeriodStart, "");
         let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
         let key = ActualKey::new(&ssref, &level, &service, start);
-        if scan.repeated_slots.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
+        if repeated.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
             self.push(
                 Code::DuplicateRef,
                 Some(Col::PeriodStart),
@@ -346,43 +196,24 @@ impl<'r> RowJudge<'r> {
             return Ok(Some(ActualChange { key, previous, new: None }));
         }
 
-        let end = self.date(Col::PeriodEnd, true);
+        let end = self.required_date(Col::PeriodEnd, "");
         if let Some(end) = end.filter(|e| *e < start) {
             self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
         }
         let before = self.issues.len();
-        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.quantity(c));
+        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.decimal(c, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO));
         // Over-delivery is judged only on quantities that were read (a bad one counts as 0).
         let quantities_read = self.issues.len() == before;
-        let visits = match self.opt(Col::Visits) {
-            None => {
-                self.push(Code::Required, Some(Col::Visits), "Visits is required on every row: the number of visits to the client (0 if none), for safeguarding".into());
-                0
-            }
-            Some(v) => match parse_bounded(&v, 0) {
-                Ok(n) => n.to_u64().unwrap_or(0),
-                Err(AmountError::Negative) => {
-                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits is {}; it cannot be negative", quote(&v)));
-                    0
-                }
-                Err(AmountError::TooLarge) => {
-                    self.push(Code::BadQuantity, Some(Col::Visits), format!("Visits '{}' is more than {}, the most accepted", quote(&v), thousands(MAX_AMOUNT.into())));
-                    0
-                }
-                Err(_) => {
-                    self.push(Code::BadNumber, Some(Col::Visits), format!("Visits '{}' is not a whole number", quote(&v)));
-                    0
-                }
-            },
-        };
-        let comments = self.text(Col::Comments, 8000, false);
+        let visits = self.whole(Col::Visits).unwrap_or(0);
+        self.require(Col::Visits, " on every row: the number of visits to the client (0 if none), for safeguarding");
+        let comments = self.text(Col::Comments, 8000);
         let client_ref = self.guid(Col::ClientRef);
         let service_level_ref = self.guid(Col::ServiceLevelRef);
         let service_ref = self.guid(Col::ServiceRef);
         let org_ref = self.guid(Col::OrganisationRef);
-        let nhs_number = self.text(Col::NhsNumber, 20, false);
+        let nhs_number = self.text(Col::NhsNumber, 20);
         let org_name = self.opt(Col::OrganisationName).map(Cow::into_owned);
-        self.check_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
+        self.check_own_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
         let mut a = Actual {
             ssref,
             service_level: level,
@@ -409,12 +240,9 @@ impl<'r> RowJudge<'r> {
             } else {
                 format!("Actual {} and Extra {} come to more than Planned {}", a.actual, a.extra, a.planned)
             };
-            self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in Comments"));
+            self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in {}", Col::Comments.heading()));
         }
-        if let Some(n) = a.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
-            let n = quote(n).to_string();
-            self.push(Code::BadNhsNumber, Some(Col::NhsNumber), format!("NHSNumber '{n}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank"));
-        }
+        self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
         if let Some(index) = ctx.cplis {
             self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
         }
@@ -422,20 +250,10 @@ impl<'r> RowJudge<'r> {
         Ok(Some(ActualChange { key, previous, new: Some(new) }))
     }
 
-    fn check_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
+    fn check_own_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
         let Some(org) = org else { return };
-        if let Some(name) = org_name.filter(|n| !org.is_named(n)) {
-            self.push(
-                Code::WrongOrganisation,
-                Some(Col::OrganisationName),
-                format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own actuals", quote(name), org.name),
-            );
-        }
-        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
-            if given != own {
-                self.push(Code::WrongOrganisation, Some(Col::OrganisationRef), format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name));
-            }
-        }
+        let name = org_name.map(|n| (n, org.is_named(n)));
+        Row::check_organisation(self, org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "actuals");
     }
 
     /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
@@ -451,14 +269,7 @@ impl<'r> RowJudge<'r> {
         }
         a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
         if let MatchStatus::Unmatched { reason } = &status {
-            let col = match field {
-                Some("PeriodStart") => Some(Col::PeriodStart),
-                Some("ServiceName") => Some(Col::ServiceName),
-                Some("ServiceLevel") => Some(Col::ServiceLevel),
-                Some("SSRef") => Some(Col::SsRef),
-                _ => None,
-            };
-            self.push(Code::Unmatched, col, reason.clone());
+            self.push(Code::Unmatched, field.and_then(Col::named), reason.clone());
         }
         a.matched = status;
     }
@@ -515,7 +326,7 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
         service_ref: a.service_ref.as_ref(),
         service_name: Some(&a.service_name),
         date: a.period_start,
-        date_field: "PeriodStart",
+        date_field: HEADINGS[Col::PeriodStart as usize],
     };
     let keys = VisitKeys {
         client: crate::domain::visit::client_key(Some(&a.ssref), None, None).into(),
@@ -543,9 +354,11 @@ fn is_hours(unit: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
-    use crate::ingest::{process, Code, FileKind, ImportResult, Incoming, Mode, Status};
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, FileKind, ImportResult, Severity, Status};
 
     const HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
     const LEVEL: &str = "Extra Care Housing - Planned Care";

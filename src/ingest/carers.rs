@@ -2,135 +2,254 @@
 
 use std::collections::HashSet;
 
-use super::result::{Code, Counts, Issue};
-use super::source::{find_columns, row_data, Header, Rows, Scan};
+use super::cells::{columns, Column as _, Row};
+use super::engine::{self, Applied, Apply, Judged, Rules};
+use super::headings as h;
+use super::kinds::{File, Judgement, Kind, Pending};
+use crate::outcome::{Code, FileKind, ImportResult, Issues};
+use super::source::{Header, ScanSpec};
 use super::IngestError;
-use crate::domain::cell::describe_control;
-use crate::domain::{date_message, forbidden_control, parse_date_cell, quote, Carer, TextKind};
+use crate::domain::{quote, Carer, Slug};
+use crate::store::{Store, StoreError};
 
-const REQUIRED: [&str; 4] = ["CarerRef", "Forename", "Surname", "Deleted"];
-const OPTIONAL: [&str; 4] = ["StartDate", "EndDate", "Email", "Mobile"];
-
-/// The accepted rows of a carers file, to be stored in one batch.
-#[derive(Default)]
-pub struct CarerChanges {
-    pub upserts: Vec<Carer>,
-    pub deletes: Vec<String>,
+columns! {
+    pub enum Col by CarerRef {
+        CarerRef: h::CARER_REF;
+        Forename: "Forename";
+        Surname: "Surname";
+        Deleted: h::DELETED;
+        StartDate: h::START_DATE;
+        EndDate: h::END_DATE;
+        Email: "Email";
+        Mobile: "Mobile";
+    }
 }
 
-/// Column positions, or the file-level issues that fail the file.
-fn columns(header: &Header, warnings: &mut Vec<Issue>) -> Result<Vec<Option<usize>>, Vec<Issue>> {
-    let all: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
-    find_columns(header, "carers", &all, REQUIRED.len(), "a carers file needs CarerRef, Forename, Surname and Deleted", warnings)
+/// The carers file's entry in the table of kinds.
+pub static KIND: Kind = Kind { kind: FileKind::Carers, noun: "carers", headings: HEADINGS, required: 4, detected_by: HEADINGS[Col::CarerRef as usize], scan_spec, judge,
+    missing_hint: None,
+};
+
+/// The first pass looks for CarerRefs used on more than one row.
+fn scan_spec(header: &Header) -> ScanSpec {
+    ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), slot: None }
 }
 
-/// Judges every row. `known` are the organisation's carers before this file.
-pub fn judge(
-    scan: &Scan,
-    rows: &mut Rows,
-    known: &HashSet<String>,
-    issues: &mut super::Issues,
-) -> Result<Result<(Counts, CarerChanges), ()>, IngestError> {
-    let mut warnings = Vec::new();
-    let found = columns(&scan.header, &mut warnings);
-    issues.append(&mut warnings);
-    let cols = match found {
-        Ok(c) => c,
-        Err(mut errs) => {
-            issues.append(&mut errs);
-            return Ok(Err(()));
-        }
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
+    let known = match file.stored() {
+        Some((s, slug)) => s.carer_refs(slug)?,
+        None => HashSet::new(),
     };
-    let mut counts = Counts::default();
-    let mut changes = CarerChanges::default();
-    let mut rec = csv::ByteRecord::new();
-    let header_len = scan.header.names.len();
-    while let Some(row) = rows.next(&mut rec)? {
-        super::note_row(row);
-        counts.read += 1;
-        let field = |i: usize| cols[i].map(|c| rows.field(&rec, c).into_owned()).filter(|s| !s.is_empty());
-        let carer_ref = field(0);
-        let mut errs: Vec<(Code, &str, String)> = Vec::new();
-        if rec.len() != header_len {
-            errs.push((Code::WrongFieldCount, "", format!("this row has {} fields but the header has {header_len}", rec.len())));
+    let rules = CarerRules { known: &known, duplicates: &file.scan.duplicate_keys };
+    let mut changes = Changes { known: &known, upserts: Vec::new(), deletes: Vec::new() };
+    let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
+    let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
+    let pending = CarersPending { store: file.writer().map(|(s, slug)| (s, slug.clone())), upserts: changes.upserts, deletes: changes.deletes };
+    Ok((counts, Box::new(pending)))
+}
+
+/// An accepted row.
+pub enum Change {
+    Upsert(Carer),
+    Delete(String),
+}
+
+struct CarerRules<'a> {
+    /// The organisation's carers before this file.
+    known: &'a HashSet<String>,
+    duplicates: &'a hashbrown::HashSet<Vec<u8>>,
+}
+
+impl Rules for CarerRules<'_> {
+    type Col = Col;
+    type Out = Change;
+    type Scratch = ();
+
+    fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<Change>, IngestError> {
+        let carer_ref = r.text(Col::CarerRef, 100);
+        r.require(Col::CarerRef, ": the organisation's own id for the carer");
+        if let Some(c) = carer_ref.as_deref().filter(|c| self.duplicates.contains(c.as_bytes())) {
+            r.push(Code::DuplicateRef, Some(Col::CarerRef), format!("{} '{}' is on more than one row of this file; all rows carrying it are rejected", Col::CarerRef.heading(), quote(c)));
         }
-        // Issue 9: no control character is stored (a carers file has no free-text column).
-        for (heading, col) in REQUIRED.iter().chain(OPTIONAL.iter()).copied().zip(&cols) {
-            let value = col.map(|c| rows.field(&rec, c)).unwrap_or_default();
-            if let Some((at, c)) = forbidden_control(&value, TextKind::Plain) {
-                errs.push((Code::ControlCharacter, heading, format!("{heading} holds a control character, {}, at character {at}: remove it; a cell holds printable text only", describe_control(c))));
-            }
+        let deleted = r.boolean(Col::Deleted).unwrap_or(false);
+        let start_date = r.date(Col::StartDate);
+        let end_date = r.date(Col::EndDate);
+        if !deleted {
+            r.require(Col::Forename, "");
+            r.require(Col::Surname, "");
         }
-        // A row holding a control character is judged no further: its other messages would repeat it.
-        let controls = errs.iter().any(|e| e.0 == Code::ControlCharacter);
-        match &carer_ref {
-            _ if controls => {}
-            None => errs.push((Code::Required, "CarerRef", "CarerRef is required: the organisation's own id for the carer".into())),
-            Some(r) if r.chars().count() > 100 => errs.push((Code::TooLong, "CarerRef", "CarerRef is longer than 100 characters".into())),
-            Some(r) if scan.duplicate_keys.contains(r.as_bytes()) => {
-                errs.push((Code::DuplicateRef, "CarerRef", format!("CarerRef '{r}' is on more than one row of this file; all rows carrying it are rejected")))
-            }
-            _ => {}
+        let Some(carer_ref) = carer_ref else { return Ok(None) };
+        if r.has_errors() {
+            return Ok(None);
         }
-        let deleted = match field(3).as_deref().map(str::to_ascii_uppercase).as_deref() {
-            _ if controls => false,
-            None | Some("0") | Some("N") => false,
-            Some("1") | Some("Y") => true,
-            Some(other) => {
-                errs.push((Code::BadBoolean, "Deleted", format!("Deleted must be 0, 1, Y or N; found '{}'", quote(other))));
-                false
-            }
-        };
-        let mut date = |i: usize, name: &'static str| {
-            let v = field(i).filter(|_| !controls)?;
-            parse_date_cell(&v).map_err(|problem| errs.push((Code::BadDate, name, date_message(name, quote(&v), problem)))).ok()
-        };
-        let start_date = date(4, "StartDate");
-        let end_date = date(5, "EndDate");
-        let (forename, surname) = (field(1), field(2));
-        if !deleted && !controls {
-            if forename.is_none() {
-                errs.push((Code::Required, "Forename", "Forename is required".into()));
-            }
-            if surname.is_none() {
-                errs.push((Code::Required, "Surname", "Surname is required".into()));
-            }
-        }
-        if let (Some(r), true) = (&carer_ref, deleted) {
-            if !known.contains(r) && errs.is_empty() {
-                errs.push((Code::DeleteUnknown, "CarerRef", format!("there is no carer '{r}' to delete")));
-            }
-        }
-        if !errs.is_empty() {
-            counts.rejected += 1;
-            for (code, field, message) in errs {
-                issues.push(Issue {
-                    row: Some(row),
-                    reference: carer_ref.as_deref().map(|r| quote(r).to_string()),
-                    severity: code.severity(),
-                    code,
-                    field: (!field.is_empty()).then(|| field.to_string()),
-                    message,
-                    row_data: Some(row_data(rows.encoding, &rec)),
-                });
-            }
-            continue;
-        }
-        let carer_ref = carer_ref.expect("checked above");
-        if known.contains(&carer_ref) { counts.updated += 1 } else { counts.new += 1 }
         if deleted {
-            changes.deletes.push(carer_ref);
-        } else {
-            changes.upserts.push(Carer {
-                carer_ref,
-                forename: forename.unwrap_or_default(),
-                surname: surname.unwrap_or_default(),
-                start_date,
-                end_date,
-                email: field(6),
-                mobile: field(7),
-            });
+            if !self.known.contains(&carer_ref) {
+                r.push(Code::DeleteUnknown, Some(Col::CarerRef), format!("there is no carer '{}' to delete", quote(&carer_ref)));
+                return Ok(None);
+            }
+            return Ok(Some(Change::Delete(carer_ref)));
+        }
+        let cell = |col| r.opt(col).map(|v| v.into_owned());
+        Ok(Some(Change::Upsert(Carer {
+            carer_ref,
+            forename: cell(Col::Forename).unwrap_or_default(),
+            surname: cell(Col::Surname).unwrap_or_default(),
+            start_date,
+            end_date,
+            email: cell(Col::Email),
+            mobile: cell(Col::Mobile),
+        })))
+    }
+}
+
+/// The accepted rows, in file order, to be stored in one batch with the import record.
+struct Changes<'a> {
+    known: &'a HashSet<String>,
+    upserts: Vec<Carer>,
+    deletes: Vec<String>,
+}
+
+impl Apply<Change> for Changes<'_> {
+    fn apply(&mut self, _: &mut Judged<Change>, change: Change) -> Result<Applied, IngestError> {
+        let carer_ref = match &change {
+            Change::Upsert(c) => &c.carer_ref,
+            Change::Delete(r) => r,
+        };
+        let applied = if self.known.contains(carer_ref) { Applied::Updated } else { Applied::New };
+        match change {
+            Change::Upsert(c) => self.upserts.push(c),
+            Change::Delete(r) => self.deletes.push(r),
+        }
+        Ok(applied)
+    }
+}
+
+struct CarersPending<'s> {
+    /// `None` when nothing is written (validate).
+    store: Option<(&'s Store, Slug)>,
+    upserts: Vec<Carer>,
+    deletes: Vec<String>,
+}
+
+impl Pending for CarersPending<'_> {
+    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
+        match self.store {
+            Some((s, slug)) => s.commit_carers(&slug, &self.upserts, &self.deletes, result),
+            None => Ok(()),
         }
     }
-    Ok(Ok((counts, changes)))
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::domain::Organisation;
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, FileKind, ImportResult};
+    use crate::store::Store;
+
+    const HEADER: &str = "CarerRef,Forename,Surname,Deleted";
+
+    fn run(rows: &[&str], mode: Mode<'_>) -> ImportResult {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carers.csv");
+        std::fs::write(&path, format!("{HEADER}\r\n{}\r\n", rows.join("\r\n"))).unwrap();
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now() };
+        let org = Organisation::new("Pearl Carers Ltd", None);
+        process(&Config::default(), Some(&org), &incoming, mode).unwrap()
+    }
+
+    fn validate(rows: &[&str]) -> ImportResult {
+        run(rows, Mode::Validate { store: None, cplis: None })
+    }
+
+    fn codes(r: &ImportResult) -> Vec<(Option<u64>, Code)> {
+        r.issues.iter().map(|i| (i.row, i.code)).collect()
+    }
+
+    #[test]
+    fn a_carer_needs_a_ref_a_forename_and_a_surname() {
+        let r = validate(&["C1,Lisa,Simpson,0", ",Bart,Simpson,0", "C3,,Simpson,0", "C4,Maggie,,N"]);
+        assert_eq!(codes(&r), [(Some(3), Code::Required), (Some(4), Code::Required), (Some(5), Code::Required)]);
+        assert_eq!(r.issues.iter().map(|i| i.field.as_deref().unwrap()).collect::<Vec<_>>(), ["CarerRef", "Forename", "Surname"]);
+        assert_eq!((r.kind, r.counts.read, r.counts.new, r.counts.rejected), (FileKind::Carers, 4, 1, 3));
+    }
+
+    #[test]
+    fn every_row_carrying_a_carer_ref_used_twice_is_rejected() {
+        let r = validate(&["C1,Lisa,Simpson,0", "C2,Bart,Simpson,0", "C1,Lisa,Simpson,0"]);
+        assert_eq!(codes(&r), [(Some(2), Code::DuplicateRef), (Some(4), Code::DuplicateRef)]);
+        assert_eq!(r.issues[0].reference.as_deref(), Some("C1"));
+    }
+
+    #[test]
+    fn deleted_is_0_1_y_or_n_and_a_deletion_needs_no_names() {
+        let (_d, store) = temp_store();
+        run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
+        let r = run(&["C1,,,1", "C2,Bart,Simpson,maybe"], Mode::Import(&store));
+        assert_eq!(codes(&r), [(Some(3), Code::BadBoolean)]);
+        assert_eq!((r.counts.updated, r.counts.rejected), (1, 1));
+        assert!(store.carer_refs(&pearl()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_a_carer_the_organisation_does_not_have_is_rejected() {
+        let (_d, store) = temp_store();
+        let r = run(&["C9,,,Y"], Mode::Import(&store));
+        assert_eq!(codes(&r), [(Some(2), Code::DeleteUnknown)]);
+    }
+
+    #[test]
+    fn a_known_carer_ref_is_updated_and_a_new_one_added() {
+        let (_d, store) = temp_store();
+        run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
+        let r = run(&["C1,Lisa,Simpson-Flanders,0", "C2,Bart,Simpson,0"], Mode::Import(&store));
+        assert_eq!((r.counts.new, r.counts.updated, r.counts.rejected), (1, 1, 0), "{:#?}", r.issues);
+        assert_eq!(store.carer_refs(&pearl()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_carer_ref_longer_than_100_characters_is_too_long() {
+        let long = format!("{},Lisa,Simpson,0", "C".repeat(101));
+        assert_eq!(codes(&validate(&[&long])), [(Some(2), Code::TooLong)]);
+    }
+
+    #[test]
+    fn a_control_character_rejects_the_row_naming_the_column_and_nothing_else_is_said_of_it() {
+        let r = validate(&["C\u{1b}1,,Simpson,0"]);
+        assert_eq!(codes(&r), [(Some(2), Code::ControlCharacter)]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("CarerRef"));
+    }
+
+    #[test]
+    fn a_row_short_of_fields_is_rejected_and_empty_cells_after_the_last_heading_are_not() {
+        let r = validate(&["C1,Lisa,Simpson", "C2,Bart,Simpson,0,,"]);
+        assert_eq!(codes(&r), [(Some(2), Code::WrongFieldCount)]);
+        assert_eq!((r.counts.new, r.counts.rejected), (1, 1));
+    }
+
+    #[test]
+    fn dates_and_contact_details_are_optional_and_a_bad_date_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carers.csv");
+        std::fs::write(&path, "CarerRef,Forename,Surname,Deleted,StartDate,EndDate,Email,Mobile\nC1,Lisa,Simpson,0,01/08/2022,,l@example.org,07700 900000\nC2,Bart,Simpson,0,31/02/2022,,,\n").unwrap();
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now() };
+        let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
+        assert_eq!(codes(&r), [(Some(3), Code::BadDate)]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("StartDate"));
+    }
+
+    fn pearl() -> crate::domain::Slug {
+        crate::domain::Slug::parse("pearl-carers-ltd").unwrap()
+    }
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use rust_decimal::Decimal;
 
+use super::headings as h;
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
 use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
@@ -16,8 +17,11 @@ pub enum CpliError {
     Invalid(Vec<String>),
 }
 
+/// The heading that makes a file a CPLI extract.
+pub const CPLI_ID: &str = "CPLIID";
+
 const REQUIRED: [&str; 11] = [
-    "CPLIID", "SSRef", "OrganisationName", "ServiceName", "ServiceLevel", "StartDate", "Quantity", "Unit", "Frequency", "UnitCost", "Authorised",
+    CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL, h::START_DATE, "Quantity", h::UNIT, h::FREQUENCY, "UnitCost", "Authorised",
 ];
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
@@ -91,15 +95,15 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
                 })
                 .ok()
         };
-        for h in ["CPLIID", "SSRef", "OrganisationName", "ServiceName", "ServiceLevel"] {
+        for h in [CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL] {
             if get(h).is_empty() {
                 bad(format!("{h} is required"));
             }
         }
-        let start = date("StartDate", &mut bad);
-        let end = opt("EndDate").and_then(|_| date("EndDate", &mut bad));
+        let start = date(h::START_DATE, &mut bad);
+        let end = opt(h::END_DATE).and_then(|_| date(h::END_DATE, &mut bad));
         let [client_ref, organisation_ref, service_ref, service_level_ref] =
-            ["ClientRef", "OrganisationRef", "ServiceRef", "ServiceLevelRef"].map(|h| guid(h, &mut bad));
+            [h::CLIENT_REF, h::ORGANISATION_REF, h::SERVICE_REF, h::SERVICE_LEVEL_REF].map(|h| guid(h, &mut bad));
         let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
         let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
         let authorised = match get("Authorised").to_ascii_uppercase().as_str() {
@@ -114,21 +118,21 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             continue;
         };
         out.push(Cpli {
-            cpli_id: get("CPLIID"),
-            ssref: get("SSRef").to_uppercase(),
+            cpli_id: get(CPLI_ID),
+            ssref: get(h::SS_REF).to_uppercase(),
             client_name: get("ClientName"),
-            nhs_number: opt("NHSNumber").map(|n| n.replace(' ', "")),
+            nhs_number: opt(h::NHS_NUMBER).map(|n| n.replace(' ', "")),
             client_ref,
             organisation_ref,
-            organisation_name: get("OrganisationName"),
+            organisation_name: get(h::ORGANISATION_NAME),
             service_ref,
-            service_name: get("ServiceName"),
+            service_name: get(h::SERVICE_NAME),
             contract: get("Contract"),
             service_level_ref,
-            service_level: get("ServiceLevel"),
+            service_level: get(h::SERVICE_LEVEL),
             start_date,
             end_date: end,
-            quantity: Quantity { amount: quantity, unit: get("Unit"), frequency: get("Frequency") },
+            quantity: Quantity { amount: quantity, unit: get(h::UNIT), frequency: get(h::FREQUENCY) },
             unit_cost,
             authorised,
         });

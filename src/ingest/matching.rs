@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use super::headings as h;
 use crate::domain::visit::client_key;
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ impl<'a> Wanted<'a> {
             service_ref: v.service_ref.as_ref(),
             service_name: v.service_name.as_deref(),
             date: v.planned_date,
-            date_field: "PlannedVisitDate",
+            date_field: super::visits::HEADINGS[super::visits::Col::PlannedVisitDate as usize],
         }
     }
 }
@@ -216,7 +217,7 @@ impl CpliIndex {
         let (reason, field) = if cands.is_empty() {
             (
                 format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
-                Some("SSRef"),
+                Some(h::SS_REF),
             )
         } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date)) {
             (format!("CPLI {} for client {client} is not authorised yet", e.cpli.cpli_id), None)
@@ -235,22 +236,22 @@ impl CpliIndex {
             (reason, Some(date_field))
         } else if let Some(names) = suggest(cands.iter().filter(|e| level_ok(e)).map(|e| &e.cpli), date, |c| &c.service_name) {
             (
-                format!("client {client} has no CPLI with ServiceName '{service}' and ServiceLevel '{level}': did you mean ServiceName {names}?"),
-                Some("ServiceName"),
+                format!("client {client} has no CPLI with {n} '{service}' and {l} '{level}': did you mean {n} {names}?", n = h::SERVICE_NAME, l = h::SERVICE_LEVEL),
+                Some(h::SERVICE_NAME),
             )
         } else if let Some(names) = suggest(cands.iter().filter(|e| service_ok(e)).map(|e| &e.cpli), date, |c| &c.service_level) {
             (
-                format!("client {client} has no CPLI with ServiceLevel '{level}' at '{service}': did you mean ServiceLevel {names}?"),
-                Some("ServiceLevel"),
+                format!("client {client} has no CPLI with {l} '{level}' at '{service}': did you mean {l} {names}?", l = h::SERVICE_LEVEL),
+                Some(h::SERVICE_LEVEL),
             )
         } else {
             let c = nearest_by_date(cands.iter().map(|e| &e.cpli), date).expect("candidates are not empty");
             (
                 format!(
-                    "client {client} has no CPLI with ServiceLevel '{level}' and ServiceName '{service}': did you mean ServiceLevel '{}' and ServiceName '{}' (CPLI {})?",
-                    c.service_level, c.service_name, c.cpli_id
+                    "client {client} has no CPLI with {l} '{level}' and {n} '{service}': did you mean {l} '{}' and {n} '{}' (CPLI {})?",
+                    c.service_level, c.service_name, c.cpli_id, l = h::SERVICE_LEVEL, n = h::SERVICE_NAME
                 ),
-                Some("ServiceLevel"),
+                Some(h::SERVICE_LEVEL),
             )
         };
         (MatchStatus::Unmatched { reason }, field)

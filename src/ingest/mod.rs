@@ -5,9 +5,12 @@
 
 pub mod actuals;
 pub mod carers;
+pub mod cells;
 pub mod cplis;
+pub mod engine;
+pub mod headings;
+pub mod kinds;
 pub mod matching;
-pub mod result;
 pub mod source;
 pub mod visits;
 
@@ -19,8 +22,8 @@ use crate::config::Config;
 use crate::domain::{Cpli, Organisation};
 use crate::store::{Store, StoreError};
 use matching::CpliIndex;
-pub use result::{Answer, Code, Counts, FileKind, ImportResult, Issue, Issues, LogHandle, Severity, Status, KEPT_ISSUES};
-use source::{Encoding, Rows, ScanError};
+use crate::outcome::{Answer, Code, Counts, ImportResult, Issue, Issues, LogHandle, Status, KEPT_ISSUES};
+use source::{Encoding, ScanError};
 
 /// Failures of ours (not of the provider's file): the file could not be read from our own disk, a
 /// result file could not be written, or the store failed. The pipeline answers the file as failed
@@ -156,44 +159,36 @@ pub fn process_answered(
     Ok(result)
 }
 
-/// Makes a judged file count: its rows (written as judged, for visits) and its import record with
-/// its emails, in one batch. A commit that fails is rolled back.
+/// Makes a judged file count: its rows (written as judged, for visits and actuals) and its import
+/// record with its emails, in one batch. A commit that fails is rolled back.
 fn commit(judged: Judged<'_>, store: Option<&Store>, org: Option<&Organisation>, result: &ImportResult) -> Result<(), IngestError> {
     static NO_SPACE_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let committed = match judged {
-        // The store refusing the commit of the first file, as a full disk would (a fault point).
-        Judged::Visits { batch } if store.is_some() && crate::fault::is("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
-            batch.abort()?;
-            return Err(std::io::Error::from_raw_os_error(28).into());
-        }
+    let committed = match (judged, store) {
         // Only an import is recorded, and an import is always some organisation's.
-        Judged::Failed => match (store, org) {
-            (Some(s), Some(o)) => s.record_import(&o.slug, result),
-            _ => Ok(()),
-        },
-        Judged::Visits { batch } => batch.commit(result),
-        Judged::Actuals { batch } => match batch {
-            Some(b) => b.commit(result),
+        (Judged::Failed, Some(s)) => match org {
+            Some(o) => s.record_import(&o.slug, result),
             None => Ok(()),
         },
-        Judged::Carers { changes } => match (store, org) {
-            (Some(s), Some(o)) => s.commit_carers(&o.slug, &changes.upserts, &changes.deletes, result),
-            _ => Ok(()),
-        },
+        (Judged::Failed, None) => Ok(()),
+        // The store refusing the commit of the first file, as a full disk would (a fault point).
+        (Judged::Rows(pending), Some(_)) if crate::fault::is("no-space") && !NO_SPACE_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+            pending.abort()?;
+            return Err(std::io::Error::from_raw_os_error(28).into());
+        }
+        (Judged::Rows(pending), _) => pending.commit(result),
     };
     if let (Err(_), Some(s)) = (&committed, store) {
-        // What the visits file wrote as it went is undone now, not at the next start (issue 9).
+        // What the file wrote as it went is undone now, not at the next start (issue 9).
         let _ = s.roll_back_unfinished();
     }
     Ok(committed?)
 }
 
-/// Undoes what a judged file wrote as it went (a visits file's rows) when it will not be committed.
+/// Undoes what a judged file wrote as it went when it will not be committed.
 fn abort_judged(judged: Judged<'_>) -> Result<(), IngestError> {
     match judged {
-        Judged::Visits { batch } => Ok(batch.abort()?),
-        Judged::Actuals { batch: Some(batch) } => Ok(batch.abort()?),
-        _ => Ok(()),
+        Judged::Rows(pending) => Ok(pending.abort()?),
+        Judged::Failed => Ok(()),
     }
 }
 
@@ -212,11 +207,10 @@ pub fn write_answer(result: &ImportResult, plan: &AnswerPlan) -> Result<(), Inge
 }
 
 enum Judged<'s> {
+    /// The file as a whole is refused: nothing from it is stored.
     Failed,
-    Visits { batch: crate::store::VisitBatch<'s> },
-    Carers { changes: carers::CarerChanges },
-    /// `None` when nothing is written (validate).
-    Actuals { batch: Option<crate::store::ActualBatch<'s>> },
+    /// Rows judged; what they wrote or hold, to commit or undo.
+    Rows(Box<dyn kinds::Pending + 's>),
 }
 
 fn judge<'s>(
@@ -227,12 +221,7 @@ fn judge<'s>(
     result: &mut ImportResult,
     issues: &mut Issues,
 ) -> Result<Judged<'s>, IngestError> {
-    let spec = |header: &source::Header, kind| match kind {
-        FileKind::Visits => visits::scan_spec(header),
-        FileKind::Actuals => actuals::scan_spec(header),
-        FileKind::Carers => source::ScanSpec { key: header.position("carerref"), slot: None },
-        _ => source::ScanSpec::default(),
-    };
+    let spec = |header: &source::Header, kind| kinds::spec(kind).map_or_else(source::ScanSpec::default, |k| (k.scan_spec)(header));
     let started = std::time::Instant::now();
     let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
@@ -256,130 +245,26 @@ fn judge<'s>(
             "the file is not UTF-8, so it was read as Windows-1252 (Excel's \"CSV (Comma delimited)\"); check names with accents, or save as \"CSV UTF-8\"",
         ));
     }
+    let Some(kind) = kinds::spec(scan.kind) else {
+        issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
+        return Ok(Judged::Failed);
+    };
+    let Some(positions) = kinds::positions(kind, &scan.header, issues) else { return Ok(Judged::Failed) };
     let (store, given_cplis) = match mode {
         Mode::Import(s) => (Some(*s), None),
         Mode::Validate { store, cplis } => (*store, cplis.as_deref()),
     };
-    let write = matches!(mode, Mode::Import(_));
-    match scan.kind {
-        FileKind::Unknown => {
-            issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
-            Ok(Judged::Failed)
-        }
-        FileKind::Visits => {
-            let mut warnings = Vec::new();
-            let found = visits::Columns::find(&scan.header, &mut warnings);
-            issues.append(&mut warnings);
-            let cols = match found {
-                Ok(c) => c,
-                Err(mut errs) => {
-                    issues.append(&mut errs);
-                    return Ok(Judged::Failed);
-                }
-            };
-            let cplis = cpli_index(given_cplis, store, org)?;
-            let carers = match (store, org) {
-                (Some(s), Some(o)) => Some(s.carer_refs(&o.slug)?),
-                _ => None,
-            };
-            let locked = store.map(|s| s.locked_until()).transpose()?.flatten();
-            let today = config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive());
-            let ctx = visits::Context {
-                org,
-                cplis: cplis.as_ref(),
-                carers: carers.as_ref(),
-                locked,
-                rules: &config.rules,
-                periods: &config.periods,
-                today,
-                no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
-                visit_levels: config.rules.visit_service_levels.iter().map(|l| crate::domain::NameKey::new(l)).collect(),
-            };
-            let batch = match (store, org) {
-                (Some(s), Some(o)) => s.begin_visits(&o.slug, &incoming.import_id, write)?,
-                _ => crate::store::VisitBatch::offline(),
-            };
-            let rows = Rows::open(incoming.path, scan.encoding)?;
-            let started = std::time::Instant::now();
-            match visits::import(&scan, rows, &cols, &ctx, &batch, issues) {
-                Ok(counts) => {
-                    tracing::debug!(file = incoming.file_name, ms = started.elapsed().as_millis() as u64, "rows judged and applied");
-                    result.counts = counts;
-                    Ok(Judged::Visits { batch })
-                }
-                Err(e) => {
-                    batch.abort()?;
-                    Err(e)
-                }
-            }
-        }
-        FileKind::Actuals => {
-            let mut warnings = Vec::new();
-            let found = actuals::Columns::find(&scan.header, &mut warnings);
-            issues.append(&mut warnings);
-            let cols = match found {
-                Ok(c) => c,
-                Err(mut errs) => {
-                    issues.append(&mut errs);
-                    return Ok(Judged::Failed);
-                }
-            };
-            let cplis = cpli_index(given_cplis, store, org)?;
-            let ctx = actuals::Context {
-                org,
-                cplis: cplis.as_ref(),
-                locked: store.map(|s| s.locked_until()).transpose()?.flatten(),
-                periods: &config.periods,
-                hours_step_minutes: config.rules.actuals_hours_step_minutes,
-                store: store.zip(org).map(|(s, o)| (s, &o.slug)),
-                import_id: &incoming.import_id,
-            };
-            let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            // Accepted rows are written as they are judged, like a visits file's (issue 9).
-            let batch = match (store, org, write) {
-                (Some(s), Some(o), true) => Some(s.begin_actuals(&o.slug, &incoming.import_id)?),
-                _ => None,
-            };
-            let mut apply = |change: crate::store::ActualChange| -> Result<(), IngestError> {
-                match &batch {
-                    Some(b) => Ok(b.put(&change)?),
-                    None => Ok(()),
-                }
-            };
-            match actuals::judge(&scan, &mut rows, &cols, &ctx, issues, &mut apply) {
-                Ok(counts) => {
-                    result.counts = counts;
-                    Ok(Judged::Actuals { batch })
-                }
-                Err(e) => {
-                    if let Some(b) = batch {
-                        b.abort()?;
-                    }
-                    Err(e)
-                }
-            }
-        }
-        FileKind::Carers => {
-            let known = match (store, org) {
-                (Some(s), Some(o)) => s.carer_refs(&o.slug)?,
-                _ => Default::default(),
-            };
-            let mut rows = Rows::open(incoming.path, scan.encoding)?;
-            match carers::judge(&scan, &mut rows, &known, issues)? {
-                Ok((counts, changes)) => {
-                    result.counts = counts;
-                    Ok(Judged::Carers { changes })
-                }
-                Err(()) => Ok(Judged::Failed),
-            }
-        }
-    }
+    let file = kinds::File { config, org, incoming, scan: &scan, positions, store, write: matches!(mode, Mode::Import(_)), given_cplis };
+    let started = std::time::Instant::now();
+    let (counts, pending) = (kind.judge)(&file, issues)?;
+    tracing::debug!(file = incoming.file_name, ms = started.elapsed().as_millis() as u64, "rows judged and applied");
+    result.counts = counts;
+    Ok(Judged::Rows(pending))
 }
 
-/// Why a header is not one we take, with the likeliest fix.
 /// The CPLIs rows are matched against: those given to `validate` replace the stored ones; offline
 /// without them nothing is matched.
-fn cpli_index(
+pub(crate) fn cpli_index(
     given: Option<&[Cpli]>,
     store: Option<&Store>,
     org: Option<&Organisation>,
@@ -392,8 +277,9 @@ fn cpli_index(
     Ok(cplis.map(CpliIndex::new))
 }
 
+/// Why a header is not one we take, with the likeliest fix.
 fn unknown_kind_message(header: &source::Header) -> String {
-    if header.keys.iter().any(|k| k == "cpliid") {
+    if header.position(&source::heading_key(cplis::CPLI_ID)).is_some() {
         return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();
     }
     if let [only] = header.names.as_slice() {
@@ -406,8 +292,5 @@ fn unknown_kind_message(header: &source::Header) -> String {
         }
     }
     let first: Vec<&str> = header.names.iter().take(3).map(String::as_str).collect();
-    format!(
-        "the header row ({}...) is not that of a visits file (VisitRef, Deleted, PlannedVisitDate, ...), an actuals file (SSRef, ServiceLevel, ServiceName, PeriodStart, ...) or a carers file (CarerRef, Forename, Surname, Deleted); the first row of a CSV must hold the headings",
-        first.join(", ")
-    )
+    format!("the header row ({}...) is not that of {}; the first row of a CSV must hold the headings", first.join(", "), kinds::describe_all())
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::result::{Code, FileKind, Issue};
+use crate::outcome::{Code, FileKind, Issue};
 use crate::config::Limits;
 use crate::domain::number::thousands;
 use crate::domain::quote;
@@ -51,17 +51,14 @@ impl Header {
         self.keys.iter().position(|k| k == key)
     }
 
+    /// The kind the table of kinds detects in this header.
     pub fn kind(&self) -> FileKind {
-        let has = |k: &str| self.keys.iter().any(|h| h == k);
-        if has("visitref") {
-            FileKind::Visits
-        } else if has("periodstart") {
-            FileKind::Actuals
-        } else if has("carerref") {
-            FileKind::Carers
-        } else {
-            FileKind::Unknown
-        }
+        super::kinds::detect(self).map_or(FileKind::Unknown, |k| k.kind)
+    }
+
+    #[cfg(test)]
+    pub fn from_names(names: &[&str]) -> Header {
+        Header::from_record(&csv::ByteRecord::from(names.to_vec()))
     }
 }
 
@@ -565,7 +562,7 @@ impl Rows {
         let pos = self.rdr.position();
         // With LF endings the reader has counted the record's own line break (unless the file ends
         // without one); with CRLF it stops at the CR.
-        let counted_break = self.lf_endings && !(pos.byte() >= self.len && !self.ends_with_newline);
+        let counted_break = self.lf_endings && (pos.byte() < self.len || self.ends_with_newline);
         let last_line = pos.line().saturating_sub(counted_break as u64);
         let inner = rec.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
         let row = last_line.saturating_sub(inner).saturating_sub(self.extra_lines);

@@ -1,106 +1,55 @@
 //! The visits file (SPEC 2.1; guide "Visits File Headings" and "Visits File Data Format"): every row
 //! judged, matched and written, with the data-quality checks that need the whole file.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+use super::cells::{columns, Column as _, Row};
+use super::engine::{self, Applied, Apply, Judged, Rules};
+use super::headings as h;
+use super::kinds::{File, Judgement, Kind, Pending};
 use super::matching::{level_key, service_key, Contract, CpliIndex, VisitKeys};
-use super::result::{Code, Counts, Issue, Severity};
-use super::source::{row_data, Encoding, Header, Rows, Scan, ScanSpec};
+use crate::outcome::{Code, Counts, FileKind, ImportResult, Issue, Issues, Severity};
+use super::source::{heading_key, Header, Rows, ScanSpec};
 use super::IngestError;
-use crate::config::Rules;
-use crate::domain::cell::describe_control;
 use crate::domain::{
-    forbidden_control, quote, Cpli, TextKind,
-    date_message, is_valid_nhs_number, parse_date, parse_date_cell, parse_guid, parse_time, uk_date, week_start, Delivered, Duration, Guid,
-    LockedUntil, NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
+    parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
+    NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
-use crate::store::{VisitBatch, WeekKey, WeekTotals};
+use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
 
-/// The 25 headings, in the guide's order. All must be present.
-pub const HEADINGS: [&str; 25] = [
-    "VisitRef",
-    "Deleted",
-    "PlannedVisitDate",
-    "PlannedEntryTime",
-    "PlannedExitTime",
-    "VisitType",
-    "DeliveredVisitDate",
-    "DeliveredEntryTime",
-    "DeliveredEntryTime IsOverridden",
-    "DeliveredEntryTime OverrideReason",
-    "DeliveredExitTime",
-    "DeliveredExitTime IsOverridden",
-    "DeliveredExitTime OverrideReason",
-    "VarianceReason",
-    "Comments",
-    "ClientRef",
-    "SSRef",
-    "NHSNumber",
-    "ServiceLevelRef",
-    "ServiceLevel",
-    "CarerRef",
-    "ServiceRef",
-    "ServiceName",
-    "OrganisationRef",
-    "OrganisationName",
-];
-
-#[derive(Clone, Copy)]
-#[repr(usize)]
-enum Col {
-    VisitRef,
-    Deleted,
-    PlannedVisitDate,
-    PlannedEntryTime,
-    PlannedExitTime,
-    VisitType,
-    DeliveredVisitDate,
-    DeliveredEntryTime,
-    EntryOverridden,
-    EntryOverrideReason,
-    DeliveredExitTime,
-    ExitOverridden,
-    ExitOverrideReason,
-    VarianceReason,
-    Comments,
-    ClientRef,
-    SsRef,
-    NhsNumber,
-    ServiceLevelRef,
-    ServiceLevel,
-    CarerRef,
-    ServiceRef,
-    ServiceName,
-    OrganisationRef,
-    OrganisationName,
-}
-
-/// Every column, in `HEADINGS` order.
-const COLS: [Col; 25] = [
-    Col::VisitRef, Col::Deleted, Col::PlannedVisitDate, Col::PlannedEntryTime, Col::PlannedExitTime, Col::VisitType,
-    Col::DeliveredVisitDate, Col::DeliveredEntryTime, Col::EntryOverridden, Col::EntryOverrideReason,
-    Col::DeliveredExitTime, Col::ExitOverridden, Col::ExitOverrideReason, Col::VarianceReason, Col::Comments,
-    Col::ClientRef, Col::SsRef, Col::NhsNumber, Col::ServiceLevelRef, Col::ServiceLevel, Col::CarerRef,
-    Col::ServiceRef, Col::ServiceName, Col::OrganisationRef, Col::OrganisationName,
-];
-
-impl Col {
-    fn heading(self) -> &'static str {
-        HEADINGS[self as usize]
-    }
-
-    /// The free-text columns may hold tabs and line breaks; every other cell is plain (issue 9).
-    fn text_kind(self) -> TextKind {
-        match self {
-            Col::EntryOverrideReason | Col::ExitOverrideReason | Col::VarianceReason | Col::Comments => TextKind::Free,
-            _ => TextKind::Plain,
-        }
+columns! {
+    /// The 25 headings, in the guide's order. All must be present.
+    pub enum Col by VisitRef {
+        VisitRef: "VisitRef";
+        Deleted: h::DELETED;
+        PlannedVisitDate: "PlannedVisitDate";
+        PlannedEntryTime: "PlannedEntryTime";
+        PlannedExitTime: "PlannedExitTime";
+        VisitType: "VisitType";
+        DeliveredVisitDate: "DeliveredVisitDate";
+        DeliveredEntryTime: "DeliveredEntryTime";
+        EntryOverridden: "DeliveredEntryTime IsOverridden";
+        EntryOverrideReason: "DeliveredEntryTime OverrideReason", free;
+        DeliveredExitTime: "DeliveredExitTime";
+        ExitOverridden: "DeliveredExitTime IsOverridden";
+        ExitOverrideReason: "DeliveredExitTime OverrideReason", free;
+        VarianceReason: "VarianceReason", free;
+        Comments: h::COMMENTS, free;
+        ClientRef: h::CLIENT_REF;
+        SsRef: h::SS_REF;
+        NhsNumber: h::NHS_NUMBER;
+        ServiceLevelRef: h::SERVICE_LEVEL_REF;
+        ServiceLevel: h::SERVICE_LEVEL;
+        CarerRef: h::CARER_REF;
+        ServiceRef: h::SERVICE_REF;
+        ServiceName: h::SERVICE_NAME;
+        OrganisationRef: h::ORGANISATION_REF;
+        OrganisationName: h::ORGANISATION_NAME;
     }
 }
 
@@ -111,7 +60,7 @@ pub struct Context<'a> {
     pub cplis: Option<&'a CpliIndex>,
     pub carers: Option<&'a HashSet<String>>,
     pub locked: Option<LockedUntil>,
-    pub rules: &'a Rules,
+    pub rules: &'a crate::config::Rules,
     pub periods: &'a crate::config::Periods,
     /// Weeks ending before this day are finished and their planned hours are judged.
     pub today: NaiveDate,
@@ -128,19 +77,6 @@ impl Context<'_> {
     }
 }
 
-/// Where each heading is in this file.
-pub struct Columns([usize; 25]);
-
-impl Columns {
-    /// `Err` holds the file-level issues (missing or repeated headings); warnings for extra columns
-    /// are pushed to `warnings`.
-    pub fn find(header: &Header, warnings: &mut Vec<Issue>) -> Result<Columns, Vec<Issue>> {
-        let hint = "all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)";
-        let found = super::source::find_columns(header, "visits", &HEADINGS, HEADINGS.len(), hint, warnings)?;
-        Ok(Columns(std::array::from_fn(|i| found[i].expect("every heading is required"))))
-    }
-}
-
 /// Where the cells that make a visit's slot are, for the first pass.
 #[derive(Clone, Copy)]
 struct SlotCols {
@@ -153,13 +89,13 @@ struct SlotCols {
 
 impl SlotCols {
     fn find(header: &Header) -> Option<SlotCols> {
-        let at = |h: &str| header.position(h);
+        let at = |c: Col| header.position(&heading_key(c.heading()));
         Some(SlotCols {
-            ssref: at("ssref")?,
-            client_ref: at("clientref")?,
-            nhs: at("nhsnumber")?,
-            date: at("plannedvisitdate")?,
-            entry: at("plannedentrytime")?,
+            ssref: at(Col::SsRef)?,
+            client_ref: at(Col::ClientRef)?,
+            nhs: at(Col::NhsNumber)?,
+            date: at(Col::PlannedVisitDate)?,
+            entry: at(Col::PlannedEntryTime)?,
         })
     }
 
@@ -192,183 +128,137 @@ impl SlotCols {
 pub fn scan_spec(header: &Header) -> ScanSpec {
     let slot = SlotCols::find(header);
     ScanSpec {
-        key: header.position("visitref"),
+        key: header.position(&heading_key(Col::VisitRef.heading())),
         slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as super::source::SlotFn),
     }
 }
 
-/// Rows handed to a worker at a time.
-const CHUNK: usize = 1024;
 /// sled keeps what it has not flushed in memory: flushing as the file goes keeps memory flat (the
 /// rows only count once the import commits, so this flush promises nothing to anybody).
 const FLUSH_EVERY_CHUNKS: usize = 64;
-/// Judging threads; the calling thread applies their work in file order, a reader thread parses.
-const WORKERS: usize = 2;
 
-/// Judges, matches and writes every row and the week totals it changes; returns the counts.
-///
-/// Judging a row needs nothing from the rows before it (duplicate keys were found in the first
-/// pass), so workers judge chunks of rows in parallel; what does depend on order (new or updated,
-/// duplicate slots, week totals, the store) is applied here, in file order. The channels are
-/// bounded, so memory stays flat however long the file is.
-pub fn import(
-    scan: &Scan,
-    rows: Rows,
-    cols: &Columns,
-    ctx: &Context<'_>,
-    batch: &VisitBatch<'_>,
-    issues: &mut super::Issues,
-) -> Result<Counts, IngestError> {
-    let enc = rows.encoding;
-    let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>(WORKERS);
-    // Owned by the workers: when they stop early the reader's next send fails and it stops too.
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    std::thread::scope(|s| {
-        s.spawn(move || read_chunks(rows, work_tx));
-        let (done_tx, done_rx) = mpsc::sync_channel::<(usize, Result<Vec<JudgedRow>, IngestError>)>(2 * WORKERS);
-        for _ in 0..WORKERS {
-            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
-            s.spawn(move || {
-                let mut names = NameKeys::default();
-                loop {
-                    let Ok((idx, chunk)) = work_rx.lock().expect("reader lock").recv() else { break };
-                    let judged = chunk.map_err(IngestError::from).and_then(|c| judge_chunk(c, scan, cols, ctx, batch, enc, &mut names));
-                    if done_tx.send((idx, judged)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop((done_tx, work_rx));
-        let mut apply = Apply {
-            counts: Counts::default(),
-            slots: Slots::default(),
-            weeks: HashMap::new(),
-            hospital: Hospital::default(),
-            slot_cols: SlotCols::find(&scan.header),
-            repeated_slots: &scan.repeated_slots,
-        };
-        let mut waiting = std::collections::BTreeMap::new();
-        let mut next = 0;
-        for (idx, judged) in done_rx {
-            waiting.insert(idx, judged);
-            while let Some(judged) = waiting.remove(&next) {
-                next += 1;
-                for row in judged? {
-                    apply.row(row, ctx, batch, enc, issues)?;
-                }
-                if next % FLUSH_EVERY_CHUNKS == 0 {
-                    batch.flush()?;
-                }
-            }
-        }
-        judge_weeks(batch, apply.weeks, ctx, issues)?;
-        judge_hospital(apply.hospital, batch, ctx, issues)?;
-        Ok(apply.counts)
-    })
-}
+/// The visits file's entry in the table of kinds.
+pub static KIND: Kind = Kind { kind: FileKind::Visits, noun: "visits", headings: HEADINGS, required: HEADINGS.len(), detected_by: HEADINGS[Col::VisitRef as usize], scan_spec, judge,
+    missing_hint: Some("all 25 visits headings must be present even when the column is left blank (guide: Visits File Headings)"),
+};
 
-fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Vec<(u64, csv::ByteRecord)>>)>) {
-    for idx in 0.. {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let new_record = || csv::ByteRecord::with_capacity(256, 32);
-        let mut rec = new_record();
-        let result = loop {
-            match rows.next(&mut rec) {
-                Ok(Some(row)) => {
-                    chunk.push((row, std::mem::replace(&mut rec, new_record())));
-                    if chunk.len() == CHUNK {
-                        break Ok(());
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        let (last, msg) = match result {
-            Ok(()) if chunk.is_empty() => return,
-            Ok(()) => (chunk.len() < CHUNK, Ok(chunk)),
-            Err(e) => (true, Err(e)),
-        };
-        if tx.send((idx, msg)).is_err() || last {
-            return;
+/// Judges, matches and writes every row and the week totals it changes.
+fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
+    let config = file.config;
+    let cplis = super::cpli_index(file.given_cplis, file.store, file.org)?;
+    let carers = match file.stored() {
+        Some((s, slug)) => Some(s.carer_refs(slug)?),
+        None => None,
+    };
+    let ctx = Context {
+        org: file.org,
+        cplis: cplis.as_ref(),
+        carers: carers.as_ref(),
+        locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
+        rules: &config.rules,
+        periods: &config.periods,
+        today: config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive()),
+        no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+        visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+    };
+    let batch = match file.stored() {
+        Some((s, slug)) => s.begin_visits(slug, &file.incoming.import_id, file.write)?,
+        None => VisitBatch::offline(),
+    };
+    match import(file, &ctx, &batch, issues) {
+        Ok(counts) => Ok((counts, Box::new(batch))),
+        Err(e) => {
+            batch.abort()?;
+            Err(e)
         }
     }
 }
 
-/// One row judged by a worker, to be applied in file order.
-struct JudgedRow {
-    row: u64,
-    rec: csv::ByteRecord,
-    reference: Option<String>,
+impl Pending for VisitBatch<'_> {
+    fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
+        VisitBatch::commit(*self, result)
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        VisitBatch::abort(*self)
+    }
+}
+
+/// Judges the rows on the engine, then adds the file's changes to the week totals.
+fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues: &mut Issues) -> Result<Counts, IngestError> {
+    let rules = VisitRules { ctx, batch, duplicates: &file.scan.duplicate_keys, org_key: ctx.org_key() };
+    let mut apply = VisitApply {
+        ctx,
+        batch,
+        slots: Slots::default(),
+        weeks: HashMap::new(),
+        hospital: Hospital::default(),
+        slot_cols: SlotCols::find(&file.scan.header),
+        repeated_slots: &file.scan.repeated_slots,
+    };
+    let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
+    let counts = engine::run(rows, &file.shape(), &rules, &mut apply, issues)?;
+    judge_weeks(batch, apply.weeks, ctx, issues)?;
+    judge_hospital(apply.hospital, batch, ctx, issues)?;
+    Ok(counts)
+}
+
+/// The row rules, run on the engine's workers.
+struct VisitRules<'a, 's> {
+    ctx: &'a Context<'a>,
+    batch: &'a VisitBatch<'s>,
+    duplicates: &'a hashbrown::HashSet<Vec<u8>>,
+    /// The uploading organisation's name as compared, once for the file.
+    org_key: Option<NameKey>,
+}
+
+/// An accepted row, with its stored form encoded by the worker.
+struct Accepted {
     outcome: Outcome,
-    /// The stored form of an accepted row, encoded by the worker.
     encoded: Vec<u8>,
-    issues: Vec<Issue>,
 }
 
-fn judge_chunk(
-    chunk: Vec<(u64, csv::ByteRecord)>,
-    scan: &Scan,
-    cols: &Columns,
-    ctx: &Context<'_>,
-    batch: &VisitBatch<'_>,
-    enc: Encoding,
-    names: &mut NameKeys,
-) -> Result<Vec<JudgedRow>, IngestError> {
-    let header_len = scan.header.names.len();
-    let mut out = Vec::with_capacity(chunk.len());
-    let org_key = ctx.org_key();
-    for (row, rec) in chunk {
-        super::note_row(row);
-        let fields = decode_fields(&rec, &cols.0, enc);
-        let mut r = RowJudge { row, rec: &rec, fields, enc, ctx, names: &mut *names, org_key: &org_key, issues: Vec::new(), reference: None };
-        let outcome = r.judge(header_len, &scan.duplicate_keys, batch)?;
+impl Rules for VisitRules<'_, '_> {
+    type Col = Col;
+    type Out = Accepted;
+    type Scratch = NameKeys;
+
+    fn judge(&self, r: &mut Row<'_, Col>, names: &mut NameKeys) -> Result<Option<Accepted>, IngestError> {
+        let row = r.row;
+        let mut j = RowJudge { r, ctx: self.ctx, names, org_key: &self.org_key };
+        let outcome = j.judge(self.duplicates, self.batch)?;
         let encoded = match &outcome {
-            Outcome::Accept(v, _) => batch.encode(&v.visit_ref, row, Some(v)),
-            Outcome::Delete { stored, .. } => batch.encode(&stored.visit_ref, row, None),
-            Outcome::Rejected => Vec::new(),
+            Outcome::Rejected => return Ok(None),
+            Outcome::Accept(v, _) => self.batch.encode(&v.visit_ref, row, Some(v)),
+            Outcome::Delete { stored, .. } => self.batch.encode(&stored.visit_ref, row, None),
         };
-        let (reference, issues) = (r.reference, r.issues);
-        out.push(JudgedRow { row, rec, reference, outcome, encoded, issues });
+        Ok(Some(Accepted { outcome, encoded }))
     }
-    Ok(out)
 }
 
-/// Each heading's cell as text, trimmed. A UTF-8 row is checked once and its cells sliced from it
-/// (cells end at ASCII commas, so every slice is valid text).
-fn decode_fields<'r>(rec: &'r csv::ByteRecord, cols: &[usize; 25], enc: Encoding) -> [Cow<'r, str>; 25] {
-    if enc == Encoding::Utf8 {
-        if let Ok(whole) = std::str::from_utf8(rec.as_slice()) {
-            return cols.map(|i| Cow::Borrowed(rec.range(i).and_then(|r| whole.get(r)).unwrap_or("").trim_ascii()));
-        }
-    }
-    cols.map(|i| super::source::decode(enc, rec.get(i).unwrap_or_default().trim_ascii()))
-}
-
-/// What depends on the order of rows: counts, duplicate slots, week totals, and the store.
-struct Apply<'s> {
-    counts: Counts,
+/// What depends on the order of rows: duplicate slots, week totals, and the store.
+struct VisitApply<'a, 's> {
+    ctx: &'a Context<'a>,
+    batch: &'a VisitBatch<'s>,
     slots: Slots,
     weeks: HashMap<WeekKey, (WeekTotals, Sent)>,
     hospital: Hospital,
     slot_cols: Option<SlotCols>,
     /// Only slots the first pass saw on more than one row need remembering here.
-    repeated_slots: &'s hashbrown::HashSet<u64>,
+    repeated_slots: &'a hashbrown::HashSet<u64>,
 }
 
-impl Apply<'_> {
-    fn row(&mut self, mut j: JudgedRow, ctx: &Context<'_>, batch: &VisitBatch<'_>, enc: Encoding, issues: &mut super::Issues) -> Result<(), IngestError> {
-        self.counts.read += 1;
-        let issue = |code: Code, col: Col, message: String| make_issue(j.row, j.reference.clone(), code, Some(col), message, &j.rec, enc);
-        match j.outcome {
-            Outcome::Rejected => self.counts.rejected += 1,
+impl Apply<Accepted> for VisitApply<'_, '_> {
+    fn apply(&mut self, j: &mut Judged<Accepted>, accepted: Accepted) -> Result<Applied, IngestError> {
+        let (ctx, batch) = (self.ctx, self.batch);
+        match accepted.outcome {
+            Outcome::Rejected => Ok(Applied::Rejected),
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
                     add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                 }
-                batch.put(Some(&previous), &stored.visit_ref, j.encoded)?;
-                self.counts.updated += 1;
+                batch.put(Some(&previous), &stored.visit_ref, accepted.encoded)?;
+                Ok(Applied::Updated)
             }
             Outcome::Accept(visit, keys) => {
                 let previous = batch.current(&visit.visit_ref)?;
@@ -376,41 +266,35 @@ impl Apply<'_> {
                 // A visit stored in a locked period cannot be changed, nor moved out of it.
                 if let Some(message) = old.and_then(|o| locked_message(ctx, o.planned_date)) {
                     j.issues.retain(|i| i.severity == Severity::Error);
-                    j.issues.push(issue(Code::PeriodLocked, Col::PlannedVisitDate, format!("the visit already stored is dated in a locked period: {message}")));
-                    self.counts.rejected += 1;
-                    issues.append(&mut j.issues);
-                    return Ok(());
+                    let issue = j.issue(Code::PeriodLocked, Some(Col::PlannedVisitDate.heading()), format!("the visit already stored is dated in a locked period: {message}"));
+                    j.issues.push(issue);
+                    return Ok(Applied::Rejected);
                 }
                 let slot = self.slot_cols.and_then(|c| c.hash(&j.rec)).filter(|h| self.repeated_slots.contains(h));
                 if let Some(message) = slot.and_then(|h| self.slots.check(h, j.row, &visit, &keys)) {
-                    j.issues.push(issue(Code::PossibleDuplicate, Col::PlannedEntryTime, message));
+                    let issue = j.issue(Code::PossibleDuplicate, Some(Col::PlannedEntryTime.heading()), message);
+                    j.issues.push(issue);
                 }
-                match old {
+                let applied = match old {
                     Some(old) => {
                         add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
-                        self.counts.updated += 1;
+                        Applied::Updated
                     }
-                    None => self.counts.new += 1,
-                }
+                    None => Applied::New,
+                };
                 add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
                 self.hospital.note(&visit, &keys, j.row, ctx);
-                batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, j.encoded)?;
+                batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, accepted.encoded)?;
+                Ok(applied)
             }
         }
-        issues.append(&mut j.issues);
-        Ok(())
     }
-}
 
-fn make_issue(row: u64, reference: Option<String>, code: Code, field: Option<Col>, message: String, rec: &csv::ByteRecord, enc: Encoding) -> Issue {
-    Issue {
-        row: Some(row),
-        reference,
-        severity: code.severity(),
-        code,
-        field: field.map(|c| c.heading().to_string()),
-        message,
-        row_data: Some(row_data(enc, rec)),
+    fn chunk_done(&mut self, chunks: usize) -> Result<(), IngestError> {
+        if chunks.is_multiple_of(FLUSH_EVERY_CHUNKS) {
+            self.batch.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -426,149 +310,35 @@ fn locked_message(ctx: &Context<'_>, date: NaiveDate) -> Option<String> {
 
 enum Outcome {
     Rejected,
-    Delete { previous: sled::IVec, stored: crate::store::StoredVisit },
+    Delete { previous: sled::IVec, stored: Box<crate::store::StoredVisit> },
     Accept(Box<Visit>, VisitKeys),
 }
 
-struct RowJudge<'r, 'c> {
-    row: u64,
-    rec: &'r csv::ByteRecord,
-    /// Each heading's cell, decoded and trimmed once.
-    fields: [Cow<'r, str>; 25],
-    enc: Encoding,
-    ctx: &'r Context<'c>,
-    names: &'r mut NameKeys,
-    org_key: &'r Option<NameKey>,
-    issues: Vec<Issue>,
-    reference: Option<String>,
+/// A visits row being judged: the shared `Row` (cells, issues) and what visits are judged against.
+struct RowJudge<'a, 'r, 'c> {
+    r: &'a mut Row<'r, Col>,
+    ctx: &'a Context<'c>,
+    names: &'a mut NameKeys,
+    org_key: &'a Option<NameKey>,
 }
 
-impl<'r> RowJudge<'r, '_> {
-    fn get(&self, col: Col) -> Cow<'r, str> {
-        self.fields[col as usize].clone()
+impl<'r> std::ops::Deref for RowJudge<'_, 'r, '_> {
+    type Target = Row<'r, Col>;
+    fn deref(&self) -> &Row<'r, Col> {
+        self.r
     }
+}
 
-    fn opt(&self, col: Col) -> Option<Cow<'r, str>> {
-        let v = self.get(col);
-        (!v.is_empty()).then_some(v)
+impl std::ops::DerefMut for RowJudge<'_, '_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.r
     }
+}
 
-    fn push(&mut self, code: Code, field: Option<Col>, message: String) {
-        self.issues.push(make_issue(self.row, self.reference.clone(), code, field, message, self.rec, self.enc));
-    }
-
-    fn has_errors(&self) -> bool {
-        self.issues.iter().any(|i| i.severity == Severity::Error)
-    }
-
-    /// Text of at most `max` characters; `None` when blank.
-    fn text(&mut self, col: Col, max: usize) -> Option<String> {
-        let v = self.opt(col)?;
-        // Bytes bound characters from above, so only a long value is counted.
-        let n = if v.len() <= max { v.len() } else { v.chars().count() };
-        if n > max {
-            self.push(Code::TooLong, Some(col), format!("{} is {n} characters long; at most {max} are allowed", col.heading()));
-            return None;
-        }
-        Some(v.into_owned())
-    }
-
-    fn required_text(&mut self, col: Col, max: usize, why: &str) -> Option<String> {
-        let v = self.text(col, max);
-        if v.is_none() && self.opt(col).is_none() {
-            self.push(Code::Required, Some(col), format!("{} is required{why}", col.heading()));
-        }
-        v
-    }
-
-    fn boolean(&mut self, col: Col) -> Option<bool> {
-        let v = self.opt(col)?;
-        match v.to_ascii_uppercase().as_str() {
-            "1" | "Y" => Some(true),
-            "0" | "N" => Some(false),
-            _ => {
-                self.push(Code::BadBoolean, Some(col), format!("{} must be 0, 1, Y or N; found '{}'", col.heading(), quote(&v)));
-                None
-            }
-        }
-    }
-
-    fn date(&mut self, col: Col) -> Option<NaiveDate> {
-        let v = self.opt(col)?;
-        match parse_date_cell(&v) {
-            Ok(d) => Some(d),
-            Err(problem) => {
-                self.push(Code::BadDate, Some(col), date_message(col.heading(), quote(&v), problem));
-                None
-            }
-        }
-    }
-
-    fn time(&mut self, col: Col) -> Option<NaiveTime> {
-        let v = self.opt(col)?;
-        let t = parse_time(&v);
-        if t.is_none() {
-            self.push(
-                Code::BadTime,
-                Some(col),
-                format!("{} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", col.heading(), quote(&v)),
-            );
-        }
-        t
-    }
-
-    fn guid(&mut self, col: Col) -> Option<Guid> {
-        let v = self.opt(col)?;
-        let g = parse_guid(&v);
-        if g.is_none() {
-            self.push(
-                Code::BadGuid,
-                Some(col),
-                format!(
-                    "{} '{}' is not a GUID (32 hex digits as 8-4-4-4-12, as in the Commissioned Care Export); leave it blank if unsure",
-                    col.heading(), quote(&v)
-                ),
-            );
-        }
-        g
-    }
-
-    fn require_present(&mut self, col: Col, value: bool, why: &str) {
-        if !value && self.opt(col).is_none() {
-            self.push(Code::Required, Some(col), format!("{} is required{why}", col.heading()));
-        }
-    }
-
-    fn judge(
-        &mut self,
-        header_len: usize,
-        duplicates: &hashbrown::HashSet<Vec<u8>>,
-        batch: &VisitBatch<'_>,
-    ) -> Result<Outcome, IngestError> {
-        let visit_ref_raw = self.get(Col::VisitRef);
-        self.reference = (!visit_ref_raw.is_empty()).then(|| quote(&visit_ref_raw).to_string());
-        let len = self.rec.len();
-        let extra_filled = (header_len..len).any(|i| !self.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
-        if len < header_len || extra_filled {
-            self.push(
-                Code::WrongFieldCount,
-                None,
-                format!(
-                    "this row has {len} fields but the header has {header_len}: {}",
-                    if len < header_len {
-                        "a comma is missing, or a quoted cell was not closed"
-                    } else {
-                        "a cell holds a comma without being in double quotes"
-                    }
-                ),
-            );
-            return Ok(Outcome::Rejected);
-        }
-        // A row holding a control character is judged no further: its other messages would repeat it.
-        if self.check_controls() {
-            return Ok(Outcome::Rejected);
-        }
-
+impl RowJudge<'_, '_, '_> {
+    /// Judges a row whose field count and characters the engine has checked.
+    fn judge(&mut self, duplicates: &hashbrown::HashSet<Vec<u8>>, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
+        let (len, header_len) = (self.rec.len(), self.header_len);
         let visit_ref = self.required_text(Col::VisitRef, 50, "");
         if let Some(v) = &visit_ref {
             if duplicates.contains(v.as_bytes()) {
@@ -581,7 +351,7 @@ impl<'r> RowJudge<'r, '_> {
         }
         let deleted = self.boolean(Col::Deleted);
         if deleted.is_none() && self.opt(Col::Deleted).is_none() {
-            self.push(Code::Required, Some(Col::Deleted), "Deleted is required: 0 for a visit, 1 to delete the visit with this VisitRef".into());
+            self.require(Col::Deleted, ": 0 for a visit, 1 to delete the visit with this VisitRef");
         }
         let Some(visit_ref) = visit_ref else { return Ok(Outcome::Rejected) };
         if self.has_errors() {
@@ -609,31 +379,6 @@ impl<'r> RowJudge<'r, '_> {
         }
     }
 
-    /// Refuses control characters in every cell the row is judged on (issue 9: a NUL was stored in
-    /// VisitRef); whether any was found. Nearly every row is printable ASCII, settled by one pass
-    /// over its bytes.
-    fn check_controls(&mut self) -> bool {
-        if self.rec.as_slice().iter().all(|b| (0x20..0x7F).contains(b)) {
-            return false;
-        }
-        let before = self.issues.len();
-        for col in COLS {
-            if let Some((at, c)) = forbidden_control(&self.fields[col as usize], col.text_kind()) {
-                let allowed = if col.text_kind() == TextKind::Free { " (tabs and line breaks are fine here)" } else { "" };
-                self.push(
-                    Code::ControlCharacter,
-                    Some(col),
-                    format!(
-                        "{} holds a control character, {}, at character {at}: remove it; a cell holds printable text only{allowed}",
-                        col.heading(),
-                        describe_control(c)
-                    ),
-                );
-            }
-        }
-        self.issues.len() > before
-    }
-
     /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
     fn judge_deletion(&mut self, visit_ref: String, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
         let current = batch.current(&visit_ref)?;
@@ -649,7 +394,7 @@ impl<'r> RowJudge<'r, '_> {
         if let Some(date) = planned {
             self.check_locked(date);
         }
-        if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored }) }
+        if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored: Box::new(stored) }) }
     }
 
     /// Flags a date in a locked period.
@@ -662,11 +407,11 @@ impl<'r> RowJudge<'r, '_> {
     fn judge_visit(&mut self, visit_ref: String) -> Option<(Visit, VisitKeys)> {
         let rules = self.ctx.rules;
         let planned_date = self.date(Col::PlannedVisitDate);
-        self.require_present(Col::PlannedVisitDate, planned_date.is_some(), "");
+        self.require(Col::PlannedVisitDate, "");
         let planned_entry = self.time(Col::PlannedEntryTime);
-        self.require_present(Col::PlannedEntryTime, planned_entry.is_some(), "");
+        self.require(Col::PlannedEntryTime, "");
         let planned_exit = self.time(Col::PlannedExitTime);
-        self.require_present(Col::PlannedExitTime, planned_exit.is_some(), "");
+        self.require(Col::PlannedExitTime, "");
 
         let vt_text = self.opt(Col::VisitType);
         let visit_type: Option<&VisitType> = match &vt_text {
@@ -720,12 +465,13 @@ impl<'r> RowJudge<'r, '_> {
         let ssref = self.text(Col::SsRef, 50);
         let nhs_number = self.text(Col::NhsNumber, 20);
         if self.opt(Col::SsRef).is_none() && self.opt(Col::ClientRef).is_none() && self.opt(Col::NhsNumber).is_none() {
-            self.push(Code::Required, Some(Col::SsRef), "SSRef is required (the council's client id, e.g. A123456, shown on the CPLI); ClientRef or NHSNumber may stand in".into());
+            let why = format!(" (the council's client id, e.g. A123456, shown on the CPLI); {} or {} may stand in", h::CLIENT_REF, h::NHS_NUMBER);
+            self.require(Col::SsRef, &why);
         }
         let service_level_ref = self.guid(Col::ServiceLevelRef);
         let service_level = self.text(Col::ServiceLevel, 100);
         if self.opt(Col::ServiceLevel).is_none() && self.opt(Col::ServiceLevelRef).is_none() {
-            self.push(Code::Required, Some(Col::ServiceLevel), "ServiceLevel is required: the service level on the CPLI, e.g. Personal Care or Home Support".into());
+            self.require(Col::ServiceLevel, ": the service level on the CPLI, e.g. Personal Care or Home Support");
         }
         let client = match &ssref {
             Some(s) => self.names.upper(s),
@@ -743,14 +489,14 @@ impl<'r> RowJudge<'r, '_> {
                 self.push(
                     Code::UnknownCarer,
                     Some(Col::CarerRef),
-                    format!("CarerRef '{c}' is not one of this organisation's carers: send it in a carers file first, or leave CarerRef blank"),
+                    format!("{} '{c}' is not one of this organisation's carers: send it in a carers file first, or leave {} blank", h::CARER_REF, h::CARER_REF),
                 );
             }
         }
         let service_ref = self.guid(Col::ServiceRef);
         let service_name = self.text(Col::ServiceName, 112);
         if self.opt(Col::ServiceName).is_none() && self.opt(Col::ServiceRef).is_none() {
-            self.push(Code::Required, Some(Col::ServiceName), "ServiceName is required: the service on the CPLI, e.g. Pearl Carers - Zone 6 - Oxford".into());
+            self.require(Col::ServiceName, ": the service on the CPLI, e.g. Pearl Carers - Zone 6 - Oxford");
         }
         let organisation_ref = self.guid(Col::OrganisationRef);
         let organisation_name = self.text(Col::OrganisationName, 112);
@@ -806,7 +552,7 @@ impl<'r> RowJudge<'r, '_> {
                 None => {
                     let (status, field) = index.explain(&visit, &keys);
                     if let crate::domain::MatchStatus::Unmatched { reason } = &status {
-                        let col = field.and_then(|f| HEADINGS.iter().position(|h| *h == f)).map(|i| COLS[i]);
+                        let col = field.and_then(Col::named);
                         self.push(Code::Unmatched, col, format!("the visit is stored but matches no CPLI: {reason}"));
                     }
                     status
@@ -838,18 +584,16 @@ impl<'r> RowJudge<'r, '_> {
             self.push(
                 Code::NoVisitsForServiceLevel,
                 Some(col),
-                format!("the council takes no visits data for ServiceLevel '{level}'; leave such packages off the visits file (guide: Service Levels)"),
+                format!("the council takes no visits data for {} '{level}'; leave such packages off the visits file (guide: Service Levels)", h::SERVICE_LEVEL),
             );
         } else if !self.ctx.visit_levels.is_empty() && !self.ctx.visit_levels.contains(&key) {
-            self.push(
-                Code::NoVisitsForServiceLevel,
-                Some(col),
-                format!(
-                    "the council takes visits data only for the service levels {}; ServiceLevel '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
-                    self.ctx.rules.visit_service_levels.join(", "),
-                    quote(level)
-                ),
+            let message = format!(
+                "the council takes visits data only for the service levels {}; {} '{}' is not one of them: use the level on the CPLI, or leave such packages off the visits file (guide: Service Levels)",
+                self.ctx.rules.visit_service_levels.join(", "),
+                h::SERVICE_LEVEL,
+                quote(level)
             );
+            self.push(Code::NoVisitsForServiceLevel, Some(col), message);
         }
     }
 
@@ -889,24 +633,9 @@ impl<'r> RowJudge<'r, '_> {
 
     fn check_organisation(&mut self, org_ref: Option<&Guid>, org_name: Option<&str>, service_ref: Option<&Guid>, service_name: Option<&str>) {
         let Some(org) = self.ctx.org else { return };
-        if let Some(name) = org_name {
-            if Some(self.names.get(name)) != *self.org_key && name != org.slug.as_str() {
-                self.push(
-                    Code::WrongOrganisation,
-                    Some(Col::OrganisationName),
-                    format!("OrganisationName '{}' is not {}, whose folder this file was sent to; a provider may send only its own visits", quote(name), org.name),
-                );
-            }
-        }
-        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
-            if given != own {
-                self.push(
-                    Code::WrongOrganisation,
-                    Some(Col::OrganisationRef),
-                    format!("OrganisationRef {given} is not the GUID of {} ({own}); leave it blank if unsure", org.name),
-                );
-            }
-        }
+        // The name compared through the worker's cache of compared names.
+        let name = org_name.map(|n| (n, Some(self.names.get(n)) == *self.org_key || n == org.slug.as_str()));
+        self.r.check_organisation(org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "visits");
         if let Some(sref) = service_ref {
             let known: Vec<_> = org.services.iter().filter(|s| s.service_ref.is_some()).collect();
             match known.iter().find(|s| s.service_ref.as_ref() == Some(sref)) {
@@ -915,14 +644,14 @@ impl<'r> RowJudge<'r, '_> {
                         self.push(
                             Code::RefMismatch,
                             Some(Col::ServiceRef),
-                            format!("ServiceRef {sref} is the service '{}', but ServiceName says '{n}'; correct one or leave ServiceRef blank", s.name),
+                            format!("{r} {sref} is the service '{}', but {} says '{n}'; correct one or leave {r} blank", s.name, h::SERVICE_NAME, r = h::SERVICE_REF),
                         );
                     }
                 }
                 None if !known.is_empty() => self.push(
                     Code::WrongOrganisation,
                     Some(Col::ServiceRef),
-                    format!("ServiceRef {sref} is not a service of {}; leave it blank if unsure", org.name),
+                    format!("{} {sref} is not a service of {}; leave it blank if unsure", h::SERVICE_REF, org.name),
                 ),
                 None => {}
             }
@@ -937,7 +666,7 @@ impl<'r> RowJudge<'r, '_> {
                     self.push(
                         Code::RefMismatch,
                         Some(Col::ClientRef),
-                        format!("ClientRef {g} is client {}, but SSRef says '{s}'; correct one or leave ClientRef blank", c.ssref),
+                        format!("{r} {g} is client {}, but {} says '{s}'; correct one or leave {r} blank", c.ssref, h::SS_REF, r = h::CLIENT_REF),
                     );
                 }
             }
@@ -948,7 +677,7 @@ impl<'r> RowJudge<'r, '_> {
                     self.push(
                         Code::RefMismatch,
                         Some(Col::ServiceLevelRef),
-                        format!("ServiceLevelRef {g} is '{}', but ServiceLevel says '{l}'; correct one or leave ServiceLevelRef blank", c.service_level),
+                        format!("{r} {g} is '{}', but {} says '{l}'; correct one or leave {r} blank", c.service_level, h::SERVICE_LEVEL, r = h::SERVICE_LEVEL_REF),
                     );
                 }
             }
@@ -975,13 +704,7 @@ impl<'r> RowJudge<'r, '_> {
                 }
             }
         }
-        if let Some(n) = v.nhs_number.as_deref().filter(|n| !is_valid_nhs_number(n)) {
-            self.push(
-                Code::BadNhsNumber,
-                Some(Col::NhsNumber),
-                format!("NHSNumber '{}' is not a valid NHS number (10 digits with a correct check digit); check it or leave it blank", quote(n)),
-            );
-        }
+        self.nhs_number(Col::NhsNumber, v.nhs_number.as_deref());
         let planned = v.planned_duration();
         if planned.minutes == 0 {
             self.push(Code::ZeroDuration, Some(Col::PlannedExitTime), "PlannedExitTime equals PlannedEntryTime: the planned visit lasts no time".into());
@@ -1012,9 +735,9 @@ impl<'r> RowJudge<'r, '_> {
                 Code::TimesDoNotTally,
                 Some(Col::DeliveredEntryTime),
                 format!(
-                    "delivered {} {}-{} does not overlap the planned {} {}-{} and there is no comment: correct the times or explain in Comments",
+                    "delivered {} {}-{} does not overlap the planned {} {}-{} and there is no comment: correct the times or explain in {}",
                     uk_date(d.date), d.entry.format("%H:%M"), d.exit.format("%H:%M"),
-                    uk_date(v.planned_date), v.planned_entry.format("%H:%M"), v.planned_exit.format("%H:%M")
+                    uk_date(v.planned_date), v.planned_entry.format("%H:%M"), v.planned_exit.format("%H:%M"), Col::Comments.heading()
                 ),
             );
         }
@@ -1046,8 +769,8 @@ impl Slots {
         *first_dh |= dh;
         warn.then(|| {
             format!(
-                "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in Comments; otherwise one row is a duplicate",
-                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row
+                "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in {}; otherwise one row is a duplicate",
+                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
             )
         })
     }
@@ -1264,7 +987,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::domain::{Cpli, Quantity};
-    use crate::ingest::{process, Code, ImportResult, Incoming, Mode, Status};
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, ImportResult, Status};
     use rust_decimal::Decimal;
     use crate::store::Store;
 
@@ -1412,7 +1136,7 @@ mod tests {
 
     #[test]
     fn an_unknown_extra_column_is_a_warning() {
-        let text = file(&[row(&[])]).replacen("OrganisationName", "OrganisationName,Rota", 1).replace("\r\nV1", "\r\nV1").replacen("Oxford,,", "Oxford,,,", 1);
+        let text = file(&[row(&[])]).replacen("OrganisationName", "OrganisationName,Rota", 1).replacen("Oxford,,", "Oxford,,,", 1);
         let r = run_bytes(text.as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None });
         assert_eq!(r.status, Status::Processed);
         assert_eq!(only(&r, Code::UnknownColumn).field.as_deref(), Some("Rota"));
@@ -1750,7 +1474,7 @@ mod tests {
         let r = import(&store, &[row(&[("CarerRef", "C1")])]);
         assert_eq!(codes(&r), [Code::UnknownCarer]);
         let carers = run_bytes(b"CarerRef,Forename,Surname,Deleted\nC1,Si\xC3\xA2n,Jones,0\n", &config((2022, 10, 5)), Mode::Import(&store));
-        assert_eq!((carers.kind, carers.counts.new), (crate::ingest::FileKind::Carers, 1), "{:#?}", carers.issues);
+        assert_eq!((carers.kind, carers.counts.new), (crate::outcome::FileKind::Carers, 1), "{:#?}", carers.issues);
         assert!(!codes(&import(&store, &[row(&[("CarerRef", "C1")])])).contains(&Code::UnknownCarer));
     }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ingest::{ImportResult, Status};
+use crate::outcome::{ImportResult, Status};
 
 /// What a contact receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -122,7 +122,7 @@ impl Contact {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Counts, FileKind};
+    use crate::outcome::{Counts, FileKind};
 
     #[test]
     fn addresses_are_checked_when_added() {

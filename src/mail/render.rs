@@ -5,7 +5,7 @@ use askama::Template;
 use chrono::{DateTime, Local, NaiveDate};
 
 use super::contacts::has_problems;
-use crate::ingest::{ImportResult, Issue, Severity, Status};
+use crate::outcome::{ImportResult, Issue, Severity, Status};
 
 /// A rendered email, before addressing.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ pub fn digest_email(organisation: &str, day: NaiveDate, results: &[ImportResult]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Code, Counts, FileKind};
+    use crate::outcome::{Code, Counts, FileKind};
 
     fn result(file: &str, issues: Vec<Issue>, counts: Counts, status: Status) -> ImportResult {
         let mut r = ImportResult::new(file, "0193a1b2-0000-7000-8000-000000000001", Some("Pearl Carers Ltd"), "2026-11-27T10:15:00.000Z".into());

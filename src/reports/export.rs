@@ -2,12 +2,13 @@
 //! packages of care, one row per CPLI, in the guide's columns.
 
 use crate::domain::Cpli;
-use crate::ingest::result::excel_safe;
+use crate::ingest::headings as h;
+use crate::outcome::excel_safe;
 
 /// The guide's columns A to K.
 pub const COLUMNS: [&str; 11] = [
-    "SSRef", "NHSNumber", "ServiceLevelRef", "ServiceLevelName", "CurrentQuantity", "Unit", "Frequency", "ServiceRef", "ServiceName",
-    "OrganisationRef", "OrganisationName",
+    h::SS_REF, h::NHS_NUMBER, h::SERVICE_LEVEL_REF, "ServiceLevelName", "CurrentQuantity", h::UNIT, h::FREQUENCY, h::SERVICE_REF, h::SERVICE_NAME,
+    h::ORGANISATION_REF, h::ORGANISATION_NAME,
 ];
 
 /// The export as CSV bytes: every CPLI ("This export will list all packages of care in the system"),

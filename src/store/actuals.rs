@@ -8,7 +8,7 @@ use super::{decode, encode, key, Result, Store};
 use rust_decimal::Decimal;
 
 use crate::domain::{Actual, MatchStatus, NameKey, Slug};
-use crate::ingest::ImportResult;
+use crate::outcome::ImportResult;
 
 /// An actuals row's key (SPEC 2.2): client, service level, service and period start, as compared.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

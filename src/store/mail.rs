@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{encode, key, Result, Store};
 use crate::domain::Slug;
-use crate::ingest::ImportResult;
+use crate::outcome::ImportResult;
 use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Queued};
 
@@ -180,7 +180,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Counts, FileKind};
+    use crate::outcome::{Counts, FileKind};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

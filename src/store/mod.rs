@@ -34,7 +34,7 @@ use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation, Slug};
-use crate::ingest::{Answer, ImportResult};
+use crate::outcome::{Answer, ImportResult};
 
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
@@ -261,7 +261,7 @@ impl Store {
     /// every issue: issue 9), the result file names it holds until answered, and its emails.
     pub(crate) fn record_in(&self, batch: &mut sled::Batch, slug: &Slug, result: &ImportResult) -> Result<()> {
         let mut kept = result.clone();
-        kept.issues.truncate(crate::ingest::KEPT_ISSUES);
+        kept.issues.truncate(crate::outcome::KEPT_ISSUES);
         batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(&kept));
         if let Some(answer) = &result.answer {
             batch.insert(key(&[b"u", slug.as_bytes(), result.import_id.as_bytes()]), encode(answer));

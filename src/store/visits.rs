@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{decode, encode, key, visit_codec, Result, Store, StoreError};
 use crate::domain::{Duration, MatchStatus, Slug, Visit};
 use crate::reports::VisitFact;
-use crate::ingest::ImportResult;
+use crate::outcome::ImportResult;
 
 /// A visit as stored: the import that wrote it, and the visit, or `None` once deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,8 @@
 //! What a provider gets back for one file: counts and every issue, as JSON and as an Excel-safe CSV.
 //!
+//! Below both `ingest` (which makes it) and `store` (which keeps it), so neither imports the other
+//! for it (issue 11: it was the only import circle).
+//!
 //! Issues are streamed (issue 9): while a file is judged each issue goes to a spill file on disk
 //! (`Issues`), never into memory; the result files and the printed output are written from it, and
 //! the `ImportResult` kept in memory and in the store holds only the counts and the first issues.

@@ -1,0 +1,292 @@
+//! The one parallel judging engine every file kind runs on (issue 11): a reader thread parses rows in
+//! chunks, workers judge them in parallel, and the calling thread applies judged rows in file order.
+//!
+//! Judging a row needs nothing from the rows before it (keys used twice were found by the first
+//! pass), so it is a kind's pure per-row work (`Rules::judge`) and runs on `WORKERS` threads. What
+//! depends on order (new or updated, repeated slots, running totals, the store) is the kind's
+//! `Apply`, called here in file order. Every channel is bounded, so memory stays flat however long
+//! the file is: at most about `(2 + 3 * WORKERS)` chunks of `CHUNK` rows are alive at once.
+
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::cells::{row_issue, Column, Row};
+use crate::outcome::{Code, Counts, Issue, Issues, Severity};
+use super::source::{Encoding, Rows};
+use super::IngestError;
+use crate::domain::quote;
+
+/// Rows handed to a worker at a time.
+pub const CHUNK: usize = 1024;
+/// Judging threads; the calling thread applies their work in file order, a reader thread parses.
+pub const WORKERS: usize = 2;
+
+/// A file kind's row rules: what one row means, judged on its own.
+pub trait Rules: Sync {
+    type Col: Column;
+    /// What an accepted row gives the in-order step (the row's change, ready to store).
+    type Out: Send;
+    /// Each worker's own reusable state (e.g. a cache of compared names).
+    type Scratch: Default;
+
+    /// Judges a row whose field count and characters are already checked. `None` (or any error
+    /// issue pushed on `row`) rejects it.
+    fn judge(&self, row: &mut Row<'_, Self::Col>, scratch: &mut Self::Scratch) -> Result<Option<Self::Out>, IngestError>;
+}
+
+/// What the in-order step made of an accepted row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Updated,
+    /// Refused after all by what only file order shows (e.g. the stored visit is locked); the row's
+    /// issues say why.
+    Rejected,
+}
+
+/// A kind's in-order step.
+pub trait Apply<O> {
+    /// Applies an accepted row (`out`) in file order; may add issues to `row.issues`.
+    fn apply(&mut self, row: &mut Judged<O>, out: O) -> Result<Applied, IngestError>;
+
+    /// Called after every `CHUNK` rows applied (`chunks` so far), e.g. to flush the store.
+    fn chunk_done(&mut self, _chunks: usize) -> Result<(), IngestError> {
+        Ok(())
+    }
+}
+
+/// One row judged by a worker, to be applied in file order.
+pub struct Judged<O> {
+    pub row: u64,
+    pub rec: csv::ByteRecord,
+    pub enc: Encoding,
+    pub reference: Option<String>,
+    /// `None`: rejected by its rules.
+    pub out: Option<O>,
+    pub issues: Vec<Issue>,
+}
+
+impl<O> Judged<O> {
+    /// An issue on this row.
+    pub fn issue(&self, code: Code, field: Option<&str>, message: String) -> Issue {
+        row_issue(self.row, self.reference.clone(), code, field, message, &self.rec, self.enc)
+    }
+}
+
+/// Where a kind's columns are in this file.
+pub struct Shape {
+    /// For each of the kind's columns (in its heading order), its place in the file.
+    pub positions: Vec<Option<usize>>,
+    /// Cells in the header row.
+    pub header_len: usize,
+}
+
+type Chunk = Vec<(u64, csv::ByteRecord)>;
+
+/// Judges every row of `rows` with `rules` and applies the accepted ones with `apply`, in file order;
+/// each row's issues go to `issues` in row order. Returns the counts.
+pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
+    let enc = rows.encoding;
+    let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Chunk>)>(WORKERS);
+    // Owned by the workers: when they stop early the reader's next send fails and it stops too.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    std::thread::scope(|s| {
+        s.spawn(move || read_chunks(rows, work_tx));
+        let (done_tx, done_rx) = mpsc::sync_channel::<(usize, Result<Vec<Judged<K::Out>>, IngestError>)>(2 * WORKERS);
+        for _ in 0..WORKERS {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            s.spawn(move || {
+                let mut scratch = K::Scratch::default();
+                loop {
+                    let Ok((idx, chunk)) = work_rx.lock().expect("reader lock").recv() else { break };
+                    let judged = chunk.map_err(IngestError::from).and_then(|c| judge_chunk(c, shape, enc, rules, &mut scratch));
+                    if done_tx.send((idx, judged)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((done_tx, work_rx));
+        let mut counts = Counts::default();
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (idx, judged) in done_rx {
+            waiting.insert(idx, judged);
+            while let Some(judged) = waiting.remove(&next) {
+                next += 1;
+                for mut row in judged? {
+                    counts.read += 1;
+                    let applied = match row.out.take() {
+                        None => Applied::Rejected,
+                        Some(out) => apply.apply(&mut row, out)?,
+                    };
+                    match applied {
+                        Applied::New => counts.new += 1,
+                        Applied::Updated => counts.updated += 1,
+                        Applied::Rejected => counts.rejected += 1,
+                    }
+                    issues.append(&mut row.issues);
+                }
+                apply.chunk_done(next)?;
+            }
+        }
+        Ok(counts)
+    })
+}
+
+fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chunk>)>) {
+    for idx in 0.. {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let new_record = || csv::ByteRecord::with_capacity(256, 32);
+        let mut rec = new_record();
+        let result = loop {
+            match rows.next(&mut rec) {
+                Ok(Some(row)) => {
+                    chunk.push((row, std::mem::replace(&mut rec, new_record())));
+                    if chunk.len() == CHUNK {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let (last, msg) = match result {
+            Ok(()) if chunk.is_empty() => return,
+            Ok(()) => (chunk.len() < CHUNK, Ok(chunk)),
+            Err(e) => (true, Err(e)),
+        };
+        if tx.send((idx, msg)).is_err() || last {
+            return;
+        }
+    }
+}
+
+fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, scratch: &mut K::Scratch) -> Result<Vec<Judged<K::Out>>, IngestError> {
+    let mut out = Vec::with_capacity(chunk.len());
+    for (row, rec) in chunk {
+        super::note_row(row);
+        let (reference, judged, issues) = {
+            let mut r = Row::<K::Col>::new(row, &rec, enc, &shape.positions, shape.header_len);
+            let judged = judge_row(&mut r, rules, scratch)?;
+            let rejected = r.issues.iter().any(|i| i.severity == Severity::Error);
+            (r.reference, judged.filter(|_| !rejected), r.issues)
+        };
+        out.push(Judged { row, rec, enc, reference, out: judged, issues });
+    }
+    Ok(out)
+}
+
+/// What every kind checks first: the row's reference, its field count, and control characters; a
+/// row failing either is judged no further (its other messages would only repeat the fault).
+fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
+    r.reference = r.opt(<K::Col as Column>::KEY).map(|v| quote(&v).to_string());
+    let (len, header_len) = (r.rec.len(), r.header_len);
+    // Empty cells after the last heading are tolerated (Excel adds them).
+    let extra_filled = (header_len..len).any(|i| !r.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
+    if len < header_len || extra_filled {
+        let why = if len < header_len { "a comma is missing, or a quoted cell was not closed" } else { "a cell holds a comma without being in double quotes" };
+        r.push(Code::WrongFieldCount, None, format!("this row has {len} fields but the header has {header_len}: {why}"));
+        return Ok(None);
+    }
+    if r.check_controls() {
+        return Ok(None);
+    }
+    rules.judge(r, scratch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::cells::columns;
+    use crate::ingest::source::Rows;
+
+    columns! {
+        enum Col by Key {
+            Key: "Key";
+            Value: "Value";
+        }
+    }
+
+    /// Accepts a row whose Value is a whole number; rejects it otherwise.
+    struct Numbers;
+
+    impl Rules for Numbers {
+        type Col = Col;
+        type Out = u64;
+        type Scratch = usize;
+
+        fn judge(&self, r: &mut Row<'_, Col>, rows_seen: &mut usize) -> Result<Option<u64>, IngestError> {
+            *rows_seen += 1;
+            Ok(r.whole(Col::Value))
+        }
+    }
+
+    /// Records what it is given, in order; every even number is new, every odd one updated, and a
+    /// value of 7 is refused in order.
+    #[derive(Default)]
+    struct Record {
+        seen: Vec<u64>,
+        chunks: usize,
+    }
+
+    impl Apply<u64> for Record {
+        fn apply(&mut self, row: &mut Judged<u64>, n: u64) -> Result<Applied, IngestError> {
+            self.seen.push(n);
+            if n == 7 {
+                let issue = row.issue(Code::PeriodLocked, Some("Value"), "seven is locked".into());
+                row.issues.push(issue);
+                return Ok(Applied::Rejected);
+            }
+            Ok(if n.is_multiple_of(2) { Applied::New } else { Applied::Updated })
+        }
+
+        fn chunk_done(&mut self, chunks: usize) -> Result<(), IngestError> {
+            self.chunks = chunks;
+            Ok(())
+        }
+    }
+
+    fn run_on(text: &str) -> (Counts, Record, Vec<Issue>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        let rows = Rows::open(&path, Encoding::Utf8).unwrap();
+        let mut issues = Issues::new(Some(dir.path())).unwrap();
+        let mut record = Record::default();
+        let shape = Shape { positions: vec![Some(0), Some(1)], header_len: 2 };
+        let counts = run(rows, &shape, &Numbers, &mut record, &mut issues).unwrap();
+        let log = issues.finish().unwrap();
+        (counts, record, log.first(usize::MAX).unwrap())
+    }
+
+    #[test]
+    fn rows_judged_in_parallel_are_applied_and_reported_in_file_order() {
+        let n = CHUNK * 5 + 17;
+        let mut text = String::from("Key,Value\n");
+        for i in 0..n {
+            let value = if i % 1000 == 999 { "x".to_string() } else { (i % 7 + i / 7 * 7).to_string() };
+            text.push_str(&format!("K{i},{value}\n"));
+        }
+        let (counts, record, issues) = run_on(&text);
+        let bad = n / 1000;
+        assert_eq!(counts.read, n as u64);
+        assert_eq!(record.seen.len(), n - bad);
+        assert!(record.seen.windows(2).all(|w| w[0] < w[1]), "applied in file order");
+        assert_eq!(record.chunks, 6);
+        let rows: Vec<u64> = issues.iter().map(|i| i.row.unwrap()).collect();
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "issues in row order: {rows:?}");
+        assert_eq!(issues.iter().filter(|i| i.code == Code::BadNumber).count(), bad);
+        assert_eq!(issues.iter().filter(|i| i.code == Code::PeriodLocked).count(), 1);
+        assert_eq!(counts.rejected, bad as u64 + 1);
+        assert_eq!(counts.new + counts.updated + counts.rejected, counts.read);
+    }
+
+    #[test]
+    fn a_row_with_a_missing_or_extra_filled_field_is_rejected_before_its_rules_see_it() {
+        let (counts, record, issues) = run_on("Key,Value\nK1\nK2,2,,\nK3,3,oops\n");
+        assert_eq!(record.seen, [2]);
+        assert_eq!(issues.iter().map(|i| (i.row, i.code)).collect::<Vec<_>>(), [(Some(2), Code::WrongFieldCount), (Some(4), Code::WrongFieldCount)]);
+        assert_eq!(issues[0].reference.as_deref(), Some("K1"));
+        assert_eq!((counts.read, counts.rejected), (3, 2));
+    }
+}
