@@ -352,16 +352,33 @@ impl Store {
 }
 
 fn fact_of_visit(v: Visit) -> Option<VisitFact> {
-    use chrono::Timelike;
     let MatchStatus::Matched { cpli_id } = v.matched else { return None };
-    Some(VisitFact {
+    Some(fact(cpli_id, v.planned_date, v.planned_entry, v.planned_exit, v.visit_type, v.delivered.map(|d| (d.entry, d.exit))))
+}
+
+fn fact_of(v: FactVisit) -> Option<VisitFact> {
+    let cpli_id = v.matched.cpli_id?;
+    Some(fact(cpli_id, v.planned_date, v.planned_entry, v.planned_exit, v.visit_type, v.delivered.map(|d| (d.entry, d.exit))))
+}
+
+/// What a report needs of a matched visit, from either stored form.
+fn fact(
+    cpli_id: String,
+    planned_date: NaiveDate,
+    entry: chrono::NaiveTime,
+    exit: chrono::NaiveTime,
+    visit_type: String,
+    delivered: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+) -> VisitFact {
+    use chrono::Timelike;
+    VisitFact {
         cpli_id,
-        planned_date: v.planned_date,
-        planned_start: v.planned_entry.num_seconds_from_midnight() / 60,
-        visit_type: v.visit_type,
-        planned_minutes: Duration::between(v.planned_entry, v.planned_exit).minutes,
-        delivered_minutes: v.delivered.map(|d| Duration::between(d.entry, d.exit).minutes),
-    })
+        planned_date,
+        planned_start: entry.num_seconds_from_midnight() / 60,
+        visit_type,
+        planned_minutes: Duration::between(entry, exit).minutes,
+        delivered_minutes: delivered.map(|(entry, exit)| Duration::between(entry, exit).minutes),
+    }
 }
 
 /// A stored visit in either form: the compact binary one written since issue 11, or the JSON of a
@@ -372,17 +389,4 @@ pub(super) fn decode_visit(k: &[u8], v: &[u8]) -> Result<StoredVisit> {
     } else {
         decode(k, v)
     }
-}
-
-fn fact_of(v: FactVisit) -> Option<VisitFact> {
-    use chrono::Timelike;
-    let cpli_id = v.matched.cpli_id?;
-    Some(VisitFact {
-        cpli_id,
-        planned_date: v.planned_date,
-        planned_start: v.planned_entry.num_seconds_from_midnight() / 60,
-        visit_type: v.visit_type,
-        planned_minutes: Duration::between(v.planned_entry, v.planned_exit).minutes,
-        delivered_minutes: v.delivered.map(|d| Duration::between(d.entry, d.exit).minutes),
-    })
 }
