@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::Slug;
 
-/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `users/`, `outbox/`.
+/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `users/`, `outbox/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -38,6 +38,29 @@ impl DataDir {
 
     pub fn exports(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("exports")
+    }
+
+    /// The council's own folder (issue 10): `council/{inbox,results,exports}`, apart from every
+    /// provider's `orgs/`.
+    pub fn council(&self) -> PathBuf {
+        self.root.join("council")
+    }
+
+    pub fn council_inbox(&self) -> PathBuf {
+        self.council().join("inbox")
+    }
+
+    pub fn council_results(&self) -> PathBuf {
+        self.council().join("results")
+    }
+
+    pub fn council_exports(&self) -> PathBuf {
+        self.council().join("exports")
+    }
+
+    /// The running server's control socket (issue 10): commands run while `serve` holds the store go here.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
     }
 
     /// SFTP logins, one JSON file each (read at every login, so changes apply while serving).

@@ -54,6 +54,10 @@ pub struct Gateway {
     pub config: Config,
     pub data: DataDir,
     pub store: Store,
+    /// Whose turn it is at the store while `serve` runs (issue 10): the worker holds it for each file,
+    /// a command sent over the control socket for the whole command, so a command runs between files,
+    /// never inside an import.
+    turn: std::sync::Mutex<()>,
 }
 
 /// What `cplis load` did.
@@ -70,12 +74,19 @@ impl Gateway {
         let data = DataDir::new(data_root);
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
-        let gw = Gateway { config, data, store };
+        let gw = Gateway { config, data, store, turn: Default::default() };
         if !gw.store.rematch_pending()?.is_empty() {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
         }
         Ok(gw)
+    }
+
+    /// Waits for the store's turn and holds it until the guard drops (see `turn`). A holder that
+    /// panicked left nothing half-done that the next one must not see (imports roll back), so a
+    /// poisoned lock is taken all the same.
+    pub fn turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The organisation a person named (its name or its slug).

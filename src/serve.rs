@@ -162,9 +162,12 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mu
             }
         }
         let (file, engine) = (spooled.clone(), gw.clone());
-        let done = tokio::task::spawn_blocking(move || match failed {
-            Some(reason) => engine.fail_spooled(&file, &reason),
-            None => engine.process_spooled(&file),
+        let done = tokio::task::spawn_blocking(move || {
+            let _turn = engine.turn();
+            match failed {
+                Some(reason) => engine.fail_spooled(&file, &reason),
+                None => engine.process_spooled(&file),
+            }
         })
         .await;
         let path = gw.data.spooled(&spooled);

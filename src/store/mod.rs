@@ -233,6 +233,12 @@ impl Store {
         self.get(&key(&[b"i", import_id.as_bytes()]))
     }
 
+    /// Every finished import's recorded result (its first `KEPT_ISSUES` issues), oldest first: import
+    /// ids are v7 UUIDs, which sort by time.
+    pub fn imports(&self) -> impl Iterator<Item = Result<ImportResult>> + '_ {
+        self.scan::<ImportResult>(&key(&[b"i", b""])).map(|r| r.map(|(_, i)| i))
+    }
+
     // Carers.
 
     pub fn carer_refs(&self, slug: &Slug) -> Result<HashSet<String>> {
