@@ -230,10 +230,14 @@ pub enum PeriodCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add an SFTP login for an organisation, or add keys / set the password of an existing one.
+    /// Add an SFTP login for an organisation (--org) or the council (--council), or add keys / set the
+    /// password of an existing one.
     Add {
-        #[arg(long)]
-        org: String,
+        #[arg(long, required_unless_present = "council")]
+        org: Option<String>,
+        /// A council login: it sees the council's own folder (its inbox takes the CPLI extract), never a provider's.
+        #[arg(long, conflicts_with = "org")]
+        council: bool,
         #[arg(long)]
         name: String,
         /// An OpenSSH public key file (ed25519, ECDSA or RSA); repeat for several.
@@ -315,9 +319,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
         Command::Cplis { command: CplisCommand::Load { file } } => {
             let gw = Gateway::open(config, &data)?;
             let load = gw.load_cplis(&file)?;
-            writeln!(out, 
-                "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits and actuals rows changed match status",
-                load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
+            writeln!(out,
+                "loaded {} CPLIs ({} new, {} updated) for {}; {} organisations created; {} stored visits and actuals rows changed match status",
+                load.cplis, load.new, load.updated, load.organisations.join(", "), load.organisations_created, load.rematched
             ).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -618,17 +622,27 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
     let logins = users::Users::new(dir.users());
     let invalid = |e: users::UserError| GatewayError::Invalid(e.to_string());
     match command {
-        UserCommand::Add { org, name, keys, password_stdin } => {
+        UserCommand::Add { org, council, name, keys, password_stdin } => {
             // The organisation is looked up in the store only when it is free (no server running):
             // its folders' name (slug) is what the login needs, and a server holds the store.
-            let org = match Gateway::open(config, data) {
-                Ok(gw) => gw.org(&org)?,
-                Err(GatewayError::Store(crate::store::StoreError::InUse { .. })) => crate::domain::Organisation::new(&org, None),
-                Err(e) => return Err(e),
+            let (owner, whose) = match org {
+                Some(org) if !council => {
+                    let org = match Gateway::open(config, data) {
+                        Ok(gw) => gw.org(&org)?,
+                        Err(GatewayError::Store(crate::store::StoreError::InUse { .. })) => crate::domain::Organisation::new(&org, None),
+                        Err(e) => return Err(e),
+                    };
+                    if !dir.inbox(&org.slug).exists() {
+                        return Err(GatewayError::Invalid(format!("there is no organisation '{}' (no folder {})", org.name, dir.inbox(&org.slug).display())));
+                    }
+                    (crate::data_dir::Owner::Org(org.slug), org.name)
+                }
+                // Issue 10: the council's folder is made here too, so the login has it before `serve` next starts.
+                _ => {
+                    dir.ensure_council().map_err(|source| GatewayError::Io { context: "creating the council's folder".into(), source })?;
+                    (crate::data_dir::Owner::Council, "the council".to_string())
+                }
             };
-            if !dir.inbox(&org.slug).exists() {
-                return Err(GatewayError::Invalid(format!("there is no organisation '{}' (no folder {})", org.name, dir.inbox(&org.slug).display())));
-            }
             let mut lines = Vec::new();
             for k in &keys {
                 let text = std::fs::read_to_string(k).map_err(|source| GatewayError::Io { context: format!("reading {}", k.display()), source })?;
@@ -643,8 +657,8 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
             } else {
                 None
             };
-            let u = logins.add(&name, &org.slug, lines, hash).map_err(invalid)?;
-            writeln!(out, "{} for {}: {} key(s){}", u.login, org.name, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" }).map_err(output)?;
+            let u = logins.add(&name, &owner, lines, hash).map_err(invalid)?;
+            writeln!(out, "{} for {whose}: {} key(s){}", u.login, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" }).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::List => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::Slug;
 
-/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `archive/<slug>/`, `users/`, `outbox/`.
+/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -58,6 +58,47 @@ impl DataDir {
         self.council().join("exports")
     }
 
+    /// Creates the council's folder and the folders its files go through (issue 10).
+    pub fn ensure_council(&self) -> io::Result<()> {
+        let council = Owner::Council;
+        for dir in [self.council_inbox(), self.council_results(), self.council_exports(), self.spool_of(&council), self.archive_of(&council)] {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(self.staging())
+    }
+
+    /// The inbox of whoever owns it: an organisation's or the council's.
+    pub fn inbox_of(&self, owner: &Owner) -> PathBuf {
+        match owner {
+            Owner::Org(slug) => self.inbox(slug),
+            Owner::Council => self.council_inbox(),
+        }
+    }
+
+    pub fn results_of(&self, owner: &Owner) -> PathBuf {
+        match owner {
+            Owner::Org(slug) => self.results(slug),
+            Owner::Council => self.council_results(),
+        }
+    }
+
+    pub fn exports_of(&self, owner: &Owner) -> PathBuf {
+        match owner {
+            Owner::Org(slug) => self.exports(slug),
+            Owner::Council => self.council_exports(),
+        }
+    }
+
+    /// `spool/<slug>/` or `spool/_council/`.
+    pub fn spool_of(&self, owner: &Owner) -> PathBuf {
+        self.spool_root().join(owner.folder_name())
+    }
+
+    /// `archive/<slug>/` or `archive/_council/`.
+    pub fn archive_of(&self, owner: &Owner) -> PathBuf {
+        self.root.join("archive").join(owner.folder_name())
+    }
+
     /// The running server's control socket (issue 10): commands run while `serve` holds the store go here.
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
@@ -82,14 +123,14 @@ impl DataDir {
         self.root.join("spool")
     }
 
-    /// Where a claimed file waits: `spool/<slug>/<import id>__<name>`.
+    /// Where a claimed file waits: `spool/<slug or _council>/<import id>__<name>`.
     pub fn spooled(&self, file: &SpooledFile) -> PathBuf {
-        self.spool(&file.org).join(file.file_name())
+        self.spool_of(&file.owner).join(file.file_name())
     }
 
-    /// Where a finished file is kept: `archive/<slug>/<import id>__<name>`.
+    /// Where a finished file is kept: `archive/<slug or _council>/<import id>__<name>`.
     pub fn archived(&self, file: &SpooledFile) -> PathBuf {
-        self.archive(&file.org).join(file.file_name())
+        self.archive_of(&file.owner).join(file.file_name())
     }
 
     pub fn archive(&self, slug: &Slug) -> PathBuf {
@@ -125,26 +166,82 @@ impl DataDir {
     }
 }
 
+/// Whose folders a login sees and whose a file is: an organisation's, or the council's (issue 10).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    Org(Slug),
+    Council,
+}
+
+/// The council's folder name under `spool/` and `archive/`, and its part of store keys: a slug has
+/// only lower-case letters, digits and dashes, so no organisation can ever have it.
+pub const COUNCIL_FOLDER: &str = "_council";
+
+impl Owner {
+    /// Its folder under `spool/` and `archive/`, and its part of store keys.
+    pub fn folder_name(&self) -> &str {
+        match self {
+            Owner::Org(slug) => slug.as_str(),
+            Owner::Council => COUNCIL_FOLDER,
+        }
+    }
+
+    /// A folder name under `spool/` or `archive/` back to its owner.
+    pub fn from_folder_name(name: &str) -> Option<Owner> {
+        if name == COUNCIL_FOLDER {
+            return Some(Owner::Council);
+        }
+        Slug::parse(name).ok().map(Owner::Org)
+    }
+
+    pub fn org(&self) -> Option<&Slug> {
+        match self {
+            Owner::Org(slug) => Some(slug),
+            Owner::Council => None,
+        }
+    }
+
+    pub fn is_council(&self) -> bool {
+        matches!(self, Owner::Council)
+    }
+}
+
+impl From<Slug> for Owner {
+    fn from(slug: Slug) -> Owner {
+        Owner::Org(slug)
+    }
+}
+
+/// An organisation's slug, or `(council)`: never a slug, so `user list` cannot mistake one for the other.
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Org(slug) => write!(f, "{slug}"),
+            Owner::Council => f.write_str("(council)"),
+        }
+    }
+}
+
 /// A file claimed into the spool: whose it is, the import it is, and the name the provider gave it
 /// (shortened to one the gateway can answer under). Its path is made from these and parsed back
 /// only when the spool is read at start-up (issue 11).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpooledFile {
-    pub org: Slug,
+    pub owner: Owner,
     /// A v7 UUID: they sort by time, so files are replayed in the order they arrived.
     pub import_id: uuid::Uuid,
     pub name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{} is not a spooled file (spool/<organisation>/<import id>__<name>)", .path.display())]
+#[error("{} is not a spooled file (spool/<organisation or _council>/<import id>__<name>)", .path.display())]
 pub struct NotSpooled {
     pub path: PathBuf,
 }
 
 impl SpooledFile {
-    pub fn new(org: Slug, import_id: uuid::Uuid, name: impl Into<String>) -> SpooledFile {
-        SpooledFile { org, import_id, name: name.into() }
+    pub fn new(owner: impl Into<Owner>, import_id: uuid::Uuid, name: impl Into<String>) -> SpooledFile {
+        SpooledFile { owner: owner.into(), import_id, name: name.into() }
     }
 
     /// `spool/<slug>/<import id>__<name>` (or the same under `archive/`) -> its parts.
@@ -152,8 +249,8 @@ impl SpooledFile {
         let parts = || -> Option<SpooledFile> {
             let (id, name) = path.file_name()?.to_str()?.split_once("__")?;
             let import_id = uuid::Uuid::parse_str(id).ok()?;
-            let org = Slug::parse(path.parent()?.file_name()?.to_str()?).ok()?;
-            Some(SpooledFile { org, import_id, name: name.into() })
+            let owner = Owner::from_folder_name(path.parent()?.file_name()?.to_str()?)?;
+            Some(SpooledFile { owner, import_id, name: name.into() })
         };
         parts().ok_or_else(|| NotSpooled { path: path.to_path_buf() })
     }
@@ -187,6 +284,20 @@ mod tests {
             assert_eq!(SpooledFile::from_path(&path).unwrap(), file, "{name:?}");
             assert_eq!(SpooledFile::from_path(&data.archived(&file)).unwrap(), file, "{name:?}");
         }
+    }
+
+    #[test]
+    fn a_council_file_is_spooled_apart_from_every_organisation_and_found_again() {
+        let data = DataDir::new("/d");
+        let file = SpooledFile::new(Owner::Council, uuid::Uuid::now_v7(), "cplis.csv");
+        let path = data.spooled(&file);
+        assert_eq!(path.parent(), Some(Path::new("/d/spool/_council")));
+        assert!(Slug::parse(COUNCIL_FOLDER).is_err(), "no organisation can have the council's folder");
+        assert_eq!(SpooledFile::from_path(&path).unwrap(), file);
+        assert_eq!(SpooledFile::from_path(&data.archived(&file)).unwrap(), file);
+        // An organisation named "Council" is an organisation, not the council.
+        let org = SpooledFile::new(Slug::from_name("Council"), uuid::Uuid::now_v7(), "cplis.csv");
+        assert_eq!(SpooledFile::from_path(&data.spooled(&org)).unwrap().owner, Owner::Org(Slug::from_name("Council")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `cli`: the command line (SPEC 6) and what each command does.
 //! - `config`: `gateway.toml`, every field with a working default.
+//! - `council`: the council's own files (issue 10): a CPLI extract dropped into its inbox, loaded and answered.
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `fault`: named points where a test can make the process die, to prove crash safety.
@@ -19,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod council;
 pub mod data_dir;
 pub mod domain;
 pub mod fault;

@@ -117,6 +117,10 @@ pub enum Code {
     /// Warning: a visit marked delivered between the client's H (in hospital) visits (dispute
     /// type 6, Client In Hospital).
     ClientInHospital,
+    // Appended by issue 10 (the council's CPLI extract).
+    /// CPLI extract: a Contract that is not one of DAPL, LWAH, APL, HTLAH or Spot; with any refused
+    /// row nothing of the extract is loaded.
+    UnknownContract,
 }
 
 impl Code {
@@ -192,6 +196,7 @@ every_code![
     InvoiceCase,
     WrongDeliveredType,
     ClientInHospital,
+    UnknownContract,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +258,8 @@ pub enum FileKind {
     Visits,
     Actuals,
     Carers,
+    /// The council's CPLI extract, dropped into its own inbox (issue 10).
+    Cplis,
     Unknown,
 }
 
@@ -261,6 +268,15 @@ pub enum FileKind {
 pub enum Status {
     Processed,
     Failed,
+}
+
+/// The counts only a CPLI extract's result has (issue 10), beside read, new, updated and rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractCounts {
+    /// Organisations the extract named that the gateway did not know.
+    pub organisations_created: u64,
+    /// Stored visits and actuals rows whose match (status or CPLI) the load changed.
+    pub match_changes: u64,
 }
 
 /// The section-4 result of one file, as kept in memory and in the store: the counts and the first
@@ -290,6 +306,9 @@ pub struct ImportResult {
     /// The names of the result files in `results/`, fixed before they are written.
     #[serde(default)]
     pub answer: Option<Answer>,
+    /// A CPLI extract's own counts (issue 10); written inside `counts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<ExtractCounts>,
     #[serde(skip)]
     pub log: LogHandle,
 }
@@ -328,6 +347,7 @@ impl ImportResult {
             issue_count: 0,
             error_count: 0,
             answer: None,
+            extract: None,
             log: LogHandle::default(),
         }
     }
@@ -350,10 +370,16 @@ impl ImportResult {
                 self.file,
                 self.issues.iter().find(|i| i.severity == Severity::Error).map_or("", |i| i.message.as_str())
             ),
-            Status::Processed => format!(
-                "{}: {} read, {} new, {} updated, {} rejected, {} data-quality issues",
-                self.file, c.read, c.new, c.updated, c.rejected, c.data_quality_issues
-            ),
+            Status::Processed => match self.extract {
+                Some(e) => format!(
+                    "{}: {} CPLIs read, {} new, {} updated, {} rejected, {} organisations created, {} stored visits and actuals rows changed match",
+                    self.file, c.read, c.new, c.updated, c.rejected, e.organisations_created, e.match_changes
+                ),
+                None => format!(
+                    "{}: {} read, {} new, {} updated, {} rejected, {} data-quality issues",
+                    self.file, c.read, c.new, c.updated, c.rejected, c.data_quality_issues
+                ),
+            },
         }
     }
 
@@ -430,7 +456,14 @@ impl ImportResult {
             received_at: &'a str,
             processed_at: &'a str,
             sha256: &'a str,
+            counts: AllCounts,
+        }
+        #[derive(Serialize)]
+        struct AllCounts {
+            #[serde(flatten)]
             counts: Counts,
+            #[serde(flatten)]
+            extract: Option<ExtractCounts>,
         }
         let head = Head {
             file: &self.file,
@@ -441,7 +474,7 @@ impl ImportResult {
             received_at: &self.received_at,
             processed_at: &self.processed_at,
             sha256: &self.sha256,
-            counts: self.counts,
+            counts: AllCounts { counts: self.counts, extract: self.extract },
         };
         let text = serde_json::to_string_pretty(&head).map_err(io::Error::other)?;
         // `{ ... "counts": {...}\n}` without its closing brace: the issues follow.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
-use crate::data_dir::{DataDir, SpooledFile};
+use crate::data_dir::{DataDir, Owner, SpooledFile};
 use crate::domain::{Organisation, Period, Slug};
 use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
@@ -60,12 +60,18 @@ pub struct Gateway {
     turn: std::sync::Mutex<()>,
 }
 
-/// What `cplis load` did.
+/// What `cplis load` did, counted as the council's result file counts it (issue 10).
 #[derive(Debug)]
 pub struct CpliLoad {
     pub cplis: usize,
     pub new: usize,
+    /// CPLIIDs already stored (upserted again, even when nothing in them changed).
+    pub updated: usize,
+    /// Every organisation the extract names.
     pub organisations: Vec<String>,
+    /// Those of them the store did not hold before.
+    pub organisations_created: usize,
+    /// Stored visits and actuals rows whose match (status or CPLI) changed.
     pub rematched: usize,
 }
 
@@ -134,16 +140,40 @@ impl Gateway {
     /// organisations' visits again.
     pub fn load_cplis(&self, path: &Path) -> Result<CpliLoad> {
         let cplis = cplis::read_extract(path)?;
-        let orgs = cplis::organisations(&cplis, self.store.orgs()?);
+        self.store_cplis(&cplis, None)
+    }
+
+    /// Stores an extract already read: the CPLIs, the organisations they name and the promise to
+    /// match again in one batch, with `record`'s import record when the extract came as a council
+    /// file (so a replay after a crash never applies it twice); then matches again.
+    pub(crate) fn store_cplis(&self, cplis: &[crate::domain::Cpli], record: Option<&mut ImportResult>) -> Result<CpliLoad> {
+        let known = self.store.orgs()?;
+        let orgs = cplis::organisations(cplis, known.clone());
+        let organisations_created = orgs.iter().filter(|o| !known.iter().any(|k| k.slug == o.slug)).count();
         for org in &orgs {
             self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         }
-        // The CPLIs, the organisations and the promise to match again go in one batch.
-        let new = self.store.store_extract(&orgs, &cplis)?;
+        let updated = self.store.cplis_stored(cplis)?;
+        let mut load = CpliLoad {
+            cplis: cplis.len(),
+            new: cplis.len() - updated,
+            updated,
+            organisations: orgs.iter().map(|o| o.name.clone()).collect(),
+            organisations_created,
+            rematched: 0,
+        };
+        let new = match record {
+            Some(result) => {
+                crate::council::count_load(result, &load);
+                self.store.store_council_extract(&orgs, cplis, result)?
+            }
+            None => self.store.store_extract(&orgs, cplis)?,
+        };
+        debug_assert_eq!(new, load.new);
         self.store.flush()?;
         fault::point("cplis-stored");
-        let rematched = self.finish_rematch()?;
-        Ok(CpliLoad { cplis: cplis.len(), new, organisations: orgs.into_iter().map(|o| o.name).collect(), rematched })
+        load.rematched = self.finish_rematch()?;
+        Ok(load)
     }
 
     /// Matches again the stored visits and actuals rows of every organisation a CPLI load touched,
@@ -250,15 +280,24 @@ impl Gateway {
 
     /// Claims the file at `path` (an inbox file or a finished SFTP upload) as `name`.
     pub fn claim_as(&self, slug: &Slug, path: &Path, name: &str) -> Result<SpooledFile> {
-        fs::create_dir_all(self.data.spool(slug)).map_err(io("creating the spool"))?;
-        let spooled = self.spool_file(slug, name);
+        self.claim_for(&Owner::Org(slug.clone()), path, name)
+    }
+
+    /// Claims the file at `path` as `name` for an organisation or the council (issue 10).
+    pub fn claim_for(&self, owner: &Owner, path: &Path, name: &str) -> Result<SpooledFile> {
+        fs::create_dir_all(self.data.spool_of(owner)).map_err(io("creating the spool"))?;
+        let spooled = self.spool_file_for(owner, name);
         fs::rename(path, self.data.spooled(&spooled)).map_err(io(format!("claiming {}", path.display())))?;
         Ok(spooled)
     }
 
     fn spool_file(&self, slug: &Slug, name: &str) -> SpooledFile {
+        self.spool_file_for(&Owner::Org(slug.clone()), name)
+    }
+
+    fn spool_file_for(&self, owner: &Owner, name: &str) -> SpooledFile {
         // v7 ids sort by time, so a replay after a crash keeps the order files arrived in.
-        SpooledFile::new(slug.clone(), uuid::Uuid::now_v7(), answerable_name(name))
+        SpooledFile::new(owner.clone(), uuid::Uuid::now_v7(), answerable_name(name))
     }
 
     /// Judges and applies a spooled file, writes its result files, and archives it. Safe to call
@@ -280,7 +319,12 @@ impl Gateway {
     }
 
     fn answer_spooled(&self, spooled: &SpooledFile, failed: Option<String>) -> Result<ImportResult> {
-        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), &spooled.name);
+        // The council's files (issue 10) are its own kinds, answered in its own folder.
+        let slug = match &spooled.owner {
+            Owner::Org(slug) => slug,
+            Owner::Council => return self.answer_council(spooled, failed),
+        };
+        let (import_id, name) = (spooled.import_id(), &spooled.name);
         let org = self.org_by_slug(slug)?;
         let path = self.data.spooled(spooled);
         let received_at: DateTime<Utc> =
@@ -327,38 +371,44 @@ impl Gateway {
 
     /// Puts a file's answer in place under its fixed names and archives the file.
     fn finish(&self, spooled: &SpooledFile, org: &Organisation, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
-        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), &spooled.name);
+        let result = self.answer_and_archive(spooled, plan, result, recorded)?;
+        tracing::info!(org = org.name, file = spooled.name, import_id = spooled.import_id(), summary = result.summary(), "processed");
+        Ok(result)
+    }
+
+    /// The answer put in place (once) and the file archived, for an organisation's file or the council's.
+    pub(crate) fn answer_and_archive(&self, spooled: &SpooledFile, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
+        let (owner, import_id) = (&spooled.owner, spooled.import_id());
         if !recorded || !self.store.answered(&import_id)? {
             if fault::is("slow-answer") {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
-            self.put_answer_in_place(slug, &result, plan)?;
+            self.put_answer_in_place(owner, &result, plan)?;
             if recorded {
-                self.store.mark_answered(slug, &import_id)?;
+                self.store.mark_answered_for(owner, &import_id)?;
             }
         }
-        fs::create_dir_all(self.data.archive(slug)).map_err(io("creating the archive"))?;
+        fs::create_dir_all(self.data.archive_of(owner)).map_err(io("creating the archive"))?;
         fs::rename(self.data.spooled(spooled), self.data.archived(spooled)).map_err(io("archiving the file"))?;
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
         }
-        tracing::info!(org = org.name, file = name, import_id, summary = result.summary(), "processed");
         Ok(result)
     }
 
     /// The names of an import's result files: those its commit recorded (a replay), else the first
     /// `NAME.result.*`, `NAME.2.result.*`, ... that neither exists in `results/` nor is held by an
     /// import committed but not yet answered; written first beside the spooled file.
-    fn answer_plan(&self, spooled: &SpooledFile) -> Result<AnswerPlan> {
-        let (slug, import_id, name) = (&spooled.org, spooled.import_id(), spooled.name.as_str());
-        let spool = self.data.spool(slug);
+    pub(crate) fn answer_plan(&self, spooled: &SpooledFile) -> Result<AnswerPlan> {
+        let (owner, import_id, name) = (&spooled.owner, spooled.import_id(), spooled.name.as_str());
+        let spool = self.data.spool_of(owner);
         let staged = |ext: &str| spool.join(format!("{import_id}.result.{ext}"));
         let (staged_csv, staged_json) = (staged("csv"), staged("json"));
         if let Some(answer) = self.store.import_result(&import_id)?.and_then(|r| r.answer) {
             return Ok(AnswerPlan { staged_csv, staged_json, answer });
         }
-        let dir = self.data.results(slug);
-        let held = self.store.held_answers(slug)?;
+        let dir = self.data.results_of(owner);
+        let held = self.store.held_answers_for(owner)?;
         let taken = |n: &str| dir.join(n).exists() || held.iter().any(|a| a.csv == n || a.json == n);
         let stem = name.strip_suffix(".csv").or_else(|| name.strip_suffix(".CSV")).unwrap_or(name);
         let answer = (1..)
@@ -399,9 +449,9 @@ impl Gateway {
 
     /// Moves the staged result files into `results/` under their fixed names, CSV first (clients
     /// poll for the JSON); a replay renames what is still staged, or writes again what is missing.
-    fn put_answer_in_place(&self, slug: &Slug, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
+    fn put_answer_in_place(&self, owner: &Owner, result: &ImportResult, plan: &AnswerPlan) -> Result<()> {
         let answer = result.answer.as_ref().unwrap_or(&plan.answer);
-        let dir = self.data.results(slug);
+        let dir = self.data.results_of(owner);
         fs::create_dir_all(&dir).map_err(io("creating the results folder"))?;
         let place = |staged: &Path, name: &str, body: &dyn Fn() -> Vec<u8>| -> Result<()> {
             let dest = dir.join(name);
@@ -525,7 +575,7 @@ static PANIC_NOTE: std::sync::Mutex<Option<Panicked>> = std::sync::Mutex::new(No
 
 /// Runs `f`, turning a panic into `Err` with its message and row (issue 9: a panic on a file must
 /// answer that file, not kill the worker or come back at every start).
-fn catching_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Panicked> {
+pub(crate) fn catching_panics<T>(f: impl FnOnce() -> T) -> std::result::Result<T, Panicked> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();

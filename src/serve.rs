@@ -225,6 +225,6 @@ pub fn prepare_demo(gw: &Gateway) -> Result<Demo, ServeError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(DEMO_KEY, std::fs::Permissions::from_mode(0o600));
     }
-    let user = User { login: DEMO_LOGIN.into(), org: org.slug, keys: vec![DEMO_PUBLIC_KEY.trim().to_string()], password_hash: None };
+    let user = User { login: DEMO_LOGIN.into(), org: org.slug.into(), keys: vec![DEMO_PUBLIC_KEY.trim().to_string()], password_hash: None };
     Ok(Demo { user, org_name: org.name })
 }

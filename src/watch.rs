@@ -1,6 +1,6 @@
-//! The inbox watcher: takes a file from an organisation's `inbox/` once it is complete, claims it into
-//! the spool, and hands it to the work queue. At start-up it takes what was dropped into the inboxes
-//! while the gateway was down.
+//! The inbox watcher: takes a file from an organisation's `inbox/` (or the council's, issue 10) once
+//! it is complete, claims it into the spool, and hands it to the work queue. At start-up it takes what
+//! was dropped into the inboxes while the gateway was down.
 //!
 //! inotify reports a close after writing (or a rename to `*.csv`); the file is claimed once no other
 //! event has touched it for `watch.settle_ms`. It cannot tell a finished copy from one cut off
@@ -20,7 +20,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::data_dir::SpooledFile;
+use crate::data_dir::{Owner, SpooledFile};
 use crate::domain::Slug;
 use crate::pipeline::{is_ready_name, Gateway, GatewayError};
 
@@ -48,10 +48,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     ready: impl FnOnce(Watching),
 ) -> Result<(), WatchError> {
-    let (orgs, orgs_dir) = {
+    let (orgs, inboxes) = {
         let gw = gw.clone();
         blocking(move || prepare(&gw)).await??
     };
+    let orgs_dir = inboxes.orgs.clone();
 
     let (event_tx, mut event_rx) = mpsc::channel::<notify::Result<notify::Event>>(4096);
     let mut watcher = notify::recommended_watcher(move |ev| {
@@ -61,11 +62,14 @@ pub async fn run(
     watcher
         .watch(&orgs_dir, RecursiveMode::Recursive)
         .map_err(|source| WatchError::Notify { path: orgs_dir.clone(), source })?;
+    watcher
+        .watch(&inboxes.council, RecursiveMode::NonRecursive)
+        .map_err(|source| WatchError::Notify { path: inboxes.council.clone(), source })?;
 
     let settle = Duration::from_millis(gw.config.watch.settle_ms);
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     // Files dropped while the gateway was down are complete: they are taken now.
-    scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
+    scan_off_runtime(&gw, &inboxes, &work_tx).await?;
     tracing::info!(orgs, dir = %orgs_dir.display(), "watching inboxes");
     ready(Watching { orgs, dir: orgs_dir.clone() });
 
@@ -77,13 +81,13 @@ pub async fn run(
             ev = event_rx.recv() => match ev {
                 Some(Ok(ev)) => {
                     if ev.need_rescan() {
-                        scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
+                        scan_off_runtime(&gw, &inboxes, &work_tx).await?;
                     }
-                    on_event(&orgs_dir, &ev, &mut pending, settle);
+                    on_event(&inboxes, &ev, &mut pending, settle);
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "watcher error; rescanning the inboxes");
-                    scan_off_runtime(&gw, &orgs_dir, &work_tx).await?;
+                    scan_off_runtime(&gw, &inboxes, &work_tx).await?;
                 }
                 None => break,
             },
@@ -96,10 +100,10 @@ pub async fn run(
                 }
                 // Claiming is a rename per file and may meet a slow disk: off the runtime, in the
                 // order the files became ready (issue 9).
-                let (gw, orgs_dir, work_tx) = (gw.clone(), orgs_dir.clone(), work_tx.clone());
+                let (gw, inboxes, work_tx) = (gw.clone(), inboxes.clone(), work_tx.clone());
                 blocking(move || {
                     for path in ripe {
-                        claim(&gw, &orgs_dir, &path, &work_tx);
+                        claim(&gw, &inboxes, &path, &work_tx);
                     }
                 })
                 .await?;
@@ -110,18 +114,30 @@ pub async fn run(
     Ok(())
 }
 
-/// The organisations' folders made, and the absolute `orgs/` folder: (organisations, folder).
-fn prepare(gw: &Gateway) -> Result<(usize, PathBuf), WatchError> {
+/// The watched folders, absolute: inotify reports absolute paths, and a relative `--data` (the
+/// default `data`) must be made absolute to recognise them.
+#[derive(Debug, Clone)]
+struct Inboxes {
+    /// `orgs/`: every organisation's `inbox/` below it.
+    orgs: PathBuf,
+    /// `council/inbox/` (issue 10).
+    council: PathBuf,
+}
+
+/// The organisations' folders and the council's made: (organisations, the watched folders).
+fn prepare(gw: &Gateway) -> Result<(usize, Inboxes), WatchError> {
     let orgs = gw.store.orgs().map_err(GatewayError::from)?;
     let folders = |source| GatewayError::Io { context: "creating folders".into(), source };
     for org in &orgs {
         gw.data.ensure_org(&org.slug).map_err(folders)?;
     }
     std::fs::create_dir_all(gw.data.orgs()).map_err(folders)?;
-    // inotify reports absolute paths; a relative `--data` (the default `data`) must be made absolute
-    // to recognise them.
-    let orgs_dir = std::fs::canonicalize(gw.data.orgs()).map_err(folders)?;
-    Ok((orgs.len(), orgs_dir))
+    gw.data.ensure_council().map_err(folders)?;
+    let inboxes = Inboxes {
+        orgs: std::fs::canonicalize(gw.data.orgs()).map_err(folders)?,
+        council: std::fs::canonicalize(gw.data.council_inbox()).map_err(folders)?,
+    };
+    Ok((orgs.len(), inboxes))
 }
 
 /// Runs file-system and store work on the blocking pool, not on the runtime's own threads.
@@ -129,9 +145,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| WatchError::Gateway(GatewayError::Invalid(format!("the watcher's file work failed: {e}"))))
 }
 
-async fn scan_off_runtime(gw: &Arc<Gateway>, orgs_dir: &Path, work: &mpsc::UnboundedSender<SpooledFile>) -> Result<(), WatchError> {
-    let (gw, orgs_dir, work) = (gw.clone(), orgs_dir.to_path_buf(), work.clone());
-    blocking(move || scan_inboxes(&gw, &orgs_dir, &work)).await
+async fn scan_off_runtime(gw: &Arc<Gateway>, inboxes: &Inboxes, work: &mpsc::UnboundedSender<SpooledFile>) -> Result<(), WatchError> {
+    let (gw, inboxes, work) = (gw.clone(), inboxes.clone(), work.clone());
+    blocking(move || scan_inboxes(&gw, &inboxes, &work)).await
 }
 
 async fn sleep_until(t: Option<Instant>) {
@@ -141,18 +157,22 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// `orgs/<slug>/inbox/<name>` -> slug, when the name is that of a finished CSV. A folder whose
-/// name no organisation could have (made by hand) is not an inbox (issue 11).
-fn inbox_file(orgs_dir: &Path, path: &Path) -> Option<Slug> {
-    let rel = path.strip_prefix(orgs_dir).ok()?;
+/// `orgs/<slug>/inbox/<name>` -> the organisation, `council/inbox/<name>` -> the council, when the
+/// name is that of a finished CSV. A folder whose name no organisation could have (made by hand) is
+/// not an inbox (issue 11).
+fn inbox_file(inboxes: &Inboxes, path: &Path) -> Option<Owner> {
+    if path.parent() == Some(inboxes.council.as_path()) {
+        return path.file_name()?.to_str().filter(|n| is_ready_name(n)).map(|_| Owner::Council);
+    }
+    let rel = path.strip_prefix(&inboxes.orgs).ok()?;
     let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
     match parts.as_slice() {
-        [slug, "inbox", name] if is_ready_name(name) => Slug::parse(slug).ok(),
+        [slug, "inbox", name] if is_ready_name(name) => Slug::parse(slug).ok().map(Owner::Org),
         _ => None,
     }
 }
 
-fn on_event(orgs_dir: &Path, ev: &notify::Event, pending: &mut HashMap<PathBuf, Instant>, settle: Duration) {
+fn on_event(inboxes: &Inboxes, ev: &notify::Event, pending: &mut HashMap<PathBuf, Instant>, settle: Duration) {
     let complete = matches!(
         ev.kind,
         EventKind::Access(AccessKind::Close(AccessMode::Write))
@@ -170,7 +190,7 @@ fn on_event(orgs_dir: &Path, ev: &notify::Event, pending: &mut HashMap<PathBuf, 
         _ => ev.paths.iter().collect(),
     };
     for path in targets {
-        if inbox_file(orgs_dir, path).is_none() {
+        if inbox_file(inboxes, path).is_none() {
             continue;
         }
         if complete {
@@ -186,29 +206,30 @@ fn on_event(orgs_dir: &Path, ev: &notify::Event, pending: &mut HashMap<PathBuf, 
     }
 }
 
-fn claim(gw: &Gateway, orgs_dir: &Path, path: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
-    let Some(slug) = inbox_file(orgs_dir, path) else { return };
+fn claim(gw: &Gateway, inboxes: &Inboxes, path: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
+    let Some(owner) = inbox_file(inboxes, path) else { return };
     // A link dropped into an inbox is never taken: it could point anywhere on the host.
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
         return;
     }
-    match gw.claim(&slug, path) {
+    let claimed = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| GatewayError::Invalid(format!("{} is not a file", path.display())));
+    match claimed.and_then(|name| gw.claim_for(&owner, path, &name)) {
         Ok(spooled) => {
-            tracing::info!(org = %slug, file = %path.display(), "received");
+            tracing::info!(org = %owner, file = %path.display(), "received");
             let _ = work.send(spooled);
         }
         Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not claim"),
     }
 }
 
-fn scan_inboxes(gw: &Gateway, orgs_dir: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
-    let Ok(orgs) = std::fs::read_dir(orgs_dir) else { return };
-    for org in orgs.flatten() {
-        let Ok(files) = std::fs::read_dir(org.path().join("inbox")) else { continue };
+fn scan_inboxes(gw: &Gateway, inboxes: &Inboxes, work: &mpsc::UnboundedSender<SpooledFile>) {
+    let org_inboxes = std::fs::read_dir(&inboxes.orgs).into_iter().flatten().flatten().map(|org| org.path().join("inbox"));
+    for inbox in org_inboxes.chain([inboxes.council.clone()]) {
+        let Ok(files) = std::fs::read_dir(inbox) else { continue };
         let mut files: Vec<PathBuf> = files.flatten().map(|f| f.path()).collect();
         files.sort();
         for f in files {
-            claim(gw, orgs_dir, &f, work);
+            claim(gw, inboxes, &f, work);
         }
     }
 }

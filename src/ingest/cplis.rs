@@ -8,13 +8,73 @@ use super::headings as h;
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
 use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
+use crate::outcome::{Code, Issue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpliError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: csv::Error },
-    #[error("the CPLI extract has problems; nothing was loaded:\n{}", .0.join("\n"))]
-    Invalid(Vec<String>),
+    #[error("the CPLI extract has problems; nothing was loaded:\n{}", lines(.0))]
+    Invalid(Vec<CpliProblem>),
+}
+
+fn lines(problems: &[CpliProblem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// One refused row (or a missing heading) of an extract: where it is, what is wrong and what would
+/// be right. Every bad row is found, not only the first (issue 10), and any one refuses the load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpliProblem {
+    /// The spreadsheet row (header = 1); `None` for a missing heading.
+    pub row: Option<u64>,
+    /// The row's CPLIID, when it has one.
+    pub cpli_id: Option<String>,
+    pub code: Code,
+    /// The heading the problem is in.
+    pub field: Option<String>,
+    pub message: String,
+    /// The row's cells, as a provider's result shows a rejected row.
+    pub row_data: Option<String>,
+}
+
+impl std::fmt::Display for CpliProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.row {
+            Some(row) => write!(f, "row {row}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl CpliProblem {
+    /// The problem as a result file's issue.
+    pub fn to_issue(&self) -> Issue {
+        Issue {
+            row: self.row,
+            reference: self.cpli_id.clone(),
+            severity: self.code.severity(),
+            code: self.code,
+            field: self.field.clone(),
+            message: self.message.clone(),
+            row_data: self.row_data.clone(),
+        }
+    }
+}
+
+/// The contracts the council commissions under (SPEC 1); a CPLI's Contract, when given, is one of
+/// them, written as here.
+pub const CONTRACTS: [&str; 5] = ["DAPL", "LWAH", "APL", "HTLAH", "Spot"];
+
+/// `Contract` as the extract gives it -> the council's spelling; blank stays blank (extracts made
+/// before the contract rules carried none, and a CPLI without one is matched all the same).
+fn contract(given: &str) -> Result<String, String> {
+    if given.is_empty() {
+        return Ok(String::new());
+    }
+    CONTRACTS.iter().find(|c| c.eq_ignore_ascii_case(given)).map(|c| c.to_string()).ok_or_else(|| {
+        format!("Contract '{}' is not a contract the council commissions under: it must be one of {}", quote(given), CONTRACTS.join(", "))
+    })
 }
 
 /// The heading that makes a file a CPLI extract.
@@ -23,6 +83,13 @@ pub const CPLI_ID: &str = "CPLIID";
 const REQUIRED: [&str; 11] = [
     CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL, h::START_DATE, "Quantity", h::UNIT, h::FREQUENCY, "UnitCost", "Authorised",
 ];
+
+/// The first row that gave a CPLIID.
+struct FirstRow {
+    row: u64,
+    row_data: Option<String>,
+    refused: bool,
+}
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
 pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
@@ -35,39 +102,64 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         .map(|h| super::source::heading_key(h.trim_start_matches('\u{FEFF}')))
         .collect();
     let col = |name: &str| header.iter().position(|h| *h == super::source::heading_key(name));
-    let missing: Vec<String> = REQUIRED.iter().filter(|h| col(h).is_none()).map(|h| format!("the heading {h} is missing")).collect();
+    let missing: Vec<CpliProblem> = REQUIRED
+        .iter()
+        .filter(|h| col(h).is_none())
+        .map(|h| CpliProblem {
+            row: None,
+            cpli_id: None,
+            code: Code::MissingColumn,
+            field: Some(h.to_string()),
+            message: format!("the heading {h} is missing; a CPLI extract has the headings {}", REQUIRED.join(", ")),
+            row_data: None,
+        })
+        .collect();
     if !missing.is_empty() {
         return Err(CpliError::Invalid(missing));
     }
     let mut out = Vec::new();
     let mut problems = Vec::new();
+    // CPLIID -> the first row that gave it: a CPLIID twice in one extract is refused on both rows.
+    let mut seen: std::collections::HashMap<String, FirstRow> = std::collections::HashMap::new();
+    let mut repeated_firsts = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
-        let row = i + 2;
+        let row = i as u64 + 2;
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                problems.push(format!("row {row}: {e}"));
+                let message = format!("the row cannot be read as CSV text ({e}); save the extract as CSV (UTF-8)");
+                problems.push(CpliProblem { row: Some(row), cpli_id: None, code: Code::FileUnreadable, field: None, message, row_data: None });
                 continue;
             }
         };
         let get = |name: &str| col(name).and_then(|c| rec.get(c)).map(str::trim).unwrap_or("").to_string();
         let opt = |name: &str| Some(get(name)).filter(|s| !s.is_empty());
-        let mut bad = |msg: String| problems.push(format!("row {row}: {msg}"));
+        let cpli_id = opt(CPLI_ID);
+        let row_data = {
+            let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b' ')).from_writer(Vec::new());
+            let _ = w.write_record(rec.iter());
+            w.into_inner().ok().map(|b| String::from_utf8_lossy(&b).trim_end().to_string())
+        };
+        let mut bad = |code: Code, field: &str, message: String| {
+            let field = (!field.is_empty()).then(|| field.to_string());
+            problems.push(CpliProblem { row: Some(row), cpli_id: cpli_id.clone(), code, field, message, row_data: row_data.clone() });
+        };
         // Issue 9: no control character is stored from an extract either.
         for (i, cell) in rec.iter().enumerate() {
             if let Some((at, c)) = forbidden_control(cell, TextKind::Plain) {
                 let heading = header.get(i).map_or(String::new(), |h| format!(" ({})", quote(h)));
-                bad(format!("column {}{heading} holds a control character, {}, at character {at}", i + 1, describe_control(c)));
+                let field = header.get(i).cloned().unwrap_or_default();
+                bad(Code::ControlCharacter, &field, format!("column {}{heading} holds a control character, {}, at character {at}", i + 1, describe_control(c)));
             }
         }
-        let date = |name: &str, bad: &mut dyn FnMut(String)| {
+        let date = |name: &str, bad: &mut dyn FnMut(Code, &str, String)| {
             let v = get(name);
-            parse_date_cell(&v).map_err(|problem: DateProblem| bad(date_message(name, quote(&v), problem))).ok()
+            parse_date_cell(&v).map_err(|problem: DateProblem| bad(Code::BadDate, name, date_message(name, quote(&v), problem))).ok()
         };
         // Issue 11: the extract's GUIDs are checked as a visits file checks them and kept in that one
         // form, so a GUID copied from the commissioned care export is always accepted back (the guide's
         // own export holds "SF54B181-...", which no visits file could send).
-        let guid = |name: &str, bad: &mut dyn FnMut(String)| -> Option<Guid> {
+        let guid = |name: &str, bad: &mut dyn FnMut(Code, &str, String)| -> Option<Guid> {
             let v = get(name);
             if v.is_empty() {
                 return None;
@@ -75,7 +167,7 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             let g = parse_guid(&v);
             if g.is_none() {
                 let at = col(name).map_or(String::new(), |c| format!("column {} ", c + 1));
-                bad(format!(
+                bad(Code::BadGuid, name, format!(
                     "{at}({name}) '{}' is not a GUID: 32 hex digits (0-9, A-F) as 8-4-4-4-12; providers copy it from the commissioned care export into their files, which accept only GUIDs",
                     quote(&v)
                 ));
@@ -83,11 +175,12 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             g
         };
         // Bounded (issue 9): a quantity or unit cost of 7.9e28 made the reports' arithmetic panic.
-        let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(String)| -> Option<Decimal> {
+        let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(Code, &str, String)| -> Option<Decimal> {
             let v = get(name);
             parse_bounded(v.trim_start_matches('£').replace(',', "").as_str(), decimals)
                 .map_err(|e| {
-                    bad(format!(
+                    let code = if e.is_not_a_number() { Code::BadNumber } else { Code::BadQuantity };
+                    bad(code, name, format!(
                         "{name} '{}' {e}: it must be a number from 0 to {} with at most {decimals} decimal places",
                         quote(&v),
                         thousands(MAX_AMOUNT.into())
@@ -95,9 +188,32 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
                 })
                 .ok()
         };
-        for h in [CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL] {
+        for (h, what) in [
+            (CPLI_ID, "the finance system's id of the care package line item"),
+            (h::SS_REF, "the client's id, e.g. A123456"),
+            (h::ORGANISATION_NAME, "the provider's name, e.g. Pearl Carers Ltd"),
+            (h::SERVICE_NAME, "the provider's service, e.g. Pearl Carers - DAPL South"),
+            (h::SERVICE_LEVEL, "e.g. Personal Care"),
+        ] {
             if get(h).is_empty() {
-                bad(format!("{h} is required"));
+                bad(Code::Required, h, format!("{h} is required: {what}"));
+            }
+        }
+        if let Some(id) = &cpli_id {
+            match seen.get_mut(id) {
+                Some(first) => {
+                    bad(Code::DuplicateRef, CPLI_ID, format!("CPLIID {} is also on row {}: each CPLI is on one row of an extract", quote(id), first.row));
+                    // The first row is refused too, once, naming the first repeat.
+                    if !first.refused {
+                        first.refused = true;
+                        let message = format!("CPLIID {} is also on row {row}: each CPLI is on one row of an extract", quote(id));
+                        let (row, row_data) = (Some(first.row), first.row_data.clone());
+                        repeated_firsts.push(CpliProblem { row, cpli_id: cpli_id.clone(), code: Code::DuplicateRef, field: Some(CPLI_ID.into()), message, row_data });
+                    }
+                }
+                None => {
+                    seen.insert(id.clone(), FirstRow { row, row_data: row_data.clone(), refused: false });
+                }
             }
         }
         let start = date(h::START_DATE, &mut bad);
@@ -110,11 +226,12 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             "Y" | "YES" | "1" | "TRUE" => Some(true),
             "N" | "NO" | "0" | "FALSE" | "" => Some(false),
             other => {
-                bad(format!("Authorised '{}' must be Y or N", quote(other)));
+                bad(Code::BadBoolean, "Authorised", format!("Authorised '{}' must be Y or N (blank is N)", quote(other)));
                 None
             }
         };
-        let (Some(start_date), Some(quantity), Some(unit_cost), Some(authorised)) = (start, quantity, unit_cost, authorised) else {
+        let contract = contract(&get("Contract")).map_err(|message| bad(Code::UnknownContract, "Contract", message)).ok();
+        let (Some(start_date), Some(quantity), Some(unit_cost), Some(authorised), Some(contract)) = (start, quantity, unit_cost, authorised, contract) else {
             continue;
         };
         out.push(Cpli {
@@ -127,7 +244,7 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             organisation_name: get(h::ORGANISATION_NAME),
             service_ref,
             service_name: get(h::SERVICE_NAME),
-            contract: get("Contract"),
+            contract,
             service_level_ref,
             service_level: get(h::SERVICE_LEVEL),
             start_date,
@@ -137,6 +254,9 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             authorised,
         });
     }
+    problems.extend(repeated_firsts);
+    // In row order, as a provider's result lists its issues (the sort keeps a row's own order).
+    problems.sort_by_key(|p| p.row);
     if problems.is_empty() { Ok(out) } else { Err(CpliError::Invalid(problems)) }
 }
 
@@ -185,8 +305,8 @@ mod tests {
         let huge = format!("2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,{max},Hr,Weekly,{max},Y");
         let Err(CpliError::Invalid(problems)) = load(&[ok, &huge]) else { panic!("a huge CPLI was loaded") };
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].starts_with("row 3: Quantity") && problems[0].contains("from 0 to 1,000,000"), "{problems:?}");
-        assert!(problems[1].starts_with("row 3: UnitCost") && problems[1].contains("at most 6 decimal places"), "{problems:?}");
+        assert!(problems[0].to_string().starts_with("row 3: Quantity") && problems[0].to_string().contains("from 0 to 1,000,000"), "{problems:?}");
+        assert!(problems[1].to_string().starts_with("row 3: UnitCost") && problems[1].to_string().contains("at most 6 decimal places"), "{problems:?}");
     }
 
     fn load_with(header: &str, rows: &[&str]) -> Result<Vec<Cpli>, CpliError> {
@@ -206,7 +326,7 @@ mod tests {
             panic!("a GUID no visits file can send was loaded")
         };
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("row 3: column 12 (OrganisationRef) 'SF54B181-1C7B-469E-B37C-4B93FA9EBE1E' is not a GUID"), "{problems:?}");
+        assert!(problems[0].to_string().starts_with("row 3: column 12 (OrganisationRef) 'SF54B181-1C7B-469E-B37C-4B93FA9EBE1E' is not a GUID"), "{problems:?}");
     }
 
     #[test]
@@ -226,7 +346,7 @@ mod tests {
         let Err(CpliError::Invalid(problems)) = load(&["1,A1,Pearl Carers Ltd,S,Home Support,03/10/2022 09:30,7,Hr,Weekly,23.77,Y"]) else {
             panic!("a start date with a time of day was loaded")
         };
-        assert!(problems[0].starts_with("row 2: StartDate '03/10/2022 09:30' holds a time of day (09:30)"), "{problems:?}");
+        assert!(problems[0].to_string().starts_with("row 2: StartDate '03/10/2022 09:30' holds a time of day (09:30)"), "{problems:?}");
     }
 
     #[test]
@@ -234,6 +354,6 @@ mod tests {
         let Err(CpliError::Invalid(problems)) = load(&["1,A\u{0}1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y"]) else {
             panic!("a NUL was loaded")
         };
-        assert!(problems[0].contains("column 2 (ssref) holds a control character, U+0000 (NUL)"), "{problems:?}");
+        assert!(problems[0].to_string().contains("column 2 (ssref) holds a control character, U+0000 (NUL)"), "{problems:?}");
     }
 }

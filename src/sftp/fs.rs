@@ -16,8 +16,7 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 use tokio::sync::mpsc;
 
-use crate::data_dir::SpooledFile;
-use crate::domain::Slug;
+use crate::data_dir::{Owner, SpooledFile};
 use crate::pipeline::{is_ready_name, Gateway};
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
@@ -180,14 +179,15 @@ enum Open {
     Dir { listing: std::vec::IntoIter<File> },
 }
 
-/// The names being uploaded right now, per organisation, across all sessions: a second writer of
+/// The names being uploaded right now, per organisation (and the council), across all sessions: a second writer of
 /// the same name is refused, and the inbox limit counts every session's uploads.
-pub type Writing = Arc<std::sync::Mutex<HashMap<Slug, std::collections::HashSet<String>>>>;
+pub type Writing = Arc<std::sync::Mutex<HashMap<Owner, std::collections::HashSet<String>>>>;
 
 /// Who is on the other end; every log line about this session carries it.
 #[derive(Debug, Clone)]
 pub struct Who {
-    pub org_slug: Slug,
+    /// Whose folders: an organisation's, or the council's (issue 10).
+    pub owner: Owner,
     pub org_name: String,
     pub login: String,
     pub addr: String,
@@ -217,9 +217,9 @@ impl OrgFs {
     fn dir(&self, folder: Folder) -> PathBuf {
         let d = &self.gw.data;
         match folder {
-            Folder::Inbox => d.inbox(&self.who.org_slug),
-            Folder::Results => d.results(&self.who.org_slug),
-            Folder::Exports => d.exports(&self.who.org_slug),
+            Folder::Inbox => d.inbox_of(&self.who.owner),
+            Folder::Results => d.results_of(&self.who.owner),
+            Folder::Exports => d.exports_of(&self.who.owner),
         }
     }
 
@@ -329,7 +329,7 @@ impl OrgFs {
         self.check_free_space()?;
         {
             let mut writing = self.writing.lock().expect("uploads lock");
-            let names = writing.entry(self.who.org_slug.clone()).or_default();
+            let names = writing.entry(self.who.owner.clone()).or_default();
             if names.contains(name) {
                 return Err(denied(format!("/inbox/{name} is being uploaded by another session; wait for it, or use another name")));
             }
@@ -378,7 +378,7 @@ impl OrgFs {
     }
 
     fn done_writing(&self, name: &str) {
-        if let Some(names) = self.writing.lock().expect("uploads lock").get_mut(&self.who.org_slug) {
+        if let Some(names) = self.writing.lock().expect("uploads lock").get_mut(&self.who.owner) {
             names.remove(name);
         }
     }
@@ -433,7 +433,7 @@ impl OrgFs {
         let who = &self.who;
         self.refused.remove(&name);
         if is_ready_name(&name) {
-            let spooled = self.gw.claim_as(&who.org_slug, &staged, &name).map_err(|e| {
+            let spooled = self.gw.claim_for(&who.owner, &staged, &name).map_err(|e| {
                 let _ = fs::remove_file(&staged);
                 failure(format!("{name}: the gateway could not take the file ({e}); send it again"))
             })?;
@@ -466,7 +466,7 @@ impl OrgFs {
             return Err(denied(format!("rename {} -> {}: only files in /inbox can be renamed, within /inbox", src.display(), dst.display())));
         };
         check_new_name(new)?;
-        if let Some(names) = self.writing.lock().expect("uploads lock").get(&self.who.org_slug) {
+        if let Some(names) = self.writing.lock().expect("uploads lock").get(&self.who.owner) {
             if let Some(busy) = [old, new].into_iter().find(|n| names.contains(*n)) {
                 return Err(denied(format!("/inbox/{busy} is being uploaded; close it first")));
             }
@@ -485,7 +485,7 @@ impl OrgFs {
         }
         if is_ready_name(new) {
             let size = fs::metadata(&old_real).map(|m| m.len()).unwrap_or(0);
-            let spooled = self.gw.claim_as(&self.who.org_slug, &old_real, new).map_err(|e| failure(format!("could not take the file: {e}")))?;
+            let spooled = self.gw.claim_for(&self.who.owner, &old_real, new).map_err(|e| failure(format!("could not take the file: {e}")))?;
             tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = new.as_str(), bytes = size, "upload complete (renamed)");
             self.completed.insert(new.clone(), upload_attrs(size));
             let _ = self.submit.send(spooled);

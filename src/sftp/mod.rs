@@ -109,6 +109,10 @@ pub async fn start(
     submit: mpsc::UnboundedSender<SpooledFile>,
 ) -> Result<Running, SftpError> {
     let cfg = gw.config.sftp.clone();
+    // The council's folder exists before its first login (issue 10); the watcher makes it too.
+    if let Err(e) = gw.data.ensure_council() {
+        tracing::warn!(error = %e, "cannot create the council's folder yet");
+    }
     let key_path = host_key_path(&gw);
     adopt_old_default_key(&gw, &key_path);
     let key = host_key(&key_path)?;

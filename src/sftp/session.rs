@@ -16,6 +16,7 @@ use super::fs::{OrgFs, Who, Writing};
 use super::lockout::{Lockout, Verdict};
 use super::startups::LoginState;
 use super::users::{User, Users};
+use crate::data_dir::Owner;
 use crate::pipeline::Gateway;
 
 /// What every connection shares.
@@ -129,10 +130,13 @@ impl SshSession {
 
     fn accept(&mut self, user: User, method: &str) -> Auth {
         let cfg = &self.shared.gw.config.sftp;
-        let org = self.shared.gw.store.org_by_slug(&user.org).ok().flatten().map(|o| o.name).unwrap_or_else(|| user.org.to_string());
+        let org = match &user.org {
+            Owner::Org(slug) => self.shared.gw.store.org_by_slug(slug).ok().flatten().map(|o| o.name).unwrap_or_else(|| slug.to_string()),
+            Owner::Council => "the council".to_string(),
+        };
         self.shared.lockout.succeeded(&user.login, self.ip());
         self.login.authenticated();
-        let who = Who { org_slug: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
+        let who = Who { owner: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
         match self.shared.sessions.enter(&user.login, cfg.max_sessions, cfg.max_sessions_per_login) {
             Ok(()) => {
                 self.entered = true;

@@ -1,4 +1,4 @@
-//! SFTP logins: who may log in, as which organisation, with which keys or password.
+//! SFTP logins: who may log in, as which organisation or as the council, with which keys or password.
 //!
 //! Each login is a small JSON file in `data/users/`, read afresh at every login, so `gateway user add`
 //! works while `gateway serve` is running (the sled store is locked by the server).
@@ -11,6 +11,7 @@ use argon2::Argon2;
 use russh::keys::{Algorithm, PublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::data_dir::Owner;
 use crate::domain::Slug;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,8 @@ pub enum UserError {
     NoCredential,
     #[error("there is no login '{0}'")]
     Unknown(String),
-    #[error("the login '{login}' belongs to '{org}'")]
-    OtherOrganisation { login: String, org: Slug },
+    #[error("the login '{login}' belongs to {org}; a login is one organisation's or the council's, never both")]
+    OtherOrganisation { login: String, org: Owner },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("the login file {path} is unreadable: {source}")]
@@ -37,18 +38,54 @@ pub enum UserError {
     Hash(String),
 }
 
-/// One SFTP login of one organisation.
+/// One SFTP login of one organisation, or of the council (issue 10).
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "UserRecord", into = "UserRecord")]
 pub struct User {
     pub login: String,
-    /// The organisation's slug: the folders this login sees.
-    pub org: Slug,
+    /// Whose folders this login sees: an organisation's (its slug) or the council's.
+    pub org: Owner,
     /// OpenSSH public key lines.
     #[serde(default)]
     pub keys: Vec<String>,
     /// An argon2 PHC string; the password itself is never stored.
     #[serde(default)]
     pub password_hash: Option<String>,
+}
+
+/// A login as its file holds it: `"org": "<slug>"` for an organisation's (every record written
+/// before issue 10), `"council": true` for the council's; exactly one of them.
+#[derive(Serialize, Deserialize)]
+struct UserRecord {
+    login: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org: Option<Slug>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    council: bool,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    password_hash: Option<String>,
+}
+
+impl TryFrom<UserRecord> for User {
+    type Error = String;
+    fn try_from(r: UserRecord) -> Result<User, String> {
+        let org = match (r.org, r.council) {
+            (Some(slug), false) => Owner::Org(slug),
+            (None, true) => Owner::Council,
+            (Some(slug), true) => return Err(format!("the login is both the council's and {slug}'s")),
+            (None, false) => return Err("the login names no organisation (\"org\") and is not the council's (\"council\": true)".into()),
+        };
+        Ok(User { login: r.login, org, keys: r.keys, password_hash: r.password_hash })
+    }
+}
+
+impl From<User> for UserRecord {
+    fn from(u: User) -> UserRecord {
+        let council = u.org.is_council();
+        UserRecord { login: u.login, org: u.org.org().cloned(), council, keys: u.keys, password_hash: u.password_hash }
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -148,8 +185,9 @@ impl Users {
         }
     }
 
-    /// Adds the login, or adds keys / sets the password of an existing login of the same organisation.
-    pub fn add(&self, login: &str, org: &Slug, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
+    /// Adds the login, or adds keys / sets the password of an existing login of the same organisation
+    /// (or of the council).
+    pub fn add(&self, login: &str, org: &Owner, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
         check_login_name(login)?;
         let mut user = match self.get(login)? {
             Some(u) if u.org != *org => return Err(UserError::OtherOrganisation { login: login.into(), org: u.org }),
@@ -255,7 +293,7 @@ mod tests {
     fn passwords_are_stored_as_argon2_hashes_and_verified() {
         let hash = hash_password("Carers2022").unwrap();
         assert!(hash.starts_with("$argon2"));
-        let u = User { login: "a".into(), org: Slug::parse("o").unwrap(), keys: vec![], password_hash: Some(hash) };
+        let u = User { login: "a".into(), org: Owner::Org(Slug::parse("o").unwrap()), keys: vec![], password_hash: Some(hash) };
         assert!(u.password_matches("Carers2022"));
         assert!(!u.password_matches("Carers2023"));
     }
@@ -272,9 +310,42 @@ mod tests {
     fn public_keys_match_on_key_data_not_comment() {
         let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkiSbcOg18XovBqGa0HPy5ts7VaGk6JHmfqwPibdhlq someone@laptop";
         let stored = parse_public_key(line, "k.pub").unwrap();
-        let u = User { login: "a".into(), org: Slug::parse("o").unwrap(), keys: vec![stored], password_hash: None };
+        let u = User { login: "a".into(), org: Owner::Org(Slug::parse("o").unwrap()), keys: vec![stored], password_hash: None };
         let other_comment = PublicKey::from_openssh(&line.replace("someone@laptop", "other")).unwrap();
         assert!(u.has_key(&other_comment));
+    }
+
+    #[test]
+    fn a_login_record_written_before_council_logins_still_reads_as_its_organisations() {
+        let old = r#"{"login": "pearl", "org": "pearl-carers-ltd", "keys": [], "password_hash": "$argon2id$x"}"#;
+        let u: User = serde_json::from_str(old).unwrap();
+        assert_eq!(u.org, Owner::Org(Slug::parse("pearl-carers-ltd").unwrap()));
+        let again: serde_json::Value = serde_json::to_value(&u).unwrap();
+        assert_eq!(again, serde_json::from_str::<serde_json::Value>(old).unwrap(), "an organisation's record is written as before");
+    }
+
+    #[test]
+    fn a_council_login_record_says_it_is_the_councils_and_names_no_organisation() {
+        let u = User { login: "finance".into(), org: Owner::Council, keys: vec![], password_hash: None };
+        let json = serde_json::to_value(&u).unwrap();
+        assert_eq!(json["council"], serde_json::json!(true));
+        assert!(json.get("org").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<User>(json).unwrap().org, Owner::Council);
+        for bad in [r#"{"login": "x", "org": "pearl-carers-ltd", "council": true}"#, r#"{"login": "x"}"#] {
+            assert!(serde_json::from_str::<User>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_login_cannot_change_from_an_organisations_to_the_councils() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::new(dir.path());
+        let pearl = Owner::Org(Slug::parse("pearl-carers-ltd").unwrap());
+        users.add("rota", &pearl, vec![], Some("h".into())).unwrap();
+        assert!(matches!(users.add("rota", &Owner::Council, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
+        users.add("finance", &Owner::Council, vec![], Some("h".into())).unwrap();
+        assert!(matches!(users.add("finance", &pearl, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
+        assert_eq!(users.get("finance").unwrap().unwrap().org, Owner::Council);
     }
 
     #[test]

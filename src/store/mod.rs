@@ -8,6 +8,7 @@
 //! result file names an import committed but not yet answered holds · `p\0import_id` an import in progress ·
 //! `m\0name` settings the council changes at run time (`m\0rematch`: organisations a cut-short CPLI
 //! load has yet to match again) · `k\0slug\0email` a subscribed contact ·
+//! (the council's files, issue 10, hold `_council` where a slug would be: no slug can be that) ·
 //! `e\0h\0id\0email` a file's email held until its result files are in place · `e\0w\0id\0email` an
 //! email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::data_dir::Owner;
 use crate::domain::{Carer, Cpli, LockedUntil, Organisation, Slug};
 use crate::outcome::{Answer, ImportResult};
 
@@ -165,6 +167,51 @@ impl Store {
     /// [`Store::rematched`]), so a load cut short is finished by the next start (issue 9); returns
     /// how many CPLIs were new.
     pub fn store_extract(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<usize> {
+        let (batch, new) = self.extract_batch(orgs, cplis)?;
+        self.db.apply_batch(batch)?;
+        Ok(new)
+    }
+
+    /// [`Store::store_extract`] for an extract the council dropped (issue 10), with the import's
+    /// record in the same batch: a replay after a crash finds it and does not load the file again.
+    /// No email is queued: the council hears of its files in its daily summary.
+    pub fn store_council_extract(&self, orgs: &[Organisation], cplis: &[Cpli], result: &ImportResult) -> Result<usize> {
+        let (mut batch, new) = self.extract_batch(orgs, cplis)?;
+        self.council_record_in(&mut batch, result);
+        self.db.apply_batch(batch)?;
+        Ok(new)
+    }
+
+    /// Records a council file's result (a refused extract, or the counts completed after matching
+    /// again), flushed.
+    pub fn record_council_import(&self, result: &ImportResult) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        self.council_record_in(&mut batch, result);
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    fn council_record_in(&self, batch: &mut sled::Batch, result: &ImportResult) {
+        let mut kept = result.clone();
+        kept.issues.truncate(crate::outcome::KEPT_ISSUES);
+        batch.insert(key(&[b"i", result.import_id.as_bytes()]), encode(&kept));
+        if let Some(answer) = &result.answer {
+            batch.insert(key(&[b"u", Owner::Council.folder_name().as_bytes(), result.import_id.as_bytes()]), encode(answer));
+        }
+    }
+
+    /// How many of these CPLIs are stored already (a load updates them rather than adding them).
+    pub fn cplis_stored(&self, cplis: &[Cpli]) -> Result<usize> {
+        let mut stored = 0;
+        for c in cplis {
+            if self.db.contains_key(key(&[b"q", c.cpli_id.as_bytes()]))? {
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    fn extract_batch(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<(sled::Batch, usize)> {
         let mut batch = sled::Batch::default();
         let mut pending: Vec<Slug> = self.rematch_pending()?;
         for org in orgs {
@@ -184,8 +231,7 @@ impl Store {
             }
             batch.insert(k, encode(c));
         }
-        self.db.apply_batch(batch)?;
-        Ok(new)
+        Ok((batch, new))
     }
 
     /// CPLIs alone, upserted by CPLIID in one batch; returns how many were new.
@@ -283,9 +329,14 @@ impl Store {
     /// The result files are in place: the names are no longer held, and the import's emails, held
     /// until now so that none leaves before its result file exists (issue 9), may be sent.
     pub fn mark_answered(&self, slug: &Slug, import_id: &str) -> Result<()> {
+        self.mark_answered_for(&Owner::Org(slug.clone()), import_id)
+    }
+
+    /// [`Store::mark_answered`] for an organisation's file or the council's.
+    pub fn mark_answered_for(&self, owner: &Owner, import_id: &str) -> Result<()> {
         let mut batch = sled::Batch::default();
         batch.insert(key(&[b"r", import_id.as_bytes()]), &[]);
-        batch.remove(key(&[b"u", slug.as_bytes(), import_id.as_bytes()]));
+        batch.remove(key(&[b"u", owner.folder_name().as_bytes(), import_id.as_bytes()]));
         self.release_held(&mut batch, import_id)?;
         self.db.apply_batch(batch)?;
         self.flush()
@@ -293,7 +344,12 @@ impl Store {
 
     /// Result file names held by imports of the organisation committed but not yet answered.
     pub fn held_answers(&self, slug: &Slug) -> Result<Vec<Answer>> {
-        self.scan::<Answer>(&key(&[b"u", slug.as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
+        self.held_answers_for(&Owner::Org(slug.clone()))
+    }
+
+    /// [`Store::held_answers`] for an organisation's files or the council's.
+    pub fn held_answers_for(&self, owner: &Owner) -> Result<Vec<Answer>> {
+        self.scan::<Answer>(&key(&[b"u", owner.folder_name().as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
     }
 
     /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,

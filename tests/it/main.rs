@@ -18,6 +18,8 @@ mod crash;
 mod cli;
 /// The SFTP front door, driven by real clients: OpenSSH sftp and scp, curl, lftp, rclone, paramiko.
 mod sftp;
+/// Issue 10: the council's login and folder; the CPLI extract dropped into its inbox; isolation both ways.
+mod council;
 /// The council's exports and reports: commissioned vs actuals, hospital incentive, the commissioned care export.
 mod reports;
 /// Actuals files (SPEC 2.2): judged, matched, stored, re-sent.
