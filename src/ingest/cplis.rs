@@ -136,9 +136,9 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         let opt = |name: &str| Some(get(name)).filter(|s| !s.is_empty());
         let cpli_id = opt(CPLI_ID);
         let row_data = {
-            let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b' ')).from_writer(Vec::new());
+            let mut w = csv::Writer::from_writer(Vec::new());
             let _ = w.write_record(rec.iter());
-            w.into_inner().ok().map(|b| String::from_utf8_lossy(&b).trim_end().to_string())
+            w.into_inner().ok().map(|b| String::from_utf8_lossy(&b).trim_end_matches(['\r', '\n']).to_string())
         };
         let mut bad = |code: Code, field: &str, message: String| {
             let field = (!field.is_empty()).then(|| field.to_string());
@@ -322,7 +322,7 @@ mod tests {
     fn an_extract_guid_that_a_visits_file_could_not_send_refuses_the_load_naming_row_and_column() {
         // The guide's own export shows this OrganisationRef: an S where a hex digit belongs.
         let row = "1,A1,Diamond Home Care Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,SF54B181-1C7B-469E-B37C-4B93FA9EBE1E,";
-        let Err(CpliError::Invalid(problems)) = load_with(WITH_REFS, &["1,A0,Diamond Home Care Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,,", row]) else {
+        let Err(CpliError::Invalid(problems)) = load_with(WITH_REFS, &["2,A0,Diamond Home Care Ltd,S,Home Support,03/10/2022,7,Hr,Weekly,23.77,Y,,", row]) else {
             panic!("a GUID no visits file can send was loaded")
         };
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -355,5 +355,71 @@ mod tests {
             panic!("a NUL was loaded")
         };
         assert!(problems[0].to_string().contains("column 2 (ssref) holds a control character, U+0000 (NUL)"), "{problems:?}");
+    }
+
+    const WITH_CONTRACT: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised,Contract";
+
+    fn refused(r: Result<Vec<Cpli>, CpliError>) -> Vec<CpliProblem> {
+        match r {
+            Err(CpliError::Invalid(problems)) => problems,
+            other => panic!("the extract was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_extract_row_with_a_contract_the_council_does_not_use_is_refused_naming_the_contracts() {
+        let problems = refused(load_with(WITH_CONTRACT, &["1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y,Block"]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert_eq!((p.row, p.code, p.field.as_deref(), p.cpli_id.as_deref()), (Some(2), Code::UnknownContract, Some("Contract"), Some("1")));
+        assert!(p.message.contains("'Block'") && p.message.contains("DAPL, LWAH, APL, HTLAH, Spot"), "{}", p.message);
+    }
+
+    #[test]
+    fn extract_contracts_are_kept_in_the_councils_spelling_and_may_be_blank() {
+        let rows = ["1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y,spot", "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y,"];
+        let cplis = load_with(WITH_CONTRACT, &rows).unwrap();
+        assert_eq!((cplis[0].contract.as_str(), cplis[1].contract.as_str()), ("Spot", ""));
+    }
+
+    #[test]
+    fn every_bad_row_of_an_extract_is_reported_not_only_the_first() {
+        let problems = refused(load(&[
+            "1,A1,Pearl Carers Ltd,S,Personal Care,31/02/2022,7,Hr,Weekly,20,Y",
+            "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y",
+            "3,,Pearl Carers Ltd,S,Personal Care,03/10/2022,seven,Hr,Weekly,20,Maybe",
+        ]));
+        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(2), Code::BadDate, Some("StartDate")),
+                (Some(4), Code::Required, Some("SSRef")),
+                (Some(4), Code::BadNumber, Some("Quantity")),
+                (Some(4), Code::BadBoolean, Some("Authorised")),
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[1].message.contains("the client's id"), "what would be right: {}", problems[1].message);
+        assert_eq!(problems[0].to_issue().row_data.as_deref(), Some("1,A1,Pearl Carers Ltd,S,Personal Care,31/02/2022,7,Hr,Weekly,20,Y"));
+    }
+
+    #[test]
+    fn a_cpliid_on_two_rows_of_one_extract_refuses_both_rows() {
+        let problems = refused(load(&[
+            "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y",
+            "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y",
+            "1,A3,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y",
+        ]));
+        let found: Vec<(Option<u64>, Code)> = problems.iter().map(|p| (p.row, p.code)).collect();
+        assert_eq!(found, [(Some(2), Code::DuplicateRef), (Some(4), Code::DuplicateRef)], "{problems:?}");
+        assert!(problems[0].message.contains("also on row 4") && problems[1].message.contains("also on row 2"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_extract_missing_headings_names_each_and_no_row() {
+        let problems = refused(load_with("CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency", &["1,A1,P,S,L,03/10/2022,7,Hr,Weekly"]));
+        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        assert_eq!(found, [(None, Code::MissingColumn, Some("UnitCost")), (None, Code::MissingColumn, Some("Authorised"))]);
     }
 }
