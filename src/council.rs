@@ -56,9 +56,10 @@ impl Gateway {
             }
             Ok(Ok(Loaded::Refused { issues, read, rejected })) => self.council_refused(spooled, &plan, result, issues, read, rejected),
             Ok(Err(e)) => {
-                if !self.store.is_healthy() {
-                    // The worker keeps the file and answers it once the store is back (issue 9).
-                    self.store.recover().map_err(|_| GatewayError::Invalid(e.to_string()))?;
+                // A failed store is opened again first; while it cannot be, the worker keeps the file
+                // and answers it once the store is back (issue 9).
+                if !self.store.is_healthy() && self.store.recover().is_err() {
+                    return Err(e);
                 }
                 if let Some(committed) = self.store.import_result(&import_id)? {
                     return self.council_answered(spooled, &plan, committed, true);
