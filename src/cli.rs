@@ -657,7 +657,7 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
             } else {
                 None
             };
-            let u = logins.add(&name, &owner, lines, hash).map_err(invalid)?;
+            let u = logins.add(&name, owner, lines, hash).map_err(invalid)?;
             writeln!(out, "{} for {whose}: {} key(s){}", u.login, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" }).map_err(output)?;
             Ok(ExitCode::SUCCESS)
         }

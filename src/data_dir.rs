@@ -212,6 +212,12 @@ impl From<Slug> for Owner {
     }
 }
 
+impl From<&Slug> for Owner {
+    fn from(slug: &Slug) -> Owner {
+        Owner::Org(slug.clone())
+    }
+}
+
 /// An organisation's slug, or `(council)`: never a slug, so `user list` cannot mistake one for the other.
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -187,8 +187,9 @@ impl Users {
 
     /// Adds the login, or adds keys / sets the password of an existing login of the same organisation
     /// (or of the council).
-    pub fn add(&self, login: &str, org: &Owner, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
+    pub fn add(&self, login: &str, org: impl Into<Owner>, keys: Vec<String>, password_hash: Option<String>) -> Result<User, UserError> {
         check_login_name(login)?;
+        let org = &org.into();
         let mut user = match self.get(login)? {
             Some(u) if u.org != *org => return Err(UserError::OtherOrganisation { login: login.into(), org: u.org }),
             Some(u) => u,
@@ -341,10 +342,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let users = Users::new(dir.path());
         let pearl = Owner::Org(Slug::parse("pearl-carers-ltd").unwrap());
-        users.add("rota", &pearl, vec![], Some("h".into())).unwrap();
-        assert!(matches!(users.add("rota", &Owner::Council, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
-        users.add("finance", &Owner::Council, vec![], Some("h".into())).unwrap();
-        assert!(matches!(users.add("finance", &pearl, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
+        users.add("rota", pearl.clone(), vec![], Some("h".into())).unwrap();
+        assert!(matches!(users.add("rota", Owner::Council, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
+        users.add("finance", Owner::Council, vec![], Some("h".into())).unwrap();
+        assert!(matches!(users.add("finance", pearl, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
         assert_eq!(users.get("finance").unwrap().unwrap().org, Owner::Council);
     }
 

@@ -171,8 +171,11 @@ fn a_malformed_extract_is_answered_with_every_bad_row_and_nothing_of_it_is_loade
 
     // Nothing of the bad extract was loaded: the good rows alone, sent next, are all new and make
     // the organisation then.
+    // Sent as a WinSCP-style upload: a temporary name, then the rename to *.csv, as a provider may.
     let (_d, good) = write_temp("good.csv", &format!("{HEADER}\n{}\n{}\n", rows[0], rows[3]));
-    gw.drop_extract(&good, "good.csv");
+    let batch = format!("put {} /inbox/good.csv.filepart\nrename /inbox/good.csv.filepart /inbox/good.csv\n", good.display());
+    let out = gw.sftp(COUNCIL_LOGIN, &gw.key, &batch);
+    assert!(out.status.success(), "sftp put and rename: {}", String::from_utf8_lossy(&out.stderr));
     let good = gw.fetch_result("good.result.json");
     assert_eq!(extract_counts(&good), (2, 2, 0, 0, 1, 0), "{good}");
 }
