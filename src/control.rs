@@ -331,6 +331,7 @@ fn serve_connection(gw: &Gateway, queue: &UnboundedSender<SpooledFile>, finished
         // A client of another version of the gateway, most likely.
         Err(e) => cli::report_failure(&GatewayError::Invalid(format!("the server could not read the command ({e}); is this `gateway` the same version as the one serving?")), &mut err),
         Ok(command) => {
+            tracing::info!(?command, "control socket: a command");
             let mut io = Io { out: &mut out, err: &mut err, input: &mut &input[..] };
             let ran = match command {
                 Command::Import { org, format, files } => match import(gw, queue, finished, &org, format, &files, &mut io) {
