@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `cli`: the command line (SPEC 6) and what each command does.
+//! - `control`: the control socket: commands sent to the running server while it holds the store.
 //! - `config`: `gateway.toml`, every field with a working default.
 //! - `council`: the council's own files (issue 10): a CPLI extract dropped into its inbox, loaded and answered.
 //! - `data_dir`: the folders under `--data`.
@@ -20,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod council;
 pub mod data_dir;
 pub mod domain;
