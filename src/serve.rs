@@ -22,6 +22,8 @@ pub enum ServeError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     #[error("the SFTP listener ended unexpectedly; the gateway stops so that its supervisor restarts it")]
     ListenerEnded,
 }
@@ -95,6 +97,8 @@ pub async fn run(
     }
     // A thread of its own: rendering and sending email never runs on the runtime (issue 9).
     let mail = mailer.spawn(gw.clone())?;
+    // Locks on the council's schedule (issue 10); stopped when `run` returns.
+    let _schedule = crate::schedule::start(gw.clone())?;
     // An email already on its way gets as long as one SMTP conversation may take.
     let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {

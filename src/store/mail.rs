@@ -2,13 +2,14 @@
 //! in the import's own commit batch (`queue_answers`), so a file is stored and answered together or
 //! not at all, and a replay, which finds the import already committed, never queues them again.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{encode, key, Result, Store};
 use crate::domain::Slug;
 use crate::outcome::ImportResult;
 use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Queued};
+use crate::schedule::CouncilSummary;
 
 const WAITING: &[u8] = b"w";
 /// A file's email until its result files are in place (issue 9).
@@ -17,6 +18,23 @@ const SENT: &[u8] = b"s";
 
 fn contact_key(slug: &Slug, email_key: &str) -> Vec<u8> {
     key(&[b"k", slug.as_bytes(), email_key.as_bytes()])
+}
+
+/// A council contact: beside the organisations' contacts, under an empty organisation part that no
+/// slug can be, so no organisation's scan meets it (issue 10).
+fn council_contact_key(email_key: &str) -> Vec<u8> {
+    key(&[b"k", b"", email_key.as_bytes()])
+}
+
+/// `m\0council_summary`: the last council summary queued.
+const COUNCIL_SUMMARY: &[u8] = b"council_summary";
+
+/// Which day's council summary was queued last, and the time it closed at (the next one covers
+/// from there).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SummaryMark {
+    pub day: NaiveDate,
+    pub at: DateTime<Utc>,
 }
 
 fn mail_key(state: &[u8], q: &Queued) -> Vec<u8> {
@@ -49,19 +67,84 @@ impl Store {
             batch.remove(kv?.0);
         }
         for q in self.waiting()? {
-            if q.slug == *slug && q.contact.email.key() == email_key {
+            if q.slug.as_ref() == Some(slug) && q.contact.email.key() == email_key {
                 batch.remove(mail_key(WAITING, &q));
             }
         }
         for r in self.scan::<Queued>(&key(&[b"e", HELD, b""])) {
             let (k, q) = r?;
-            if q.slug == *slug && q.contact.email.key() == email_key {
+            if q.slug.as_ref() == Some(slug) && q.contact.email.key() == email_key {
                 batch.remove(k);
             }
         }
         self.db.apply_batch(batch)?;
         self.flush()?;
         Ok(found)
+    }
+
+    /// Adds a council contact (issue 10: an officer who gets the daily summary), or changes the name
+    /// of one already there.
+    pub fn put_council_contact(&self, contact: &Contact) -> Result<()> {
+        self.db.insert(council_contact_key(&contact.email.key()), encode(contact))?;
+        self.flush()
+    }
+
+    pub fn council_contacts(&self) -> Result<Vec<Contact>> {
+        self.scan::<Contact>(&key(&[b"k", b"", b""])).map(|r| r.map(|(_, c)| c)).collect()
+    }
+
+    /// Unsubscribes a council contact, with the summaries still waiting for it. Returns whether
+    /// there was such a contact.
+    pub fn remove_council_contact(&self, email_key: &str) -> Result<bool> {
+        let mut batch = sled::Batch::default();
+        let ck = council_contact_key(email_key);
+        let found = self.db.contains_key(&ck)?;
+        batch.remove(ck);
+        for q in self.waiting()? {
+            if q.slug.is_none() && q.contact.email.key() == email_key {
+                batch.remove(mail_key(WAITING, &q));
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    /// The last council summary queued.
+    pub fn council_summary_mark(&self) -> Result<Option<SummaryMark>> {
+        self.get(&key(&[b"m", COUNCIL_SUMMARY]))
+    }
+
+    /// Queues `day`'s council summary, closing at `due`, for every council contact, unless that
+    /// day's (or a later one's) was queued already: the emails and the mark go in one batch, so a
+    /// day's summary is queued once across restarts and crashes. `figures` is given the time the
+    /// summary covers from (the previous one's close, else a day before `due`) and is not called
+    /// when nobody is subscribed. Returns how many emails were queued.
+    pub fn queue_council_summary(
+        &self,
+        due: DateTime<Utc>,
+        day: NaiveDate,
+        figures: impl FnOnce(DateTime<Utc>) -> Result<CouncilSummary>,
+    ) -> Result<usize> {
+        let mark = self.council_summary_mark()?;
+        if mark.as_ref().is_some_and(|m| m.day >= day) {
+            return Ok(0);
+        }
+        let from = mark.map_or(due - chrono::Duration::days(1), |m| m.at);
+        let contacts = self.council_contacts()?;
+        let mut batch = sled::Batch::default();
+        if !contacts.is_empty() {
+            let summary = Box::new(figures(from)?);
+            let id = format!("council-summary-{}", uuid::Uuid::now_v7());
+            for contact in &contacts {
+                let q = Queued::to_council(id.clone(), contact.clone(), Letter::CouncilSummary(summary.clone()), Utc::now());
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+            }
+        }
+        batch.insert(key(&[b"m", COUNCIL_SUMMARY]), encode(&SummaryMark { day, at: due }));
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(contacts.len())
     }
 
     /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
