@@ -362,4 +362,59 @@ mod tests {
         assert!(waiting[0].id.starts_with("digest-"));
         assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 0, "rolled once");
     }
+
+    fn summary(day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> CouncilSummary {
+        CouncilSummary { day, from, to, organisations: vec![], failed: vec![], locks: vec![] }
+    }
+
+    #[test]
+    fn council_contacts_are_kept_apart_from_every_organisations() {
+        let (_d, s) = store();
+        s.put_council_contact(&contact("Officer@Council.example.org", Notify::Digest)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("zoe@pearl.example.org", Notify::Every)).unwrap();
+        assert_eq!(s.council_contacts().unwrap().len(), 1);
+        assert_eq!(s.contacts(&slug("pearl")).unwrap().len(), 1);
+        s.record_import(&slug("pearl"), &result("imp-1", 0)).unwrap();
+        s.mark_answered(&slug("pearl"), "imp-1").unwrap();
+        let to: Vec<String> = s.waiting().unwrap().into_iter().map(|q| q.contact.email.to_string()).collect();
+        assert_eq!(to, ["zoe@pearl.example.org"], "a council contact is not sent a provider's file");
+        assert!(!s.remove_contact(&slug("pearl"), "officer@council.example.org").unwrap());
+        assert!(s.remove_council_contact("officer@council.example.org").unwrap());
+        assert!(s.council_contacts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_days_council_summary_is_queued_once_for_every_council_contact() {
+        let (dir, s) = store();
+        s.put_council_contact(&contact("a@council.example.org", Notify::Digest)).unwrap();
+        s.put_council_contact(&contact("b@council.example.org", Notify::Digest)).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let due = Utc::now();
+        let mut asked_from = None;
+        let n = s.queue_council_summary(due, day, |from| {
+            asked_from = Some(from);
+            Ok(summary(day, from, due))
+        });
+        assert_eq!(n.unwrap(), 2);
+        assert_eq!(asked_from, Some(due - chrono::Duration::days(1)), "the first summary covers the day before its time");
+        assert_eq!(s.queue_council_summary(due, day, |_| panic!("figures read again")).unwrap(), 0);
+        drop(s);
+        // Across a restart too; the next day's covers from the previous one's close.
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(s.queue_council_summary(due, day, |_| panic!("figures read again")).unwrap(), 0);
+        let waiting = s.waiting().unwrap();
+        assert_eq!(waiting.len(), 2);
+        assert!(waiting.iter().all(|q| q.slug.is_none() && matches!(&q.letter, Letter::CouncilSummary(c) if c.day == day)));
+        let next = day.succ_opt().unwrap();
+        let later = due + chrono::Duration::days(1);
+        let mut from_next = None;
+        s.queue_council_summary(later, next, |from| {
+            from_next = Some(from);
+            Ok(summary(next, from, later))
+        })
+        .unwrap();
+        assert_eq!(from_next, Some(due));
+        assert!(s.remove_council_contact("a@council.example.org").unwrap());
+        assert_eq!(s.waiting().unwrap().len(), 2, "a's summaries went with it");
+    }
 }

@@ -347,3 +347,27 @@ impl Store {
         self.roll_back_pending()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_never_moves_back_and_each_move_is_recorded_with_who_made_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let t0 = chrono::Utc::now();
+        let first = s.advance_lock(d("2022-10-30"), LockedBy::Schedule, t0).unwrap();
+        assert_eq!(first, Some(LockRecord { at: t0, until: d("2022-10-30"), by: LockedBy::Schedule }));
+        let t1 = t0 + chrono::Duration::seconds(1);
+        assert_eq!(s.advance_lock(d("2022-10-02"), LockedBy::Hand, t1).unwrap(), None, "earlier");
+        assert_eq!(s.advance_lock(d("2022-10-30"), LockedBy::Hand, t1).unwrap(), None, "the same");
+        assert_eq!(s.locked_until().unwrap(), Some(LockedUntil(d("2022-10-30"))));
+        let t2 = t0 + chrono::Duration::seconds(2);
+        assert!(s.advance_lock(d("2022-11-27"), LockedBy::Hand, t2).unwrap().is_some());
+        let locks = s.locks_between(t0, t2 + chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(locks.iter().map(|l| (l.until, l.by)).collect::<Vec<_>>(), [(d("2022-10-30"), LockedBy::Schedule), (d("2022-11-27"), LockedBy::Hand)]);
+        assert_eq!(s.locks_between(t1, t2).unwrap(), [], "the time's end is not in it");
+    }
+}
