@@ -247,7 +247,7 @@ pub fn summarise(
     }
     let silent_since = to - chrono::Duration::days(SILENT_DAYS);
     for o in orgs.values_mut() {
-        o.silent = !o.last_file_at.is_some_and(|t| t >= silent_since);
+        o.silent = o.last_file_at.is_none_or(|t| t < silent_since);
     }
     failed.sort_by(|a, b| (a.received_at, &a.organisation).cmp(&(b.received_at, &b.organisation)));
     CouncilSummary { day, from, to, organisations: orgs.into_values().collect(), failed, locks }

@@ -76,6 +76,9 @@ pub async fn run(
     announce: impl Fn(Announcement),
 ) -> Result<(), ServeError> {
     let mailer = Mailer::new(&gw)?;
+    // Locks on the council's schedule (issue 10), before anything else starts so that a bad setting
+    // stops nothing half-started; it stops when `run` returns.
+    let _schedule = crate::schedule::start(gw.clone())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<SpooledFile>();
     clean_staging(&gw);
@@ -97,8 +100,6 @@ pub async fn run(
     }
     // A thread of its own: rendering and sending email never runs on the runtime (issue 9).
     let mail = mailer.spawn(gw.clone())?;
-    // Locks on the council's schedule (issue 10); stopped when `run` returns.
-    let _schedule = crate::schedule::start(gw.clone())?;
     // An email already on its way gets as long as one SMTP conversation may take.
     let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {
