@@ -191,6 +191,14 @@ impl CouncilSummary {
     }
 }
 
+/// How the summary names the council's own files.
+pub const COUNCIL: &str = "The council";
+
+fn failed_file(organisation: &str, r: &ImportResult, received_at: DateTime<Utc>) -> FailedFile {
+    let reason = r.issues.iter().find(|i| i.severity == Severity::Error).map(|i| i.message.clone()).unwrap_or_default();
+    FailedFile { organisation: organisation.to_string(), file: r.file.clone(), received_at, reason }
+}
+
 fn parse_time(rfc3339: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(rfc3339).ok().map(|t| t.with_timezone(&Utc))
 }
@@ -216,10 +224,17 @@ pub fn summarise(
         .collect();
     let mut failed = Vec::new();
     for r in imports {
-        // The council's own files (a CPLI extract) name no organisation.
-        let Some(name) = r.organisation.clone() else { continue };
         let received = parse_time(&r.received_at);
         let processed = parse_time(&r.processed_at).or(received);
+        let in_time = processed.is_some_and(|t| t >= from && t < to);
+        // The council's own files (a CPLI extract) name no organisation: not a provider's figures,
+        // but a failed one is the council's to fix, so it is listed.
+        let Some(name) = r.organisation.clone() else {
+            if in_time && r.status == Status::Failed {
+                failed.push(failed_file(COUNCIL, &r, received.or(processed).unwrap_or(to)));
+            }
+            continue;
+        };
         let o = orgs.entry(name.clone()).or_insert_with(|| OrgSummary {
             name: name.clone(),
             files: 0,
@@ -233,7 +248,7 @@ pub fn summarise(
         if let Some(t) = received.filter(|t| *t < to) {
             o.last_file_at = o.last_file_at.max(Some(t));
         }
-        if !processed.is_some_and(|t| t >= from && t < to) {
+        if !in_time {
             continue;
         }
         o.files += 1;
@@ -241,8 +256,7 @@ pub fn summarise(
         o.rows_rejected += r.counts.rejected;
         if r.status == Status::Failed {
             o.failed += 1;
-            let reason = r.issues.iter().find(|i| i.severity == Severity::Error).map(|i| i.message.clone()).unwrap_or_default();
-            failed.push(FailedFile { organisation: name, file: r.file.clone(), received_at: received.or(processed).unwrap_or(to), reason });
+            failed.push(failed_file(&name, &r, received.or(processed).unwrap_or(to)));
         }
     }
     let silent_since = to - chrono::Duration::days(SILENT_DAYS);
@@ -413,12 +427,15 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_keeps_the_locks_it_is_given_and_skips_the_councils_own_files() {
-        let mut council = import("x", "cplis.csv", "2026-11-27T01:00:00Z", Status::Processed, 9, 0);
-        council.organisation = None;
-        let s = day_summary(vec![council]);
+    fn the_councils_own_files_are_no_organisations_figures_but_a_failed_one_is_listed() {
+        let mut loaded = import("x", "cplis.csv", "2026-11-27T01:00:00Z", Status::Processed, 9, 0);
+        loaded.organisation = None;
+        let mut broken = import("x", "cplis-bad.csv", "2026-11-27T02:00:00Z", Status::Failed, 0, 0);
+        broken.organisation = None;
+        let s = day_summary(vec![loaded, broken]);
         assert_eq!(s.files(), 0);
         assert_eq!(s.organisations.len(), 2);
-        assert_eq!(s.locks.len(), 1);
+        assert_eq!(s.failed.iter().map(|f| (f.organisation.as_str(), f.file.as_str())).collect::<Vec<_>>(), [(COUNCIL, "cplis-bad.csv")]);
+        assert_eq!(s.locks.len(), 1, "the locks it is given are kept");
     }
 }

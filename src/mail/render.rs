@@ -254,7 +254,8 @@ fn local(t: DateTime<chrono::Utc>) -> String {
 
 /// The council's daily summary (issue 10), from the figures kept with it.
 pub fn council_summary_email(s: &CouncilSummary, recipient: Option<&str>) -> Rendered {
-    let failed: u64 = s.organisations.iter().map(|o| o.failed).sum();
+    // The council's own failed files too (they are in `failed`, in no organisation's figures).
+    let failed = s.failed.len();
     let silent = s.silent().count() as u64;
     let headline = format!(
         "Daily summary {}: {} from {}, {} failed, {} silent for {SILENT_DAYS} days, {}",
