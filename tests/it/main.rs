@@ -32,3 +32,5 @@ mod rules_other;
 mod rules_visits;
 /// Issue 10: locks on the council's schedule, council contacts, the council's daily summary email.
 mod schedule;
+/// Issue 10: commands sent to a running server through its control socket, uploads in flight meanwhile.
+mod control;
