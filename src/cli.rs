@@ -390,7 +390,8 @@ fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
     let dir = crate::data_dir::DataDir::new(&data);
     enum Opened {
         Store(Store),
-        Gateway(Gateway),
+        // Boxed: the gateway (its whole configuration) is far larger than a store handle.
+        Gateway(Box<Gateway>),
     }
     let opened = match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
@@ -399,7 +400,7 @@ fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
         Command::Validate { org: None, .. } => return Ok(execute_validate(&config, None, cli.command, io)?),
         Command::Validate { .. } if !dir.db().exists() => return Ok(execute_validate(&config, None, cli.command, io)?),
         Command::Validate { .. } => Store::open(&dir.db()).map(Opened::Store).map_err(GatewayError::from),
-        _ => Gateway::open(config.clone(), &data).map(Opened::Gateway),
+        _ => Gateway::open(config.clone(), &data).map(|gw| Opened::Gateway(Box::new(gw))),
     };
     match opened {
         Ok(Opened::Store(store)) => Ok(execute_validate(&config, Some(&store), cli.command, io)?),
