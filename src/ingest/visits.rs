@@ -1,7 +1,7 @@
 //! The visits file (SPEC 2.1; guide "Visits File Headings" and "Visits File Data Format"): every row
 //! judged, matched and written, with the data-quality checks that need the whole file.
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -58,7 +58,7 @@ columns! {
 pub struct Context<'a> {
     pub org: Option<&'a Organisation>,
     pub cplis: Option<&'a CpliIndex>,
-    pub carers: Option<&'a HashSet<String>>,
+    pub carers: Option<&'a std::collections::HashSet<String>>,
     pub locked: Option<LockedUntil>,
     pub rules: &'a crate::config::Rules,
     pub periods: &'a crate::config::Periods,
@@ -842,16 +842,19 @@ fn add_week(weeks: &mut HashMap<WeekKey, (WeekTotals, Sent)>, v: &Visit, keys: &
 /// is judged only when this file sends it: at least one visit new to the organisation, or the
 /// week's whole current set; a file that only corrects or deletes some of a week's visits leaves
 /// the week unjudged (it was judged when it was sent).
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
-    let mut deltas: Vec<_> = deltas.into_iter().collect();
-    deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
-    let mut after: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
-    for (key, (delta, sent)) in deltas {
-        let before = batch.week(&key)?;
-        let total = before.unwrap_or_default().plus(delta);
-        batch.put_week(&key, total, before)?;
-        after.insert(key, (total, sent));
+fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+    // Written in key order; each week's change becomes its new total in place, so the weeks are
+    // held once (issue 11: a sorted copy and a second map of them rose ~30 MB at a million rows).
+    let mut order: Vec<WeekKey> = after.keys().cloned().collect();
+    order.sort_by(|a, b| (&a.client, a.monday, &a.level, &a.service).cmp(&(&b.client, b.monday, &b.level, &b.service)));
+    for key in &order {
+        let Some((delta, _)) = after.get_mut(key) else { continue };
+        let before = batch.week(key)?;
+        let total = before.unwrap_or_default().plus(*delta);
+        batch.put_week(key, total, before)?;
+        *delta = total;
     }
+    drop(order);
     let Some(index) = ctx.cplis else { return Ok(()) };
     // Each group once, in the order of its first key.
     let mut keys: Vec<&WeekKey> = after.keys().filter(|k| k.monday + chrono::Duration::days(6) < ctx.today).collect();
@@ -1029,7 +1032,7 @@ fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, is
     for v in batch.current_of_type(HOSPITAL)? {
         let keys = VisitKeys::of(&v);
         let name: &str = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
-        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(c)) {
+        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(*c)) {
             h.stays.push((c, v.planned_date, (v.planned_entry.num_seconds_from_midnight() / 60) as u16));
         }
     }
