@@ -22,6 +22,8 @@ pub enum ServeError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     #[error("the SFTP listener ended unexpectedly; the gateway stops so that its supervisor restarts it")]
     ListenerEnded,
 }
@@ -77,7 +79,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<SpooledFile>();
     clean_staging(&gw);
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    let finished = Arc::new(crate::control::Finished::default());
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx, finished.clone()));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
     let spooled = {
         let gw = gw.clone();
@@ -86,6 +89,8 @@ pub async fn run(
     for spooled in spooled {
         let _ = work_tx.send(spooled);
     }
+    // Commands sent while serving (issue 10) queue their imports behind the spool's files.
+    let control = crate::control::start(gw.clone(), work_tx.clone(), finished)?;
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
     let demo = options.demo.is_some();
     let mut sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
@@ -108,6 +113,7 @@ pub async fn run(
         }
     };
     sftp.shutdown().await;
+    control.stop();
     // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
     let _ = worker.await;
@@ -136,7 +142,12 @@ fn clean_staging(gw: &Gateway) {
 /// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
 /// which it failed, and whose failed answer could not be written then, is answered once it is back
 /// (issue 9).
-async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn work(
+    gw: Arc<Gateway>,
+    mut rx: mpsc::UnboundedReceiver<SpooledFile>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    finished: Arc<crate::control::Finished>,
+) {
     let mut waiting: std::collections::VecDeque<(SpooledFile, Option<String>)> = Default::default();
     loop {
         let (spooled, failed) = match waiting.pop_front() {
@@ -171,6 +182,8 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mu
         })
         .await;
         let path = gw.data.spooled(&spooled);
+        // `gateway import` sent to the server waits for this (issue 10).
+        finished.notify(&spooled, &done);
         match done {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if !gw.store.is_healthy() && path.exists() => {

@@ -37,15 +37,20 @@ impl Server {
     /// As `start_with`, plus other configuration sections and `serve` arguments; also returns what
     /// `serve` printed before it was ready.
     pub fn start_full(env: &TestEnv, sftp: &str, sections: &str, args: &[&str]) -> (Server, Vec<String>) {
-        Server::launch(env, sftp, sections, args, false)
+        Server::launch(env, sftp, sections, args, false, &[])
+    }
+
+    /// With configuration sections and environment variables (e.g. `GATEWAY_FAULT`) of its own.
+    pub fn start_env(env: &TestEnv, sections: &str, vars: &[(&str, &str)]) -> Server {
+        Server::launch(env, "", sections, &[], false, vars).0
     }
 
     /// As a newcomer runs it: from inside the data folder's parent with a relative `--data .`.
     pub fn start_relative(env: &TestEnv) -> Server {
-        Server::launch(env, "", "", &[], true).0
+        Server::launch(env, "", "", &[], true, &[]).0
     }
 
-    fn launch(env: &TestEnv, sftp: &str, sections: &str, args: &[&str], relative: bool) -> (Server, Vec<String>) {
+    fn launch(env: &TestEnv, sftp: &str, sections: &str, args: &[&str], relative: bool, vars: &[(&str, &str)]) -> (Server, Vec<String>) {
         let config = env.data().join("gateway.toml");
         let key = env.data().join("ssh_host_ed25519_key");
         let delay = if sftp.contains("failed_login_delay_ms") { "" } else { "failed_login_delay_ms = 100" };
@@ -64,6 +69,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", log.clone().unwrap_or_else(|| "warn".into()))
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(if log.is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
