@@ -5,7 +5,8 @@
 //! cargo run --release --example bench_ingest -- --rows 1000000 [--dir /tmp/bench_ingest]
 //!
 //! The raw sled phase inserts as many records with the store's keys, values as long as the visits
-//! `import` stored, and the store's sled configuration.
+//! `import` stored, and the store's sled configuration. The import phase starts from an empty
+//! store: an organisation's first file, which reads no stored versions back (issue 11).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

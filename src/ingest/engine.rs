@@ -13,7 +13,6 @@ use super::cells::{row_issue, Column, Row};
 use crate::outcome::{Code, Counts, Issue, Issues, Severity};
 use super::source::{Encoding, Rows};
 use super::IngestError;
-use crate::domain::quote;
 
 /// Rows handed to a worker at a time.
 pub const CHUNK: usize = 1024;
@@ -89,8 +88,11 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Chunk>)>(WORKERS);
     // Owned by the workers: when they stop early the reader's next send fails and it stops too.
     let work_rx = Arc::new(Mutex::new(work_rx));
+    // Applied rows' records go back to the reader to be filled again: no record is allocated or
+    // freed a row (issue 11), and none is freed on another thread than the one that made it.
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<csv::ByteRecord>>();
     std::thread::scope(|s| {
-        s.spawn(move || read_chunks(rows, work_tx));
+        s.spawn(move || read_chunks(rows, work_tx, spare_rx));
         let (done_tx, done_rx) = mpsc::sync_channel::<(usize, Result<Vec<Judged<K::Out>>, IngestError>)>(2 * WORKERS);
         for _ in 0..WORKERS {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
@@ -113,7 +115,9 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
             waiting.insert(idx, judged);
             while let Some(judged) = waiting.remove(&next) {
                 next += 1;
-                for mut row in judged? {
+                let judged = judged?;
+                let mut spare = Vec::with_capacity(judged.len());
+                for mut row in judged {
                     counts.read += 1;
                     let applied = match row.out.take() {
                         None => Applied::Rejected,
@@ -125,7 +129,10 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
                         Applied::Rejected => counts.rejected += 1,
                     }
                     issues.append(&mut row.issues);
+                    spare.push(row.rec);
                 }
+                // The reader may have finished; its records are then simply dropped.
+                let _ = spare_tx.send(spare);
                 apply.chunk_done(next)?;
             }
         }
@@ -133,15 +140,21 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
     })
 }
 
-fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chunk>)>) {
+fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chunk>)>, spare: mpsc::Receiver<Vec<csv::ByteRecord>>) {
+    let mut pool: Vec<csv::ByteRecord> = Vec::new();
+    let mut record = move || {
+        if pool.is_empty() {
+            pool = spare.try_recv().unwrap_or_default();
+        }
+        pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
+    };
     for idx in 0.. {
         let mut chunk = Vec::with_capacity(CHUNK);
-        let new_record = || csv::ByteRecord::with_capacity(256, 32);
-        let mut rec = new_record();
+        let mut rec = record();
         let result = loop {
             match rows.next(&mut rec) {
                 Ok(Some(row)) => {
-                    chunk.push((row, std::mem::replace(&mut rec, new_record())));
+                    chunk.push((row, std::mem::replace(&mut rec, record())));
                     if chunk.len() == CHUNK {
                         break Ok(());
                     }
@@ -179,7 +192,7 @@ fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, 
 /// What every kind checks first: the row's reference, its field count, and control characters; a
 /// row failing either is judged no further (its other messages would only repeat the fault).
 fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
-    r.reference = r.opt(<K::Col as Column>::KEY).map(|v| quote(&v).to_string());
+    r.reference = r.opt(<K::Col as Column>::KEY).map(|v| super::cells::quoted(&v));
     let (len, header_len) = (r.rec.len(), r.header_len);
     // Empty cells after the last heading are tolerated (Excel adds them).
     let extra_filled = (header_len..len).any(|i| !r.rec.get(i).unwrap_or_default().trim_ascii().is_empty());

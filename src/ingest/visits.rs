@@ -1,7 +1,7 @@
 //! The visits file (SPEC 2.1; guide "Visits File Headings" and "Visits File Data Format"): every row
 //! judged, matched and written, with the data-quality checks that need the whole file.
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -58,7 +58,7 @@ columns! {
 pub struct Context<'a> {
     pub org: Option<&'a Organisation>,
     pub cplis: Option<&'a CpliIndex>,
-    pub carers: Option<&'a HashSet<String>>,
+    pub carers: Option<&'a std::collections::HashSet<String>>,
     pub locked: Option<LockedUntil>,
     pub rules: &'a crate::config::Rules,
     pub periods: &'a crate::config::Periods,
@@ -102,13 +102,30 @@ impl SlotCols {
     /// The row's client (as `Visit::client_key` names it), planned date and entry time, hashed from
     /// the raw cells so that both passes agree whatever the encoding.
     fn hash(&self, rec: &csv::ByteRecord) -> Option<u64> {
-        use std::hash::{BuildHasher, Hash, Hasher};
         let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
         let date = parse_date(std::str::from_utf8(cell(self.date)?).ok()?)?;
         let entry = parse_time(std::str::from_utf8(cell(self.entry)?).ok()?)?;
+        self.hash_of(rec, date, entry)
+    }
+
+    /// As `hash`, given the row's planned date and entry time as parsed from those same cells: the
+    /// judging worker has them already (issue 11: the in-order step parsed them a third time).
+    fn hash_of(&self, rec: &csv::ByteRecord, date: NaiveDate, entry: NaiveTime) -> Option<u64> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
         let mut h = foldhash::fast::FixedState::with_seed(0x5107).build_hasher();
         match (cell(self.ssref), cell(self.client_ref), cell(self.nhs)) {
-            (Some(s), _, _) => s.iter().for_each(|b| h.write_u8(b.to_ascii_uppercase())),
+            (Some(s), _, _) => {
+                // One write of the upper-cased reference instead of a write a byte.
+                let mut buf = [0u8; 64];
+                match buf.get_mut(..s.len()) {
+                    Some(upper) => {
+                        upper.iter_mut().zip(s).for_each(|(u, b)| *u = b.to_ascii_uppercase());
+                        h.write(upper);
+                    }
+                    None => s.iter().for_each(|b| h.write_u8(b.to_ascii_uppercase())),
+                }
+            }
             (None, Some(g), _) => {
                 h.write_u8(1);
                 parse_guid(std::str::from_utf8(g).ok()?)?.as_str().hash(&mut h);
@@ -186,16 +203,17 @@ impl Pending for VisitBatch<'_> {
 
 /// Judges the rows on the engine, then adds the file's changes to the week totals.
 fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues: &mut Issues) -> Result<Counts, IngestError> {
-    let rules = VisitRules { ctx, batch, duplicates: &file.scan.duplicate_keys, org_key: ctx.org_key() };
-    let mut apply = VisitApply {
+    let rules = VisitRules {
         ctx,
         batch,
-        slots: Slots::default(),
-        weeks: HashMap::new(),
-        hospital: Hospital::default(),
+        duplicates: &file.scan.duplicate_keys,
+        org_key: ctx.org_key(),
         slot_cols: SlotCols::find(&file.scan.header),
         repeated_slots: &file.scan.repeated_slots,
     };
+    // The spill goes beside the spooled file when importing, as the issues' does.
+    let spill_dir = file.writer().and(file.incoming.path.parent());
+    let mut apply = VisitApply { ctx, batch, slots: Slots::default(), weeks: HashMap::new(), hospital: Hospital::new(spill_dir)? };
     let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut apply, issues)?;
     judge_weeks(batch, apply.weeks, ctx, issues)?;
@@ -210,12 +228,17 @@ struct VisitRules<'a, 's> {
     duplicates: &'a hashbrown::HashSet<Vec<u8>>,
     /// The uploading organisation's name as compared, once for the file.
     org_key: Option<NameKey>,
+    slot_cols: Option<SlotCols>,
+    /// Only slots the first pass saw on more than one row need remembering in order.
+    repeated_slots: &'a hashbrown::HashSet<u64>,
 }
 
 /// An accepted row, with its stored form encoded by the worker.
 struct Accepted {
     outcome: Outcome,
     encoded: Vec<u8>,
+    /// The row's slot, when the first pass saw it on more than one row.
+    slot: Option<u64>,
 }
 
 impl Rules for VisitRules<'_, '_> {
@@ -224,15 +247,18 @@ impl Rules for VisitRules<'_, '_> {
     type Scratch = NameKeys;
 
     fn judge(&self, r: &mut Row<'_, Col>, names: &mut NameKeys) -> Result<Option<Accepted>, IngestError> {
-        let row = r.row;
+        let (row, rec) = (r.row, r.rec);
         let mut j = RowJudge { r, ctx: self.ctx, names, org_key: &self.org_key };
         let outcome = j.judge(self.duplicates, self.batch)?;
-        let encoded = match &outcome {
+        let (encoded, slot) = match &outcome {
             Outcome::Rejected => return Ok(None),
-            Outcome::Accept(v, _) => self.batch.encode(&v.visit_ref, row, Some(v)),
-            Outcome::Delete { stored, .. } => self.batch.encode(&stored.visit_ref, row, None),
+            Outcome::Accept(v, _) => {
+                let slot = self.slot_cols.and_then(|c| c.hash_of(rec, v.planned_date, v.planned_entry)).filter(|h| self.repeated_slots.contains(h));
+                (self.batch.encode(&v.visit_ref, row, Some(v)), slot)
+            }
+            Outcome::Delete { stored, .. } => (self.batch.encode(&stored.visit_ref, row, None), None),
         };
-        Ok(Some(Accepted { outcome, encoded }))
+        Ok(Some(Accepted { outcome, encoded, slot }))
     }
 }
 
@@ -243,9 +269,6 @@ struct VisitApply<'a, 's> {
     slots: Slots,
     weeks: HashMap<WeekKey, (WeekTotals, Sent)>,
     hospital: Hospital,
-    slot_cols: Option<SlotCols>,
-    /// Only slots the first pass saw on more than one row need remembering here.
-    repeated_slots: &'a hashbrown::HashSet<u64>,
 }
 
 impl Apply<Accepted> for VisitApply<'_, '_> {
@@ -270,8 +293,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     j.issues.push(issue);
                     return Ok(Applied::Rejected);
                 }
-                let slot = self.slot_cols.and_then(|c| c.hash(&j.rec)).filter(|h| self.repeated_slots.contains(h));
-                if let Some(message) = slot.and_then(|h| self.slots.check(h, j.row, &visit, &keys)) {
+                if let Some(message) = accepted.slot.and_then(|h| self.slots.check(h, j.row, &visit, &keys)) {
                     let issue = j.issue(Code::PossibleDuplicate, Some(Col::PlannedEntryTime.heading()), message);
                     j.issues.push(issue);
                 }
@@ -283,7 +305,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     None => Applied::New,
                 };
                 add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
-                self.hospital.note(&visit, &keys, j.row, ctx);
+                self.hospital.note(&visit, &keys, j.row, ctx)?;
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, accepted.encoded)?;
                 Ok(applied)
             }
@@ -820,16 +842,19 @@ fn add_week(weeks: &mut HashMap<WeekKey, (WeekTotals, Sent)>, v: &Visit, keys: &
 /// is judged only when this file sends it: at least one visit new to the organisation, or the
 /// week's whole current set; a file that only corrects or deletes some of a week's visits leaves
 /// the week unjudged (it was judged when it was sent).
-fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
-    let mut deltas: Vec<_> = deltas.into_iter().collect();
-    deltas.sort_by(|a, b| (&a.0.client, a.0.monday, &a.0.level, &a.0.service).cmp(&(&b.0.client, b.0.monday, &b.0.level, &b.0.service)));
-    let mut after: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
-    for (key, (delta, sent)) in deltas {
-        let before = batch.week(&key)?;
-        let total = before.unwrap_or_default().plus(delta);
-        batch.put_week(&key, total, before)?;
-        after.insert(key, (total, sent));
+fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, Sent)>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
+    // Written in key order; each week's change becomes its new total in place, so the weeks are
+    // held once (issue 11: a sorted copy and a second map of them rose ~30 MB at a million rows).
+    let mut order: Vec<WeekKey> = after.keys().cloned().collect();
+    order.sort_by(|a, b| (&a.client, a.monday, &a.level, &a.service).cmp(&(&b.client, b.monday, &b.level, &b.service)));
+    for key in &order {
+        let Some((delta, _)) = after.get_mut(key) else { continue };
+        let before = batch.week(key)?;
+        let total = before.unwrap_or_default().plus(*delta);
+        batch.put_week(key, total, before)?;
+        *delta = total;
     }
+    drop(order);
     let Some(index) = ctx.cplis else { return Ok(()) };
     // Each group once, in the order of its first key.
     let mut keys: Vec<&WeekKey> = after.keys().filter(|k| k.monday + chrono::Duration::days(6) < ctx.today).collect();
@@ -876,9 +901,10 @@ fn judge_weeks(batch: &VisitBatch<'_>, deltas: HashMap<WeekKey, (WeekTotals, Sen
     Ok(())
 }
 
-/// The H (in hospital) and delivered visits of a file, compactly: a large file is mostly
-/// delivered visits, so each is a few numbers and its VisitRef in one shared string.
-#[derive(Default)]
+/// The H (in hospital) and delivered visits of a file. A large file is mostly delivered visits, so
+/// each is written to an unlinked temporary file as it is applied and read back once at the end:
+/// memory stays flat however long the file is (issue 11: kept in memory they took ~30 bytes a
+/// delivered row, 30 MB at a million rows).
 struct Hospital {
     clients: HashMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
@@ -886,8 +912,9 @@ struct Hospital {
     in_file: HashSet<u32>,
     /// (client, date, planned start in minutes) of every H visit.
     stays: Vec<(u32, NaiveDate, u16)>,
-    delivered: Vec<DeliveredAt>,
-    refs: String,
+    /// Every delivered visit, as `DeliveredAt::write` puts it.
+    delivered: std::io::BufWriter<std::fs::File>,
+    any_delivered: bool,
 }
 
 struct DeliveredAt {
@@ -895,19 +922,77 @@ struct DeliveredAt {
     date: NaiveDate,
     start: u16,
     row: u64,
-    /// Where its VisitRef ends in `Hospital::refs`.
-    ref_end: u32,
+    visit_ref: String,
+}
+
+impl DeliveredAt {
+    /// client, day number, start, row, the VisitRef's length and bytes; little-endian. (A VisitRef
+    /// is at most 50 characters.)
+    fn write(w: &mut impl std::io::Write, client: u32, date: NaiveDate, start: u16, row: u64, visit_ref: &str) -> std::io::Result<()> {
+        use chrono::Datelike;
+        let len = u16::try_from(visit_ref.len()).unwrap_or(u16::MAX);
+        w.write_all(&client.to_le_bytes())?;
+        w.write_all(&date.num_days_from_ce().to_le_bytes())?;
+        w.write_all(&start.to_le_bytes())?;
+        w.write_all(&row.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&visit_ref.as_bytes()[..usize::from(len)])
+    }
+
+    /// The next one written, `None` at the end.
+    fn read(r: &mut impl std::io::Read) -> std::io::Result<Option<DeliveredAt>> {
+        let mut head = [0u8; 20];
+        match r.read_exact(&mut head) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        let num = |a: &[u8]| -> [u8; 4] { a.try_into().unwrap_or_default() };
+        let days = i32::from_le_bytes(num(&head[4..8]));
+        let mut visit_ref = vec![0u8; usize::from(u16::from_le_bytes([head[18], head[19]]))];
+        r.read_exact(&mut visit_ref)?;
+        Ok(Some(DeliveredAt {
+            client: u32::from_le_bytes(num(&head[..4])),
+            date: NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| std::io::Error::other("a day number written by this file is not a date"))?,
+            start: u16::from_le_bytes([head[8], head[9]]),
+            row: u64::from_le_bytes(head[10..18].try_into().unwrap_or_default()),
+            visit_ref: String::from_utf8_lossy(&visit_ref).into_owned(),
+        }))
+    }
 }
 
 /// The visit type that says the client is in hospital (guide: "Visit Types").
 const HOSPITAL: &str = "H";
 
 impl Hospital {
+    /// Its delivered visits spill into `dir` (the spool's, when importing), as the issues do.
+    fn new(dir: Option<&std::path::Path>) -> std::io::Result<Hospital> {
+        let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let path = dir.join(format!(".delivered-{}.tmp", uuid::Uuid::new_v4()));
+        let file = std::fs::File::options().read(true).write(true).create_new(true).open(&path)?;
+        // Unlinked at once: the spill lives as long as the handle, and a crash leaves nothing.
+        std::fs::remove_file(&path)?;
+        Ok(Hospital {
+            clients: HashMap::new(),
+            names: Vec::new(),
+            in_file: HashSet::new(),
+            stays: Vec::new(),
+            delivered: std::io::BufWriter::with_capacity(64 * 1024, file),
+            any_delivered: false,
+        })
+    }
+
     /// One client whichever identifier the row gave: the SSRef the CPLIs know it by.
     fn client(&mut self, keys: &VisitKeys, ctx: &Context<'_>) -> u32 {
         // A row given by SSRef is already named so; only a ClientRef or NHS number is looked up.
         let by_other = keys.client.starts_with("ref:") || keys.client.starts_with("nhs:");
-        let name: Arc<str> = match ctx.cplis.filter(|_| by_other).and_then(|i| i.client_ssref(&keys.client)) {
+        let mapped = ctx.cplis.filter(|_| by_other).and_then(|i| i.client_ssref(&keys.client));
+        if let Some(&c) = self.clients.get(mapped.unwrap_or(&keys.client)) {
+            // The usual case, a client seen before under the same name: nothing allocated.
+            if mapped.is_none_or(|m| m.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase())) {
+                return c;
+            }
+        }
+        let name: Arc<str> = match mapped {
             Some(s) => s.trim().to_uppercase().into(),
             None => keys.client.clone(),
         };
@@ -918,7 +1003,7 @@ impl Hospital {
         })
     }
 
-    fn note(&mut self, v: &Visit, keys: &VisitKeys, row: u64, ctx: &Context<'_>) {
+    fn note(&mut self, v: &Visit, keys: &VisitKeys, row: u64, ctx: &Context<'_>) -> std::io::Result<()> {
         use chrono::Timelike;
         let start = (v.planned_entry.num_seconds_from_midnight() / 60) as u16;
         if v.visit_type.eq_ignore_ascii_case(HOSPITAL) {
@@ -926,11 +1011,11 @@ impl Hospital {
             self.in_file.insert(c);
             self.stays.push((c, v.planned_date, start));
         } else if ctx.rules.visit_types.get(&v.visit_type).is_some_and(|t| t.delivered_based) {
-            let c = self.client(keys, ctx);
-            self.refs.push_str(&v.visit_ref);
-            let ref_end = u32::try_from(self.refs.len()).unwrap_or(u32::MAX);
-            self.delivered.push(DeliveredAt { client: c, date: v.planned_date, start, row, ref_end });
+            let client = self.client(keys, ctx);
+            DeliveredAt::write(&mut self.delivered, client, v.planned_date, start, row, &v.visit_ref)?;
+            self.any_delivered = true;
         }
+        Ok(())
     }
 }
 
@@ -940,24 +1025,24 @@ impl Hospital {
 /// inside a stay; the day of admission (delivered, then H) and of discharge (H, then delivered) are
 /// not. Only clients with an H visit in this file are judged; their H visits already stored count too.
 fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, issues: &mut super::Issues) -> Result<(), IngestError> {
-    if h.in_file.is_empty() || h.delivered.is_empty() {
+    if h.in_file.is_empty() || !h.any_delivered {
         return Ok(());
     }
     use chrono::Timelike;
     for v in batch.current_of_type(HOSPITAL)? {
         let keys = VisitKeys::of(&v);
         let name: &str = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
-        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(c)) {
+        if let Some(&c) = h.clients.get(name.trim().to_uppercase().as_str()).filter(|c| h.in_file.contains(*c)) {
             h.stays.push((c, v.planned_date, (v.planned_entry.num_seconds_from_midnight() / 60) as u16));
         }
     }
     h.stays.sort_unstable();
     h.stays.dedup();
     let day = chrono::Duration::days(1);
-    let mut ref_start = 0usize;
-    for d in &h.delivered {
-        let reference = h.refs.get(ref_start..d.ref_end as usize).unwrap_or("").to_string();
-        ref_start = d.ref_end as usize;
+    let mut spill = h.delivered.into_inner().map_err(|e| e.into_error())?;
+    std::io::Seek::rewind(&mut spill)?;
+    let mut delivered = std::io::BufReader::with_capacity(64 * 1024, spill);
+    while let Some(d) = DeliveredAt::read(&mut delivered)? {
         if !h.in_file.contains(&d.client) {
             continue;
         }
@@ -968,7 +1053,7 @@ fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, is
         let time = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
         issues.push(Issue {
             row: Some(d.row),
-            reference: Some(reference),
+            reference: Some(d.visit_ref),
             severity: Code::ClientInHospital.severity(),
             code: Code::ClientInHospital,
             field: Some(Col::VisitType.heading().to_string()),

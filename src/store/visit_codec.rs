@@ -163,9 +163,36 @@ pub(super) fn decode(v: &[u8]) -> Result<StoredVisit, CodecError> {
     Ok(StoredVisit { visit_ref, import_id, row, visit })
 }
 
+/// The VisitType of a binary stored visit, read without decoding the rest (`None`: a deletion).
+/// Issue 11: finding a file's clients' H visits decoded every visit of the organisation in full.
+pub(super) fn visit_type(v: &[u8]) -> Result<Option<&str>, CodecError> {
+    let mut r = Reader(v);
+    match r.byte("version")? {
+        BINARY_V1 => {}
+        other => return Err(CodecError::UnknownVersion(other)),
+    }
+    for what in ["VisitRef", "import id"] {
+        let len = r.var(what)?;
+        r.bytes(len, what)?;
+    }
+    r.var("row")?;
+    match r.byte("visit mark")? {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(CodecError::Invalid("visit mark")),
+    }
+    let len = r.var("visit's VisitRef")?;
+    r.bytes(len, "visit's VisitRef")?;
+    r.date("PlannedVisitDate")?;
+    r.time("PlannedEntryTime")?;
+    r.time("PlannedExitTime")?;
+    let len = r.var("VisitType")?;
+    Ok(Some(r.bytes(len, "VisitType")?))
+}
+
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
         let (&b, rest) = self.0.split_first().ok_or(CodecError::Truncated(what))?;
         self.0 = rest;
@@ -192,7 +219,7 @@ impl Reader<'_> {
         Err(CodecError::Invalid(what))
     }
 
-    fn bytes(&mut self, len: u64, what: &'static str) -> Result<&str, CodecError> {
+    fn bytes(&mut self, len: u64, what: &'static str) -> Result<&'a str, CodecError> {
         let len = usize::try_from(len).map_err(|_| CodecError::Invalid(what))?;
         if len > self.0.len() {
             return Err(CodecError::Truncated(what));
@@ -348,6 +375,16 @@ mod tests {
             let back = decode(&bytes).unwrap();
             assert_eq!(back, StoredVisit { visit_ref: "V1".into(), import_id: "imp-1".into(), row, visit });
         }
+    }
+
+    #[test]
+    fn a_visits_type_is_read_without_decoding_it_and_agrees_with_the_full_reading() {
+        for (row, visit) in [(2, Some(full_visit())), (300_000, Some(bare_visit())), (7, None)] {
+            let bytes = encode("V1", "imp-1", row, visit.as_ref());
+            assert_eq!(visit_type(&bytes).unwrap(), visit.as_ref().map(|v| v.visit_type.as_str()));
+        }
+        let bytes = encode("V1", "imp-1", 2, Some(&full_visit()));
+        assert!(visit_type(&bytes[..20]).is_err());
     }
 
     #[test]

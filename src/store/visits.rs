@@ -95,6 +95,10 @@ pub struct VisitBatch<'s> {
     import_id: String,
     seq: [u8; 8],
     write: bool,
+    /// The organisation held no visit when the import began. No row of the file can then find a
+    /// stored one (a VisitRef on two rows rejects both), so none is looked up: issue 11, a sled
+    /// read that finds nothing cost more than the write (12,300 instructions a row against 8,400).
+    fresh: bool,
 }
 
 impl Store {
@@ -105,7 +109,8 @@ impl Store {
             // The marker must be on disk before any row it covers.
             self.flush()?;
         }
-        Ok(VisitBatch { at: Some((self, slug.clone())), import_id: import_id.into(), seq: seq.to_be_bytes(), write })
+        let fresh = self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).next().is_none();
+        Ok(VisitBatch { at: Some((self, slug.clone())), import_id: import_id.into(), seq: seq.to_be_bytes(), write, fresh })
     }
 
     /// Undoes imports a crash interrupted: each row they wrote goes back to its earlier version.
@@ -212,7 +217,7 @@ impl Store {
 impl VisitBatch<'_> {
     /// Judging without a store (offline `validate`): every visit is new, nothing is written.
     pub fn offline() -> VisitBatch<'static> {
-        VisitBatch { at: None, import_id: String::new(), seq: [0; 8], write: false }
+        VisitBatch { at: None, import_id: String::new(), seq: [0; 8], write: false, fresh: true }
     }
 
     /// The store and slug when this batch writes.
@@ -222,7 +227,7 @@ impl VisitBatch<'_> {
 
     /// The visit as stored now (possibly a deletion), with its raw bytes for the history.
     pub fn current(&self, visit_ref: &str) -> Result<Option<(sled::IVec, StoredVisit)>> {
-        let Some((store, slug)) = &self.at else { return Ok(None) };
+        let Some((store, slug)) = self.at.as_ref().filter(|_| !self.fresh) else { return Ok(None) };
         let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
         store.db.get(&k)?.map(|v| decode_visit(&k, &v).map(|sv| (v, sv))).transpose()
     }
@@ -263,12 +268,22 @@ impl VisitBatch<'_> {
     }
 
     /// The organisation's current visits of one visit type (issue 11: the H visits that put a
-    /// client in hospital). Called only for a file that holds such a visit.
+    /// client in hospital). Called only for a file that holds such a visit. For an organisation
+    /// that held no visit when the import began, none: what is stored is the file's own.
     pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
-        let Some((store, slug)) = &self.at else { return Ok(Vec::new()) };
+        // Of a fresh organisation's visits, only this file's own are stored, and the caller has them.
+        let Some((store, slug)) = self.at.as_ref().filter(|_| !self.fresh) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for visit in store.current_visits(slug) {
-            out.extend(visit?.visit.filter(|v| v.visit_type == code));
+        for kv in store.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
+            let (k, v) = kv?;
+            // A binary visit of another type is passed over without being decoded (issue 11).
+            if visit_codec::is_binary(&v) {
+                let found = visit_codec::visit_type(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source })?;
+                if found != Some(code) {
+                    continue;
+                }
+            }
+            out.extend(decode_visit(&k, &v)?.visit.filter(|v| v.visit_type == code));
         }
         Ok(out)
     }
