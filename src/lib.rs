@@ -6,6 +6,7 @@
 //! - `config`: `gateway.toml`, every field with a working default.
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
+//! - `exports`: the files kept current in each organisation's and the council's `exports/` (issue 10).
 //! - `fault`: named points where a test can make the process die, to prove crash safety.
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
 //! - `outcome`: what a file's processing answers (`ImportResult`, codes, issues), below both `ingest` and `store`.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod domain;
+pub mod exports;
 pub mod fault;
 pub mod ingest;
 pub mod mail;

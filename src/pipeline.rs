@@ -58,6 +58,8 @@ pub struct Gateway {
     /// a command sent over the control socket for the whole command, so a command runs between files,
     /// never inside an import.
     turn: std::sync::Mutex<()>,
+    /// Exports waiting to be rewritten (issue 10).
+    pub(crate) exports: crate::exports::Pending,
 }
 
 /// What `cplis load` did.
@@ -74,7 +76,7 @@ impl Gateway {
         let data = DataDir::new(data_root);
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
-        let gw = Gateway { config, data, store, turn: Default::default() };
+        let gw = Gateway { config, data, store, turn: Default::default(), exports: Default::default() };
         if !gw.store.rematch_pending()?.is_empty() {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
@@ -127,6 +129,7 @@ impl Gateway {
         self.store.flush()?;
         self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         self.write_commissioned_export(&org)?;
+        self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         Ok(org)
     }
 
@@ -157,6 +160,7 @@ impl Gateway {
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
             self.write_commissioned_export(&org)?;
+            self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         }
         self.store.rematched()?;
         Ok(rematched)
@@ -228,6 +232,8 @@ impl Gateway {
 
     pub fn lock_until(&self, date: chrono::NaiveDate) -> Result<Period> {
         self.store.lock_until(date)?;
+        // Issue 10: a lock takes its periods' visits out of every `visits-status.csv`.
+        self.mark_exports(crate::exports::Touched::All);
         Ok(Period::containing(date, self.config.periods.first_start, self.config.periods.length_days))
     }
 
@@ -343,6 +349,7 @@ impl Gateway {
             let _ = fs::remove_file(staged);
         }
         tracing::info!(org = org.name, file = name, import_id, summary = result.summary(), "processed");
+        self.mark_exports(crate::exports::Touched::Org(slug.clone()));
         Ok(result)
     }
 
