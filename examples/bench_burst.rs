@@ -3,7 +3,7 @@
 //! closed (the result's `received_at`, the spooled file's last write) to its result JSON readable in
 //! `results/`; p50/p95/p99 printed beside a single upload's (median of 5, alone on the server).
 //!
-//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--dir target/bench_burst]
+//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--dir target/bench_burst] [--gateway PATH]
 //!
 //! Needs `ssh-keygen` and Python's paramiko. The data folder is on the disk `--dir` is on (default
 //! under target/, a real disk, so fsyncs cost what they cost in production; /dev/shm hides them).
@@ -23,7 +23,9 @@ fn main() {
     let opt = |name: &str, default: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string());
     let sessions: usize = opt("--sessions", "100").parse().expect("--sessions N");
     let dir = std::path::absolute(PathBuf::from(opt("--dir", "target/bench_burst"))).unwrap();
-    let gateway = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
+    // The release `gateway` beside this example, or another (`--gateway PATH`, e.g. main's, to compare).
+    let beside = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
+    let gateway = PathBuf::from(opt("--gateway", beside.to_str().unwrap()));
     assert!(gateway.exists(), "no {}: run `cargo build --release` first", gateway.display());
     let _ = std::fs::remove_dir_all(&dir);
     let files = dir.join("files");
@@ -48,7 +50,8 @@ fn main() {
     run_ok(gw(&["cplis", "load", dir.join("cplis.csv").to_str().unwrap()]).stdout(Stdio::null()));
     run_ok(gw(&["user", "add", "--org", ORG, "--name", "burst", "--key", &format!("{}.pub", key.display())]).stdout(Stdio::null()));
     let config = dir.join("gateway.toml");
-    std::fs::write(&config, format!("[sftp]\nhost_key = \"{}\"\n", dir.join("host_key").display())).unwrap();
+    // A session per upload: above the default 50 per login.
+    std::fs::write(&config, format!("[sftp]\nhost_key = \"{}\"\nmax_sessions_per_login = {}\n", dir.join("host_key").display(), sessions + 10)).unwrap();
     let (mut server, port) = serve(gw(&["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]));
     let results = data.join("orgs").join("burst-care-ltd").join("results");
 
