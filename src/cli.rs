@@ -1,11 +1,11 @@
 //! The command line (SPEC 6): commands, their flags, and what each one answers. Answers are written
 //! to the writer `run` is given (the binary gives it stdout); notes beside them go to stderr.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::domain::MatchStatus;
@@ -14,7 +14,7 @@ use crate::outcome::ImportResult;
 use crate::mail::{Contact, EmailAddress, Notify};
 use crate::pipeline::{Gateway, GatewayError};
 use crate::reports::{self, actuals, hospital, ActualsOptions};
-use crate::store::{Store, StoredVisit};
+use crate::store::{Store, StoreError, StoredVisit};
 
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version, about = "The provider file gateway: visits, actuals and carers files judged, matched to CPLIs, stored and answered; the council's exports and reports")]
@@ -29,7 +29,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum Command {
     /// Run the gateway: the SFTP server and the inbox watcher; every file is processed once complete.
     Serve {
@@ -109,7 +109,30 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
+impl Command {
+    /// The same command with every file it names made absolute against `cwd`: a command sent to the
+    /// running server (issue 10) names files as its user meant them, not as the server's folder would.
+    pub fn with_absolute_paths(self, cwd: &Path) -> Command {
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
+        let all = |ps: Vec<PathBuf>| ps.into_iter().map(abs).collect();
+        match self {
+            Command::Validate { cplis, org, format, files } => Command::Validate { cplis: cplis.map(abs), org, format, files: all(files) },
+            Command::Import { org, format, files } => Command::Import { org, format, files: all(files) },
+            Command::Cplis { command: CplisCommand::Load { file } } => Command::Cplis { command: CplisCommand::Load { file: abs(file) } },
+            Command::User { command: UserCommand::Add { org, name, keys, password_stdin } } => {
+                Command::User { command: UserCommand::Add { org, name, keys: all(keys), password_stdin } }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the command reads a line of standard input (`user add --password-stdin`).
+    pub fn reads_input(&self) -> bool {
+        matches!(self, Command::User { command: UserCommand::Add { password_stdin: true, .. } })
+    }
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ExportCommand {
     /// The commissioned care export of an organisation, to stdout (also kept in its exports/ folder).
     Commissioned {
@@ -118,7 +141,7 @@ pub enum ExportCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ReportCommand {
     /// Comm., Actual, Frust. and Diff. in hours and cost, per CPLI and Monday-start week.
     CommissionedVsActuals {
@@ -156,7 +179,7 @@ pub enum ReportCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum ContactCommand {
     /// Subscribe an address (or change the name and choice of one already subscribed).
     Add {
@@ -189,7 +212,7 @@ pub enum ContactCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum OutboxCommand {
     /// Every email not yet sent: id, to, subject, attempts, next attempt, last error.
     List {
@@ -199,13 +222,13 @@ pub enum OutboxCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum CplisCommand {
     /// Load (upsert by CPLIID) the council's extract; creates the organisations and services it names.
     Load { file: PathBuf },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum OrgCommand {
     /// Add an organisation (and its folders under the data folder).
     Add {
@@ -219,7 +242,7 @@ pub enum OrgCommand {
     List,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum PeriodCommand {
     /// Lock every visit date on or before DATE (YYYY-MM-DD): rows dated then are rejected PERIOD_LOCKED.
     Lock {
@@ -228,7 +251,7 @@ pub enum PeriodCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum UserCommand {
     /// Add an SFTP login for an organisation, or add keys / set the password of an existing one.
     Add {
@@ -258,7 +281,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
 pub enum VisitsCommand {
     /// The organisation's current visits.
     List {
@@ -271,19 +294,19 @@ pub enum VisitsCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Format {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum ListFormat {
     Csv,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum MatchFilter {
     Matched,
     Unmatched,
@@ -294,17 +317,103 @@ fn output(source: std::io::Error) -> GatewayError {
     GatewayError::Io { context: "writing the output".into(), source }
 }
 
-/// Runs one command, writing its answer to `out`. `serve` is handed back to the caller, which owns
-/// the runtime.
-pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+/// Exit status: the command did what it was asked and found nothing wrong.
+pub const SUCCESS: u8 = 0;
+/// Exit status of `validate` and `import` when any file or row has an error.
+pub const HAS_ERRORS: u8 = 1;
+/// Exit status when the command could not do what it was asked.
+pub const FAILED: u8 = 2;
+
+/// Where a command writes its answer (`out`) and its notes beside it (`err`), and where
+/// `--password-stdin` reads from (`input`). The binary gives its own stdout, stderr and stdin; the
+/// control server gives the socket's frames (issue 10).
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn BufRead,
+}
+
+/// Why a command run from the command line failed: the gateway's own error, or the running server
+/// it was sent to (issue 10). Both print as their message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+}
+
+/// Runs one command from the command line and returns its exit status; a failure is printed on
+/// `io.err`. With the store free the command opens it; held by a running `serve`, the command is sent
+/// to that server's control socket and answers as it would have here (issue 10). `serve` is run by
+/// the binary, which owns the runtime.
+pub fn run(cli: Cli, io: &mut Io) -> u8 {
+    match dispatch(cli, io) {
+        Ok(code) => code,
+        Err(e) => report_failure(&e, io.err),
+    }
+}
+
+/// Prints a failed command's message as `gateway: MESSAGE: CAUSE...` and gives its exit status; a
+/// closed pipe (`gateway visits list | head`) is no failure: the reader has what it wanted. The
+/// control server answers a failure through here too, so the message is the same either way.
+pub fn report_failure(e: &(dyn std::error::Error + 'static), err: &mut dyn Write) -> u8 {
+    let mut chain = Some(e);
+    let mut message = String::new();
+    while let Some(cause) = chain {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return SUCCESS;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause.to_string());
+        chain = cause.source();
+    }
+    let _ = writeln!(err, "gateway: {message}");
+    FAILED
+}
+
+fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| GatewayError::Invalid(e.to_string()))?;
     let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
-    match cli.command {
+    let dir = crate::data_dir::DataDir::new(&data);
+    enum Opened {
+        Store(Store),
+        Gateway(Gateway),
+    }
+    let opened = match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
-        Command::User { command } => user(config, &data, command, out),
-        Command::Validate { cplis, org, format, files } => validate(config, &data, cplis, org, format, &files, out),
+        // Judging alone needs no store, and `validate` never makes one: with an organisation it
+        // judges against what the data folder holds for it, when it has a store.
+        Command::Validate { org: None, .. } => return Ok(execute_validate(&config, None, cli.command, io)?),
+        Command::Validate { .. } if !dir.db().exists() => return Ok(execute_validate(&config, None, cli.command, io)?),
+        Command::Validate { .. } => Store::open(&dir.db()).map(Opened::Store).map_err(GatewayError::from),
+        _ => Gateway::open(config.clone(), &data).map(Opened::Gateway),
+    };
+    match opened {
+        Ok(Opened::Store(store)) => Ok(execute_validate(&config, Some(&store), cli.command, io)?),
+        Ok(Opened::Gateway(gw)) => Ok(execute(&gw, cli.command, io)?),
+        // A live server holds the store: the command runs there. With no server listening (another
+        // one-shot command holds it) the answer is the store's own.
+        Err(GatewayError::Store(in_use @ StoreError::InUse { .. })) => match crate::control::forward(&dir, cli.command, io) {
+            Err(crate::control::ControlError::Unreachable { .. }) => Err(GatewayError::Store(in_use).into()),
+            answered => Ok(answered?),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a command (not `serve`) against an open gateway: the one-shot path and the control server
+/// (issue 10) both come here. `import` processes its files here and now; the server hands them to
+/// its queue instead (`control`).
+pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, GatewayError> {
+    let out = &mut *io.out;
+    match command {
+        Command::Serve { .. } => Err(GatewayError::Invalid("`serve` cannot be run from another command".into())),
+        Command::User { command } => user(gw, command, io),
+        command @ Command::Validate { .. } => execute_validate(&gw.config, Some(&gw.store), command, io),
         Command::Import { org, format, files } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let mut results = Vec::new();
             for f in &files {
@@ -313,56 +422,49 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
             print_results(&results, format, out)
         }
         Command::Cplis { command: CplisCommand::Load { file } } => {
-            let gw = Gateway::open(config, &data)?;
             let load = gw.load_cplis(&file)?;
             writeln!(out, 
                 "loaded {} CPLIs ({} new, {} updated) for {}; {} stored visits and actuals rows changed match status",
                 load.cplis, load.new, load.cplis - load.new, load.organisations.join(", "), load.rematched
             ).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         Command::Org { command: OrgCommand::Add { name, org_ref } } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.add_org(&name, org_ref.as_deref())?;
             writeln!(out, "{} ({}): inbox {}", org.name, org.slug, gw.data.inbox(&org.slug).display()).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         Command::Org { command: OrgCommand::List } => {
-            let gw = Gateway::open(config, &data)?;
             for o in gw.store.orgs()? {
                 let services: Vec<&str> = o.services.iter().map(|s| s.name.as_str()).collect();
                 writeln!(out, "{}\t{}\t{}\t{}", o.name, o.slug, o.org_ref.map(|g| g.to_string()).unwrap_or_default(), services.join("; ")).map_err(output)?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         Command::Period { command: PeriodCommand::Lock { until } } => {
-            let gw = Gateway::open(config, &data)?;
             let p = gw.lock_until(until)?;
             let at = if p.end == until { "the last day of" } else { "in" };
             writeln!(out, "locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe()).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         Command::Visits { command: VisitsCommand::List { org, status, format } } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let visits = gw.store.current_visits(&org.slug).filter(|r| match (r, status) {
                 (Ok(StoredVisit { visit: Some(v), .. }), Some(f)) => matches!(v.matched, MatchStatus::Matched { .. }) == (f == MatchFilter::Matched),
                 _ => true,
             });
             list_visits(visits, format, out)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
-        Command::Contact { command } => contact(Gateway::open(config, &data)?, command, out),
-        Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(&Gateway::open(config, &data)?, sent, out),
+        Command::Contact { command } => contact(gw, command, out),
+        Command::Outbox { command: OutboxCommand::List { sent } } => outbox_list(gw, sent, io),
         Command::Export { command: ExportCommand::Commissioned { org } } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let body = gw.commissioned_export(&org)?;
             gw.write_commissioned_export(&org)?;
             print_bytes(&body, out)
         }
         Command::Report { command: ReportCommand::CommissionedVsActuals { org, from, to, differences_only, include_empty_weeks, format, write_export } } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let opts = ActualsOptions { from, to, differences_only, include_empty_weeks };
             let rows = gw.commissioned_vs_actuals(&org, &opts)?;
@@ -370,12 +472,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
             if write_export {
                 let ext = if format == ListFormat::Json { "json" } else { "csv" };
                 let path = gw.write_export(&org, &format!("commissioned-vs-actuals_{from}_{to}.{ext}"), &body)?;
-                eprintln!("written to {}", path.display());
+                writeln!(io.err, "written to {}", path.display()).map_err(output)?;
             }
             print_bytes(&body, out)
         }
         Command::Report { command: ReportCommand::HospitalIncentive { org, from, to, format } } => {
-            let gw = Gateway::open(config, &data)?;
             let org = gw.org(&org)?;
             let rows = gw.hospital_incentive(&org, from, to)?;
             print_bytes(&table(&hospital::COLUMNS, rows.iter().map(|r| r.cells()), format), out)
@@ -394,12 +495,12 @@ fn table<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>
     }
 }
 
-fn print_bytes(body: &[u8], out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+fn print_bytes(body: &[u8], out: &mut dyn Write) -> Result<u8, GatewayError> {
     out.write_all(body).and_then(|_| out.flush()).map_err(output)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(SUCCESS)
 }
 
-fn contact(gw: Gateway, command: ContactCommand, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+fn contact(gw: &Gateway, command: ContactCommand, out: &mut dyn Write) -> Result<u8, GatewayError> {
     match command {
         ContactCommand::Add { org, email, name, notify, no_notify } => {
             let org = gw.org(&org)?;
@@ -427,7 +528,7 @@ fn contact(gw: Gateway, command: ContactCommand, out: &mut dyn Write) -> Result<
             writeln!(out, "{}: {email} removed; it gets no more email", org.name).map_err(output)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(SUCCESS)
 }
 
 fn describe(notify: Notify) -> &'static str {
@@ -439,12 +540,12 @@ fn describe(notify: Notify) -> &'static str {
     }
 }
 
-fn outbox_list(gw: &Gateway, sent: bool, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
     let subject = |q: &crate::mail::Queued| {
         crate::mail::outbox::render(gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
     };
-    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(out);
+    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(&mut *io.out);
     let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };
     if sent {
         w.write_record(["id", "to", "subject", "attempts", "sent"]).map_err(write_err)?;
@@ -470,40 +571,30 @@ fn outbox_list(gw: &Gateway, sent: bool, out: &mut dyn Write) -> Result<ExitCode
     drop(w);
     if !sent {
         for (slug, email, files) in gw.store.digest_lines()? {
-            eprintln!("{slug}: {files} file(s) wait for {email}'s daily digest at {}", gw.config.mail.digest_at);
+            writeln!(io.err, "{slug}: {files} file(s) wait for {email}'s daily digest at {}", gw.config.mail.digest_at).map_err(output)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(SUCCESS)
 }
 
-fn validate(
-    config: Config,
-    data: &Path,
-    cplis: Option<PathBuf>,
-    org: Option<String>,
-    format: Format,
-    files: &[PathBuf],
-    out: &mut dyn Write,
-) -> Result<ExitCode, GatewayError> {
+/// `validate`: `store` is the data folder's, when it has one, for judging as an organisation.
+fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io: &mut Io) -> Result<u8, GatewayError> {
+    let Command::Validate { cplis, org, format, files } = command else { unreachable!("only validate comes here") };
     let cplis = cplis.map(|p| read_extract(&p)).transpose()?;
-    // With an organisation, judge against what the data folder holds for it (when it has a store).
-    let store = match (&org, data.join("db").exists()) {
-        (Some(_), true) => Some(Store::open(&data.join("db"))?),
-        _ => None,
-    };
-    let org = match (&org, &store) {
+    let store = store.filter(|_| org.is_some());
+    let org = match (&org, store) {
         (Some(name), Some(s)) => Some(s.org(name)?.unwrap_or_else(|| crate::domain::Organisation::new(name, None))),
         (Some(name), None) => Some(crate::domain::Organisation::new(name, None)),
         (None, _) => None,
     };
     let mut results = Vec::new();
-    for f in files {
-        results.push(Gateway::validate(&config, store.as_ref(), org.as_ref(), cplis.clone(), f)?);
+    for f in &files {
+        results.push(Gateway::validate(config, store, org.as_ref(), cplis.clone(), f)?);
     }
-    print_results(&results, format, out)
+    print_results(&results, format, io.out)
 }
 
-fn print_results(results: &[ImportResult], format: Format, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+pub fn print_results(results: &[ImportResult], format: Format, out: &mut dyn Write) -> Result<u8, GatewayError> {
     // Streamed from each result's issue log (issue 9: a million issues are never in memory).
     let mut out = std::io::BufWriter::new(out);
     let printed = (|| -> std::io::Result<()> {
@@ -535,7 +626,7 @@ fn print_results(results: &[ImportResult], format: Format, out: &mut dyn Write) 
             return Err(GatewayError::Io { context: "printing the results".into(), source: e });
         }
     }
-    Ok(if results.iter().any(ImportResult::has_errors) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if results.iter().any(ImportResult::has_errors) { HAS_ERRORS } else { SUCCESS })
 }
 
 const LIST_COLUMNS: [&str; 20] = [
@@ -612,20 +703,17 @@ fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, 
     Ok(())
 }
 
-fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) -> Result<ExitCode, GatewayError> {
+fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayError> {
     use crate::sftp::users;
-    let dir = crate::data_dir::DataDir::new(data);
+    let out = &mut *io.out;
+    let dir = &gw.data;
     let logins = users::Users::new(dir.users());
     let invalid = |e: users::UserError| GatewayError::Invalid(e.to_string());
     match command {
         UserCommand::Add { org, name, keys, password_stdin } => {
-            // The organisation is looked up in the store only when it is free (no server running):
-            // its folders' name (slug) is what the login needs, and a server holds the store.
-            let org = match Gateway::open(config, data) {
-                Ok(gw) => gw.org(&org)?,
-                Err(GatewayError::Store(crate::store::StoreError::InUse { .. })) => crate::domain::Organisation::new(&org, None),
-                Err(e) => return Err(e),
-            };
+            // While `serve` runs this runs inside it (issue 10), so the organisation is always looked
+            // up in the store: its folders' name (slug) is what the login needs.
+            let org = gw.org(&org)?;
             if !dir.inbox(&org.slug).exists() {
                 return Err(GatewayError::Invalid(format!("there is no organisation '{}' (no folder {})", org.name, dir.inbox(&org.slug).display())));
             }
@@ -636,7 +724,7 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
             }
             let hash = if password_stdin {
                 let mut pw = String::new();
-                std::io::stdin().read_line(&mut pw).map_err(|source| GatewayError::Io { context: "reading the password".into(), source })?;
+                io.input.read_line(&mut pw).map_err(|source| GatewayError::Io { context: "reading the password".into(), source })?;
                 let pw = pw.trim_end_matches(['\r', '\n']);
                 users::check_password_policy(pw).map_err(invalid)?;
                 Some(users::hash_password(pw).map_err(invalid)?)
@@ -645,23 +733,23 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
             };
             let u = logins.add(&name, &org.slug, lines, hash).map_err(invalid)?;
             writeln!(out, "{} for {}: {} key(s){}", u.login, org.name, u.keys.len(), if u.password_hash.is_some() { ", password" } else { "" }).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         UserCommand::List => {
             for u in logins.list().map_err(invalid)? {
                 writeln!(out, "{}\t{}\t{} key(s)\t{}", u.login, u.org, u.keys.len(), if u.password_hash.is_some() { "password" } else { "no password" }).map_err(output)?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         UserCommand::Remove { name } => {
             let u = logins.remove(&name).map_err(invalid)?;
             writeln!(out, "removed {} ({})", u.login, u.org).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
         UserCommand::Unlock { name } => {
             let u = logins.request_unlock(&name).map_err(invalid)?;
             writeln!(out, "unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org).map_err(output)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(SUCCESS)
         }
     }
 }
@@ -670,17 +758,37 @@ fn user(config: Config, data: &Path, command: UserCommand, out: &mut dyn Write) 
 mod tests {
     use super::*;
 
+    fn run_captured(args: &[&str]) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(Cli::parse_from(args), &mut Io { out: &mut out, err: &mut err, input: &mut &b""[..] });
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
     #[test]
     fn a_command_writes_its_answer_to_the_writer_it_is_given() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap();
-        let mut out = Vec::new();
-        let cli = Cli::parse_from(["gateway", "--data", data, "org", "add", "--name", "Pearl Carers Ltd"]);
-        assert_eq!(run(cli, &mut out).unwrap(), ExitCode::SUCCESS);
-        let said = String::from_utf8(out).unwrap();
+        let (code, said, _) = run_captured(&["gateway", "--data", data, "org", "add", "--name", "Pearl Carers Ltd"]);
+        assert_eq!(code, SUCCESS);
         assert!(said.starts_with("Pearl Carers Ltd (pearl-carers-ltd): inbox "), "{said}");
-        let mut out = Vec::new();
-        run(Cli::parse_from(["gateway", "--data", data, "org", "list"]), &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "Pearl Carers Ltd\tpearl-carers-ltd\t\t\n");
+        let (_, said, _) = run_captured(&["gateway", "--data", data, "org", "list"]);
+        assert_eq!(said, "Pearl Carers Ltd\tpearl-carers-ltd\t\t\n");
+    }
+
+    #[test]
+    fn a_failure_is_printed_with_its_causes_and_exits_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let (code, out, err) = run_captured(&["gateway", "--data", data, "cplis", "load", "/nonexistent/cplis.csv"]);
+        assert_eq!((code, out.as_str()), (FAILED, ""));
+        assert!(err.starts_with("gateway: ") && err.contains("/nonexistent/cplis.csv") && err.ends_with('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_a_command_quietly_with_success() {
+        let e = GatewayError::Io { context: "writing the output".into(), source: std::io::ErrorKind::BrokenPipe.into() };
+        let mut err = Vec::new();
+        assert_eq!(report_failure(&e, &mut err), SUCCESS);
+        assert!(err.is_empty());
     }
 }

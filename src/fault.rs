@@ -4,7 +4,9 @@
 //! - stops: `before-commit`, `after-commit`, `after-result-csv` (answering a file), `cplis-stored`
 //!   (a CPLI load after its CPLIs are stored, before the stored visits are matched again);
 //! - failures: `panic-judging` (a panic while judging), `no-space` (the first visits file's commit
-//!   fails as a full disk would), `slow-answer` (2 s before an answer is put in place).
+//!   fails as a full disk would), `slow-answer` (2 s before an answer is put in place);
+//! - the control socket (issue 10): `control-mid-reply` stops the server after the first part of a
+//!   command's output is sent, before the command's end (docs/control.md).
 
 use std::sync::OnceLock;
 

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `cli`: the command line (SPEC 6) and what each command does.
+//! - `control`: the control socket: commands sent to the running server while it holds the store.
 //! - `config`: `gateway.toml`, every field with a working default.
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
@@ -20,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod data_dir;
 pub mod domain;
 pub mod exports;

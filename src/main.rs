@@ -20,16 +20,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Serve { ref listen, demo } => serve(&cli, listen.clone(), demo),
-        _ => gateway::cli::run(cli, &mut std::io::stdout().lock()).map_err(anyhow::Error::from),
-    };
-    result.unwrap_or_else(|e| {
-        // `gateway visits list | head`: the reader has what it wanted.
-        let closed_pipe = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
-        if closed_pipe {
-            return ExitCode::SUCCESS;
-        }
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // stderr is not held locked: threads of the command log there too.
+        let (stdout, stdin) = (std::io::stdout(), std::io::stdin());
+        let io = &mut gateway::cli::Io { out: &mut stdout.lock(), err: &mut std::io::stderr(), input: &mut stdin.lock() };
+        return ExitCode::from(gateway::cli::run(cli, io));
+    }
+    let Command::Serve { ref listen, demo } = cli.command else { unreachable!() };
+    serve(&cli, listen.clone(), demo).unwrap_or_else(|e| {
         eprintln!("gateway: {e:#}");
         ExitCode::from(2)
     })

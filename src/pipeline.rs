@@ -240,13 +240,20 @@ impl Gateway {
     /// `gateway import`: the file is copied into the organisation's spool exactly as an upload would
     /// be claimed, then processed.
     pub fn import_file(&self, org: &Organisation, path: &Path) -> Result<ImportResult> {
+        let spooled = self.spool_copy(org, path)?;
+        self.process_spooled(&spooled)
+    }
+
+    /// Claims a copy of the file at `path` into the organisation's spool, as `import` does; the
+    /// running server's `import` (issue 10) then hands it to its queue.
+    pub fn spool_copy(&self, org: &Organisation, path: &Path) -> Result<SpooledFile> {
         let name = file_name(path)?;
         self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         let staged = self.data.staging().join(format!("{}.part", uuid::Uuid::new_v4()));
         fs::copy(path, &staged).map_err(io(format!("reading {}", path.display())))?;
         let spooled = self.spool_file(&org.slug, &name);
         fs::rename(&staged, self.data.spooled(&spooled)).map_err(io("moving the file into the spool"))?;
-        self.process_spooled(&spooled)
+        Ok(spooled)
     }
 
     /// Claims a complete file from an inbox by renaming it into the spool (so it is taken once).

@@ -22,6 +22,8 @@ pub enum ServeError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     #[error("the SFTP listener ended unexpectedly; the gateway stops so that its supervisor restarts it")]
     ListenerEnded,
 }
@@ -81,7 +83,8 @@ pub async fn run(
     // start (a deleted export is made again; one cut short by a crash is rewritten).
     gw.exports.defer();
     gw.mark_exports(crate::exports::Touched::All);
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx));
+    let finished = Arc::new(crate::control::Finished::default());
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx, finished.clone()));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
     let spooled = {
         let gw = gw.clone();
@@ -90,6 +93,8 @@ pub async fn run(
     for spooled in spooled {
         let _ = work_tx.send(spooled);
     }
+    // Commands sent while serving (issue 10) queue their imports behind the spool's files.
+    let control = crate::control::start(gw.clone(), work_tx.clone(), finished)?;
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
     let demo = options.demo.is_some();
     let mut sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
@@ -112,6 +117,7 @@ pub async fn run(
         }
     };
     sftp.shutdown().await;
+    control.stop();
     // The worker finishes the file it is on; the mailer the email it is sending.
     let _ = stop_tx.send(true);
     let _ = worker.await;
@@ -144,7 +150,12 @@ fn clean_staging(gw: &Gateway) {
 /// Exports (issue 10) are rewritten between files, coalesced: once the queue has stayed empty for
 /// [`EXPORTS_QUIET`], or after [`EXPORTS_EVERY_FILES`] files or [`EXPORTS_AT_LEAST`] of a queue that
 /// never empties, so a burst rewrites each export once and a constant stream still sees them.
-async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn work(
+    gw: Arc<Gateway>,
+    mut rx: mpsc::UnboundedReceiver<SpooledFile>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    finished: Arc<crate::control::Finished>,
+) {
     let mut waiting: std::collections::VecDeque<(SpooledFile, Option<String>)> = Default::default();
     let mut since_exports = (0usize, tokio::time::Instant::now());
     loop {
@@ -206,6 +217,8 @@ async fn work(gw: Arc<Gateway>, mut rx: mpsc::UnboundedReceiver<SpooledFile>, mu
         .await;
         since_exports.0 += 1;
         let path = gw.data.spooled(&spooled);
+        // `gateway import` sent to the server waits for this (issue 10).
+        finished.notify(&spooled, &done);
         match done {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if !gw.store.is_healthy() && path.exists() => {

@@ -32,3 +32,5 @@ mod fuzz_regressions;
 mod rules_other;
 /// Issue 11's visit rules (service levels, Spot, DHS/DHF, in hospital, planned hours) with hand-written files.
 mod rules_visits;
+/// Issue 10: commands sent to a running server through its control socket, uploads in flight meanwhile.
+mod control;
