@@ -183,8 +183,12 @@ pub enum ReportCommand {
 pub enum ContactCommand {
     /// Subscribe an address (or change the name and choice of one already subscribed).
     Add {
-        #[arg(long)]
-        org: String,
+        #[arg(long, required_unless_present = "council")]
+        org: Option<String>,
+        /// A council officer, for the council's daily summary (schedule.summary_at) instead of an
+        /// organisation's contact.
+        #[arg(long, conflicts_with_all = ["org", "notify", "no_notify"])]
+        council: bool,
         #[arg(long)]
         email: EmailAddress,
         /// The person's name, for the greeting and the To: line.
@@ -202,11 +206,17 @@ pub enum ContactCommand {
     List {
         #[arg(long)]
         org: Option<String>,
+        /// The council's contacts instead.
+        #[arg(long, conflicts_with = "org")]
+        council: bool,
     },
     /// Unsubscribe an address: it gets nothing more, not even mail already waiting for it.
     Remove {
-        #[arg(long)]
-        org: String,
+        #[arg(long, required_unless_present = "council")]
+        org: Option<String>,
+        /// A council contact.
+        #[arg(long, conflicts_with = "org")]
+        council: bool,
         #[arg(long)]
         email: EmailAddress,
     },
@@ -380,7 +390,8 @@ fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
     let dir = crate::data_dir::DataDir::new(&data);
     enum Opened {
         Store(Store),
-        Gateway(Gateway),
+        // Boxed: the gateway (its whole configuration) is far larger than a store handle.
+        Gateway(Box<Gateway>),
     }
     let opened = match &cli.command {
         Command::Serve { .. } => unreachable!("serve is run by main"),
@@ -389,7 +400,7 @@ fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
         Command::Validate { org: None, .. } => return Ok(execute_validate(&config, None, cli.command, io)?),
         Command::Validate { .. } if !dir.db().exists() => return Ok(execute_validate(&config, None, cli.command, io)?),
         Command::Validate { .. } => Store::open(&dir.db()).map(Opened::Store).map_err(GatewayError::from),
-        _ => Gateway::open(config.clone(), &data).map(Opened::Gateway),
+        _ => Gateway::open(config.clone(), &data).map(|gw| Opened::Gateway(Box::new(gw))),
     };
     match opened {
         Ok(Opened::Store(store)) => Ok(execute_validate(&config, Some(&store), cli.command, io)?),
@@ -442,7 +453,7 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
             Ok(SUCCESS)
         }
         Command::Period { command: PeriodCommand::Lock { until } } => {
-            let p = gw.lock_until(until)?;
+            let p = gw.lock_until(until, crate::domain::LockedBy::Hand)?;
             let at = if p.end == until { "the last day of" } else { "in" };
             writeln!(out, "locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe()).map_err(output)?;
             Ok(SUCCESS)
@@ -502,14 +513,32 @@ fn print_bytes(body: &[u8], out: &mut dyn Write) -> Result<u8, GatewayError> {
 
 fn contact(gw: &Gateway, command: ContactCommand, out: &mut dyn Write) -> Result<u8, GatewayError> {
     match command {
-        ContactCommand::Add { org, email, name, notify, no_notify } => {
-            let org = gw.org(&org)?;
+        ContactCommand::Add { council: true, email, name, .. } => {
+            let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+            // A council officer gets the daily summary, whatever `notify` says.
+            let contact = Contact { email, name, notify: Notify::Digest };
+            gw.store.put_council_contact(&contact)?;
+            writeln!(out, "the council: {} gets the daily summary at {}", contact.mailbox(), gw.config.schedule.summary_at).map_err(output)?;
+        }
+        ContactCommand::List { council: true, .. } => {
+            for c in gw.store.council_contacts()? {
+                writeln!(out, "(council)\t{}\t{}\tsummary", c.email, c.name.as_deref().unwrap_or("")).map_err(output)?;
+            }
+        }
+        ContactCommand::Remove { council: true, email, .. } => {
+            if !gw.store.remove_council_contact(&email.key())? {
+                return Err(GatewayError::Invalid(format!("the council has no contact {email}")));
+            }
+            writeln!(out, "the council: {email} removed; it gets no more email").map_err(output)?;
+        }
+        ContactCommand::Add { org, email, name, notify, no_notify, .. } => {
+            let org = gw.org(org.as_deref().unwrap_or_default())?;
             let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
             let contact = Contact { email, name, notify: if no_notify { Notify::Off } else { notify } };
             gw.store.put_contact(&org.slug, &contact)?;
             writeln!(out, "{}: {} ({}) gets {}", org.name, contact.mailbox(), contact.notify.as_str(), describe(contact.notify)).map_err(output)?;
         }
-        ContactCommand::List { org } => {
+        ContactCommand::List { org, .. } => {
             let orgs = match org {
                 Some(name) => vec![gw.org(&name)?],
                 None => gw.store.orgs()?,
@@ -520,8 +549,8 @@ fn contact(gw: &Gateway, command: ContactCommand, out: &mut dyn Write) -> Result
                 }
             }
         }
-        ContactCommand::Remove { org, email } => {
-            let org = gw.org(&org)?;
+        ContactCommand::Remove { org, email, .. } => {
+            let org = gw.org(org.as_deref().unwrap_or_default())?;
             if !gw.store.remove_contact(&org.slug, &email.key())? {
                 return Err(GatewayError::Invalid(format!("{} has no contact {email}", org.name)));
             }

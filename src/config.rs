@@ -26,6 +26,7 @@ pub struct Config {
     pub watch: Watch,
     pub sftp: Sftp,
     pub mail: MailConfig,
+    pub schedule: Schedule,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             watch: Watch::default(),
             sftp: Sftp::default(),
             mail: MailConfig::default(),
+            schedule: Schedule::default(),
         }
     }
 }
@@ -294,10 +296,7 @@ impl MailConfig {
 
     /// `digest_at` as a time of day (`HH:MM`, or `HH:MM:SS`).
     pub fn digest_time(&self) -> Result<chrono::NaiveTime, String> {
-        let t = self.digest_at.trim();
-        chrono::NaiveTime::parse_from_str(t, "%H:%M")
-            .or_else(|_| chrono::NaiveTime::parse_from_str(t, "%H:%M:%S"))
-            .map_err(|e| format!("mail.digest_at '{}' is not a time HH:MM: {e}", self.digest_at))
+        time_of_day("mail.digest_at", &self.digest_at)
     }
 }
 
@@ -322,6 +321,48 @@ impl std::fmt::Debug for MailConfig {
             .field("max_attachment_bytes", &self.max_attachment_bytes)
             .finish()
     }
+}
+
+/// What the running gateway does on the council's clock (issue 10): payment periods locked a fixed
+/// number of days after they end, and the council's daily summary email. Times are the server's
+/// local time, as `mail.digest_at` is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedule {
+    /// Off by default: periods are locked by hand (`gateway period lock`) until the council turns it on.
+    pub auto_lock: bool,
+    /// A period is locked this many whole days after its last day, at `lock_at`. 14 is the
+    /// extra-care guide's payment timetable: a period ending on a Sunday is finalised on the Monday
+    /// two weeks later.
+    pub lock_after_days: u32,
+    /// The time of day (HH:MM or HH:MM:SS) a due lock is made.
+    pub lock_at: String,
+    /// The council's daily summary goes to its contacts at this time (HH:MM or HH:MM:SS).
+    pub summary_at: String,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule { auto_lock: false, lock_after_days: 14, lock_at: "00:00".into(), summary_at: "07:00".into() }
+    }
+}
+
+impl Schedule {
+    pub fn lock_time(&self) -> Result<chrono::NaiveTime, String> {
+        time_of_day("schedule.lock_at", &self.lock_at)
+    }
+
+    pub fn summary_time(&self) -> Result<chrono::NaiveTime, String> {
+        time_of_day("schedule.summary_at", &self.summary_at)
+    }
+}
+
+/// `HH:MM` or `HH:MM:SS`.
+fn time_of_day(setting: &str, text: &str) -> Result<chrono::NaiveTime, String> {
+    let t = text.trim();
+    chrono::NaiveTime::parse_from_str(t, "%H:%M")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(t, "%H:%M:%S"))
+        .map_err(|e| format!("{setting} '{text}' is not a time HH:MM: {e}"))
 }
 
 /// Dates written as TOML dates (`2022-10-03`) or as strings (`"2022-10-03"`).

@@ -13,6 +13,7 @@
 //! - `outcome`: what a file's processing answers (`ImportResult`, codes, issues), below both `ingest` and `store`.
 //! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
+//! - `schedule`: the council's clock while serving: periods locked on schedule, the daily summary's figures.
 //! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
 //! - `sftp`: the SFTP front door: logins, the per-organisation folders, uploads handed to the engine.
 //! - `reports`: what the council gets out: actuals from visits, commissioned vs actuals, hospital incentive, the export.
@@ -30,6 +31,7 @@ pub mod ingest;
 pub mod mail;
 pub mod outcome;
 pub mod pipeline;
+pub mod schedule;
 pub mod serve;
 pub mod sftp;
 pub mod reports;

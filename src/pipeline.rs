@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
 use crate::data_dir::{DataDir, SpooledFile};
-use crate::domain::{Organisation, Period, Slug};
+use crate::domain::{LockedBy, Organisation, Period, Slug};
 use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
@@ -230,11 +230,20 @@ impl Gateway {
         Ok(path)
     }
 
-    pub fn lock_until(&self, date: chrono::NaiveDate) -> Result<Period> {
-        self.store.lock_until(date)?;
-        // Issue 10: a lock takes its periods' visits out of every `visits-status.csv`.
-        self.mark_exports(crate::exports::Touched::All);
-        Ok(Period::containing(date, self.config.periods.first_start, self.config.periods.length_days))
+    /// Locks every visit dated on or before `date`, by hand or by the council's schedule (issue 10).
+    /// A lock never moves back: an earlier date leaves the later lock as it is, and everything on or
+    /// before `date` is locked all the same. Returns the period holding `date`.
+    pub fn lock_until(&self, date: chrono::NaiveDate, by: LockedBy) -> Result<Period> {
+        let period = Period::containing(date, self.config.periods.first_start, self.config.periods.length_days);
+        match self.store.advance_lock(date, by, Utc::now())? {
+            Some(_) => {
+                tracing::info!(until = %date, by = by.as_str(), period = period.describe(), "locked");
+                // Issue 10: a lock takes its periods' visits out of every `visits-status.csv`.
+                self.mark_exports(crate::exports::Touched::All);
+            }
+            None => tracing::info!(until = %date, by = by.as_str(), locked_until = ?self.store.locked_until()?.map(|l| l.0), "already locked that far; a lock never moves back"),
+        }
+        Ok(period)
     }
 
     /// `gateway import`: the file is copied into the organisation's spool exactly as an upload would

@@ -23,6 +23,8 @@ pub enum ServeError {
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
     #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error(transparent)]
     Control(#[from] crate::control::ControlError),
     #[error("the SFTP listener ended unexpectedly; the gateway stops so that its supervisor restarts it")]
     ListenerEnded,
@@ -76,6 +78,9 @@ pub async fn run(
     announce: impl Fn(Announcement),
 ) -> Result<(), ServeError> {
     let mailer = Mailer::new(&gw)?;
+    // Locks on the council's schedule (issue 10), before anything else starts so that a bad setting
+    // stops nothing half-started; it stops when `run` returns.
+    let _schedule = crate::schedule::start(gw.clone())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<SpooledFile>();
     clean_staging(&gw);

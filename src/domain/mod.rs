@@ -22,7 +22,7 @@ pub use date_time::{date_message, parse_date, parse_date_cell, parse_time, uk_da
 pub use ident::{is_valid_nhs_number, parse_guid, Guid};
 pub use name::{NameKey, NameKeys};
 pub use organisation::{Organisation, Service};
-pub use period::{week_start, LockedUntil, Period};
+pub use period::{week_start, LockRecord, LockedBy, LockedUntil, Period};
 pub use slug::{Slug, SlugError};
 pub use visit::{Delivered, MatchStatus, Visit};
 pub use visit_type::{VisitType, VisitTypes};

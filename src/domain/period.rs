@@ -37,6 +37,32 @@ impl LockedUntil {
     }
 }
 
+/// Who moved the lock (issue 10): the council's schedule (`schedule.auto_lock`) or a person
+/// (`gateway period lock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockedBy {
+    Schedule,
+    Hand,
+}
+
+impl LockedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockedBy::Schedule => "by schedule",
+            LockedBy::Hand => "by hand",
+        }
+    }
+}
+
+/// A lock that moved the locked date forward, as the store records it for the council's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub until: NaiveDate,
+    pub by: LockedBy,
+}
+
 /// The Monday that starts the week holding `date`.
 pub fn week_start(date: NaiveDate) -> NaiveDate {
     date - Duration::days(date.weekday().num_days_from_monday() as i64)

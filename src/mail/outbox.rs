@@ -19,6 +19,7 @@ use super::transport::Transport;
 use super::MailError;
 use crate::config::MailConfig;
 use crate::pipeline::Gateway;
+use crate::schedule::CouncilSummary;
 
 /// What an email is about; its words are rendered from the stored results when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ pub enum Letter {
     File { import_id: String },
     /// A contact's daily digest of the files processed since the previous one.
     Digest { day: NaiveDate, import_ids: Vec<String> },
+    /// The council's daily summary (issue 10), with its figures as they were when it was queued.
+    CouncilSummary(Box<CouncilSummary>),
 }
 
 /// An email waiting (or, once `sent_at` is set, sent), keyed in the store by id and recipient.
@@ -35,7 +38,9 @@ pub enum Letter {
 pub struct Queued {
     /// The import id for a file's email, `digest-<uuid>` for a digest.
     pub id: String,
-    pub slug: Slug,
+    /// The organisation whose contact this is; none for a council contact (issue 10).
+    #[serde(default)]
+    pub slug: Option<Slug>,
     pub contact: Contact,
     pub letter: Letter,
     pub queued_at: DateTime<Utc>,
@@ -47,9 +52,14 @@ pub struct Queued {
 
 impl Queued {
     pub fn new(id: String, slug: &Slug, contact: Contact, letter: Letter, now: DateTime<Utc>) -> Queued {
+        Queued { slug: Some(slug.clone()), ..Queued::to_council(id, contact, letter, now) }
+    }
+
+    /// An email to one of the council's contacts.
+    pub fn to_council(id: String, contact: Contact, letter: Letter, now: DateTime<Utc>) -> Queued {
         Queued {
             id,
-            slug: slug.clone(),
+            slug: None,
             contact,
             letter,
             queued_at: now,
@@ -88,13 +98,14 @@ pub fn retry_delay(attempts: u32, config: &MailConfig) -> Duration {
 pub fn render(gw: &Gateway, q: &Queued) -> Result<Rendered, MailError> {
     let (store, config) = (&gw.store, &gw.config.mail);
     let name = q.contact.name.as_deref();
+    let slug = || q.slug.as_ref().ok_or_else(|| MailError::Missing(format!("email {} names no organisation", q.id)));
     match &q.letter {
         Letter::File { import_id } => {
             let result = store
                 .import_result(import_id)?
                 .ok_or_else(|| MailError::Missing(format!("the result of import {import_id} is not in the store")))?;
             let csv = match &result.answer {
-                Some(answer) => read_capped(&gw.data.results(&q.slug).join(&answer.csv), config.max_attachment_bytes),
+                Some(answer) => read_capped(&gw.data.results(slug()?).join(&answer.csv), config.max_attachment_bytes),
                 // Recorded before issue 9: the record holds every issue.
                 None => Some(result.to_csv()).filter(|c| c.len() as u64 <= config.max_attachment_bytes),
             };
@@ -105,9 +116,11 @@ pub fn render(gw: &Gateway, q: &Queued) -> Result<Rendered, MailError> {
             for id in import_ids {
                 results.extend(store.import_result(id)?);
             }
-            let org = store.org_by_slug(&q.slug)?.map_or_else(|| q.slug.to_string(), |o| o.name);
+            let slug = slug()?;
+            let org = store.org_by_slug(slug)?.map_or_else(|| slug.to_string(), |o| o.name);
             Ok(render::digest_email(&org, *day, &results, name))
         }
+        Letter::CouncilSummary(summary) => Ok(render::council_summary_email(summary, name)),
     }
 }
 
@@ -143,7 +156,8 @@ pub fn compose(from: Mailbox, q: &Queued, r: Rendered) -> Result<Message, MailEr
     built.map_err(|e| MailError::Missing(format!("the email could not be built: {e}")))
 }
 
-/// The most recent digest time at or before `now`, and the day it closes.
+/// The most recent digest time at or before `now`, and the day it closes (also the council's
+/// summary's, at `schedule.summary_at`).
 pub fn last_digest_due(now: DateTime<Local>, at: NaiveTime) -> (DateTime<Utc>, NaiveDate) {
     let at_on = |day: NaiveDate| {
         let naive = day.and_time(at);
@@ -168,6 +182,7 @@ pub struct Mailer {
     transport: Transport,
     from: Mailbox,
     digest_at: NaiveTime,
+    summary_at: NaiveTime,
 }
 
 /// The running worker.
@@ -206,6 +221,7 @@ impl Mailer {
             transport: Transport::from_config(config, &gw.data)?,
             from: sender(config)?,
             digest_at: config.digest_time().map_err(MailError::Config)?,
+            summary_at: gw.config.schedule.summary_time().map_err(MailError::Config)?,
         })
     }
 
@@ -236,6 +252,13 @@ impl Mailer {
             Ok(0) => {}
             Ok(n) => tracing::info!(digests = n, "daily digests queued"),
             Err(e) => tracing::error!(error = %e, "could not queue the daily digests"),
+        }
+        // The council's summary closes on the same clock as the digests, at its own time (issue 10).
+        let (due, day) = last_digest_due(Local::now(), self.summary_at);
+        match crate::schedule::queue_council_summary(gw, due, day) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(contacts = n, %day, "the council's daily summary queued"),
+            Err(e) => tracing::error!(error = %e, "could not queue the council's daily summary"),
         }
         let waiting = match gw.store.waiting() {
             Ok(w) => w,

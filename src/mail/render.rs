@@ -5,7 +5,9 @@ use askama::Template;
 use chrono::{DateTime, Local, NaiveDate};
 
 use super::contacts::has_problems;
+use crate::domain::uk_date;
 use crate::outcome::{ImportResult, Issue, Severity, Status};
+use crate::schedule::{CouncilSummary, SILENT_DAYS};
 
 /// A rendered email, before addressing.
 #[derive(Debug, Clone)]
@@ -187,6 +189,135 @@ pub fn digest_email(organisation: &str, day: NaiveDate, results: &[ImportResult]
     }
 }
 
+struct SummaryOrgLine {
+    name: String,
+    /// `3 files, 1 failed; 26 rows read, 5 rejected; 1 unmatched visit now`
+    figures: String,
+    files: u64,
+    failed: u64,
+    read: u64,
+    rejected: u64,
+    unmatched: u64,
+    last_file: String,
+}
+
+struct SummaryFailedLine {
+    organisation: String,
+    file: String,
+    received_at: String,
+    reason: String,
+}
+
+struct SummarySilentLine {
+    name: String,
+    last_file: String,
+}
+
+struct SummaryLockLine {
+    at: String,
+    by: &'static str,
+    until: String,
+}
+
+struct SummaryView {
+    recipient: Option<String>,
+    headline: String,
+    from: String,
+    to: String,
+    orgs: Vec<SummaryOrgLine>,
+    failed: Vec<SummaryFailedLine>,
+    silent: Vec<SummarySilentLine>,
+    silent_days: i64,
+    locks: Vec<SummaryLockLine>,
+}
+
+#[derive(Template)]
+#[template(path = "summary.txt")]
+struct SummaryText<'a> {
+    v: &'a SummaryView,
+}
+
+#[derive(Template)]
+#[template(path = "summary.html")]
+struct SummaryHtml<'a> {
+    v: &'a SummaryView,
+}
+
+/// `1 file`, `2 files`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
+fn local(t: DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&Local).format("%d/%m/%Y %H:%M").to_string()
+}
+
+/// The council's daily summary (issue 10), from the figures kept with it.
+pub fn council_summary_email(s: &CouncilSummary, recipient: Option<&str>) -> Rendered {
+    // The council's own failed files too (they are in `failed`, in no organisation's figures).
+    let failed = s.failed.len();
+    let silent = s.silent().count() as u64;
+    let headline = format!(
+        "Daily summary {}: {} from {}, {} failed, {} silent for {SILENT_DAYS} days, {}",
+        s.day.format("%d/%m/%Y"),
+        count(s.files(), "file", "files"),
+        count(s.organisations.iter().filter(|o| o.files > 0).count() as u64, "organisation", "organisations"),
+        failed,
+        count(silent, "organisation", "organisations"),
+        count(s.locks.len() as u64, "lock", "locks"),
+    );
+    let last_file = |t: Option<DateTime<chrono::Utc>>| t.map_or_else(|| "never".to_string(), local);
+    let v = SummaryView {
+        recipient: recipient.map(String::from),
+        headline,
+        from: local(s.from),
+        to: local(s.to),
+        orgs: s
+            .organisations
+            .iter()
+            .map(|o| SummaryOrgLine {
+                name: o.name.clone(),
+                figures: if o.files == 0 {
+                    format!("no files; {} now", count(o.unmatched_visits, "unmatched visit", "unmatched visits"))
+                } else {
+                    format!(
+                        "{}, {} failed; {}, {} rejected; {} now",
+                        count(o.files, "file", "files"),
+                        o.failed,
+                        count(o.rows_read, "row read", "rows read"),
+                        o.rows_rejected,
+                        count(o.unmatched_visits, "unmatched visit", "unmatched visits"),
+                    )
+                },
+                files: o.files,
+                failed: o.failed,
+                read: o.rows_read,
+                rejected: o.rows_rejected,
+                unmatched: o.unmatched_visits,
+                last_file: last_file(o.last_file_at),
+            })
+            .collect(),
+        failed: s
+            .failed
+            .iter()
+            .map(|f| SummaryFailedLine { organisation: f.organisation.clone(), file: f.file.clone(), received_at: local(f.received_at), reason: f.reason.clone() })
+            .collect(),
+        silent: s.silent().map(|o| SummarySilentLine { name: o.name.clone(), last_file: last_file(o.last_file_at) }).collect(),
+        silent_days: SILENT_DAYS,
+        locks: s
+            .locks
+            .iter()
+            .map(|l| SummaryLockLine { at: local(l.at), by: l.by.as_str(), until: uk_date(l.until) })
+            .collect(),
+    };
+    Rendered {
+        subject: v.headline.clone(),
+        text: SummaryText { v: &v }.render().expect("the text template renders"),
+        html: SummaryHtml { v: &v }.render().expect("the HTML template renders"),
+        attachment: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +456,49 @@ mod tests {
         assert!(m.text.contains("b.csv: 3 read, 2 rejected"));
         assert!(m.html.contains("<strong>b.csv: 3 read, 2 rejected</strong>"));
         assert!(m.text.starts_with("Hello Zoë,"));
+    }
+
+    #[test]
+    fn the_councils_summary_gives_each_organisations_figures_failed_files_silent_ones_and_locks() {
+        use crate::domain::{LockRecord, LockedBy};
+        use crate::schedule::{FailedFile, OrgSummary};
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        let org = |name: &str, files, failed, read, rejected, unmatched, last: Option<&str>, silent| OrgSummary {
+            name: name.into(),
+            files,
+            failed,
+            rows_read: read,
+            rows_rejected: rejected,
+            unmatched_visits: unmatched,
+            last_file_at: last.map(t),
+            silent,
+        };
+        let s = CouncilSummary {
+            day: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+            from: t("2026-11-26T07:00:00Z"),
+            to: t("2026-11-27T07:00:00Z"),
+            organisations: vec![
+                org("Pearl Carers Ltd", 3, 1, 26, 5, 1, Some("2026-11-27T06:00:00Z"), false),
+                org("Quiet <Care> Ltd", 0, 0, 0, 0, 0, None, true),
+            ],
+            failed: vec![FailedFile {
+                organisation: "Pearl Carers Ltd".into(),
+                file: "missing.csv".into(),
+                received_at: t("2026-11-27T06:00:00Z"),
+                reason: "the heading SSRef is missing".into(),
+            }],
+            locks: vec![LockRecord { at: t("2026-11-27T00:00:00Z"), until: NaiveDate::from_ymd_opt(2026, 11, 8).unwrap(), by: LockedBy::Schedule }],
+        };
+        let m = council_summary_email(&s, Some("Marge"));
+        assert_eq!(m.subject, "Daily summary 27/11/2026: 3 files from 1 organisation, 1 failed, 1 organisation silent for 7 days, 1 lock");
+        assert!(m.text.starts_with("Hello Marge,"), "{}", m.text);
+        assert!(m.text.contains("- Pearl Carers Ltd: 3 files, 1 failed; 26 rows read, 5 rejected; 1 unmatched visit now"), "{}", m.text);
+        assert!(m.text.contains("- Quiet <Care> Ltd: no files; 0 unmatched visits now"), "{}", m.text);
+        assert!(m.text.contains("missing.csv (received "), "{}", m.text);
+        assert!(m.text.contains("): the heading SSRef is missing"), "{}", m.text);
+        assert!(m.text.contains("Organisations that sent nothing in the last 7 days:\n- Quiet <Care> Ltd (last file: never)"), "{}", m.text);
+        assert!(m.text.contains("by schedule: every visit dated on or before 08/11/2026 is locked"), "{}", m.text);
+        assert!(m.html.contains("Quiet &#60;Care&#62; Ltd") && !m.html.contains("<Care>"), "{}", m.html);
+        assert!(m.attachment.is_none());
     }
 }

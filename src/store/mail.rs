@@ -2,13 +2,14 @@
 //! in the import's own commit batch (`queue_answers`), so a file is stored and answered together or
 //! not at all, and a replay, which finds the import already committed, never queues them again.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{encode, key, Result, Store};
 use crate::domain::Slug;
 use crate::outcome::ImportResult;
 use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Queued};
+use crate::schedule::CouncilSummary;
 
 const WAITING: &[u8] = b"w";
 /// A file's email until its result files are in place (issue 9).
@@ -17,6 +18,23 @@ const SENT: &[u8] = b"s";
 
 fn contact_key(slug: &Slug, email_key: &str) -> Vec<u8> {
     key(&[b"k", slug.as_bytes(), email_key.as_bytes()])
+}
+
+/// A council contact: beside the organisations' contacts, under an empty organisation part that no
+/// slug can be, so no organisation's scan meets it (issue 10).
+fn council_contact_key(email_key: &str) -> Vec<u8> {
+    key(&[b"k", b"", email_key.as_bytes()])
+}
+
+/// `m\0council_summary`: the last council summary queued.
+const COUNCIL_SUMMARY: &[u8] = b"council_summary";
+
+/// Which day's council summary was queued last, and the time it closed at (the next one covers
+/// from there).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SummaryMark {
+    pub day: NaiveDate,
+    pub at: DateTime<Utc>,
 }
 
 fn mail_key(state: &[u8], q: &Queued) -> Vec<u8> {
@@ -49,19 +67,84 @@ impl Store {
             batch.remove(kv?.0);
         }
         for q in self.waiting()? {
-            if q.slug == *slug && q.contact.email.key() == email_key {
+            if q.slug.as_ref() == Some(slug) && q.contact.email.key() == email_key {
                 batch.remove(mail_key(WAITING, &q));
             }
         }
         for r in self.scan::<Queued>(&key(&[b"e", HELD, b""])) {
             let (k, q) = r?;
-            if q.slug == *slug && q.contact.email.key() == email_key {
+            if q.slug.as_ref() == Some(slug) && q.contact.email.key() == email_key {
                 batch.remove(k);
             }
         }
         self.db.apply_batch(batch)?;
         self.flush()?;
         Ok(found)
+    }
+
+    /// Adds a council contact (issue 10: an officer who gets the daily summary), or changes the name
+    /// of one already there.
+    pub fn put_council_contact(&self, contact: &Contact) -> Result<()> {
+        self.db.insert(council_contact_key(&contact.email.key()), encode(contact))?;
+        self.flush()
+    }
+
+    pub fn council_contacts(&self) -> Result<Vec<Contact>> {
+        self.scan::<Contact>(&key(&[b"k", b"", b""])).map(|r| r.map(|(_, c)| c)).collect()
+    }
+
+    /// Unsubscribes a council contact, with the summaries still waiting for it. Returns whether
+    /// there was such a contact.
+    pub fn remove_council_contact(&self, email_key: &str) -> Result<bool> {
+        let mut batch = sled::Batch::default();
+        let ck = council_contact_key(email_key);
+        let found = self.db.contains_key(&ck)?;
+        batch.remove(ck);
+        for q in self.waiting()? {
+            if q.slug.is_none() && q.contact.email.key() == email_key {
+                batch.remove(mail_key(WAITING, &q));
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(found)
+    }
+
+    /// The last council summary queued.
+    pub fn council_summary_mark(&self) -> Result<Option<SummaryMark>> {
+        self.get(&key(&[b"m", COUNCIL_SUMMARY]))
+    }
+
+    /// Queues `day`'s council summary, closing at `due`, for every council contact, unless that
+    /// day's (or a later one's) was queued already: the emails and the mark go in one batch, so a
+    /// day's summary is queued once across restarts and crashes. `figures` is given the time the
+    /// summary covers from (the previous one's close, else a day before `due`) and is not called
+    /// when nobody is subscribed. Returns how many emails were queued.
+    pub fn queue_council_summary(
+        &self,
+        due: DateTime<Utc>,
+        day: NaiveDate,
+        figures: impl FnOnce(DateTime<Utc>) -> Result<CouncilSummary>,
+    ) -> Result<usize> {
+        let mark = self.council_summary_mark()?;
+        if mark.as_ref().is_some_and(|m| m.day >= day) {
+            return Ok(0);
+        }
+        let from = mark.map_or(due - chrono::Duration::days(1), |m| m.at);
+        let contacts = self.council_contacts()?;
+        let mut batch = sled::Batch::default();
+        if !contacts.is_empty() {
+            let summary = Box::new(figures(from)?);
+            let id = format!("council-summary-{}", uuid::Uuid::now_v7());
+            for contact in &contacts {
+                let q = Queued::to_council(id.clone(), contact.clone(), Letter::CouncilSummary(summary.clone()), Utc::now());
+                batch.insert(mail_key(WAITING, &q), encode(&q));
+            }
+        }
+        batch.insert(key(&[b"m", COUNCIL_SUMMARY]), encode(&SummaryMark { day, at: due }));
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(contacts.len())
     }
 
     /// Adds to an import's commit batch one email per contact that wants this file now, and a digest
@@ -278,5 +361,60 @@ mod tests {
         assert_eq!(waiting[0].letter, Letter::Digest { day, import_ids: vec!["imp-1".into(), "imp-2".into()] });
         assert!(waiting[0].id.starts_with("digest-"));
         assert_eq!(s.roll_digests(Utc::now() + chrono::Duration::seconds(1), day).unwrap(), 0, "rolled once");
+    }
+
+    fn summary(day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> CouncilSummary {
+        CouncilSummary { day, from, to, organisations: vec![], failed: vec![], locks: vec![] }
+    }
+
+    #[test]
+    fn council_contacts_are_kept_apart_from_every_organisations() {
+        let (_d, s) = store();
+        s.put_council_contact(&contact("Officer@Council.example.org", Notify::Digest)).unwrap();
+        s.put_contact(&slug("pearl"), &contact("zoe@pearl.example.org", Notify::Every)).unwrap();
+        assert_eq!(s.council_contacts().unwrap().len(), 1);
+        assert_eq!(s.contacts(&slug("pearl")).unwrap().len(), 1);
+        s.record_import(&slug("pearl"), &result("imp-1", 0)).unwrap();
+        s.mark_answered(&slug("pearl"), "imp-1").unwrap();
+        let to: Vec<String> = s.waiting().unwrap().into_iter().map(|q| q.contact.email.to_string()).collect();
+        assert_eq!(to, ["zoe@pearl.example.org"], "a council contact is not sent a provider's file");
+        assert!(!s.remove_contact(&slug("pearl"), "officer@council.example.org").unwrap());
+        assert!(s.remove_council_contact("officer@council.example.org").unwrap());
+        assert!(s.council_contacts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_days_council_summary_is_queued_once_for_every_council_contact() {
+        let (dir, s) = store();
+        s.put_council_contact(&contact("a@council.example.org", Notify::Digest)).unwrap();
+        s.put_council_contact(&contact("b@council.example.org", Notify::Digest)).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let due = Utc::now();
+        let mut asked_from = None;
+        let n = s.queue_council_summary(due, day, |from| {
+            asked_from = Some(from);
+            Ok(summary(day, from, due))
+        });
+        assert_eq!(n.unwrap(), 2);
+        assert_eq!(asked_from, Some(due - chrono::Duration::days(1)), "the first summary covers the day before its time");
+        assert_eq!(s.queue_council_summary(due, day, |_| panic!("figures read again")).unwrap(), 0);
+        drop(s);
+        // Across a restart too; the next day's covers from the previous one's close.
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(s.queue_council_summary(due, day, |_| panic!("figures read again")).unwrap(), 0);
+        let waiting = s.waiting().unwrap();
+        assert_eq!(waiting.len(), 2);
+        assert!(waiting.iter().all(|q| q.slug.is_none() && matches!(&q.letter, Letter::CouncilSummary(c) if c.day == day)));
+        let next = day.succ_opt().unwrap();
+        let later = due + chrono::Duration::days(1);
+        let mut from_next = None;
+        s.queue_council_summary(later, next, |from| {
+            from_next = Some(from);
+            Ok(summary(next, from, later))
+        })
+        .unwrap();
+        assert_eq!(from_next, Some(due));
+        assert!(s.remove_council_contact("a@council.example.org").unwrap());
+        assert_eq!(s.waiting().unwrap().len(), 2, "a's summaries went with it");
     }
 }

@@ -11,6 +11,9 @@
 //! `e\0h\0id\0email` a file's email held until its result files are in place · `e\0w\0id\0email` an
 //! email waiting to be sent (id: the import id, or `digest-…`) · `e\0s\0id\0email`
 //! one sent · `g\0slug\0email\0import_id` a file waiting for a contact's daily digest.
+//! `l\0time\0until` a lock that moved the locked date forward (who, when) · `k\0\0email` a council
+//! contact (no organisation: an empty slug part, which no organisation has) · `m\0council_summary` the
+//! last council summary queued (issue 10).
 //! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
 //! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
 //! an earlier version of it, replaced by the import with batch number `seq`.
@@ -33,7 +36,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::domain::{Carer, Cpli, LockedUntil, Organisation, Slug};
+use crate::domain::{Carer, Cpli, LockRecord, LockedBy, LockedUntil, Organisation, Slug};
 use crate::outcome::{Answer, ImportResult};
 
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
@@ -76,6 +79,12 @@ pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T> {
     serde_json::from_slice(v).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), source })
+}
+
+/// `l\0<time>\0<until>`: the time as fixed-width RFC 3339 in UTC, so records sort by it.
+fn lock_record_key(r: &LockRecord) -> Vec<u8> {
+    let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    key(&[b"l", at.as_bytes(), r.until.to_string().as_bytes()])
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -222,9 +231,37 @@ impl Store {
         Ok(self.get::<NaiveDate>(&key(&[b"m", b"locked_until"]))?.map(LockedUntil))
     }
 
+    /// Locks by hand (see [`Store::advance_lock`]).
     pub fn lock_until(&self, date: NaiveDate) -> Result<()> {
-        self.db.insert(key(&[b"m", b"locked_until"]), encode(&date))?;
-        self.flush()
+        self.advance_lock(date, LockedBy::Hand, chrono::Utc::now()).map(drop)
+    }
+
+    /// Moves the lock forward to `date`, recording who did it and when, in one batch, flushed. A
+    /// lock never moves back (issue 10: a finalised period stays finalised): an earlier or equal
+    /// date changes nothing and returns `None`.
+    pub fn advance_lock(&self, date: NaiveDate, by: LockedBy, at: chrono::DateTime<chrono::Utc>) -> Result<Option<LockRecord>> {
+        if self.locked_until()?.is_some_and(|l| l.locks(date)) {
+            return Ok(None);
+        }
+        let record = LockRecord { at, until: date, by };
+        let mut batch = sled::Batch::default();
+        batch.insert(key(&[b"m", b"locked_until"]), encode(&date));
+        batch.insert(lock_record_key(&record), encode(&record));
+        self.db.apply_batch(batch)?;
+        self.flush()?;
+        Ok(Some(record))
+    }
+
+    /// The locks made at or after `from` and before `to`, oldest first.
+    pub fn locks_between(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Result<Vec<LockRecord>> {
+        let mut out = Vec::new();
+        for r in self.scan::<LockRecord>(b"l\0") {
+            let (_, l) = r?;
+            if l.at >= from && l.at < to {
+                out.push(l);
+            }
+        }
+        Ok(out)
     }
 
     // Imports.
@@ -312,5 +349,29 @@ impl Store {
     /// Undoes every import a failure left half-written (issue 9: at once, not at the next start).
     pub fn roll_back_unfinished(&self) -> Result<()> {
         self.roll_back_pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_never_moves_back_and_each_move_is_recorded_with_who_made_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let t0 = chrono::Utc::now();
+        let first = s.advance_lock(d("2022-10-30"), LockedBy::Schedule, t0).unwrap();
+        assert_eq!(first, Some(LockRecord { at: t0, until: d("2022-10-30"), by: LockedBy::Schedule }));
+        let t1 = t0 + chrono::Duration::seconds(1);
+        assert_eq!(s.advance_lock(d("2022-10-02"), LockedBy::Hand, t1).unwrap(), None, "earlier");
+        assert_eq!(s.advance_lock(d("2022-10-30"), LockedBy::Hand, t1).unwrap(), None, "the same");
+        assert_eq!(s.locked_until().unwrap(), Some(LockedUntil(d("2022-10-30"))));
+        let t2 = t0 + chrono::Duration::seconds(2);
+        assert!(s.advance_lock(d("2022-11-27"), LockedBy::Hand, t2).unwrap().is_some());
+        let locks = s.locks_between(t0, t2 + chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(locks.iter().map(|l| (l.until, l.by)).collect::<Vec<_>>(), [(d("2022-10-30"), LockedBy::Schedule), (d("2022-11-27"), LockedBy::Hand)]);
+        assert_eq!(s.locks_between(t1, t2).unwrap(), [], "the time's end is not in it");
     }
 }

@@ -333,14 +333,14 @@ fn email_the_daily_digest_lists_the_days_files_in_one_mail() {
 
 /// `gateway serve` with configuration sections and environment variables of a test's own, its log
 /// (info and up) kept in `serve.log`; stopped (SIGKILL) when dropped.
-struct LoggedServer {
+pub(crate) struct LoggedServer {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl LoggedServer {
-    fn start(env: &TestEnv, sections: &str, vars: &[(&str, &str)]) -> LoggedServer {
+    pub(crate) fn start(env: &TestEnv, sections: &str, vars: &[(&str, &str)]) -> LoggedServer {
         use std::io::{BufRead, BufReader};
         let config = env.data().join("gateway.toml");
         let key = env.data().join("ssh_host_ed25519_key");
@@ -372,12 +372,12 @@ impl LoggedServer {
         LoggedServer { child, port, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
     /// Waits until the log has a line containing `text`.
-    fn wait_for_log(&self, text: &str, secs: u64) -> String {
+    pub(crate) fn wait_for_log(&self, text: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let log = self.log();

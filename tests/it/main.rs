@@ -32,5 +32,7 @@ mod fuzz_regressions;
 mod rules_other;
 /// Issue 11's visit rules (service levels, Spot, DHS/DHF, in hospital, planned hours) with hand-written files.
 mod rules_visits;
+/// Issue 10: locks on the council's schedule, council contacts, the council's daily summary email.
+mod schedule;
 /// Issue 10: commands sent to a running server through its control socket, uploads in flight meanwhile.
 mod control;
