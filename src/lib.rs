@@ -8,6 +8,7 @@
 //! - `council`: the council's own files (issue 10): a CPLI extract dropped into its inbox, loaded and answered.
 //! - `data_dir`: the folders under `--data`.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
+//! - `exports`: the files kept current in each organisation's and the council's `exports/` (issue 10).
 //! - `fault`: named points where a test can make the process die, to prove crash safety.
 //! - `ingest`: one file in, one result out: detect, read, judge, match, apply.
 //! - `outcome`: what a file's processing answers (`ImportResult`, codes, issues), below both `ingest` and `store`.
@@ -26,6 +27,7 @@ pub mod control;
 pub mod council;
 pub mod data_dir;
 pub mod domain;
+pub mod exports;
 pub mod fault;
 pub mod ingest;
 pub mod mail;

@@ -58,6 +58,8 @@ pub struct Gateway {
     /// a command sent over the control socket for the whole command, so a command runs between files,
     /// never inside an import.
     turn: std::sync::Mutex<()>,
+    /// Exports waiting to be rewritten (issue 10).
+    pub(crate) exports: crate::exports::Pending,
 }
 
 /// What `cplis load` did, counted as the council's result file counts it (issue 10).
@@ -80,7 +82,7 @@ impl Gateway {
         let data = DataDir::new(data_root);
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
-        let gw = Gateway { config, data, store, turn: Default::default() };
+        let gw = Gateway { config, data, store, turn: Default::default(), exports: Default::default() };
         if !gw.store.rematch_pending()?.is_empty() {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
@@ -133,6 +135,7 @@ impl Gateway {
         self.store.flush()?;
         self.data.ensure_org(&org.slug).map_err(io("creating the organisation's folders"))?;
         self.write_commissioned_export(&org)?;
+        self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         Ok(org)
     }
 
@@ -187,6 +190,7 @@ impl Gateway {
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
             self.write_commissioned_export(&org)?;
+            self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         }
         self.store.rematched()?;
         Ok(rematched)
@@ -262,7 +266,11 @@ impl Gateway {
     pub fn lock_until(&self, date: chrono::NaiveDate, by: LockedBy) -> Result<Period> {
         let period = Period::containing(date, self.config.periods.first_start, self.config.periods.length_days);
         match self.store.advance_lock(date, by, Utc::now())? {
-            Some(_) => tracing::info!(until = %date, by = by.as_str(), period = period.describe(), "locked"),
+            Some(_) => {
+                tracing::info!(until = %date, by = by.as_str(), period = period.describe(), "locked");
+                // Issue 10: a lock takes its periods' visits out of every `visits-status.csv`.
+                self.mark_exports(crate::exports::Touched::All);
+            }
             None => tracing::info!(until = %date, by = by.as_str(), locked_until = ?self.store.locked_until()?.map(|l| l.0), "already locked that far; a lock never moves back"),
         }
         Ok(period)
@@ -406,6 +414,9 @@ impl Gateway {
         fs::rename(self.data.spooled(spooled), self.data.archived(spooled)).map_err(io("archiving the file"))?;
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
+        }
+        if let Owner::Org(slug) = owner {
+            self.mark_exports(crate::exports::Touched::Org(slug.clone()));
         }
         Ok(result)
     }

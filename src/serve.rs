@@ -84,6 +84,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (work_tx, work_rx) = mpsc::unbounded_channel::<SpooledFile>();
     clean_staging(&gw);
+    // Issue 10: exports are rewritten by the worker between files, and every one is checked once at
+    // start (a deleted export is made again; one cut short by a crash is rewritten).
+    gw.exports.defer();
+    gw.mark_exports(crate::exports::Touched::All);
     let finished = Arc::new(crate::control::Finished::default());
     let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx, finished.clone()));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
@@ -147,6 +151,10 @@ fn clean_staging(gw: &Gateway) {
 /// failed (a full disk), files wait in order and it is opened again every few seconds; a file on
 /// which it failed, and whose failed answer could not be written then, is answered once it is back
 /// (issue 9).
+///
+/// Exports (issue 10) are rewritten between files, coalesced: once the queue has stayed empty for
+/// [`EXPORTS_QUIET`], or after [`EXPORTS_EVERY_FILES`] files or [`EXPORTS_AT_LEAST`] of a queue that
+/// never empties, so a burst rewrites each export once and a constant stream still sees them.
 async fn work(
     gw: Arc<Gateway>,
     mut rx: mpsc::UnboundedReceiver<SpooledFile>,
@@ -154,9 +162,33 @@ async fn work(
     finished: Arc<crate::control::Finished>,
 ) {
     let mut waiting: std::collections::VecDeque<(SpooledFile, Option<String>)> = Default::default();
+    let mut since_exports = (0usize, tokio::time::Instant::now());
     loop {
-        let (spooled, failed) = match waiting.pop_front() {
-            Some(next) => next,
+        let next = match waiting.pop_front() {
+            Some(next) => Some(next),
+            None => rx.try_recv().ok().map(|p| (p, None)),
+        };
+        let (spooled, failed) = match next {
+            Some(next) => {
+                if gw.exports.is_dirty() && (since_exports.0 >= EXPORTS_EVERY_FILES || since_exports.1.elapsed() >= EXPORTS_AT_LEAST) {
+                    refresh_exports(&gw).await;
+                    since_exports = (0, tokio::time::Instant::now());
+                }
+                next
+            }
+            None if gw.exports.is_dirty() => tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                next = rx.recv() => match next {
+                    Some(p) => (p, None),
+                    None => break,
+                },
+                _ = tokio::time::sleep(EXPORTS_QUIET) => {
+                    refresh_exports(&gw).await;
+                    since_exports = (0, tokio::time::Instant::now());
+                    continue;
+                }
+            },
             None => tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -164,6 +196,8 @@ async fn work(
                     Some(p) => (p, None),
                     None => break,
                 },
+                // A command over the control socket changed something between files.
+                _ = gw.exports.changed() => continue,
             },
         };
         loop {
@@ -186,6 +220,7 @@ async fn work(
             }
         })
         .await;
+        since_exports.0 += 1;
         let path = gw.data.spooled(&spooled);
         // `gateway import` sent to the server waits for this (issue 10).
         finished.notify(&spooled, &done);
@@ -200,6 +235,29 @@ async fn work(
         }
     }
 }
+
+/// Rewrites the exports waiting, holding the store's turn so they read one consistent store.
+async fn refresh_exports(gw: &Arc<Gateway>) {
+    let engine = gw.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let _turn = engine.turn();
+        engine.refresh_exports()
+    })
+    .await;
+    match done {
+        Ok(Ok(n)) => tracing::debug!(files = n, "exports rewritten"),
+        Ok(Err(e)) => tracing::error!(error = %e, "could not rewrite the exports; tried again after the next file"),
+        Err(e) => tracing::error!(error = %e, "rewriting the exports panicked"),
+    }
+}
+
+/// How long the queue stays empty before the exports are rewritten: files of a burst arrive a few
+/// milliseconds apart, and a rewrite between two of them would be wasted (issue 10).
+const EXPORTS_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+/// A queue that never empties still has its exports rewritten after this many files...
+const EXPORTS_EVERY_FILES: usize = 200;
+/// ...or this long, whichever comes first.
+const EXPORTS_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often a store closed by a failure is tried again while files wait.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);

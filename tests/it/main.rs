@@ -22,6 +22,8 @@ mod sftp;
 mod council;
 /// The council's exports and reports: commissioned vs actuals, hospital incentive, the commissioned care export.
 mod reports;
+/// Issue 10: the exports kept current in each organisation's and the council's `/exports`.
+mod exports;
 /// Actuals files (SPEC 2.2): judged, matched, stored, re-sent.
 mod actuals;
 /// A full disk: the gateway answers what it can and goes on once space returns.

@@ -37,26 +37,44 @@ impl Server {
     /// As `start_with`, plus other configuration sections and `serve` arguments; also returns what
     /// `serve` printed before it was ready.
     pub fn start_full(env: &TestEnv, sftp: &str, sections: &str, args: &[&str]) -> (Server, Vec<String>) {
-        Server::launch(env, sftp, sections, args, false, &[])
+        Server::launch(env, sftp, sections, args, false, &[], None)
     }
 
     /// With configuration sections and environment variables (e.g. `GATEWAY_FAULT`) of its own.
     pub fn start_env(env: &TestEnv, sections: &str, vars: &[(&str, &str)]) -> Server {
-        Server::launch(env, "", sections, &[], false, vars).0
+        Server::launch(env, "", sections, &[], false, vars, None).0
+    }
+
+    /// With its log, filtered by `filter` (`RUST_LOG` syntax), written to [`Server::log_path`].
+    pub fn start_logging(env: &TestEnv, filter: &str) -> Server {
+        Server::launch(env, "", "", &[], false, &[], Some(filter)).0
+    }
+
+    /// Where `start_logging` writes the server's log.
+    pub fn log_path(env: &TestEnv) -> PathBuf {
+        env.data().join("serve.log")
     }
 
     /// As a newcomer runs it: from inside the data folder's parent with a relative `--data .`.
     pub fn start_relative(env: &TestEnv) -> Server {
-        Server::launch(env, "", "", &[], true, &[]).0
+        Server::launch(env, "", "", &[], true, &[], None).0
     }
 
-    fn launch(env: &TestEnv, sftp: &str, sections: &str, args: &[&str], relative: bool, vars: &[(&str, &str)]) -> (Server, Vec<String>) {
+    fn launch(
+        env: &TestEnv,
+        sftp: &str,
+        sections: &str,
+        args: &[&str],
+        relative: bool,
+        vars: &[(&str, &str)],
+        log_to_file: Option<&str>,
+    ) -> (Server, Vec<String>) {
         let config = env.data().join("gateway.toml");
         let key = env.data().join("ssh_host_ed25519_key");
         let delay = if sftp.contains("failed_login_delay_ms") { "" } else { "failed_login_delay_ms = 100" };
         let text = format!("[watch]\nsettle_ms = 100\n[sftp]\nhost_key = \"{}\"\n{delay}\n{sftp}\n{sections}", key.display());
         std::fs::write(&config, text).unwrap();
-        let log = std::env::var("GATEWAY_TEST_LOG").ok();
+        let log = log_to_file.map(String::from).or_else(|| std::env::var("GATEWAY_TEST_LOG").ok());
         let mut command = Command::new(bin());
         if relative {
             command.current_dir(env.data()).args(["--data", "."]);
@@ -71,7 +89,11 @@ impl Server {
             .env("RUST_LOG", log.clone().unwrap_or_else(|| "warn".into()))
             .envs(vars.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(if log.is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(match (log_to_file, &log) {
+                (Some(_), _) => Stdio::from(std::fs::File::create(Server::log_path(env)).expect("create the server's log")),
+                (None, Some(_)) => Stdio::inherit(),
+                (None, None) => Stdio::null(),
+            })
             .spawn()
             .expect("start gateway serve");
         let stdout = child.stdout.take().expect("stdout");

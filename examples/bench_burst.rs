@@ -1,0 +1,170 @@
+//! Bursts (issue 10): the real `gateway serve` (release build), 100 paramiko sessions each
+//! uploading a 1,000-row visits file at the same instant; for each file, the time from its upload
+//! closed (the result's `received_at`, the spooled file's last write) to its result JSON readable in
+//! `results/`; p50/p95/p99 printed beside a single upload's (median of 5, alone on the server).
+//!
+//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--dir target/bench_burst] [--gateway PATH]
+//!
+//! Needs `ssh-keygen` and Python's paramiko. The data folder is on the disk `--dir` is on (default
+//! under target/, a real disk, so fsyncs cost what they cost in production; /dev/shm hides them).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+const ORG: &str = "Burst Care Ltd";
+const SERVICE: &str = "Burst Care - Zone 1 - Oxford";
+const SINGLES: usize = 5;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string());
+    let sessions: usize = opt("--sessions", "100").parse().expect("--sessions N");
+    let dir = std::path::absolute(PathBuf::from(opt("--dir", "target/bench_burst"))).unwrap();
+    // The release `gateway` beside this example, or another (`--gateway PATH`, e.g. main's, to compare).
+    let beside = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
+    let gateway = PathBuf::from(opt("--gateway", beside.to_str().unwrap()));
+    assert!(gateway.exists(), "no {}: run `cargo build --release` first", gateway.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let data = dir.join("data");
+
+    let key = dir.join("client_ed25519");
+    run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+    let clients = sessions + SINGLES;
+    write_cplis(&dir.join("cplis.csv"), clients);
+    for i in 0..sessions {
+        write_visits(&files.join(format!("burst-{i:03}.csv")), i);
+    }
+    for i in 0..SINGLES {
+        write_visits(&files.join(format!("single-{i:03}.csv")), sessions + i);
+    }
+    let gw = |args: &[&str]| {
+        let mut c = Command::new(&gateway);
+        c.arg("--data").arg(&data).args(args).env("RUST_LOG", "warn");
+        c
+    };
+    run_ok(gw(&["cplis", "load", dir.join("cplis.csv").to_str().unwrap()]).stdout(Stdio::null()));
+    run_ok(gw(&["user", "add", "--org", ORG, "--name", "burst", "--key", &format!("{}.pub", key.display())]).stdout(Stdio::null()));
+    let config = dir.join("gateway.toml");
+    // A session per upload: above the default 50 per login.
+    std::fs::write(&config, format!("[sftp]\nhost_key = \"{}\"\nmax_sessions_per_login = {}\n", dir.join("host_key").display(), sessions + 10)).unwrap();
+    let (mut server, port) = serve(gw(&["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]));
+    let results = data.join("orgs").join("burst-care-ltd").join("results");
+
+    let mut single = Vec::new();
+    for i in 0..SINGLES {
+        upload(port, &key, &files.join("single-%03d.csv"), &format!("single{i}"), 1);
+        single.extend(wait_results(&results, &[format!("single{i}-000")]));
+    }
+    let names: Vec<String> = (0..sessions).map(|i| format!("burst-{i:03}")).collect();
+    let started = Instant::now();
+    upload(port, &key, &files.join("burst-%03d.csv"), "burst", sessions);
+    let mut burst = wait_results(&results, &names);
+    let wall = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    single.sort();
+    burst.sort();
+    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("upload closed -> result readable, 1,000-row visits files, paramiko, loopback, data in {}", data.display());
+    println!("single upload (median of {SINGLES}): {:.0} ms", ms(pct(&single, 0.5)));
+    println!(
+        "burst of {sessions} at once: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms; every file answered; {:.1} s from the burst's start to its last result",
+        ms(pct(&burst, 0.50)),
+        ms(pct(&burst, 0.95)),
+        ms(pct(&burst, 0.99)),
+        ms(*burst.last().unwrap()),
+        wall.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn run_ok(c: &mut Command) {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Starts `gateway serve` and waits until it watches its inboxes; returns it and its SFTP port.
+fn serve(mut c: Command) -> (Child, u16) {
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start gateway serve");
+    let mut port = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("SFTP on 127.0.0.1:").nth(1) {
+            port = rest.split(',').next().and_then(|p| p.parse().ok());
+        }
+        if line.contains("watching the inboxes") {
+            break;
+        }
+    }
+    (child, port.expect("serve printed its port"))
+}
+
+fn upload(port: u16, key: &Path, pattern: &Path, prefix: &str, count: usize) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/burst_upload.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&port.to_string(), "burst", key.to_str().unwrap(), pattern.to_str().unwrap(), prefix, &count.to_string()])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "burst_upload.py: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("burst_upload.py prints JSON");
+    assert_eq!(report["uploaded"], count, "{report}");
+}
+
+/// Polls `results/` until every `NAME.result.json` parses; for each, the time from its
+/// `received_at` to the moment it was first read whole.
+fn wait_results(results: &Path, names: &[String]) -> Vec<Duration> {
+    let mut seen: HashMap<&str, Duration> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen.len() < names.len() {
+        assert!(Instant::now() < deadline, "only {} of {} results after 300 s", seen.len(), names.len());
+        for name in names {
+            if seen.contains_key(name.as_str()) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(results.join(format!("{name}.result.json"))) else { continue };
+            let now = SystemTime::now();
+            let Ok(result) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            assert_eq!(result["counts"]["read"], 1000, "{result}");
+            let received: chrono::DateTime<chrono::Utc> = result["received_at"].as_str().unwrap().parse().unwrap();
+            seen.insert(name, now.duration_since(SystemTime::from(received)).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    seen.into_values().collect()
+}
+
+fn write_cplis(path: &Path, clients: usize) {
+    let mut c = String::from("CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n");
+    for i in 0..clients * 2 {
+        c.push_str(&format!("{},B{i:06},Client {i},,,,{ORG},,{SERVICE},LWAH,,Home Support,02/01/2023,,7,Hr,Weekly,23.77,Y\n", 800000 + i));
+    }
+    std::fs::write(path, c).unwrap();
+}
+
+/// File `n`: two clients of its own, two calls a day for 250 days; 1,000 new rows, all matched.
+fn write_visits(path: &Path, n: usize) {
+    let mut v = gateway::ingest::visits::HEADINGS.join(",");
+    v.push('\n');
+    let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
+    let mut row = 0;
+    for day in 0..250 {
+        let date = (start + chrono::Duration::days(day)).format("%d/%m/%Y").to_string();
+        for client in [2 * n, 2 * n + 1] {
+            for (entry, exit) in [("08:10", "08:40"), ("18:00", "18:30")] {
+                row += 1;
+                v.push_str(&format!(
+                    "F{n:03}-{row:04},0,{date},{entry},{exit},DHF,{date},{entry},,,{exit},,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}\n"
+                ));
+            }
+        }
+    }
+    std::fs::write(path, v).unwrap();
+}
