@@ -93,6 +93,8 @@ struct Run {
 /// Runs the command reading its whole stdout, and reaps it with wait4 for its peak resident size.
 fn measure(mut c: Command) -> Run {
     let t = Instant::now();
+    // Reaped by `wait4` below, which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let (mut bytes, mut hash) = (0u64, 0xcbf29ce484222325u64);

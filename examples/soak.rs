@@ -190,7 +190,7 @@ fn stem(name: &str) -> &str {
     name.strip_suffix(".csv").unwrap_or(name)
 }
 
-/// Copied in under a temporary name and renamed, as README asks.
+/// Copied in under a temporary name and renamed, as docs/operations.md asks.
 fn drop_into(from: &Path, inbox: &Path, name: &str) {
     let part = inbox.join(format!("{name}.part"));
     std::fs::copy(from, &part).unwrap();

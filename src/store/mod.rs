@@ -48,7 +48,7 @@ pub use db::CACHE_BYTES as SLED_CACHE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store at {path} is in use by another gateway process (is `gateway serve` running? drop files into its inbox instead)")]
+    #[error("the store at {path} is in use by another gateway process that takes no commands (another command, such as a long `import`, is running): try again when it has finished")]
     InUse { path: PathBuf },
     #[error("the store failed: {0}")]
     Sled(#[from] sled::Error),

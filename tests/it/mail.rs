@@ -90,7 +90,7 @@ pub(crate) fn mail_config(port: u16) -> String {
     )
 }
 
-/// Copies a file into Pearl's inbox under a temporary name and renames it, as README asks.
+/// Copies a file into Pearl's inbox under a temporary name and renames it, as docs/operations.md asks.
 fn drop_file(env: &TestEnv, from: &Path, name: &str) {
     let part = inbox(env).join(format!("{name}.part"));
     std::fs::copy(from, &part).unwrap();
