@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::domain::number::minutes_times;
 use crate::domain::{uk_date, week_start, Cpli, MatchStatus, Organisation, Period, Slug, Visit};
+use crate::ingest::headings as h;
 use crate::outcome::excel_safe;
 use crate::pipeline::{Gateway, GatewayError, Result};
 use crate::reports::{self, hospital, ActualsOptions};
@@ -45,21 +46,21 @@ pub struct Export {
 /// The columns of `visits-status.csv` and `unmatched.csv`: the visits file's headings where they are
 /// the same thing, then the match.
 pub const VISIT_STATUS_COLUMNS: [&str; 19] = [
-    "VisitRef",
-    "PlannedVisitDate",
-    "PlannedEntryTime",
-    "PlannedExitTime",
-    "VisitType",
-    "DeliveredVisitDate",
-    "DeliveredEntryTime",
-    "DeliveredExitTime",
-    "SSRef",
-    "ClientRef",
-    "NHSNumber",
-    "ServiceLevelRef",
-    "ServiceLevel",
-    "ServiceRef",
-    "ServiceName",
+    h::VISIT_REF,
+    h::PLANNED_VISIT_DATE,
+    h::PLANNED_ENTRY_TIME,
+    h::PLANNED_EXIT_TIME,
+    h::VISIT_TYPE,
+    h::DELIVERED_VISIT_DATE,
+    h::DELIVERED_ENTRY_TIME,
+    h::DELIVERED_EXIT_TIME,
+    h::SS_REF,
+    h::CLIENT_REF,
+    h::NHS_NUMBER,
+    h::SERVICE_LEVEL_REF,
+    h::SERVICE_LEVEL,
+    h::SERVICE_REF,
+    h::SERVICE_NAME,
     "Status",
     "CPLIID",
     "Reason",
@@ -85,17 +86,17 @@ pub const SUBMISSIONS_COLUMNS: [&str; 14] = [
 
 pub const COUNCIL_VISITS_COLUMNS: [&str; 18] = [
     "Organisation",
-    "VisitRef",
-    "PlannedVisitDate",
-    "PlannedEntryTime",
-    "PlannedExitTime",
-    "VisitType",
-    "DeliveredVisitDate",
-    "DeliveredEntryTime",
-    "DeliveredExitTime",
-    "SSRef",
-    "ServiceLevel",
-    "ServiceName",
+    h::VISIT_REF,
+    h::PLANNED_VISIT_DATE,
+    h::PLANNED_ENTRY_TIME,
+    h::PLANNED_EXIT_TIME,
+    h::VISIT_TYPE,
+    h::DELIVERED_VISIT_DATE,
+    h::DELIVERED_ENTRY_TIME,
+    h::DELIVERED_EXIT_TIME,
+    h::SS_REF,
+    h::SERVICE_LEVEL,
+    h::SERVICE_NAME,
     "Status",
     "CPLIID",
     "UnitCost",

@@ -1,5 +1,5 @@
 //! The headings more than one file kind uses (visits, actuals, carers, the CPLI extract, the
-//! commissioned care export), each written once (issue 11); a heading only one kind has is written
+//! commissioned care export, the exports kept current), each written once (issue 11); a heading only one kind has is written
 //! in that kind's module.
 
 pub const CARER_REF: &str = "CarerRef";
@@ -18,3 +18,11 @@ pub const ORGANISATION_REF: &str = "OrganisationRef";
 pub const ORGANISATION_NAME: &str = "OrganisationName";
 pub const UNIT: &str = "Unit";
 pub const FREQUENCY: &str = "Frequency";
+pub const VISIT_REF: &str = "VisitRef";
+pub const PLANNED_VISIT_DATE: &str = "PlannedVisitDate";
+pub const PLANNED_ENTRY_TIME: &str = "PlannedEntryTime";
+pub const PLANNED_EXIT_TIME: &str = "PlannedExitTime";
+pub const VISIT_TYPE: &str = "VisitType";
+pub const DELIVERED_VISIT_DATE: &str = "DeliveredVisitDate";
+pub const DELIVERED_ENTRY_TIME: &str = "DeliveredEntryTime";
+pub const DELIVERED_EXIT_TIME: &str = "DeliveredExitTime";

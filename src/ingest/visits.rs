@@ -25,17 +25,17 @@ use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
 columns! {
     /// The 25 headings, in the guide's order. All must be present.
     pub enum Col by VisitRef {
-        VisitRef: "VisitRef";
+        VisitRef: h::VISIT_REF;
         Deleted: h::DELETED;
-        PlannedVisitDate: "PlannedVisitDate";
-        PlannedEntryTime: "PlannedEntryTime";
-        PlannedExitTime: "PlannedExitTime";
-        VisitType: "VisitType";
-        DeliveredVisitDate: "DeliveredVisitDate";
-        DeliveredEntryTime: "DeliveredEntryTime";
+        PlannedVisitDate: h::PLANNED_VISIT_DATE;
+        PlannedEntryTime: h::PLANNED_ENTRY_TIME;
+        PlannedExitTime: h::PLANNED_EXIT_TIME;
+        VisitType: h::VISIT_TYPE;
+        DeliveredVisitDate: h::DELIVERED_VISIT_DATE;
+        DeliveredEntryTime: h::DELIVERED_ENTRY_TIME;
         EntryOverridden: "DeliveredEntryTime IsOverridden";
         EntryOverrideReason: "DeliveredEntryTime OverrideReason", free;
-        DeliveredExitTime: "DeliveredExitTime";
+        DeliveredExitTime: h::DELIVERED_EXIT_TIME;
         ExitOverridden: "DeliveredExitTime IsOverridden";
         ExitOverrideReason: "DeliveredExitTime OverrideReason", free;
         VarianceReason: "VarianceReason", free;
