@@ -62,6 +62,7 @@ fn main() {
     }
     let names: Vec<String> = (0..sessions).map(|i| format!("burst-{i:03}")).collect();
     let started = Instant::now();
+    let cpu_before = cpu_seconds(server.id());
     upload(port, &key, &files.join("burst-%03d.csv"), "burst", sessions);
     let timings = wait_results(&results, &names);
     let mut burst: Vec<Duration> = timings.iter().map(|t| t.latency).collect();
@@ -69,6 +70,7 @@ fn main() {
     let last_close = timings.iter().map(|t| t.closed).max().unwrap();
     let last_answer = timings.iter().map(|t| t.answered).max().unwrap();
     let wall = started.elapsed();
+    let cpu = cpu_seconds(server.id()) - cpu_before;
     let _ = server.kill();
     let _ = server.wait();
 
@@ -95,7 +97,17 @@ fn main() {
         secs(first_close, last_answer),
         secs(last_close, last_answer)
     );
+    // Wall times swing with the machine's load; the server's CPU time much less.
+    println!("server CPU time during the burst (logins, uploads, processing): {cpu:.2} s, {:.1} ms a file", cpu * 1000.0 / sessions as f64);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// User + system CPU seconds a process has used (`/proc/PID/stat`, in clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 fn run_ok(c: &mut Command) {

@@ -354,6 +354,11 @@ impl Gateway {
         let incoming = Incoming { path: &path, file_name: name.clone(), import_id: import_id.clone(), received_at };
         let plan = self.answer_plan(spooled)?;
         if let Some(message) = failed {
+            // Committed before the store failed (its record survived the reopening): it stands, and
+            // is answered as committed, not as failed over rows that are stored.
+            if let Some(committed) = self.store.import_result(&import_id)? {
+                return self.finish(spooled, &org, &plan, committed, true);
+            }
             let (result, recorded) = self.fail_file(slug, &org, &incoming, &plan, message)?;
             return self.finish(spooled, &org, &plan, result, recorded);
         }
