@@ -248,7 +248,7 @@ impl Gateway {
         for fact in self.store.visit_facts(&org.slug) {
             visits.add(&fact?);
         }
-        visits.claims(from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
+        visits.claims(&self.config.hospital, from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.
