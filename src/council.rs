@@ -13,7 +13,7 @@ use crate::outcome::{Code, ExtractCounts, FileKind, ImportResult, Issue, Severit
 use crate::pipeline::{catching_panics, CpliLoad, Gateway, GatewayError, Result};
 
 /// What the council's inbox takes, for the answer to any other file.
-const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised)";
+const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised) and claim decisions (Decision, and ClaimId or Organisation and ClaimRef)";
 
 /// Puts a load's counts into the council's result: CPLIs read, new, updated, none rejected,
 /// organisations created (the match changes are known only after matching again).
@@ -44,6 +44,12 @@ impl Gateway {
         result.sha256 = sha256(&path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })?;
         if let Some(message) = failed {
             return self.council_refused(spooled, &plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0);
+        }
+        // Issue 12: the claim decisions file, judged by the engine every file kind runs on. The
+        // disputes work turns this into the table of council file kinds; this kind's line there is
+        // `ingest::claim_decisions::{detects, KIND}`.
+        if header_of(&path).is_some_and(|h| crate::ingest::claim_decisions::detects(&h)) {
+            return self.answer_council_kind(spooled, &plan, result, received_at, &crate::ingest::claim_decisions::KIND);
         }
         let read = catching_panics(|| self.load_council_extract(&path, &mut result));
         match read {
@@ -134,6 +140,43 @@ impl Gateway {
         })
     }
 
+    /// A council file of a kind judged row by row on the engine (issue 12): each row applied or
+    /// refused alone, the file recorded with what it changed in one batch; then every export follows.
+    fn answer_council_kind(
+        &self,
+        spooled: &SpooledFile,
+        plan: &AnswerPlan,
+        mut result: ImportResult,
+        received_at: DateTime<Utc>,
+        kind: &'static crate::ingest::kinds::Kind,
+    ) -> Result<ImportResult> {
+        let path = self.data.spooled(spooled);
+        let incoming = crate::ingest::Incoming { path: &path, file_name: spooled.name.clone(), import_id: spooled.import_id(), received_at, attachments: None };
+        let judged = catching_panics(|| ingest::process_as(&self.config, None, &incoming, ingest::Mode::Import(&self.store), Some(plan), Some(kind)));
+        let message = match judged {
+            Ok(Ok(judged)) => {
+                if judged.status == Status::Failed {
+                    self.store.record_council_import(&judged)?;
+                }
+                self.mark_exports(crate::exports::Touched::All);
+                return self.council_answered(spooled, plan, judged, true);
+            }
+            Ok(Err(e)) => {
+                if !self.store.is_healthy() && self.store.recover().is_err() {
+                    return Err(e.into());
+                }
+                if let Some(committed) = self.store.import_result(&result.import_id)? {
+                    return self.council_answered(spooled, plan, committed, true);
+                }
+                format!("the gateway could not apply this file ({e}); nothing from it was stored. This is a fault of the gateway, not of the file: send it again later")
+            }
+            Err(panic) => format!("the gateway failed on this file (an internal error: {}); nothing from it was stored. This is a fault of the gateway, not of the file", panic.message),
+        };
+        tracing::error!(file = spooled.name, import_id = result.import_id, error = message, "could not apply the council's file; answering it as failed");
+        result.kind = kind.kind;
+        self.council_refused(spooled, plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0)
+    }
+
     fn council_answered(&self, spooled: &SpooledFile, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
         let result = self.answer_and_archive(spooled, plan, result, recorded)?;
         tracing::info!(org = "the council", file = spooled.name, import_id = spooled.import_id(), summary = result.summary(), "processed");
@@ -145,6 +188,14 @@ impl Gateway {
 enum Loaded {
     Stored,
     Refused { issues: Vec<Issue>, read: u64, rejected: u64 },
+}
+
+/// The file's header row, as the kinds' detection reads it; `None` when there is none to read.
+fn header_of(path: &Path) -> Option<crate::ingest::source::Header> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_path(path).ok()?;
+    let mut header = csv::ByteRecord::new();
+    rdr.read_byte_record(&mut header).ok().filter(|read| *read)?;
+    Some(crate::ingest::source::Header::from_record(&header))
 }
 
 /// Whether the file's header names a CPLIID column (any case, spaces ignored, as every heading).

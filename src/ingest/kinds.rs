@@ -13,7 +13,7 @@ use crate::store::{Store, StoreError};
 
 /// Every file kind a provider may send, in detection order: the first whose detecting heading is in
 /// the header takes the file (a visits file holds CarerRef too, so carers come after visits).
-pub static KINDS: &[&Kind] = &[&super::visits::KIND, &super::actuals::KIND, &super::carers::KIND];
+pub static KINDS: &[&Kind] = &[&super::visits::KIND, &super::actuals::KIND, &super::carers::KIND, &super::claims::KIND];
 
 /// A file kind: its headings, detection, key, and how a file of it is judged.
 pub struct Kind {
