@@ -32,7 +32,7 @@ pub enum Code {
     MissingColumn,
     /// A heading appears twice in the header.
     DuplicateColumn,
-    /// The header is not that of a visits, actuals or carers file.
+    /// The header is not that of a visits, actuals, carers or claims file (or, in the council's inbox, of one of its kinds).
     UnknownFileKind,
     /// The file is over `limits.max_file_bytes`.
     FileTooLarge,
