@@ -297,3 +297,53 @@ fn the_council_accepts_one_claim_amended_and_rejects_one_with_a_note_and_the_pro
     assert!(rejected["text"].as_str().unwrap().contains("Council's note: Not enough detail: the discharge letter is not dated"));
     assert!(rejected["to"].as_str().unwrap().contains("manager@pearl.example.org"));
 }
+
+#[test]
+fn a_claims_file_stopped_after_its_commit_is_answered_from_its_record_at_the_next_start_and_applied_once() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    let inbox = env.org_dir(ORG_DIR).join("inbox");
+    std::fs::write(inbox.join("discharge.pdf"), b"%PDF-1.4\n%%EOF\n").unwrap();
+    let (_d, claims) = write_temp("claims.csv", &guide_claims("discharge.pdf"));
+    let stopped = env.cmd(&["import", "--org", PEARL, claims.to_str().unwrap()]).env("GATEWAY_FAULT", "after-commit").output().unwrap();
+    assert!(!stopped.status.success(), "the fault point stops the import after its commit");
+    let results = env.org_dir(ORG_DIR).join("results");
+    assert!(!results.join("claims.result.json").exists(), "stopped before it was answered");
+
+    let _server = Server::start(&env);
+    let result = wait_for_json(&results.join("claims.result.json"), 30);
+    assert_eq!(counts(&result), (2, 2, 0, 0, 0), "answered from its record: {result}");
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    let ids: Vec<(&str, &str)> = list.iter().map(|c| (c["claim_id"].as_str().unwrap(), c["attachment"].as_str().unwrap())).collect();
+    assert_eq!(ids, [("C1", ""), ("C2", "discharge.pdf")], "applied once");
+    assert!(env.data().join("attachments").join(ORG_DIR).join("C2-discharge.pdf").is_file());
+    // The next claim gets the next id: the counter was committed with the claims.
+    let next = import_claims(&env, "next.csv", &format!("{CLAIMS_HEADER}\nHIP-7,A352035,{DAPL_SOUTH},24/11/2022,,11.89,Admitted 24.11.22,\n"));
+    assert_eq!(counts(&next), (1, 1, 0, 0, 0), "{next}");
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    assert_eq!(list.last().unwrap()["claim_id"], "C3");
+}
+
+#[test]
+fn an_attachment_that_is_missing_or_not_what_its_name_says_is_refused_and_the_claim_with_it() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    let inbox = env.org_dir(ORG_DIR).join("inbox");
+    std::fs::write(inbox.join("letter.pdf"), b"PK\x03\x04 a Word document renamed").unwrap();
+    let text = format!(
+        "{CLAIMS_HEADER}\n\
+         HIP-1,A352035,{DAPL_SOUTH},10/11/2022,13/11/2022,11.89,Admitted 10.11.22,not-uploaded.png\n\
+         HIP-2,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,letter.pdf\n\
+         HIP-3,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,letter.docx\n"
+    );
+    let r = import_claims(&env, "claims.csv", &text);
+    assert_eq!(codes(&r), ["BAD_ATTACHMENT", "BAD_ATTACHMENT", "BAD_ATTACHMENT"], "{r}");
+    let msgs: Vec<&str> = r["issues"].as_array().unwrap().iter().map(|i| i["message"].as_str().unwrap()).collect();
+    assert!(msgs[0].starts_with("Attachment 'not-uploaded.png' is not in /inbox: upload it to /inbox before the claims file"), "{}", msgs[0]);
+    assert!(msgs[1].starts_with("Attachment 'letter.pdf' is not a PDF file"), "{}", msgs[1]);
+    assert!(msgs[2].starts_with("Attachment 'letter.docx' must name a PDF, PNG or JPEG file"), "{}", msgs[2]);
+    assert_eq!(counts(&r), (3, 0, 0, 3, 0));
+    assert!(inbox.join("letter.pdf").exists(), "a refused attachment stays where it was");
+}
