@@ -231,3 +231,16 @@ impl Pending for DecisionsPending<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_decisions_file_has_a_decision_and_names_claims_by_id_or_by_reference() {
+        assert!(detects(&Header::from_names(&["ClaimId", "Decision", "Amount", "Note"])));
+        assert!(detects(&Header::from_names(&["organisation", "claim ref", "DECISION"])));
+        assert!(!detects(&Header::from_names(&["ClaimRef", "SSRef", "AdmittedOn"])), "a provider's claims file");
+        assert!(!detects(&Header::from_names(&["RequestId", "Decision", "Note"])), "another kind's decisions");
+    }
+}

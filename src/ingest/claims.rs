@@ -145,7 +145,10 @@ impl Rules for ClaimRules<'_> {
 
 /// Money in pounds, more than 0, at most two decimals; a leading `£` is allowed.
 fn money(r: &mut Row<'_, Col>, col: Col) -> Option<Decimal> {
-    let raw = r.opt(col)?.into_owned();
+    let Some(raw) = r.opt(col).map(|v| v.into_owned()) else {
+        r.require(col, ": the amount claimed in pounds, e.g. 47.54");
+        return None;
+    };
     let text = raw.strip_prefix('£').unwrap_or(&raw).trim();
     match super::cells::decimal(col.heading(), text, 2) {
         Ok(d) if d > Decimal::ZERO => Some(d),
@@ -506,5 +509,86 @@ impl Pending for ClaimsPending<'_> {
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
         remove_all(&self.copies);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::ingest::{process, Incoming, Mode};
+    use crate::outcome::{Code, FileKind, ImportResult};
+
+    fn validate(rows: &[&str]) -> ImportResult {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.csv");
+        let header = "ClaimRef,SSRef,ServiceName,AdmittedOn,DischargedOn,Amount,Description,Attachment,Deleted";
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        let incoming = Incoming { path: &path, file_name: "claims.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
+        process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap()
+    }
+
+    fn codes(r: &ImportResult) -> Vec<(Option<u64>, Code, Option<&str>)> {
+        r.issues.iter().map(|i| (i.row, i.code, i.field.as_deref())).collect()
+    }
+
+    #[test]
+    fn a_claims_file_is_recognised_by_its_claim_ref_heading_and_counted_as_claims() {
+        let r = validate(&["H1,A1,S,21/11/2022,25/11/2022,47.54,Admitted 21.11.22,,"]);
+        assert_eq!((r.kind, r.counts.read, r.counts.new), (FileKind::Claims, 1, 1), "{:#?}", r.issues);
+        assert_eq!(r.summary(), "claims.csv: 1 claims read, 1 new, 0 updated, 0 rejected, 0 data-quality issues");
+    }
+
+    #[test]
+    fn the_amount_is_pounds_and_pence_above_zero_with_an_optional_pound_sign() {
+        let r = validate(&[
+            "H1,A1,S,21/11/2022,,£47.54,d,,",
+            "H2,A1,S,21/11/2022,,0,d,,",
+            "H3,A1,S,21/11/2022,,47.545,d,,",
+            "H4,A1,S,21/11/2022,,forty,d,,",
+            "H5,A1,S,21/11/2022,,-3,d,,",
+        ]);
+        assert_eq!(
+            codes(&r),
+            [
+                (Some(3), Code::BadQuantity, Some("Amount")),
+                (Some(4), Code::BadQuantity, Some("Amount")),
+                (Some(5), Code::BadNumber, Some("Amount")),
+                (Some(6), Code::BadQuantity, Some("Amount"))
+            ]
+        );
+        assert_eq!(r.issues[2].message, "Amount 'forty' is not an amount of money: write pounds and pence such as 47.54");
+    }
+
+    #[test]
+    fn a_claim_needs_its_client_service_admission_amount_and_description_and_dates_in_order() {
+        let r = validate(&[",A1,,,,,,,", "H2,A1,S,21/11/2022,20/11/2022,10,d,,"]);
+        let fields: Vec<_> = codes(&r).into_iter().map(|(row, code, f)| (row, code, f.unwrap())).collect();
+        assert_eq!(
+            fields,
+            [
+                (Some(2), Code::Required, "ClaimRef"),
+                (Some(2), Code::Required, "ServiceName"),
+                (Some(2), Code::Required, "AdmittedOn"),
+                (Some(2), Code::Required, "Amount"),
+                (Some(2), Code::Required, "Description"),
+                (Some(3), Code::BadDate, "DischargedOn")
+            ]
+        );
+        assert_eq!(r.issues[5].message, "DischargedOn 20/11/2022 is before AdmittedOn 21/11/2022");
+    }
+
+    #[test]
+    fn a_withdrawal_needs_only_its_claim_ref_and_a_claim_ref_twice_rejects_both_rows() {
+        let r = validate(&["H1,,,,,,,,Y", "H2,A1,S,21/11/2022,,10,d,,", "H2,A1,S,22/11/2022,,10,d,,"]);
+        assert_eq!(codes(&r), [(Some(3), Code::DuplicateRef, Some("ClaimRef")), (Some(4), Code::DuplicateRef, Some("ClaimRef"))]);
+        assert_eq!((r.counts.new, r.counts.rejected), (1, 2));
+    }
+
+    #[test]
+    fn an_attachment_must_be_named_as_a_pdf_png_or_jpeg() {
+        assert!(super::is_attachment_name("Discharge Letter.PDF") && super::is_attachment_name("a.jpeg") && super::is_attachment_name("b.png"));
+        assert!(!super::is_attachment_name("a.docx") && !super::is_attachment_name(".pdf") && !super::is_attachment_name("claims.csv"));
+        let r = validate(&["H1,A1,S,21/11/2022,,10,d,letter.docx,", "H2,A1,S,21/11/2022,,10,d,../x.pdf,"]);
+        assert_eq!(codes(&r), [(Some(2), Code::BadAttachment, Some("Attachment")), (Some(3), Code::BadAttachment, Some("Attachment"))]);
     }
 }
