@@ -163,14 +163,14 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
         }
         Scheme::Lwah => {
             let days = rules.lwah_days.max(1);
-            let mut until = stay.admitted + Duration::days(i64::from(days) - 1);
+            let mut until = stay.admitted.checked_add_signed(Duration::days(i64::from(days) - 1)).unwrap_or(NaiveDate::MAX);
             let mut limit = Some(format!("LWAH holds the package open for up to {days} days, to {}", uk_date(until)));
             if let Some(r) = stay.resumed.filter(|r| *r <= until) {
                 until = r;
                 limit = None;
             }
             if let Some(n) = stay.notified {
-                let last = if rules.lwah_notified_day_paid { n } else { n - Duration::days(1) };
+                let last = if rules.lwah_notified_day_paid { n } else { n.pred_opt().unwrap_or(n) };
                 if last < until {
                     until = last;
                     limit = Some(format!("the payment ceases on the day the provider was notified the client stays in hospital, {}", uk_date(n)));
@@ -319,7 +319,8 @@ impl<'c> HospitalVisits<'c> {
     pub fn new(cplis: &'c [Cpli], to: NaiveDate) -> Self {
         let cplis: Vec<&Cpli> = cplis.iter().filter(|c| Scheme::of(&c.contract).is_some()).collect();
         let ids = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i as u32)).collect();
-        HospitalVisits { cplis, ids, visits: Vec::new(), until: to + Duration::days(RESUME_HORIZON_DAYS) }
+        let until = to.checked_add_signed(Duration::days(RESUME_HORIZON_DAYS)).unwrap_or(NaiveDate::MAX);
+        HospitalVisits { cplis, ids, visits: Vec::new(), until }
     }
 
     pub fn add(&mut self, v: &VisitFact) {
