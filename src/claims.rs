@@ -275,10 +275,10 @@ pub fn cells(c: &Claim) -> Vec<String> {
 
 /// The email to each of the organisation's contacts (all but those who turned email off) when a
 /// claim is decided: one shape for every such notice (`mail::outbox::Notice`).
-pub fn decision_emails(gw_contacts: &[crate::mail::contacts::Contact], claim: &Claim, now: DateTime<Utc>) -> Vec<Queued> {
+pub fn decision_emails(contacts: &[crate::mail::contacts::Contact], claim: &Claim, now: DateTime<Utc>) -> Vec<Queued> {
     let notice = decision_notice(claim);
     let id = format!("claim-{}-{}", claim.id, uuid::Uuid::now_v7());
-    gw_contacts
+    contacts
         .iter()
         .filter(|c| c.notify != Notify::Off)
         .map(|c| Queued::new(id.clone(), &claim.org, c.clone(), Letter::Notice(Box::new(notice.clone())), now))

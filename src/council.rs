@@ -45,13 +45,11 @@ impl Gateway {
         if let Some(message) = failed {
             return self.council_refused(spooled, &plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0);
         }
-        // Issue 12: the claim decisions file, judged by the engine every file kind runs on. The
-        // disputes work turns this into the table of council file kinds; this kind's line there is
-        // `ingest::claim_decisions::{detects, KIND}`.
-        if header_of(&path).is_some_and(|h| crate::ingest::claim_decisions::detects(&h)) {
-            return self.answer_council_kind(spooled, &plan, result, received_at, &crate::ingest::claim_decisions::KIND);
-        }
-        let read = catching_panics(|| self.load_council_extract(&path, &mut result));
+        // Issue 12: the claim decisions file. The disputes work turns this choice into the table of
+        // council file kinds; this kind's entry there is detected by ClaimId or ClaimRef (with
+        // Decision, `ingest::claim_decisions::detects`) and loaded by `load_claim_decisions`.
+        let decisions = header_of(&path).is_some_and(|h| crate::ingest::claim_decisions::detects(&h));
+        let read = catching_panics(|| if decisions { load_claim_decisions(self, &path, &mut result) } else { self.load_council_extract(&path, &mut result) });
         match read {
             Ok(Ok(Loaded::Stored)) => {
                 result.processed_at = ingest::now_rfc3339();
@@ -140,43 +138,6 @@ impl Gateway {
         })
     }
 
-    /// A council file of a kind judged row by row on the engine (issue 12): each row applied or
-    /// refused alone, the file recorded with what it changed in one batch; then every export follows.
-    fn answer_council_kind(
-        &self,
-        spooled: &SpooledFile,
-        plan: &AnswerPlan,
-        mut result: ImportResult,
-        received_at: DateTime<Utc>,
-        kind: &'static crate::ingest::kinds::Kind,
-    ) -> Result<ImportResult> {
-        let path = self.data.spooled(spooled);
-        let incoming = crate::ingest::Incoming { path: &path, file_name: spooled.name.clone(), import_id: spooled.import_id(), received_at, attachments: None };
-        let judged = catching_panics(|| ingest::process_as(&self.config, None, &incoming, ingest::Mode::Import(&self.store), Some(plan), Some(kind)));
-        let message = match judged {
-            Ok(Ok(judged)) => {
-                if judged.status == Status::Failed {
-                    self.store.record_council_import(&judged)?;
-                }
-                self.mark_exports(crate::exports::Touched::All);
-                return self.council_answered(spooled, plan, judged, true);
-            }
-            Ok(Err(e)) => {
-                if !self.store.is_healthy() && self.store.recover().is_err() {
-                    return Err(e.into());
-                }
-                if let Some(committed) = self.store.import_result(&result.import_id)? {
-                    return self.council_answered(spooled, plan, committed, true);
-                }
-                format!("the gateway could not apply this file ({e}); nothing from it was stored. This is a fault of the gateway, not of the file: send it again later")
-            }
-            Err(panic) => format!("the gateway failed on this file (an internal error: {}); nothing from it was stored. This is a fault of the gateway, not of the file", panic.message),
-        };
-        tracing::error!(file = spooled.name, import_id = result.import_id, error = message, "could not apply the council's file; answering it as failed");
-        result.kind = kind.kind;
-        self.council_refused(spooled, plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0)
-    }
-
     fn council_answered(&self, spooled: &SpooledFile, plan: &AnswerPlan, result: ImportResult, recorded: bool) -> Result<ImportResult> {
         let result = self.answer_and_archive(spooled, plan, result, recorded)?;
         tracing::info!(org = "the council", file = spooled.name, import_id = spooled.import_id(), summary = result.summary(), "processed");
@@ -188,6 +149,27 @@ impl Gateway {
 enum Loaded {
     Stored,
     Refused { issues: Vec<Issue>, read: u64, rejected: u64 },
+}
+
+/// The council's claim decisions file (issue 12), judged row by row on the engine every file kind
+/// runs on: each row applied or refused alone, the decided claims, their emails and the file's record
+/// stored in one batch (a replay answers from the record); then every export follows. Refused whole
+/// (a missing heading, an unreadable file) when nothing of it was stored.
+fn load_claim_decisions(gw: &Gateway, path: &Path, result: &mut ImportResult) -> Result<Loaded> {
+    let spooled = crate::data_dir::SpooledFile::from_path(path).map_err(|e| GatewayError::Invalid(e.to_string()))?;
+    let plan = gw.answer_plan(&spooled)?;
+    let received_at = DateTime::parse_from_rfc3339(&result.received_at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
+    let incoming = ingest::Incoming { path, file_name: result.file.clone(), import_id: result.import_id.clone(), received_at, attachments: None };
+    let kind = &crate::ingest::claim_decisions::KIND;
+    let judged = ingest::process_as(&gw.config, None, &incoming, ingest::Mode::Import(&gw.store), Some(&plan), Some(kind))?;
+    result.kind = kind.kind;
+    result.extract = None;
+    if judged.status == Status::Failed {
+        return Ok(Loaded::Refused { issues: judged.issues, read: 0, rejected: 0 });
+    }
+    gw.mark_exports(crate::exports::Touched::All);
+    *result = ImportResult { answer: result.answer.clone(), ..judged };
+    Ok(Loaded::Stored)
 }
 
 /// The file's header row, as the kinds' detection reads it; `None` when there is none to read.
