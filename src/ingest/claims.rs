@@ -327,7 +327,9 @@ impl ClaimsApply<'_> {
         if self.write {
             std::fs::create_dir_all(&dirs.kept).and_then(|()| std::fs::copy(&src, dirs.kept.join(&kept_as))).map_err(|e| format!("Attachment '{}' could not be kept ({e}); send the claims file again", quote(name)))?;
             self.copies.push(dirs.kept.join(&kept_as));
-            self.originals.push(src);
+            if !self.originals.contains(&src) {
+                self.originals.push(src);
+            }
         }
         Ok(Some(Attachment { name: name.to_string(), kept_as, bytes: meta.len() }))
     }

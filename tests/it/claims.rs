@@ -347,3 +347,24 @@ fn an_attachment_that_is_missing_or_not_what_its_name_says_is_refused_and_the_cl
     assert_eq!(counts(&r), (3, 0, 0, 3, 0));
     assert!(inbox.join("letter.pdf").exists(), "a refused attachment stays where it was");
 }
+
+#[test]
+fn an_organisation_sees_only_its_own_claims_and_cannot_claim_another_ones_client() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    env.ok(&["org", "add", "--name", "Ruby Home Support Ltd"]);
+    assert_eq!(counts(&import_claims(&env, "claims.csv", &guide_claims(""))), (2, 2, 0, 0, 0));
+    let again = import_claims(&env, "claims.csv", &guide_claims(""));
+    assert_eq!(counts(&again), (2, 0, 2, 0, 0), "Pearl sending its claims again updates them");
+    let (_d, path) = write_temp("claims.csv", &guide_claims(""));
+    let ruby_result = env.import("Ruby Home Support Ltd", &path);
+    assert_eq!(codes(&ruby_result), ["NO_CPLI", "NO_CPLI"], "{ruby_result}");
+    assert!(issues_with(&ruby_result, "NO_CPLI")[0]["message"].as_str().unwrap().starts_with("client A352035 has no CPLI with Ruby Home Support Ltd"));
+    let export = |slug: &str| std::fs::read_to_string(env.org_dir(slug).join("exports/claims.csv")).unwrap();
+    assert_eq!(export("ruby-home-support-ltd").lines().count(), 1, "only the headings");
+    let pearl = export(ORG_DIR);
+    assert_eq!(pearl.lines().count(), 3, "{pearl}");
+    let council = std::fs::read_to_string(env.data().join("council/exports/claims.csv")).unwrap();
+    assert_eq!(council.lines().filter(|l| l.starts_with("Pearl Carers Ltd,")).count(), 2, "{council}");
+}
