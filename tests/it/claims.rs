@@ -283,6 +283,12 @@ fn the_council_accepts_one_claim_amended_and_rejects_one_with_a_note_and_the_pro
         rows.iter().filter(|r| r["Status"] != "Pending").count() == 2
     });
     assert!(council.iter().all(|r| r["Organisation"] == PEARL), "{council:?}");
+    // The council's hospital-incentive.csv holds the same figures the claims were judged by.
+    let stays = fetch_rows_until(server.port, "finance", &council_key, "/exports/hospital-incentive.csv", &work.join("council-hospital.csv"), |rows| rows.len() == 3);
+    let figures: Vec<(&str, &str, &str, &str)> =
+        stays.iter().map(|r| (r["organisation"].as_str(), r["ssref"].as_str(), r["from"].as_str(), r["amount"].as_str())).collect();
+    assert_eq!(figures, [(PEARL, "A332295", "2022-11-21", "47.54"), (PEARL, "A352035", "2022-11-12", "11.89"), (PEARL, "A352035", "2022-11-26", "11.89")]);
+    assert_eq!(stays[0]["working"], c2["Working"]);
 
     // The contact got the claims file's result and one email per decision.
     let mails = sink.wait_for(3, 30);
