@@ -374,3 +374,14 @@ fn an_organisation_sees_only_its_own_claims_and_cannot_claim_another_ones_client
     let council = std::fs::read_to_string(env.data().join("council/exports/claims.csv")).unwrap();
     assert_eq!(council.lines().filter(|l| l.starts_with("Pearl Carers Ltd,")).count(), 2, "{council}");
 }
+
+#[test]
+fn the_example_claim_on_the_example_week_is_accepted_clean() {
+    let env = TestEnv::with_example_cplis();
+    let week = env.import(PEARL, &crate::helpers::example("visits-week.csv"));
+    assert_eq!(counts(&week).3, 0, "{week}");
+    let r = env.import(PEARL, &crate::helpers::example("claims.csv"));
+    assert_eq!((counts(&r), codes(&r).len()), ((1, 1, 0, 0, 0), 0), "{r}");
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["working"], "0.5 h × £23.77 × 50% = £5.94");
+}
