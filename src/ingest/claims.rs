@@ -168,7 +168,7 @@ fn money(r: &mut Row<'_, Col>, col: Col) -> Option<Decimal> {
     }
 }
 
-/// What the in-order step judges against: the organisation's claims, CPLIs and visits.
+/// What the in-order step judges a claim against: the organisation's CPLIs and visits.
 struct Stored<'a> {
     org: &'a Organisation,
     cplis: Vec<Cpli>,
@@ -183,21 +183,17 @@ fn stored_context<'a>(file: &File<'a, '_>) -> Result<Option<Stored<'a>>, IngestE
         None => store.cplis_for_org(org)?,
     };
     let eligible: std::collections::HashSet<&str> = cplis.iter().filter(|c| Scheme::of(&c.contract).is_some()).map(|c| c.cpli_id.as_str()).collect();
-    let mut facts: HashMap<String, Vec<(NaiveDate, u32, Compact)>> = HashMap::new();
+    let mut visits: HashMap<String, Vec<Compact>> = HashMap::new();
     for fact in store.visit_facts(slug) {
         let fact = fact?;
         if eligible.contains(fact.cpli_id.as_str()) {
             let c = Compact::of(&fact);
-            facts.entry(fact.cpli_id).or_default().push((c.date, c.start, c));
+            visits.entry(fact.cpli_id).or_default().push(c);
         }
     }
-    let visits = facts
-        .into_iter()
-        .map(|(id, mut v)| {
-            v.sort_unstable_by_key(|(d, s, _)| (*d, *s));
-            (id, v.into_iter().map(|(_, _, c)| c).collect())
-        })
-        .collect();
+    for v in visits.values_mut() {
+        v.sort_unstable_by_key(|c| (c.date, c.start));
+    }
     Ok(Some(Stored { org, cplis, visits }))
 }
 
