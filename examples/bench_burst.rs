@@ -58,12 +58,16 @@ fn main() {
     let mut single = Vec::new();
     for i in 0..SINGLES {
         upload(port, &key, &files.join("single-%03d.csv"), &format!("single{i}"), 1);
-        single.extend(wait_results(&results, &[format!("single{i}-000")]));
+        single.extend(wait_results(&results, &[format!("single{i}-000")]).iter().map(|t| t.latency));
     }
     let names: Vec<String> = (0..sessions).map(|i| format!("burst-{i:03}")).collect();
     let started = Instant::now();
     upload(port, &key, &files.join("burst-%03d.csv"), "burst", sessions);
-    let mut burst = wait_results(&results, &names);
+    let timings = wait_results(&results, &names);
+    let mut burst: Vec<Duration> = timings.iter().map(|t| t.latency).collect();
+    let first_close = timings.iter().map(|t| t.closed).min().unwrap();
+    let last_close = timings.iter().map(|t| t.closed).max().unwrap();
+    let last_answer = timings.iter().map(|t| t.answered).max().unwrap();
     let wall = started.elapsed();
     let _ = server.kill();
     let _ = server.wait();
@@ -81,6 +85,15 @@ fn main() {
         ms(pct(&burst, 0.99)),
         ms(*burst.last().unwrap()),
         wall.as_secs_f64()
+    );
+    // Whether the clients or the server set the pace: how spread the closes were, and how long the
+    // server took after the last one.
+    let secs = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default().as_secs_f64();
+    println!(
+        "uploads closed over {:.2} s; first close -> last result {:.2} s; last close -> last result {:.2} s",
+        secs(first_close, last_close),
+        secs(first_close, last_answer),
+        secs(last_close, last_answer)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -119,9 +132,9 @@ fn upload(port: u16, key: &Path, pattern: &Path, prefix: &str, count: usize) {
 }
 
 /// Polls `results/` until every `NAME.result.json` parses; for each, the time from its
-/// `received_at` to the moment it was first read whole.
-fn wait_results(results: &Path, names: &[String]) -> Vec<Duration> {
-    let mut seen: HashMap<&str, Duration> = HashMap::new();
+/// `received_at` to the moment it was first read whole, and the two instants.
+fn wait_results(results: &Path, names: &[String]) -> Vec<Timing> {
+    let mut seen: HashMap<&str, Timing> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen.len() < names.len() {
         assert!(Instant::now() < deadline, "only {} of {} results after 300 s", seen.len(), names.len());
@@ -134,11 +147,20 @@ fn wait_results(results: &Path, names: &[String]) -> Vec<Duration> {
             let Ok(result) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
             assert_eq!(result["counts"]["read"], 1000, "{result}");
             let received: chrono::DateTime<chrono::Utc> = result["received_at"].as_str().unwrap().parse().unwrap();
-            seen.insert(name, now.duration_since(SystemTime::from(received)).unwrap_or_default());
+            let closed = SystemTime::from(received);
+            seen.insert(name, Timing { latency: now.duration_since(closed).unwrap_or_default(), closed, answered: now });
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     seen.into_values().collect()
+}
+
+/// One file of a burst: upload closed -> result readable, and when each happened.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timing {
+    latency: Duration,
+    closed: SystemTime,
+    answered: SystemTime,
 }
 
 fn write_cplis(path: &Path, clients: usize) {

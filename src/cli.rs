@@ -466,10 +466,7 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
         command @ Command::Validate { .. } => execute_validate(&gw.config, Some(&gw.store), command, io),
         Command::Import { org, format, files } => {
             let org = gw.org(&org)?;
-            let mut results = Vec::new();
-            for f in &files {
-                results.push(gw.import_file(&org, f)?);
-            }
+            let results = gw.exports_once(|| files.iter().map(|f| gw.import_file(&org, f)).collect::<Result<Vec<_>, _>>())?;
             print_results(&results, format, out)
         }
         Command::Cplis { command: CplisCommand::Load { file } } => {

@@ -257,10 +257,74 @@ impl Drop for Server {
     }
 }
 
+/// How long a command's answer waits for a client that stopped reading (a paused pager) before the
+/// rest of it goes to a file instead: the command holds the store's turn, and uploads wait behind it.
+const STALLED_READER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Where a command's answer goes: the socket while the client keeps up; once a write has waited
+/// [`STALLED_READER`], an unnamed file in `staging/`, sent on after the command has let go of the
+/// store's turn. So a client that stops reading never holds up the files queued behind its command,
+/// and the answer is still whole and in order.
+struct Outlet {
+    socket: UnixStream,
+    staging: PathBuf,
+    spill: Option<BufWriter<std::fs::File>>,
+}
+
+impl Outlet {
+    fn new(socket: UnixStream, staging: PathBuf) -> std::io::Result<Outlet> {
+        socket.set_write_timeout(Some(STALLED_READER))?;
+        Ok(Outlet { socket, staging, spill: None })
+    }
+
+    fn spill(&mut self) -> std::io::Result<&mut BufWriter<std::fs::File>> {
+        if self.spill.is_none() {
+            std::fs::create_dir_all(&self.staging)?;
+            let file = crate::data_dir::unnamed_file(Some(&self.staging), "reply")?;
+            tracing::info!("control socket: the client stopped reading; the rest of the answer is kept on disk until the command is done");
+            self.spill = Some(BufWriter::with_capacity(FRAME_BYTES, file));
+        }
+        Ok(self.spill.as_mut().expect("just made"))
+    }
+
+    /// Sends what was kept on disk, waiting for the client as long as it takes (the turn is let go).
+    fn drain(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        let Some(spill) = self.spill.take() else { return Ok(()) };
+        let mut file = spill.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        self.socket.set_write_timeout(None)?;
+        std::io::copy(&mut file, &mut self.socket)?;
+        Ok(())
+    }
+}
+
+impl Write for Outlet {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(spill) = &mut self.spill {
+            return spill.write(buf);
+        }
+        match self.socket.write(buf) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                self.spill()?.write_all(buf)?;
+                Ok(buf.len())
+            }
+            sent => sent,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.spill {
+            Some(spill) => spill.flush(),
+            None => self.socket.flush(),
+        }
+    }
+}
+
 /// The answer's side of a connection: stdout bytes gathered into frames of `FRAME_BYTES`, stderr
 /// notes sent as they come (after the stdout bytes before them), then the exit status.
 struct Reply {
-    stream: BufWriter<UnixStream>,
+    stream: BufWriter<Outlet>,
     out: Vec<u8>,
     sent_stdout: bool,
 }
@@ -325,7 +389,8 @@ fn serve_connection(gw: &Gateway, queue: &UnboundedSender<SpooledFile>, finished
     };
     let json = request(COMMAND)?;
     let input = request(INPUT)?;
-    let reply = RefCell::new(Reply { stream: BufWriter::new(stream), out: Vec::new(), sent_stdout: false });
+    let outlet = Outlet::new(stream, gw.data.staging()).map_err(io_err("setting up the control connection"))?;
+    let reply = RefCell::new(Reply { stream: BufWriter::new(outlet), out: Vec::new(), sent_stdout: false });
     let (mut out, mut err) = (ReplyOut(&reply), ReplyErr(&reply));
     let code = match serde_json::from_slice::<Command>(&json) {
         // A client of another version of the gateway, most likely.
@@ -354,7 +419,12 @@ fn serve_connection(gw: &Gateway, queue: &UnboundedSender<SpooledFile>, finished
         }
     };
     let mut reply = reply.into_inner();
-    reply.send_out().and_then(|_| write_frame(&mut reply.stream, EXIT, &[code])).and_then(|_| reply.stream.flush()).map_err(io_err("answering a command"))
+    reply
+        .send_out()
+        .and_then(|_| write_frame(&mut reply.stream, EXIT, &[code]))
+        .and_then(|_| reply.stream.flush())
+        .and_then(|_| reply.stream.get_mut().drain())
+        .map_err(io_err("answering a command"))
 }
 
 /// `import` while serving: each file is claimed into the spool (copied, as the one-shot `import`

@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::Slug;
 
+/// A scratch file in `dir` (the system's temporary folder without one), read and write, unlinked at
+/// once: it lives as long as the handle, and a crash leaves nothing behind.
+pub fn unnamed_file(dir: Option<&Path>, what: &str) -> io::Result<std::fs::File> {
+    let dir = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let path = dir.join(format!(".{what}-{}.tmp", uuid::Uuid::new_v4()));
+    let file = std::fs::File::options().read(true).write(true).create_new(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
 /// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`, `attachments/<slug>/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {

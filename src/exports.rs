@@ -214,6 +214,20 @@ impl Gateway {
         }
     }
 
+    /// Runs `work` with the exports' rewrites held, then rewrites once what it touched (a one-shot
+    /// `import` of many files, issue 10); while `serve`'s worker writes them, it still does.
+    pub fn exports_once<T>(&self, work: impl FnOnce() -> T) -> T {
+        let deferred_before = self.exports.deferred.swap(true, Ordering::SeqCst);
+        let done = work();
+        if !deferred_before {
+            self.exports.deferred.store(false, Ordering::SeqCst);
+            if let Err(e) = self.refresh_exports() {
+                tracing::error!(error = %e, "could not rewrite the exports; they are rewritten at the next change or start");
+            }
+        }
+        done
+    }
+
     /// Rewrites every export something changed under since the last call. Returns how many files
     /// were rewritten (unchanged content is not rewritten). The caller holds the store's turn while
     /// serving, so every export reads one consistent store.

@@ -590,11 +590,7 @@ impl Issues {
     /// Spills into an unnamed temporary file in `dir` (the spool, so it is on the data folder's
     /// disk), or in the system's temporary folder.
     pub fn new(dir: Option<&std::path::Path>) -> io::Result<Issues> {
-        let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-        let path = dir.join(format!(".issues-{}.tmp", uuid::Uuid::new_v4()));
-        let file = File::options().read(true).write(true).create_new(true).open(&path)?;
-        // Unlinked at once: the spill lives as long as the handle, and a crash leaves nothing.
-        std::fs::remove_file(&path)?;
+        let file = crate::data_dir::unnamed_file(dir, "issues")?;
         Ok(Issues { spill: BufWriter::with_capacity(256 * 1024, file), failed: None, tally: Tally::default() })
     }
 

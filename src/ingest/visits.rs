@@ -966,11 +966,7 @@ const HOSPITAL: &str = "H";
 impl Hospital {
     /// Its delivered visits spill into `dir` (the spool's, when importing), as the issues do.
     fn new(dir: Option<&std::path::Path>) -> std::io::Result<Hospital> {
-        let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-        let path = dir.join(format!(".delivered-{}.tmp", uuid::Uuid::new_v4()));
-        let file = std::fs::File::options().read(true).write(true).create_new(true).open(&path)?;
-        // Unlinked at once: the spill lives as long as the handle, and a crash leaves nothing.
-        std::fs::remove_file(&path)?;
+        let file = crate::data_dir::unnamed_file(dir, "delivered")?;
         Ok(Hospital {
             clients: HashMap::new(),
             names: Vec::new(),

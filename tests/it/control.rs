@@ -301,3 +301,51 @@ fn a_server_that_dies_mid_reply_makes_the_command_exit_2_saying_so() {
         "gateway: the gateway server stopped before it finished answering; the command may or may not have been applied; see its log\n"
     );
 }
+
+/// Bytes waiting unread in a pipe.
+fn unread(pipe: &impl std::os::fd::AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer given, which points at `n`.
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+#[test]
+fn a_command_whose_reader_stops_reading_does_not_hold_up_the_files_queued_behind_it() {
+    use std::io::Read;
+    let env = TestEnv::with_example_cplis();
+    // Enough stored visits that the list's answer overflows every buffer between the server and a
+    // reader that has stopped (the socket's, the client's, the pipe's).
+    let mut text = format!("{VISITS_HEADER}\n");
+    for i in 0..4000 {
+        let day = 1 + i % 28;
+        text.push_str(&format!("S{i:05},0,{day:02}/08/2022,09:00,09:30,DHF,{day:02}/08/2022,09:02,,,09:31,,,,,,A999999,,,Home Support,,,Pearl Carers - Zone 6 - Oxford,,\n"));
+    }
+    let (dir, stored) = crate::helpers::write_temp("stored.csv", &text);
+    assert_eq!(crate::helpers::counts(&env.import(PEARL, &stored)).1, 4000);
+    let _server = Server::start(&env);
+
+    // A council officer's `visits list | less`, paused: nothing reads its output.
+    let mut list = env.cmd(&["visits", "list", "--org", PEARL, "--format", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = list.stdout.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unread(&stdout) < 65536 {
+        assert!(Instant::now() < deadline, "the list never filled its pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A provider's file meanwhile: answered although the list is still unread.
+    std::fs::copy(unmatched_visit_file(dir.path()), crate::server::inbox(&env).join("later.csv")).unwrap();
+    let result = wait_for_json(&crate::server::result_path(&env, "later.result.json"), 60);
+    assert_eq!(crate::helpers::counts(&result).1, 1, "{result}");
+
+    // The list, read now, is whole and is the store as it was when it ran: before that file.
+    let mut body = Vec::new();
+    stdout.read_to_end(&mut body).unwrap();
+    let status = list.wait().unwrap();
+    assert!(status.success(), "visits list exited {status:?}");
+    let visits: Vec<Value> = serde_json::from_slice(&body).expect("the whole list, as JSON");
+    assert_eq!(visits.len(), 4000);
+    assert!(visits.iter().all(|v| v["visit_ref"] != "U1"));
+}
