@@ -107,6 +107,42 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// One-off claims of the hospital incentive (SPEC 9).
+    Claim {
+        #[command(subcommand)]
+        command: ClaimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum ClaimCommand {
+    /// Every claim (of one organisation with --org), oldest first, with its status and decision.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
+    },
+    /// Accept a pending claim (at its amount, or --amount) or reject it (--note required); the
+    /// provider's contacts are emailed, as for the council's claim decisions file.
+    Decide {
+        /// The claim's id, e.g. C12 (`claim list`).
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        decision: DecisionArg,
+        /// The amended amount, in pounds, for an accepted claim.
+        #[arg(long)]
+        amount: Option<rust_decimal::Decimal>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum DecisionArg {
+    Accepted,
+    Rejected,
 }
 
 impl Command {
@@ -487,6 +523,23 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
                 writeln!(io.err, "written to {}", path.display()).map_err(output)?;
             }
             print_bytes(&body, out)
+        }
+        Command::Claim { command: ClaimCommand::List { org, format } } => {
+            let org = org.map(|o| gw.org(&o)).transpose()?;
+            let claims = gw.claims(org.as_ref())?;
+            let columns: &[&str] = if format == ListFormat::Json { &crate::claims::LIST_KEYS } else { &crate::claims::COUNCIL_COLUMNS };
+            print_bytes(&table(columns, crate::claims::list_rows(&claims), format), out)
+        }
+        Command::Claim { command: ClaimCommand::Decide { id, decision, amount, note } } => {
+            let id = crate::claims::ClaimId::parse(&id).ok_or_else(|| GatewayError::Invalid(format!("'{id}' is not a claim id: C and a number, e.g. C12")))?;
+            let decision = match decision {
+                DecisionArg::Accepted => crate::claims::Decision::Accepted,
+                DecisionArg::Rejected => crate::claims::Decision::Rejected,
+            };
+            let c = gw.decide_claim(id, decision, amount, note)?;
+            let amount = c.decided.as_ref().and_then(|d| d.accepted_amount).map(|a| format!(" at £{}", reports::money_text(a))).unwrap_or_default();
+            writeln!(out, "claim {} ({}, ClaimRef {}) {}{amount}", c.id, c.organisation, c.claim_ref, c.status.as_str().to_lowercase()).map_err(output)?;
+            Ok(SUCCESS)
         }
         Command::Report { command: ReportCommand::HospitalIncentive { org, from, to, format } } => {
             let org = gw.org(&org)?;

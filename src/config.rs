@@ -27,6 +27,8 @@ pub struct Config {
     pub sftp: Sftp,
     pub mail: MailConfig,
     pub schedule: Schedule,
+    pub hospital: Hospital,
+    pub claims: Claims,
 }
 
 impl Default for Config {
@@ -40,6 +42,8 @@ impl Default for Config {
             sftp: Sftp::default(),
             mail: MailConfig::default(),
             schedule: Schedule::default(),
+            hospital: Hospital::default(),
+            claims: Claims::default(),
         }
     }
 }
@@ -357,6 +361,74 @@ impl Schedule {
     }
 }
 
+/// The hospital incentive payment (issue 12): where the contracts and the guide leave a choice.
+/// docs/claims.md says what each choice means.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hospital {
+    /// Days that are not working days besides Saturdays and Sundays (DAPL: "discharged within 7
+    /// Working Days of admission"). Default: the bank holidays of England and Wales, 2022 to 2027.
+    #[serde(deserialize_with = "toml_date::list")]
+    pub bank_holidays: Vec<NaiveDate>,
+    /// DAPL pays a stay that ends (care resumed) within this many working days, the day of
+    /// admission being the first.
+    pub dapl_working_days: u32,
+    /// What a longer DAPL stay is paid: `nothing` (the contract: "provided a Service User is
+    /// discharged within 7 Working Days") or `first_working_days` (the guide's page: "for up to 7
+    /// days": the missed visits of its first `dapl_working_days` working days).
+    pub dapl_longer_stay: DaplLongerStay,
+    /// LWAH holds the package open for up to this many days, the day of admission being the first,
+    /// whether or not care resumes ("for up to fourteen days").
+    pub lwah_days: u32,
+    /// Whether the visits of the day the provider is told the client will stay in hospital are still
+    /// paid (LWAH: the payment "will cease on the day the Provider is notified").
+    pub lwah_notified_day_paid: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DaplLongerStay {
+    Nothing,
+    FirstWorkingDays,
+}
+
+/// The bank holidays of England and Wales, 2022-2027 (gov.uk), the default `hospital.bank_holidays`.
+pub const ENGLAND_AND_WALES_BANK_HOLIDAYS: &[(i32, u32, u32)] = &[
+    (2022, 1, 3), (2022, 4, 15), (2022, 4, 18), (2022, 5, 2), (2022, 6, 2), (2022, 6, 3), (2022, 8, 29), (2022, 9, 19), (2022, 12, 26), (2022, 12, 27),
+    (2023, 1, 2), (2023, 4, 7), (2023, 4, 10), (2023, 5, 1), (2023, 5, 8), (2023, 5, 29), (2023, 8, 28), (2023, 12, 25), (2023, 12, 26),
+    (2024, 1, 1), (2024, 3, 29), (2024, 4, 1), (2024, 5, 6), (2024, 5, 27), (2024, 8, 26), (2024, 12, 25), (2024, 12, 26),
+    (2025, 1, 1), (2025, 4, 18), (2025, 4, 21), (2025, 5, 5), (2025, 5, 26), (2025, 8, 25), (2025, 12, 25), (2025, 12, 26),
+    (2026, 1, 1), (2026, 4, 3), (2026, 4, 6), (2026, 5, 4), (2026, 5, 25), (2026, 8, 31), (2026, 12, 25), (2026, 12, 28),
+    (2027, 1, 1), (2027, 3, 26), (2027, 3, 29), (2027, 5, 3), (2027, 5, 31), (2027, 8, 30), (2027, 12, 27), (2027, 12, 28),
+];
+
+impl Default for Hospital {
+    fn default() -> Self {
+        Hospital {
+            bank_holidays: ENGLAND_AND_WALES_BANK_HOLIDAYS.iter().map(|&(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).expect("valid date")).collect(),
+            dapl_working_days: 7,
+            dapl_longer_stay: DaplLongerStay::Nothing,
+            lwah_days: 14,
+            lwah_notified_day_paid: false,
+        }
+    }
+}
+
+/// One-off claims (issue 12, SPEC 9).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Claims {
+    /// An attachment larger than this is refused (`BAD_ATTACHMENT`); an upload is also bounded by
+    /// `limits.max_file_bytes`.
+    pub max_attachment_bytes: u64,
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Claims { max_attachment_bytes: 20 * 1024 * 1024 }
+    }
+}
+
 /// `HH:MM` or `HH:MM:SS`.
 fn time_of_day(setting: &str, text: &str) -> Result<chrono::NaiveTime, String> {
     let t = text.trim();
@@ -387,6 +459,19 @@ mod toml_date {
 
     pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
         required(d).map(Some)
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NaiveDate>, D::Error> {
+        Vec::<Either>::deserialize(d)?
+            .into_iter()
+            .map(|e| {
+                let text = match e {
+                    Either::Toml(t) => t.to_string(),
+                    Either::Text(s) => s,
+                };
+                NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|e| D::Error::custom(format!("'{text}' is not a date YYYY-MM-DD: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -435,6 +520,14 @@ mod tests {
         assert_eq!(m.password().as_deref(), Some("s3cret"));
         m.password = "in-file".into();
         assert_eq!(m.password().as_deref(), Some("in-file"));
+    }
+
+    #[test]
+    fn the_default_bank_holidays_are_all_weekdays() {
+        use chrono::Datelike;
+        let h = Hospital::default();
+        assert_eq!(h.bank_holidays.len(), ENGLAND_AND_WALES_BANK_HOLIDAYS.len());
+        assert!(h.bank_holidays.iter().all(|d| d.weekday().number_from_monday() <= 5), "{:?}", h.bank_holidays);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn unnamed_file(dir: Option<&Path>, what: &str) -> io::Result<std::fs::File>
     Ok(file)
 }
 
-/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`.
+/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`, `attachments/<slug>/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -48,6 +48,11 @@ impl DataDir {
 
     pub fn exports(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("exports")
+    }
+
+    /// The files kept with an organisation's claims (issue 12): no login sees this folder.
+    pub fn attachments(&self, slug: &Slug) -> PathBuf {
+        self.root.join("attachments").join(slug)
     }
 
     /// The council's own folder (issue 10): `council/{inbox,results,exports}`, apart from every

@@ -107,12 +107,15 @@ pub const COUNCIL_VISITS_COLUMNS: [&str; 18] = [
 
 /// Every export the gateway keeps current. The commissioned care export is written apart
 /// (`Gateway::write_commissioned_export`), as before issue 10.
-pub const EXPORTS: [Export; 6] = [
+pub const EXPORTS: [Export; 9] = [
     Export { name: "visits-status.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: visits_status },
     Export { name: "unmatched.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: unmatched },
     Export { name: "commissioned-vs-actuals.csv", scope: Scope::Org, columns: &reports::actuals::COLUMNS, family: None, rows: commissioned_vs_actuals },
     Export { name: "hospital-incentive.csv", scope: Scope::Org, columns: &hospital::COLUMNS, family: None, rows: hospital_incentive },
+    Export { name: "claims.csv", scope: Scope::Org, columns: &crate::claims::COLUMNS, family: None, rows: claims },
     Export { name: "submissions.csv", scope: Scope::Council, columns: &SUBMISSIONS_COLUMNS, family: None, rows: submissions },
+    Export { name: "claims.csv", scope: Scope::Council, columns: &crate::claims::COUNCIL_COLUMNS, family: None, rows: claims },
+    Export { name: "hospital-incentive.csv", scope: Scope::Council, columns: &COUNCIL_HOSPITAL_COLUMNS, family: None, rows: council_hospital_incentive },
     Export {
         name: "visits-YYYY-MM-DD.csv",
         scope: Scope::Council,
@@ -478,6 +481,48 @@ fn hospital_incentive(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSin
     Ok(())
 }
 
+/// Every claim (issue 12): the organisation's own in its `claims.csv`, every organisation's in the
+/// council's, with the decisions and the council's notes.
+fn claims(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
+    for c in gw.claims(org)? {
+        let cells = match org {
+            Some(_) => crate::claims::cells(&c),
+            None => crate::claims::list_rows(std::slice::from_ref(&c)).remove(0),
+        };
+        out("claims.csv", &cells).map_err(sink_err)?;
+    }
+    Ok(())
+}
+
+/// The council's `hospital-incentive.csv` (issue 12): every organisation's lines, as in its own.
+pub const COUNCIL_HOSPITAL_COLUMNS: [&str; 13] = [
+    "organisation",
+    "ssref",
+    "cpli_id",
+    "contract",
+    "from",
+    "to",
+    "visits",
+    "missed_hours",
+    "unit_cost",
+    "amount",
+    "care_resumed",
+    "working_days",
+    "working",
+];
+
+fn council_hospital_incentive(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
+    for org in gw.store.orgs()? {
+        let name = excel_safe(&org.name).into_owned();
+        hospital_incentive(gw, Some(&org), &mut |_, cells| {
+            let mut row = vec![name.clone()];
+            row.extend_from_slice(cells);
+            out("hospital-incentive.csv", &row)
+        })?;
+    }
+    Ok(())
+}
+
 /// What `submissions.csv` says of one organisation.
 #[derive(Default)]
 struct Submissions {
@@ -653,7 +698,8 @@ mod tests {
 
     #[test]
     fn every_export_has_its_own_name_and_rows_of_its_columns() {
-        let mut names: Vec<&str> = EXPORTS.iter().map(|e| e.name).collect();
+        // A provider's export and the council's may share a name (claims.csv): they are in different folders.
+        let mut names: Vec<(&str, bool)> = EXPORTS.iter().map(|e| (e.name, e.scope == Scope::Org)).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), EXPORTS.len());

@@ -2,6 +2,7 @@
 //! every row against the council's rules, matches visits to CPLIs, stores them and answers.
 //!
 //! # Layout
+//! - `claims`: one-off claims of the hospital incentive (issue 12): a claim, its decision, its email and lists.
 //! - `cli`: the command line (SPEC 6) and what each command does.
 //! - `control`: the control socket: commands sent to the running server while it holds the store.
 //! - `config`: `gateway.toml`, every field with a working default.
@@ -21,6 +22,7 @@
 //! - `store`: sled, all-or-nothing imports, history, queries.
 //! - `watch`: the inbox watcher that feeds the pipeline.
 
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod control;

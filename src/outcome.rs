@@ -32,7 +32,7 @@ pub enum Code {
     MissingColumn,
     /// A heading appears twice in the header.
     DuplicateColumn,
-    /// The header is not that of a visits, actuals or carers file.
+    /// The header is not that of a visits, actuals, carers or claims file (or, in the council's inbox, of one of its kinds).
     UnknownFileKind,
     /// The file is over `limits.max_file_bytes`.
     FileTooLarge,
@@ -121,6 +121,27 @@ pub enum Code {
     /// CPLI extract: a Contract that is not one of DAPL, LWAH, APL, HTLAH or Spot; with any refused
     /// row nothing of the extract is loaded.
     UnknownContract,
+    // Appended by issue 12 (one-off claims).
+    /// Claims: the client has no CPLI with the claim's ServiceName in force on AdmittedOn.
+    NoCpli,
+    /// Claims: the client's CPLI is under a contract with no hospital incentive (APL, HTLAH, Spot);
+    /// the message names the contract.
+    ClaimNotEligible,
+    /// Claims: no H (in hospital) visit is stored for the client and service in the claimed stay.
+    NoHospitalVisits,
+    /// Claims: another pending or accepted claim is for the same client, service and stay.
+    DuplicateClaim,
+    /// Claims: the Attachment is not in `/inbox`, is not a PDF, PNG or JPEG, or is too large.
+    BadAttachment,
+    /// Claims, claim decisions: the claim has been decided (or withdrawn) and cannot change.
+    ClaimDecided,
+    /// Claim decisions: no claim has that ClaimId, or that Organisation and ClaimRef.
+    UnknownClaim,
+    /// Claim decisions: a Decision that is not Accepted or Rejected, or an Amount with Rejected.
+    BadDecision,
+    /// Warning: the claim's Amount differs from the gateway's figure for the stay; the message shows
+    /// the working ("4 h × £23.77 × 50% = £47.54"). The claim is kept, Pending.
+    ClaimAmountDiffers,
 }
 
 impl Code {
@@ -129,7 +150,7 @@ impl Code {
         match self {
             Unmatched | MissingComment | OverPlannedNoComment | TimesDoNotTally | ZeroDuration | BadNhsNumber
             | PlannedHoursDiffer | PossibleDuplicate | UnknownColumn | EncodingGuessed | PlannedDiffersFromCpli | InvoiceCase
-            | WrongDeliveredType | ClientInHospital => Severity::Warning,
+            | WrongDeliveredType | ClientInHospital | ClaimAmountDiffers => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -197,6 +218,15 @@ every_code![
     WrongDeliveredType,
     ClientInHospital,
     UnknownContract,
+    NoCpli,
+    ClaimNotEligible,
+    NoHospitalVisits,
+    DuplicateClaim,
+    BadAttachment,
+    ClaimDecided,
+    UnknownClaim,
+    BadDecision,
+    ClaimAmountDiffers,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +290,11 @@ pub enum FileKind {
     Carers,
     /// The council's CPLI extract, dropped into its own inbox (issue 10).
     Cplis,
+    /// A provider's one-off claims (issue 12).
+    Claims,
+    /// The council's decisions on claims (issue 12).
+    #[serde(rename = "claim_decisions")]
+    ClaimDecisions,
     Unknown,
 }
 
@@ -375,6 +410,13 @@ impl ImportResult {
                     "{}: {} CPLIs read, {} new, {} updated, {} rejected, {} organisations created, {} stored visits and actuals rows changed match",
                     self.file, c.read, c.new, c.updated, c.rejected, e.organisations_created, e.match_changes
                 ),
+                None if self.kind == FileKind::Claims => format!(
+                    "{}: {} claims read, {} new, {} updated, {} rejected, {} data-quality issues",
+                    self.file, c.read, c.new, c.updated, c.rejected, c.data_quality_issues
+                ),
+                None if self.kind == FileKind::ClaimDecisions => {
+                    format!("{}: {} claim decisions read, {} claims decided, {} rejected", self.file, c.read, c.updated, c.rejected)
+                }
                 None => format!(
                     "{}: {} read, {} new, {} updated, {} rejected, {} data-quality issues",
                     self.file, c.read, c.new, c.updated, c.rejected, c.data_quality_issues

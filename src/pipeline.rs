@@ -248,7 +248,7 @@ impl Gateway {
         for fact in self.store.visit_facts(&org.slug) {
             visits.add(&fact?);
         }
-        visits.claims(from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
+        visits.claims(&self.config.hospital, from, to).map_err(|e| GatewayError::Invalid(e.to_string()))
     }
 
     /// Writes a report into the organisation's `exports/` folder, atomically.
@@ -351,7 +351,8 @@ impl Gateway {
         let path = self.data.spooled(spooled);
         let received_at: DateTime<Utc> =
             fs::metadata(&path).and_then(|m| m.modified()).map(DateTime::from).unwrap_or_else(|_| Utc::now());
-        let incoming = Incoming { path: &path, file_name: name.clone(), import_id: import_id.clone(), received_at };
+        let attachments = Some(ingest::claims::AttachmentDirs { inbox: self.data.inbox(slug), kept: self.data.attachments(slug) });
+        let incoming = Incoming { path: &path, file_name: name.clone(), import_id: import_id.clone(), received_at, attachments };
         let plan = self.answer_plan(spooled)?;
         if let Some(message) = failed {
             // Committed before the store failed (its record survived the reopening): it stands, and
@@ -552,7 +553,7 @@ impl Gateway {
         cplis: Option<Vec<crate::domain::Cpli>>,
         path: &Path,
     ) -> Result<ImportResult> {
-        let incoming = Incoming { path, file_name: file_name(path)?, import_id: uuid::Uuid::now_v7().to_string(), received_at: Utc::now() };
+        let incoming = Incoming { path, file_name: file_name(path)?, import_id: uuid::Uuid::now_v7().to_string(), received_at: Utc::now(), attachments: None };
         match catching_panics(|| ingest::process(config, org, &incoming, Mode::Validate { store, cplis })) {
             Ok(judged) => Ok(judged?),
             Err(panic) => Ok(internal_failure(

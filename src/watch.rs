@@ -159,7 +159,8 @@ async fn sleep_until(t: Option<Instant>) {
 
 /// `orgs/<slug>/inbox/<name>` -> the organisation, `council/inbox/<name>` -> the council, when the
 /// name is that of a finished CSV. A folder whose name no organisation could have (made by hand) is
-/// not an inbox (issue 11).
+/// not an inbox (issue 11). Anything else is left where it is: a claim's attachment (a PDF, PNG or
+/// JPEG) waits there for the claims file that names it, which keeps it (issue 12).
 fn inbox_file(inboxes: &Inboxes, path: &Path) -> Option<Owner> {
     if path.parent() == Some(inboxes.council.as_path()) {
         return path.file_name()?.to_str().filter(|n| is_ready_name(n)).map(|_| Owner::Council);

@@ -409,7 +409,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("actuals.csv");
         std::fs::write(&path, text).unwrap();
-        let incoming = Incoming { path: &path, file_name: "actuals.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now() };
+        let incoming = Incoming { path: &path, file_name: "actuals.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now(), attachments: None };
         process(&Config::default(), Some(&org()), &incoming, mode).unwrap()
     }
 

@@ -158,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("carers.csv");
         std::fs::write(&path, format!("{HEADER}\r\n{}\r\n", rows.join("\r\n"))).unwrap();
-        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now() };
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: uuid::Uuid::now_v7().to_string(), received_at: chrono::Utc::now(), attachments: None };
         let org = Organisation::new("Pearl Carers Ltd", None);
         process(&Config::default(), Some(&org), &incoming, mode).unwrap()
     }
@@ -237,7 +237,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("carers.csv");
         std::fs::write(&path, "CarerRef,Forename,Surname,Deleted,StartDate,EndDate,Email,Mobile\nC1,Lisa,Simpson,0,01/08/2022,,l@example.org,07700 900000\nC2,Bart,Simpson,0,31/02/2022,,,\n").unwrap();
-        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now() };
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
         let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
         assert_eq!(codes(&r), [(Some(3), Code::BadDate)]);
         assert_eq!(r.issues[0].field.as_deref(), Some("StartDate"));

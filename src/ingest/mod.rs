@@ -6,6 +6,8 @@
 pub mod actuals;
 pub mod carers;
 pub mod cells;
+pub mod claim_decisions;
+pub mod claims;
 pub mod cplis;
 pub mod engine;
 pub mod headings;
@@ -44,6 +46,9 @@ pub struct Incoming<'a> {
     pub file_name: String,
     pub import_id: String,
     pub received_at: DateTime<Utc>,
+    /// Where a claims file's attachments are found and kept (issue 12); `None` when not importing
+    /// into an organisation's folder.
+    pub attachments: Option<claims::AttachmentDirs>,
 }
 
 /// What the judging is allowed to see and do.
@@ -97,6 +102,19 @@ pub fn process_answered(
     mode: Mode<'_>,
     plan: Option<&AnswerPlan>,
 ) -> Result<ImportResult, IngestError> {
+    process_as(config, org, incoming, mode, plan, None)
+}
+
+/// As `process_answered`, for a file of a kind known beforehand (`forced`: one of the council's
+/// kinds, detected by its own table) rather than detected from `KINDS` (issue 12).
+pub fn process_as(
+    config: &Config,
+    org: Option<&Organisation>,
+    incoming: &Incoming<'_>,
+    mode: Mode<'_>,
+    plan: Option<&AnswerPlan>,
+    forced: Option<&'static kinds::Kind>,
+) -> Result<ImportResult, IngestError> {
     if let Mode::Import(store) = &mode {
         // The same import id again (a replay after a crash): it was applied once; answer the same.
         if let Some(done) = store.import_result(&incoming.import_id)? {
@@ -116,7 +134,7 @@ pub fn process_answered(
     // The spill goes beside the spooled file when importing (the data folder's disk).
     let spill_dir = store.and(incoming.path.parent());
     let mut issues = Issues::new(spill_dir)?;
-    let outcome = judge(config, org, incoming, &mode, &mut result, &mut issues);
+    let outcome = judge(config, org, incoming, &mode, &mut result, &mut issues, forced);
     result.processed_at = now_rfc3339();
     let judged = outcome?;
     let log = match issues.finish() {
@@ -220,8 +238,9 @@ fn judge<'s>(
     mode: &Mode<'s>,
     result: &mut ImportResult,
     issues: &mut Issues,
+    forced: Option<&'static kinds::Kind>,
 ) -> Result<Judged<'s>, IngestError> {
-    let spec = |header: &source::Header, kind| kinds::spec(kind).map_or_else(source::ScanSpec::default, |k| (k.scan_spec)(header));
+    let spec = |header: &source::Header, kind| forced.or_else(|| kinds::spec(kind)).map_or_else(source::ScanSpec::default, |k| (k.scan_spec)(header));
     let started = std::time::Instant::now();
     let scan = match source::scan(incoming.path, &config.limits, spec) {
         Ok(s) => s,
@@ -237,7 +256,7 @@ fn judge<'s>(
         panic!("GATEWAY_FAULT=panic-judging");
     }
     result.sha256 = scan.sha256.clone();
-    result.kind = scan.kind;
+    result.kind = forced.map_or(scan.kind, |k| k.kind);
     if scan.encoding == Encoding::Windows1252 {
         issues.push(Issue::file(
             Code::EncodingGuessed,
@@ -245,7 +264,7 @@ fn judge<'s>(
             "the file is not UTF-8, so it was read as Windows-1252 (Excel's \"CSV (Comma delimited)\"); check names with accents, or save as \"CSV UTF-8\"",
         ));
     }
-    let Some(kind) = kinds::spec(scan.kind) else {
+    let Some(kind) = forced.or_else(|| kinds::spec(scan.kind)) else {
         issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
         return Ok(Judged::Failed);
     };

@@ -33,7 +33,7 @@ pub struct Header {
 }
 
 impl Header {
-    fn from_record(rec: &csv::ByteRecord) -> Header {
+    pub fn from_record(rec: &csv::ByteRecord) -> Header {
         let mut names = Vec::with_capacity(rec.len());
         let mut keys = Vec::with_capacity(rec.len());
         for f in rec.iter() {

@@ -1159,6 +1159,7 @@ mod tests {
             file_name: "visits.csv".into(),
             import_id: uuid::Uuid::now_v7().to_string(),
             received_at: chrono::Utc::now(),
+            attachments: None,
         };
         process(config, Some(&org()), &incoming, mode).unwrap()
     }

@@ -31,6 +31,20 @@ pub enum Letter {
     Digest { day: NaiveDate, import_ids: Vec<String> },
     /// The council's daily summary (issue 10), with its figures as they were when it was queued.
     CouncilSummary(Box<CouncilSummary>),
+    /// A notice of something that happened to the organisation's data (issue 12: a claim decided),
+    /// with its words as they were when it was queued.
+    Notice(Box<Notice>),
+}
+
+/// One shape for every event email (issue 12): a headline and the facts a person needs, as label
+/// and value, rendered by `templates/notice.txt` and `notice.html`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub subject: String,
+    pub headline: String,
+    pub organisation: String,
+    pub facts: Vec<(String, String)>,
+    pub closing: String,
 }
 
 /// An email waiting (or, once `sent_at` is set, sent), keyed in the store by id and recipient.
@@ -121,6 +135,7 @@ pub fn render(gw: &Gateway, q: &Queued) -> Result<Rendered, MailError> {
             Ok(render::digest_email(&org, *day, &results, name))
         }
         Letter::CouncilSummary(summary) => Ok(render::council_summary_email(summary, name)),
+        Letter::Notice(notice) => Ok(render::notice_email(notice, name)),
     }
 }
 

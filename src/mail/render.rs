@@ -318,6 +318,30 @@ pub fn council_summary_email(s: &CouncilSummary, recipient: Option<&str>) -> Ren
     }
 }
 
+#[derive(Template)]
+#[template(path = "notice.txt")]
+struct NoticeText<'a> {
+    n: &'a crate::mail::outbox::Notice,
+    recipient: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticeHtml<'a> {
+    n: &'a crate::mail::outbox::Notice,
+    recipient: Option<&'a str>,
+}
+
+/// An event email (issue 12: a claim decided): the headline and its facts.
+pub fn notice_email(n: &crate::mail::outbox::Notice, recipient: Option<&str>) -> Rendered {
+    Rendered {
+        subject: n.subject.clone(),
+        text: NoticeText { n, recipient }.render().expect("the text template renders"),
+        html: NoticeHtml { n, recipient }.render().expect("the HTML template renders"),
+        attachment: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

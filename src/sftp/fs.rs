@@ -452,7 +452,9 @@ impl OrgFs {
                 let _ = fs::remove_file(&staged);
                 return Err(io_failure("keeping the upload", e));
             }
-            tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete; waits for its rename to *.csv");
+            // Issue 12: a PDF, PNG or JPEG waits in /inbox for the claims file that names it.
+            let waits = if crate::ingest::claims::is_attachment_name(&name) { "upload complete; kept in /inbox for a claims file" } else { "upload complete; waits for its rename to *.csv" };
+            tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "{waits}");
             tokio::task::spawn_blocking(move || file.sync_data());
         }
         Ok(())

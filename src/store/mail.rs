@@ -162,6 +162,11 @@ impl Store {
         Ok(())
     }
 
+    /// Adds an email, ready to send, to a batch (issue 12: a claim's decision).
+    pub(super) fn queue_waiting(&self, batch: &mut sled::Batch, q: &Queued) {
+        batch.insert(mail_key(WAITING, q), encode(q));
+    }
+
     /// Adds to a batch the moves of an import's held emails to the waiting ones.
     pub(super) fn release_held(&self, batch: &mut sled::Batch, import_id: &str) -> Result<()> {
         for r in self.scan::<Queued>(&key(&[b"e", HELD, import_id.as_bytes(), b""])) {

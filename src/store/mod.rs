@@ -18,6 +18,7 @@
 //! `m\0name` settings the council changes at run time · `a\0slug\0SSREF\0level\0service\0period_start` current
 //! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
 //! an earlier version of it, replaced by the import with batch number `seq`.
+//! `j\0slug\0claim_ref` a one-off claim, `m\0claim_seq` the last claim id given (issue 12, `claims.rs`).
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
@@ -25,6 +26,7 @@
 //! import still marked pending is rolled back from the history it wrote. The import's emails are
 //! queued in that same commit batch (`mail.rs`).
 
+mod claims;
 mod db;
 mod mail;
 mod actuals;

@@ -38,3 +38,5 @@ mod rules_visits;
 mod schedule;
 /// Issue 10: commands sent to a running server through its control socket, uploads in flight meanwhile.
 mod control;
+/// Issue 12: one-off claims of the hospital incentive, by file both ways: checks, decisions, exports, emails.
+mod claims;

@@ -154,7 +154,10 @@ fn the_guides_second_hospital_example_claims_47_54() {
     let csv = env.ok(&["report", "hospital-incentive", "--org", PEARL, "--from", "2022-11-01", "--to", "2022-11-30"]);
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
-        ["ssref,cpli_id,contract,from,to,visits,missed_hours,unit_cost,amount", "A332295,156040,DAPL,2022-11-21,2022-11-25,8,4,23.77,47.54"]
+        [
+            "ssref,cpli_id,contract,from,to,visits,missed_hours,unit_cost,amount,care_resumed,working_days,working",
+            "A332295,156040,DAPL,2022-11-21,2022-11-25,8,4,23.77,47.54,2022-11-25,5,4 h × £23.77 × 50% = £47.54"
+        ]
     );
 }
 
