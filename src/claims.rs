@@ -180,28 +180,8 @@ pub fn decide(claim: &mut Claim, decision: Decision, amount: Option<Decimal>, no
     Ok(())
 }
 
-/// The columns of the provider's `claims.csv` (SPEC 9); the council's has Organisation first.
-pub const COLUMNS: [&str; 18] = [
-    "ClaimRef",
-    "ClaimId",
-    "SSRef",
-    "Client",
-    "ServiceName",
-    "Contract",
-    "AdmittedOn",
-    "DischargedOn",
-    "Amount",
-    "ComputedAmount",
-    "Working",
-    "Status",
-    "AcceptedAmount",
-    "Note",
-    "SubmittedOn",
-    "DecidedOn",
-    "Attachment",
-    "Description",
-];
-
+/// The columns of the council's `claims.csv` (SPEC 9); the provider's are the same without
+/// Organisation ([`COLUMNS`]).
 pub const COUNCIL_COLUMNS: [&str; 19] = [
     "Organisation",
     "ClaimRef",
@@ -223,6 +203,9 @@ pub const COUNCIL_COLUMNS: [&str; 19] = [
     "Attachment",
     "Description",
 ];
+
+/// The columns of the provider's `claims.csv`.
+pub const COLUMNS: &[&str] = COUNCIL_COLUMNS.split_at(1).1;
 
 /// `claim list --format json`: the council's columns as snake_case keys (SPEC 6).
 pub const LIST_KEYS: [&str; 19] = [

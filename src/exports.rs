@@ -112,7 +112,7 @@ pub const EXPORTS: [Export; 9] = [
     Export { name: "unmatched.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: unmatched },
     Export { name: "commissioned-vs-actuals.csv", scope: Scope::Org, columns: &reports::actuals::COLUMNS, family: None, rows: commissioned_vs_actuals },
     Export { name: "hospital-incentive.csv", scope: Scope::Org, columns: &hospital::COLUMNS, family: None, rows: hospital_incentive },
-    Export { name: "claims.csv", scope: Scope::Org, columns: &crate::claims::COLUMNS, family: None, rows: claims },
+    Export { name: "claims.csv", scope: Scope::Org, columns: crate::claims::COLUMNS, family: None, rows: claims },
     Export { name: "submissions.csv", scope: Scope::Council, columns: &SUBMISSIONS_COLUMNS, family: None, rows: submissions },
     Export { name: "claims.csv", scope: Scope::Council, columns: &crate::claims::COUNCIL_COLUMNS, family: None, rows: claims },
     Export { name: "hospital-incentive.csv", scope: Scope::Council, columns: &COUNCIL_HOSPITAL_COLUMNS, family: None, rows: council_hospital_incentive },
