@@ -638,7 +638,7 @@ fn text(s: Option<&str>) -> String {
 
 /// Organisation, VisitRef, the dates and times, type, SSRef: the start of the council's row too.
 fn visit_cells(v: &Visit) -> Vec<String> {
-    let time = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
+    let time = crate::domain::hh_mm;
     let d = v.delivered.as_ref();
     vec![
         excel_safe(&v.visit_ref).into_owned(),

@@ -18,7 +18,7 @@ pub use actual::Actual;
 pub use carer::Carer;
 pub use cell::{forbidden_control, quote, TextKind};
 pub use cpli::{Cpli, Quantity};
-pub use date_time::{date_message, parse_date, parse_date_cell, parse_time, uk_date, DateProblem, Duration};
+pub use date_time::{date_message, hh_mm, parse_date, parse_date_cell, parse_time, uk_date, DateProblem, Duration};
 pub use ident::{is_valid_nhs_number, parse_guid, Guid};
 pub use name::{NameKey, NameKeys};
 pub use organisation::{Organisation, Service};
