@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{uk_date, Organisation, Slug};
 use crate::mail::contacts::Notify;
 use crate::mail::outbox::{Letter, Queued};
-use crate::outcome::{excel_safe, Code};
+use crate::outcome::{excel_safe, Code, Refusal};
 use crate::pipeline::{Gateway, GatewayError, Result};
 use crate::reports::money_text;
 
@@ -139,14 +139,6 @@ impl Decision {
             _ => None,
         }
     }
-}
-
-/// Why a decision cannot be made: the code, the column it is about, and the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: Code,
-    pub field: Option<&'static str>,
-    pub message: String,
 }
 
 /// Decides a pending claim (SPEC 9): accepted at its own amount or the council's amended one, or

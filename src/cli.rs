@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::domain::MatchStatus;
+use crate::domain::{uk_date, MatchStatus};
 use crate::ingest::cplis::read_extract;
 use crate::outcome::ImportResult;
 use crate::mail::{Contact, EmailAddress, Notify};
@@ -111,6 +111,49 @@ pub enum Command {
     Claim {
         #[command(subcommand)]
         command: ClaimCommand,
+    },
+    /// Disputes: the council's queries on visits (SPEC 8).
+    Dispute {
+        #[command(subcommand)]
+        command: DisputeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+pub enum DisputeCommand {
+    /// Raise a dispute on a visit; the provider's contacts are emailed, as for the council's
+    /// disputes file.
+    Raise {
+        #[arg(long)]
+        org: String,
+        /// The VisitRef the provider sent.
+        #[arg(long)]
+        visit: String,
+        /// 1 to 10, or the type's name (docs/disputes.md).
+        #[arg(long = "type")]
+        dispute_type: String,
+        #[arg(long)]
+        details: String,
+    },
+    /// Close a dispute (Resolved); --delete-visit deletes its visit too (the guide's reason 11).
+    Close {
+        /// The dispute's id, e.g. D3 (`dispute list`).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        delete_visit: bool,
+    },
+    /// Every dispute (of one organisation with --org; of one status with --status), oldest first.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        /// In Dispute, Resolution Requested, Resolved or Overdue (any case; `-` or `_` for spaces).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
     },
 }
 
@@ -541,6 +584,7 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
             writeln!(out, "claim {} ({}, ClaimRef {}) {}{amount}", c.id, c.organisation, c.claim_ref, c.status.as_str().to_lowercase()).map_err(output)?;
             Ok(SUCCESS)
         }
+        Command::Dispute { command } => dispute(gw, command, out),
         Command::Report { command: ReportCommand::HospitalIncentive { org, from, to, format } } => {
             let org = gw.org(&org)?;
             let rows = gw.hospital_incentive(&org, from, to)?;
@@ -845,6 +889,37 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
             Ok(SUCCESS)
         }
     }
+}
+
+/// `gateway dispute raise|close|list`.
+fn dispute(gw: &Gateway, command: DisputeCommand, out: &mut dyn Write) -> Result<u8, GatewayError> {
+    use crate::disputes::{self, DisputeId, DisputeType, Raise};
+    let line = |d: &disputes::Dispute| {
+        format!("{} {} on visit {} ({}, {} {}), respond by {}", d.id, d.status.as_str(), d.visit_ref, d.organisation, d.dispute_type.number(), d.dispute_type.name(), uk_date(d.respond_by))
+    };
+    let parse_id = |id: &str| DisputeId::parse(id).ok_or_else(|| GatewayError::Invalid(format!("'{id}' is not a dispute id: D and a number, e.g. D3")));
+    let text = match command {
+        DisputeCommand::Raise { org, visit, dispute_type, details } => {
+            let t = DisputeType::parse(&dispute_type).ok_or_else(|| GatewayError::Invalid(format!("'{dispute_type}' is not a dispute type: 1 to 10, or a name such as \"Missing Comment\"")))?;
+            let details = Some(details).filter(|d| !d.trim().is_empty()).ok_or_else(|| GatewayError::Invalid("--details must say what the council asks the provider".into()))?;
+            line(&gw.raise_dispute(Raise { organisation: &org, visit_ref: &visit, dispute_type: t, details })?)
+        }
+        DisputeCommand::Close { id, note, delete_visit } => {
+            let d = gw.close_dispute(parse_id(&id)?, note, delete_visit)?;
+            format!("{} resolved{}", d.id, if d.visit_deleted { format!(": visit {} deleted", d.visit_ref) } else { String::new() })
+        }
+        DisputeCommand::List { org, status, format } => {
+            let org = org.map(|o| gw.org(&o)).transpose()?;
+            let today = gw.config.rules.current_day();
+            let wanted = status.map(|s| s.replace(['-', '_'], " ").to_lowercase());
+            let all = gw.disputes(org.as_ref())?;
+            let shown: Vec<_> = all.into_iter().filter(|d| wanted.as_ref().is_none_or(|w| d.shown_status(today).to_lowercase() == *w)).collect();
+            let columns: &[&str] = if format == ListFormat::Json { &disputes::LIST_KEYS } else { &disputes::COUNCIL_COLUMNS };
+            return print_bytes(&table(columns, disputes::list_rows(&shown, today), format), out);
+        }
+    };
+    writeln!(out, "{text}").map_err(output)?;
+    Ok(SUCCESS)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub struct Config {
     pub schedule: Schedule,
     pub hospital: Hospital,
     pub claims: Claims,
+    pub disputes: Disputes,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             schedule: Schedule::default(),
             hospital: Hospital::default(),
             claims: Claims::default(),
+            disputes: Disputes::default(),
         }
     }
 }
@@ -63,9 +65,17 @@ pub struct Rules {
     /// Actuals quantities in hours must be whole multiples of this many minutes (SPEC 2.2: 0.25 h);
     /// 0 turns the check off.
     pub actuals_hours_step_minutes: i64,
-    /// The day weeks are judged "finished" against (PLANNED_HOURS_DIFFER); unset = today.
+    /// The gateway's day: what weeks are judged "finished" against (PLANNED_HOURS_DIFFER) and what
+    /// dates disputes (raised, respond-by, overdue); unset = the local date.
     #[serde(deserialize_with = "toml_date::optional")]
     pub today: Option<NaiveDate>,
+}
+
+impl Rules {
+    /// `today`, or the local date when it is not set.
+    pub fn current_day(&self) -> NaiveDate {
+        self.today.unwrap_or_else(|| chrono::Local::now().date_naive())
+    }
 }
 
 impl Default for Rules {
@@ -426,6 +436,23 @@ pub struct Claims {
 impl Default for Claims {
     fn default() -> Self {
         Claims { max_attachment_bytes: 20 * 1024 * 1024 }
+    }
+}
+
+/// Disputes (issue 12, SPEC 8).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Disputes {
+    /// The provider answers within this many days of a dispute being raised (its RespondBy); past
+    /// it with no answer the dispute is Overdue.
+    pub respond_days: u32,
+    /// A resolved dispute stays in the provider's `disputes.csv` this many days after it was closed.
+    pub resolved_shown_days: u32,
+}
+
+impl Default for Disputes {
+    fn default() -> Self {
+        Disputes { respond_days: 7, resolved_shown_days: 90 }
     }
 }
 

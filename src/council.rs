@@ -1,6 +1,7 @@
 //! The council's own files (issue 10): a CPLI extract dropped into `council/inbox` (over SFTP by a
 //! council login, or copied in) is loaded exactly as `gateway cplis load` loads it, all of it or none
-//! of it, and answered in `council/results` with the counts and every bad row.
+//! of it, and answered in `council/results` with the counts and every bad row; claim decisions and
+//! disputes files (issue 12) are judged row by row.
 
 use std::path::Path;
 
@@ -8,12 +9,14 @@ use chrono::{DateTime, Utc};
 
 use crate::data_dir::SpooledFile;
 use crate::ingest::cplis::{self, CpliError};
+use crate::ingest::kinds::Kind;
+use crate::ingest::source::Header;
 use crate::ingest::{self, AnswerPlan, IngestError};
 use crate::outcome::{Code, ExtractCounts, FileKind, ImportResult, Issue, Severity, Status};
 use crate::pipeline::{catching_panics, CpliLoad, Gateway, GatewayError, Result};
 
 /// What the council's inbox takes, for the answer to any other file.
-const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised) and claim decisions (Decision, and ClaimId or Organisation and ClaimRef)";
+const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised) claim decisions (Decision, and ClaimId or Organisation and ClaimRef) and disputes (Organisation, VisitRef, DisputeType and Details to raise one; DisputeId and Close to close one)";
 
 /// Puts a load's counts into the council's result: CPLIs read, new, updated, none rejected,
 /// organisations created (the match changes are known only after matching again).
@@ -45,11 +48,11 @@ impl Gateway {
         if let Some(message) = failed {
             return self.council_refused(spooled, &plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0);
         }
-        // Issue 12: the claim decisions file. The disputes work turns this choice into the table of
-        // council file kinds; this kind's entry there is detected by ClaimId or ClaimRef (with
-        // Decision, `ingest::claim_decisions::detects`) and loaded by `load_claim_decisions`.
-        let decisions = header_of(&path).is_some_and(|h| crate::ingest::claim_decisions::detects(&h));
-        let read = catching_panics(|| if decisions { load_claim_decisions(self, &path, &mut result) } else { self.load_council_extract(&path, &mut result) });
+        let kind = header_of(&path).and_then(|h| COUNCIL_KINDS.iter().find(|(_, detects)| detects(&h)).map(|(kind, _)| *kind));
+        let read = catching_panics(|| match kind {
+            Some(kind) => load_rows(self, &path, &mut result, kind),
+            None => self.load_council_extract(&path, &mut result),
+        });
         match read {
             Ok(Ok(Loaded::Stored)) => {
                 result.processed_at = ingest::now_rfc3339();
@@ -151,16 +154,20 @@ enum Loaded {
     Refused { issues: Vec<Issue>, read: u64, rejected: u64 },
 }
 
-/// The council's claim decisions file (issue 12), judged row by row on the engine every file kind
-/// runs on: each row applied or refused alone, the decided claims, their emails and the file's record
-/// stored in one batch (a replay answers from the record); then every export follows. Refused whole
-/// (a missing heading, an unreadable file) when nothing of it was stored.
-fn load_claim_decisions(gw: &Gateway, path: &Path, result: &mut ImportResult) -> Result<Loaded> {
+/// The council's files judged row by row (issue 12), beside the CPLI extract (loaded all or
+/// nothing): each kind and how its header is told.
+static COUNCIL_KINDS: &[(&Kind, fn(&Header) -> bool)] =
+    &[(&crate::ingest::claim_decisions::KIND, crate::ingest::claim_decisions::detects), (&crate::ingest::disputes::KIND, crate::ingest::disputes::detects)];
+
+/// A council file of a row-by-row kind, judged on the engine every file kind runs on: each row
+/// applied or refused alone, what the rows changed, their emails and the file's record stored in
+/// one batch (a replay answers from the record); then every export follows. Refused whole (a
+/// missing heading, an unreadable file) when nothing of it was stored.
+fn load_rows(gw: &Gateway, path: &Path, result: &mut ImportResult, kind: &'static Kind) -> Result<Loaded> {
     let spooled = crate::data_dir::SpooledFile::from_path(path).map_err(|e| GatewayError::Invalid(e.to_string()))?;
     let plan = gw.answer_plan(&spooled)?;
     let received_at = DateTime::parse_from_rfc3339(&result.received_at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
     let incoming = ingest::Incoming { path, file_name: result.file.clone(), import_id: result.import_id.clone(), received_at, attachments: None };
-    let kind = &crate::ingest::claim_decisions::KIND;
     let judged = ingest::process_as(&gw.config, None, &incoming, ingest::Mode::Import(&gw.store), Some(&plan), Some(kind))?;
     result.kind = kind.kind;
     result.extract = None;
@@ -173,11 +180,11 @@ fn load_claim_decisions(gw: &Gateway, path: &Path, result: &mut ImportResult) ->
 }
 
 /// The file's header row, as the kinds' detection reads it; `None` when there is none to read.
-fn header_of(path: &Path) -> Option<crate::ingest::source::Header> {
+fn header_of(path: &Path) -> Option<Header> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_path(path).ok()?;
     let mut header = csv::ByteRecord::new();
     rdr.read_byte_record(&mut header).ok().filter(|read| *read)?;
-    Some(crate::ingest::source::Header::from_record(&header))
+    Some(Header::from_record(&header))
 }
 
 /// Whether the file's header names a CPLIID column (any case, spaces ignored, as every heading).

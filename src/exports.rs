@@ -107,14 +107,16 @@ pub const COUNCIL_VISITS_COLUMNS: [&str; 18] = [
 
 /// Every export the gateway keeps current. The commissioned care export is written apart
 /// (`Gateway::write_commissioned_export`), as before issue 10.
-pub const EXPORTS: [Export; 9] = [
+pub const EXPORTS: [Export; 11] = [
     Export { name: "visits-status.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: visits_status },
     Export { name: "unmatched.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: unmatched },
     Export { name: "commissioned-vs-actuals.csv", scope: Scope::Org, columns: &reports::actuals::COLUMNS, family: None, rows: commissioned_vs_actuals },
     Export { name: "hospital-incentive.csv", scope: Scope::Org, columns: &hospital::COLUMNS, family: None, rows: hospital_incentive },
     Export { name: "claims.csv", scope: Scope::Org, columns: crate::claims::COLUMNS, family: None, rows: claims },
+    Export { name: "disputes.csv", scope: Scope::Org, columns: crate::disputes::COLUMNS, family: None, rows: disputes },
     Export { name: "submissions.csv", scope: Scope::Council, columns: &SUBMISSIONS_COLUMNS, family: None, rows: submissions },
     Export { name: "claims.csv", scope: Scope::Council, columns: &crate::claims::COUNCIL_COLUMNS, family: None, rows: claims },
+    Export { name: "disputes.csv", scope: Scope::Council, columns: &crate::disputes::COUNCIL_COLUMNS, family: None, rows: disputes },
     Export { name: "hospital-incentive.csv", scope: Scope::Council, columns: &COUNCIL_HOSPITAL_COLUMNS, family: None, rows: council_hospital_incentive },
     Export {
         name: "visits-YYYY-MM-DD.csv",
@@ -477,6 +479,22 @@ fn hospital_incentive(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSin
         if row.to >= from {
             out("hospital-incentive.csv", &row.cells()).map_err(sink_err)?;
         }
+    }
+    Ok(())
+}
+
+/// Disputes (issue 12): the organisation's own open ones and those resolved in the last
+/// `disputes.resolved_shown_days`; every dispute of every organisation in the council's.
+fn disputes(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
+    let today = gw.config.rules.current_day();
+    let shown_days = gw.config.disputes.resolved_shown_days;
+    for d in gw.disputes(org)? {
+        let cells = match org {
+            Some(_) if !d.shown_to_provider(today, shown_days) => continue,
+            Some(_) => crate::disputes::cells(&d, today),
+            None => crate::disputes::list_rows(std::slice::from_ref(&d), today).remove(0),
+        };
+        out("disputes.csv", &cells).map_err(sink_err)?;
     }
     Ok(())
 }

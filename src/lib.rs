@@ -8,6 +8,7 @@
 //! - `config`: `gateway.toml`, every field with a working default.
 //! - `council`: the council's own files (issue 10): a CPLI extract dropped into its inbox, loaded and answered.
 //! - `data_dir`: the folders under `--data`.
+//! - `disputes`: disputes (issue 12): the council queries a visit, the provider answers, the council closes it.
 //! - `domain`: plain types with no I/O (dates, visit types, CPLIs, visits, periods).
 //! - `exports`: the files kept current in each organisation's and the council's `exports/` (issue 10).
 //! - `fault`: named points where a test can make the process die, to prove crash safety.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod council;
 pub mod data_dir;
+pub mod disputes;
 pub mod domain;
 pub mod exports;
 pub mod fault;

@@ -142,6 +142,26 @@ pub enum Code {
     /// Warning: the claim's Amount differs from the gateway's figure for the stay; the message shows
     /// the working ("4 h × £23.77 × 50% = £47.54"). The claim is kept, Pending.
     ClaimAmountDiffers,
+    // Appended by issue 12 (disputes).
+    /// Disputes: no such organisation, or it has no current visit with that VisitRef.
+    UnknownVisit,
+    /// Disputes: a DisputeType that is not 1-10 or one of the guide's names for them.
+    UnknownDisputeType,
+    /// Disputes: the visit already has an open dispute of that type.
+    AlreadyDisputed,
+    /// Disputes, dispute responses: no such dispute (for a provider, none of its own).
+    UnknownDispute,
+    /// Disputes, dispute responses: the dispute is resolved and cannot change.
+    DisputeClosed,
+}
+
+/// Why a row's change cannot be made (a claim decided, a dispute raised, answered or closed): the
+/// code, the column it is about, and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Code,
+    pub field: Option<&'static str>,
+    pub message: String,
 }
 
 impl Code {
@@ -227,6 +247,11 @@ every_code![
     UnknownClaim,
     BadDecision,
     ClaimAmountDiffers,
+    UnknownVisit,
+    UnknownDisputeType,
+    AlreadyDisputed,
+    UnknownDispute,
+    DisputeClosed,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +320,11 @@ pub enum FileKind {
     /// The council's decisions on claims (issue 12).
     #[serde(rename = "claim_decisions")]
     ClaimDecisions,
+    /// The council's disputes: raised and closed (issue 12).
+    Disputes,
+    /// A provider's answers to disputes (issue 12).
+    #[serde(rename = "dispute_responses")]
+    DisputeResponses,
     Unknown,
 }
 
@@ -416,6 +446,12 @@ impl ImportResult {
                 ),
                 None if self.kind == FileKind::ClaimDecisions => {
                     format!("{}: {} claim decisions read, {} claims decided, {} rejected", self.file, c.read, c.updated, c.rejected)
+                }
+                None if self.kind == FileKind::Disputes => {
+                    format!("{}: {} dispute rows read, {} disputes raised, {} closed, {} rejected", self.file, c.read, c.new, c.updated, c.rejected)
+                }
+                None if self.kind == FileKind::DisputeResponses => {
+                    format!("{}: {} responses read, {} disputes answered, {} rejected", self.file, c.read, c.updated, c.rejected)
                 }
                 None => format!(
                     "{}: {} read, {} new, {} updated, {} rejected, {} data-quality issues",

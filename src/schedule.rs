@@ -154,6 +154,18 @@ pub struct CouncilSummary {
     pub organisations: Vec<OrgSummary>,
     pub failed: Vec<FailedFile>,
     pub locks: Vec<LockRecord>,
+    /// Disputes past their respond-by day with no answer, as the summary's day saw them (issue 12).
+    #[serde(default)]
+    pub overdue: Vec<OverdueDispute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueDispute {
+    pub organisation: String,
+    pub id: String,
+    pub visit_ref: String,
+    pub reason: String,
+    pub respond_by: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,11 +276,11 @@ pub fn summarise(
         o.silent = o.last_file_at.is_none_or(|t| t < silent_since);
     }
     failed.sort_by(|a, b| (a.received_at, &a.organisation).cmp(&(b.received_at, &b.organisation)));
-    CouncilSummary { day, from, to, organisations: orgs.into_values().collect(), failed, locks }
+    CouncilSummary { day, from, to, organisations: orgs.into_values().collect(), failed, locks, overdue: Vec::new() }
 }
 
 /// Reads the summary's figures from the store: every import, every organisation's unmatched visits
-/// now, the locks made in the time.
+/// now, the locks made in the time, the disputes overdue now.
 pub fn gather(gw: &Gateway, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<CouncilSummary, StoreError> {
     let mut organisations = Vec::new();
     for org in gw.store.orgs()? {
@@ -282,7 +294,15 @@ pub fn gather(gw: &Gateway, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Ut
     }
     let imports = gw.store.imports().collect::<Result<Vec<_>, _>>()?;
     let locks = gw.store.locks_between(from, to)?;
-    Ok(summarise(day, from, to, &organisations, imports, locks))
+    let today = gw.config.rules.current_day();
+    let overdue = gw
+        .store
+        .disputes(None)?
+        .into_iter()
+        .filter(|d| d.is_overdue(today))
+        .map(|d| OverdueDispute { organisation: d.organisation, id: d.id.to_string(), visit_ref: d.visit_ref, reason: d.dispute_type.name().into(), respond_by: d.respond_by })
+        .collect();
+    Ok(CouncilSummary { overdue, ..summarise(day, from, to, &organisations, imports, locks) })
 }
 
 /// Queues `day`'s council summary (closing at `due`) for the council's contacts, once (see

@@ -89,7 +89,9 @@ pub async fn run(
     gw.exports.defer();
     gw.mark_exports(crate::exports::Touched::All);
     let finished = Arc::new(crate::control::Finished::default());
-    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx, finished.clone()));
+    let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone(), finished.clone()));
+    // Issue 12: a new day can turn a dispute Overdue with no file sent; the exports follow.
+    tokio::spawn(new_days(gw.clone(), stop_rx));
     // Reading the spool is file-system work: off the runtime, as everything slow is (issue 9).
     let spooled = {
         let gw = gw.clone();
@@ -232,6 +234,28 @@ async fn work(
             }
             Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "could not process; the file stays in the spool for the next start"),
             Err(e) => tracing::error!(file = %path.display(), error = %e, "processing panicked; the file stays in the spool"),
+        }
+    }
+}
+
+/// Marks every export for rewriting when the gateway's day changes (`rules.current_day`): what the
+/// exports show depends on the day (a dispute past its respond-by day is Overdue). It looks at the
+/// clock each local midnight, and at least hourly, so a clock set forward is noticed.
+async fn new_days(gw: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut day = gw.config.rules.current_day();
+    loop {
+        let now = chrono::Local::now();
+        let midnight = (now.date_naive() + chrono::Duration::days(1)).and_hms_opt(0, 0, 1).unwrap_or_default();
+        let wait = (midnight - now.naive_local()).to_std().unwrap_or_default().min(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let today = gw.config.rules.current_day();
+        if today != day {
+            day = today;
+            tracing::info!(%day, "a new day: the exports are written again");
+            gw.mark_exports(crate::exports::Touched::All);
         }
     }
 }

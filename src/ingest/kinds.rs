@@ -13,7 +13,7 @@ use crate::store::{Store, StoreError};
 
 /// Every file kind a provider may send, in detection order: the first whose detecting heading is in
 /// the header takes the file (a visits file holds CarerRef too, so carers come after visits).
-pub static KINDS: &[&Kind] = &[&super::visits::KIND, &super::actuals::KIND, &super::carers::KIND, &super::claims::KIND];
+pub static KINDS: &[&Kind] = &[&super::visits::KIND, &super::actuals::KIND, &super::carers::KIND, &super::claims::KIND, &super::dispute_responses::KIND];
 
 /// A file kind: its headings, detection, key, and how a file of it is judged.
 pub struct Kind {
@@ -158,6 +158,7 @@ mod tests {
         assert_eq!(detect(&header(&["SSRef", "Period Start"])).map(|k| k.kind), Some(FileKind::Actuals));
         assert_eq!(detect(&header(&["carerref", "Forename"])).map(|k| k.kind), Some(FileKind::Carers));
         assert_eq!(detect(&header(&["ClaimRef", "AdmittedOn"])).map(|k| k.kind), Some(FileKind::Claims));
+        assert_eq!(detect(&header(&["DisputeId", "Response"])).map(|k| k.kind), Some(FileKind::DisputeResponses));
         assert!(detect(&header(&["CPLIID", "SSRef"])).is_none());
     }
 
@@ -184,6 +185,6 @@ mod tests {
     fn a_header_no_kind_takes_is_told_how_each_kind_begins() {
         let all = describe_all();
         assert!(all.starts_with("a visits file (VisitRef, Deleted, PlannedVisitDate, PlannedEntryTime, ...), an actuals file (PeriodStart, "), "{all}");
-        assert!(all.ends_with(", a carers file (CarerRef, Forename, Surname, Deleted) or a claims file (ClaimRef, SSRef, ServiceName, AdmittedOn, ...)"), "{all}");
+        assert!(all.ends_with(", a claims file (ClaimRef, SSRef, ServiceName, AdmittedOn, ...) or a dispute responses file (Response, DisputeId)"), "{all}");
     }
 }

@@ -8,6 +8,8 @@ pub mod carers;
 pub mod cells;
 pub mod claim_decisions;
 pub mod claims;
+pub mod dispute_responses;
+pub mod disputes;
 pub mod cplis;
 pub mod engine;
 pub mod headings;

@@ -20,7 +20,9 @@ use crate::domain::{
     parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
     NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
 };
-use crate::store::{StoreError, VisitBatch, WeekKey, WeekTotals};
+use crate::disputes::{self, Dispute};
+use crate::domain::Slug;
+use crate::store::{Store, StoreError, VisitBatch, WeekKey, WeekTotals};
 
 columns! {
     /// The 25 headings, in the guide's order. All must be present.
@@ -174,7 +176,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
         rules: &config.rules,
         periods: &config.periods,
-        today: config.rules.today.unwrap_or_else(|| chrono::Local::now().date_naive()),
+        today: config.rules.current_day(),
         no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
         visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
     };
@@ -182,8 +184,13 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         Some((s, slug)) => s.begin_visits(slug, &file.incoming.import_id, file.write)?,
         None => VisitBatch::offline(),
     };
-    match import(file, &ctx, &batch, issues) {
-        Ok(counts) => Ok((counts, Box::new(batch))),
+    // Issue 12: the organisation's open disputes, answered by sending their visits again.
+    let disputes = match file.writer() {
+        Some((s, slug)) => s.open_disputes_by_visit(slug)?,
+        None => std::collections::HashMap::new(),
+    };
+    match import(file, &ctx, &batch, disputes, issues) {
+        Ok((counts, disputes)) => Ok((counts, Box::new(VisitsPending { batch, disputes }))),
         Err(e) => {
             batch.abort()?;
             Err(e)
@@ -191,18 +198,48 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     }
 }
 
-impl Pending for VisitBatch<'_> {
+/// A visits file's writes, and the disputes it answered (committed with it).
+struct VisitsPending<'s> {
+    batch: VisitBatch<'s>,
+    disputes: Vec<Dispute>,
+}
+
+impl Pending for VisitsPending<'_> {
     fn commit(self: Box<Self>, result: &ImportResult) -> Result<(), StoreError> {
-        VisitBatch::commit(*self, result)
+        self.batch.commit(result, &self.disputes)
     }
 
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
-        VisitBatch::abort(*self)
+        self.batch.abort()
     }
 }
 
-/// Judges the rows on the engine, then adds the file's changes to the week totals.
-fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues: &mut Issues) -> Result<Counts, IngestError> {
+/// Deletes visits for the council (a dispute closed with DeleteVisit, issue 12): each goes to the
+/// history as a provider's deletion does, and the week totals follow. Tagged with the council file's
+/// import id, rolled back by the same pending mark if cut short; a visit already deleted is passed
+/// over, so doing it twice changes nothing.
+pub fn council_deletion(types: &VisitTypes, store: &Store, slug: &Slug, refs: &[String], import_id: &str) -> Result<usize, StoreError> {
+    let batch = store.begin_visits(slug, import_id, true)?;
+    let mut weeks: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
+    let mut deleted = 0;
+    for visit_ref in refs {
+        let Some((raw, stored)) = batch.current(visit_ref)? else { continue };
+        let Some(old) = stored.visit.as_ref() else { continue };
+        add_week(&mut weeks, old, &VisitKeys::of(old), types, -1, None);
+        batch.put(Some(&raw), visit_ref, batch.encode(visit_ref, 0, None))?;
+        deleted += 1;
+    }
+    for (key, (delta, _)) in weeks {
+        let before = batch.week(&key)?;
+        batch.put_week(&key, before.unwrap_or_default().plus(delta), before)?;
+    }
+    batch.finish()?;
+    Ok(deleted)
+}
+
+/// Judges the rows on the engine, then adds the file's changes to the week totals. Returns the
+/// counts and the disputes the file answered.
+fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, disputes: std::collections::HashMap<String, Vec<Dispute>>, issues: &mut Issues) -> Result<(Counts, Vec<Dispute>), IngestError> {
     let rules = VisitRules {
         ctx,
         batch,
@@ -213,12 +250,33 @@ fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, issues
     };
     // The spill goes beside the spooled file when importing, as the issues' does.
     let spill_dir = file.writer().and(file.incoming.path.parent());
-    let mut apply = VisitApply { ctx, batch, slots: Slots::default(), weeks: HashMap::new(), hospital: Hospital::new(spill_dir)? };
+    let answering = Answering { file: &file.incoming.file_name, at: file.incoming.received_at, open: disputes, answered: Vec::new() };
+    let mut apply = VisitApply { ctx, batch, slots: Slots::default(), weeks: HashMap::new(), hospital: Hospital::new(spill_dir)?, disputes: answering };
     let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut apply, issues)?;
     judge_weeks(batch, apply.weeks, ctx, issues)?;
     judge_hospital(apply.hospital, batch, ctx, issues)?;
-    Ok(counts)
+    Ok((counts, apply.disputes.answered))
+}
+
+/// The organisation's open disputes by VisitRef, and those this file answered by sending or
+/// deleting their visit (SPEC 8).
+struct Answering<'a> {
+    file: &'a str,
+    at: chrono::DateTime<chrono::Utc>,
+    open: std::collections::HashMap<String, Vec<Dispute>>,
+    answered: Vec<Dispute>,
+}
+
+impl Answering<'_> {
+    fn visit_sent(&mut self, visit_ref: &str, deleted: bool, today: NaiveDate) {
+        let Some(open) = self.open.remove(visit_ref) else { return };
+        for mut d in open {
+            if disputes::resubmitted(&mut d, self.file, deleted, today, self.at) {
+                self.answered.push(d);
+            }
+        }
+    }
 }
 
 /// The row rules, run on the engine's workers.
@@ -269,6 +327,7 @@ struct VisitApply<'a, 's> {
     slots: Slots,
     weeks: HashMap<WeekKey, (WeekTotals, Sent)>,
     hospital: Hospital,
+    disputes: Answering<'a>,
 }
 
 impl Apply<Accepted> for VisitApply<'_, '_> {
@@ -281,6 +340,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
                 }
                 batch.put(Some(&previous), &stored.visit_ref, accepted.encoded)?;
+                self.disputes.visit_sent(&stored.visit_ref, true, ctx.today);
                 Ok(Applied::Updated)
             }
             Outcome::Accept(visit, keys) => {
@@ -307,6 +367,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                 add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
                 self.hospital.note(&visit, &keys, j.row, ctx)?;
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, accepted.encoded)?;
+                self.disputes.visit_sent(&visit.visit_ref, false, ctx.today);
                 Ok(applied)
             }
         }
@@ -1749,7 +1810,7 @@ mod tests {
             let store = Store::open(&db).unwrap();
             let done = store.begin_visits(&org().slug, "done", true).unwrap();
             done.put_week(&week, t(60), None).unwrap();
-            done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None })).unwrap();
+            done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None }), &[]).unwrap();
             let crashed = store.begin_visits(&org().slug, "crashed", true).unwrap();
             crashed.put_week(&week, t(120), Some(t(60))).unwrap();
             crashed.put_week(&other, t(30), None).unwrap();

@@ -229,6 +229,8 @@ struct SummaryView {
     silent: Vec<SummarySilentLine>,
     silent_days: i64,
     locks: Vec<SummaryLockLine>,
+    /// "D3 Pearl Carers Ltd, visit PS5: Missing Comment, respond by 17/10/2022".
+    overdue: Vec<String>,
 }
 
 #[derive(Template)]
@@ -309,6 +311,7 @@ pub fn council_summary_email(s: &CouncilSummary, recipient: Option<&str>) -> Ren
             .iter()
             .map(|l| SummaryLockLine { at: local(l.at), by: l.by.as_str(), until: uk_date(l.until) })
             .collect(),
+        overdue: s.overdue.iter().map(|d| format!("{} {}, visit {}: {}, respond by {}", d.id, d.organisation, d.visit_ref, d.reason, uk_date(d.respond_by))).collect(),
     };
     Rendered {
         subject: v.headline.clone(),
@@ -512,6 +515,13 @@ mod tests {
                 reason: "the heading SSRef is missing".into(),
             }],
             locks: vec![LockRecord { at: t("2026-11-27T00:00:00Z"), until: NaiveDate::from_ymd_opt(2026, 11, 8).unwrap(), by: LockedBy::Schedule }],
+            overdue: vec![crate::schedule::OverdueDispute {
+                organisation: "Pearl Carers Ltd".into(),
+                id: "D3".into(),
+                visit_ref: "PS5".into(),
+                reason: "Missing Comment".into(),
+                respond_by: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            }],
         };
         let m = council_summary_email(&s, Some("Marge"));
         assert_eq!(m.subject, "Daily summary 27/11/2026: 3 files from 1 organisation, 1 failed, 1 organisation silent for 7 days, 1 lock");
@@ -522,6 +532,8 @@ mod tests {
         assert!(m.text.contains("): the heading SSRef is missing"), "{}", m.text);
         assert!(m.text.contains("Organisations that sent nothing in the last 7 days:\n- Quiet <Care> Ltd (last file: never)"), "{}", m.text);
         assert!(m.text.contains("by schedule: every visit dated on or before 08/11/2026 is locked"), "{}", m.text);
+        assert!(m.text.contains("Overdue disputes (past their respond-by date, not answered):\n- D3 Pearl Carers Ltd, visit PS5: Missing Comment, respond by 20/11/2026"), "{}", m.text);
+        assert!(m.html.contains("<li>D3 Pearl Carers Ltd, visit PS5: Missing Comment, respond by 20/11/2026</li>"), "{}", m.html);
         assert!(m.html.contains("Quiet &#60;Care&#62; Ltd") && !m.html.contains("<Care>"), "{}", m.html);
         assert!(m.attachment.is_none());
     }

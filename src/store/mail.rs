@@ -369,7 +369,7 @@ mod tests {
     }
 
     fn summary(day: NaiveDate, from: DateTime<Utc>, to: DateTime<Utc>) -> CouncilSummary {
-        CouncilSummary { day, from, to, organisations: vec![], failed: vec![], locks: vec![] }
+        CouncilSummary { day, from, to, organisations: vec![], failed: vec![], locks: vec![], overdue: vec![] }
     }
 
     #[test]

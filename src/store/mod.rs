@@ -19,6 +19,7 @@
 //! actuals row (level and service as compared, period start `YYYY-MM-DD`) · `b\0slug\0SSREF\0level\0service\0period_start\0seq`
 //! an earlier version of it, replaced by the import with batch number `seq`.
 //! `j\0slug\0claim_ref` a one-off claim, `m\0claim_seq` the last claim id given (issue 12, `claims.rs`).
+//! `d\0slug\0id` a dispute, `m\0dispute_seq` the last dispute id given (issue 12, `disputes.rs`).
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
@@ -28,6 +29,7 @@
 
 mod claims;
 mod db;
+mod disputes;
 mod mail;
 mod actuals;
 mod visits;
@@ -43,6 +45,7 @@ use crate::data_dir::Owner;
 use crate::domain::{Carer, Cpli, LockRecord, LockedBy, LockedUntil, Organisation, Slug};
 use crate::outcome::{Answer, ImportResult};
 
+pub use disputes::Record;
 pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
 pub use visits::{StoredVisit, VisitBatch, WeekKey, WeekTotals};
 /// The store's sled cache, for benchmarks that compare with sled on its own.

@@ -181,6 +181,12 @@ impl Store {
             .filter(|r| !matches!(r, Ok(StoredVisit { visit: None, .. })))
     }
 
+    /// The organisation's current visit with this VisitRef (`None`: never sent, or deleted).
+    pub fn current_visit(&self, slug: &Slug, visit_ref: &str) -> Result<Option<Visit>> {
+        let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
+        Ok(self.db.get(&k)?.map(|v| decode_visit(&k, &v)).transpose()?.and_then(|sv| sv.visit))
+    }
+
     /// Every earlier version of a visit, oldest first.
     pub fn visit_history(&self, slug: &Slug, visit_ref: &str) -> Result<Vec<StoredVisit>> {
         let prefix = key(&[b"h", slug.as_bytes(), visit_ref.as_bytes(), b""]);
@@ -304,15 +310,24 @@ impl VisitBatch<'_> {
         Ok(())
     }
 
-    /// Makes the file count: its result recorded, its emails queued and the pending mark removed in
-    /// one batch, flushed. Everything else was written as the file went, so this batch is small
-    /// whatever the file's size.
-    pub fn commit(self, result: &ImportResult) -> Result<()> {
+    /// Makes the file count: its result recorded, its emails queued, the disputes it answered
+    /// (issue 12) and the pending mark removed in one batch, flushed. Everything else was written as
+    /// the file went, so this batch is small whatever the file's size.
+    pub fn commit(self, result: &ImportResult, disputes: &[crate::disputes::Dispute]) -> Result<()> {
         let Some((store, slug)) = self.writing() else { return Ok(()) };
         let mut batch = sled::Batch::default();
         store.record_in(&mut batch, slug, result)?;
+        store.disputes_in(&mut batch, disputes);
         batch.remove(key(&[b"p", self.import_id.as_bytes()]));
         store.db.apply_batch(batch)?;
+        store.flush()
+    }
+
+    /// Makes a change that is not a file count (the council deleting visits as it closes their
+    /// disputes, issue 12): the pending mark removed, flushed.
+    pub fn finish(self) -> Result<()> {
+        let Some((store, _)) = self.writing() else { return Ok(()) };
+        store.db.remove(key(&[b"p", self.import_id.as_bytes()]))?;
         store.flush()
     }
 }
