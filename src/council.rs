@@ -154,9 +154,12 @@ enum Loaded {
     Refused { issues: Vec<Issue>, read: u64, rejected: u64 },
 }
 
+/// Whether a header is of a council kind.
+type Detects = fn(&Header) -> bool;
+
 /// The council's files judged row by row (issue 12), beside the CPLI extract (loaded all or
 /// nothing): each kind and how its header is told.
-static COUNCIL_KINDS: &[(&Kind, fn(&Header) -> bool)] =
+static COUNCIL_KINDS: &[(&Kind, Detects)] =
     &[(&crate::ingest::claim_decisions::KIND, crate::ingest::claim_decisions::detects), (&crate::ingest::disputes::KIND, crate::ingest::disputes::detects)];
 
 /// A council file of a row-by-row kind, judged on the engine every file kind runs on: each row
