@@ -71,7 +71,6 @@ impl Rules for DisputeRules {
         if close || !r.is_blank(Col::DisputeId) {
             let id = dispute_id(r);
             if !close && !r.has_errors() {
-                r.require(Col::Close, ": Y closes the dispute named by DisputeId (a row with a DisputeId only closes)");
                 r.push(Code::Required, Some(Col::Close), "Close must be Y on a row that names a DisputeId: such a row closes that dispute".into());
             }
             return Ok(id.filter(|_| !r.has_errors()).map(|id| DisputeRow::Close { id, note, delete_visit }));

@@ -40,3 +40,5 @@ mod schedule;
 mod control;
 /// Issue 12: one-off claims of the hospital incentive, by file both ways: checks, decisions, exports, emails.
 mod claims;
+/// Issue 12: disputes, by file both ways: raised, answered (or resubmitted), overdue, resolved, the visit deleted.
+mod disputes;
