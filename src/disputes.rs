@@ -53,6 +53,9 @@ pub const TYPES: [&str; 10] = [
     "Missing Comment",
 ];
 
+/// Other names the guide gives a type: its Disputes screen shows Missing Comment as "No comments".
+const ALIASES: [(&str, usize); 2] = [("No comments", 10), ("No comment", 10)];
+
 /// One of [`TYPES`], by its number (1-10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeType(u8);
@@ -63,7 +66,10 @@ impl DisputeType {
         let s = s.trim();
         let number: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
         let rest = s[number.len()..].trim_start_matches([')', '.', ' ', '-']).trim();
-        let by_name = |name: &str| TYPES.iter().position(|t| NameKey::new(t) == NameKey::new(name));
+        let key = |name: &str| NameKey::new(name);
+        let by_name = |name: &str| {
+            TYPES.iter().position(|t| key(t) == key(name)).or_else(|| ALIASES.iter().find(|(a, _)| key(a) == key(name)).map(|(_, n)| n - 1))
+        };
         let found = match (number.parse::<usize>().ok(), rest.is_empty()) {
             (Some(n), true) => Some(n.checked_sub(1)?),
             (Some(n), false) => by_name(rest).filter(|&i| i + 1 == n),
@@ -629,6 +635,7 @@ mod tests {
         assert_eq!(DisputeType::parse("missing  comment").map(DisputeType::number), Some(10));
         assert_eq!(DisputeType::parse("2) Reablement / Other Case").map(DisputeType::number), Some(2));
         assert_eq!(DisputeType::parse("Client In Hospital").map(DisputeType::number), Some(6));
+        assert_eq!(DisputeType::parse("No comments").map(DisputeType::number), Some(10), "the guide's Disputes screen");
         for bad in ["0", "11", "Invoice", "3) Client Deceased", ""] {
             assert_eq!(DisputeType::parse(bad), None, "{bad}");
         }

@@ -5,14 +5,14 @@
 use chrono::Utc;
 
 use super::cells::{columns, Row};
-use super::disputes::{refuse, Saving};
+use super::disputes::{dispute_id, refuse, Saving};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::kinds::{File, Judgement, Kind};
 use super::source::{Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::disputes::{Changes, Desk, DisputeId};
-use crate::domain::{quote, Slug};
-use crate::outcome::{Code, FileKind, Issues};
+use crate::domain::Slug;
+use crate::outcome::{FileKind, Issues};
 
 columns! {
     pub enum Col by DisputeId {
@@ -54,19 +54,7 @@ impl Rules for ResponseRules {
     type Scratch = ();
 
     fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<ResponseRow>, IngestError> {
-        let id = match r.opt(Col::DisputeId).map(|v| v.into_owned()) {
-            Some(v) => {
-                let id = DisputeId::parse(&v);
-                if id.is_none() {
-                    r.push(Code::UnknownDispute, Some(Col::DisputeId), format!("DisputeId '{}' is not a dispute id: D and a number, as in disputes.csv in your exports folder", quote(&v)));
-                }
-                id
-            }
-            None => {
-                r.require(Col::DisputeId, ": the dispute answered, as in disputes.csv in your exports folder");
-                None
-            }
-        };
+        let id = dispute_id(r, Col::DisputeId, ": the dispute answered, as in disputes.csv in your exports folder");
         let text = r.required_text(Col::Response, 8000, ": your answer to the council's query");
         let request_resolution = r.boolean(Col::RequestResolution).unwrap_or(true);
         if r.has_errors() {

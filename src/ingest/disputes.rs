@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 
-use super::cells::{columns, Row};
+use super::cells::{columns, Column, Row};
 use super::engine::{self, Applied, Apply, Judged, Rules};
 use super::kinds::{File, Judgement, Kind, Pending};
 use super::source::{heading_key, Header, Rows, ScanSpec};
@@ -69,7 +69,7 @@ impl Rules for DisputeRules {
         let delete_visit = r.boolean(Col::DeleteVisit).unwrap_or(false);
         let note = r.text(Col::Note, 8000);
         if close || !r.is_blank(Col::DisputeId) {
-            let id = dispute_id(r);
+            let id = dispute_id(r, Col::DisputeId, ": the dispute to close, as in disputes.csv (D and a number)");
             if !close && !r.has_errors() {
                 r.push(Code::Required, Some(Col::Close), "Close must be Y on a row that names a DisputeId: such a row closes that dispute".into());
             }
@@ -104,22 +104,17 @@ impl Rules for DisputeRules {
     }
 }
 
-/// The DisputeId cell, required, as an id.
-fn dispute_id(r: &mut Row<'_, Col>) -> Option<DisputeId> {
-    let v = r.opt(Col::DisputeId).map(|v| v.into_owned());
-    match v {
-        Some(v) => {
-            let id = DisputeId::parse(&v);
-            if id.is_none() {
-                r.push(Code::UnknownDispute, Some(Col::DisputeId), format!("DisputeId '{}' is not a dispute id: D and a number, as in disputes.csv", quote(&v)));
-            }
-            id
-        }
-        None => {
-            r.require(Col::DisputeId, ": the dispute to close, as in disputes.csv (D and a number)");
-            None
-        }
+/// A DisputeId cell, required (`why` says what for), as an id.
+pub(super) fn dispute_id<C: Column>(r: &mut Row<'_, C>, col: C, why: &str) -> Option<DisputeId> {
+    let Some(v) = r.opt(col).map(|v| v.into_owned()) else {
+        r.require(col, why);
+        return None;
+    };
+    let id = DisputeId::parse(&v);
+    if id.is_none() {
+        r.push(Code::UnknownDispute, Some(col), format!("DisputeId '{}' is not a dispute id: D and a number, as in disputes.csv", quote(&v)));
     }
+    id
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {

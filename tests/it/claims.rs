@@ -4,14 +4,14 @@
 //! note; `/exports/claims.csv` read over SFTP shows both; the decision emails reach aiosmtpd.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::guide::{visit_row, visits_file};
-use crate::helpers::{codes, counts, issues_with, write_temp, TestEnv, PEARL};
+use crate::helpers::{keypair, codes, counts, issues_with, write_temp, TestEnv, PEARL};
 use crate::mail::{free_port, mail_config, SmtpSink};
 use crate::server::{wait_for_json, Server, ORG_DIR};
 
@@ -149,13 +149,6 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("CLAIM_DECIDED"), "{out:?}");
     let r = import_claims(&env, "late.csv", &guide_claims(""));
     assert_eq!(codes(&r), ["CLAIM_DECIDED"], "HIP-1 (withdrawn) is claimed again, HIP-2 is decided: {r}");
-}
-
-fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}_ed25519"));
-    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    key
 }
 
 /// OpenSSH `sftp -b -` as `login`; the batch on standard input.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{example, TestEnv, PEARL, VISITS_HEADER};
+use crate::helpers::{keypair, example, TestEnv, PEARL, VISITS_HEADER};
 use crate::mail::{free_port, mail_config, SmtpSink};
 use crate::server::{results, wait_for_json, Server, ORG_DIR};
 
@@ -37,13 +37,6 @@ fn extract_adding_its_cpli(dir: &Path) -> PathBuf {
     let path = dir.join("cplis-added.csv");
     std::fs::write(&path, format!("{header}\n{added}\n")).unwrap();
     path
-}
-
-fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}_ed25519"));
-    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    key
 }
 
 fn run_with_stdin(mut c: Command, input: &str) -> Output {

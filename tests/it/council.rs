@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{example, write_temp, TestEnv, PEARL};
+use crate::helpers::{keypair, example, write_temp, TestEnv, PEARL};
 use crate::server::{result_path, results, wait_for_json, Server, ORG_DIR};
 
 const COUNCIL_LOGIN: &str = "finance";
@@ -16,13 +16,6 @@ const PEARL_LOGIN: &str = "pearl-rota";
 
 /// The rows of `examples/cplis.csv` (its header aside) and the organisations it names.
 const EXAMPLE_CPLIS: u64 = 9;
-
-fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}_ed25519"));
-    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    key
-}
 
 /// `gateway user add --council --name LOGIN --key KEY.pub`, or `--org ORG` for a provider's login.
 fn add_login(env: &TestEnv, whose: Option<&str>, login: &str, key: &Path) -> String {

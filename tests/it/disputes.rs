@@ -16,7 +16,7 @@ use chrono::Local;
 use serde_json::Value;
 
 use crate::guide::{visit_row, visits_file};
-use crate::helpers::{counts, root, write_temp, TestEnv, PEARL};
+use crate::helpers::{keypair, counts, root, write_temp, TestEnv, PEARL};
 use crate::mail::{free_port, mail_config, SmtpSink};
 use crate::server::{result_path, wait_for_json, Server, ORG_DIR};
 
@@ -245,13 +245,6 @@ fn wait_for_mail(maildir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> V
 
 // ---------------------------------------------------------------------------------------------------------
 // SFTP
-
-fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}_ed25519"));
-    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    key
-}
 
 /// A running `serve` with a council login and a Pearl login, driven by OpenSSH `sftp`.
 struct Gate {

@@ -147,3 +147,11 @@ pub fn write_temp(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// The 25 visits headings in the guide's order.
 pub const VISITS_HEADER: &str = "VisitRef,Deleted,PlannedVisitDate,PlannedEntryTime,PlannedExitTime,VisitType,DeliveredVisitDate,DeliveredEntryTime,DeliveredEntryTime IsOverridden,DeliveredEntryTime OverrideReason,DeliveredExitTime,DeliveredExitTime IsOverridden,DeliveredExitTime OverrideReason,VarianceReason,Comments,ClientRef,SSRef,NHSNumber,ServiceLevelRef,ServiceLevel,CarerRef,ServiceRef,ServiceName,OrganisationRef,OrganisationName";
+
+/// A new ed25519 key pair `NAME_ed25519` (and `.pub`) in `dir`, without a passphrase.
+pub fn keypair(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(format!("{name}_ed25519"));
+    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    key
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{counts, example, TestEnv, PEARL};
+use crate::helpers::{keypair, counts, example, TestEnv, PEARL};
 use crate::server::{inbox, result_path, results, wait_for_json, Server, ORG_DIR};
 
 const LOGIN: &str = "pearl-rota";
@@ -108,13 +108,6 @@ fn run_with_stdin(mut c: Command, input: &str) -> Output {
     let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn client");
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}_ed25519"));
-    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(&key).output().unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    key
 }
 
 fn add_user(env: &TestEnv, org: &str, login: &str, key: &Path, password: Option<&str>) {
