@@ -153,17 +153,7 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
 
 /// OpenSSH `sftp -b -` as `login`; the batch on standard input.
 fn sftp(port: u16, login: &str, key: &Path, batch: &str) -> Output {
-    let mut child = Command::new("sftp")
-        .args(["-P", &port.to_string(), "-i", key.to_str().unwrap(), "-b", "-"])
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"])
-        .arg(format!("{login}@127.0.0.1"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sftp");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), batch.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::helpers::sftp_batch(port, login, key, batch);
     assert!(out.status.success(), "sftp as {login}: {batch}\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }

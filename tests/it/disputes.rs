@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chrono::Local;
@@ -276,18 +276,7 @@ impl Gate {
 
     /// `sftp -b -` as `login`; the batch on standard input.
     fn sftp(&self, login: &str, batch: &str) -> Output {
-        let mut child = Command::new("sftp")
-            .args(["-P", &self.server.port.to_string(), "-i", self.key(login).to_str().unwrap(), "-b", "-"])
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes"])
-            .args(["-o", "LogLevel=ERROR", "-o", "BatchMode=yes"])
-            .arg(format!("{login}@127.0.0.1"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sftp");
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), batch.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        crate::helpers::sftp_batch(self.server.port, login, self.key(login), batch)
     }
 
     /// Uploads `text` as `/inbox/NAME` as `login`.

@@ -155,3 +155,20 @@ pub fn keypair(dir: &Path, name: &str) -> PathBuf {
     assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
     key
 }
+
+/// OpenSSH `sftp -b -` as `login` on 127.0.0.1:`port`, the batch on standard input; its output,
+/// success or not.
+pub fn sftp_batch(port: u16, login: &str, key: &Path, batch: &str) -> Output {
+    let mut child = Command::new("sftp")
+        .args(["-P", &port.to_string(), "-i", key.to_str().unwrap(), "-b", "-"])
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "LogLevel=ERROR", "-o", "BatchMode=yes"])
+        .arg(format!("{login}@127.0.0.1"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sftp");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), batch.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
