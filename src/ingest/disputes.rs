@@ -65,6 +65,10 @@ impl Rules for DisputeRules {
     type Scratch = ();
 
     fn judge(&self, r: &mut Row<'_, Col>, _: &mut ()) -> Result<Option<DisputeRow>, IngestError> {
+        // A close row names no visit: its issues are told by its DisputeId.
+        if r.reference.is_none() {
+            r.reference = r.opt(Col::DisputeId).map(|v| super::cells::quoted(&v));
+        }
         let close = r.boolean(Col::Close).unwrap_or(false);
         let delete_visit = r.boolean(Col::DeleteVisit).unwrap_or(false);
         let note = r.text(Col::Note, 8000);

@@ -634,6 +634,8 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
     let mut each_once = errors(&r);
     each_once.dedup();
     assert_eq!(each_once, expected, "{r:#}");
+    let closed_again = r["issues"].as_array().unwrap().iter().find(|i| i["row"] == 5).unwrap();
+    assert_eq!(closed_again["ref"], "D1", "a close row is told by its DisputeId: {closed_again}");
 
     // The council's export over SFTP: D4 raised by name as type 10; D2 closed with its visit deleted;
     // D3 neither closed nor deleted; D1 as it was.
