@@ -376,7 +376,8 @@ impl<'s> Desk<'s> {
         let Some(org) = self.orgs.iter().find(|o| o.is_named(r.organisation) || (by_ref.is_some() && o.org_ref == by_ref)).cloned() else {
             return Ok(Err(Refusal { code: Code::UnknownVisit, field: Some("Organisation"), message: format!("there is no organisation '{}': name it as in the CPLI extract, or by its OrganisationRef", quote(r.organisation)) }));
         };
-        let Some(visit) = self.store.current_visit(&org.slug, r.visit_ref)? else {
+        let deleting = self.deletions.iter().any(|(s, v)| *s == org.slug && v == r.visit_ref);
+        let Some(visit) = self.store.current_visit(&org.slug, r.visit_ref)?.filter(|_| !deleting) else {
             return Ok(Err(Refusal { code: Code::UnknownVisit, field: Some("VisitRef"), message: format!("{} has no current visit '{}' (never sent, or deleted)", org.name, quote(r.visit_ref)) }));
         };
         if let Some(d) = self.disputes.iter().find(|d| d.is_open() && d.org == org.slug && d.visit_ref == visit.visit_ref && d.dispute_type == r.dispute_type) {
@@ -426,32 +427,42 @@ impl<'s> Desk<'s> {
         })
     }
 
-    /// Closes a dispute; with `delete_visit` its visit is deleted too (refused when the visit is in
-    /// a locked period).
+    /// Closes a dispute; with `delete_visit` its visit is deleted too, as it is now (refused when
+    /// that version is dated in a locked period), and every other open dispute on the visit is
+    /// closed with it: what they queried is gone.
     pub fn close(&mut self, id: DisputeId, note: Option<String>, delete_visit: bool, by: &str, at: DateTime<Utc>) -> Acted {
         let i = match self.find(id, None) {
             Ok(i) => i,
             Err(r) => return Ok(Err(r)),
         };
-        let d = &self.disputes[i];
-        if delete_visit && d.is_open() {
-            if let Some(lock) = self.locked.filter(|l| l.locks(d.visit.planned_date)) {
-                return Ok(Err(Refusal {
-                    code: Code::PeriodLocked,
-                    field: Some("DeleteVisit"),
-                    message: format!("visit {} is dated {}, in a locked period (everything up to {} is locked): it cannot be deleted; close the dispute without DeleteVisit", d.visit_ref, uk_date(d.visit.planned_date), uk_date(lock.0)),
-                }));
-            }
-        }
-        let mut d = d.clone();
+        let mut d = self.disputes[i].clone();
         if let Err(r) = close(&mut d, note, delete_visit, by, self.today) {
             return Ok(Err(r));
         }
         if delete_visit {
-            self.deletions.push((d.org.clone(), d.visit_ref.clone()));
+            let current = self.store.current_visit(&d.org, &d.visit_ref)?;
+            if let Some((v, lock)) = current.as_ref().zip(self.locked).filter(|(v, lock)| lock.locks(v.planned_date)) {
+                return Ok(Err(Refusal {
+                    code: Code::PeriodLocked,
+                    field: Some("DeleteVisit"),
+                    message: format!("visit {} is dated {}, in a locked period (everything up to {} is locked): it cannot be deleted; close the dispute without DeleteVisit", d.visit_ref, uk_date(v.planned_date), uk_date(lock.0)),
+                }));
+            }
+            if current.is_some() {
+                self.deletions.push((d.org.clone(), d.visit_ref.clone()));
+            }
         }
         self.disputes[i] = d;
         self.changed(i, true, at)?;
+        if delete_visit {
+            let others: Vec<usize> = (0..self.disputes.len()).filter(|&o| o != i && self.disputes[o].is_open() && self.disputes[o].org == self.disputes[i].org && self.disputes[o].visit_ref == self.disputes[i].visit_ref).collect();
+            for o in others {
+                let note = format!("closed with dispute {}: the visit was deleted", id);
+                if close(&mut self.disputes[o], Some(note), true, by, self.today).is_ok() {
+                    self.changed(o, true, at)?;
+                }
+            }
+        }
         Ok(Ok(i))
     }
 
@@ -505,14 +516,26 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// Saves the changes: first the visits deleted (each as the provider's deletion would, history
-    /// kept; deleting a deleted visit does nothing, so a replay after a crash between the two steps
-    /// is safe), then the disputes, the counter, the emails and the file's record in one batch.
+    /// Saves the changes all or nothing: the visits deleted are written first (each as the
+    /// provider's deletion would, history kept), under a pending mark for each organisation; the
+    /// disputes, the counter, the emails, the file's record and the removal of those marks then
+    /// go in one batch. Cut short anywhere, the marks roll the deletions back (at the next start,
+    /// or at once when the store refused a write).
     pub fn save(self, store: &Store, import_id: &str, record: crate::store::Record<'_>) -> std::result::Result<(), StoreError> {
-        for (slug, refs) in group(&self.deletions) {
-            crate::ingest::visits::council_deletion(&self.visit_types, store, &slug, &refs, import_id)?;
+        let mut marks = Vec::new();
+        let saved = (|| {
+            for (slug, refs) in group(&self.deletions) {
+                let mark = format!("{import_id}.{slug}");
+                marks.push(mark.clone());
+                crate::ingest::visits::council_deletion(&self.visit_types, store, &slug, &refs, &mark)?;
+            }
+            crate::fault::point("visits-deleted");
+            store.save_disputes(&self.disputes, self.seq, &self.emails, record, &marks)
+        })();
+        if saved.is_err() && !marks.is_empty() {
+            let _ = store.roll_back_unfinished();
         }
-        store.save_disputes(&self.disputes, self.seq, &self.emails, record)
+        saved
     }
 
     /// The organisations whose exports change.

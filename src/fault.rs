@@ -7,6 +7,8 @@
 //!   fails as a full disk would), `slow-answer` (2 s before an answer is put in place);
 //! - the control socket (issue 10): `control-mid-reply` stops the server after the first part of a
 //!   command's output is sent, before the command's end (docs/control.md).
+//! - disputes (issue 12): `visits-deleted` stops after a dispute's visit is deleted, before the
+//!   dispute is closed (the deletion is rolled back at the next start).
 
 use std::sync::OnceLock;
 

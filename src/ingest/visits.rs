@@ -215,11 +215,11 @@ impl Pending for VisitsPending<'_> {
 }
 
 /// Deletes visits for the council (a dispute closed with DeleteVisit, issue 12): each goes to the
-/// history as a provider's deletion does, and the week totals follow. Tagged with the council file's
-/// import id, rolled back by the same pending mark if cut short; a visit already deleted is passed
-/// over, so doing it twice changes nothing.
-pub fn council_deletion(types: &VisitTypes, store: &Store, slug: &Slug, refs: &[String], import_id: &str) -> Result<usize, StoreError> {
-    let batch = store.begin_visits(slug, import_id, true)?;
+/// history as a provider's deletion does, and the week totals follow. Written under the pending
+/// mark `mark`, which the caller removes in the batch that makes the change count
+/// (`disputes::Changes::save`); until then a crash or a failure rolls it back.
+pub fn council_deletion(types: &VisitTypes, store: &Store, slug: &Slug, refs: &[String], mark: &str) -> Result<usize, StoreError> {
+    let batch = store.begin_visits(slug, mark, true)?;
     let mut weeks: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
     let mut deleted = 0;
     for visit_ref in refs {
@@ -233,7 +233,7 @@ pub fn council_deletion(types: &VisitTypes, store: &Store, slug: &Slug, refs: &[
         let before = batch.week(&key)?;
         batch.put_week(&key, before.unwrap_or_default().plus(delta), before)?;
     }
-    batch.finish()?;
+    batch.flush()?;
     Ok(deleted)
 }
 
@@ -271,7 +271,8 @@ struct Answering<'a> {
 impl Answering<'_> {
     fn visit_sent(&mut self, visit_ref: &str, deleted: bool, today: NaiveDate) {
         let Some(open) = self.open.remove(visit_ref) else { return };
-        for mut d in open {
+        // Only a file received after the dispute was raised answers it (SPEC 8).
+        for mut d in open.into_iter().filter(|d| d.raised_at <= self.at) {
             if disputes::resubmitted(&mut d, self.file, deleted, today, self.at) {
                 self.answered.push(d);
             }

@@ -51,9 +51,13 @@ impl Store {
         Ok(self.get::<u64>(&key(&[b"m", DISPUTE_SEQ]))?.unwrap_or(0))
     }
 
-    /// Disputes, the id counter, their emails and the file's record, in one batch, flushed.
-    pub fn save_disputes(&self, disputes: &[Dispute], seq: u64, emails: &[Queued], record: Record<'_>) -> Result<()> {
+    /// Disputes, the id counter, their emails and the file's record, in one batch, flushed; the
+    /// batch also removes the pending marks (`marks`: import ids) of the visits deleted with them.
+    pub fn save_disputes(&self, disputes: &[Dispute], seq: u64, emails: &[Queued], record: Record<'_>, marks: &[String]) -> Result<()> {
         let mut batch = sled::Batch::default();
+        for m in marks {
+            batch.remove(key(&[b"p", m.as_bytes()]));
+        }
         self.disputes_in(&mut batch, disputes);
         if seq > self.dispute_seq()? {
             batch.insert(key(&[b"m", DISPUTE_SEQ]), encode(&seq));

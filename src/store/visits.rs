@@ -323,13 +323,6 @@ impl VisitBatch<'_> {
         store.flush()
     }
 
-    /// Makes a change that is not a file count (the council deleting visits as it closes their
-    /// disputes, issue 12): the pending mark removed, flushed.
-    pub fn finish(self) -> Result<()> {
-        let Some((store, _)) = self.writing() else { return Ok(()) };
-        store.db.remove(key(&[b"p", self.import_id.as_bytes()]))?;
-        store.flush()
-    }
 }
 
 /// What reports read of a stored visit; the other fields are skipped, not decoded.

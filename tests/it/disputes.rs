@@ -670,4 +670,54 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
 
     // Each refused row is told its reason once.
     assert_eq!(errors(&r), expected, "one issue per refused row: {r:#}");
+
+    // The lock is judged on the visit as it is now, not as it was raised: PS7 raised on 06/10, sent
+    // again dated 04/10, then 04/10 locked: DeleteVisit is refused and both stay.
+    let sent = import_at(&env, &cfg, PEARL, "ps7.csv", &visits_file(&[skinner_visit("PS7", "06/10/2022", "DHS", Some(("08:00", "09:00")), "")]));
+    assert_eq!(counts(&sent).1, 1, "{sent}");
+    raise(cli, PEARL, "PS7", "9", "the client says this visit did not happen", "D5");
+    let moved = import_at(&env, &cfg, PEARL, "ps7-moved.csv", &visits_file(&[skinner_visit("PS7", "04/10/2022", "DHS", Some(("08:00", "09:00")), "")]));
+    assert_eq!(counts(&moved).2, 1, "{moved}");
+    env.ok(&["period", "lock", "--until", "2022-10-04"]);
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "close", "--id", "D5", "--delete-visit"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PERIOD_LOCKED") && err.contains("dated 04/10/2022"), "{err}");
+    assert!(env.visits(PEARL).iter().any(|v| v["visit_ref"] == "PS7"), "PS7 must stay");
+    let list = listed(&gw(&env, &cfg, &["dispute", "list", "--format", "json"]));
+    assert_eq!(flat(&list["D5"]["status"]), "Resolution Requested", "{list:#?}");
+
+    // Deleting a visit closes every other open dispute on it; a raise on it is then UNKNOWN_VISIT.
+    raise(cli, PEARL, "PS3", "8", "the planned times look wrong", "D6");
+    raise(cli, PEARL, "PS3", "9", "the client says the carer never came", "D7");
+    gw(&env, &cfg, &["dispute", "close", "--id", "D6", "--delete-visit", "--note", "No response"]);
+    let list = listed(&gw(&env, &cfg, &["dispute", "list", "--format", "json"]));
+    assert_eq!(flat(&list["D7"]["status"]), "Resolved", "{list:#?}");
+    assert_eq!(flat(&list["D7"]["note"]), "closed with dispute D6: the visit was deleted");
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "raise", "--org", PEARL, "--visit", "PS3", "--type", "3", "--details", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_VISIT"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 6. A crash between deleting the visit and closing its dispute
+
+#[test]
+fn disputes_a_crash_after_the_visit_is_deleted_and_before_the_dispute_closes_leaves_both_as_they_were() {
+    let env = TestEnv::with_example_cplis();
+    let cfg = day_config(&env, "2022-10-10");
+    let week = import_at(&env, &cfg, PEARL, "week.csv", &visits_file(&guide_visits()));
+    assert_eq!(counts(&week).3, 0, "{week}");
+    raise(|args: &[&str]| gw(&env, &cfg, args), PEARL, "PS5", "8", "delivered 10:00-10:30 against 08:00-09:00", "D1");
+    let close = ["--config", cfg.to_str().unwrap(), "dispute", "close", "--id", "D1", "--delete-visit"];
+    let crashed = env.cmd(&close).env("GATEWAY_FAULT", "visits-deleted").output().unwrap();
+    assert!(!crashed.status.success() && String::from_utf8_lossy(&crashed.stderr).contains("GATEWAY_FAULT=visits-deleted"), "{crashed:?}");
+    // Opening the store again rolls the deletion back: the visit is there and the dispute open.
+    assert!(env.visits(PEARL).iter().any(|v| v["visit_ref"] == "PS5"), "PS5 was deleted without its dispute closing");
+    let list = listed(&gw(&env, &cfg, &["dispute", "list", "--format", "json"]));
+    assert_eq!((flat(&list["D1"]["status"]), flat(&list["D1"]["visit_deleted"])), ("In Dispute".to_string(), String::new()), "{list:#?}");
+    // Done again, it is done once.
+    gw(&env, &cfg, &close[2..]);
+    assert!(!env.visits(PEARL).iter().any(|v| v["visit_ref"] == "PS5"));
+    let list = listed(&gw(&env, &cfg, &["dispute", "list", "--format", "json"]));
+    assert_eq!(flat(&list["D1"]["visit_deleted"]), "Y", "{list:#?}");
 }
