@@ -18,10 +18,9 @@ use super::source::{heading_key, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::{
     parse_date, parse_guid, parse_time, quote, uk_date, week_start, Cpli, Delivered, Duration, Guid, LockedUntil,
-    NameKey, NameKeys, Organisation, Period, Visit, VisitType, VisitTypes,
+    NameKey, NameKeys, Organisation, Period, Slug, Visit, VisitType, VisitTypes,
 };
 use crate::disputes::{self, Dispute};
-use crate::domain::Slug;
 use crate::store::{Store, StoreError, VisitBatch, WeekKey, WeekTotals};
 
 columns! {
@@ -187,7 +186,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     // Issue 12: the organisation's open disputes, answered by sending their visits again.
     let disputes = match file.writer() {
         Some((s, slug)) => s.open_disputes_by_visit(slug)?,
-        None => std::collections::HashMap::new(),
+        None => OpenDisputes::new(),
     };
     match import(file, &ctx, &batch, disputes, issues) {
         Ok((counts, disputes)) => Ok((counts, Box::new(VisitsPending { batch, disputes }))),
@@ -239,7 +238,7 @@ pub fn council_deletion(types: &VisitTypes, store: &Store, slug: &Slug, refs: &[
 
 /// Judges the rows on the engine, then adds the file's changes to the week totals. Returns the
 /// counts and the disputes the file answered.
-fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, disputes: std::collections::HashMap<String, Vec<Dispute>>, issues: &mut Issues) -> Result<(Counts, Vec<Dispute>), IngestError> {
+fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, disputes: OpenDisputes, issues: &mut Issues) -> Result<(Counts, Vec<Dispute>), IngestError> {
     let rules = VisitRules {
         ctx,
         batch,
@@ -259,12 +258,15 @@ fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, disput
     Ok((counts, apply.disputes.answered))
 }
 
+/// An organisation's open disputes, by VisitRef.
+type OpenDisputes = std::collections::HashMap<String, Vec<Dispute>>;
+
 /// The organisation's open disputes by VisitRef, and those this file answered by sending or
 /// deleting their visit (SPEC 8).
 struct Answering<'a> {
     file: &'a str,
     at: chrono::DateTime<chrono::Utc>,
-    open: std::collections::HashMap<String, Vec<Dispute>>,
+    open: OpenDisputes,
     answered: Vec<Dispute>,
 }
 
