@@ -149,7 +149,8 @@ pub enum DisputeCommand {
     List {
         #[arg(long)]
         org: Option<String>,
-        /// In Dispute, Resolution Requested, Resolved or Overdue (any case; `-` or `_` for spaces).
+        /// In Dispute, Resolution Requested, Resolved, Overdue, or Open (every one not resolved);
+        /// any case, `-` or `_` for spaces.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
@@ -911,9 +912,20 @@ fn dispute(gw: &Gateway, command: DisputeCommand, out: &mut dyn Write) -> Result
         DisputeCommand::List { org, status, format } => {
             let org = org.map(|o| gw.org(&o)).transpose()?;
             let today = gw.config.rules.current_day();
-            let wanted = status.map(|s| s.replace(['-', '_'], " ").to_lowercase());
+            let wanted = status.map(|s| s.replace(['-', '_'], " ").trim().to_lowercase());
+            const STATUSES: [&str; 5] = ["in dispute", "resolution requested", "resolved", "overdue", "open"];
+            if let Some(w) = wanted.as_deref().filter(|w| !STATUSES.contains(w)) {
+                return Err(GatewayError::Invalid(format!("--status '{w}' is not a status: In Dispute, Resolution Requested, Resolved, Overdue, or Open (every one not resolved)")));
+            }
             let all = gw.disputes(org.as_ref())?;
-            let shown: Vec<_> = all.into_iter().filter(|d| wanted.as_ref().is_none_or(|w| d.shown_status(today).to_lowercase() == *w)).collect();
+            let shown: Vec<_> = all
+                .into_iter()
+                .filter(|d| match wanted.as_deref() {
+                    None => true,
+                    Some("open") => d.is_open(),
+                    Some(w) => d.shown_status(today).to_lowercase() == w,
+                })
+                .collect();
             let columns: &[&str] = if format == ListFormat::Json { &disputes::LIST_KEYS } else { &disputes::COUNCIL_COLUMNS };
             return print_bytes(&table(columns, disputes::list_rows(&shown, today), format), out);
         }

@@ -16,7 +16,7 @@ use crate::outcome::{Code, ExtractCounts, FileKind, ImportResult, Issue, Severit
 use crate::pipeline::{catching_panics, CpliLoad, Gateway, GatewayError, Result};
 
 /// What the council's inbox takes, for the answer to any other file.
-const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised) claim decisions (Decision, and ClaimId or Organisation and ClaimRef) and disputes (Organisation, VisitRef, DisputeType and Details to raise one; DisputeId and Close to close one)";
+const TAKES: &str = "the council's inbox takes the CPLI extract (a CSV whose header has CPLIID, SSRef, OrganisationName, ServiceName, ServiceLevel, StartDate, Quantity, Unit, Frequency, UnitCost, Authorised), claim decisions (Decision, and ClaimId or Organisation and ClaimRef) and disputes (Organisation, VisitRef, DisputeType and Details to raise one; DisputeId and Close to close one)";
 
 /// Puts a load's counts into the council's result: CPLIs read, new, updated, none rejected,
 /// organisations created (the match changes are known only after matching again).
@@ -87,7 +87,10 @@ impl Gateway {
     /// batch and matches the stored visits and actuals again.
     fn load_council_extract(&self, path: &Path, result: &mut ImportResult) -> Result<Loaded> {
         if !is_extract(path)? {
-            let issue = Issue::file(Code::UnknownFileKind, None, format!("this is not a CPLI extract: {TAKES}"));
+            result.kind = FileKind::Unknown;
+            // A provider's file dropped here is told where it goes.
+            let provider = header_of(path).and_then(|h| crate::ingest::kinds::detect(&h)).map(|k| format!("this is a provider's {} file: it goes into the organisation's own inbox; ", k.noun));
+            let issue = Issue::file(Code::UnknownFileKind, None, format!("{}{TAKES}", provider.unwrap_or_else(|| "this is not a CPLI extract: ".into())));
             return Ok(Loaded::Refused { issues: vec![issue], read: 0, rejected: 0 });
         }
         match cplis::read_extract(path) {

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::domain::{hh_mm, parse_guid, quote, uk_date, LockedUntil, NameKey, Organisation, Slug, Visit, VisitTypes};
+use crate::domain::{hh_mm, parse_guid, quote, uk_date, LockedUntil, Organisation, Slug, Visit, VisitTypes};
 use crate::mail::contacts::{Contact, Notify};
 use crate::mail::outbox::{Letter, Notice, Queued};
 use crate::outcome::{excel_safe, Code, Refusal};
@@ -66,7 +66,8 @@ impl DisputeType {
         let s = s.trim();
         let number: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
         let rest = s[number.len()..].trim_start_matches([')', '.', ' ', '-']).trim();
-        let key = |name: &str| NameKey::new(name);
+        // Letters and digits only, any case: "ClientInRespiteCare", "client-in-hospital".
+        let key = |name: &str| name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
         let by_name = |name: &str| {
             TYPES.iter().position(|t| key(t) == key(name)).or_else(|| ALIASES.iter().find(|(a, _)| key(a) == key(name)).map(|(_, n)| n - 1))
         };
@@ -659,6 +660,8 @@ mod tests {
         assert_eq!(DisputeType::parse("2) Reablement / Other Case").map(DisputeType::number), Some(2));
         assert_eq!(DisputeType::parse("Client In Hospital").map(DisputeType::number), Some(6));
         assert_eq!(DisputeType::parse("No comments").map(DisputeType::number), Some(10), "the guide's Disputes screen");
+        assert_eq!(DisputeType::parse("ClientInRespiteCare").map(DisputeType::number), Some(7));
+        assert_eq!(DisputeType::parse("client-in-hospital").map(DisputeType::number), Some(6));
         for bad in ["0", "11", "Invoice", "3) Client Deceased", ""] {
             assert_eq!(DisputeType::parse(bad), None, "{bad}");
         }

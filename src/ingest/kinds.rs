@@ -83,6 +83,11 @@ pub fn detect(header: &Header) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|k| header.position(&heading_key(k.detected_by)).is_some())
 }
 
+/// Whether the header holds every heading the kind requires.
+pub fn has_required(kind: &Kind, header: &Header) -> bool {
+    kind.headings[..kind.required].iter().all(|h| header.position(&heading_key(h)).is_some())
+}
+
 /// The table's entry for a kind.
 pub fn spec(kind: FileKind) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|k| k.kind == kind)

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::domain::{Cpli, Organisation};
 use crate::store::{Store, StoreError};
 use matching::CpliIndex;
-use crate::outcome::{Answer, Code, Counts, ImportResult, Issue, Issues, LogHandle, Status, KEPT_ISSUES};
+use crate::outcome::{Answer, Code, Counts, FileKind, ImportResult, Issue, Issues, LogHandle, Status, KEPT_ISSUES};
 use source::{Encoding, ScanError};
 
 /// Failures of ours (not of the provider's file): the file could not be read from our own disk, a
@@ -266,6 +266,16 @@ fn judge<'s>(
             "the file is not UTF-8, so it was read as Windows-1252 (Excel's \"CSV (Comma delimited)\"); check names with accents, or save as \"CSV UTF-8\"",
         ));
     }
+    if forced.is_none() {
+        // A council file dropped into an organisation's inbox: told so, not judged as the provider's
+        // kind whose heading it happens to hold (a disputes file has VisitRef).
+        let provider_kind = kinds::spec(scan.kind).filter(|k| kinds::has_required(k, &scan.header));
+        if let Some(message) = council_file_message(&scan.header).filter(|_| provider_kind.is_none()) {
+            result.kind = FileKind::Unknown;
+            issues.push(Issue::file(Code::UnknownFileKind, None, message));
+            return Ok(Judged::Failed);
+        }
+    }
     let Some(kind) = forced.or_else(|| kinds::spec(scan.kind)) else {
         issues.push(Issue::file(Code::UnknownFileKind, None, unknown_kind_message(&scan.header)));
         return Ok(Judged::Failed);
@@ -296,6 +306,17 @@ pub(crate) fn cpli_index(
         _ => None,
     };
     Ok(cplis.map(CpliIndex::new))
+}
+
+/// What an organisation is told of a council file (disputes, claim decisions) dropped into its inbox.
+fn council_file_message(header: &source::Header) -> Option<String> {
+    if disputes::detects(header) {
+        return Some("this is the council's disputes file: the council drops it into its own inbox; a provider answers a dispute with a dispute responses file (DisputeId, Response, RequestResolution)".into());
+    }
+    if claim_decisions::detects(header) {
+        return Some("this is the council's claim decisions file: the council drops it into its own inbox; a provider sends claims in a claims file (ClaimRef, SSRef, ServiceName, AdmittedOn, ...)".into());
+    }
+    None
 }
 
 /// Why a header is not one we take, with the likeliest fix.

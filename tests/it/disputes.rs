@@ -16,7 +16,7 @@ use chrono::Local;
 use serde_json::Value;
 
 use crate::guide::{visit_row, visits_file};
-use crate::helpers::{keypair, counts, root, write_temp, TestEnv, PEARL};
+use crate::helpers::{codes, counts, keypair, root, write_temp, TestEnv, PEARL};
 use crate::mail::{free_port, mail_config, SmtpSink};
 use crate::server::{result_path, wait_for_json, Server, ORG_DIR};
 
@@ -696,6 +696,21 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
     assert_eq!(flat(&list["D7"]["note"]), "closed with dispute D6: the visit was deleted");
     let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "raise", "--org", PEARL, "--visit", "PS3", "--type", "3", "--details", "x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_VISIT"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Each side's file in the other's inbox is told where it goes, not judged as another kind.
+    let misplaced = import_at(&env, &cfg, PEARL, "queries.csv", "Organisation,VisitRef,DisputeType,Details\nPearl Carers Ltd,PS2,10,x\n");
+    assert_eq!(codes(&misplaced), ["UNKNOWN_FILE_KIND"], "{misplaced:#}");
+    assert!(flat(&misplaced["issues"][0]["message"]).starts_with("this is the council's disputes file"), "{misplaced:#}");
+    gate.put(COUNCIL_LOGIN, "answers.csv", "DisputeId,Response\nD5,resent\n");
+    let r = gate.council_result("answers.result.json");
+    assert_eq!(codes(&r), ["UNKNOWN_FILE_KIND"], "{r:#}");
+    assert!(flat(&r["issues"][0]["message"]).starts_with("this is a provider's dispute responses file"), "{r:#}");
+
+    // --status takes the statuses and Open (every one not resolved), and refuses anything else.
+    let open = listed(&gw(&env, &cfg, &["dispute", "list", "--status", "open", "--format", "json"]));
+    assert_eq!(open.keys().map(String::as_str).collect::<Vec<_>>(), ["D3", "D4", "D5"], "{open:#?}");
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "list", "--status", "banana"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 // ---------------------------------------------------------------------------------------------------------
