@@ -435,11 +435,9 @@ fn visits_status(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>
 
 fn unmatched(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
     let org = org_of(org)?;
-    for sv in gw.store.current_visits(&org.slug) {
+    for sv in gw.store.unmatched_visits(&org.slug) {
         let Some(v) = sv?.visit else { continue };
-        if matches!(v.matched, MatchStatus::Unmatched { .. }) {
-            out("unmatched.csv", &status_cells(&v)).map_err(sink_err)?;
-        }
+        out("unmatched.csv", &status_cells(&v)).map_err(sink_err)?;
     }
     Ok(())
 }
@@ -568,10 +566,10 @@ fn submissions(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) ->
     }
     for org in &orgs {
         let s = by_name.get_mut(org.name.as_str()).expect("every organisation has an entry");
-        for sv in gw.store.current_visits(&org.slug) {
-            let Some(v) = sv?.visit else { continue };
-            s.latest_visit = s.latest_visit.max(Some(v.planned_date));
-            s.unmatched += u64::from(matches!(v.matched, MatchStatus::Unmatched { .. }));
+        for glanced in gw.store.visit_glances(&org.slug) {
+            let (planned_date, unmatched) = glanced?;
+            s.latest_visit = s.latest_visit.max(Some(planned_date));
+            s.unmatched += u64::from(unmatched);
         }
         let last = s.last.as_ref();
         let count = |f: fn(&crate::outcome::Counts) -> u64| last.map(|l| f(&l.counts).to_string()).unwrap_or_default();

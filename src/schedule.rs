@@ -9,7 +9,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc
 use serde::{Deserialize, Serialize};
 
 use crate::config::Periods;
-use crate::domain::{LockRecord, LockedBy, MatchStatus, Period};
+use crate::domain::{LockRecord, LockedBy, Period};
 use crate::outcome::{ImportResult, Severity, Status};
 use crate::pipeline::Gateway;
 use crate::store::StoreError;
@@ -285,10 +285,8 @@ pub fn gather(gw: &Gateway, day: NaiveDate, from: DateTime<Utc>, to: DateTime<Ut
     let mut organisations = Vec::new();
     for org in gw.store.orgs()? {
         let mut unmatched = 0;
-        for v in gw.store.current_visits(&org.slug) {
-            if v?.visit.is_some_and(|v| matches!(v.matched, MatchStatus::Unmatched { .. })) {
-                unmatched += 1;
-            }
+        for glanced in gw.store.visit_glances(&org.slug) {
+            unmatched += u64::from(glanced?.1);
         }
         organisations.push((org.name, unmatched));
     }

@@ -1638,7 +1638,15 @@ mod tests {
             batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(&db).unwrap();
+        // sled's flusher thread lets go of the file lock a moment after the store is dropped.
+        let reopened = (0..250).find_map(|_| match Store::open(&db) {
+            Err(crate::store::StoreError::InUse { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            other => Some(other),
+        });
+        let store = reopened.expect("the store is let go within 5 s").unwrap();
         let current: Vec<_> = store.current_visits(&org().slug).map(|v| v.unwrap().visit_ref).collect();
         assert_eq!(current, ["V1"]);
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 0);

@@ -190,6 +190,51 @@ pub(super) fn visit_type(v: &[u8]) -> Result<Option<&str>, CodecError> {
     Ok(Some(r.bytes(len, "VisitType")?))
 }
 
+/// A binary stored visit's planned date and whether it is unmatched, read without decoding the
+/// rest (`None`: a deletion). The exports that need only these (`unmatched.csv` to choose its
+/// visits, the council's `submissions.csv`) decoded every visit in full.
+pub(super) fn glance(v: &[u8]) -> Result<Option<(NaiveDate, bool)>, CodecError> {
+    let mut r = Reader(v);
+    match r.byte("version")? {
+        BINARY_V1 => {}
+        other => return Err(CodecError::UnknownVersion(other)),
+    }
+    r.skip_str("VisitRef")?;
+    r.skip_str("import id")?;
+    r.var("row")?;
+    match r.byte("visit mark")? {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(CodecError::Invalid("visit mark")),
+    }
+    r.skip_str("visit's VisitRef")?;
+    let planned_date = r.date("PlannedVisitDate")?;
+    r.time("PlannedEntryTime")?;
+    r.time("PlannedExitTime")?;
+    r.skip_str("VisitType")?;
+    match r.byte("delivered mark")? {
+        0 => {}
+        1 => {
+            r.date("DeliveredVisitDate")?;
+            r.time("DeliveredEntryTime")?;
+            r.time("DeliveredExitTime")?;
+            r.skip_opt("entry override reason")?;
+            r.flag("entry overridden")?;
+            r.skip_opt("exit override reason")?;
+            r.flag("exit overridden")?;
+        }
+        _ => return Err(CodecError::Invalid("delivered mark")),
+    }
+    for what in ["VarianceReason", "Comments", "ClientRef", "SSRef", "NHSNumber", "ServiceLevelRef", "ServiceLevel", "CarerRef", "ServiceRef", "ServiceName"] {
+        r.skip_opt(what)?;
+    }
+    match r.byte("match status")? {
+        0 => Ok(Some((planned_date, false))),
+        1 => Ok(Some((planned_date, true))),
+        _ => Err(CodecError::Invalid("match status")),
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -227,6 +272,18 @@ impl<'a> Reader<'a> {
         let (s, rest) = self.0.split_at(len);
         self.0 = rest;
         std::str::from_utf8(s).map_err(|_| CodecError::Invalid(what))
+    }
+
+    fn skip_str(&mut self, what: &'static str) -> Result<(), CodecError> {
+        let len = usize::try_from(self.var(what)?).map_err(|_| CodecError::Invalid(what))?;
+        self.0 = self.0.get(len..).ok_or(CodecError::Truncated(what))?;
+        Ok(())
+    }
+
+    fn skip_opt(&mut self, what: &'static str) -> Result<(), CodecError> {
+        let len = usize::try_from(self.var(what)?).map_err(|_| CodecError::Invalid(what))?;
+        self.0 = self.0.get(len.saturating_sub(1)..).ok_or(CodecError::Truncated(what))?;
+        Ok(())
     }
 
     fn string(&mut self, what: &'static str) -> Result<String, CodecError> {
@@ -385,6 +442,23 @@ mod tests {
         }
         let bytes = encode("V1", "imp-1", 2, Some(&full_visit()));
         assert!(visit_type(&bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn a_visits_date_and_match_are_read_without_decoding_it_and_agree_with_the_full_reading() {
+        let mut unmatched = full_visit();
+        unmatched.matched = MatchStatus::Unmatched { reason: "no CPLI".into() };
+        for (row, visit) in [(2, Some(full_visit())), (300_000, Some(bare_visit())), (5, Some(unmatched)), (7, None)] {
+            let bytes = encode("V1", "imp-1", row, visit.as_ref());
+            let expected = visit.as_ref().map(|v| (v.planned_date, matches!(v.matched, MatchStatus::Unmatched { .. })));
+            assert_eq!(glance(&bytes).unwrap(), expected);
+            // Cut short, it is an error, never a panic or another answer (the CPLI id or reason
+            // after the match status is not read).
+            for cut in 1..bytes.len() {
+                let cut_short = glance(&bytes[..cut]);
+                assert!(cut_short.is_err() || cut_short.unwrap() == expected, "cut at {cut} of {}", bytes.len());
+            }
+        }
     }
 
     #[test]

@@ -181,6 +181,39 @@ impl Store {
             .filter(|r| !matches!(r, Ok(StoredVisit { visit: None, .. })))
     }
 
+    /// Each current visit's planned date and whether it is unmatched, without decoding the rest.
+    pub fn visit_glances(&self, slug: &Slug) -> impl Iterator<Item = Result<(NaiveDate, bool)>> + '_ {
+        self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
+            let glanced = (|| {
+                let (k, v) = kv?;
+                if visit_codec::is_binary(&v) {
+                    return visit_codec::glance(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source });
+                }
+                Ok(decode_visit(&k, &v)?.visit.map(|v| (v.planned_date, matches!(v.matched, MatchStatus::Unmatched { .. }))))
+            })();
+            glanced.transpose()
+        })
+    }
+
+    /// The organisation's current unmatched visits, in VisitRef order; the matched ones are
+    /// passed over without being decoded.
+    pub fn unmatched_visits(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
+        self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
+            let found = (|| {
+                let (k, v) = kv?;
+                if visit_codec::is_binary(&v) {
+                    let glanced = visit_codec::glance(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source })?;
+                    if !glanced.is_some_and(|(_, unmatched)| unmatched) {
+                        return Ok(None);
+                    }
+                }
+                let sv = decode_visit(&k, &v)?;
+                Ok(Some(sv).filter(|sv| sv.visit.as_ref().is_some_and(|v| matches!(v.matched, MatchStatus::Unmatched { .. }))))
+            })();
+            found.transpose()
+        })
+    }
+
     /// The organisation's current visit with this VisitRef (`None`: never sent, or deleted).
     pub fn current_visit(&self, slug: &Slug, visit_ref: &str) -> Result<Option<Visit>> {
         let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
