@@ -10,8 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{uk_date, Organisation, Slug};
-use crate::mail::contacts::Notify;
-use crate::mail::outbox::{Letter, Queued};
+use crate::mail::outbox::Queued;
 use crate::outcome::{excel_safe, Code, Refusal};
 use crate::pipeline::{Gateway, GatewayError, Result};
 use crate::reports::money_text;
@@ -29,12 +28,7 @@ impl fmt::Display for ClaimId {
 impl ClaimId {
     /// `C12` (any case, spaces around ignored).
     pub fn parse(s: &str) -> Option<ClaimId> {
-        let s = s.trim();
-        let digits = s.strip_prefix('C').or_else(|| s.strip_prefix('c'))?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 18 {
-            return None;
-        }
-        digits.parse().ok().map(ClaimId)
+        crate::domain::parse_numbered(s, 'C').map(ClaimId)
     }
 }
 
@@ -248,16 +242,9 @@ pub fn cells(c: &Claim) -> Vec<String> {
     ]
 }
 
-/// The email to each of the organisation's contacts (all but those who turned email off) when a
-/// claim is decided: one shape for every such notice (`mail::outbox::Notice`).
+/// The email to each of the organisation's contacts when a claim is decided.
 pub fn decision_emails(contacts: &[crate::mail::contacts::Contact], claim: &Claim, now: DateTime<Utc>) -> Vec<Queued> {
-    let notice = decision_notice(claim);
-    let id = format!("claim-{}-{}", claim.id, uuid::Uuid::now_v7());
-    contacts
-        .iter()
-        .filter(|c| c.notify != Notify::Off)
-        .map(|c| Queued::new(id.clone(), &claim.org, c.clone(), Letter::Notice(Box::new(notice.clone())), now))
-        .collect()
+    crate::mail::outbox::notice_emails(contacts, &claim.org, &format!("claim-{}", claim.id), &decision_notice(claim), now)
 }
 
 /// What the decision email says.

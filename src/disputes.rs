@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::domain::{hh_mm, parse_guid, quote, uk_date, LockedUntil, Organisation, Slug, Visit, VisitTypes};
-use crate::mail::contacts::{Contact, Notify};
-use crate::mail::outbox::{Letter, Notice, Queued};
+use crate::mail::contacts::Contact;
+use crate::mail::outbox::{Notice, Queued};
 use crate::outcome::{excel_safe, Code, Refusal};
 use crate::pipeline::{Gateway, GatewayError, Result};
 use crate::store::{Store, StoreError};
@@ -30,12 +30,7 @@ impl fmt::Display for DisputeId {
 impl DisputeId {
     /// `D12` (any case, spaces around ignored).
     pub fn parse(s: &str) -> Option<DisputeId> {
-        let s = s.trim();
-        let digits = s.strip_prefix('D').or_else(|| s.strip_prefix('d'))?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 18 {
-            return None;
-        }
-        digits.parse().ok().map(DisputeId)
+        crate::domain::parse_numbered(s, 'D').map(DisputeId)
     }
 }
 
@@ -309,15 +304,9 @@ pub fn notice(d: &Dispute) -> Notice {
     Notice { subject: format!("{}: {}", d.organisation, headline.replacen("Dispute", "dispute", 1)), headline, organisation: d.organisation.clone(), facts, closing: closing.into() }
 }
 
-/// The notice to each of the organisation's contacts (all but those who turned email off).
+/// The notice to each of the organisation's contacts.
 pub fn emails(contacts: &[Contact], d: &Dispute, now: DateTime<Utc>) -> Vec<Queued> {
-    let notice = notice(d);
-    let id = format!("dispute-{}-{}", d.id, uuid::Uuid::now_v7());
-    contacts
-        .iter()
-        .filter(|c| c.notify != Notify::Off)
-        .map(|c| Queued::new(id.clone(), &d.org, c.clone(), Letter::Notice(Box::new(notice.clone())), now))
-        .collect()
+    crate::mail::outbox::notice_emails(contacts, &d.org, &format!("dispute-{}", d.id), &notice(d), now)
 }
 
 /// What one desk action comes to: the changed dispute's index, or the row's refusal; `Err` when
@@ -347,6 +336,8 @@ pub struct Desk<'s> {
     changed: Vec<usize>,
     emails: Vec<Queued>,
     contacts: HashMap<Slug, Vec<Contact>>,
+    /// Each organisation's clients' names by CPLI id, read at its first raise.
+    client_names: HashMap<Slug, HashMap<String, String>>,
     /// Visits to delete as their disputes close: organisation and VisitRef.
     deletions: Vec<(Slug, String)>,
     /// What the week totals of a deleted visit are kept by.
@@ -366,6 +357,7 @@ impl<'s> Desk<'s> {
             changed: Vec::new(),
             emails: Vec::new(),
             contacts: HashMap::new(),
+            client_names: HashMap::new(),
             deletions: Vec::new(),
             visit_types: config.rules.visit_types.clone(),
         })
@@ -388,10 +380,11 @@ impl<'s> Desk<'s> {
                 message: format!("visit {} already has an open dispute of type {} ({}): {}, {}", d.visit_ref, r.dispute_type.number(), r.dispute_type.name(), d.id, d.status.as_str()),
             }));
         }
-        let client_name = match visit.cpli_id() {
-            Some(id) => self.store.cplis_for_org(&org)?.into_iter().find(|c| c.cpli_id == id).map(|c| c.client_name).unwrap_or_default(),
-            None => String::new(),
-        };
+        if !self.client_names.contains_key(&org.slug) {
+            let names = self.store.cplis_for_org(&org)?.into_iter().map(|c| (c.cpli_id, c.client_name)).collect();
+            self.client_names.insert(org.slug.clone(), names);
+        }
+        let client_name = visit.cpli_id().and_then(|id| self.client_names[&org.slug].get(id)).cloned().unwrap_or_default();
         self.seq += 1;
         let d = Dispute {
             id: DisputeId(self.seq),
@@ -525,10 +518,14 @@ impl Changes {
     pub fn save(self, store: &Store, import_id: &str, record: crate::store::Record<'_>) -> std::result::Result<(), StoreError> {
         let mut marks = Vec::new();
         let saved = (|| {
-            for (slug, refs) in group(&self.deletions) {
+            let mut by_org: std::collections::BTreeMap<&Slug, Vec<String>> = Default::default();
+            for (slug, visit_ref) in &self.deletions {
+                by_org.entry(slug).or_default().push(visit_ref.clone());
+            }
+            for (slug, refs) in by_org {
                 let mark = format!("{import_id}.{slug}");
                 marks.push(mark.clone());
-                crate::ingest::visits::council_deletion(&self.visit_types, store, &slug, &refs, &mark)?;
+                crate::ingest::visits::council_deletion(&self.visit_types, store, slug, &refs, &mark)?;
             }
             crate::fault::point("visits-deleted");
             store.save_disputes(&self.disputes, self.seq, &self.emails, record, &marks)
@@ -546,17 +543,6 @@ impl Changes {
         orgs.dedup();
         orgs
     }
-}
-
-fn group(deletions: &[(Slug, String)]) -> Vec<(Slug, Vec<String>)> {
-    let mut by: Vec<(Slug, Vec<String>)> = Vec::new();
-    for (slug, r) in deletions {
-        match by.iter_mut().find(|(s, _)| s == slug) {
-            Some((_, refs)) => refs.push(r.clone()),
-            None => by.push((slug.clone(), vec![r.clone()])),
-        }
-    }
-    by
 }
 
 impl Gateway {

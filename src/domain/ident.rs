@@ -56,6 +56,17 @@ pub fn is_valid_nhs_number(s: &str) -> bool {
     check == digits[9]
 }
 
+/// The number of an id the gateway gives, written as a letter and digits (`C12` a claim, `D3` a
+/// dispute): the letter in any case, spaces around ignored.
+pub fn parse_numbered(s: &str, letter: char) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.strip_prefix(letter.to_ascii_uppercase()).or_else(|| s.strip_prefix(letter.to_ascii_lowercase()))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 18 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,3 +116,4 @@ mod tests {
         assert!(!is_valid_nhs_number("ABCDEFGHIJ"));
     }
 }
+

@@ -19,7 +19,7 @@ pub use carer::Carer;
 pub use cell::{forbidden_control, quote, TextKind};
 pub use cpli::{Cpli, Quantity};
 pub use date_time::{date_message, hh_mm, parse_date, parse_date_cell, parse_time, uk_date, DateProblem, Duration};
-pub use ident::{is_valid_nhs_number, parse_guid, Guid};
+pub use ident::{is_valid_nhs_number, parse_guid, parse_numbered, Guid};
 pub use name::{NameKey, NameKeys};
 pub use organisation::{Organisation, Service};
 pub use period::{week_start, LockRecord, LockedBy, LockedUntil, Period};

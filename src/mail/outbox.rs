@@ -47,6 +47,17 @@ pub struct Notice {
     pub closing: String,
 }
 
+/// A notice to each of the organisation's contacts (all but those who turned email off), under one
+/// email id made from `kind` (`claim-C7`, `dispute-D3`).
+pub fn notice_emails(contacts: &[Contact], org: &Slug, kind: &str, notice: &Notice, now: DateTime<Utc>) -> Vec<Queued> {
+    let id = format!("{kind}-{}", uuid::Uuid::now_v7());
+    contacts
+        .iter()
+        .filter(|c| c.notify != crate::mail::contacts::Notify::Off)
+        .map(|c| Queued::new(id.clone(), org, c.clone(), Letter::Notice(Box::new(notice.clone())), now))
+        .collect()
+}
+
 /// An email waiting (or, once `sent_at` is set, sent), keyed in the store by id and recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queued {
