@@ -12,6 +12,7 @@ use gateway::cli::{Cli, Command};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     // The server logs what it does; a one-shot command prints its answer and logs only trouble.
     let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
@@ -52,6 +53,18 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
 
 /// Every SFTP connection holds a descriptor; the usual soft limit of 1,024 is far below what the
 /// system allows (issue 9). Raised to the hard limit; failing that, the server runs with what it has.
+/// Transparent huge pages off for this process, on hosts where they are on for every program
+/// (`always`) as well as where a program asks (`madvise`, which the `no_thp` build of mimalloc no
+/// longer does): each fresh 2 MB page is zeroed whole, and a burst of uploads spent a third of its
+/// CPU doing that (docs/performance.md, "Huge pages").
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid rlimit for both calls.
