@@ -84,6 +84,9 @@ type Chunk = Vec<(u64, csv::ByteRecord)>;
 /// Judges every row of `rows` with `rules` and applies the accepted ones with `apply`, in file order;
 /// each row's issues go to `issues` in row order. Returns the counts.
 pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
+    if rows.bytes() <= ON_ONE_THREAD_BYTES {
+        return run_here(rows, shape, rules, apply, issues);
+    }
     let enc = rows.encoding;
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Chunk>)>(WORKERS);
     // Owned by the workers: when they stop early the reader's next send fails and it stops too.
@@ -115,22 +118,7 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
             waiting.insert(idx, judged);
             while let Some(judged) = waiting.remove(&next) {
                 next += 1;
-                let judged = judged?;
-                let mut spare = Vec::with_capacity(judged.len());
-                for mut row in judged {
-                    counts.read += 1;
-                    let applied = match row.out.take() {
-                        None => Applied::Rejected,
-                        Some(out) => apply.apply(&mut row, out)?,
-                    };
-                    match applied {
-                        Applied::New => counts.new += 1,
-                        Applied::Updated => counts.updated += 1,
-                        Applied::Rejected => counts.rejected += 1,
-                    }
-                    issues.append(&mut row.issues);
-                    spare.push(row.rec);
-                }
+                let spare = apply_chunk(judged?, apply, &mut counts, issues)?;
                 // The reader may have finished; its records are then simply dropped.
                 let _ = spare_tx.send(spare);
                 apply.chunk_done(next)?;
@@ -138,6 +126,70 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
         }
         Ok(counts)
     })
+}
+
+/// Files up to this size (about 1,800 visit rows) are read, judged and applied on the calling
+/// thread: their rows make one or two chunks, which the threads would hand on one after another
+/// anyway, and starting three threads a file (and their allocator heaps) was part of what a burst of
+/// small uploads cost (issue 10).
+pub const ON_ONE_THREAD_BYTES: u64 = 256 * 1024;
+
+/// [`run`] without threads, for a small file: the same chunks judged and applied in turn.
+fn run_here<K: Rules, A: Apply<K::Out>>(mut rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
+    let (enc, mut scratch, mut counts) = (rows.encoding, K::Scratch::default(), Counts::default());
+    let mut spare: Vec<csv::ByteRecord> = Vec::new();
+    for next in 1.. {
+        let mut record = || spare.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32));
+        let (chunk, last) = read_chunk(&mut rows, &mut record);
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            break;
+        }
+        spare = apply_chunk(judge_chunk(chunk, shape, enc, rules, &mut scratch)?, apply, &mut counts, issues)?;
+        apply.chunk_done(next)?;
+        if last {
+            break;
+        }
+    }
+    Ok(counts)
+}
+
+/// Applies a judged chunk in file order; gives back its records to be filled again.
+fn apply_chunk<O, A: Apply<O>>(judged: Vec<Judged<O>>, apply: &mut A, counts: &mut Counts, issues: &mut Issues) -> Result<Vec<csv::ByteRecord>, IngestError> {
+    let mut spare = Vec::with_capacity(judged.len());
+    for mut row in judged {
+        counts.read += 1;
+        let applied = match row.out.take() {
+            None => Applied::Rejected,
+            Some(out) => apply.apply(&mut row, out)?,
+        };
+        match applied {
+            Applied::New => counts.new += 1,
+            Applied::Updated => counts.updated += 1,
+            Applied::Rejected => counts.rejected += 1,
+        }
+        issues.append(&mut row.issues);
+        spare.push(row.rec);
+    }
+    Ok(spare)
+}
+
+/// Up to `CHUNK` rows, and whether the file ended (or failed) with them.
+fn read_chunk(rows: &mut Rows, record: &mut impl FnMut() -> csv::ByteRecord) -> (std::io::Result<Chunk>, bool) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut rec = record();
+    loop {
+        match rows.next(&mut rec) {
+            Ok(Some(row)) => {
+                chunk.push((row, std::mem::replace(&mut rec, record())));
+                if chunk.len() == CHUNK {
+                    return (Ok(chunk), false);
+                }
+            }
+            Ok(None) => return (Ok(chunk), true),
+            Err(e) => return (Err(e), true),
+        }
+    }
 }
 
 fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chunk>)>, spare: mpsc::Receiver<Vec<csv::ByteRecord>>) {
@@ -149,26 +201,11 @@ fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chun
         pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
     };
     for idx in 0.. {
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut rec = record();
-        let result = loop {
-            match rows.next(&mut rec) {
-                Ok(Some(row)) => {
-                    chunk.push((row, std::mem::replace(&mut rec, record())));
-                    if chunk.len() == CHUNK {
-                        break Ok(());
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        let (last, msg) = match result {
-            Ok(()) if chunk.is_empty() => return,
-            Ok(()) => (chunk.len() < CHUNK, Ok(chunk)),
-            Err(e) => (true, Err(e)),
-        };
-        if tx.send((idx, msg)).is_err() || last {
+        let (chunk, last) = read_chunk(&mut rows, &mut record);
+        if chunk.as_ref().is_ok_and(|c| c.is_empty()) {
+            return;
+        }
+        if tx.send((idx, chunk)).is_err() || last {
             return;
         }
     }
@@ -272,15 +309,19 @@ mod tests {
         (counts, record, log.first(usize::MAX).unwrap())
     }
 
-    #[test]
-    fn rows_judged_in_parallel_are_applied_and_reported_in_file_order() {
+    /// `CHUNK * 5 + 17` rows, one in a thousand with a bad number; each key padded to `key_len`.
+    fn chunks_of_rows(key_len: usize) -> (String, usize) {
         let n = CHUNK * 5 + 17;
         let mut text = String::from("Key,Value\n");
         for i in 0..n {
             let value = if i % 1000 == 999 { "x".to_string() } else { (i % 7 + i / 7 * 7).to_string() };
-            text.push_str(&format!("K{i},{value}\n"));
+            text.push_str(&format!("K{i:0key_len$},{value}\n"));
         }
-        let (counts, record, issues) = run_on(&text);
+        (text, n)
+    }
+
+    fn applied_and_reported_in_file_order(text: &str, n: usize) {
+        let (counts, record, issues) = run_on(text);
         let bad = n / 1000;
         assert_eq!(counts.read, n as u64);
         assert_eq!(record.seen.len(), n - bad);
@@ -292,6 +333,20 @@ mod tests {
         assert_eq!(issues.iter().filter(|i| i.code == Code::PeriodLocked).count(), 1);
         assert_eq!(counts.rejected, bad as u64 + 1);
         assert_eq!(counts.new + counts.updated + counts.rejected, counts.read);
+    }
+
+    #[test]
+    fn rows_judged_in_parallel_are_applied_and_reported_in_file_order() {
+        let (text, n) = chunks_of_rows(80);
+        assert!(text.len() as u64 > ON_ONE_THREAD_BYTES, "a file large enough for the threads");
+        applied_and_reported_in_file_order(&text, n);
+    }
+
+    #[test]
+    fn a_small_file_judged_on_one_thread_gives_the_same_rows_counts_and_issues() {
+        let (text, n) = chunks_of_rows(1);
+        assert!(text.len() as u64 <= ON_ONE_THREAD_BYTES, "a file small enough for one thread");
+        applied_and_reported_in_file_order(&text, n);
     }
 
     #[test]

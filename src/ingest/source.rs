@@ -573,6 +573,11 @@ impl Rows {
         Ok(Some(self.row))
     }
 
+    /// The file's size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+
     /// Reads the next non-blank record into `rec`; returns its spreadsheet row.
     pub fn next(&mut self, rec: &mut csv::ByteRecord) -> io::Result<Option<u64>> {
         while let Some(row) = self.read(rec)? {
