@@ -15,7 +15,7 @@ pub fn unnamed_file(dir: Option<&Path>, what: &str) -> io::Result<std::fs::File>
     Ok(file)
 }
 
-/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`, `attachments/<slug>/`.
+/// `db/`, `orgs/<slug>/{inbox,results,exports}/`, `council/{inbox,results,exports}/`, `control.sock`, `staging/`, `spool/<slug>/`, `spool/_council/`, `archive/<slug>/`, `archive/_council/`, `users/`, `outbox/`, `attachments/<slug>/`, `export-parts/<slug>/`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -48,6 +48,13 @@ impl DataDir {
 
     pub fn exports(&self, slug: &Slug) -> PathBuf {
         self.orgs().join(slug).join("exports")
+    }
+
+    /// An organisation's part of the council's exports, made by the same pass over its visits as
+    /// its own exports, so the council's are joined from the parts rather than made from every
+    /// stored visit again: no login sees this folder.
+    pub fn export_parts(&self, slug: &Slug) -> PathBuf {
+        self.root.join("export-parts").join(slug)
     }
 
     /// The files kept with an organisation's claims (issue 12): no login sees this folder.

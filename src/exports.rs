@@ -32,15 +32,24 @@ pub enum Scope {
 /// Where a row goes: the file name (within the export's folder) and its cells.
 type RowSink<'a> = dyn FnMut(&str, &[String]) -> io::Result<()> + 'a;
 
-/// One export: its file name (for a family of files, the pattern), columns, and rows.
+/// One export: its file name (for a family of files, the pattern), columns, and how its rows are made.
 pub struct Export {
     pub name: &'static str,
     pub scope: Scope,
     pub columns: &'static [&'static str],
-    /// A family (`visits-YYYY-MM-DD.csv`): its files are those `rows` names; any other file of the
+    /// A family (`visits-YYYY-MM-DD.csv`): its files are those its rows name; any other file of the
     /// family in the folder is removed (a period whose visits were all deleted).
     family: Option<(&'static str, &'static str)>,
-    rows: fn(&Gateway, Option<&Organisation>, &mut RowSink<'_>) -> Result<()>,
+    source: Source,
+}
+
+/// How an export's rows are made.
+enum Source {
+    /// By its own reading of the store.
+    Rows(fn(&Gateway, Option<&Organisation>, &mut RowSink<'_>) -> Result<()>),
+    /// By the one pass over an organisation's visits ([`Gateway::visit_pass`]); the council's file
+    /// is joined from every organisation's part, which the same pass leaves in `export-parts/`.
+    Visits,
 }
 
 /// The columns of `visits-status.csv` and `unmatched.csv`: the visits file's headings where they are
@@ -108,24 +117,22 @@ pub const COUNCIL_VISITS_COLUMNS: [&str; 18] = [
 /// Every export the gateway keeps current. The commissioned care export is written apart
 /// (`Gateway::write_commissioned_export`), as before issue 10.
 pub const EXPORTS: [Export; 11] = [
-    Export { name: "visits-status.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: visits_status },
-    Export { name: "unmatched.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, rows: unmatched },
-    Export { name: "commissioned-vs-actuals.csv", scope: Scope::Org, columns: &reports::actuals::COLUMNS, family: None, rows: commissioned_vs_actuals },
-    Export { name: "hospital-incentive.csv", scope: Scope::Org, columns: &hospital::COLUMNS, family: None, rows: hospital_incentive },
-    Export { name: "claims.csv", scope: Scope::Org, columns: crate::claims::COLUMNS, family: None, rows: claims },
-    Export { name: "disputes.csv", scope: Scope::Org, columns: crate::disputes::COLUMNS, family: None, rows: disputes },
-    Export { name: "submissions.csv", scope: Scope::Council, columns: &SUBMISSIONS_COLUMNS, family: None, rows: submissions },
-    Export { name: "claims.csv", scope: Scope::Council, columns: &crate::claims::COUNCIL_COLUMNS, family: None, rows: claims },
-    Export { name: "disputes.csv", scope: Scope::Council, columns: &crate::disputes::COUNCIL_COLUMNS, family: None, rows: disputes },
-    Export { name: "hospital-incentive.csv", scope: Scope::Council, columns: &COUNCIL_HOSPITAL_COLUMNS, family: None, rows: council_hospital_incentive },
-    Export {
-        name: "visits-YYYY-MM-DD.csv",
-        scope: Scope::Council,
-        columns: &COUNCIL_VISITS_COLUMNS,
-        family: Some(("visits-", ".csv")),
-        rows: council_visits,
-    },
+    Export { name: "visits-status.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, source: Source::Visits },
+    Export { name: "unmatched.csv", scope: Scope::Org, columns: &VISIT_STATUS_COLUMNS, family: None, source: Source::Visits },
+    Export { name: "commissioned-vs-actuals.csv", scope: Scope::Org, columns: &reports::actuals::COLUMNS, family: None, source: Source::Rows(commissioned_vs_actuals) },
+    Export { name: HOSPITAL, scope: Scope::Org, columns: &hospital::COLUMNS, family: None, source: Source::Visits },
+    Export { name: "claims.csv", scope: Scope::Org, columns: crate::claims::COLUMNS, family: None, source: Source::Rows(claims) },
+    Export { name: "disputes.csv", scope: Scope::Org, columns: crate::disputes::COLUMNS, family: None, source: Source::Rows(disputes) },
+    Export { name: "submissions.csv", scope: Scope::Council, columns: &SUBMISSIONS_COLUMNS, family: None, source: Source::Rows(submissions) },
+    Export { name: "claims.csv", scope: Scope::Council, columns: &crate::claims::COUNCIL_COLUMNS, family: None, source: Source::Rows(claims) },
+    Export { name: "disputes.csv", scope: Scope::Council, columns: &crate::disputes::COUNCIL_COLUMNS, family: None, source: Source::Rows(disputes) },
+    Export { name: HOSPITAL, scope: Scope::Council, columns: &COUNCIL_HOSPITAL_COLUMNS, family: None, source: Source::Visits },
+    Export { name: "visits-YYYY-MM-DD.csv", scope: Scope::Council, columns: &COUNCIL_VISITS_COLUMNS, family: Some(VISITS_FAMILY), source: Source::Visits },
 ];
+
+const HOSPITAL: &str = "hospital-incentive.csv";
+/// The council's `visits-YYYY-MM-DD.csv`, one a payment period.
+const VISITS_FAMILY: (&str, &str) = ("visits-", ".csv");
 
 /// How many weeks the provider's commissioned-vs-actuals and hospital-incentive exports cover, up to
 /// the week of its latest visit (issue 10).
@@ -238,9 +245,8 @@ impl Gateway {
         if dirty.is_empty() {
             return Ok(0);
         }
-        let orgs: Vec<Organisation> = match self.store.orgs() {
-            Ok(all) if dirty.all_orgs => all,
-            Ok(all) => all.into_iter().filter(|o| dirty.orgs.contains(&o.slug)).collect(),
+        let all = match self.store.orgs() {
+            Ok(all) => all,
             Err(e) => {
                 self.exports.put_back(dirty);
                 return Err(e.into());
@@ -248,27 +254,39 @@ impl Gateway {
         };
         let mut written = 0;
         let mut failed = Dirty::default();
-        for org in &orgs {
-            for export in EXPORTS.iter().filter(|e| e.scope == Scope::Org) {
-                match self.write_export_files(export, Some(org)) {
-                    Ok(n) => written += n,
-                    Err(e) => {
-                        tracing::error!(org = org.name, export = export.name, error = %e, "could not rewrite an export");
+        let mut count = |made: Vec<(&str, Result<usize>)>, org: Option<&Organisation>, failed: &mut Dirty| {
+            for (export, done) in made {
+                match (done, org) {
+                    (Ok(n), _) => written += n,
+                    (Err(e), Some(org)) => {
+                        tracing::error!(org = org.name, export, error = %e, "could not rewrite an export");
                         failed.orgs.insert(org.slug.clone());
                     }
-                }
-            }
-        }
-        if dirty.council {
-            for export in EXPORTS.iter().filter(|e| e.scope == Scope::Council) {
-                match self.write_export_files(export, None) {
-                    Ok(n) => written += n,
-                    Err(e) => {
-                        tracing::error!(export = export.name, error = %e, "could not rewrite a council export");
+                    (Err(e), None) => {
+                        tracing::error!(export, error = %e, "could not rewrite a council export");
                         failed.council = true;
                     }
                 }
             }
+        };
+        for org in all.iter().filter(|o| dirty.all_orgs || dirty.orgs.contains(&o.slug)) {
+            // visits-status.csv goes last, so a reader that sees it new sees every other file new too.
+            let mut made = self.rows_exports(Scope::Org, Some(org));
+            made.push(("hospital-incentive.csv, unmatched.csv, visits-status.csv", self.visit_pass(org)));
+            count(made, Some(org), &mut failed);
+        }
+        if dirty.council {
+            // Every part first (submissions.csv reads what each organisation's pass counted); the
+            // visits of each period last, as before the parts.
+            let made = match self.ensure_parts(&all) {
+                Ok(()) => {
+                    let mut made = self.rows_exports(Scope::Council, None);
+                    made.push(("hospital-incentive.csv, visits-YYYY-MM-DD.csv", self.join_parts(&all)));
+                    made
+                }
+                Err(e) => vec![("the organisations' parts", Err(e))],
+            };
+            count(made, None, &mut failed);
         }
         if !failed.is_empty() {
             self.exports.put_back(failed);
@@ -277,34 +295,207 @@ impl Gateway {
         Ok(written)
     }
 
+    /// The exports of `scope` that read the store their own way, each written; by name.
+    fn rows_exports(&self, scope: Scope, org: Option<&Organisation>) -> Vec<(&'static str, Result<usize>)> {
+        EXPORTS
+            .iter()
+            .filter(|e| e.scope == scope)
+            .filter_map(|e| match e.source {
+                Source::Rows(rows) => Some((e.name, self.write_export_files(e, rows, org))),
+                Source::Visits => None,
+            })
+            .collect()
+    }
+
     /// Makes one export's files for `org` (or the council) and puts those whose content changed in
     /// place; returns how many were rewritten.
-    fn write_export_files(&self, export: &Export, org: Option<&Organisation>) -> Result<usize> {
+    fn write_export_files(&self, export: &Export, rows: RowsFn, org: Option<&Organisation>) -> Result<usize> {
         let dir = match org {
             Some(o) => self.data.exports(&o.slug),
             None => self.data.council_exports(),
         };
-        let io_err = |context: String| move |source| GatewayError::Io { context, source };
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        fs::create_dir_all(self.data.staging()).map_err(io_err("creating the staging folder".into()))?;
-        let mut staged = Staged { staging: self.data.staging(), columns: export.columns, files: BTreeMap::new() };
+        let mut staged = self.staged(Some(export.columns))?;
         if export.family.is_none() {
             // A single file exists even with no rows: its header says what it would hold.
             staged.open(export.name).map_err(io_err(format!("staging {}", export.name)))?;
         }
-        let made = (export.rows)(self, org, &mut |name, cells| staged.row(name, cells));
+        let made = rows(self, org, &mut |name, cells| staged.row(name, cells));
         if let Err(e) = made {
             staged.discard();
             return Err(e);
         }
-        staged.put_in_place(&dir, export.family).map_err(io_err(format!("writing {} in {}", export.name, dir.display())))
+        self.put_in_place(staged, &dir, export.family)
+    }
+
+    /// Files to be written in `staging/`, with `columns` as their header (none for a part).
+    fn staged(&self, columns: Option<&'static [&'static str]>) -> Result<Staged> {
+        fs::create_dir_all(self.data.staging()).map_err(io_err("creating the staging folder".into()))?;
+        Ok(Staged { staging: self.data.staging(), columns, files: BTreeMap::new() })
+    }
+
+    fn put_in_place(&self, staged: Staged, dir: &Path, family: Option<(&str, &str)>) -> Result<usize> {
+        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let names: Vec<String> = staged.files.keys().cloned().collect();
+        staged.put_in_place(dir, family).map_err(io_err(format!("writing {} in {}", names.join(", "), dir.display())))
+    }
+
+    /// One pass over the organisation's visits, each decoded once, makes its `visits-status.csv`,
+    /// `unmatched.csv` and `hospital-incentive.csv`, and its part of the council's
+    /// `visits-YYYY-MM-DD.csv`, `hospital-incentive.csv` and `submissions.csv` (in
+    /// `export-parts/<slug>/`). Before 2026-12-02 each of those files read every visit again: six
+    /// passes, 10-11 s for a million stored visits, during which `serve`'s worker took no file.
+    fn visit_pass(&self, org: &Organisation) -> Result<usize> {
+        let lock = self.store.locked_until()?;
+        let window = report_window(self, org)?;
+        let cplis = self.store.cplis_for_org(org)?;
+        let by_id: HashMap<&str, &Cpli> = cplis.iter().map(|c| (c.cpli_id.as_str(), c)).collect();
+        let periods = &self.config.periods;
+        let (mut status, mut stays_file, mut part) = (self.staged(Some(&VISIT_STATUS_COLUMNS))?, self.staged(Some(&hospital::COLUMNS))?, self.staged(None)?);
+        let mut summary = PartSummary { fingerprint: self.parts_fingerprint(), ..Default::default() };
+        let mut stays = window.map(|(_, to)| hospital::HospitalVisits::new(&cplis, to));
+        let name = excel_safe(&org.name).into_owned();
+        let made = (|| -> Result<()> {
+            for name in ["visits-status.csv", "unmatched.csv"] {
+                status.open(name).map_err(sink_err)?;
+            }
+            stays_file.open(HOSPITAL).map_err(sink_err)?;
+            part.open(HOSPITAL).map_err(sink_err)?;
+            for sv in self.store.current_visits(&org.slug) {
+                let Some(v) = sv?.visit else { continue };
+                let unmatched = matches!(v.matched, MatchStatus::Unmatched { .. });
+                let shown = !lock.is_some_and(|l| l.locks(v.planned_date));
+                summary.latest_visit = summary.latest_visit.max(Some(v.planned_date));
+                summary.unmatched += u64::from(unmatched);
+                let start = visit_cells(&v);
+                if shown || unmatched {
+                    let tail = status_tail(&v);
+                    if shown {
+                        status.row("visits-status.csv", start.iter().chain(&tail)).map_err(sink_err)?;
+                    }
+                    if unmatched {
+                        status.row("unmatched.csv", start.iter().chain(&tail)).map_err(sink_err)?;
+                    }
+                }
+                let period = Period::containing(v.planned_date, periods.first_start, periods.length_days);
+                let tail = council_tail(self, &v, &by_id)?;
+                part.row(&format!("visits-{}.csv", period.start), std::iter::once(&name).chain(&start).chain(&tail)).map_err(sink_err)?;
+                if let (Some(stays), Some(fact)) = (stays.as_mut(), crate::store::fact_of_visit(&v)) {
+                    stays.add(&fact);
+                }
+            }
+            // Stays that touch the report's weeks: those that began up to a year before them are
+            // looked at, and kept where they run into the weeks (a stay's cover is 7 or 14 days).
+            if let (Some(stays), Some((from, to))) = (stays, window) {
+                let rows = stays.claims(&self.config.hospital, from - Duration::days(365), to).map_err(|e| GatewayError::Invalid(e.to_string()))?;
+                for row in rows.into_iter().filter(|r| r.to >= from) {
+                    let cells = row.cells();
+                    stays_file.row(HOSPITAL, &cells).map_err(sink_err)?;
+                    part.row(HOSPITAL, std::iter::once(&name).chain(&cells)).map_err(sink_err)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            for staged in [status, stays_file, part] {
+                staged.discard();
+            }
+            return Err(e);
+        }
+        let (exports, parts) = (self.data.exports(&org.slug), self.data.export_parts(&org.slug));
+        let mut written = self.put_in_place(stays_file, &exports, None)?;
+        written += self.put_in_place(status, &exports, None)?;
+        // The summary goes last and only once the rest is in place: a part without it is made again.
+        let summary_path = parts.join(PART_SUMMARY);
+        match fs::remove_file(&summary_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(format!("removing {}", summary_path.display()))(e)),
+            _ => {}
+        }
+        self.put_in_place(part, &parts, Some(VISITS_FAMILY))?;
+        let json = serde_json::to_vec(&summary).map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        self.data.write_atomically(&summary_path, &json).map_err(io_err(format!("writing {}", summary_path.display())))?;
+        Ok(written)
+    }
+
+    /// What the organisation's last pass counted, if its part is there and was made with this
+    /// configuration (the payment periods, visit types and hospital rules its rows depend on).
+    fn part_summary(&self, org: &Organisation) -> Option<PartSummary> {
+        let bytes = fs::read(self.data.export_parts(&org.slug).join(PART_SUMMARY)).ok()?;
+        serde_json::from_slice::<PartSummary>(&bytes).ok().filter(|s| s.fingerprint == self.parts_fingerprint())
+    }
+
+    fn parts_fingerprint(&self) -> u64 {
+        let c = &self.config;
+        crate::ingest::source::stable_hash(format!("{:?}", (&c.periods, &c.rules.visit_types, &c.hospital)))
+    }
+
+    /// Makes each organisation's part that is missing or was made under another configuration.
+    fn ensure_parts(&self, orgs: &[Organisation]) -> Result<()> {
+        for org in orgs.iter().filter(|o| self.part_summary(o).is_none()) {
+            self.visit_pass(org)?;
+        }
+        Ok(())
+    }
+
+    /// The council's `hospital-incentive.csv` and `visits-YYYY-MM-DD.csv`: each organisation's part
+    /// joined, in the order of `orgs`.
+    fn join_parts(&self, orgs: &[Organisation]) -> Result<usize> {
+        let parts: Vec<PathBuf> = orgs.iter().map(|o| self.data.export_parts(&o.slug)).collect();
+        let mut visit_files = BTreeSet::new();
+        for dir in &parts {
+            for e in fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(VISITS_FAMILY.0) && name.ends_with(VISITS_FAMILY.1) {
+                    visit_files.insert(name);
+                }
+            }
+        }
+        let dir = self.data.council_exports();
+        let mut written = 0;
+        for (names, columns, family) in [
+            (vec![HOSPITAL.to_string()], &COUNCIL_HOSPITAL_COLUMNS[..], None),
+            (visit_files.into_iter().collect::<Vec<_>>(), &COUNCIL_VISITS_COLUMNS[..], Some(VISITS_FAMILY)),
+        ] {
+            let mut staged = self.staged(Some(columns))?;
+            for name in &names {
+                let joined = (|| {
+                    for part in &parts {
+                        staged.append(name, &part.join(name))?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = joined {
+                    staged.discard();
+                    return Err(io_err(format!("joining the organisations' parts of {name}"))(e));
+                }
+            }
+            written += self.put_in_place(staged, &dir, family)?;
+        }
+        Ok(written)
     }
 }
 
-/// An export's files being written in `staging/`, by name.
+/// What an organisation's pass over its visits counted, for the council's `submissions.csv`; and the
+/// configuration it was made under.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct PartSummary {
+    fingerprint: u64,
+    unmatched: u64,
+    latest_visit: Option<NaiveDate>,
+}
+
+const PART_SUMMARY: &str = "summary.json";
+
+type RowsFn = fn(&Gateway, Option<&Organisation>, &mut RowSink<'_>) -> Result<()>;
+
+fn io_err(context: String) -> impl FnOnce(io::Error) -> GatewayError {
+    move |source| GatewayError::Io { context, source }
+}
+
+/// Files being written in `staging/`, by name.
 struct Staged {
     staging: PathBuf,
-    columns: &'static [&'static str],
+    /// The header of each file; `None` for an organisation's part, which is joined under the council's.
+    columns: Option<&'static [&'static str]>,
     files: BTreeMap<String, (PathBuf, csv::Writer<BufWriter<fs::File>>)>,
 }
 
@@ -313,14 +504,31 @@ impl Staged {
         if !self.files.contains_key(name) {
             let tmp = self.staging.join(format!("{}.tmp", uuid::Uuid::new_v4()));
             let mut w = csv::Writer::from_writer(BufWriter::with_capacity(256 * 1024, fs::File::create(&tmp)?));
-            w.write_record(self.columns)?;
+            if let Some(columns) = self.columns {
+                w.write_record(columns)?;
+            }
             self.files.insert(name.to_string(), (tmp, w));
         }
         Ok(&mut self.files.get_mut(name).expect("just inserted").1)
     }
 
-    fn row(&mut self, name: &str, cells: &[String]) -> io::Result<()> {
+    fn row<C: AsRef<[u8]>>(&mut self, name: &str, cells: impl IntoIterator<Item = C>) -> io::Result<()> {
         self.open(name)?.write_record(cells).map_err(io::Error::other)
+    }
+
+    /// Adds the rows of a part (CSV rows without a header) to `name`; a missing part adds nothing.
+    fn append(&mut self, name: &str, part: &Path) -> io::Result<()> {
+        self.open(name)?;
+        let mut from = match fs::File::open(part) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (tmp, w) = self.files.remove(name).expect("just opened");
+        let mut file = w.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
+        let copied = io::copy(&mut from, &mut file);
+        self.files.insert(name.to_string(), (tmp, csv::Writer::from_writer(file)));
+        copied.map(|_| ())
     }
 
     fn discard(self) {
@@ -335,6 +543,8 @@ impl Staged {
     fn put_in_place(self, dir: &Path, family: Option<(&str, &str)>) -> io::Result<usize> {
         let mut written = 0;
         let names: BTreeSet<String> = self.files.keys().cloned().collect();
+        // An organisation's part is no export: the log says so, at debug.
+        let part = self.columns.is_none();
         let mut files = self.files.into_iter();
         let mut outcome: io::Result<()> = Ok(());
         for (name, (tmp, w)) in files.by_ref() {
@@ -346,7 +556,11 @@ impl Staged {
                 } else {
                     fs::rename(&tmp, &dest)?;
                     written += 1;
-                    tracing::info!(export = name, folder = %dir.display(), "export rewritten");
+                    if part {
+                        tracing::debug!(part = name, folder = %dir.display(), "part of the council's exports rewritten");
+                    } else {
+                        tracing::info!(export = name, folder = %dir.display(), "export rewritten");
+                    }
                 }
                 Ok(())
             })();
@@ -366,7 +580,9 @@ impl Staged {
                 if name.starts_with(prefix) && name.ends_with(suffix) && !names.contains(&name) {
                     fs::remove_file(e.path())?;
                     written += 1;
-                    tracing::info!(export = name, folder = %dir.display(), "export removed: nothing left in it");
+                    if !part {
+                        tracing::info!(export = name, folder = %dir.display(), "export removed: nothing left in it");
+                    }
                 }
             }
         }
@@ -420,28 +636,6 @@ fn sink_err(e: io::Error) -> GatewayError {
 
 // The rows of each export.
 
-fn visits_status(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
-    let org = org_of(org)?;
-    let lock = gw.store.locked_until()?;
-    for sv in gw.store.current_visits(&org.slug) {
-        let Some(v) = sv?.visit else { continue };
-        if lock.is_some_and(|l| l.locks(v.planned_date)) {
-            continue;
-        }
-        out("visits-status.csv", &status_cells(&v)).map_err(sink_err)?;
-    }
-    Ok(())
-}
-
-fn unmatched(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
-    let org = org_of(org)?;
-    for sv in gw.store.unmatched_visits(&org.slug) {
-        let Some(v) = sv?.visit else { continue };
-        out("unmatched.csv", &status_cells(&v)).map_err(sink_err)?;
-    }
-    Ok(())
-}
-
 /// Monday and Sunday of the `REPORT_WEEKS` weeks up to the week of the organisation's latest visit
 /// (or extra-care actuals period); `None` before it sent any.
 fn report_window(gw: &Gateway, org: &Organisation) -> Result<Option<(NaiveDate, NaiveDate)>> {
@@ -464,19 +658,6 @@ fn commissioned_vs_actuals(gw: &Gateway, org: Option<&Organisation>, out: &mut R
     let opts = ActualsOptions { from, to, differences_only: false, include_empty_weeks: false };
     for row in gw.commissioned_vs_actuals(org, &opts)? {
         out("commissioned-vs-actuals.csv", &row.cells()).map_err(sink_err)?;
-    }
-    Ok(())
-}
-
-/// Stays that touch the report's weeks: those that began up to a year before them are looked at, and
-/// kept where they run into the weeks (a stay's cover is 7 or 14 days, so a year is ample).
-fn hospital_incentive(gw: &Gateway, org: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
-    let org = org_of(org)?;
-    let Some((from, to)) = report_window(gw, org)? else { return Ok(()) };
-    for row in gw.hospital_incentive(org, from - Duration::days(365), to)? {
-        if row.to >= from {
-            out("hospital-incentive.csv", &row.cells()).map_err(sink_err)?;
-        }
     }
     Ok(())
 }
@@ -527,26 +708,12 @@ pub const COUNCIL_HOSPITAL_COLUMNS: [&str; 13] = [
     "working",
 ];
 
-fn council_hospital_incentive(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
-    for org in gw.store.orgs()? {
-        let name = excel_safe(&org.name).into_owned();
-        hospital_incentive(gw, Some(&org), &mut |_, cells| {
-            let mut row = vec![name.clone()];
-            row.extend_from_slice(cells);
-            out("hospital-incentive.csv", &row)
-        })?;
-    }
-    Ok(())
-}
-
-/// What `submissions.csv` says of one organisation.
+/// What `submissions.csv` says of one organisation's files.
 #[derive(Default)]
 struct Submissions {
     this_period: u64,
     total: u64,
     last: Option<crate::outcome::ImportResult>,
-    unmatched: u64,
-    latest_visit: Option<NaiveDate>,
 }
 
 fn submissions(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
@@ -566,11 +733,8 @@ fn submissions(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) ->
     }
     for org in &orgs {
         let s = by_name.get_mut(org.name.as_str()).expect("every organisation has an entry");
-        for glanced in gw.store.visit_glances(&org.slug) {
-            let (planned_date, unmatched) = glanced?;
-            s.latest_visit = s.latest_visit.max(Some(planned_date));
-            s.unmatched += u64::from(unmatched);
-        }
+        // Counted by the organisation's pass over its visits, which the refresh made first.
+        let visits = gw.part_summary(org).ok_or_else(|| GatewayError::Invalid(format!("{}'s part of the council's exports is missing", org.name)))?;
         let last = s.last.as_ref();
         let count = |f: fn(&crate::outcome::Counts) -> u64| last.map(|l| f(&l.counts).to_string()).unwrap_or_default();
         let cells = [
@@ -586,24 +750,10 @@ fn submissions(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) ->
             count(|c| c.updated),
             count(|c| c.rejected),
             count(|c| c.data_quality_issues),
-            s.unmatched.to_string(),
-            s.latest_visit.map(|d| d.to_string()).unwrap_or_default(),
+            visits.unmatched.to_string(),
+            visits.latest_visit.map(|d| d.to_string()).unwrap_or_default(),
         ];
         out("submissions.csv", &cells).map_err(sink_err)?;
-    }
-    Ok(())
-}
-
-fn council_visits(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) -> Result<()> {
-    let periods = &gw.config.periods;
-    for org in gw.store.orgs()? {
-        let cplis: HashMap<String, Cpli> = gw.store.cplis_for_org(&org)?.into_iter().map(|c| (c.cpli_id.clone(), c)).collect();
-        for sv in gw.store.current_visits(&org.slug) {
-            let Some(v) = sv?.visit else { continue };
-            let period = Period::containing(v.planned_date, periods.first_start, periods.length_days);
-            let cells = council_cells(gw, &org, &v, &cplis)?;
-            out(&format!("visits-{}.csv", period.start), &cells).map_err(sink_err)?;
-        }
     }
     Ok(())
 }
@@ -622,12 +772,10 @@ pub fn paid_minutes(gw: &Gateway, v: &Visit, cpli: &Cpli) -> i64 {
     }
 }
 
-fn council_cells(gw: &Gateway, org: &Organisation, v: &Visit, cplis: &HashMap<String, Cpli>) -> Result<Vec<String>> {
-    let mut cells = vec![excel_safe(&org.name).into_owned()];
-    cells.extend(visit_cells(v));
-    cells.truncate(10);
-    cells.push(text(v.service_level.as_deref()));
-    cells.push(text(v.service_name.as_deref()));
+/// The council's row of a visit after the organisation and [`visit_cells`]: service level and name,
+/// then the match and what the council pays for it.
+fn council_tail(gw: &Gateway, v: &Visit, cplis: &HashMap<&str, &Cpli>) -> Result<Vec<String>> {
+    let mut cells = vec![text(v.service_level.as_deref()), text(v.service_name.as_deref())];
     let cpli = v.cpli_id().and_then(|id| cplis.get(id));
     match (&v.matched, cpli) {
         (MatchStatus::Matched { cpli_id }, Some(c)) => {
@@ -652,7 +800,7 @@ fn text(s: Option<&str>) -> String {
     s.map(|s| excel_safe(s).into_owned()).unwrap_or_default()
 }
 
-/// Organisation, VisitRef, the dates and times, type, SSRef: the start of the council's row too.
+/// VisitRef, the dates and times, type, SSRef: the start of a visit's row in every export.
 fn visit_cells(v: &Visit) -> Vec<String> {
     let time = crate::domain::hh_mm;
     let d = v.delivered.as_ref();
@@ -670,17 +818,24 @@ fn visit_cells(v: &Visit) -> Vec<String> {
 }
 
 /// A visit's row in `visits-status.csv` and `unmatched.csv`.
+#[cfg(test)]
 fn status_cells(v: &Visit) -> Vec<String> {
     let mut cells = visit_cells(v);
+    cells.extend(status_tail(v));
+    cells
+}
+
+/// The row of a visit in `visits-status.csv` and `unmatched.csv` after [`visit_cells`].
+fn status_tail(v: &Visit) -> Vec<String> {
     let guid = |g: &Option<crate::domain::Guid>| g.as_ref().map(|g| g.to_string()).unwrap_or_default();
-    cells.extend([
+    let mut cells = vec![
         guid(&v.client_ref),
         text(v.nhs_number.as_deref()),
         guid(&v.service_level_ref),
         text(v.service_level.as_deref()),
         guid(&v.service_ref),
         text(v.service_name.as_deref()),
-    ]);
+    ];
     match &v.matched {
         MatchStatus::Matched { cpli_id } => cells.extend(["Matched".into(), excel_safe(cpli_id).into_owned(), String::new(), String::new()]),
         MatchStatus::Unmatched { reason } => {

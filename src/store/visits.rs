@@ -195,25 +195,6 @@ impl Store {
         })
     }
 
-    /// The organisation's current unmatched visits, in VisitRef order; the matched ones are
-    /// passed over without being decoded.
-    pub fn unmatched_visits(&self, slug: &Slug) -> impl Iterator<Item = Result<StoredVisit>> + '_ {
-        self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])).filter_map(|kv| {
-            let found = (|| {
-                let (k, v) = kv?;
-                if visit_codec::is_binary(&v) {
-                    let glanced = visit_codec::glance(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source })?;
-                    if !glanced.is_some_and(|(_, unmatched)| unmatched) {
-                        return Ok(None);
-                    }
-                }
-                let sv = decode_visit(&k, &v)?;
-                Ok(Some(sv).filter(|sv| sv.visit.as_ref().is_some_and(|v| matches!(v.matched, MatchStatus::Unmatched { .. }))))
-            })();
-            found.transpose()
-        })
-    }
-
     /// The organisation's current visit with this VisitRef (`None`: never sent, or deleted).
     pub fn current_visit(&self, slug: &Slug, visit_ref: &str) -> Result<Option<Visit>> {
         let k = key(&[b"v", slug.as_bytes(), visit_ref.as_bytes()]);
@@ -397,7 +378,7 @@ impl Store {
             let fact = (|| {
                 let (k, v) = kv?;
                 if visit_codec::is_binary(&v) {
-                    return Ok(decode_visit(&k, &v)?.visit.and_then(fact_of_visit));
+                    return Ok(decode_visit(&k, &v)?.visit.as_ref().and_then(fact_of_visit));
                 }
                 let rec: FactRecord = decode(&k, &v)?;
                 Ok(rec.visit.and_then(fact_of))
@@ -407,9 +388,10 @@ impl Store {
     }
 }
 
-fn fact_of_visit(v: Visit) -> Option<VisitFact> {
-    let MatchStatus::Matched { cpli_id } = v.matched else { return None };
-    Some(fact(cpli_id, v.planned_date, v.planned_entry, v.planned_exit, v.visit_type, v.delivered.map(|d| (d.entry, d.exit))))
+/// What a report needs of a visit: `None` when it is not matched.
+pub fn fact_of_visit(v: &Visit) -> Option<VisitFact> {
+    let MatchStatus::Matched { cpli_id } = &v.matched else { return None };
+    Some(fact(cpli_id.clone(), v.planned_date, v.planned_entry, v.planned_exit, v.visit_type.clone(), v.delivered.as_ref().map(|d| (d.entry, d.exit))))
 }
 
 fn fact_of(v: FactVisit) -> Option<VisitFact> {

@@ -214,6 +214,43 @@ fn a_burst_of_files_rewrites_each_export_once() {
     assert_eq!(rewrites("submissions.csv"), 1, "{log}");
 }
 
+/// The council's visits of each period, by file name: the VisitRefs in it.
+fn council_visit_files(env: &TestEnv) -> BTreeMap<String, Vec<String>> {
+    let dir = env.data().join("council/exports");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("visits-"))
+        .map(|n| (n.clone(), refs(&read_rows(&dir.join(&n)))))
+        .collect()
+}
+
+/// The council's files are joined from each organisation's part (`export-parts/`, made by the pass
+/// that makes the organisation's own exports): a part that is lost, or was made under other payment
+/// periods, is made again before it is joined.
+#[test]
+fn the_councils_visit_files_are_joined_from_each_part_and_a_part_lost_or_made_under_other_periods_is_made_again() {
+    let env = TestEnv::with_example_cplis();
+    env.import(PEARL, &example("visits-week.csv"));
+    let before = council_visit_files(&env);
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["visits-2022-07-11.csv"], "28-day periods from 03/10/2022");
+    assert_eq!(before["visits-2022-07-11.csv"].len(), 21, "{before:?}");
+    assert!(env.data().join("export-parts/pearl-carers-ltd/visits-2022-07-11.csv").exists());
+
+    // Lost (say, a data folder restored without it): the next change makes it again.
+    std::fs::remove_dir_all(env.data().join("export-parts")).unwrap();
+    env.ok(&["org", "add", "--name", "Other Care Ltd"]);
+    assert_eq!(council_visit_files(&env), before);
+
+    // Made under 28-day periods, read under 14-day ones: made again, in the periods now in force.
+    let (_d, config) = write_temp("gateway.toml", "[periods]\nlength_days = 14\n");
+    env.ok(&["--config", config.to_str().unwrap(), "org", "add", "--name", "Third Care Ltd"]);
+    let after = council_visit_files(&env);
+    assert_eq!(after.keys().collect::<Vec<_>>(), ["visits-2022-07-25.csv"], "{after:?}");
+    assert_eq!(after["visits-2022-07-25.csv"], before["visits-2022-07-11.csv"]);
+}
+
 /// A deterministic stream of small numbers, so the generated month is the same at every run.
 struct Lcg(u64);
 
