@@ -3,7 +3,7 @@
 //! closed (the result's `received_at`, the spooled file's last write) to its result JSON readable in
 //! `results/`; p50/p95/p99 printed beside a single upload's (median of 5, alone on the server).
 //!
-//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--dir target/bench_burst] [--gateway PATH]
+//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--other-cplis 0] [--dir target/bench_burst] [--gateway PATH]
 //!
 //! Needs `ssh-keygen` and Python's paramiko. The data folder is on the disk `--dir` is on (default
 //! under target/, a real disk, so fsyncs cost what they cost in production; /dev/shm hides them).
@@ -22,6 +22,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str, default: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string());
     let sessions: usize = opt("--sessions", "100").parse().expect("--sessions N");
+    // CPLIs of other organisations in the store: a council's extract holds every provider's.
+    let other_cplis: usize = opt("--other-cplis", "0").parse().expect("--other-cplis N");
     let dir = std::path::absolute(PathBuf::from(opt("--dir", "target/bench_burst"))).unwrap();
     // The release `gateway` beside this example, or another (`--gateway PATH`, e.g. main's, to compare).
     let beside = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
@@ -35,7 +37,7 @@ fn main() {
     let key = dir.join("client_ed25519");
     run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
     let clients = sessions + SINGLES;
-    write_cplis(&dir.join("cplis.csv"), clients);
+    write_cplis(&dir.join("cplis.csv"), clients, other_cplis);
     for i in 0..sessions {
         write_visits(&files.join(format!("burst-{i:03}.csv")), i);
     }
@@ -175,10 +177,16 @@ struct Timing {
     answered: SystemTime,
 }
 
-fn write_cplis(path: &Path, clients: usize) {
+/// Two CPLIs for each of `clients` of the organisation, and `others` of other organisations (the
+/// rest of the council's extract, 50 providers).
+fn write_cplis(path: &Path, clients: usize, others: usize) {
     let mut c = String::from("CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n");
     for i in 0..clients * 2 {
         c.push_str(&format!("{},B{i:06},Client {i},,,,{ORG},,{SERVICE},LWAH,,Home Support,02/01/2023,,7,Hr,Weekly,23.77,Y\n", 800000 + i));
+    }
+    for i in 0..others {
+        let org = format!("Other Care {} Ltd", i % 50);
+        c.push_str(&format!("{},O{i:06},Client O{i},,,,{org},,{org} - Zone 1,LWAH,,Home Support,02/01/2023,,7,Hr,Weekly,23.77,Y\n", 100000 + i));
     }
     std::fs::write(path, c).unwrap();
 }

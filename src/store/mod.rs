@@ -71,6 +71,15 @@ const REMATCH_PENDING: &[u8] = b"rematch";
 #[derive(Clone)]
 pub struct Store {
     db: db::Db,
+    /// Each organisation's CPLIs as last read, until a CPLI load or an organisation changes them.
+    cplis: std::sync::Arc<std::sync::Mutex<KeptCplis>>,
+}
+
+/// Organisations' CPLIs kept in memory ([`Store::cplis_for_org`]); `generation` counts the changes.
+#[derive(Default)]
+struct KeptCplis {
+    generation: u64,
+    by_org: std::collections::HashMap<Slug, Vec<Cpli>>,
 }
 
 pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -107,7 +116,7 @@ impl Store {
             }
             other => StoreError::Sled(other),
         })?;
-        let store = Store { db };
+        let store = Store { db, cplis: Default::default() };
         store.roll_back_pending()?;
         Ok(store)
     }
@@ -117,6 +126,7 @@ impl Store {
     /// failed until a restart (issue 9). Fails while the database cannot be opened yet.
     pub fn recover(&self) -> Result<()> {
         self.db.reopen()?;
+        self.forget_cplis();
         let rolled_back = self.roll_back_pending().and_then(|()| self.flush());
         if rolled_back.is_err() {
             // Still failing (no space yet): closed again, so nothing is written half rolled back.
@@ -151,7 +161,9 @@ impl Store {
     // Organisations.
 
     pub fn put_org(&self, org: &Organisation) -> Result<()> {
-        self.db.insert(key(&[b"o", org.slug.as_bytes()]), encode(org))?;
+        let put = self.db.insert(key(&[b"o", org.slug.as_bytes()]), encode(org));
+        self.forget_cplis();
+        put?;
         Ok(())
     }
 
@@ -182,7 +194,9 @@ impl Store {
     /// how many CPLIs were new.
     pub fn store_extract(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<usize> {
         let (batch, new) = self.extract_batch(orgs, cplis)?;
-        self.db.apply_batch(batch)?;
+        let applied = self.db.apply_batch(batch);
+        self.forget_cplis();
+        applied?;
         Ok(new)
     }
 
@@ -192,7 +206,9 @@ impl Store {
     pub fn store_council_extract(&self, orgs: &[Organisation], cplis: &[Cpli], result: &ImportResult) -> Result<usize> {
         let (mut batch, new) = self.extract_batch(orgs, cplis)?;
         self.council_record_in(&mut batch, result);
-        self.db.apply_batch(batch)?;
+        let applied = self.db.apply_batch(batch);
+        self.forget_cplis();
+        applied?;
         Ok(new)
     }
 
@@ -265,7 +281,17 @@ impl Store {
         self.flush()
     }
 
+    /// The organisation's CPLIs. Finding them reads every stored CPLI (they are kept by CPLIID), so
+    /// each organisation's are kept in memory once read, until the next CPLI load: a file costs no
+    /// pass over the council's whole extract (issue 10, bursts).
     pub fn cplis_for_org(&self, org: &Organisation) -> Result<Vec<Cpli>> {
+        let generation = {
+            let kept = self.kept_cplis();
+            if let Some(cplis) = kept.by_org.get(&org.slug) {
+                return Ok(cplis.clone());
+            }
+            kept.generation
+        };
         let mut out = Vec::new();
         for r in self.scan::<Cpli>(b"q\0") {
             let (_, c) = r?;
@@ -273,7 +299,23 @@ impl Store {
                 out.push(c);
             }
         }
+        // Kept only if no load changed the CPLIs while they were being read.
+        let mut kept = self.kept_cplis();
+        if kept.generation == generation {
+            kept.by_org.insert(org.slug.clone(), out.clone());
+        }
         Ok(out)
+    }
+
+    fn kept_cplis(&self) -> std::sync::MutexGuard<'_, KeptCplis> {
+        self.cplis.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After anything that changes which CPLIs an organisation has.
+    fn forget_cplis(&self) {
+        let mut kept = self.kept_cplis();
+        kept.generation += 1;
+        kept.by_org.clear();
     }
 
     // Settings the council changes at run time.
@@ -434,5 +476,24 @@ mod tests {
         let locks = s.locks_between(t0, t2 + chrono::Duration::seconds(1)).unwrap();
         assert_eq!(locks.iter().map(|l| (l.until, l.by)).collect::<Vec<_>>(), [(d("2022-10-30"), LockedBy::Schedule), (d("2022-11-27"), LockedBy::Hand)]);
         assert_eq!(s.locks_between(t1, t2).unwrap(), [], "the time's end is not in it");
+    }
+
+    #[test]
+    fn an_organisations_cplis_kept_in_memory_follow_every_load() {
+        use crate::reports::actuals::tests::cpli;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let pearl = Organisation::new("Pearl Carers Ltd", None);
+        let ids = |cplis: Vec<Cpli>| cplis.into_iter().map(|c| (c.cpli_id, c.unit_cost.to_string())).collect::<Vec<_>>();
+        s.store_extract(std::slice::from_ref(&pearl), &[cpli("1", "A1", "DAPL", d(2022, 10, 3), None, "2", "20")]).unwrap();
+        assert_eq!(ids(s.cplis_for_org(&pearl).unwrap()), [("1".into(), "20".into())]);
+        // Read again from memory; then a load adds one and changes the other's unit cost.
+        assert_eq!(ids(s.cplis_for_org(&pearl).unwrap()), [("1".into(), "20".into())]);
+        s.store_extract(&[], &[cpli("1", "A1", "DAPL", d(2022, 10, 3), None, "2", "21.5"), cpli("2", "A2", "DAPL", d(2022, 10, 3), None, "1", "20")]).unwrap();
+        assert_eq!(ids(s.cplis_for_org(&pearl).unwrap()), [("1".into(), "21.5".into()), ("2".into(), "20".into())]);
+        let result = ImportResult::new("council.csv", "i1", None, chrono::Utc::now().to_rfc3339());
+        s.store_council_extract(&[], &[cpli("3", "A3", "DAPL", d(2022, 10, 3), None, "1", "20")], &result).unwrap();
+        assert_eq!(s.cplis_for_org(&pearl).unwrap().len(), 3, "a council extract dropped in its inbox too");
     }
 }
