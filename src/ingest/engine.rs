@@ -1,5 +1,6 @@
 //! The one parallel judging engine every file kind runs on (issue 11): a reader thread parses rows in
 //! chunks, workers judge them in parallel, and the calling thread applies judged rows in file order.
+//! A small file is read, judged and applied on the calling thread alone ([`ON_ONE_THREAD_BYTES`]).
 //!
 //! Judging a row needs nothing from the rows before it (keys used twice were found by the first
 //! pass), so it is a kind's pure per-row work (`Rules::judge`) and runs on `WORKERS` threads. What
