@@ -1003,24 +1003,34 @@ impl DeliveredAt {
         w.write_all(&visit_ref.as_bytes()[..usize::from(len)])
     }
 
-    /// The next one written, `None` at the end.
-    fn read(r: &mut impl std::io::Read) -> std::io::Result<Option<DeliveredAt>> {
+    /// The next one written whose client `wanted` takes (the others are passed over without being
+    /// made), `None` at the end. `visit_ref` is room for reading, kept between calls.
+    fn read(r: &mut impl std::io::Read, visit_ref: &mut Vec<u8>, wanted: impl Fn(u32) -> bool) -> std::io::Result<Option<DeliveredAt>> {
         let mut head = [0u8; 20];
-        match r.read_exact(&mut head) {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            other => other?,
+        loop {
+            match r.read_exact(&mut head) {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                other => other?,
+            }
+            let len = usize::from(u16::from_le_bytes([head[18], head[19]]));
+            visit_ref.resize(len, 0);
+            r.read_exact(visit_ref)?;
+            if wanted(u32::from_le_bytes([head[0], head[1], head[2], head[3]])) {
+                return Self::made(&head, visit_ref).map(Some);
+            }
         }
+    }
+
+    fn made(head: &[u8; 20], visit_ref: &[u8]) -> std::io::Result<DeliveredAt> {
         let num = |a: &[u8]| -> [u8; 4] { a.try_into().unwrap_or_default() };
         let days = i32::from_le_bytes(num(&head[4..8]));
-        let mut visit_ref = vec![0u8; usize::from(u16::from_le_bytes([head[18], head[19]]))];
-        r.read_exact(&mut visit_ref)?;
-        Ok(Some(DeliveredAt {
+        Ok(DeliveredAt {
             client: u32::from_le_bytes(num(&head[..4])),
             date: NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| std::io::Error::other("a day number written by this file is not a date"))?,
             start: u16::from_le_bytes([head[8], head[9]]),
             row: u64::from_le_bytes(head[10..18].try_into().unwrap_or_default()),
-            visit_ref: String::from_utf8_lossy(&visit_ref).into_owned(),
-        }))
+            visit_ref: String::from_utf8_lossy(visit_ref).into_owned(),
+        })
     }
 }
 
@@ -1102,10 +1112,8 @@ fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, is
     let mut spill = h.delivered.into_inner().map_err(|e| e.into_error())?;
     std::io::Seek::rewind(&mut spill)?;
     let mut delivered = std::io::BufReader::with_capacity(64 * 1024, spill);
-    while let Some(d) = DeliveredAt::read(&mut delivered)? {
-        if !h.in_file.contains(&d.client) {
-            continue;
-        }
+    let mut room = Vec::new();
+    while let Some(d) = DeliveredAt::read(&mut delivered, &mut room, |client| h.in_file.contains(&client))? {
         let at = h.stays.partition_point(|s| (s.0, s.1, s.2) < (d.client, d.date, d.start));
         let before = at.checked_sub(1).map(|i| h.stays[i]).filter(|s| s.0 == d.client && s.1 + day >= d.date);
         let after = h.stays[at..].iter().find(|s| (s.1, s.2) != (d.date, d.start)).copied().filter(|s| s.0 == d.client && s.1 <= d.date + day);
@@ -1820,6 +1828,8 @@ mod tests {
         {
             let store = Store::open(&db).unwrap();
             let done = store.begin_visits(&org().slug, "done", true).unwrap();
+            // Weeks are written with visits (an organisation with none is known to have no week).
+            done.put(None, "V1", done.encode("V1", 2, None)).unwrap();
             done.put_week(&week, t(60), None).unwrap();
             done.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None }), &[]).unwrap();
             let crashed = store.begin_visits(&org().slug, "crashed", true).unwrap();

@@ -311,6 +311,9 @@ impl VisitBatch<'_> {
     /// A week's stored totals, if any.
     pub fn week(&self, week: &WeekKey) -> Result<Option<WeekTotals>> {
         match &self.at {
+            // Weeks are written with visits (and rolled back with them): an organisation that held
+            // no visit when the import began holds no week either.
+            Some(_) if self.fresh => Ok(None),
             Some((store, slug)) => Ok(store.get::<StoredWeek>(&week.bytes(slug))?.map(|w| w.totals)),
             None => Ok(None),
         }
