@@ -3,7 +3,7 @@
 //! closed (the result's `received_at`, the spooled file's last write) to its result JSON readable in
 //! `results/`; p50/p95/p99 printed beside a single upload's (median of 5, alone on the server).
 //!
-//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--other-cplis 0] [--dir target/bench_burst] [--gateway PATH]
+//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--other-cplis 0] [--hospital] [--dir target/bench_burst] [--gateway PATH]
 //!
 //! Needs `ssh-keygen` and Python's paramiko. The data folder is on the disk `--dir` is on (default
 //! under target/, a real disk, so fsyncs cost what they cost in production; /dev/shm hides them).
@@ -24,6 +24,8 @@ fn main() {
     let sessions: usize = opt("--sessions", "100").parse().expect("--sessions N");
     // CPLIs of other organisations in the store: a council's extract holds every provider's.
     let other_cplis: usize = opt("--other-cplis", "0").parse().expect("--other-cplis N");
+    // Each file ends with an H visit: the hospital rule then reads the organisation's stored H visits.
+    let hospital = args.iter().any(|a| a == "--hospital");
     let dir = std::path::absolute(PathBuf::from(opt("--dir", "target/bench_burst"))).unwrap();
     // The release `gateway` beside this example, or another (`--gateway PATH`, e.g. main's, to compare).
     let beside = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
@@ -39,10 +41,10 @@ fn main() {
     let clients = sessions + SINGLES;
     write_cplis(&dir.join("cplis.csv"), clients, other_cplis);
     for i in 0..sessions {
-        write_visits(&files.join(format!("burst-{i:03}.csv")), i);
+        write_visits(&files.join(format!("burst-{i:03}.csv")), i, hospital);
     }
     for i in 0..SINGLES {
-        write_visits(&files.join(format!("single-{i:03}.csv")), sessions + i);
+        write_visits(&files.join(format!("single-{i:03}.csv")), sessions + i, hospital);
     }
     let gw = |args: &[&str]| {
         let mut c = Command::new(&gateway);
@@ -192,7 +194,9 @@ fn write_cplis(path: &Path, clients: usize, others: usize) {
 }
 
 /// File `n`: two clients of its own, two calls a day for 250 days; 1,000 new rows, all matched.
-fn write_visits(path: &Path, n: usize) {
+/// With `hospital`, its last row is an H visit (the client in hospital), so the hospital rule looks
+/// at the organisation's stored H visits.
+fn write_visits(path: &Path, n: usize, hospital: bool) {
     let mut v = gateway::ingest::visits::HEADINGS.join(",");
     v.push('\n');
     let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
@@ -202,6 +206,10 @@ fn write_visits(path: &Path, n: usize) {
         for client in [2 * n, 2 * n + 1] {
             for (entry, exit) in [("08:10", "08:40"), ("18:00", "18:30")] {
                 row += 1;
+                if hospital && row == 1000 {
+                    v.push_str(&format!("F{n:03}-{row:04},0,{date},{entry},{exit},H,,,,,,,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}\n"));
+                    continue;
+                }
                 v.push_str(&format!(
                     "F{n:03}-{row:04},0,{date},{entry},{exit},DHF,{date},{entry},,,{exit},,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}\n"
                 ));

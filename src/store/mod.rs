@@ -73,6 +73,8 @@ pub struct Store {
     db: db::Db,
     /// Each organisation's CPLIs as last read, until a CPLI load or an organisation changes them.
     cplis: std::sync::Arc<std::sync::Mutex<KeptCplis>>,
+    /// Organisations' current visits of one type (the H visits), once read.
+    of_type: std::sync::Arc<std::sync::Mutex<visits::OfType>>,
 }
 
 /// Organisations' CPLIs kept in memory ([`Store::cplis_for_org`]); `generation` counts the changes.
@@ -116,7 +118,7 @@ impl Store {
             }
             other => StoreError::Sled(other),
         })?;
-        let store = Store { db, cplis: Default::default() };
+        let store = Store { db, cplis: Default::default(), of_type: Default::default() };
         store.roll_back_pending()?;
         Ok(store)
     }
@@ -127,6 +129,7 @@ impl Store {
     pub fn recover(&self) -> Result<()> {
         self.db.reopen()?;
         self.forget_cplis();
+        self.of_type().forget();
         let rolled_back = self.roll_back_pending().and_then(|()| self.flush());
         if rolled_back.is_err() {
             // Still failing (no space yet): closed again, so nothing is written half rolled back.

@@ -530,4 +530,37 @@ mod tests {
         assert_eq!(visit.matched, MatchStatus::Unmatched { reason: "CPLI ended".into() });
         assert_eq!(visit.delivered.unwrap().entry, time(8, 5));
     }
+
+    /// The H visits a file is judged against are read from the store once, then kept as visits are
+    /// written; an import rolled back and visits matched again make them read afresh.
+    #[test]
+    fn an_organisations_visits_of_one_type_kept_in_memory_follow_every_write_roll_back_and_rematch() {
+        let dir = tempfile::tempdir().unwrap();
+        let slug = &crate::domain::Slug::parse("pearl-carers-ltd").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let of = |r: &str, t: &str| Visit { visit_ref: r.into(), visit_type: t.into(), ..bare_visit() };
+        let h = |batch: &crate::store::VisitBatch<'_>| batch.current_of_type("H").unwrap().into_iter().map(|v| (v.visit_ref, v.matched)).collect::<Vec<_>>();
+        let unmatched = bare_visit().matched;
+        let first = store.begin_visits(slug, "imp-1", true).unwrap();
+        for v in [of("V1", "H"), of("V2", "DHS"), of("V3", "H")] {
+            first.put(None, &v.visit_ref, first.encode(&v.visit_ref, 2, Some(&v))).unwrap();
+        }
+        first.commit(&crate::outcome::ImportResult::new("one.csv", "imp-1", None, "2024-05-07T09:00:00Z".into()), &[]).unwrap();
+        let second = store.begin_visits(slug, "imp-2", true).unwrap();
+        assert_eq!(h(&second), [("V1".into(), unmatched.clone()), ("V3".into(), unmatched.clone())], "read from the store");
+        // Kept, and following the writes: V2 becomes H, V1 stops being one, V3 is deleted.
+        for (r, row, v) in [("V2", 3, Some(of("V2", "H"))), ("V1", 4, Some(of("V1", "DHS"))), ("V3", 5, None)] {
+            let (previous, _) = second.current(r).unwrap().unwrap();
+            second.put(Some(&previous), r, second.encode(r, row, v.as_ref())).unwrap();
+        }
+        assert_eq!(h(&second), [("V2".into(), unmatched.clone())]);
+        // Rolled back: as the first import left them.
+        second.abort().unwrap();
+        let third = store.begin_visits(slug, "imp-3", false).unwrap();
+        assert_eq!(h(&third), [("V1".into(), unmatched.clone()), ("V3".into(), unmatched)]);
+        // Matched again: the kept ones carry the new match.
+        let matched = MatchStatus::Matched { cpli_id: "500001".into() };
+        store.rematch_visits(slug, |_| matched.clone()).unwrap();
+        assert_eq!(h(&third), [("V1".into(), matched.clone()), ("V3".into(), matched)]);
+    }
 }

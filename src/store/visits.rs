@@ -101,7 +101,48 @@ pub struct VisitBatch<'s> {
     fresh: bool,
 }
 
+/// Organisations' current visits of one type, as [`VisitBatch::current_of_type`] found them, kept
+/// current by [`VisitBatch::put`]; forgotten when visits change otherwise (an import rolled back,
+/// visits matched again). `generation` counts those.
+#[derive(Default)]
+pub(super) struct OfType {
+    generation: u64,
+    by_org: std::collections::HashMap<(Slug, String), std::collections::BTreeMap<String, Visit>>,
+}
+
+impl OfType {
+    /// A visit of `slug` was written (`encoded`; empty for none): each kept list of the organisation
+    /// follows it.
+    fn wrote(&mut self, slug: &Slug, visit_ref: &str, encoded: &[u8]) {
+        let mut kept = self.by_org.iter_mut().filter(|((s, _), _)| s == slug).peekable();
+        if kept.peek().is_none() {
+            return;
+        }
+        let visit = if encoded.is_empty() { Ok(None) } else { visit_codec::decode(encoded).map(|sv| sv.visit) };
+        let Ok(visit) = visit else {
+            // Not readable as written: read from the store again next time.
+            self.forget();
+            return;
+        };
+        for ((_, code), visits) in kept {
+            match visit.as_ref().filter(|v| &v.visit_type == code) {
+                Some(v) => visits.insert(visit_ref.to_string(), v.clone()),
+                None => visits.remove(visit_ref),
+            };
+        }
+    }
+
+    pub(super) fn forget(&mut self) {
+        self.generation += 1;
+        self.by_org.clear();
+    }
+}
+
 impl Store {
+    pub(super) fn of_type(&self) -> std::sync::MutexGuard<'_, OfType> {
+        self.of_type.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn begin_visits(&self, slug: &Slug, import_id: &str, write: bool) -> Result<VisitBatch<'_>> {
         let seq = self.db.generate_id()?;
         if write {
@@ -116,6 +157,9 @@ impl Store {
     /// Undoes imports a crash interrupted: each row they wrote goes back to its earlier version.
     pub(super) fn roll_back_pending(&self) -> Result<()> {
         let pending: Vec<(sled::IVec, Pending)> = self.scan(b"p\0").collect::<Result<_>>()?;
+        if !pending.is_empty() {
+            self.of_type().forget();
+        }
         for (pkey, p) in pending {
             let import_id = String::from_utf8_lossy(&pkey[2..]).into_owned();
             let seq = p.seq.to_be_bytes();
@@ -214,6 +258,15 @@ impl Store {
     /// Sets new match statuses on current visits (CPLIs changed); no new version: the provider's data
     /// did not change. Returns how many changed.
     pub fn rematch_visits(&self, slug: &Slug, mut rematch: impl FnMut(&Visit) -> MatchStatus) -> Result<usize> {
+        // The kept visits of one type carry their match: read again after this (before, too, should
+        // this stop part-way).
+        self.of_type().forget();
+        let changed = self.rematch_each(slug, &mut rematch);
+        self.of_type().forget();
+        changed
+    }
+
+    fn rematch_each(&self, slug: &Slug, rematch: &mut impl FnMut(&Visit) -> MatchStatus) -> Result<usize> {
         let mut changed = 0;
         for kv in self.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
@@ -263,12 +316,15 @@ impl VisitBatch<'_> {
 
     /// Writes a new version (from `encode`); the one it replaces goes into the history.
     pub fn put(&self, previous: Option<&sled::IVec>, visit_ref: &str, encoded: Vec<u8>) -> Result<()> {
-        let Some((store, slug)) = self.writing() else { return Ok(()) };
-        let slug = slug.as_bytes();
+        let Some((store, org)) = self.writing() else { return Ok(()) };
+        let slug = org.as_bytes();
         if let Some(prev) = previous {
             store.db.insert(key(&[b"h", slug, visit_ref.as_bytes(), &self.seq]), prev.clone())?;
         }
-        store.db.insert(key(&[b"v", slug, visit_ref.as_bytes()]), encoded)?;
+        let written = store.db.insert(key(&[b"v", slug, visit_ref.as_bytes()]), encoded.as_slice());
+        // Whether or not the write failed: the kept visits follow what may now be stored.
+        store.of_type().wrote(org, visit_ref, &encoded);
+        written?;
         Ok(())
     }
 
@@ -290,20 +346,39 @@ impl VisitBatch<'_> {
     /// The organisation's current visits of one visit type (issue 11: the H visits that put a
     /// client in hospital). Called only for a file that holds such a visit. For an organisation
     /// that held no visit when the import began, none: what is stored is the file's own.
+    ///
+    /// Finding them reads every stored visit's type, so what is found is kept in memory ([`OfType`])
+    /// and kept current by every visit this store writes: a serving gateway reads an organisation's
+    /// visits once for them, not once for every file that holds an H visit.
     pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
         // Of a fresh organisation's visits, only this file's own are stored, and the caller has them.
         let Some((store, slug)) = self.at.as_ref().filter(|_| !self.fresh) else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
+        let generation = {
+            let kept = store.of_type();
+            if let Some(visits) = kept.by_org.get(&(slug.clone(), code.to_string())) {
+                return Ok(visits.values().cloned().collect());
+            }
+            kept.generation
+        };
+        let mut found = std::collections::BTreeMap::new();
         for kv in store.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
             let (k, v) = kv?;
             // A binary visit of another type is passed over without being decoded (issue 11).
             if visit_codec::is_binary(&v) {
-                let found = visit_codec::visit_type(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source })?;
-                if found != Some(code) {
+                let t = visit_codec::visit_type(&v).map_err(|source| StoreError::CorruptVisit { key: String::from_utf8_lossy(&k).into_owned(), source })?;
+                if t != Some(code) {
                     continue;
                 }
             }
-            out.extend(decode_visit(&k, &v)?.visit.filter(|v| v.visit_type == code));
+            if let Some(visit) = decode_visit(&k, &v)?.visit.filter(|v| v.visit_type == code) {
+                found.insert(visit.visit_ref.clone(), visit);
+            }
+        }
+        let out = found.values().cloned().collect();
+        let mut kept = store.of_type();
+        // Kept only if nothing was rolled back or matched again while they were being read.
+        if kept.generation == generation {
+            kept.by_org.insert((slug.clone(), code.to_string()), found);
         }
         Ok(out)
     }
