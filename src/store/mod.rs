@@ -72,16 +72,42 @@ const REMATCH_PENDING: &[u8] = b"rematch";
 pub struct Store {
     db: db::Db,
     /// Each organisation's CPLIs as last read, until a CPLI load or an organisation changes them.
-    cplis: std::sync::Arc<std::sync::Mutex<KeptCplis>>,
-    /// Organisations' current visits of one type (the H visits), once read.
+    cplis: std::sync::Arc<std::sync::Mutex<Kept<Slug, Vec<Cpli>>>>,
+    /// Organisations' current visits of one type (the H visits), once read ([`visits::OfType`]).
     of_type: std::sync::Arc<std::sync::Mutex<visits::OfType>>,
 }
 
-/// Organisations' CPLIs kept in memory ([`Store::cplis_for_org`]); `generation` counts the changes.
-#[derive(Default)]
-struct KeptCplis {
+/// What the store keeps in memory of what it read once, by key, for a process that reads it again
+/// and again (`serve`). `generation` counts the changes that make it forget, so that what was read
+/// while one happened is not kept.
+pub(crate) struct Kept<K, V> {
     generation: u64,
-    by_org: std::collections::HashMap<Slug, Vec<Cpli>>,
+    by: std::collections::HashMap<K, V>,
+}
+
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Kept { generation: 0, by: Default::default() }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> Kept<K, V> {
+    /// What is kept for `k`, or the generation to hand to [`Kept::keep`] after reading it.
+    fn get(&self, k: &K) -> std::result::Result<V, u64> {
+        self.by.get(k).cloned().ok_or(self.generation)
+    }
+
+    /// Keeps what was read since `get` answered `generation`, unless something changed meanwhile.
+    fn keep(&mut self, generation: u64, k: K, v: V) {
+        if self.generation == generation {
+            self.by.insert(k, v);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.generation += 1;
+        self.by.clear();
+    }
 }
 
 pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -288,12 +314,9 @@ impl Store {
     /// each organisation's are kept in memory once read, until the next CPLI load: a file costs no
     /// pass over the council's whole extract (issue 10, bursts).
     pub fn cplis_for_org(&self, org: &Organisation) -> Result<Vec<Cpli>> {
-        let generation = {
-            let kept = self.kept_cplis();
-            if let Some(cplis) = kept.by_org.get(&org.slug) {
-                return Ok(cplis.clone());
-            }
-            kept.generation
+        let generation = match self.kept_cplis().get(&org.slug) {
+            Ok(cplis) => return Ok(cplis),
+            Err(generation) => generation,
         };
         let mut out = Vec::new();
         for r in self.scan::<Cpli>(b"q\0") {
@@ -302,23 +325,17 @@ impl Store {
                 out.push(c);
             }
         }
-        // Kept only if no load changed the CPLIs while they were being read.
-        let mut kept = self.kept_cplis();
-        if kept.generation == generation {
-            kept.by_org.insert(org.slug.clone(), out.clone());
-        }
+        self.kept_cplis().keep(generation, org.slug.clone(), out.clone());
         Ok(out)
     }
 
-    fn kept_cplis(&self) -> std::sync::MutexGuard<'_, KeptCplis> {
+    fn kept_cplis(&self) -> std::sync::MutexGuard<'_, Kept<Slug, Vec<Cpli>>> {
         self.cplis.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// After anything that changes which CPLIs an organisation has.
     fn forget_cplis(&self) {
-        let mut kept = self.kept_cplis();
-        kept.generation += 1;
-        kept.by_org.clear();
+        self.kept_cplis().forget();
     }
 
     // Settings the council changes at run time.

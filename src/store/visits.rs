@@ -101,20 +101,16 @@ pub struct VisitBatch<'s> {
     fresh: bool,
 }
 
-/// Organisations' current visits of one type, as [`VisitBatch::current_of_type`] found them, kept
-/// current by [`VisitBatch::put`]; forgotten when visits change otherwise (an import rolled back,
-/// visits matched again). `generation` counts those.
-#[derive(Default)]
-pub(super) struct OfType {
-    generation: u64,
-    by_org: std::collections::HashMap<(Slug, String), std::collections::BTreeMap<String, Visit>>,
-}
+/// Organisations' current visits of one type (by organisation and type code, then VisitRef), as
+/// [`VisitBatch::current_of_type`] found them, kept current by [`VisitBatch::put`]; forgotten when
+/// visits change otherwise (an import rolled back, visits matched again).
+pub(super) type OfType = super::Kept<(Slug, String), std::collections::BTreeMap<String, Visit>>;
 
 impl OfType {
     /// A visit of `slug` was written (`encoded`; empty for none): each kept list of the organisation
     /// follows it.
     fn wrote(&mut self, slug: &Slug, visit_ref: &str, encoded: &[u8]) {
-        let mut kept = self.by_org.iter_mut().filter(|((s, _), _)| s == slug).peekable();
+        let mut kept = self.by.iter_mut().filter(|((s, _), _)| s == slug).peekable();
         if kept.peek().is_none() {
             return;
         }
@@ -130,11 +126,6 @@ impl OfType {
                 None => visits.remove(visit_ref),
             };
         }
-    }
-
-    pub(super) fn forget(&mut self) {
-        self.generation += 1;
-        self.by_org.clear();
     }
 }
 
@@ -353,12 +344,10 @@ impl VisitBatch<'_> {
     pub fn current_of_type(&self, code: &str) -> Result<Vec<Visit>> {
         // Of a fresh organisation's visits, only this file's own are stored, and the caller has them.
         let Some((store, slug)) = self.at.as_ref().filter(|_| !self.fresh) else { return Ok(Vec::new()) };
-        let generation = {
-            let kept = store.of_type();
-            if let Some(visits) = kept.by_org.get(&(slug.clone(), code.to_string())) {
-                return Ok(visits.values().cloned().collect());
-            }
-            kept.generation
+        let key_of = (slug.clone(), code.to_string());
+        let generation = match store.of_type().get(&key_of) {
+            Ok(visits) => return Ok(visits.into_values().collect()),
+            Err(generation) => generation,
         };
         let mut found = std::collections::BTreeMap::new();
         for kv in store.db.scan_prefix(key(&[b"v", slug.as_bytes(), b""])) {
@@ -375,11 +364,7 @@ impl VisitBatch<'_> {
             }
         }
         let out = found.values().cloned().collect();
-        let mut kept = store.of_type();
-        // Kept only if nothing was rolled back or matched again while they were being read.
-        if kept.generation == generation {
-            kept.by_org.insert((slug.clone(), code.to_string()), found);
-        }
+        store.of_type().keep(generation, key_of, found);
         Ok(out)
     }
 
