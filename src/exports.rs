@@ -319,11 +319,7 @@ impl Gateway {
             // A single file exists even with no rows: its header says what it would hold.
             staged.open(export.name).map_err(io_err(format!("staging {}", export.name)))?;
         }
-        let made = rows(self, org, &mut |name, cells| staged.row(name, cells));
-        if let Err(e) = made {
-            staged.discard();
-            return Err(e);
-        }
+        rows(self, org, &mut |name, cells| staged.row(name, cells))?;
         self.put_in_place(staged, &dir, export.family)
     }
 
@@ -395,12 +391,7 @@ impl Gateway {
             }
             Ok(())
         })();
-        if let Err(e) = made {
-            for staged in [status, stays_file, part] {
-                staged.discard();
-            }
-            return Err(e);
-        }
+        made?;
         let (exports, parts) = (self.data.exports(&org.slug), self.data.export_parts(&org.slug));
         let mut written = self.put_in_place(stays_file, &exports, None)?;
         written += self.put_in_place(status, &exports, None)?;
@@ -463,10 +454,7 @@ impl Gateway {
                     }
                     Ok(())
                 })();
-                if let Err(e) = joined {
-                    staged.discard();
-                    return Err(io_err(format!("joining the organisations' parts of {name}"))(e));
-                }
+                joined.map_err(io_err(format!("joining the organisations' parts of {name}")))?;
             }
             written += self.put_in_place(staged, &dir, family)?;
         }
@@ -491,7 +479,8 @@ fn io_err(context: String) -> impl FnOnce(io::Error) -> GatewayError {
     move |source| GatewayError::Io { context, source }
 }
 
-/// Files being written in `staging/`, by name.
+/// Files being written in `staging/`, by name; those not put in place (a failure on the way) are
+/// removed when it is dropped.
 struct Staged {
     staging: PathBuf,
     /// The header of each file; `None` for an organisation's part, which is joined under the council's.
@@ -531,21 +520,15 @@ impl Staged {
         copied.map(|_| ())
     }
 
-    fn discard(self) {
-        for (tmp, _) in self.files.into_values() {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-
     /// Renames each staged file over its export when its content differs, leaving the export as it
     /// is otherwise; removes the family's files that were not made this time. No fsync: an export is
     /// a view of the store, and every start rewrites whatever differs (a file cut short by a crash).
-    fn put_in_place(self, dir: &Path, family: Option<(&str, &str)>) -> io::Result<usize> {
+    fn put_in_place(mut self, dir: &Path, family: Option<(&str, &str)>) -> io::Result<usize> {
         let mut written = 0;
         let names: BTreeSet<String> = self.files.keys().cloned().collect();
         // An organisation's part is no export: the log says so, at debug.
         let part = self.columns.is_none();
-        let mut files = self.files.into_iter();
+        let mut files = std::mem::take(&mut self.files).into_iter();
         let mut outcome: io::Result<()> = Ok(());
         for (name, (tmp, w)) in files.by_ref() {
             let done = (|| {
@@ -587,6 +570,14 @@ impl Staged {
             }
         }
         Ok(written)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (tmp, _) in std::mem::take(&mut self.files).into_values() {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 

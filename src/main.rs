@@ -51,8 +51,6 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every SFTP connection holds a descriptor; the usual soft limit of 1,024 is far below what the
-/// system allows (issue 9). Raised to the hard limit; failing that, the server runs with what it has.
 /// Transparent huge pages off for this process, on hosts where they are on for every program
 /// (`always`) as well as where a program asks (`madvise`, which the `no_thp` build of mimalloc no
 /// longer does): each fresh 2 MB page is zeroed whole, and a burst of uploads spent a third of its
@@ -65,6 +63,8 @@ fn no_huge_pages() {
     }
 }
 
+/// Every SFTP connection holds a descriptor; the usual soft limit of 1,024 is far below what the
+/// system allows (issue 9). Raised to the hard limit; failing that, the server runs with what it has.
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a valid rlimit for both calls.

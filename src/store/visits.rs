@@ -110,17 +110,19 @@ impl OfType {
     /// A visit of `slug` was written (`encoded`; empty for none): each kept list of the organisation
     /// follows it.
     fn wrote(&mut self, slug: &Slug, visit_ref: &str, encoded: &[u8]) {
-        let mut kept = self.by.iter_mut().filter(|((s, _), _)| s == slug).peekable();
-        if kept.peek().is_none() {
+        if !self.by.keys().any(|(s, _)| s == slug) {
             return;
         }
-        let visit = if encoded.is_empty() { Ok(None) } else { visit_codec::decode(encoded).map(|sv| sv.visit) };
-        let Ok(visit) = visit else {
+        // Its type alone first: a visit of a type not kept (nearly every one) is not decoded.
+        let written_type = if encoded.is_empty() { Ok(None) } else { visit_codec::visit_type(encoded) };
+        let kept_type = written_type.map(|t| t.filter(|t| self.by.keys().any(|(s, code)| s == slug && code == t)));
+        let visit = match kept_type.map(|t| t.map(|_| visit_codec::decode(encoded))) {
+            Ok(None) => None,
+            Ok(Some(Ok(stored))) => stored.visit,
             // Not readable as written: read from the store again next time.
-            self.forget();
-            return;
+            Err(_) | Ok(Some(Err(_))) => return self.forget(),
         };
-        for ((_, code), visits) in kept {
+        for ((_, code), visits) in self.by.iter_mut().filter(|((s, _), _)| s == slug) {
             match visit.as_ref().filter(|v| &v.visit_type == code) {
                 Some(v) => visits.insert(visit_ref.to_string(), v.clone()),
                 None => visits.remove(visit_ref),
