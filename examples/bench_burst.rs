@@ -3,7 +3,7 @@
 //! closed (the result's `received_at`, the spooled file's last write) to its result JSON readable in
 //! `results/`; p50/p95/p99 printed beside a single upload's (median of 5, alone on the server).
 //!
-//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--other-cplis 0] [--hospital] [--dir target/bench_burst] [--gateway PATH]
+//! cargo build --release && cargo run --release --example bench_burst -- [--sessions 100] [--rows 1000] [--other-cplis 0] [--hospital] [--dir target/bench_burst] [--gateway PATH] [--keep]
 //!
 //! Needs `ssh-keygen` and Python's paramiko. The data folder is on the disk `--dir` is on (default
 //! under target/, a real disk, so fsyncs cost what they cost in production; /dev/shm hides them).
@@ -26,6 +26,8 @@ fn main() {
     let other_cplis: usize = opt("--other-cplis", "0").parse().expect("--other-cplis N");
     // Each file ends with an H visit: the hospital rule then reads the organisation's stored H visits.
     let hospital = args.iter().any(|a| a == "--hospital");
+    // Rows a file (four a day: two clients, two calls): fewer show the fixed cost of a file.
+    let rows: usize = opt("--rows", "1000").parse().expect("--rows N");
     let dir = std::path::absolute(PathBuf::from(opt("--dir", "target/bench_burst"))).unwrap();
     // The release `gateway` beside this example, or another (`--gateway PATH`, e.g. main's, to compare).
     let beside = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("gateway");
@@ -41,10 +43,10 @@ fn main() {
     let clients = sessions + SINGLES;
     write_cplis(&dir.join("cplis.csv"), clients, other_cplis);
     for i in 0..sessions {
-        write_visits(&files.join(format!("burst-{i:03}.csv")), i, hospital);
+        write_visits(&files.join(format!("burst-{i:03}.csv")), i, rows, hospital);
     }
     for i in 0..SINGLES {
-        write_visits(&files.join(format!("single-{i:03}.csv")), sessions + i, hospital);
+        write_visits(&files.join(format!("single-{i:03}.csv")), sessions + i, rows, hospital);
     }
     let gw = |args: &[&str]| {
         let mut c = Command::new(&gateway);
@@ -62,13 +64,13 @@ fn main() {
     let mut single = Vec::new();
     for i in 0..SINGLES {
         upload(port, &key, &files.join("single-%03d.csv"), &format!("single{i}"), 1);
-        single.extend(wait_results(&results, &[format!("single{i}-000")]).iter().map(|t| t.latency));
+        single.extend(wait_results(&results, &[format!("single{i}-000")], rows).iter().map(|t| t.latency));
     }
     let names: Vec<String> = (0..sessions).map(|i| format!("burst-{i:03}")).collect();
     let started = Instant::now();
     let cpu_before = cpu_seconds(server.id());
     upload(port, &key, &files.join("burst-%03d.csv"), "burst", sessions);
-    let timings = wait_results(&results, &names);
+    let timings = wait_results(&results, &names, rows);
     let mut burst: Vec<Duration> = timings.iter().map(|t| t.latency).collect();
     let first_close = timings.iter().map(|t| t.closed).min().unwrap();
     let last_close = timings.iter().map(|t| t.closed).max().unwrap();
@@ -82,7 +84,7 @@ fn main() {
     burst.sort();
     let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("upload closed -> result readable, 1,000-row visits files, paramiko, loopback, data in {}", data.display());
+    println!("upload closed -> result readable, {rows}-row visits files, paramiko, loopback, data in {}", data.display());
     println!("single upload (median of {SINGLES}): {:.0} ms", ms(pct(&single, 0.5)));
     println!(
         "burst of {sessions} at once: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms; every file answered; {:.1} s from the burst's start to its last result",
@@ -103,7 +105,10 @@ fn main() {
     );
     // Wall times swing with the machine's load; the server's CPU time much less.
     println!("server CPU time during the burst (logins, uploads, processing): {cpu:.2} s, {:.1} ms a file", cpu * 1000.0 / sessions as f64);
-    let _ = std::fs::remove_dir_all(&dir);
+    // `--keep` leaves the data folder for a look with other tools (strace, perf) afterwards.
+    if !args.iter().any(|a| a == "--keep") {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// User + system CPU seconds a process has used (`/proc/PID/stat`, in clock ticks of 1/100 s).
@@ -149,7 +154,7 @@ fn upload(port: u16, key: &Path, pattern: &Path, prefix: &str, count: usize) {
 
 /// Polls `results/` until every `NAME.result.json` parses; for each, the time from its
 /// `received_at` to the moment it was first read whole, and the two instants.
-fn wait_results(results: &Path, names: &[String]) -> Vec<Timing> {
+fn wait_results(results: &Path, names: &[String], rows: usize) -> Vec<Timing> {
     let mut seen: HashMap<&str, Timing> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen.len() < names.len() {
@@ -161,7 +166,7 @@ fn wait_results(results: &Path, names: &[String]) -> Vec<Timing> {
             let Ok(text) = std::fs::read_to_string(results.join(format!("{name}.result.json"))) else { continue };
             let now = SystemTime::now();
             let Ok(result) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            assert_eq!(result["counts"]["read"], 1000, "{result}");
+            assert_eq!(result["counts"]["read"], rows, "{result}");
             let received: chrono::DateTime<chrono::Utc> = result["received_at"].as_str().unwrap().parse().unwrap();
             let closed = SystemTime::from(received);
             seen.insert(name, Timing { latency: now.duration_since(closed).unwrap_or_default(), closed, answered: now });
@@ -196,17 +201,17 @@ fn write_cplis(path: &Path, clients: usize, others: usize) {
 /// File `n`: two clients of its own, two calls a day for 250 days; 1,000 new rows, all matched.
 /// With `hospital`, its last row is an H visit (the client in hospital), so the hospital rule looks
 /// at the organisation's stored H visits.
-fn write_visits(path: &Path, n: usize, hospital: bool) {
+fn write_visits(path: &Path, n: usize, rows: usize, hospital: bool) {
     let mut v = gateway::ingest::visits::HEADINGS.join(",");
     v.push('\n');
     let start = chrono::NaiveDate::from_ymd_opt(2023, 1, 2).unwrap();
     let mut row = 0;
-    for day in 0..250 {
+    for day in 0..rows.div_ceil(4) as i64 {
         let date = (start + chrono::Duration::days(day)).format("%d/%m/%Y").to_string();
         for client in [2 * n, 2 * n + 1] {
             for (entry, exit) in [("08:10", "08:40"), ("18:00", "18:30")] {
                 row += 1;
-                if hospital && row == 1000 {
+                if hospital && row == rows {
                     v.push_str(&format!("F{n:03}-{row:04},0,{date},{entry},{exit},H,,,,,,,,,,,B{client:06},,,Home Support,,,{SERVICE},,{ORG}\n"));
                     continue;
                 }
