@@ -198,7 +198,8 @@ impl Store {
 
     /// By name (case, spaces and dash kind ignored) or by folder name.
     pub fn org(&self, name_or_slug: &str) -> Result<Option<Organisation>> {
-        if let Ok(slug) = Slug::parse(name_or_slug.trim()) {
+        // A slug typed in capitals is the same folder's (slugs are lower case).
+        if let Ok(slug) = Slug::parse(&name_or_slug.trim().to_ascii_lowercase()) {
             if let Some(o) = self.org_by_slug(&slug)? {
                 return Ok(Some(o));
             }
@@ -496,6 +497,17 @@ mod tests {
         let locks = s.locks_between(t0, t2 + chrono::Duration::seconds(1)).unwrap();
         assert_eq!(locks.iter().map(|l| (l.until, l.by)).collect::<Vec<_>>(), [(d("2022-10-30"), LockedBy::Schedule), (d("2022-11-27"), LockedBy::Hand)]);
         assert_eq!(s.locks_between(t1, t2).unwrap(), [], "the time's end is not in it");
+    }
+
+    #[test]
+    fn an_organisation_is_found_by_its_name_or_its_slug_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.put_org(&Organisation::new("Pearl Carers Ltd", None)).unwrap();
+        for asked in ["Pearl Carers Ltd", "pearl carers ltd", "pearl-carers-ltd", "PEARL-CARERS-LTD", " Pearl-Carers-Ltd "] {
+            assert_eq!(s.org(asked).unwrap().map(|o| o.name), Some("Pearl Carers Ltd".to_string()), "{asked}");
+        }
+        assert_eq!(s.org("pearl-carers").unwrap(), None);
     }
 
     #[test]
