@@ -307,12 +307,15 @@ impl Gateway {
 
     /// `gateway claim decide`: the same rule as a row of the council's claim decisions file, stored
     /// with the provider's emails in one batch.
-    pub fn decide_claim(&self, id: ClaimId, decision: Decision, amount: Option<Decimal>, note: Option<String>) -> Result<Claim> {
+    /// `claim decide`: the claim decisions file's checks and codes for one claim, `amount` as typed.
+    pub fn decide_claim(&self, id: ClaimId, decision: Decision, amount: Option<&str>, note: Option<String>) -> Result<Claim> {
+        let refused = |r: Refusal| GatewayError::Invalid(format!("{}: {}", r.code.as_str(), r.message));
+        let amount = amount.map(crate::ingest::claim_decisions::amended_amount).transpose().map_err(refused)?;
         let Some(mut claim) = self.store.claim_by_id(id)? else {
             return Err(GatewayError::Invalid(format!("there is no claim {id}: `gateway claim list` lists them")));
         };
         let now = Utc::now();
-        decide(&mut claim, decision, amount, note.filter(|n| !n.trim().is_empty()), "gateway claim decide", now).map_err(|r| GatewayError::Invalid(format!("{}: {}", r.code.as_str(), r.message)))?;
+        decide(&mut claim, decision, amount, note.filter(|n| !n.trim().is_empty()), "gateway claim decide", now).map_err(refused)?;
         let emails = decision_emails(&self.store.contacts(&claim.org)?, &claim, now);
         self.store.decide_claims(std::slice::from_ref(&claim), &emails, None)?;
         self.mark_exports(crate::exports::Touched::Org(claim.org.clone()));

@@ -175,9 +175,9 @@ pub enum ClaimCommand {
         id: String,
         #[arg(long, value_enum)]
         decision: DecisionArg,
-        /// The amended amount, in pounds, for an accepted claim.
-        #[arg(long)]
-        amount: Option<rust_decimal::Decimal>,
+        /// The amended amount, in pounds, for an accepted claim (more than 0, at most two decimals).
+        #[arg(long, allow_hyphen_values = true)]
+        amount: Option<String>,
         #[arg(long)]
         note: Option<String>,
     },
@@ -580,7 +580,7 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
                 DecisionArg::Accepted => crate::claims::Decision::Accepted,
                 DecisionArg::Rejected => crate::claims::Decision::Rejected,
             };
-            let c = gw.decide_claim(id, decision, amount, note)?;
+            let c = gw.decide_claim(id, decision, amount.as_deref(), note)?;
             let amount = c.decided.as_ref().and_then(|d| d.accepted_amount).map(|a| format!(" at £{}", reports::money_text(a))).unwrap_or_default();
             writeln!(out, "claim {} ({}, ClaimRef {}) {}{amount}", c.id, c.organisation, c.claim_ref, c.status.as_str().to_lowercase()).map_err(output)?;
             Ok(SUCCESS)

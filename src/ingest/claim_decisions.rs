@@ -16,7 +16,7 @@ use super::IngestError;
 use crate::claims::{self, Claim, ClaimId, Decision};
 use crate::domain::{parse_guid, quote, Organisation};
 use crate::mail::outbox::Queued;
-use crate::outcome::{Code, FileKind, ImportResult, Issues};
+use crate::outcome::{Code, FileKind, ImportResult, Issues, Refusal};
 use crate::store::{Store, StoreError};
 
 columns! {
@@ -99,17 +99,7 @@ impl Rules for DecisionRules {
             r.require(missing, ": a claim is named by its ClaimId, or by Organisation and ClaimRef");
         }
         let amount = match r.opt(Col::Amount).map(|v| v.into_owned()) {
-            Some(raw) => match super::cells::decimal(Col::Amount.heading(), raw.strip_prefix('£').unwrap_or(&raw).trim(), 2) {
-                Ok(d) if d > Decimal::ZERO => Some(d),
-                Ok(_) => {
-                    r.push(Code::BadQuantity, Some(Col::Amount), format!("Amount is {}; an amended amount is more than £0", quote(&raw)));
-                    None
-                }
-                Err(_) => {
-                    r.push(Code::BadNumber, Some(Col::Amount), format!("Amount '{}' is not an amount of money: write pounds and pence such as 45.00", quote(&raw)));
-                    None
-                }
-            },
+            Some(raw) => amended_amount(&raw).map_err(|refusal| r.push(refusal.code, Some(Col::Amount), refusal.message)).ok(),
             None => None,
         };
         let note = r.text(Col::Note, 8000);
@@ -232,9 +222,39 @@ impl Pending for DecisionsPending<'_> {
     }
 }
 
+/// An amended amount as the council writes it, in a claim decisions file or `claim decide
+/// --amount`: pounds, more than £0, at most two decimal places, a leading `£` allowed.
+pub fn amended_amount(raw: &str) -> Result<Decimal, Refusal> {
+    let refuse = |code, message| Refusal { code, field: Some("Amount"), message };
+    let text = raw.trim();
+    match super::cells::decimal("Amount", text.strip_prefix('£').unwrap_or(text).trim(), 2) {
+        Ok(d) if d > Decimal::ZERO => Ok(d),
+        Ok(_) => Err(refuse(Code::BadQuantity, format!("Amount is {}; an amended amount is more than £0", quote(raw)))),
+        Err(p) if p.code == Code::BadNumber => Err(refuse(p.code, format!("Amount '{}' is not an amount of money: write pounds and pence such as 45.00", quote(raw)))),
+        Err(p) => Err(refuse(p.code, p.message.replace("a quantity", "an amount"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_amended_amount_is_pounds_more_than_zero_with_at_most_two_decimals() {
+        assert_eq!(amended_amount("45.5"), Ok(Decimal::new(455, 1)));
+        assert_eq!(amended_amount(" £47.54 "), Ok(Decimal::new(4754, 2)));
+        for (raw, code, says) in [
+            ("0", Code::BadQuantity, "more than £0"),
+            ("-5", Code::BadQuantity, "cannot be negative"),
+            ("10.005", Code::BadQuantity, "2 decimal places"),
+            ("2000000", Code::BadQuantity, "1,000,000"),
+            ("forty", Code::BadNumber, "not an amount of money"),
+        ] {
+            let r = amended_amount(raw).unwrap_err();
+            assert_eq!((r.code, r.field), (code, Some("Amount")), "{raw}");
+            assert!(r.message.contains(says), "{raw}: {}", r.message);
+        }
+    }
 
     #[test]
     fn a_claim_decisions_file_has_a_decision_and_names_claims_by_id_or_by_reference() {

@@ -953,8 +953,8 @@ fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, 
                 Code::PlannedHoursDiffer,
                 None,
                 format!(
-                    "week {} to {}: client {} has {} hours planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
-                    uk_date(key.monday), uk_date(sunday), group.client, planned.normalize(),
+                    "week {} to {}: client {} has {} planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
+                    uk_date(key.monday), uk_date(sunday), group.client, planned_words(total.planned_minutes),
                     if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
                 ),
             );
@@ -963,6 +963,16 @@ fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, 
         }
     }
     Ok(())
+}
+
+/// A week's planned time in words: "5 hours", "7.5 hours", or "5 h 5 min" where hours would need
+/// more than two decimals (5.0833...).
+fn planned_words(minutes: i64) -> String {
+    if (minutes * 100) % 60 == 0 {
+        format!("{} hours", crate::reports::hours(minutes).normalize())
+    } else {
+        format!("{} h {} min", minutes / 60, minutes % 60)
+    }
 }
 
 /// The H (in hospital) and delivered visits of a file. A large file is mostly delivered visits, so
@@ -1139,6 +1149,15 @@ fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, is
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn planned_hours_differ_gives_the_weeks_planned_time_in_words_never_a_long_decimal() {
+        assert_eq!(planned_words(300), "5 hours");
+        assert_eq!(planned_words(450), "7.5 hours");
+        assert_eq!(planned_words(303), "5.05 hours");
+        assert_eq!(planned_words(305), "5 h 5 min");
+        assert_eq!(planned_words(35), "0 h 35 min");
+    }
     use crate::domain::{Cpli, Quantity};
     use crate::ingest::{process, Incoming, Mode};
     use crate::outcome::{Code, ImportResult, Status};
