@@ -144,6 +144,11 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
             let field = (!field.is_empty()).then(|| field.to_string());
             problems.push(CpliProblem { row: Some(row), cpli_id: cpli_id.clone(), code, field, message, row_data: row_data.clone() });
         };
+        // A row of more or fewer cells than headings is read no further: its cells are in the wrong columns.
+        if let Some(message) = super::engine::wrong_field_count(rec.len(), header.len(), |i| rec.get(i).unwrap_or("").as_bytes()) {
+            bad(Code::WrongFieldCount, "", message);
+            continue;
+        }
         // Issue 9: no control character is stored from an extract either.
         for (i, cell) in rec.iter().enumerate() {
             if let Some((at, c)) = forbidden_control(cell, TextKind::Plain) {
@@ -402,6 +407,20 @@ mod tests {
         );
         assert!(problems[1].message.contains("the client's id"), "what would be right: {}", problems[1].message);
         assert_eq!(problems[0].to_issue().row_data.as_deref(), Some("1,A1,Pearl Carers Ltd,S,Personal Care,31/02/2022,7,Hr,Weekly,20,Y"));
+    }
+
+    #[test]
+    fn an_extract_row_with_more_or_fewer_cells_than_headings_is_refused_with_wrong_field_count() {
+        let ok = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        // Excel's empty cells after the last heading are tolerated.
+        assert_eq!(load(&[&format!("{ok},,")]).unwrap().len(), 1);
+        let short = "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226";
+        let long = "3,A3,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,£1,000.50,Y";
+        let Err(CpliError::Invalid(problems)) = load(&[ok, short, long]) else { panic!("rows in the wrong columns were loaded") };
+        let got: Vec<(Option<u64>, Code)> = problems.iter().map(|p| (p.row, p.code)).collect();
+        assert_eq!(got, [(Some(3), Code::WrongFieldCount), (Some(4), Code::WrongFieldCount)]);
+        assert!(problems[0].message.contains("this row has 10 fields but the header has 11"), "{}", problems[0].message);
+        assert!(problems[1].message.contains("a cell holds a comma without being in double quotes"), "{}", problems[1].message);
     }
 
     #[test]

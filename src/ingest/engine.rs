@@ -227,16 +227,23 @@ fn judge_chunk<K: Rules>(chunk: Chunk, shape: &Shape, enc: Encoding, rules: &K, 
     Ok(out)
 }
 
+/// `WRONG_FIELD_COUNT`'s message for a row of `len` cells under `header_len` headings, if it is
+/// wrong; empty cells after the last heading are tolerated (Excel adds them).
+pub(super) fn wrong_field_count<'c>(len: usize, header_len: usize, cell: impl Fn(usize) -> &'c [u8]) -> Option<String> {
+    let extra_filled = (header_len..len).any(|i| !cell(i).trim_ascii().is_empty());
+    if len >= header_len && !extra_filled {
+        return None;
+    }
+    let why = if len < header_len { "a comma is missing, or a quoted cell was not closed" } else { "a cell holds a comma without being in double quotes" };
+    Some(format!("this row has {len} fields but the header has {header_len}: {why}"))
+}
+
 /// What every kind checks first: the row's reference, its field count, and control characters; a
 /// row failing either is judged no further (its other messages would only repeat the fault).
 fn judge_row<K: Rules>(r: &mut Row<'_, K::Col>, rules: &K, scratch: &mut K::Scratch) -> Result<Option<K::Out>, IngestError> {
     r.reference = r.opt(<K::Col as Column>::KEY).map(|v| super::cells::quoted(&v));
-    let (len, header_len) = (r.rec.len(), r.header_len);
-    // Empty cells after the last heading are tolerated (Excel adds them).
-    let extra_filled = (header_len..len).any(|i| !r.rec.get(i).unwrap_or_default().trim_ascii().is_empty());
-    if len < header_len || extra_filled {
-        let why = if len < header_len { "a comma is missing, or a quoted cell was not closed" } else { "a cell holds a comma without being in double quotes" };
-        r.push(Code::WrongFieldCount, None, format!("this row has {len} fields but the header has {header_len}: {why}"));
+    if let Some(message) = wrong_field_count(r.rec.len(), r.header_len, |i| r.rec.get(i).unwrap_or_default()) {
+        r.push(Code::WrongFieldCount, None, message);
         return Ok(None);
     }
     if r.check_controls() {
