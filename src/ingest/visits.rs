@@ -587,7 +587,7 @@ impl RowJudge<'_, '_, '_> {
         let organisation_ref = self.guid(Col::OrganisationRef);
         let organisation_name = self.text(Col::OrganisationName, 112);
         self.check_organisation(organisation_ref.as_ref(), organisation_name.as_deref(), service_ref.as_ref(), service_name.as_deref());
-        self.check_refs(client_ref.as_ref(), ssref.as_deref(), service_level_ref.as_ref(), service_level.as_deref());
+        self.check_refs(client_ref.as_ref(), nhs_number.as_deref(), ssref.as_deref(), service_level_ref.as_ref(), service_level.as_deref());
         if let Some(d) = planned_date {
             self.check_locked(d);
         }
@@ -744,8 +744,22 @@ impl RowJudge<'_, '_, '_> {
         }
     }
 
-    fn check_refs(&mut self, client_ref: Option<&Guid>, ssref: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) {
+    fn check_refs(&mut self, client_ref: Option<&Guid>, nhs: Option<&str>, ssref: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) {
         let Some(index) = self.ctx.cplis else { return };
+        // An NHS number the CPLIs give another client: matching pools the CPLIs found by each
+        // identifier, so the visit would be paid against that client's package.
+        if let (Some(n), Some(s)) = (nhs, ssref) {
+            let digits = |x: &str| x.replace(' ', "");
+            if let Some(c) = index.cplis().find(|c| c.nhs_number.as_deref().is_some_and(|cn| digits(cn) == digits(n))) {
+                if !c.ssref.eq_ignore_ascii_case(s) {
+                    self.push(
+                        Code::RefMismatch,
+                        Some(Col::NhsNumber),
+                        format!("{r} {n} is client {}, but {} says '{s}'; correct one or leave {r} blank", c.ssref, h::SS_REF, r = h::NHS_NUMBER),
+                    );
+                }
+            }
+        }
         if let (Some(g), Some(s)) = (client_ref, ssref) {
             if let Some(c) = index.cplis().find(|c| c.client_ref.as_ref() == Some(g)) {
                 if !c.ssref.eq_ignore_ascii_case(s) {
@@ -1375,6 +1389,19 @@ mod tests {
         assert_eq!(only(&r, Code::Required).field.as_deref(), Some("SSRef"));
         let r = judge(&[row(&[("SSRef", ""), ("NHSNumber", "9434765919")])]);
         assert!(!codes(&r).contains(&Code::Required), "{:#?}", r.issues);
+    }
+
+    #[test]
+    fn an_nhs_number_the_cplis_give_another_client_than_the_ssref_is_a_ref_mismatch() {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7);
+        c.nhs_number = Some("943 476 5919".into());
+        let run = |rows: &[String]| run_bytes(file(rows).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c.clone()]) });
+        let r = run(&[row(&[("SSRef", "B2"), ("NHSNumber", "9434765919")])]);
+        assert_eq!(codes(&r), [Code::RefMismatch]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("NHSNumber"));
+        assert_eq!(r.issues[0].message, "NHSNumber 9434765919 is client A1, but SSRef says 'B2'; correct one or leave NHSNumber blank");
+        let r = run(&[row(&[("SSRef", "a1"), ("NHSNumber", "9434765919")])]);
+        assert!(!codes(&r).contains(&Code::RefMismatch), "{:#?}", r.issues);
     }
 
     #[test]
