@@ -537,7 +537,12 @@ impl Rows {
         let mut head = vec![0u8; 64 * 1024];
         let n = file.read(&mut head)?;
         head.truncate(n);
-        let lf_endings = head.iter().position(|b| *b == b'\n').is_some_and(|i| i == 0 || head[i - 1] != b'\r');
+        // Whether the first and the second line end with a bare LF: the header's, then the rows'
+        // (a header saved apart, a template's CRLF above a system's LF rows, is not rare).
+        let mut breaks = head.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i == 0 || head[i - 1] != b'\r');
+        let header_lf = breaks.next().unwrap_or(false);
+        let rows_lf = breaks.next().unwrap_or(header_lf);
+        let lf_endings = header_lf;
         let ends_with_newline = if len == 0 {
             false
         } else {
@@ -553,6 +558,7 @@ impl Rows {
         // Skip blank lines before the header and the header itself (the first pass read it).
         let mut rec = csv::ByteRecord::new();
         while rows.read(&mut rec)?.is_some_and(|_| is_blank(&rec)) {}
+        rows.lf_endings = rows_lf;
         Ok(rows)
     }
 
@@ -673,6 +679,10 @@ mod tests {
         assert_eq!(rows_of(b"h\nA\nB"), [2, 3]);
         assert_eq!(rows_of(b"\xEF\xBB\xBFh\r\nA\r\nB"), [2, 3]);
         assert_eq!(rows_of(b"h\rA\rB\r"), [2, 3]);
+        // A header whose line break differs from the rows'.
+        assert_eq!(rows_of(b"h\r\nA\nB\n"), [2, 3]);
+        assert_eq!(rows_of(b"h\nA\r\nB\r\n"), [2, 3]);
+        assert_eq!(rows_of(b"h\r\nA\n\nB\n"), [2, 4]);
     }
 
     fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
