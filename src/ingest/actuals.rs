@@ -45,6 +45,9 @@ columns! {
 const REQUIRED: usize = 13;
 
 /// The actuals file's entry in the table of kinds.
+/// The lengths of an actuals row's period, in days: a week or a four-week payment period (SPEC 2.2).
+const PERIOD_DAYS: [i64; 2] = [7, 28];
+
 pub static KIND: Kind = Kind { kind: FileKind::Actuals, noun: "actuals", headings: HEADINGS, required: REQUIRED, detected_by: HEADINGS[Col::PeriodStart as usize], scan_spec, judge,
     missing_hint: None,
 };
@@ -197,8 +200,21 @@ impl Row<'_, Col> {
         }
 
         let end = self.required_date(Col::PeriodEnd, "");
-        if let Some(end) = end.filter(|e| *e < start) {
-            self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
+        if let Some(end) = end {
+            let days = (end - start).num_days() + 1;
+            if end < start {
+                self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
+            } else if !PERIOD_DAYS.contains(&days) {
+                // SPEC 2.2: an actuals row is a week or a four-week payment period.
+                self.push(
+                    Code::BadDate,
+                    Some(Col::PeriodEnd),
+                    format!(
+                        "PeriodStart {} to PeriodEnd {} is {days} days: a row covers a week (PeriodEnd {}) or a four-week payment period (PeriodEnd {})",
+                        uk_date(start), uk_date(end), uk_date(start + chrono::Duration::days(6)), uk_date(start + chrono::Duration::days(27))
+                    ),
+                );
+            }
         }
         let before = self.issues.len();
         let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.decimal(c, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO));
@@ -366,8 +382,8 @@ mod tests {
 
     /// A row for A401234's week from `start`: planned, actual, frustrated, extra, visits, comment.
     fn row(start: &str, planned: &str, actual: &str, frustrated: &str, extra: &str, visits: &str, comment: &str) -> String {
-        format!("0,A401234,{LEVEL},{SERVICE},{start},,{planned},{actual},{frustrated},0,{extra},{visits},{comment}")
-            .replacen(&format!("{start},,"), &format!("{start},{start},"), 1)
+        let end = crate::domain::date_time::parse_date_cell(start).map_or(String::new(), |d| uk_date(d + chrono::Duration::days(6)));
+        format!("0,A401234,{LEVEL},{SERVICE},{start},{end},{planned},{actual},{frustrated},0,{extra},{visits},{comment}")
     }
 
     fn file(rows: &[String]) -> String {
@@ -521,10 +537,26 @@ mod tests {
 
     #[test]
     fn a_period_that_ends_before_it_starts_is_rejected() {
-        let bad = row("10/10/2022", "10", "9", "0", "0", "14", "").replacen("10/10/2022,10/10/2022", "10/10/2022,09/10/2022", 1);
+        let bad = row("10/10/2022", "10", "9", "0", "0", "14", "").replacen("10/10/2022,16/10/2022", "10/10/2022,09/10/2022", 1);
         let r = judge(&[bad]);
         assert_eq!(codes(&r), [Code::BadDate]);
         assert_eq!(r.issues[0].field.as_deref(), Some("PeriodEnd"));
+    }
+
+    #[test]
+    fn a_period_is_a_week_or_a_four_week_payment_period() {
+        let ending = |end: &str| row("03/10/2022", "10", "9", "0", "0", "14", "").replacen("03/10/2022,09/10/2022", &format!("03/10/2022,{end}"), 1);
+        let four_weeks = row("10/10/2022", "40", "40", "0", "0", "56", "").replacen("10/10/2022,16/10/2022", "10/10/2022,06/11/2022", 1);
+        let r = judge(&[ending("09/10/2022"), four_weeks]);
+        assert!(!codes(&r).contains(&Code::BadDate), "7 and 28 days: {:#?}", r.issues);
+        assert_eq!(r.counts.rejected, 0);
+        let r = judge(&[ending("05/10/2022")]);
+        assert_eq!(codes(&r), [Code::BadDate]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("PeriodEnd"));
+        assert_eq!(
+            r.issues[0].message,
+            "PeriodStart 03/10/2022 to PeriodEnd 05/10/2022 is 3 days: a row covers a week (PeriodEnd 09/10/2022) or a four-week payment period (PeriodEnd 30/10/2022)"
+        );
     }
 
     #[test]
