@@ -142,7 +142,7 @@ pub fn decide(claim: &mut Claim, decision: Decision, amount: Option<Decimal>, no
         let when = claim.decided.as_ref().map(|d| format!(" on {}", uk_date(d.at.date_naive()))).unwrap_or_default();
         return Err(Refusal {
             code: Code::ClaimDecided,
-            field: None,
+            field: Some("Decision"),
             message: format!("claim {} ({}, ClaimRef '{}') is {}{when}: only a pending claim can be decided", claim.id, claim.organisation, claim.claim_ref, claim.status.as_str().to_lowercase()),
         });
     }
@@ -392,7 +392,7 @@ mod tests {
         for s in [ClaimStatus::Accepted, ClaimStatus::Rejected, ClaimStatus::Withdrawn] {
             let mut c = claim(s);
             let r = decide(&mut c, Decision::Accepted, None, None, "t", Utc::now()).unwrap_err();
-            assert_eq!(r.code, Code::ClaimDecided);
+            assert_eq!((r.code, r.field), (Code::ClaimDecided, Some("Decision")));
             assert!(r.message.starts_with("claim C7 (Pearl Carers Ltd, ClaimRef 'HIP-1') is "), "{}", r.message);
         }
     }

@@ -258,9 +258,13 @@ impl Row<'_, Col> {
             };
             self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in {}", Col::Comments.heading()));
         }
-        self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
-        if let Some(index) = ctx.cplis {
-            self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
+        // A rejected row is not matched: nothing of it is stored, and its warnings would count as
+        // data-quality issues of rows that were (SPEC 3).
+        if !self.has_errors() {
+            self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
+            if let Some(index) = ctx.cplis {
+                self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
+            }
         }
         let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
         Ok(Some(ActualChange { key, previous, new: Some(new) }))
@@ -557,6 +561,14 @@ mod tests {
             r.issues[0].message,
             "PeriodStart 03/10/2022 to PeriodEnd 05/10/2022 is 3 days: a row covers a week (PeriodEnd 09/10/2022) or a four-week payment period (PeriodEnd 30/10/2022)"
         );
+    }
+
+    #[test]
+    fn a_rejected_row_gets_only_its_errors_and_no_warning_counted_as_a_data_quality_issue() {
+        let unknown = row("03/10/2022", "10", "9", "0", "0", "", "").replace("A401234", "A999999");
+        let r = judge(&[unknown]);
+        assert_eq!(codes(&r), [Code::Required], "no UNMATCHED for a row that is not stored");
+        assert_eq!((r.counts.rejected, r.counts.data_quality_issues), (1, 0));
     }
 
     #[test]

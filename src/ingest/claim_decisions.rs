@@ -186,7 +186,9 @@ impl Apply<DecisionRow> for Decide<'_> {
         let now = Utc::now();
         let mut claim = self.claims[i].clone();
         if let Err(refusal) = claims::decide(&mut claim, d.decision, d.amount, d.note, &self.by, now) {
-            let issue = row.issue(refusal.code, refusal.field, refusal.message);
+            let mut issue = row.issue(refusal.code, refusal.field, refusal.message);
+            // A row naming the claim by Organisation and ClaimRef is referred to by the claim's id.
+            issue.reference.get_or_insert_with(|| claim.id.to_string());
             row.issues.push(issue);
             return Ok(Applied::Rejected);
         }

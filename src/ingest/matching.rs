@@ -249,6 +249,18 @@ impl CpliIndex {
                 )
             };
             (reason, Some(date_field))
+        } else if let Some((r, e)) = v.service_ref.and_then(|r| {
+            // The service named right, its GUID not: "did you mean" the same name would not help.
+            cands.iter().find(|e| level_ok(e) && keys.service.as_ref().is_none_or(|k| *k == e.service) && e.cpli.service_ref.as_ref() != Some(r)).map(|e| (r, e))
+        }) {
+            let theirs = e.cpli.service_ref.as_ref().map_or_else(|| "blank".to_string(), |g| g.to_string());
+            (
+                format!(
+                    "{sr} {r} is not the service of client {client}'s CPLI {} at '{}', whose {sr} is {theirs}: correct {sr} or leave it blank",
+                    e.cpli.cpli_id, e.cpli.service_name, sr = h::SERVICE_REF
+                ),
+                Some(h::SERVICE_REF),
+            )
         } else if let Some(names) = suggest(cands.iter().filter(|e| level_ok(e)).map(|e| &e.cpli), date, |c| &c.service_name) {
             (
                 format!("client {client} has no CPLI with {n} '{service}' and {l} '{level}': did you mean {n} {names}?", n = h::SERVICE_NAME, l = h::SERVICE_LEVEL),

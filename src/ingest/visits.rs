@@ -425,7 +425,7 @@ impl RowJudge<'_, '_, '_> {
     /// Judges a row whose field count and characters the engine has checked.
     fn judge(&mut self, duplicates: &hashbrown::HashSet<Vec<u8>>, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
         let (len, header_len) = (self.rec.len(), self.header_len);
-        let visit_ref = self.required_text(Col::VisitRef, 50, "");
+        let visit_ref = self.required_text(Col::VisitRef, 50, ": your own reference for the visit, unique in the file and kept when it is sent again, e.g. V-A123456-20221010-0800");
         if let Some(v) = &visit_ref {
             if duplicates.contains(v.as_bytes()) {
                 self.push(
@@ -493,11 +493,11 @@ impl RowJudge<'_, '_, '_> {
     fn judge_visit(&mut self, visit_ref: String) -> Option<(Visit, VisitKeys)> {
         let rules = self.ctx.rules;
         let planned_date = self.date(Col::PlannedVisitDate);
-        self.require(Col::PlannedVisitDate, "");
+        self.require(Col::PlannedVisitDate, ": the day the visit was planned for, e.g. 10/10/2022");
         let planned_entry = self.time(Col::PlannedEntryTime);
-        self.require(Col::PlannedEntryTime, "");
+        self.require(Col::PlannedEntryTime, ": the planned start, e.g. 08:00");
         let planned_exit = self.time(Col::PlannedExitTime);
-        self.require(Col::PlannedExitTime, "");
+        self.require(Col::PlannedExitTime, ": the planned end, e.g. 08:30");
 
         let vt_text = self.opt(Col::VisitType);
         let visit_type: Option<&VisitType> = match &vt_text {
@@ -807,12 +807,12 @@ impl RowJudge<'_, '_, '_> {
         self.nhs_number(Col::NhsNumber, v.nhs_number.as_deref());
         let planned = v.planned_duration();
         if planned.minutes == 0 {
-            self.push(Code::ZeroDuration, Some(Col::PlannedExitTime), "PlannedExitTime equals PlannedEntryTime: the planned visit lasts no time".into());
+            self.push(Code::ZeroDuration, Some(Col::PlannedExitTime), "PlannedExitTime equals PlannedEntryTime: the planned visit lasts no time; give the planned end, e.g. 08:30 for a half-hour visit from 08:00".into());
         }
         let Some(d) = &v.delivered else { return };
         let delivered = Duration::between(d.entry, d.exit);
         if delivered.minutes == 0 {
-            self.push(Code::ZeroDuration, Some(Col::DeliveredExitTime), "DeliveredExitTime equals DeliveredEntryTime: the delivered visit lasts no time".into());
+            self.push(Code::ZeroDuration, Some(Col::DeliveredExitTime), "DeliveredExitTime equals DeliveredEntryTime: the delivered visit lasts no time; give the time the carer left".into());
         }
         if commented {
             return;
@@ -1492,6 +1492,20 @@ mod tests {
         assert_eq!(only(&r, Code::PossibleDuplicate).row, Some(3));
         let dh = judge(&[row(&[]), row(&[("VisitRef", "V2"), ("Comments", "[Double-Handed]")])]);
         assert_eq!(dh.issues, vec![]);
+    }
+
+    #[test]
+    fn an_unmatched_visit_whose_service_ref_is_wrong_names_the_service_ref_not_the_same_service_name() {
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 9, 5), 7);
+        c.service_ref = crate::domain::parse_guid("8D116ECE-1738-F7D9-3D9C-172411E20B8F");
+        let wrong = "36F675CC-81E7-4EF5-E8E2-5D940ED90475";
+        let r = run_bytes(file(&[row(&[("ServiceRef", wrong)])]).as_bytes(), &config((2022, 11, 1)), Mode::Validate { store: None, cplis: Some(vec![c]) });
+        let i = only(&r, Code::Unmatched);
+        assert_eq!(i.field.as_deref(), Some("ServiceRef"));
+        assert_eq!(
+            i.message,
+            format!("the visit is stored but matches no CPLI: ServiceRef {wrong} is not the service of client A1's CPLI 100 at 'Pearl Carers - Zone 6 - Oxford', whose ServiceRef is 8D116ECE-1738-F7D9-3D9C-172411E20B8F: correct ServiceRef or leave it blank")
+        );
     }
 
     #[test]

@@ -214,7 +214,8 @@ fn the_council_accepts_one_claim_amended_and_rejects_one_with_a_note_and_the_pro
         "ClaimId,Organisation,ClaimRef,Decision,Amount,Note\n\
          C1,,,Accepted,10.00,Amended: the Saturday call was planned for 50 minutes\n\
          ,Pearl Carers Ltd,HIP-2,Rejected,,Not enough detail: the discharge letter is not dated\n\
-         C99,,,Accepted,,\n",
+         C99,,,Accepted,,\n\
+         ,Pearl Carers Ltd,HIP-2,Accepted,,\n",
     )
     .unwrap();
     sftp(server.port, "finance", &council_key, &format!("put {} /inbox/\n", decisions.display()));
@@ -242,8 +243,10 @@ fn the_council_accepts_one_claim_amended_and_rejects_one_with_a_note_and_the_pro
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!((answer["kind"].as_str(), answer["status"].as_str()), (Some("claim_decisions"), Some("processed")), "{answer}");
-    assert_eq!(counts(&answer), (3, 0, 2, 1, 0), "{answer}");
-    assert_eq!(codes(&answer), ["UNKNOWN_CLAIM"]);
+    assert_eq!(counts(&answer), (4, 0, 2, 2, 0), "{answer}");
+    assert_eq!(codes(&answer), ["UNKNOWN_CLAIM", "CLAIM_DECIDED"]);
+    // Decided by the row above: named by the claim's id and the Decision column.
+    assert_eq!((answer["issues"][1]["ref"].as_str(), answer["issues"][1]["field"].as_str()), (Some("C2"), Some("Decision")), "{answer}");
 
     // The provider's /exports/claims.csv shows both decisions with the council's notes.
     let rows = fetch_rows_until(server.port, "pearl-rota", &pearl_key, "/exports/claims.csv", &work.join("claims-export.csv"), |rows| {
