@@ -56,8 +56,10 @@ pub fn parse_bounded(text: &str, decimals: u32) -> Result<Decimal, AmountError> 
     if d > Decimal::from(MAX_AMOUNT) {
         return Err(AmountError::TooLarge);
     }
-    // `3.2500` is 3.25: trailing zeros do not count as precision.
-    if d.normalize().scale() > decimals {
+    // `3.2500` is 3.25: trailing zeros do not count as precision. Counted in the text as well:
+    // past 28 decimals `Decimal` rounds (0.00...01 would be read as 0).
+    let written = t.split_once('.').map_or(0, |(_, f)| f.trim_end_matches('0').len());
+    if d.normalize().scale() > decimals || written > decimals as usize {
         return Err(AmountError::TooPrecise(decimals));
     }
     Ok(d.abs())
@@ -115,6 +117,9 @@ mod tests {
     #[test]
     fn a_quantity_with_more_than_four_decimals_is_too_precise() {
         assert_eq!(q("0.00001"), Err(AmountError::TooPrecise(4)));
+        // Past 28 decimals `Decimal` itself rounds: the text is counted.
+        assert_eq!(q("0.00000000000000000000000000001"), Err(AmountError::TooPrecise(4)));
+        assert_eq!(q("3.250000000000000000000000000000"), Ok(Decimal::new(325, 2)), "trailing zeros are not precision");
         assert_eq!(parse_bounded("23.226001", UNIT_COST_DECIMALS), Ok("23.226001".parse().unwrap()));
         assert_eq!(parse_bounded("23.2260001", UNIT_COST_DECIMALS), Err(AmountError::TooPrecise(6)));
     }
