@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use super::headings as h;
 use crate::domain::cell::describe_control;
 use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
-use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
+use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, uk_date, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
 use crate::outcome::{Code, Issue};
 
 #[derive(Debug, thiserror::Error)]
@@ -223,15 +223,21 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         }
         let start = date(h::START_DATE, &mut bad);
         let end = opt(h::END_DATE).and_then(|_| date(h::END_DATE, &mut bad));
+        if let (Some(s), Some(e)) = (start, end) {
+            if e < s {
+                bad(Code::BadDate, h::END_DATE, format!("EndDate {} is before StartDate {}: a CPLI ends on or after the day it starts (a blank EndDate is open)", uk_date(e), uk_date(s)));
+            }
+        }
         let [client_ref, organisation_ref, service_ref, service_level_ref] =
             [h::CLIENT_REF, h::ORGANISATION_REF, h::SERVICE_REF, h::SERVICE_LEVEL_REF].map(|h| guid(h, &mut bad));
         let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
         let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
-        let authorised = match get("Authorised").to_ascii_uppercase().as_str() {
+        let authorised_text = get("Authorised");
+        let authorised = match authorised_text.to_ascii_uppercase().as_str() {
             "Y" | "YES" | "1" | "TRUE" => Some(true),
             "N" | "NO" | "0" | "FALSE" | "" => Some(false),
-            other => {
-                bad(Code::BadBoolean, "Authorised", format!("Authorised '{}' must be Y or N (blank is N)", quote(other)));
+            _ => {
+                bad(Code::BadBoolean, "Authorised", format!("Authorised '{}' must be Y or N (Yes, No, 1, 0, True and False are read too; blank is N)", quote(&authorised_text)));
                 None
             }
         };
@@ -421,6 +427,16 @@ mod tests {
         assert_eq!(got, [(Some(3), Code::WrongFieldCount), (Some(4), Code::WrongFieldCount)]);
         assert!(problems[0].message.contains("this row has 10 fields but the header has 11"), "{}", problems[0].message);
         assert!(problems[1].message.contains("a cell holds a comma without being in double quotes"), "{}", problems[1].message);
+    }
+
+    #[test]
+    fn an_extract_row_ending_before_it_starts_is_refused() {
+        let row = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        let with_end = |end: &str| load_with(&format!("{HEADER},EndDate"), &[&format!("{row},{end}")]);
+        assert_eq!(with_end("03/10/2022").unwrap()[0].end_date, chrono::NaiveDate::from_ymd_opt(2022, 10, 3), "one day");
+        let Err(CpliError::Invalid(problems)) = with_end("02/10/2022") else { panic!("loaded") };
+        assert_eq!((problems[0].code, problems[0].field.as_deref()), (Code::BadDate, Some("EndDate")));
+        assert_eq!(problems[0].message, "EndDate 02/10/2022 is before StartDate 03/10/2022: a CPLI ends on or after the day it starts (a blank EndDate is open)");
     }
 
     #[test]
