@@ -230,6 +230,11 @@ impl Row<'_, Col> {
         let nhs_number = self.text(Col::NhsNumber, 20);
         let org_name = self.opt(Col::OrganisationName).map(Cow::into_owned);
         self.check_own_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
+        if let Some(index) = ctx.cplis {
+            for (heading, message) in index.ref_mismatches(Some(&ssref), client_ref.as_ref(), nhs_number.as_deref(), service_level_ref.as_ref(), Some(&level)) {
+                self.push(Code::RefMismatch, Col::named(heading), message);
+            }
+        }
         let mut a = Actual {
             ssref,
             service_level: level,
@@ -569,6 +574,25 @@ mod tests {
         let r = judge(&[unknown]);
         assert_eq!(codes(&r), [Code::Required], "no UNMATCHED for a row that is not stored");
         assert_eq!((r.counts.rejected, r.counts.data_quality_issues), (1, 0));
+    }
+
+    #[test]
+    fn a_client_ref_or_nhs_number_the_cplis_give_another_client_is_a_ref_mismatch() {
+        let mut other = cpli();
+        (other.cpli_id, other.ssref) = ("156051".into(), "A123456".into());
+        other.client_ref = crate::domain::parse_guid("2217BEAD-0000-0000-0000-000000000001");
+        other.nhs_number = Some("943 476 5919".into());
+        let header = format!("{HEADER},ClientRef,NHSNumber");
+        let clean = row("03/10/2022", "10", "9", "0", "0", "14", "");
+        let text = |client_ref: &str, nhs: &str| format!("{header}\r\n{clean},{client_ref},{nhs}\r\n");
+        let run_with = |t: String| run(&t, Mode::Validate { store: None, cplis: Some(vec![cpli(), other.clone()]) });
+        let r = run_with(text("2217BEAD-0000-0000-0000-000000000001", ""));
+        assert_eq!(codes(&r), [Code::RefMismatch]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("ClientRef"));
+        assert!(r.issues[0].message.contains("is client A123456, but SSRef says 'A401234'"), "{}", r.issues[0].message);
+        let r = run_with(text("", "9434765919"));
+        assert_eq!((codes(&r), r.issues[0].field.as_deref()), (vec![Code::RefMismatch], Some("NHSNumber")));
+        assert_eq!(r.counts.rejected, 1);
     }
 
     #[test]

@@ -284,6 +284,31 @@ impl CpliIndex {
         (MatchStatus::Unmatched { reason }, field)
     }
 
+    /// The identifiers a row gives that the CPLIs give to another client or service level than the
+    /// names beside them (SPEC 2.1: "when given they must agree with the names"), as (heading,
+    /// message). The matcher pools the CPLIs each client identifier finds, so an NHS number or a
+    /// ClientRef of another client would have the row paid against that client's package.
+    pub fn ref_mismatches(&self, ssref: Option<&str>, client_ref: Option<&Guid>, nhs: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(s) = ssref {
+            let digits = |x: &str| x.replace(' ', "");
+            let nhs_client = nhs.and_then(|n| self.cplis().find(|c| c.nhs_number.as_deref().is_some_and(|cn| digits(cn) == digits(n))).map(|c| (n.to_string(), c)));
+            let ref_client = client_ref.and_then(|g| self.cplis().find(|c| c.client_ref.as_ref() == Some(g)).map(|c| (g.to_string(), c)));
+            for (heading, found) in [(h::NHS_NUMBER, nhs_client), (h::CLIENT_REF, ref_client)] {
+                if let Some((given, c)) = found.filter(|(_, c)| !c.ssref.eq_ignore_ascii_case(s)) {
+                    out.push((heading, format!("{heading} {given} is client {}, but {} says '{s}'; correct one or leave {heading} blank", c.ssref, h::SS_REF)));
+                }
+            }
+        }
+        if let (Some(g), Some(l)) = (level_ref, level) {
+            if let Some(c) = self.cplis().find(|c| c.service_level_ref.as_ref() == Some(g)).filter(|c| c.level_key() != NameKey::new(l)) {
+                let r = h::SERVICE_LEVEL_REF;
+                out.push((r, format!("{r} {g} is '{}', but {} says '{l}'; correct one or leave {r} blank", c.service_level, h::SERVICE_LEVEL)));
+            }
+        }
+        out
+    }
+
     /// Hours a week the client's CPLIs in force commission for a service level and service, when every
     /// one covers the whole week and is priced in hours per week; `None` when that cannot be said.
     pub fn weekly_hours(&self, client: &str, level: &str, service: &str, monday: NaiveDate) -> Option<(Decimal, Vec<String>)> {

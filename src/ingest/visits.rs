@@ -746,41 +746,8 @@ impl RowJudge<'_, '_, '_> {
 
     fn check_refs(&mut self, client_ref: Option<&Guid>, nhs: Option<&str>, ssref: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) {
         let Some(index) = self.ctx.cplis else { return };
-        // An NHS number the CPLIs give another client: matching pools the CPLIs found by each
-        // identifier, so the visit would be paid against that client's package.
-        if let (Some(n), Some(s)) = (nhs, ssref) {
-            let digits = |x: &str| x.replace(' ', "");
-            if let Some(c) = index.cplis().find(|c| c.nhs_number.as_deref().is_some_and(|cn| digits(cn) == digits(n))) {
-                if !c.ssref.eq_ignore_ascii_case(s) {
-                    self.push(
-                        Code::RefMismatch,
-                        Some(Col::NhsNumber),
-                        format!("{r} {n} is client {}, but {} says '{s}'; correct one or leave {r} blank", c.ssref, h::SS_REF, r = h::NHS_NUMBER),
-                    );
-                }
-            }
-        }
-        if let (Some(g), Some(s)) = (client_ref, ssref) {
-            if let Some(c) = index.cplis().find(|c| c.client_ref.as_ref() == Some(g)) {
-                if !c.ssref.eq_ignore_ascii_case(s) {
-                    self.push(
-                        Code::RefMismatch,
-                        Some(Col::ClientRef),
-                        format!("{r} {g} is client {}, but {} says '{s}'; correct one or leave {r} blank", c.ssref, h::SS_REF, r = h::CLIENT_REF),
-                    );
-                }
-            }
-        }
-        if let (Some(g), Some(l)) = (level_ref, level) {
-            if let Some(c) = index.cplis().find(|c| c.service_level_ref.as_ref() == Some(g)) {
-                if c.level_key() != NameKey::new(l) {
-                    self.push(
-                        Code::RefMismatch,
-                        Some(Col::ServiceLevelRef),
-                        format!("{r} {g} is '{}', but {} says '{l}'; correct one or leave {r} blank", c.service_level, h::SERVICE_LEVEL, r = h::SERVICE_LEVEL_REF),
-                    );
-                }
-            }
+        for (heading, message) in index.ref_mismatches(ssref, client_ref, nhs, level_ref, level) {
+            self.push(Code::RefMismatch, Col::named(heading), message);
         }
     }
 
