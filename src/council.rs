@@ -107,7 +107,7 @@ impl Gateway {
                 Ok(Loaded::Refused { issues: problems.iter().map(cplis::CpliProblem::to_issue).collect(), read, rejected: rows.len() as u64 })
             }
             Err(CpliError::Read { source, .. }) => {
-                let issue = Issue::file(Code::FileUnreadable, None, format!("the extract cannot be read as CSV text ({source}); save it as CSV (UTF-8)"));
+                let issue = Issue::file(Code::FileUnreadable, None, format!("the extract cannot be read as CSV text ({source}); save it as CSV"));
                 Ok(Loaded::Refused { issues: vec![issue], read: 0, rejected: 0 })
             }
         }
@@ -219,7 +219,7 @@ fn data_rows(path: &Path) -> Result<u64> {
 }
 
 fn read_error(path: &Path, e: csv::Error) -> GatewayError {
-    GatewayError::Cplis(CpliError::Read { path: path.display().to_string(), source: e })
+    GatewayError::Cplis(CpliError::Read { path: path.display().to_string(), source: e.into() })
 }
 
 fn sha256(path: &Path) -> std::io::Result<String> {

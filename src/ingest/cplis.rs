@@ -13,7 +13,7 @@ use crate::outcome::{Code, Issue};
 #[derive(Debug, thiserror::Error)]
 pub enum CpliError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: csv::Error },
+    Read { path: String, source: std::io::Error },
     #[error("the CPLI extract has problems; nothing was loaded:\n{}", lines(.0))]
     Invalid(Vec<CpliProblem>),
 }
@@ -93,14 +93,12 @@ struct FirstRow {
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
 pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
-    let read_err = |source| CpliError::Read { path: path.display().to_string(), source };
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(read_err)?;
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(read_err)?
-        .iter()
-        .map(|h| super::source::heading_key(h.trim_start_matches('\u{FEFF}')))
-        .collect();
+    let read_err = |source: std::io::Error| CpliError::Read { path: path.display().to_string(), source };
+    // Read as a provider's file is: UTF-8 or Windows-1252 (an extract saved by Excel), each row
+    // numbered as a spreadsheet shows it (blank lines and cells over several lines counted).
+    let encoding = super::source::encoding_of(path).map_err(read_err)?;
+    let mut rows = super::source::Rows::open(path, encoding).map_err(read_err)?;
+    let header: Vec<String> = (0..rows.header.len()).map(|i| super::source::heading_key(rows.field(&rows.header, i).trim_start_matches('\u{FEFF}'))).collect();
     let col = |name: &str| header.iter().position(|h| *h == super::source::heading_key(name));
     let missing: Vec<CpliProblem> = REQUIRED
         .iter()
@@ -122,35 +120,24 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
     // CPLIID -> the first row that gave it: a CPLIID twice in one extract is refused on both rows.
     let mut seen: std::collections::HashMap<String, FirstRow> = std::collections::HashMap::new();
     let mut repeated_firsts = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let row = i as u64 + 2;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let message = format!("the row cannot be read as CSV text ({e}); save the extract as CSV (UTF-8)");
-                problems.push(CpliProblem { row: Some(row), cpli_id: None, code: Code::FileUnreadable, field: None, message, row_data: None });
-                continue;
-            }
-        };
-        let get = |name: &str| col(name).and_then(|c| rec.get(c)).map(str::trim).unwrap_or("").to_string();
+    let mut rec = csv::ByteRecord::new();
+    while let Some(row) = rows.next(&mut rec).map_err(read_err)? {
+        let cells: Vec<String> = (0..rec.len()).map(|i| super::source::decode(encoding, rec.get(i).unwrap_or_default()).into_owned()).collect();
+        let get = |name: &str| col(name).and_then(|c| cells.get(c)).map(|v| v.trim()).unwrap_or("").to_string();
         let opt = |name: &str| Some(get(name)).filter(|s| !s.is_empty());
         let cpli_id = opt(CPLI_ID);
-        let row_data = {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            let _ = w.write_record(rec.iter());
-            w.into_inner().ok().map(|b| String::from_utf8_lossy(&b).trim_end_matches(['\r', '\n']).to_string())
-        };
+        let row_data = Some(super::source::row_data(encoding, &rec));
         let mut bad = |code: Code, field: &str, message: String| {
             let field = (!field.is_empty()).then(|| field.to_string());
             problems.push(CpliProblem { row: Some(row), cpli_id: cpli_id.clone(), code, field, message, row_data: row_data.clone() });
         };
         // A row of more or fewer cells than headings is read no further: its cells are in the wrong columns.
-        if let Some(message) = super::engine::wrong_field_count(rec.len(), header.len(), |i| rec.get(i).unwrap_or("").as_bytes()) {
+        if let Some(message) = super::engine::wrong_field_count(rec.len(), header.len(), |i| rec.get(i).unwrap_or_default()) {
             bad(Code::WrongFieldCount, "", message);
             continue;
         }
         // Issue 9: no control character is stored from an extract either.
-        for (i, cell) in rec.iter().enumerate() {
+        for (i, cell) in cells.iter().enumerate() {
             if let Some((at, c)) = forbidden_control(cell, TextKind::Plain) {
                 let heading = header.get(i).map_or(String::new(), |h| format!(" ({})", quote(h)));
                 let field = header.get(i).cloned().unwrap_or_default();
@@ -427,6 +414,22 @@ mod tests {
         assert_eq!(got, [(Some(3), Code::WrongFieldCount), (Some(4), Code::WrongFieldCount)]);
         assert!(problems[0].message.contains("this row has 10 fields but the header has 11"), "{}", problems[0].message);
         assert!(problems[1].message.contains("a cell holds a comma without being in double quotes"), "{}", problems[1].message);
+    }
+
+    #[test]
+    fn an_extract_is_read_as_a_providers_file_is_rows_numbered_as_a_spreadsheet_and_windows_1252_taken() {
+        let ok = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        let bad = "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,lots,Y";
+        // A blank line counts as a row (it was skipped, and every later row numbered one too low).
+        let Err(CpliError::Invalid(problems)) = load(&[ok, "", bad]) else { panic!("loaded") };
+        assert_eq!(problems.iter().map(|p| p.row).collect::<Vec<_>>(), [Some(4)]);
+        // Saved by Excel: Windows-1252, a pound sign as the byte A3.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        let mut bytes = format!("{HEADER},ClientName\r\n{ok},Mrs Zo").into_bytes();
+        bytes.extend_from_slice(b"\xEB\r\n");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_extract(&path).unwrap()[0].client_name, "Mrs Zoë");
     }
 
     #[test]

@@ -397,8 +397,7 @@ struct Tee<R> {
     inner: R,
     /// Every byte read goes here, to be hashed on another thread.
     bytes: std::sync::mpsc::SyncSender<Vec<u8>>,
-    utf8: bool,
-    carry: Vec<u8>,
+    utf8: Utf8Check,
     line_len: u64,
     max_line: u64,
     line_no: u64,
@@ -414,8 +413,7 @@ impl<R: Read> Tee<R> {
         Tee {
             inner,
             bytes,
-            utf8: true,
-            carry: Vec::new(),
+            utf8: Utf8Check::default(),
             line_len: 0,
             max_line,
             line_no: 1,
@@ -447,8 +445,24 @@ impl<R: Read> Tee<R> {
         Ok(())
     }
 
-    fn check_utf8(&mut self, buf: &[u8]) {
-        if !self.utf8 {
+    /// Reads what is left (the CSV reader may stop early); whether the whole file was UTF-8.
+    fn finish(mut self) -> io::Result<bool> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.read(&mut buf)? > 0 {}
+        Ok(self.utf8.is_utf8())
+    }
+}
+
+/// Whether bytes fed in pieces are UTF-8, a character cut between two pieces included.
+#[derive(Default)]
+struct Utf8Check {
+    broken: bool,
+    carry: Vec<u8>,
+}
+
+impl Utf8Check {
+    fn feed(&mut self, buf: &[u8]) {
+        if self.broken {
             return;
         }
         let joined;
@@ -462,16 +476,30 @@ impl<R: Read> Tee<R> {
         match std::str::from_utf8(bytes) {
             Ok(_) => {}
             Err(e) if e.error_len().is_none() => self.carry = bytes[e.valid_up_to()..].to_vec(),
-            Err(_) => self.utf8 = false,
+            Err(_) => self.broken = true,
         }
     }
 
-    /// Reads what is left (the CSV reader may stop early); whether the whole file was UTF-8.
-    fn finish(mut self) -> io::Result<bool> {
-        let mut buf = vec![0u8; 64 * 1024];
-        while self.read(&mut buf)? > 0 {}
-        Ok(self.utf8 && self.carry.is_empty())
+    /// Everything fed was UTF-8 and no character was left unfinished.
+    fn is_utf8(&self) -> bool {
+        !self.broken && self.carry.is_empty()
     }
+}
+
+/// A file's encoding as the first pass finds it: UTF-8, else Windows-1252 (Excel's "CSV"), for files
+/// read without a first pass (the council's CPLI extract).
+pub fn encoding_of(path: &Path) -> io::Result<Encoding> {
+    let mut file = File::open(path)?;
+    let mut check = Utf8Check::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check.feed(&buf[..n]);
+    }
+    Ok(if check.is_utf8() { Encoding::Utf8 } else { Encoding::Windows1252 })
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -484,7 +512,7 @@ impl<R: Read> Read for Tee<R> {
             // The hashing thread stops only when this sender is dropped, so this cannot fail.
             let _ = self.bytes.send(chunk.to_vec());
         }
-        self.check_utf8(chunk);
+        self.utf8.feed(chunk);
         // Only a chunk that could hold an over-long line is looked at line by line.
         if self.line_len + n as u64 > self.max_line {
             for part in chunk.split_inclusive(|b| *b == b'\n') {
@@ -520,6 +548,8 @@ impl<R: Read> Read for Tee<R> {
 pub struct Rows {
     rdr: csv::Reader<BufReader<File>>,
     pub encoding: Encoding,
+    /// The header row's cells, as read.
+    pub header: csv::ByteRecord,
     /// Spreadsheet row of the last record read (header = 1; blank lines count as rows, as in Excel).
     row: u64,
     /// Lines taken by line breaks inside quoted cells so far: a spreadsheet shows such a cell in one row.
@@ -554,10 +584,11 @@ impl Rows {
         let skip = if head.starts_with(BOM) { 3 } else { 0 };
         file.seek(SeekFrom::Start(skip))?;
         let rdr = csv_reader(BufReader::with_capacity(256 * 1024, file));
-        let mut rows = Rows { rdr, encoding, row: 0, extra_lines: 0, lf_endings, len, ends_with_newline };
+        let mut rows = Rows { rdr, encoding, header: csv::ByteRecord::new(), row: 0, extra_lines: 0, lf_endings, len, ends_with_newline };
         // Skip blank lines before the header and the header itself (the first pass read it).
         let mut rec = csv::ByteRecord::new();
         while rows.read(&mut rec)?.is_some_and(|_| is_blank(&rec)) {}
+        rows.header = rec;
         rows.lf_endings = rows_lf;
         Ok(rows)
     }
@@ -754,10 +785,10 @@ mod tests {
         let text = "Zoë £5".as_bytes();
         let (tx, _rx) = std::sync::mpsc::sync_channel(16);
         let mut t = Tee::new(io::empty(), 1 << 20, tx);
-        t.check_utf8(&text[..3]); // cuts 'ë' in half
-        t.check_utf8(&text[3..]);
-        assert!(t.utf8 && t.carry.is_empty());
-        t.check_utf8(b"caf\xE9 ");
-        assert!(!t.utf8);
+        t.utf8.feed(&text[..3]); // cuts 'ë' in half
+        t.utf8.feed(&text[3..]);
+        assert!(t.utf8.is_utf8());
+        t.utf8.feed(b"caf\xE9 ");
+        assert!(!t.utf8.is_utf8());
     }
 }
