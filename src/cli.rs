@@ -804,7 +804,8 @@ fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, 
             w.write_record(LIST_COLUMNS).map_err(|e| write_err(e.into()))?;
             for sv in visits {
                 if let Some(row) = list_row(&sv?) {
-                    w.write_record(row.iter().map(|c| c.as_deref().unwrap_or(""))).map_err(|e| write_err(e.into()))?;
+                    let cells = row.iter().map(|c| crate::outcome::excel_safe_cell(c.as_deref().unwrap_or("")).into_owned());
+                    w.write_record(cells).map_err(|e| write_err(e.into()))?;
                 }
             }
             w.flush().map_err(write_err)?;
@@ -822,7 +823,8 @@ fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, 
                 }
                 first = false;
                 out.write_all(b"\n").map_err(write_err)?;
-                serde_json::to_writer(&mut out, &obj).expect("json");
+                // An error here is the output's (a closed pipe, `| head`): a map of strings always serialises.
+                serde_json::to_writer(&mut out, &obj).map_err(|e| write_err(std::io::Error::from(e)))?;
             }
             out.write_all(b"\n]\n").map_err(write_err)?;
             out.flush().map_err(write_err)?;

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use crate::domain::number::minutes_times;
 use crate::domain::{uk_date, week_start, Cpli, MatchStatus, Organisation, Period, Slug, Visit};
 use crate::ingest::headings as h;
-use crate::outcome::excel_safe;
+use crate::outcome::{excel_safe, excel_safe_cell};
 use crate::pipeline::{Gateway, GatewayError, Result};
 use crate::reports::{self, hospital, ActualsOptions};
 
@@ -384,7 +384,7 @@ impl Gateway {
             if let (Some(stays), Some((from, to))) = (stays, window) {
                 let rows = stays.claims(&self.config.hospital, from - Duration::days(365), to).map_err(|e| GatewayError::Invalid(e.to_string()))?;
                 for row in rows.into_iter().filter(|r| r.to >= from) {
-                    let cells = row.cells();
+                    let cells = row.cells().map(|c| excel_safe_cell(&c).into_owned());
                     stays_file.row(HOSPITAL, &cells).map_err(sink_err)?;
                     part.row(HOSPITAL, std::iter::once(&name).chain(&cells)).map_err(sink_err)?;
                 }
@@ -648,7 +648,7 @@ fn commissioned_vs_actuals(gw: &Gateway, org: Option<&Organisation>, out: &mut R
     let Some((from, to)) = report_window(gw, org)? else { return Ok(()) };
     let opts = ActualsOptions { from, to, differences_only: false, include_empty_weeks: false };
     for row in gw.commissioned_vs_actuals(org, &opts)? {
-        out("commissioned-vs-actuals.csv", &row.cells()).map_err(sink_err)?;
+        out("commissioned-vs-actuals.csv", &row.cells().map(|c| excel_safe_cell(&c).into_owned())).map_err(sink_err)?;
     }
     Ok(())
 }

@@ -752,9 +752,25 @@ pub fn excel_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// [`excel_safe`] for a table of text and figures (the reports): a negative number such as
+/// `-0.95` is a figure, left as it is; anything else that Excel would run is neutralised.
+pub fn excel_safe_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.strip_prefix('-') {
+        Some(rest) if rest.parse::<rust_decimal::Decimal>().is_ok() => cell.into(),
+        _ => excel_safe(cell),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_cell_excel_would_run_is_neutralised_but_a_negative_figure_is_not() {
+        for (cell, safe) in [("=X1", "'=X1"), ("@SUM(A1)", "'@SUM(A1)"), ("+1", "'+1"), ("-2+3", "'-2+3"), ("-0.95", "-0.95"), ("-22.06", "-22.06"), ("A332295", "A332295")] {
+            assert_eq!(excel_safe_cell(cell), safe, "{cell}");
+        }
+    }
 
     #[test]
     fn a_result_without_an_organisation_is_written_with_a_blank_one_as_before() {

@@ -76,7 +76,8 @@ pub fn table_csv<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<I
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(columns);
     for r in rows {
-        let _ = w.write_record(r.as_ref());
+        // A provider's text Excel would run (an SSRef `=X1`) is neutralised, as in every CSV out.
+        let _ = w.write_record(r.as_ref().iter().map(|c| crate::outcome::excel_safe_cell(c).into_owned()));
     }
     w.into_inner().unwrap_or_default()
 }
