@@ -232,6 +232,13 @@ impl Gateway {
                 frust_minutes: t.frust_minutes,
             });
         }
+        // Weeks in which a package starts or ends: their visits as they matched (a full pass over
+        // the organisation's visits, only when the report has such a week).
+        if actuals.needs_visits() {
+            for fact in self.store.visit_facts(&org.slug) {
+                actuals.add_matched(&fact?);
+            }
+        }
         // Issue 11: extra-care actuals rows are rows of the report too.
         for a in self.store.current_actuals(&org.slug) {
             actuals.add_actual(&a?.actual);

@@ -135,6 +135,10 @@ pub struct WeekActuals<'c> {
     periods: Vec<(usize, PeriodActual)>,
     /// The CPLI weeks an actuals row covers: an empty week there is the actuals row's, not a row of its own.
     covered: HashSet<(usize, NaiveDate)>,
+    /// CPLI weeks in which a package of the client starts or ends: their visits are counted one by
+    /// one as they matched (`add_matched`), not from the week totals, which hold the week's visits
+    /// whether or not they matched (a visit before the start is unmatched and unpaid).
+    partial: HashSet<(usize, NaiveDate)>,
 }
 
 /// What the report reads of one stored actuals row.
@@ -180,6 +184,7 @@ impl<'c> WeekActuals<'c> {
             weeks: HashMap::new(),
             periods: Vec::new(),
             covered: HashSet::new(),
+            partial: HashSet::new(),
         }
     }
 
@@ -212,12 +217,33 @@ impl<'c> WeekActuals<'c> {
         let sunday = w.monday + Duration::days(6);
         let Some(&cpli) = members.iter().find(|i| self.cplis[**i].overlaps(w.monday, sunday)) else { return };
         let acc = self.weeks.entry((cpli, w.monday)).or_default();
+        // Every day's visits match the first package in force that week only if it covers the
+        // whole week; otherwise the week's visits are counted as they matched.
+        if !self.cplis[cpli].covers_all(w.monday, sunday) {
+            let overlapping = members.iter().filter(|i| self.cplis[**i].overlaps(w.monday, sunday));
+            self.partial.extend(overlapping.map(|i| (*i, w.monday)));
+            return;
+        }
         if is_spot(&self.cplis[cpli]) {
             return;
         }
         acc.visits += w.paid_visits.max(0) as u64;
         acc.actual_minutes += w.actual_minutes;
         acc.frust_minutes += w.frust_minutes;
+    }
+
+    /// Whether some week's visits must be counted one by one ([`WeekActuals::add_matched`]).
+    pub fn needs_visits(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
+    /// Counts a matched visit of a week in which a package starts or ends (see `partial`); any other
+    /// visit was counted with its week's totals.
+    pub fn add_matched(&mut self, v: &VisitFact) {
+        let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
+        if self.partial.contains(&(cpli, week_start(v.planned_date))) {
+            self.add(v);
+        }
     }
 
     /// Counts one visit into its CPLI's week (the week of its planned date).
@@ -581,6 +607,42 @@ pub(crate) mod tests {
         let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].cells()[1..8].to_vec(), ["156040", "2022-10-10", "8", "8", "8", "0", "0"]);
+    }
+
+    #[test]
+    fn in_a_week_where_a_package_starts_or_ends_only_its_matched_visits_are_paid() {
+        // 156040 (5 h) ends on Wednesday 12/10; 156091 (2 h at 30) starts on Friday 14/10. An hour
+        // was delivered every day; Thursday's visit matched no package.
+        let mut cplis = guide_week().0;
+        cplis[0].end_date = Some(d(2022, 10, 12));
+        cplis.push(cpli("156091", "A332295", "DAPL", d(2022, 10, 14), None, "2", "30"));
+        let o = opts(d(2022, 10, 10), d(2022, 10, 16));
+        let types = VisitTypes::default();
+        let mut acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        acts.add_client_week(&ClientWeek {
+            client: "A332295",
+            level: "personal care",
+            service: "pearl carers - dapl oxford",
+            monday: d(2022, 10, 10),
+            visits: 7,
+            paid_visits: 7,
+            actual_minutes: 420,
+            frust_minutes: 0,
+        });
+        assert!(acts.needs_visits());
+        for day in [10, 11, 12, 14, 15, 16] {
+            let id = if day <= 12 { "156040" } else { "156091" };
+            acts.add_matched(&visit(id, d(2022, 10, day), 9 * 60, "DHS", 60, Some(60)));
+        }
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
+        let got: Vec<Vec<String>> = rows.iter().map(|r| r.cells()[1..6].to_vec()).collect();
+        // One row for the week (under the earliest package, Comm. adding both): 6 visits, 6 hours.
+        assert_eq!(got, [["156040", "2022-10-10", "6", "7", "6"]]);
+        // A week the first package covers whole is still counted from its totals.
+        let mut whole = WeekActuals::new(&cplis, &types, d(2022, 10, 3), d(2022, 10, 9));
+        let client = "A332295";
+        whole.add_client_week(&ClientWeek { client, level: "personal care", service: "pearl carers - dapl oxford", monday: d(2022, 10, 3), visits: 4, paid_visits: 3, actual_minutes: 183, frust_minutes: 60 });
+        assert!(!whole.needs_visits());
     }
 
     #[test]
