@@ -214,10 +214,13 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let mut rdr = csv_reader(&mut tee);
         // Each record read moves the start of the next one, so the reader can bound what one record
         // may take (issue 9: a quoted 450 MB cell cost 1.06 GB).
+        // After a record ending CRLF the reader has not yet counted its LF: the next record starts a
+        // line further than its position says.
+        let crlf = head.iter().position(|b| *b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r');
         let next_record = |rdr: &mut csv::Reader<&mut Tee<File>>, rec: &mut csv::ByteRecord| -> Result<bool, ScanError> {
             let more = read_record(rdr, rec)?;
             let pos = rdr.position();
-            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() });
+            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() + u64::from(crlf) });
             Ok(more)
         };
         let mut rec = csv::ByteRecord::new();
@@ -740,6 +743,8 @@ mod tests {
         let issue = file_error(scan_text(data.as_bytes(), &limits));
         assert_eq!(issue.code, Code::FileUnreadable);
         assert!(issue.message.contains("the row starting on line 3 is longer than 65,536 bytes (limits.max_record_bytes)"), "{}", issue.message);
+        let issue = file_error(scan_text(data.replace('\n', "\r\n").as_bytes(), &limits));
+        assert!(issue.message.contains("the row starting on line 3 is longer"), "CRLF: {}", issue.message);
         // The same file is read when the limit allows it.
         assert_eq!(scan_text(data.as_bytes(), &Limits::default()).unwrap().data_rows, 3);
     }
