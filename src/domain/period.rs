@@ -23,7 +23,11 @@ impl Period {
     }
 
     pub fn describe(&self) -> String {
-        format!("payment period {} ({} to {})", self.number, uk_date(self.start), uk_date(self.end))
+        // Periods before the configured first one have no number a person would know.
+        match self.number {
+            n if n >= 1 => format!("payment period {n} ({} to {})", uk_date(self.start), uk_date(self.end)),
+            _ => format!("the payment period {} to {}", uk_date(self.start), uk_date(self.end)),
+        }
     }
 }
 
@@ -85,6 +89,13 @@ mod tests {
         assert_eq!((p.number, p.start), (2, d("2022-10-31")));
         let p = Period::containing(d("2022-10-02"), first, 28);
         assert_eq!((p.number, p.end), (0, d("2022-10-02")));
+    }
+
+    #[test]
+    fn a_period_before_the_first_is_described_by_its_dates_not_a_number_below_one() {
+        let first = d("2022-10-03");
+        assert_eq!(Period::containing(d("2022-10-10"), first, 28).describe(), "payment period 1 (03/10/2022 to 30/10/2022)");
+        assert_eq!(Period::containing(d("2022-08-01"), first, 28).describe(), "the payment period 11/07/2022 to 07/08/2022");
     }
 
     #[test]
