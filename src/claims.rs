@@ -312,7 +312,7 @@ impl Gateway {
         let refused = |r: Refusal| GatewayError::Invalid(format!("{}: {}", r.code.as_str(), r.message));
         let amount = amount.map(crate::ingest::claim_decisions::amended_amount).transpose().map_err(refused)?;
         let Some(mut claim) = self.store.claim_by_id(id)? else {
-            return Err(GatewayError::Invalid(format!("there is no claim {id}: `gateway claim list` lists them")));
+            return Err(GatewayError::Invalid(format!("UNKNOWN_CLAIM: there is no claim {id}: `gateway claim list` lists them")));
         };
         let now = Utc::now();
         decide(&mut claim, decision, amount, note.filter(|n| !n.trim().is_empty()), "gateway claim decide", now).map_err(refused)?;

@@ -894,6 +894,11 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
     }
 }
 
+/// A dispute's Details or Note from the command line: as long as the disputes file allows (text 8000).
+fn long_text(option: &str, text: &str) -> Result<(), GatewayError> {
+    crate::ingest::cells::text(option, text, 8000).map_err(|p| GatewayError::Invalid(format!("{}: {}", p.code.as_str(), p.message)))
+}
+
 /// `gateway dispute raise|close|list`.
 fn dispute(gw: &Gateway, command: DisputeCommand, out: &mut dyn Write) -> Result<u8, GatewayError> {
     use crate::disputes::{self, DisputeId, DisputeType, Raise};
@@ -903,11 +908,17 @@ fn dispute(gw: &Gateway, command: DisputeCommand, out: &mut dyn Write) -> Result
     let parse_id = |id: &str| DisputeId::parse(id).ok_or_else(|| GatewayError::Invalid(format!("'{id}' is not a dispute id: D and a number, e.g. D3")));
     let text = match command {
         DisputeCommand::Raise { org, visit, dispute_type, details } => {
-            let t = DisputeType::parse(&dispute_type).ok_or_else(|| GatewayError::Invalid(format!("'{dispute_type}' is not a dispute type: 1 to 10, or a name such as \"Missing Comment\"")))?;
-            let details = Some(details).filter(|d| !d.trim().is_empty()).ok_or_else(|| GatewayError::Invalid("--details must say what the council asks the provider".into()))?;
+            // The disputes file's checks and codes (SPEC 6).
+            let t = DisputeType::parse(&dispute_type)
+                .ok_or_else(|| GatewayError::Invalid(format!("UNKNOWN_DISPUTE_TYPE: '{dispute_type}' is not a dispute type: 1 to 10, or a name such as \"Missing Comment\"")))?;
+            let details = Some(details).filter(|d| !d.trim().is_empty()).ok_or_else(|| GatewayError::Invalid("REQUIRED: --details must say what the council asks the provider".into()))?;
+            long_text("--details", &details)?;
             line(&gw.raise_dispute(Raise { organisation: &org, visit_ref: &visit, dispute_type: t, details })?)
         }
         DisputeCommand::Close { id, note, delete_visit } => {
+            if let Some(n) = &note {
+                long_text("--note", n)?;
+            }
             let d = gw.close_dispute(parse_id(&id)?, note, delete_visit)?;
             format!("{} resolved{}", d.id, if d.visit_deleted { format!(": visit {} deleted", d.visit_ref) } else { String::new() })
         }

@@ -697,6 +697,14 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
     let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "raise", "--org", PEARL, "--visit", "PS3", "--type", "3", "--details", "x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_VISIT"), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // The command has the disputes file's checks and codes: a type outside 1-10, blank or too long Details.
+    let too_long = "a".repeat(8001);
+    for (kind, details, code) in [("11", "x", "UNKNOWN_DISPUTE_TYPE"), ("8", " ", "REQUIRED"), ("8", too_long.as_str(), "TOO_LONG")] {
+        let out = env.run(&["--config", cfg.to_str().unwrap(), "dispute", "raise", "--org", PEARL, "--visit", "PS2", "--type", kind, "--details", details]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(code), "{kind}: {err}");
+    }
+
     // Each side's file in the other's inbox is told where it goes, not judged as another kind.
     let misplaced = import_at(&env, &cfg, PEARL, "queries.csv", "Organisation,VisitRef,DisputeType,Details\nPearl Carers Ltd,PS2,10,x\n");
     assert_eq!(codes(&misplaced), ["UNKNOWN_FILE_KIND"], "{misplaced:#}");
