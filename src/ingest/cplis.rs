@@ -423,7 +423,7 @@ mod tests {
         // A blank line counts as a row (it was skipped, and every later row numbered one too low).
         let Err(CpliError::Invalid(problems)) = load(&[ok, "", bad]) else { panic!("loaded") };
         assert_eq!(problems.iter().map(|p| p.row).collect::<Vec<_>>(), [Some(4)]);
-        // Saved by Excel: Windows-1252, a pound sign as the byte A3.
+        // Saved by Excel: Windows-1252, an ë as the byte EB.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cplis.csv");
         let mut bytes = format!("{HEADER},ClientName\r\n{ok},Mrs Zo").into_bytes();
