@@ -114,6 +114,20 @@ pub fn decimal(heading: &str, value: &str, decimals: u32) -> Result<Decimal, Pro
     })
 }
 
+/// Money in pounds: more than 0 (`positive` says why), at most two decimals, a leading `£` allowed;
+/// `example` is a sum as the column would hold it.
+pub fn money(heading: &str, raw: &str, positive: &str, example: &str) -> Result<Decimal, Problem> {
+    let text = raw.trim();
+    match decimal(heading, text.strip_prefix('£').unwrap_or(text).trim(), 2) {
+        Ok(d) if d > Decimal::ZERO => Ok(d),
+        Ok(_) => Err(Problem::new(Code::BadQuantity, format!("{heading} is {}; {positive}", quote(raw)))),
+        Err(p) if p.code == Code::BadNumber => {
+            Err(Problem::new(p.code, format!("{heading} '{}' is not an amount of money: write pounds and pence such as {example}", quote(raw))))
+        }
+        Err(p) => Err(Problem::new(p.code, p.message.replace("a quantity", "an amount"))),
+    }
+}
+
 /// A count from 0 to `MAX_AMOUNT`.
 pub fn whole(heading: &str, value: &str) -> Result<u64, Problem> {
     match parse_bounded(value, 0) {

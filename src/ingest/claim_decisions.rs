@@ -227,14 +227,7 @@ impl Pending for DecisionsPending<'_> {
 /// An amended amount as the council writes it, in a claim decisions file or `claim decide
 /// --amount`: pounds, more than £0, at most two decimal places, a leading `£` allowed.
 pub fn amended_amount(raw: &str) -> Result<Decimal, Refusal> {
-    let refuse = |code, message| Refusal { code, field: Some("Amount"), message };
-    let text = raw.trim();
-    match super::cells::decimal("Amount", text.strip_prefix('£').unwrap_or(text).trim(), 2) {
-        Ok(d) if d > Decimal::ZERO => Ok(d),
-        Ok(_) => Err(refuse(Code::BadQuantity, format!("Amount is {}; an amended amount is more than £0", quote(raw)))),
-        Err(p) if p.code == Code::BadNumber => Err(refuse(p.code, format!("Amount '{}' is not an amount of money: write pounds and pence such as 45.00", quote(raw)))),
-        Err(p) => Err(refuse(p.code, p.message.replace("a quantity", "an amount"))),
-    }
+    super::cells::money("Amount", raw, "an amended amount is more than £0", "45.00").map_err(|p| Refusal { code: p.code, field: Some("Amount"), message: p.message })
 }
 
 #[cfg(test)]

@@ -149,23 +149,7 @@ fn money(r: &mut Row<'_, Col>, col: Col) -> Option<Decimal> {
         r.require(col, ": the amount claimed in pounds, e.g. 47.54");
         return None;
     };
-    let text = raw.strip_prefix('£').unwrap_or(&raw).trim();
-    match super::cells::decimal(col.heading(), text, 2) {
-        Ok(d) if d > Decimal::ZERO => Some(d),
-        Ok(_) => {
-            r.push(Code::BadQuantity, Some(col), format!("{} is {}; a claim is for more than £0", col.heading(), quote(&raw)));
-            None
-        }
-        Err(p) => {
-            let message = if p.code == Code::BadNumber {
-                format!("{} '{}' is not an amount of money: write pounds and pence such as 47.54", col.heading(), quote(&raw))
-            } else {
-                p.message.replace("a quantity", "an amount")
-            };
-            r.push(p.code, Some(col), message);
-            None
-        }
-    }
+    super::cells::money(col.heading(), &raw, "a claim is for more than £0", "47.54").map_err(|p| r.push(p.code, Some(col), p.message)).ok()
 }
 
 /// What the in-order step judges a claim against: the organisation's CPLIs and visits.

@@ -291,11 +291,14 @@ impl CpliIndex {
     pub fn ref_mismatches(&self, ssref: Option<&str>, client_ref: Option<&Guid>, nhs: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if let Some(s) = ssref {
-            let digits = |x: &str| x.replace(' ', "");
-            let nhs_client = nhs.and_then(|n| self.cplis().find(|c| c.nhs_number.as_deref().is_some_and(|cn| digits(cn) == digits(n))).map(|c| (n.to_string(), c)));
-            let ref_client = client_ref.and_then(|g| self.cplis().find(|c| c.client_ref.as_ref() == Some(g)).map(|c| (g.to_string(), c)));
-            for (heading, found) in [(h::NHS_NUMBER, nhs_client), (h::CLIENT_REF, ref_client)] {
-                if let Some((given, c)) = found.filter(|(_, c)| !c.ssref.eq_ignore_ascii_case(s)) {
+            // Looked up as matching looks them up (`by_client`), not by reading every CPLI a row.
+            let given = [
+                (h::NHS_NUMBER, nhs.map(|n| (n.to_string(), client_key(None, None, Some(n))))),
+                (h::CLIENT_REF, client_ref.map(|g| (g.to_string(), client_key(None, Some(g), None)))),
+            ];
+            for (heading, (given, key)) in given.into_iter().filter_map(|(heading, g)| g.map(|g| (heading, g))) {
+                let first = self.by_client.get(&key).and_then(|ids| ids.first()).map(|i| &self.entries[*i].cpli);
+                if let Some(c) = first.filter(|c| !c.ssref.eq_ignore_ascii_case(s)) {
                     out.push((heading, format!("{heading} {given} is client {}, but {} says '{s}'; correct one or leave {heading} blank", c.ssref, h::SS_REF)));
                 }
             }

@@ -935,7 +935,7 @@ fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, 
                 None,
                 format!(
                     "week {} to {}: client {} has {} planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
-                    uk_date(key.monday), uk_date(sunday), group.client, planned_words(total.planned_minutes),
+                    uk_date(key.monday), uk_date(sunday), group.client, crate::reports::hours_in_words(total.planned_minutes, "hours"),
                     if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
                 ),
             );
@@ -944,16 +944,6 @@ fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, 
         }
     }
     Ok(())
-}
-
-/// A week's planned time in words: "5 hours", "7.5 hours", or "5 h 5 min" where hours would need
-/// more than two decimals (5.0833...).
-fn planned_words(minutes: i64) -> String {
-    if (minutes * 100) % 60 == 0 {
-        format!("{} hours", crate::reports::hours(minutes).normalize())
-    } else {
-        format!("{} h {} min", minutes / 60, minutes % 60)
-    }
 }
 
 /// The H (in hospital) and delivered visits of a file. A large file is mostly delivered visits, so
@@ -1130,15 +1120,6 @@ fn judge_hospital(mut h: Hospital, batch: &VisitBatch<'_>, ctx: &Context<'_>, is
 mod tests {
     use super::*;
     use crate::config::Config;
-
-    #[test]
-    fn planned_hours_differ_gives_the_weeks_planned_time_in_words_never_a_long_decimal() {
-        assert_eq!(planned_words(300), "5 hours");
-        assert_eq!(planned_words(450), "7.5 hours");
-        assert_eq!(planned_words(303), "5.05 hours");
-        assert_eq!(planned_words(305), "5 h 5 min");
-        assert_eq!(planned_words(35), "0 h 35 min");
-    }
     use crate::domain::{Cpli, Quantity};
     use crate::ingest::{process, Incoming, Mode};
     use crate::outcome::{Code, ImportResult, Status};
@@ -1251,6 +1232,16 @@ mod tests {
         let found: Vec<&Issue> = r.issues.iter().filter(|i| i.code == code).collect();
         assert_eq!(found.len(), 1, "expected one {code:?} in {:#?}", r.issues);
         found[0]
+    }
+
+    #[test]
+    fn planned_hours_differ_gives_the_weeks_planned_time_in_words_never_a_long_decimal() {
+        let planned_words = |minutes| crate::reports::hours_in_words(minutes, "hours");
+        assert_eq!(planned_words(300), "5 hours");
+        assert_eq!(planned_words(450), "7.5 hours");
+        assert_eq!(planned_words(303), "5.05 hours");
+        assert_eq!(planned_words(305), "5 h 5 min");
+        assert_eq!(planned_words(35), "0 h 35 min");
     }
 
     #[test]

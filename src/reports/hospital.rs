@@ -127,11 +127,7 @@ impl Figure {
 
 /// `4 h`, `0.5 h`, `1 h 20 min`: hours as a provider writes them, exact.
 pub fn hours_words(minutes: i64) -> String {
-    if (minutes * 100) % 60 == 0 {
-        format!("{} h", quantity_text(super::hours(minutes)))
-    } else {
-        format!("{} h {} min", minutes / 60, minutes % 60)
-    }
+    super::hours_in_words(minutes, "h")
 }
 
 /// What `scheme` pays for `stay`, from the visits it missed (any order). `None` on overflow (a CPLI

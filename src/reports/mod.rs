@@ -42,6 +42,16 @@ pub fn quantity_text(d: Decimal) -> String {
     pennies(d).normalize().to_string()
 }
 
+/// Minutes as hours in words: "5 {unit}", "7.5 {unit}" where two decimals give them exactly, else
+/// "5 h 5 min" (never 5.0833...).
+pub fn hours_in_words(minutes: i64, unit: &str) -> String {
+    if (minutes * 100) % 60 == 0 {
+        format!("{} {unit}", quantity_text(hours(minutes)))
+    } else {
+        format!("{} h {} min", minutes / 60, minutes % 60)
+    }
+}
+
 /// Hours in `minutes`, exactly (as far as 28 digits go). Cannot overflow: any i64 divided by 60 fits.
 pub fn hours(minutes: i64) -> Decimal {
     Decimal::from(minutes) / Decimal::from(60)
