@@ -9,8 +9,10 @@ pub const DATE_FORMS: &str = "DD/MM/YYYY (e.g. 03/10/2022), DD-MM-YY, DD-MMM-YYY
 /// Why a date cell was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DateProblem {
-    /// Not one of `DATE_FORMS`, or not a day on the calendar.
+    /// Not one of `DATE_FORMS`.
     NotADate,
+    /// In one of the forms, but no such day: 31/02/2022, month 13, day 0.
+    NoSuchDay { year: i32, month: u32, day: u32 },
     /// A real date followed by a time of day other than midnight: refused, because the column holds
     /// a date only and such a cell is most often a UTC timestamp whose day is not the local one
     /// (issue 11: "09/10/2022 23:00" written by a system on UTC is 10/10/2022 in the UK in summer).
@@ -24,7 +26,7 @@ pub fn parse_date_cell(s: &str) -> Result<NaiveDate, DateProblem> {
     // instructions, three or four times a visit row).
     if let [d1, d2, b'/', m1, m2, b'/', y @ ..] = s.as_bytes() {
         if let (Some(d), Some(m), Some(y)) = (digits(&[*d1, *d2], 2, 2), digits(&[*m1, *m2], 2, 2), digits(y, 4, 4)) {
-            return NaiveDate::from_ymd_opt(y as i32, m, d).ok_or(DateProblem::NotADate);
+            return calendar(y as i32, m, d);
         }
     }
     let s = s.trim();
@@ -36,7 +38,7 @@ pub fn parse_date_cell(s: &str) -> Result<NaiveDate, DateProblem> {
     if time.is_some() && s.as_bytes().get(10) == Some(&b'T') && !is_iso(date) {
         return Err(DateProblem::NotADate);
     }
-    let d = parse_date_only(date).ok_or(DateProblem::NotADate)?;
+    let d = parse_date_only(date).ok_or(DateProblem::NotADate)??;
     match time.map(parse_time) {
         None => Ok(d),
         Some(None) => Err(DateProblem::NotADate),
@@ -54,6 +56,14 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 pub fn date_message(heading: &str, value: impl std::fmt::Display, problem: DateProblem) -> String {
     match problem {
         DateProblem::NotADate => format!("{heading} '{value}' is not a date in a form the council accepts: use {DATE_FORMS}; the date must exist"),
+        DateProblem::NoSuchDay { year, month, day } => {
+            let why = match NaiveDate::from_ymd_opt(year, month, 1) {
+                None => format!("there is no month {month} (the day comes first: DD/MM/YYYY)"),
+                Some(first) if day == 0 => format!("there is no day 0 of {}", first.format("%B %Y")),
+                Some(first) => format!("{} has {} days", first.format("%B %Y"), days_in_month(first)),
+            };
+            format!("{heading} '{value}' is not a date: {why}; write a day that exists, e.g. as DD/MM/YYYY")
+        }
         DateProblem::TimeOfDay(d, t) => format!(
             "{heading} '{value}' holds a time of day ({}) as well as the date {}: this column takes a date only; write the date alone (a time other than midnight often means a timestamp in another time zone, whose day may not be the one meant)",
             t.format("%H:%M"),
@@ -70,10 +80,11 @@ fn is_iso(s: &str) -> bool {
     b.len() == 10 && b[4] == b'-' && b[7] == b'-'
 }
 
-fn parse_date_only(s: &str) -> Option<NaiveDate> {
+/// A date in one of the forms, whether or not the day exists; `None` when it is in none of them.
+fn parse_date_only(s: &str) -> Option<Result<NaiveDate, DateProblem>> {
     let b = s.as_bytes();
     if is_iso(s) {
-        return NaiveDate::from_ymd_opt(digits(&b[..4], 4, 4)? as i32, digits(&b[5..7], 2, 2)?, digits(&b[8..], 2, 2)?);
+        return Some(calendar(digits(&b[..4], 4, 4)? as i32, digits(&b[5..7], 2, 2)?, digits(&b[8..], 2, 2)?));
     }
     let first = b.iter().position(|c| matches!(c, b'/' | b'-' | b' '))?;
     let sep = b[first];
@@ -100,7 +111,18 @@ fn parse_date_only(s: &str) -> Option<NaiveDate> {
         2 => 2000 + digits(y, 2, 2)? as i32,
         _ => return None,
     };
-    NaiveDate::from_ymd_opt(year, month, day)
+    Some(calendar(year, month, day))
+}
+
+/// The day, or why it is not on the calendar.
+fn calendar(year: i32, month: u32, day: u32) -> Result<NaiveDate, DateProblem> {
+    NaiveDate::from_ymd_opt(year, month, day).ok_or(DateProblem::NoSuchDay { year, month, day })
+}
+
+/// How many days the month starting on `first` has.
+fn days_in_month(first: NaiveDate) -> u32 {
+    let next = first.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
+    (next - first).num_days() as u32
 }
 
 /// Parses `h:mm` or `h:mm:ss` (hour 0-23, leading zero optional).
@@ -236,6 +258,19 @@ mod tests {
             assert_eq!(parse_date(s), None, "{s}");
         }
         assert_eq!(parse_date("29/02/2024"), d(2024, 2, 29));
+    }
+
+    #[test]
+    fn a_date_in_an_accepted_form_that_is_not_on_the_calendar_says_which_part_does_not_exist() {
+        let said = |s: &str| date_message("PlannedVisitDate", s, parse_date_cell(s).unwrap_err());
+        assert_eq!(said("31/02/2022"), "PlannedVisitDate '31/02/2022' is not a date: February 2022 has 28 days; write a day that exists, e.g. as DD/MM/YYYY");
+        assert!(said("29-Feb-2023").contains("February 2023 has 28 days"), "{}", said("29-Feb-2023"));
+        assert!(said("31/04/2022").contains("April 2022 has 30 days"));
+        assert!(said("2022-12-32").contains("December 2022 has 31 days"));
+        assert!(said("10/13/2022").contains("there is no month 13 (the day comes first"), "{}", said("10/13/2022"));
+        assert!(said("00/01/2022").contains("there is no day 0 of January 2022"));
+        // Not one of the forms: the forms are listed.
+        assert!(said("2022/10/03").contains("not a date in a form the council accepts"));
     }
 
     #[test]

@@ -62,14 +62,17 @@ fn short_years_iso_dates_and_excels_midnight_date_times_are_dates_in_visits_care
 }
 
 #[test]
-fn a_bad_date_message_lists_the_new_forms() {
+fn a_bad_date_message_lists_the_new_forms_or_says_which_day_does_not_exist() {
     let env = TestEnv::new();
-    let (_d, path) = write_temp("visits.csv", &visits_file(&[delivered("D1", "31/02/2022", "08:00", "08:30")]));
+    let (_d, path) = write_temp("visits.csv", &visits_file(&[delivered("D1", "3.2.2022", "08:00", "08:30"), delivered("D2", "31/02/2022", "08:00", "08:30")]));
     let result = env.validate(&[], &path);
-    let msg = issues_with(&result, "BAD_DATE")[0]["message"].as_str().unwrap().to_string();
+    let bad = issues_with(&result, "BAD_DATE");
+    let msg = bad[0]["message"].as_str().unwrap().to_string();
     for form in ["DD MMM YY", "YYYY-MM-DD", "00:00:00"] {
         assert!(msg.contains(form), "{form}: {msg}");
     }
+    let d2 = bad.iter().find(|i| i["ref"] == "D2" && i["field"] == "PlannedVisitDate").expect("D2's date");
+    assert!(d2["message"].as_str().unwrap().contains("'31/02/2022' is not a date: February 2022 has 28 days"), "{result:#}");
 }
 
 /// One CPLI of Pearl Carers Ltd whose GUIDs are written with braces, in lower case and without
