@@ -708,7 +708,11 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
 /// `validate`: `store` is the data folder's, when it has one, for judging as an organisation.
 fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io: &mut Io) -> Result<u8, GatewayError> {
     let Command::Validate { cplis, org, format, files } = command else { unreachable!("only validate comes here") };
-    let cplis = cplis.map(|p| read_extract(&p)).transpose()?;
+    let known = match store {
+        Some(s) => s.orgs()?,
+        None => Vec::new(),
+    };
+    let cplis = cplis.map(|p| read_extract(&p, &known)).transpose()?;
     let store = store.filter(|_| org.is_some());
     let org = match (&org, store) {
         (Some(name), Some(s)) => Some(s.org(name)?.unwrap_or_else(|| crate::domain::Organisation::new(name, None))),

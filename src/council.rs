@@ -93,7 +93,7 @@ impl Gateway {
             let issue = Issue::file(Code::UnknownFileKind, None, format!("{}{TAKES}", provider.unwrap_or_else(|| "this is not a CPLI extract: ".into())));
             return Ok(Loaded::Refused { issues: vec![issue], read: 0, rejected: 0 });
         }
-        match cplis::read_extract(path) {
+        match cplis::read_extract(path, &self.store.orgs()?) {
             Ok(cplis) => {
                 let load = self.store_cplis(&cplis, Some(&mut *result))?;
                 count_load(result, &load);

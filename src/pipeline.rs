@@ -127,7 +127,16 @@ impl Gateway {
             Some(r) => Some(crate::domain::parse_guid(r).ok_or_else(|| GatewayError::Invalid(format!("'{r}' is not a GUID")))?),
             None => None,
         };
-        let mut org = self.store.org(name)?.unwrap_or_else(|| Organisation::new(name, None));
+        let mut org = match self.store.org(name)? {
+            Some(org) => org,
+            None => {
+                // Another name of an organisation's folder is refused, never written over it.
+                if let Some(clash) = self.store.org_by_slug(&crate::domain::Slug::from_name(name))?.and_then(|o| o.folder_clash(name)) {
+                    return Err(GatewayError::Invalid(clash));
+                }
+                Organisation::new(name, None)
+            }
+        };
         if guid.is_some() {
             org.org_ref = guid;
         }
@@ -142,7 +151,7 @@ impl Gateway {
     /// Loads the council's CPLI extract, creates what it names, and matches the affected
     /// organisations' visits again.
     pub fn load_cplis(&self, path: &Path) -> Result<CpliLoad> {
-        let cplis = cplis::read_extract(path)?;
+        let cplis = cplis::read_extract(path, &self.store.orgs()?)?;
         self.store_cplis(&cplis, None)
     }
 

@@ -48,11 +48,37 @@ impl Organisation {
     pub fn is_named(&self, name: &str) -> bool {
         NameKey::new(&self.name) == NameKey::new(name) || self.slug.as_str() == name.trim()
     }
+
+    /// Why `name` cannot be another organisation's: it would get this one's folder (and keys)
+    /// although it is not this one's name, differing in more than case, spaces and dashes
+    /// ("A&B Care" and "A B Care", "Pearl Carers, Ltd." and "Pearl Carers Ltd"). `None` when it is
+    /// this organisation's name or another folder's.
+    pub fn folder_clash(&self, name: &str) -> Option<String> {
+        (Slug::from_name(name) == self.slug && !self.is_named(name)).then(|| {
+            format!(
+                "'{}' would share the folder {} with the organisation '{}': names that differ only in punctuation or accents are one organisation here; write '{}' for that organisation, or a name that differs in its letters or digits for another",
+                name.trim(), self.slug, self.name, self.name
+            )
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_would_share_another_organisations_folder_is_a_folder_clash() {
+        let pearl = Organisation::new("Pearl Carers Ltd", None);
+        for same in ["Pearl Carers Ltd", "PEARL  carers ltd", "pearl-carers-ltd"] {
+            assert_eq!(pearl.folder_clash(same), None, "{same}");
+        }
+        assert_eq!(pearl.folder_clash("Pearl Home Care Ltd"), None);
+        for clash in ["Pearl Carers, Ltd.", "Pearl Carers (Ltd)", "Pearl & Carers Ltd"] {
+            let said = pearl.folder_clash(clash).unwrap_or_else(|| panic!("{clash}"));
+            assert!(said.contains("share the folder pearl-carers-ltd with the organisation 'Pearl Carers Ltd'"), "{said}");
+        }
+    }
 
     #[test]
     fn a_service_row_without_its_guid_or_contract_keeps_what_another_row_gave() {

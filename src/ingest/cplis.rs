@@ -92,7 +92,8 @@ struct FirstRow {
 }
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
-pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
+/// `known`: the organisations stored already, whose folders another name must not take.
+pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, CpliError> {
     let read_err = |source: std::io::Error| CpliError::Read { path: path.display().to_string(), source };
     // Read as a provider's file is: UTF-8 or Windows-1252 (an extract saved by Excel), each row
     // numbered as a spreadsheet shows it (blank lines and cells over several lines counted).
@@ -120,6 +121,9 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
     // CPLIID -> the first row that gave it: a CPLIID twice in one extract is refused on both rows.
     let mut seen: std::collections::HashMap<String, FirstRow> = std::collections::HashMap::new();
     let mut repeated_firsts = Vec::new();
+    // The organisations named so far, by folder: two names of one folder are one organisation only
+    // when they differ in case, spaces and dashes alone.
+    let mut named: Vec<Organisation> = known.to_vec();
     let mut rec = csv::ByteRecord::new();
     while let Some(row) = rows.next(&mut rec).map_err(read_err)? {
         let cells: Vec<String> = (0..rec.len()).map(|i| super::source::decode(encoding, rec.get(i).unwrap_or_default()).into_owned()).collect();
@@ -189,6 +193,14 @@ pub fn read_extract(path: &Path) -> Result<Vec<Cpli>, CpliError> {
         ] {
             if get(h).is_empty() {
                 bad(Code::Required, h, format!("{h} is required: {what}"));
+            }
+        }
+        let org_name = get(h::ORGANISATION_NAME);
+        if !org_name.is_empty() {
+            match named.iter().find_map(|o| o.folder_clash(&org_name)) {
+                Some(clash) => bad(Code::WrongOrganisation, h::ORGANISATION_NAME, format!("{}: {clash}", h::ORGANISATION_NAME)),
+                None if !named.iter().any(|o| o.is_named(&org_name)) => named.push(Organisation::new(&org_name, None)),
+                None => {}
             }
         }
         if let Some(id) = &cpli_id {
@@ -292,7 +304,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cplis.csv");
         std::fs::write(&path, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
-        read_extract(&path)
+        read_extract(&path, &[])
+    }
+
+    #[test]
+    fn an_organisation_name_that_would_share_another_organisations_folder_refuses_the_load() {
+        let pearl = "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        let shouting = "2,A2,PEARL CARERS LTD,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        assert_eq!(load(&[pearl, shouting]).unwrap().len(), 2);
+        // Within the extract: "A&B Care" and "A B Care" would be one folder, a-b-care.
+        let ab = "3,A3,A&B Care,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        let a_b = "4,A4,A B Care,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y";
+        let Err(CpliError::Invalid(problems)) = load(&[ab, a_b]) else { panic!("two organisations were merged") };
+        assert_eq!((problems.len(), problems[0].row, problems[0].code), (1, Some(3), Code::WrongOrganisation), "{problems:?}");
+        assert!(problems[0].message.contains("'A B Care' would share the folder a-b-care with the organisation 'A&B Care'"), "{problems:?}");
+        // Against the organisations stored.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        std::fs::write(&path, format!("{HEADER}\n1,A1,\"Pearl Carers, Ltd.\",S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y\n")).unwrap();
+        let known = [Organisation::new("Pearl Carers Ltd", None)];
+        let Err(CpliError::Invalid(problems)) = read_extract(&path, &known) else { panic!("a stored organisation was renamed") };
+        assert_eq!(problems[0].field.as_deref(), Some("OrganisationName"), "{problems:?}");
+        assert!(read_extract(&path, &[]).is_ok());
     }
 
     #[test]
@@ -311,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cplis.csv");
         std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
-        read_extract(&path)
+        read_extract(&path, &[])
     }
 
     const WITH_REFS: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised,OrganisationRef,ServiceRef";
@@ -429,7 +462,7 @@ mod tests {
         let mut bytes = format!("{HEADER},ClientName\r\n{ok},Mrs Zo").into_bytes();
         bytes.extend_from_slice(b"\xEB\r\n");
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(read_extract(&path).unwrap()[0].client_name, "Mrs Zoë");
+        assert_eq!(read_extract(&path, &[]).unwrap()[0].client_name, "Mrs Zoë");
     }
 
     #[test]
