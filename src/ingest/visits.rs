@@ -318,6 +318,7 @@ impl Rules for VisitRules<'_, '_> {
                 (self.batch.encode(&v.visit_ref, row, Some(v)), slot)
             }
             Outcome::Delete { stored, .. } => (self.batch.encode(&stored.visit_ref, row, None), None),
+            Outcome::AlreadyDeleted => (Vec::new(), None),
         };
         Ok(Some(Accepted { outcome, encoded, slot }))
     }
@@ -338,6 +339,7 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
         let (ctx, batch) = (self.ctx, self.batch);
         match accepted.outcome {
             Outcome::Rejected => Ok(Applied::Rejected),
+            Outcome::AlreadyDeleted => Ok(Applied::Updated),
             Outcome::Delete { previous, stored } => {
                 if let Some(old) = stored.visit.as_ref() {
                     add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
@@ -397,6 +399,8 @@ fn locked_message(ctx: &Context<'_>, date: NaiveDate) -> Option<String> {
 enum Outcome {
     Rejected,
     Delete { previous: sled::IVec, stored: Box<crate::store::StoredVisit> },
+    /// The visit is deleted already (the same file sent again): counted as updated, nothing written.
+    AlreadyDeleted,
     Accept(Box<Visit>, VisitKeys),
 }
 
@@ -465,10 +469,15 @@ impl RowJudge<'_, '_, '_> {
         }
     }
 
-    /// "If Deleted is true no field other than VisitRef is required" and the visit must exist.
+    /// "If Deleted is true no field other than VisitRef is required" and the visit must have been
+    /// sent. One deleted already is left as it is and counted as updated: SPEC 3, the same file sent
+    /// twice "changes nothing the second time except counting those rows as updated".
     fn judge_deletion(&mut self, visit_ref: String, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
         let current = batch.current(&visit_ref)?;
-        let Some((previous, stored)) = current.filter(|(_, sv)| sv.visit.is_some()) else {
+        if current.as_ref().is_some_and(|(_, sv)| sv.visit.is_none()) {
+            return Ok(Outcome::AlreadyDeleted);
+        }
+        let Some((previous, stored)) = current else {
             self.push(
                 Code::DeleteUnknown,
                 Some(Col::VisitRef),
@@ -1606,6 +1615,19 @@ mod tests {
         let del = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
         assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
         assert_eq!(store.current_visits(&org().slug).count(), 0);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_deletion_sent_again_changes_nothing_and_counts_as_updated() {
+        let (_d, store) = temp_store();
+        import(&store, &[row(&[])]);
+        let del = format!("V1,1{}", ",".repeat(23));
+        import(&store, std::slice::from_ref(&del));
+        let again = import(&store, &[del]);
+        assert_eq!((again.counts.read, again.counts.updated, again.counts.rejected), (1, 1, 0), "{:#?}", again.issues);
+        assert_eq!(store.current_visits(&org().slug).count(), 0);
+        // Nothing written: the history holds the visit once, as the first deletion left it.
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
     }
 

@@ -176,6 +176,12 @@ fn a_deletion_row_with_only_visitref_deleted_and_ssref_removes_the_visit_and_cou
     assert_eq!((c.0, c.1, c.2, c.3), (1, 0, 1, 0), "read 1, updated 1 expected: {d:#}");
     assert!(!codes(&d).iter().any(|c| c == "REQUIRED"), "a deletion needs no other field: {d:#}");
     assert!(!refs(&env.visits(PEARL)).contains("V101"), "V101 still listed after its deletion");
+
+    // The same deletion file sent again (SPEC 3: the second time changes nothing except counting
+    // the rows as updated): not DELETE_UNKNOWN.
+    let again = env.import(PEARL, &fixture("guide/deletion-v101-delete.csv"));
+    assert_eq!(counts(&again), (1, 0, 1, 0, 0), "{again:#}");
+    assert!(!refs(&env.visits(PEARL)).contains("V101"));
 }
 
 #[test]
