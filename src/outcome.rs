@@ -64,6 +64,8 @@ pub enum Code {
     DeleteUnknown,
     /// A visit for a service level the council takes no visits data for.
     NoVisitsForServiceLevel,
+    /// An actuals row for a service level that takes visits: its actuals come from the visits.
+    NoActualsForServiceLevel,
     /// The row's date, or the stored visit's, is in a period the council has locked.
     PeriodLocked,
     /// Another provider's organisation name, GUID or service.
@@ -215,6 +217,7 @@ every_code![
     DuplicateRef,
     DeleteUnknown,
     NoVisitsForServiceLevel,
+    NoActualsForServiceLevel,
     PeriodLocked,
     WrongOrganisation,
     RefMismatch,

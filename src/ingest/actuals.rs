@@ -15,7 +15,7 @@ use crate::outcome::{Code, FileKind, ImportResult, Issues};
 use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::number::QUANTITY_DECIMALS;
-use crate::domain::{parse_date, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
+use crate::domain::{parse_date, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
 use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
 
 columns! {
@@ -62,6 +62,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         locked: file.store.map(|s| s.locked_until()).transpose()?.flatten(),
         periods: &file.config.periods,
         hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
+        visit_levels: file.config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
         store: file.stored(),
         import_id: &file.incoming.import_id,
     };
@@ -153,6 +154,8 @@ pub struct Context<'a> {
     pub periods: &'a crate::config::Periods,
     /// Hours quantities must be whole multiples of this many minutes; 0: not checked.
     pub hours_step_minutes: i64,
+    /// The service levels that take visits (`rules.visit_service_levels`): no actuals row for them.
+    pub visit_levels: std::collections::HashSet<NameKey>,
     /// The store and organisation folder, to tell new keys from updated ones.
     pub store: Option<(&'a Store, &'a crate::domain::Slug)>,
     pub import_id: &'a str,
@@ -170,6 +173,16 @@ impl Row<'_, Col> {
         let start = self.required_date(Col::PeriodStart, "");
         let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
         let key = ActualKey::new(&ssref, &level, &service, start);
+        if !deleted && ctx.visit_levels.contains(&NameKey::new(&level)) {
+            self.push(
+                Code::NoActualsForServiceLevel,
+                Some(Col::ServiceLevel),
+                format!(
+                    "{} '{}' takes visits: its actuals come from the visits file (guide: \"actuals are created by visits data\"), so an actuals row would pay the same care twice; actuals files are for extra care housing and care home placements",
+                    h::SERVICE_LEVEL, quote(&level)
+                ),
+            );
+        }
         if repeated.contains(&stable_hash((key.ssref.clone(), key.level.as_str(), key.service.as_str(), start))) {
             self.push(
                 Code::DuplicateRef,
@@ -634,6 +647,17 @@ mod tests {
         assert_eq!((again.counts.read, again.counts.new, again.counts.updated), (1, 0, 1));
         assert_eq!(s.current_actuals(&org().slug).count(), 1);
         assert_eq!(s.actuals_history(&org().slug).count(), 1);
+    }
+
+    #[test]
+    fn an_actuals_row_for_a_service_level_that_takes_visits_is_rejected() {
+        let visits_level = row("03/10/2022", "5", "5", "0", "0", "5", "").replace(LEVEL, "personal care");
+        let r = judge(&[visits_level]);
+        assert_eq!((r.counts.rejected, codes(&r)), (1, vec![Code::NoActualsForServiceLevel]), "{:#?}", r.issues);
+        assert!(r.issues[0].message.starts_with("ServiceLevel 'personal care' takes visits"), "{}", r.issues[0].message);
+        assert_eq!(r.issues[0].field.as_deref(), Some("ServiceLevel"));
+        // The guide's actuals levels are taken.
+        assert_eq!(judge(&[row("03/10/2022", "10", "10", "0", "0", "14", "")]).counts.rejected, 0);
     }
 
     #[test]
