@@ -66,6 +66,8 @@ pub enum Code {
     NoVisitsForServiceLevel,
     /// An actuals row for a service level that takes visits: its actuals come from the visits.
     NoActualsForServiceLevel,
+    /// An actuals row whose period shares days with another stored row of the client and service.
+    OverlappingPeriod,
     /// The row's date, or the stored visit's, is in a period the council has locked.
     PeriodLocked,
     /// Another provider's organisation name, GUID or service.
@@ -218,6 +220,7 @@ every_code![
     DeleteUnknown,
     NoVisitsForServiceLevel,
     NoActualsForServiceLevel,
+    OverlappingPeriod,
     PeriodLocked,
     WrongOrganisation,
     RefMismatch,

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::cells::{columns, Column as _, Row};
@@ -104,9 +105,24 @@ impl Rules for ActualRules<'_> {
 struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
 
 impl Apply<ActualChange> for Write<'_, '_> {
-    fn apply(&mut self, _: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
+    fn apply(&mut self, j: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
         let applied = if change.previous.is_some() { Applied::Updated } else { Applied::New };
         if let Some(b) = self.0 {
+            // In file order, against what is stored (this file's earlier rows and deletions too): a
+            // week inside a stored four-week row, or the reverse, would pay those days twice.
+            if let Some(new) = &change.new {
+                if let Some(other) = b.overlapping(&change.key, new.actual.period_end)? {
+                    let (s, e) = (other.actual.period_start, other.actual.period_end);
+                    let message = format!(
+                        "client {}, '{}' at '{}' already has actuals for {} to {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day, deleting the other row first (Deleted 1, on an earlier row of the file) if this one replaces it",
+                        new.actual.ssref, new.actual.service_level, new.actual.service_name, uk_date(s), uk_date(e), uk_date(new.actual.period_start), uk_date(new.actual.period_end)
+                    );
+                    let issue = j.issue(Code::OverlappingPeriod, Some(Col::PeriodStart.heading()), message);
+                    j.issues.retain(|i| i.severity == crate::outcome::Severity::Error);
+                    j.issues.push(issue);
+                    return Ok(Applied::Rejected);
+                }
+            }
             b.put(&change)?;
         }
         Ok(applied)
@@ -124,6 +140,23 @@ impl Pending for ActualsPending<'_> {
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
         self.0.map_or(Ok(()), ActualBatch::abort)
     }
+}
+
+/// Why a period of the right length does not start where it should (SPEC 2.2, 5): a four-week row
+/// is one payment period, and a week is a Monday-start week (the payment periods' weekday), as the
+/// reports count them; otherwise rows of one client could overlap without sharing a start.
+fn misaligned(start: NaiveDate, days: i64, periods: &crate::config::Periods) -> Option<String> {
+    use chrono::Datelike;
+    let period = Period::containing(start, periods.first_start, periods.length_days);
+    if days == periods.length_days && period.start != start {
+        return Some(format!("PeriodStart {}: a four-week row is one payment period; {} starts on {} (and the next on {})", uk_date(start), period.describe(), uk_date(period.start), uk_date(period.end + chrono::Duration::days(1))));
+    }
+    let week_day = periods.first_start.weekday();
+    if days == 7 && start.weekday() != week_day {
+        let back = (start.weekday().num_days_from_monday() as i64 - week_day.num_days_from_monday() as i64).rem_euclid(7);
+        return Some(format!("PeriodStart {} is a {}: a week's row starts on a {} (the weeks of the reports and payment periods); the week holding it starts on {}", uk_date(start), start.format("%A"), periods.first_start.format("%A"), uk_date(start - chrono::Duration::days(back))));
+    }
+    None
 }
 
 /// The first pass finds keys used on more than one row, hashed from the raw cells as compared
@@ -227,6 +260,8 @@ impl Row<'_, Col> {
                         uk_date(start), uk_date(end), uk_date(start + chrono::Duration::days(6)), uk_date(start + chrono::Duration::days(27))
                     ),
                 );
+            } else if let Some(message) = misaligned(start, days, ctx.periods) {
+                self.push(Code::BadDate, Some(Col::PeriodStart), message);
             }
         }
         let before = self.issues.len();
@@ -531,15 +566,15 @@ mod tests {
         let r = judge(&[
             period("03/10/2022", "09/10/2022", "10"),
             period("10/10/2022", "16/10/2022", "12.5"),
-            period("17/10/2022", "13/11/2022", "40"),
-            period("14/11/2022", "11/12/2022", "10"),
+            period("31/10/2022", "27/11/2022", "40"),
+            period("28/11/2022", "25/12/2022", "10"),
         ]);
         assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli, Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
         assert_eq!((r.issues[0].row, r.issues[1].row), (Some(3), Some(5)));
         assert_eq!((r.issues[0].severity, r.issues[0].field.as_deref()), (Severity::Warning, Some("Planned")));
         let m = &r.issues[0].message;
         assert!(m.starts_with("Planned 12.5 differs from CPLI 156050's 10 for 10/10/2022 to 16/10/2022 (10 Hr Weekly)"), "{m}");
-        assert!(r.issues[1].message.starts_with("Planned 10 differs from CPLI 156050's 40 for 14/11/2022 to 11/12/2022"), "{}", r.issues[1].message);
+        assert!(r.issues[1].message.starts_with("Planned 10 differs from CPLI 156050's 40 for 28/11/2022 to 25/12/2022"), "{}", r.issues[1].message);
         assert_eq!((r.counts.new, r.counts.rejected, r.counts.data_quality_issues), (4, 0, 2));
     }
 
@@ -566,9 +601,43 @@ mod tests {
     }
 
     #[test]
+    fn a_four_week_row_is_a_payment_period_and_a_week_starts_on_a_monday() {
+        // Payment periods from 03/10/2022, every 28 days: the guide's "20/02/23 - 19/03/23" is one.
+        let guide = format!("0,A401234,{LEVEL},{SERVICE},20/02/2023,19/03/2023,40,40,0,0,0,56,");
+        assert_eq!(judge(&[guide]).counts.rejected, 0);
+        let late = format!("0,A401234,{LEVEL},{SERVICE},12/10/2022,08/11/2022,40,40,0,0,0,56,");
+        let r = judge(&[late]);
+        assert_eq!((codes(&r), r.issues[0].field.as_deref()), (vec![Code::BadDate], Some("PeriodStart")), "{:#?}", r.issues);
+        assert!(r.issues[0].message.contains("a four-week row is one payment period; payment period 1 (03/10/2022 to 30/10/2022) starts on 03/10/2022 (and the next on 31/10/2022)"), "{}", r.issues[0].message);
+        let wednesday = row("12/10/2022", "10", "10", "0", "0", "14", "");
+        let r = judge(&[wednesday]);
+        assert_eq!(codes(&r), [Code::BadDate]);
+        assert!(r.issues[0].message.contains("PeriodStart 12/10/2022 is a Wednesday: a week's row starts on a Monday") && r.issues[0].message.contains("starts on 10/10/2022"), "{}", r.issues[0].message);
+    }
+
+    #[test]
+    fn a_row_sharing_days_with_another_of_the_client_and_service_is_rejected_unless_that_one_is_deleted_first() {
+        let (_d, s) = store();
+        let month = format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,40,40,0,0,0,56,");
+        run(&file(std::slice::from_ref(&month)), Mode::Import(&s));
+        // A week inside the stored four weeks, and in one file a week and the four weeks holding it.
+        let week = row("10/10/2022", "10", "10", "0", "0", "14", "");
+        let r = run(&file(std::slice::from_ref(&week)), Mode::Import(&s));
+        assert_eq!((r.counts.rejected, codes(&r)), (1, vec![Code::OverlappingPeriod]), "{:#?}", r.issues);
+        assert!(r.issues[0].message.contains("already has actuals for 03/10/2022 to 30/10/2022, which share days with this row's 10/10/2022 to 16/10/2022"), "{}", r.issues[0].message);
+        let next_month = format!("0,A401234,{LEVEL},{SERVICE},31/10/2022,27/11/2022,40,40,0,0,0,56,");
+        let r = run(&file(&[row("07/11/2022", "10", "10", "0", "0", "14", ""), next_month]), Mode::Import(&s));
+        assert_eq!((r.counts.new, r.counts.rejected, r.issues[0].row), (1, 1, Some(3)), "{:#?}", r.issues);
+        // Weeks instead of the four weeks: the four-week row deleted on an earlier row of the file.
+        let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
+        let r = run(&file(&[delete, week]), Mode::Import(&s));
+        assert_eq!((r.counts.new, r.counts.updated, r.counts.rejected), (1, 1, 0), "{:#?}", r.issues);
+    }
+
+    #[test]
     fn a_period_is_a_week_or_a_four_week_payment_period() {
         let ending = |end: &str| row("03/10/2022", "10", "9", "0", "0", "14", "").replacen("03/10/2022,09/10/2022", &format!("03/10/2022,{end}"), 1);
-        let four_weeks = row("10/10/2022", "40", "40", "0", "0", "56", "").replacen("10/10/2022,16/10/2022", "10/10/2022,06/11/2022", 1);
+        let four_weeks = row("31/10/2022", "40", "40", "0", "0", "56", "").replacen("31/10/2022,06/11/2022", "31/10/2022,27/11/2022", 1);
         let r = judge(&[ending("09/10/2022"), four_weeks]);
         assert!(!codes(&r).contains(&Code::BadDate), "7 and 28 days: {:#?}", r.issues);
         assert_eq!(r.counts.rejected, 0);

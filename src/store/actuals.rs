@@ -145,6 +145,21 @@ pub struct ActualBatch<'s> {
 }
 
 impl ActualBatch<'_> {
+    /// A current row of the same client, service level and service, of another period start, whose
+    /// period shares a day with `start..=end` (this file's earlier rows included: they are written).
+    pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<StoredActual>> {
+        let p = k.parts();
+        let prefix = key(&[b"a", self.slug.as_bytes(), &p[0], &p[1], &p[2], b""]);
+        for r in self.store.scan::<StoredActual>(&prefix) {
+            let (_, a) = r?;
+            let (s, e) = (a.actual.period_start, a.actual.period_end);
+            if s != k.period_start && s <= end && k.period_start <= e {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
+
     /// Writes one accepted row; the row it replaces goes into the history.
     pub fn put(&self, c: &ActualChange) -> Result<()> {
         let (store, slug) = (self.store, &self.slug);

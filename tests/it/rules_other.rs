@@ -160,7 +160,7 @@ fn an_actuals_row_whose_planned_is_not_the_cplis_quantity_for_the_period_is_stor
         "{ACTUALS_HEADER}\n\
          0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,03/10/2022,09/10/2022,10,10,0,0,0,14,\n\
          0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,10/10/2022,16/10/2022,8.5,8,0,0,0,12,\n\
-         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,17/10/2022,13/11/2022,40,40,0,0,0,56,\n"
+         0,A401234,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,31/10/2022,27/11/2022,40,40,0,0,0,56,\n"
     );
     let (_a, path) = write_temp("actuals.csv", &text);
     let result = env.import(PEARL, &path);
