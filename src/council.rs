@@ -44,7 +44,7 @@ impl Gateway {
         result.kind = FileKind::Cplis;
         result.answer = Some(plan.answer.clone());
         result.extract = Some(ExtractCounts::default());
-        result.sha256 = sha256(&path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })?;
+        result.sha256 = ingest::source::sha256(&path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })?;
         if let Some(message) = failed {
             return self.council_refused(spooled, &plan, result, vec![Issue::file(Code::InternalError, None, message)], 0, 0);
         }
@@ -220,11 +220,4 @@ fn data_rows(path: &Path) -> Result<u64> {
 
 fn read_error(path: &Path, e: csv::Error) -> GatewayError {
     GatewayError::Cplis(CpliError::Read { path: path.display().to_string(), source: e.into() })
-}
-
-fn sha256(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

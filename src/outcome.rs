@@ -767,9 +767,25 @@ pub fn excel_safe_cell(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A file's name without its `.csv` ending, in any case (`Visits.Csv` -> `Visits`): the stem of its
+/// result files.
+pub fn csv_stem(name: &str) -> &str {
+    match name.len().checked_sub(4) {
+        Some(i) if name.is_char_boundary(i) && name[i..].eq_ignore_ascii_case(".csv") => &name[..i],
+        _ => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_is_named_after_the_file_without_its_csv_ending_in_any_case() {
+        for (name, stem) in [("visits.csv", "visits"), ("UPPER.CSV", "UPPER"), ("mixed.Csv", "mixed"), ("notes.txt", "notes.txt"), ("csv", "csv"), ("é.csv", "é")] {
+            assert_eq!(csv_stem(name), stem, "{name}");
+        }
+    }
 
     #[test]
     fn a_report_cell_excel_would_run_is_neutralised_but_a_negative_figure_is_not() {

@@ -457,7 +457,7 @@ impl Gateway {
         let dir = self.data.results_of(owner);
         let held = self.store.held_answers_for(owner)?;
         let taken = |n: &str| dir.join(n).exists() || held.iter().any(|a| a.csv == n || a.json == n);
-        let stem = name.strip_suffix(".csv").or_else(|| name.strip_suffix(".CSV")).unwrap_or(name);
+        let stem = crate::outcome::csv_stem(name);
         let answer = (1..)
             .map(|n| {
                 let s = if n == 1 { stem.to_string() } else { format!("{stem}.{n}") };

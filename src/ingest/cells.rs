@@ -67,7 +67,11 @@ pub fn time(heading: &str, value: &str) -> Result<NaiveTime, Problem> {
     parse_time(value).ok_or_else(|| {
         Problem::new(
             Code::BadTime,
-            format!("{heading} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", quote(value)),
+            match value.trim() {
+                // Rostering systems write 24:00 for a visit ending at midnight.
+                "24:00" | "24:00:00" => format!("{heading} '{}' is not a time: for midnight write 00:00 (a visit whose exit is earlier than its entry runs past midnight)", quote(value)),
+                _ => format!("{heading} '{}' is not a time: use hh:mm or hh:mm:ss on the 24-hour clock, e.g. 08:30 or 17:45:00", quote(value)),
+            },
         )
     })
 }
@@ -414,6 +418,13 @@ mod tests {
         let p = time("PlannedEntryTime", "8.30am").unwrap_err();
         assert_eq!(p.code, Code::BadTime);
         assert!(p.message.contains("hh:mm"), "{}", p.message);
+    }
+
+    #[test]
+    fn midnight_written_as_24_00_is_a_bad_time_that_says_to_write_00_00() {
+        let p = time("PlannedExitTime", "24:00").unwrap_err();
+        assert_eq!(p.code, Code::BadTime);
+        assert!(p.message.starts_with("PlannedExitTime '24:00' is not a time: for midnight write 00:00"), "{}", p.message);
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn judge<'s>(
         Ok(s) => s,
         Err(ScanError::File(issue)) => {
             issues.push(issue);
+            result.sha256 = source::sha256(incoming.path)?;
             return Ok(Judged::Failed);
         }
         Err(ScanError::Io(e)) => return Err(e.into()),

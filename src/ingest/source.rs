@@ -672,6 +672,15 @@ pub fn row_data(encoding: Encoding, rec: &csv::ByteRecord) -> String {
     out
 }
 
+/// A whole file's SHA-256 in hex, read apart from any pass (the council's files, and a file refused
+/// before its rows were read: every result carries one, SPEC 4).
+pub fn sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,7 +96,7 @@ fn local_time(rfc3339: &str) -> String {
 
 /// `visits.csv` -> `visits.result.csv`, as in `results/`.
 pub fn result_csv_name(file: &str) -> String {
-    let stem = file.strip_suffix(".csv").or_else(|| file.strip_suffix(".CSV")).unwrap_or(file);
+    let stem = crate::outcome::csv_stem(file);
     format!("{stem}.result.csv")
 }
 

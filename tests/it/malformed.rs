@@ -380,6 +380,10 @@ fn every_malformed_file_imports_to_a_result_without_panicking() {
                 if r["file"] != case.name.as_str() {
                     p.push(format!("import: \"file\" is {}, expected {:?}", r["file"], case.name));
                 }
+                // SPEC 4: every result carries the file's SHA-256, an empty file's included.
+                if r["sha256"].as_str().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())) {
+                    p.push(format!("import: sha256 is {}, expected the file's SHA-256", r["sha256"]));
+                }
                 if case.result_jsons.is_empty() || case.result_csvs.is_empty() {
                     p.push(format!(
                         "import: results/ should hold NAME.result.json and NAME.result.csv, found json {:?} csv {:?}",
