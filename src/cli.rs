@@ -458,10 +458,15 @@ pub fn report_failure(e: &(dyn std::error::Error + 'static), err: &mut dyn Write
         if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
             return SUCCESS;
         }
-        if !message.is_empty() {
-            message.push_str(": ");
+        // An error whose message already ends with its cause's (`reading X: {source}`) is not
+        // followed by the cause again.
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
         }
-        message.push_str(&cause.to_string());
         chain = cause.source();
     }
     let _ = writeln!(err, "gateway: {message}");
@@ -510,6 +515,7 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
         command @ Command::Validate { .. } => execute_validate(&gw.config, Some(&gw.store), command, io),
         Command::Import { org, format, files } => {
             let org = gw.org(&org)?;
+            readable(&files)?;
             let results = gw.exports_once(|| files.iter().map(|f| gw.import_file(&org, f)).collect::<Result<Vec<_>, _>>())?;
             print_results(&results, format, out)
         }
@@ -705,9 +711,19 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
     Ok(SUCCESS)
 }
 
+/// Every file named can be opened: found before any is judged, so that `import` never stops after
+/// storing some files with nothing printed about them, and the message names the file.
+fn readable(files: &[PathBuf]) -> Result<(), GatewayError> {
+    for f in files {
+        std::fs::File::open(f).map_err(|source| GatewayError::Io { context: format!("cannot read {} (nothing was imported or judged)", f.display()), source })?;
+    }
+    Ok(())
+}
+
 /// `validate`: `store` is the data folder's, when it has one, for judging as an organisation.
 fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io: &mut Io) -> Result<u8, GatewayError> {
     let Command::Validate { cplis, org, format, files } = command else { unreachable!("only validate comes here") };
+    readable(&files)?;
     let known = match store {
         Some(s) => s.orgs()?,
         None => Vec::new(),
