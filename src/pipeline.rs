@@ -13,7 +13,7 @@ use crate::fault;
 use crate::ingest::cplis::{self, CpliError};
 use crate::ingest::matching::CpliIndex;
 use crate::ingest::{self, Incoming, IngestError, Mode};
-use crate::outcome::{Answer, Code, ImportResult, Issue, Status};
+use crate::outcome::{Answer, Code, FileKind, ImportResult, Issue, Status};
 use crate::ingest::AnswerPlan;
 use crate::reports::{self, hospital, ActualsOptions, ActualsRow, ClientWeek, HospitalRow, WeekActuals};
 use crate::store::{Store, StoreError};
@@ -198,6 +198,7 @@ impl Gateway {
             let index = CpliIndex::new(self.store.cplis_for_org(&org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
             rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
+            self.refigure_claims(&org)?;
             self.write_commissioned_export(&org)?;
             self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         }
@@ -438,9 +439,25 @@ impl Gateway {
             let _ = fs::remove_file(staged);
         }
         if let Owner::Org(slug) = owner {
+            if result.kind == FileKind::Visits && result.status == Status::Processed {
+                if let Some(org) = self.store.org_by_slug(slug)? {
+                    self.refigure_claims(&org)?;
+                }
+            }
             self.mark_exports(crate::exports::Touched::Org(slug.clone()));
         }
         Ok(result)
+    }
+
+    /// Keeps the organisation's pending claims' figures those of its visits and CPLIs as they now
+    /// are (after a visits file or a CPLI load): the council decides against today's figure.
+    fn refigure_claims(&self, org: &Organisation) -> Result<()> {
+        let changed = ingest::claims::refigured(&self.store, org, &self.config.hospital)?;
+        if !changed.is_empty() {
+            self.store.put_claims(&changed)?;
+            tracing::info!(org = org.name, claims = changed.len(), "pending claims refigured: their stays' visits or CPLIs changed");
+        }
+        Ok(())
     }
 
     /// The names of an import's result files: those its commit recorded (a replay), else the first

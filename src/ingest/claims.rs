@@ -161,11 +161,17 @@ struct Stored<'a> {
 }
 
 fn stored_context<'a>(file: &File<'a, '_>) -> Result<Option<Stored<'a>>, IngestError> {
-    let (Some((store, slug)), Some(org)) = (file.stored(), file.org) else { return Ok(None) };
+    let (Some((store, _)), Some(org)) = (file.stored(), file.org) else { return Ok(None) };
     let cplis = match file.given_cplis {
         Some(given) => given.iter().filter(|c| org.is_named(&c.organisation_name)).cloned().collect(),
         None => store.cplis_for_org(org)?,
     };
+    stored_of(store, org, cplis).map(Some)
+}
+
+/// The organisation's CPLIs and the stored visits of those under DAPL or LWAH.
+fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Result<Stored<'a>, IngestError> {
+    let slug = &org.slug;
     let eligible: std::collections::HashSet<&str> = cplis.iter().filter(|c| Scheme::of(&c.contract).is_some()).map(|c| c.cpli_id.as_str()).collect();
     let mut visits: HashMap<String, Vec<Compact>> = HashMap::new();
     for fact in store.visit_facts(slug) {
@@ -178,7 +184,44 @@ fn stored_context<'a>(file: &File<'a, '_>) -> Result<Option<Stored<'a>>, IngestE
     for v in visits.values_mut() {
         v.sort_unstable_by_key(|c| (c.date, c.start));
     }
-    Ok(Some(Stored { org, cplis, visits }))
+    Ok(Stored { org, cplis, visits })
+}
+
+/// The last day of a claimed stay: discharge, care resumed, or the last H visit.
+fn stay_end(admitted: NaiveDate, discharged: Option<NaiveDate>, stay: &hospital::Stay, missed: &[hospital::Missed]) -> NaiveDate {
+    let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
+    discharged.or(stay.resumed).unwrap_or(last_missed).max(admitted)
+}
+
+/// The organisation's pending claims whose figure is no longer the gateway's for their stay (its
+/// visits or CPLIs changed since the claim was sent), with the figure of today: a pending claim is
+/// shown, and decided, against the visits as they now are. Decided claims keep the figure they were
+/// decided on; a claim whose CPLI is gone keeps its own.
+pub fn refigured(store: &Store, org: &Organisation, rules: &Hospital) -> Result<Vec<Claim>, IngestError> {
+    let pending: Vec<Claim> = store.claims(Some(&org.slug))?.into_iter().filter(|c| c.status == ClaimStatus::Pending).collect();
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = stored_of(store, org, store.cplis_for_org(org)?)?;
+    let calendar = Calendar::new(rules);
+    let mut changed = Vec::new();
+    for mut c in pending {
+        let Some(cpli) = stored.cplis.iter().find(|p| p.cpli_id == c.cpli_id) else { continue };
+        let Some(scheme) = Scheme::of(&cpli.contract) else { continue };
+        let visits = stored.visits.get(&cpli.cpli_id).map(Vec::as_slice).unwrap_or_default();
+        let (amount, working, end) = match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
+            Some((stay, missed)) => {
+                let Some(figure) = hospital::figure(rules, &calendar, scheme, &stay, &missed, cpli.unit_cost) else { continue };
+                (figure.amount, figure.working(), stay_end(c.admitted_on, c.discharged_on, &stay, &missed))
+            }
+            None => (Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end),
+        };
+        if (amount, &working, end) != (c.computed_amount, &c.working, c.stay_end) {
+            (c.computed_amount, c.working, c.stay_end) = (amount, working, end);
+            changed.push(c);
+        }
+    }
+    Ok(changed)
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
@@ -379,8 +422,7 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             let message = crate::reports::Overflow::of(cpli).to_string();
             return Self::refuse(row, Code::BadQuantity, Some(Col::Amount), message);
         };
-        let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(c.admitted_on);
-        let stay_end = c.discharged_on.or(stay.resumed).unwrap_or(last_missed).max(c.admitted_on);
+        let stay_end = stay_end(c.admitted_on, c.discharged_on, &stay, &missed);
         let twin = self
             .claims
             .values()

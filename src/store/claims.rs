@@ -50,6 +50,11 @@ impl Store {
 
     /// Decided claims with their emails, and the council file's record when they came as one, in
     /// one batch, flushed.
+    /// Stores claims as they now are (a pending claim's figure refigured), in one batch.
+    pub fn put_claims(&self, claims: &[Claim]) -> Result<()> {
+        self.decide_claims(claims, &[], None)
+    }
+
     pub fn decide_claims(&self, claims: &[Claim], emails: &[Queued], council_file: Option<&ImportResult>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for c in claims {

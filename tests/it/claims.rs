@@ -371,3 +371,30 @@ fn the_example_claim_on_the_example_week_is_accepted_clean() {
     let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["working"], "0.5 h × £23.77 × 50% = £5.94");
 }
+
+#[test]
+fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    let r = import_claims(&env, "claims.csv", &guide_claims(""));
+    assert_eq!(counts(&r).1, 2, "{r}");
+    let figure = |claim_ref: &str| {
+        let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+        let c = list.iter().find(|c| c["claim_ref"] == claim_ref).unwrap_or_else(|| panic!("{claim_ref} in {list:?}")).clone();
+        (c["computed_amount"].as_str().unwrap().to_string(), c["working"].as_str().unwrap().to_string())
+    };
+    assert_eq!(figure("HIP-2").0, "47.54");
+    env.ok(&["claim", "decide", "--id", "C1", "--decision", "accepted"]);
+    // Skinner's Wednesday and Thursday calls were delivered after all: two hours missed, not four.
+    // And Flanders's Saturday call too, after his claim was accepted.
+    let mut delivered: Vec<String> = (23..=24).flat_map(|d| ["a", "b"].map(|s| visit(&format!("K{d}{s}"), "A332295", DAPL_OXFORD, &format!("{d}/11/2022"), if s == "a" { ("12:00", "12:30") } else { ("18:00", "18:30") }, "DHS"))).collect();
+    delivered.push(visit("F2", "A352035", DAPL_SOUTH, "12/11/2022", ("14:00", "15:00"), "DHS"));
+    let (_d, path) = write_temp("corrected.csv", &visits_file(&delivered));
+    assert_eq!(counts(&env.import(PEARL, &path)).2, 5);
+    assert_eq!(figure("HIP-2"), ("23.77".to_string(), "2 h × £23.77 × 50% = £23.77".to_string()));
+    // Flanders's claim, decided before, keeps the figure it was decided on.
+    assert_eq!(figure("HIP-1").0, "11.89");
+    let exported = std::fs::read_to_string(env.data().join("orgs/pearl-carers-ltd/exports/claims.csv")).unwrap();
+    assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,23.77,")), "{exported}");
+}
