@@ -529,6 +529,17 @@ impl RowJudge<'_, '_, '_> {
 
         let delivered_cols = [Col::DeliveredVisitDate, Col::DeliveredEntryTime, Col::DeliveredExitTime];
         let delivered_date = self.date(Col::DeliveredVisitDate);
+        // A visit is delivered once it has taken place: a date after tomorrow is a mistake (a
+        // two-digit year read as 20YY, a planned date copied in). Tomorrow is allowed, so that a
+        // visit just after midnight where the provider is is never refused by a server a time zone behind.
+        let today = self.ctx.today;
+        if let Some(d) = delivered_date.filter(|d| *d > today + chrono::Duration::days(1)) {
+            self.push(
+                Code::BadDate,
+                Some(Col::DeliveredVisitDate),
+                format!("DeliveredVisitDate {} is in the future (today is {}): give the date the visit took place, and send it once it has", uk_date(d), uk_date(today)),
+            );
+        }
         let delivered_entry = self.time(Col::DeliveredEntryTime);
         let delivered_exit = self.time(Col::DeliveredExitTime);
         if let Some(t) = visit_type {
@@ -1320,6 +1331,19 @@ mod tests {
     }
 
     #[test]
+    fn a_delivered_date_after_tomorrow_is_a_bad_date() {
+        // `judge` runs on 05/10/2022.
+        for (date, bad) in [("05/10/2022", false), ("06/10/2022", false), ("07/10/2022", true), ("03/10/30", true)] {
+            let r = judge(&[row(&[("PlannedVisitDate", date), ("DeliveredVisitDate", date)])]);
+            let refused = r.issues.iter().find(|i| i.code == Code::BadDate && i.field.as_deref() == Some("DeliveredVisitDate"));
+            assert_eq!(refused.is_some(), bad, "{date}: {:#?}", r.issues);
+            if let Some(i) = refused {
+                assert!(i.message.contains("is in the future (today is 05/10/2022)"), "{}", i.message);
+            }
+        }
+    }
+
+    #[test]
     fn delivered_visit_types_need_delivered_date_and_times() {
         let r = judge(&[row(&[("VisitType", "E"), ("Comments", "fell"), ("DeliveredVisitDate", ""), ("DeliveredExitTime", "")])]);
         assert_eq!(codes(&r), [Code::DeliveredRequired, Code::DeliveredRequired]);
@@ -1657,8 +1681,9 @@ mod tests {
         let (_d, store) = temp_store();
         import(&store, &[row(&[])]);
         store.lock_until(NaiveDate::from_ymd_opt(2022, 10, 30).unwrap()).unwrap();
-        let r = import(&store, &[row(&[("PlannedVisitDate", "01/11/2022")])]);
-        assert_eq!(codes(&r), [Code::PeriodLocked]);
+        // On 05/11/2022, after the lock, so that the visit of 01/11/2022 is not in the future.
+        let r = run_bytes(file(&[row(&[("PlannedVisitDate", "01/11/2022")])]).as_bytes(), &config((2022, 11, 5)), Mode::Import(&store));
+        assert_eq!(codes(&r), [Code::PeriodLocked], "{:#?}", r.issues);
         assert_eq!((r.counts.updated, r.counts.rejected), (0, 1));
     }
 
