@@ -110,7 +110,7 @@ fn run_phase(phase: &str, dir: &Path, rows: usize, value_bytes: usize) {
             t.elapsed().as_secs_f64()
         }
         "validate" => {
-            let extract = gateway::ingest::cplis::read_extract(&cplis).unwrap();
+            let extract = gateway::ingest::cplis::read_extract(&cplis, &[]).unwrap();
             let org = gateway::domain::Organisation::new(ORG, None);
             let t = Instant::now();
             let r = Gateway::validate(&config, None, Some(&org), Some(extract), &visits).unwrap();

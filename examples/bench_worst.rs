@@ -100,7 +100,7 @@ fn run_phase(phase: &str, case: &str, dir: &Path) {
     let data = case_dir.join("data");
     let (secs, growth, issues) = match phase {
         "validate" => {
-            let extract = gateway::ingest::cplis::read_extract(&cplis).unwrap();
+            let extract = gateway::ingest::cplis::read_extract(&cplis, &[]).unwrap();
             let org = gateway::domain::Organisation::new(ORG, None);
             let t = Instant::now();
             let r = Gateway::validate(&config(), None, Some(&org), Some(extract), &file).unwrap();

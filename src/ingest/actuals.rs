@@ -64,6 +64,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         periods: &file.config.periods,
         hours_step_minutes: file.config.rules.actuals_hours_step_minutes,
         visit_levels: file.config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+        foreign: super::foreign_guids(file.store, file.org)?,
         store: file.stored(),
         import_id: &file.incoming.import_id,
     };
@@ -187,6 +188,8 @@ pub struct Context<'a> {
     pub periods: &'a crate::config::Periods,
     /// Hours quantities must be whole multiples of this many minutes; 0: not checked.
     pub hours_step_minutes: i64,
+    /// Other organisations' OrganisationRef and ServiceRef GUIDs.
+    pub foreign: std::collections::HashSet<Guid>,
     /// The service levels that take visits (`rules.visit_service_levels`): no actuals row for them.
     pub visit_levels: std::collections::HashSet<NameKey>,
     /// The store and organisation folder, to tell new keys from updated ones.
@@ -277,7 +280,7 @@ impl Row<'_, Col> {
         let org_ref = self.guid(Col::OrganisationRef);
         let nhs_number = self.text(Col::NhsNumber, 20);
         let org_name = self.opt(Col::OrganisationName).map(Cow::into_owned);
-        self.check_own_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref());
+        self.check_own_organisation(ctx.org, org_ref.as_ref(), org_name.as_deref(), &ctx.foreign);
         if let Some(index) = ctx.cplis {
             for (heading, message) in index.ref_mismatches(Some(&ssref), client_ref.as_ref(), nhs_number.as_deref(), service_level_ref.as_ref(), Some(&level)) {
                 self.push(Code::RefMismatch, Col::named(heading), message);
@@ -323,10 +326,10 @@ impl Row<'_, Col> {
         Ok(Some(ActualChange { key, previous, new: Some(new) }))
     }
 
-    fn check_own_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>) {
+    fn check_own_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>, foreign: &std::collections::HashSet<Guid>) {
         let Some(org) = org else { return };
         let name = org_name.map(|n| (n, org.is_named(n)));
-        Row::check_organisation(self, org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "actuals");
+        Row::check_organisation(self, org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, foreign, "actuals");
     }
 
     /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.

@@ -7,6 +7,7 @@
 //! row of a file kind and collects the row's issues; a blank cell is `None` and is the rule's to judge.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use chrono::{NaiveDate, NaiveTime};
@@ -327,17 +328,26 @@ impl<'r, C: Column> Row<'r, C> {
 
     /// The organisation a row names must be the one whose folder the file was sent to: a provider
     /// sends only its own rows. `name`: the OrganisationName given and whether it names `org`.
-    pub fn check_organisation(&mut self, org: &Organisation, (name_col, ref_col): (C, C), name: Option<(&str, bool)>, org_ref: Option<&Guid>, noun: &str) {
+    /// `foreign`: other organisations' GUIDs, refused even while `org`'s own is not known.
+    pub fn check_organisation(&mut self, org: &Organisation, (name_col, ref_col): (C, C), name: Option<(&str, bool)>, org_ref: Option<&Guid>, foreign: &HashSet<Guid>, noun: &str) {
         if let Some((name, false)) = name {
             let message = format!("{} '{}' is not {}, whose folder this file was sent to; a provider may send only its own {noun}", name_col.heading(), quote(name), org.name);
             self.push(Code::WrongOrganisation, Some(name_col), message);
         }
-        if let (Some(given), Some(own)) = (org_ref, org.org_ref.as_ref()) {
-            if given != own {
+        match (org_ref, org.org_ref.as_ref()) {
+            (Some(given), Some(own)) if given != own => {
                 let message = format!("{} {given} is not the GUID of {} ({own}); leave it blank if unsure", ref_col.heading(), org.name);
                 self.push(Code::WrongOrganisation, Some(ref_col), message);
             }
+            (Some(given), None) if foreign.contains(given) => self.foreign_guid(ref_col, given, org),
+            _ => {}
         }
+    }
+
+    /// A GUID the council's CPLIs give another organisation.
+    pub fn foreign_guid(&mut self, col: C, given: &Guid, org: &Organisation) {
+        let message = format!("{} {given} is another organisation's GUID in the council's CPLIs, not one of {}; leave it blank if unsure", col.heading(), org.name);
+        self.push(Code::WrongOrganisation, Some(col), message);
     }
 
     /// An NHS number that fails its check digit is a warning: the row is kept.

@@ -23,7 +23,7 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::Config;
-use crate::domain::{Cpli, Organisation};
+use crate::domain::{Cpli, Guid, Organisation};
 use crate::store::{Store, StoreError};
 use matching::CpliIndex;
 use crate::outcome::{Answer, Code, Counts, FileKind, ImportResult, Issue, Issues, LogHandle, Status, KEPT_ISSUES};
@@ -307,6 +307,14 @@ pub(crate) fn cpli_index(
         _ => None,
     };
     Ok(cplis.map(CpliIndex::new))
+}
+
+/// The OrganisationRef and ServiceRef GUIDs of every organisation but `org`: a file of an
+/// organisation whose own GUIDs the gateway does not know yet is still refused another's.
+pub(crate) fn foreign_guids(store: Option<&Store>, org: Option<&Organisation>) -> Result<std::collections::HashSet<Guid>, IngestError> {
+    let (Some(store), Some(org)) = (store, org) else { return Ok(Default::default()) };
+    let others = store.orgs()?.into_iter().filter(|o| o.slug != org.slug);
+    Ok(others.flat_map(|o| o.org_ref.into_iter().chain(o.services.into_iter().filter_map(|s| s.service_ref))).collect())
 }
 
 /// What an organisation is told of a council file (disputes, claim decisions) dropped into its inbox.

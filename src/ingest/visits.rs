@@ -69,6 +69,8 @@ pub struct Context<'a> {
     pub no_visit_levels: HashSet<NameKey>,
     /// `rules.visit_service_levels` as compared; empty turns the check off (issue 11).
     pub visit_levels: HashSet<NameKey>,
+    /// Other organisations' OrganisationRef and ServiceRef GUIDs.
+    pub foreign: std::collections::HashSet<Guid>,
 }
 
 impl Context<'_> {
@@ -178,6 +180,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         today: config.rules.current_day(),
         no_visit_levels: config.rules.no_visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
         visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
+        foreign: super::foreign_guids(file.store, file.org)?,
     };
     let batch = match file.stored() {
         Some((s, slug)) => s.begin_visits(slug, &file.incoming.import_id, file.write)?,
@@ -741,7 +744,7 @@ impl RowJudge<'_, '_, '_> {
         let Some(org) = self.ctx.org else { return };
         // The name compared through the worker's cache of compared names.
         let name = org_name.map(|n| (n, Some(self.names.get(n)) == *self.org_key || n == org.slug.as_str()));
-        self.r.check_organisation(org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, "visits");
+        self.r.check_organisation(org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, &self.ctx.foreign, "visits");
         if let Some(sref) = service_ref {
             let known: Vec<_> = org.services.iter().filter(|s| s.service_ref.is_some()).collect();
             match known.iter().find(|s| s.service_ref.as_ref() == Some(sref)) {
@@ -759,6 +762,7 @@ impl RowJudge<'_, '_, '_> {
                     Some(Col::ServiceRef),
                     format!("{} {sref} is not a service of {}; leave it blank if unsure", h::SERVICE_REF, org.name),
                 ),
+                None if self.ctx.foreign.contains(sref) => self.r.foreign_guid(Col::ServiceRef, sref, org),
                 None => {}
             }
         }
@@ -1640,6 +1644,23 @@ mod tests {
         assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
         assert_eq!(store.current_visits(&org().slug).count(), 0);
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn another_organisations_guid_is_refused_while_the_uploaders_own_is_not_known() {
+        let (_d, store) = temp_store();
+        let other_ref = crate::domain::parse_guid("6513270E-269E-0D37-F2A7-4DE452E6B438").unwrap();
+        let other_service = crate::domain::parse_guid("36F675CC-81E7-4EF5-E8E2-5D940ED90475").unwrap();
+        let mut other = Organisation::new("Other Care Ltd", Some(other_ref));
+        other.upsert_service(crate::domain::Service { name: "Other - Oxford".into(), service_ref: Some(other_service), contract: "DAPL".into() });
+        store.put_org(&other).unwrap();
+        let r = import(&store, &[row(&[("OrganisationRef", "6513270E-269E-0D37-F2A7-4DE452E6B438")]), row(&[("VisitRef", "V2"), ("ServiceRef", "36F675CC-81E7-4EF5-E8E2-5D940ED90475")])]);
+        assert_eq!(codes(&r), [Code::WrongOrganisation, Code::WrongOrganisation], "{:#?}", r.issues);
+        assert!(r.issues[0].message.contains("is another organisation's GUID in the council's CPLIs, not one of Pearl Carers Ltd"), "{}", r.issues[0].message);
+        assert_eq!((r.issues[0].field.as_deref(), r.issues[1].field.as_deref()), (Some("OrganisationRef"), Some("ServiceRef")));
+        // A GUID nobody has is not judged while the uploader's own is not known.
+        let r = import(&store, &[row(&[("VisitRef", "V3"), ("OrganisationRef", "11111111-2222-3333-4444-555555555555")])]);
+        assert_eq!(r.counts.rejected, 0, "{:#?}", r.issues);
     }
 
     #[test]
