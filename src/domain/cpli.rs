@@ -37,10 +37,32 @@ pub struct Quantity {
 }
 
 impl Quantity {
-    /// Hours a week, where the CPLI is priced in hours per week (others cannot be compared with visits).
+    /// Hours a week where the CPLI is priced in hours: a day's × 7, a week's, a fortnight's ÷ 2, four
+    /// weeks' ÷ 4 (the average week, exact). `None` for other units (visits, nights) or frequencies:
+    /// they cannot be compared with visits' hours.
     pub fn weekly_hours(&self) -> Option<Decimal> {
         let hours = matches!(self.unit.to_ascii_lowercase().as_str(), "hr" | "hrs" | "hour" | "hours");
-        (hours && self.frequency.eq_ignore_ascii_case("weekly")).then_some(self.amount)
+        let every = self.frequency_days().filter(|_| hours)?;
+        self.amount.checked_mul(Decimal::from(7))?.checked_div(Decimal::from(every))
+    }
+
+    /// [`Quantity::weekly_hours`] where every week holds the same hours (Daily, Weekly): what one
+    /// week's planned visits are held to. A fortnightly or four-weekly package may be planned
+    /// unevenly across its weeks.
+    pub fn exact_weekly_hours(&self) -> Option<Decimal> {
+        self.frequency_days().filter(|d| *d <= 7).and_then(|_| self.weekly_hours())
+    }
+
+    /// The days one frequency spans: Daily 1, Weekly 7, Fortnightly 14, 4 Weekly 28.
+    fn frequency_days(&self) -> Option<i64> {
+        let f: String = self.frequency.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        match f.as_str() {
+            "daily" => Some(1),
+            "weekly" => Some(7),
+            "fortnightly" | "2weekly" | "twoweekly" => Some(14),
+            "4weekly" | "fourweekly" => Some(28),
+            _ => None,
+        }
     }
 
     /// The quantity commissioned for a period of `days` days, in the CPLI's own unit (issue 11: an
@@ -48,14 +70,7 @@ impl Quantity {
     /// times the number of whole frequencies in the period. `None` when the frequency is another one
     /// or the period is not a whole number of them (a part would not be exact), or on overflow.
     pub fn for_period(&self, days: i64) -> Option<Decimal> {
-        let f: String = self.frequency.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-        let every = match f.as_str() {
-            "daily" => 1,
-            "weekly" => 7,
-            "fortnightly" | "2weekly" | "twoweekly" => 14,
-            "4weekly" | "fourweekly" => 28,
-            _ => return None,
-        };
+        let every = self.frequency_days()?;
         (days > 0 && days % every == 0).then(|| self.amount.checked_mul(Decimal::from(days / every))).flatten()
     }
 }
@@ -92,7 +107,15 @@ mod tests {
         let q = |unit: &str, freq: &str| Quantity { amount: Decimal::new(35, 1), unit: unit.into(), frequency: freq.into() };
         assert_eq!(q("Hr", "Weekly").weekly_hours(), Some(Decimal::new(35, 1)));
         assert_eq!(q("Night", "Weekly").weekly_hours(), None);
-        assert_eq!(q("Hr", "4 Weekly").weekly_hours(), None);
+        // The average week of a four-weekly, fortnightly or daily package, exact.
+        assert_eq!(q("Hr", "4 Weekly").weekly_hours(), Some(Decimal::new(875, 3)));
+        assert_eq!(q("Hours", "Fortnightly").weekly_hours(), Some(Decimal::new(175, 2)));
+        assert_eq!(q("Hr", "Daily").weekly_hours(), Some(Decimal::new(245, 1)));
+        assert_eq!(q("Visit", "Weekly").weekly_hours(), None);
+        assert_eq!(q("Hr", "Monthly").weekly_hours(), None);
+        // One week's planned visits are held only to an even package.
+        assert_eq!(q("Hr", "Daily").exact_weekly_hours(), Some(Decimal::new(245, 1)));
+        assert_eq!(q("Hr", "4 Weekly").exact_weekly_hours(), None);
     }
 
     #[test]

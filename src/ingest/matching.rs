@@ -328,7 +328,7 @@ impl CpliIndex {
         if in_week.is_empty() || in_week.iter().any(|c| !c.covers_all(monday, sunday)) {
             return None;
         }
-        let hours: Option<Vec<Decimal>> = in_week.iter().map(|c| c.quantity.weekly_hours()).collect();
+        let hours: Option<Vec<Decimal>> = in_week.iter().map(|c| c.quantity.exact_weekly_hours()).collect();
         // Checked (issue 9): a sum too large to compute is not judged, rather than a panic.
         let total = crate::domain::number::sum(hours?)?;
         Some((total, in_week.iter().map(|c| c.cpli_id.clone()).collect()))

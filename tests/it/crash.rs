@@ -12,9 +12,11 @@ fn big_file(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
     let path = dir.join("big.csv");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     writeln!(w, "{VISITS_HEADER}").unwrap();
+    // 24 half-hour visits a day from 07/01/2019: 60,000 rows end in 2025, none in the future.
     for i in 0..n {
-        let (y, m, d) = day_after(2023, 1, 2, i / 4);
-        let (entry, exit) = [("08:00", "09:00"), ("12:00", "13:00"), ("17:00", "17:30"), ("21:00", "21:30")][i % 4];
+        let (y, m, d) = day_after(2019, 1, 7, i / 24);
+        let hour = i % 24;
+        let (entry, exit) = (format!("{hour:02}:00"), format!("{hour:02}:30"));
         let date = format!("{d:02}/{m:02}/{y}");
         writeln!(
             w,

@@ -9,6 +9,14 @@ use crate::helpers::*;
 
 const ACTUALS_HEADER: &str = "Deleted,SSRef,ServiceLevel,ServiceName,PeriodStart,PeriodEnd,Planned,Actual,Frustrated,Missed,Extra,Visits,Comments";
 
+/// Today where the tests run, once clear of midnight: the gateway's own day is then the same.
+fn this_day() -> chrono::NaiveDate {
+    while chrono::Local::now().format("%H:%M").to_string().as_str() >= "23:59" {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    chrono::Local::now().date_naive()
+}
+
 /// A delivered (DHF: its CPLI is Live Well at Home) visit of A123456 (examples/cplis.csv: Home Support, Zone 6 Oxford, from 04/04/2022),
 /// planned and delivered on `date` (written as given) at `entry`. The tests use a week that has not
 /// finished, so PLANNED_HOURS_DIFFER does not judge it.
@@ -32,12 +40,15 @@ fn delivered(vref: &str, date: &str, entry: &str, exit: &str) -> String {
 #[test]
 fn short_years_iso_dates_and_excels_midnight_date_times_are_dates_in_visits_carers_and_actuals() {
     let env = TestEnv::with_example_cplis();
+    // Today: delivered, and in a week that has not finished (a date after tomorrow is refused).
+    let today = this_day();
+    let day = |f: &str| today.format(f).to_string();
     let rows = [
-        delivered("D1", "7 Jan 30", "08:00", "08:30"),
-        delivered("D2", "2030-01-07", "09:00", "09:30"),
-        delivered("D3", "07/01/2030 00:00", "10:00", "10:30"),
-        delivered("D4", "07/01/2030 00:00:00", "11:00", "11:30"),
-        delivered("D5", "07/01/2030 14:30", "12:00", "12:30"),
+        delivered("D1", &day("%-d %b %y"), "08:00", "08:30"),
+        delivered("D2", &day("%Y-%m-%d"), "09:00", "09:30"),
+        delivered("D3", &day("%d/%m/%Y 00:00"), "10:00", "10:30"),
+        delivered("D4", &day("%d/%m/%Y 00:00:00"), "11:00", "11:30"),
+        delivered("D5", &day("%d/%m/%Y 14:30"), "12:00", "12:30"),
     ];
     let (_d, path) = write_temp("visits.csv", &visits_file(&rows));
     let result = env.import(PEARL, &path);
@@ -48,7 +59,7 @@ fn short_years_iso_dates_and_excels_midnight_date_times_are_dates_in_visits_care
     let msg = bad[0]["message"].as_str().unwrap();
     assert!(msg.contains("time of day (14:30)") && msg.contains("date only"), "{msg}");
     let visits = env.visits(PEARL);
-    assert_eq!(visits.iter().map(|v| v["planned_visit_date"].as_str().unwrap()).collect::<Vec<_>>(), ["2030-01-07"; 4]);
+    assert_eq!(visits.iter().map(|v| v["planned_visit_date"].as_str().unwrap()).collect::<Vec<_>>(), [day("%Y-%m-%d").as_str(); 4]);
 
     let (_c, carers) = write_temp("carers.csv", "CarerRef,Forename,Surname,Deleted,StartDate,EndDate\nCR-1,Lisa,Simpson,0,2022-08-01,31 Dec 22\nCR-2,Bart,Simpson,0,01/08/2022 00:00,\n");
     assert_eq!(counts(&env.import(PEARL, &carers)), (2, 2, 0, 0, 0));
@@ -94,11 +105,11 @@ fn a_guid_copied_from_the_commissioned_care_export_is_accepted_back_in_a_visits_
     let mut pairs: Vec<(&str, String)> = vec![
         ("VisitRef", "G1".into()),
         ("Deleted", "0".into()),
-        ("PlannedVisitDate", "07/01/2030".into()),
+        ("PlannedVisitDate", this_day().format("%d/%m/%Y").to_string()),
         ("PlannedEntryTime", "08:00".into()),
         ("PlannedExitTime", "08:30".into()),
         ("VisitType", "DHF".into()),
-        ("DeliveredVisitDate", "07/01/2030".into()),
+        ("DeliveredVisitDate", this_day().format("%d/%m/%Y").to_string()),
         ("DeliveredEntryTime", "08:00".into()),
         ("DeliveredExitTime", "08:30".into()),
     ];
