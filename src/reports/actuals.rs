@@ -378,9 +378,18 @@ fn group_week(
         Ok(())
     };
     for i in in_force {
-        let qty = cplis[i].quantity.weekly_hours().unwrap_or(Decimal::ZERO);
-        add(&mut row.comm_qty, Some(qty), i)?;
-        add(&mut row.comm_cost, qty.checked_mul(cplis[i].unit_cost), i)?;
+        // Pro rata to the days of the week the CPLI is in force: a package varied mid-week (one CPLI
+        // ending Tuesday, the next starting Wednesday) is commissioned once, not twice.
+        let days = monday.iter_days().take(7).filter(|d| cplis[i].covers(*d)).count() as i64;
+        let weekly = cplis[i].quantity.weekly_hours().unwrap_or(Decimal::ZERO);
+        let qty = if days == 7 { Some(weekly) } else { weekly.checked_mul(Decimal::from(days)).and_then(|q| q.checked_div(Decimal::from(7))) };
+        let cost = if days == 7 {
+            weekly.checked_mul(cplis[i].unit_cost)
+        } else {
+            weekly.checked_mul(Decimal::from(days)).and_then(|q| q.checked_mul(cplis[i].unit_cost)).and_then(|c| c.checked_div(Decimal::from(7)))
+        };
+        add(&mut row.comm_qty, qty, i)?;
+        add(&mut row.comm_cost, cost, i)?;
     }
     for (i, acc) in sent {
         let cost = cplis[i].unit_cost;
@@ -636,13 +645,27 @@ pub(crate) mod tests {
         }
         let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
         let got: Vec<Vec<String>> = rows.iter().map(|r| r.cells()[1..6].to_vec()).collect();
-        // One row for the week (under the earliest package, Comm. adding both): 6 visits, 6 hours.
-        assert_eq!(got, [["156040", "2022-10-10", "6", "7", "6"]]);
+        // One row for the week (under the earliest package, Comm. adding both, each pro rata to its
+        // days in force: 5 h x 3/7 + 2 h x 3/7 = 3 h): 6 visits, 6 hours.
+        assert_eq!(got, [["156040", "2022-10-10", "6", "3", "6"]]);
         // A week the first package covers whole is still counted from its totals.
         let mut whole = WeekActuals::new(&cplis, &types, d(2022, 10, 3), d(2022, 10, 9));
         let client = "A332295";
         whole.add_client_week(&ClientWeek { client, level: "personal care", service: "pearl carers - dapl oxford", monday: d(2022, 10, 3), visits: 4, paid_visits: 3, actual_minutes: 183, frust_minutes: 60 });
         assert!(!whole.needs_visits());
+    }
+
+    #[test]
+    fn a_package_varied_mid_week_is_commissioned_pro_rata_to_each_cplis_days_not_twice() {
+        // 5 h at 20 to Tuesday 01/11, then 7 h at 22 from Wednesday 02/11: 5 x 2/7 + 7 x 5/7 hours.
+        let cplis = vec![cpli("8001", "A332295", "DAPL", d(2022, 10, 3), Some(d(2022, 11, 1)), "5", "20"), cpli("8002", "A332295", "DAPL", d(2022, 11, 2), None, "7", "22")];
+        let o = ActualsOptions { include_empty_weeks: true, ..opts(d(2022, 10, 31), d(2022, 11, 6)) };
+        let types = VisitTypes::default();
+        let acts = WeekActuals::new(&cplis, &types, o.from, o.to);
+        let rows = commissioned_vs_actuals(&cplis, &acts, &o).unwrap();
+        let cells = rows[0].cells();
+        // Rounded once, at the end: 6.428571... h and 28.571428... + 110 = 138.571428... pounds.
+        assert_eq!((cells[4].as_str(), cells[8].as_str()), ("6.43", "138.57"), "{cells:?}");
     }
 
     #[test]
