@@ -74,6 +74,12 @@ impl Rules for CarerRules<'_> {
         let deleted = r.boolean(Col::Deleted).unwrap_or(false);
         let start_date = r.date(Col::StartDate);
         let end_date = r.date(Col::EndDate);
+        if let (Some(start), Some(end), false) = (start_date, end_date, deleted) {
+            if end < start {
+                let message = format!("EndDate {} is before StartDate {}: a carer's end is on or after the day they start", crate::domain::uk_date(end), crate::domain::uk_date(start));
+                r.push(Code::BadDate, Some(Col::EndDate), message);
+            }
+        }
         if !deleted {
             r.require(Col::Forename, "");
             r.require(Col::Surname, "");
@@ -241,6 +247,18 @@ mod tests {
         let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
         assert_eq!(codes(&r), [(Some(3), Code::BadDate)]);
         assert_eq!(r.issues[0].field.as_deref(), Some("StartDate"));
+    }
+
+    #[test]
+    fn a_carers_end_date_before_their_start_date_is_a_bad_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carers.csv");
+        std::fs::write(&path, "CarerRef,Forename,Surname,Deleted,StartDate,EndDate\nC1,Lisa,Simpson,0,01/10/2022,01/09/2022\nC2,Bart,Simpson,0,01/10/2022,01/10/2022\n").unwrap();
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
+        let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
+        assert_eq!(codes(&r), [(Some(2), Code::BadDate)]);
+        assert_eq!(r.issues[0].field.as_deref(), Some("EndDate"));
+        assert!(r.issues[0].message.starts_with("EndDate 01/09/2022 is before StartDate 01/10/2022"), "{}", r.issues[0].message);
     }
 
     fn pearl() -> crate::domain::Slug {
