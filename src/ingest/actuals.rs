@@ -108,6 +108,11 @@ struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
 impl Apply<ActualChange> for Write<'_, '_> {
     fn apply(&mut self, j: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
         let applied = if change.previous.is_some() { Applied::Updated } else { Applied::New };
+        if change.previous.is_none() && change.new.is_none() {
+            // A deletion of a row deleted already (or, validating, of a row not looked up): counted
+            // as updated (SPEC 3), nothing written.
+            return Ok(Applied::Updated);
+        }
         if let Some(b) = self.0 {
             // In file order, against what is stored (this file's earlier rows and deletions too): a
             // week inside a stored four-week row, or the reverse, would pay those days twice.
@@ -242,8 +247,11 @@ impl Row<'_, Col> {
             None => None,
         };
         if deleted {
-            if previous.is_none() && ctx.store.is_some() && !self.has_errors() {
-                self.push(Code::DeleteUnknown, Some(Col::PeriodStart), format!("there is no actuals row for client {ssref}, '{level}' at '{service}' from {} to delete", uk_date(start)));
+            // A row deleted already (the same file sent again) is left as it is (SPEC 3).
+            if let Some((store, slug)) = ctx.store.filter(|_| previous.is_none() && !self.has_errors()) {
+                if !store.actual_deleted(slug, &key)? {
+                    self.push(Code::DeleteUnknown, Some(Col::PeriodStart), format!("there is no actuals row for client {ssref}, '{level}' at '{service}' from {} to delete", uk_date(start)));
+                }
             }
             return Ok(Some(ActualChange { key, previous, new: None }));
         }
@@ -733,14 +741,21 @@ mod tests {
     }
 
     #[test]
-    fn a_deletion_removes_the_row_and_an_unknown_one_is_rejected() {
+    fn a_deletion_removes_the_row_sent_again_changes_nothing_and_an_unknown_one_is_rejected() {
         let (_d, s) = store();
         run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
         let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
         let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
         assert_eq!((r.counts.updated, codes(&r)), (1, vec![]));
         assert_eq!(s.current_actuals(&org().slug).count(), 0);
-        let r = run(&file(&[delete]), Mode::Import(&s));
+        let history = s.actuals_history(&org().slug).count();
+        // Sent again: changes nothing, counted as updated (SPEC 3).
+        let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
+        assert_eq!((r.counts.updated, r.counts.rejected, codes(&r)), (1, 0, vec![]));
+        assert_eq!((s.current_actuals(&org().slug).count(), s.actuals_history(&org().slug).count()), (0, history));
+        // A row never sent cannot be deleted.
+        let never = format!("1,A401234,{LEVEL},{SERVICE},10/10/2022,,,,,,,,");
+        let r = run(&file(&[never]), Mode::Import(&s));
         assert_eq!(codes(&r), [Code::DeleteUnknown]);
     }
 

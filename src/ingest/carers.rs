@@ -36,12 +36,12 @@ fn scan_spec(header: &Header) -> ScanSpec {
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
-    let known = match file.stored() {
-        Some((s, slug)) => s.carer_refs(slug)?,
-        None => HashSet::new(),
+    let (known, deleted) = match file.stored() {
+        Some((s, slug)) => (Some(s.carer_refs(slug)?), s.deleted_carer_refs(slug)?),
+        None => (None, HashSet::new()),
     };
-    let rules = CarerRules { known: &known, duplicates: &file.scan.duplicate_keys };
-    let mut changes = Changes { known: &known, upserts: Vec::new(), deletes: Vec::new() };
+    let rules = CarerRules { known: known.as_ref(), deleted: &deleted, duplicates: &file.scan.duplicate_keys };
+    let mut changes = Changes { known: known.as_ref(), upserts: Vec::new(), deletes: Vec::new() };
     let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
     let pending = CarersPending { store: file.writer().map(|(s, slug)| (s, slug.clone())), upserts: changes.upserts, deletes: changes.deletes };
@@ -55,8 +55,10 @@ pub enum Change {
 }
 
 struct CarerRules<'a> {
-    /// The organisation's carers before this file.
-    known: &'a HashSet<String>,
+    /// The organisation's carers before this file (`None`: validating without the store).
+    known: Option<&'a HashSet<String>>,
+    /// The ones it deleted before this file.
+    deleted: &'a HashSet<String>,
     duplicates: &'a hashbrown::HashSet<Vec<u8>>,
 }
 
@@ -89,7 +91,8 @@ impl Rules for CarerRules<'_> {
             return Ok(None);
         }
         if deleted {
-            if !self.known.contains(&carer_ref) {
+            // One deleted already (the same file sent again) is left as it is (SPEC 3).
+            if self.known.is_some_and(|k| !k.contains(&carer_ref)) && !self.deleted.contains(&carer_ref) {
                 r.push(Code::DeleteUnknown, Some(Col::CarerRef), format!("there is no carer '{}' to delete", quote(&carer_ref)));
                 return Ok(None);
             }
@@ -110,23 +113,25 @@ impl Rules for CarerRules<'_> {
 
 /// The accepted rows, in file order, to be stored in one batch with the import record.
 struct Changes<'a> {
-    known: &'a HashSet<String>,
+    known: Option<&'a HashSet<String>>,
     upserts: Vec<Carer>,
     deletes: Vec<String>,
 }
 
 impl Apply<Change> for Changes<'_> {
     fn apply(&mut self, _: &mut Judged<Change>, change: Change) -> Result<Applied, IngestError> {
-        let carer_ref = match &change {
-            Change::Upsert(c) => &c.carer_ref,
-            Change::Delete(r) => r,
-        };
-        let applied = if self.known.contains(carer_ref) { Applied::Updated } else { Applied::New };
-        match change {
-            Change::Upsert(c) => self.upserts.push(c),
-            Change::Delete(r) => self.deletes.push(r),
-        }
-        Ok(applied)
+        Ok(match change {
+            Change::Upsert(c) => {
+                let applied = if self.known.is_some_and(|k| k.contains(&c.carer_ref)) { Applied::Updated } else { Applied::New };
+                self.upserts.push(c);
+                applied
+            }
+            // A deletion counts as updated (SPEC 3).
+            Change::Delete(r) => {
+                self.deletes.push(r);
+                Applied::Updated
+            }
+        })
     }
 }
 
@@ -207,6 +212,26 @@ mod tests {
         let (_d, store) = temp_store();
         let r = run(&["C9,,,Y"], Mode::Import(&store));
         assert_eq!(codes(&r), [(Some(2), Code::DeleteUnknown)]);
+    }
+
+    #[test]
+    fn a_carers_deletion_sent_again_changes_nothing_and_counts_as_updated() {
+        let (_d, store) = temp_store();
+        run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
+        run(&["C1,,,1"], Mode::Import(&store));
+        let again = run(&["C1,,,1"], Mode::Import(&store));
+        assert_eq!((again.counts.updated, again.counts.rejected), (1, 0), "{:#?}", again.issues);
+        assert!(store.carer_refs(&pearl()).unwrap().is_empty());
+        // Sent again as a carer, it is back and new; deleting it again works as the first time.
+        let back = run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
+        assert_eq!((back.counts.new, store.carer_refs(&pearl()).unwrap().len()), (1, 1));
+        assert!(store.deleted_carer_refs(&pearl()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn validating_a_carers_deletion_without_the_store_does_not_call_it_unknown() {
+        let r = validate(&["C9,,,Y"]);
+        assert_eq!((r.counts.updated, r.counts.rejected, codes(&r)), (1, 0, vec![]));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! an earlier version of it, replaced by the import with batch number `seq`.
 //! `j\0slug\0claim_ref` a one-off claim, `m\0claim_seq` the last claim id given (issue 12, `claims.rs`).
 //! `d\0slug\0id` a dispute, `m\0dispute_seq` the last dispute id given (issue 12, `disputes.rs`).
+//! `x\0slug\0carer_ref` a carer deleted (its deletion sent again is not DELETE_UNKNOWN).
 //!
 //! A visits file is too big for one sled batch in memory, so its rows are written as they are judged,
 //! each tagged with the import id, and the import is committed by one small batch (the result, the
@@ -396,6 +397,12 @@ impl Store {
         self.scan::<Carer>(&key(&[b"c", slug.as_bytes(), b""])).map(|r| r.map(|(_, c)| c.carer_ref)).collect()
     }
 
+    /// The CarerRefs the organisation deleted and has not sent again.
+    pub fn deleted_carer_refs(&self, slug: &Slug) -> Result<HashSet<String>> {
+        let prefix = key(&[b"x", slug.as_bytes(), b""]);
+        self.db.scan_prefix(&prefix).map(|kv| Ok(String::from_utf8_lossy(&kv?.0[prefix.len()..]).into_owned())).collect()
+    }
+
     pub fn has_carer(&self, slug: &Slug, carer_ref: &str) -> Result<bool> {
         Ok(self.db.contains_key(key(&[b"c", slug.as_bytes(), carer_ref.as_bytes()]))?)
     }
@@ -405,9 +412,11 @@ impl Store {
         let mut batch = sled::Batch::default();
         for c in upserts {
             batch.insert(key(&[b"c", slug.as_bytes(), c.carer_ref.as_bytes()]), encode(c));
+            batch.remove(key(&[b"x", slug.as_bytes(), c.carer_ref.as_bytes()]));
         }
         for d in deletes {
             batch.remove(key(&[b"c", slug.as_bytes(), d.as_bytes()]));
+            batch.insert(key(&[b"x", slug.as_bytes(), d.as_bytes()]), &[]);
         }
         self.record_in(&mut batch, slug, result)?;
         self.db.apply_batch(batch)?;
