@@ -715,10 +715,14 @@ pub fn answerable_name(name: &str) -> std::borrow::Cow<'_, str> {
     format!("{}{tag}{ext}", &name[..cut]).into()
 }
 
-/// Whether a name in an inbox is a finished CSV: temporary names of SFTP clients and editors
-/// (`*.filepart`, `*.part`, `*.tmp`, dot-names) wait until they are renamed to `*.csv`.
+/// Whether a name in an inbox is a finished file to judge: a CSV, or a spreadsheet sent as it is
+/// (answered `FILE_UNREADABLE`, "Save As CSV", rather than left in /inbox unanswered). Temporary
+/// names of SFTP clients and editors (`*.filepart`, `*.part`, `*.tmp`, dot-names) wait until they
+/// are renamed; other names (a claim's PDF attachment) are left where they are.
 pub fn is_ready_name(name: &str) -> bool {
-    !name.starts_with('.') && name.len() > 4 && name.to_ascii_lowercase().ends_with(".csv")
+    const ENDINGS: [&str; 5] = [".csv", ".xlsx", ".xlsm", ".xls", ".ods"];
+    let lower = name.to_ascii_lowercase();
+    !name.starts_with('.') && ENDINGS.iter().any(|e| lower.len() > e.len() && lower.ends_with(e))
 }
 
 #[cfg(test)]
@@ -729,9 +733,17 @@ mod tests {
     fn temporary_upload_names_wait_for_the_rename() {
         assert!(is_ready_name("visits.csv"));
         assert!(is_ready_name("VISITS.CSV"));
-        for n in ["visits.csv.filepart", "visits.csv.part", "visits.tmp", ".visits.csv", "visits.xlsx", ".csv"] {
+        for n in ["visits.csv.filepart", "visits.csv.part", "visits.tmp", ".visits.csv", ".csv", "visits.xlsx.filepart", "letter.pdf", "visits.txt"] {
             assert!(!is_ready_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn a_spreadsheet_sent_as_it_is_is_answered_not_left_waiting() {
+        for n in ["visits.xlsx", "Visits.XLS", "rota.xlsm", "visits.ods"] {
+            assert!(is_ready_name(n), "{n}");
+        }
+        assert!(!is_ready_name(".xlsx"));
     }
 
     #[test]

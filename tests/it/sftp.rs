@@ -238,6 +238,26 @@ fn assert_settled(env: &TestEnv, archived: usize) {
 }
 
 #[test]
+fn a_workbook_sent_as_it_is_is_answered_save_as_csv_and_other_names_wait() {
+    let gw = Gateway::start();
+    let dir = gw.env.data().join("local");
+    std::fs::create_dir_all(&dir).unwrap();
+    // An .xlsx is a zip file; an ordinary text file is not judged until renamed to *.csv.
+    std::fs::write(dir.join("visits.xlsx"), b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml").unwrap();
+    std::fs::copy(example("visits-week.csv"), dir.join("notes.txt")).unwrap();
+    let puts = format!("put {0}/visits.xlsx /inbox/\nput {0}/notes.txt /inbox/\nput {1} /inbox/\n", dir.display(), week());
+    assert_ok("sftp put", &gw.sftp(LOGIN, &gw.key, &puts));
+    let r = gw.fetch_result("visits.xlsx.result.json");
+    assert_eq!((r["status"].as_str(), r["issues"][0]["code"].as_str()), (Some("failed"), Some("FILE_UNREADABLE")), "{r}");
+    let message = r["issues"][0]["message"].as_str().unwrap();
+    assert!(message.contains("Excel .xlsx workbook") && message.contains("Save As"), "{message}");
+    // The week sent after both is answered: the gateway has moved past the text file, which waits.
+    assert_example_week(&gw.fetch_result("visits-week.result.json"));
+    assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json", "visits.xlsx.result.json"]);
+    assert!(inbox(&gw.env).join("notes.txt").exists());
+}
+
+#[test]
 fn a_winscp_style_upload_is_processed_exactly_once_after_the_rename() {
     let gw = Gateway::start();
     assert_eq!(gw.paramiko(LOGIN, &gw.key.display().to_string(), &["winscp", &week(), "/inbox/visits-week.csv"]), "ok");
