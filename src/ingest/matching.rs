@@ -142,14 +142,7 @@ impl CpliIndex {
         self.client_indices(v.ssref, v.client_ref, v.nhs_number)
             .iter()
             .map(|i| &self.entries[*i])
-            .find(|e| {
-                v.service_level_ref.is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
-                    && keys.level.as_ref().is_none_or(|k| *k == e.level)
-                    && v.service_ref.is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
-                    && keys.service.as_ref().is_none_or(|k| *k == e.service)
-                    && e.cpli.covers(v.date)
-                    && e.cpli.authorised
-            })
+            .find(|e| e.level_fits(v, keys) && e.service_fits(v, keys) && e.cpli.covers(v.date) && e.cpli.authorised)
             .map(|e| &e.cpli)
     }
 
@@ -214,14 +207,8 @@ impl CpliIndex {
     /// an actuals row).
     pub fn explain_wanted(&self, v: &Wanted<'_>, keys: &VisitKeys) -> (MatchStatus, Option<&'static str>) {
         let cands = self.for_client(v.ssref, v.client_ref, v.nhs_number);
-        let level_ok = |e: &Entry| {
-            v.service_level_ref.is_none_or(|r| e.cpli.service_level_ref.as_ref() == Some(r))
-                && keys.level.as_ref().is_none_or(|k| *k == e.level)
-        };
-        let service_ok = |e: &Entry| {
-            v.service_ref.is_none_or(|r| e.cpli.service_ref.as_ref() == Some(r))
-                && keys.service.as_ref().is_none_or(|k| *k == e.service)
-        };
+        let level_ok = |e: &Entry| e.level_fits(v, keys);
+        let service_ok = |e: &Entry| e.service_fits(v, keys);
         let date = v.date;
         let date_field = v.date_field;
         if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date) && e.cpli.authorised) {
@@ -230,9 +217,11 @@ impl CpliIndex {
         let client = v.ssref.map(String::from).or_else(|| v.client_ref.map(|g| g.to_string())).or_else(|| v.nhs_number.map(String::from)).unwrap_or_default();
         let (level, service) = (v.service_level.unwrap_or(""), v.service_name.unwrap_or(""));
         let (reason, field) = if cands.is_empty() {
+            // The column the row named the client in (a row may give only its NHS number).
+            let named_by = if v.ssref.is_some() { h::SS_REF } else if v.client_ref.is_some() { h::CLIENT_REF } else { h::NHS_NUMBER };
             (
                 format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
-                Some(h::SS_REF),
+                Some(named_by),
             )
         } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date)) {
             (format!("CPLI {} for client {client} is not authorised yet", e.cpli.cpli_id), None)
@@ -290,6 +279,15 @@ impl CpliIndex {
     /// ClientRef of another client would have the row paid against that client's package.
     pub fn ref_mismatches(&self, ssref: Option<&str>, client_ref: Option<&Guid>, nhs: Option<&str>, level_ref: Option<&Guid>, level: Option<&str>) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
+        if let (None, Some(g), Some(n)) = (ssref, client_ref, nhs) {
+            // No SSRef: the ClientRef and the NHS number must be one client's.
+            let client_of = |key: String| self.by_client.get(&key).and_then(|ids| ids.first()).map(|i| self.entries[*i].cpli.ssref.as_str());
+            if let (Some(a), Some(b)) = (client_of(client_key(None, Some(g), None)), client_of(client_key(None, None, Some(n)))) {
+                if !a.eq_ignore_ascii_case(b) {
+                    out.push((h::NHS_NUMBER, format!("{} {n} is client {b}, but {} {g} is client {a}; correct one, or give the client's SSRef", h::NHS_NUMBER, h::CLIENT_REF)));
+                }
+            }
+        }
         if let Some(s) = ssref {
             // Looked up as matching looks them up (`by_client`), not by reading every CPLI a row.
             let given = [
@@ -304,9 +302,18 @@ impl CpliIndex {
             }
         }
         if let (Some(g), Some(l)) = (level_ref, level) {
-            if let Some(c) = self.cplis().find(|c| c.service_level_ref.as_ref() == Some(g)).filter(|c| c.level_key() != NameKey::new(l)) {
-                let r = h::SERVICE_LEVEL_REF;
+            let r = h::SERVICE_LEVEL_REF;
+            let named = NameKey::new(l);
+            if let Some(c) = self.cplis().find(|c| c.service_level_ref.as_ref() == Some(g)).filter(|c| c.level_key() != named) {
                 out.push((r, format!("{r} {g} is '{}', but {} says '{l}'; correct one or leave {r} blank", c.service_level, h::SERVICE_LEVEL)));
+            } else {
+                // The client's CPLIs of that level give it another GUID: the row would be left
+                // unmatched for a GUID the council does not use for it.
+                let of_level: Vec<&Entry> = self.for_client(ssref, client_ref, nhs).into_iter().filter(|e| e.level == named).collect();
+                let theirs = of_level.iter().find_map(|e| e.cpli.service_level_ref.as_ref().map(|t| (t, &e.cpli.cpli_id)));
+                if let Some((t, id)) = theirs.filter(|_| !of_level.iter().any(|e| e.cpli.service_level_ref.as_ref() == Some(g))) {
+                    out.push((r, format!("{r} {g} is not the council's GUID for {} '{l}', which is {t} (CPLI {id}); correct {r} or leave it blank", h::SERVICE_LEVEL)));
+                }
             }
         }
         out
@@ -362,6 +369,29 @@ fn group_key(name: Option<&NameKey>, guid: Option<&Guid>) -> Arc<str> {
         (None, Some(g)) => format!("ref:{g}").into(),
         _ => "".into(),
     }
+}
+
+impl Entry {
+    /// The row's service level is this CPLI's: a ServiceLevelRef given is the CPLI's, or the CPLI
+    /// has none and the row names the level (the extract left the GUID blank: matched by the
+    /// name); a name given is the CPLI's.
+    fn level_fits(&self, v: &Wanted<'_>, keys: &VisitKeys) -> bool {
+        part_fits(v.service_level_ref, keys.level.as_ref(), self.cpli.service_level_ref.as_ref(), &self.level)
+    }
+
+    /// As [`Entry::level_fits`], for the service (ServiceRef and ServiceName).
+    fn service_fits(&self, v: &Wanted<'_>, keys: &VisitKeys) -> bool {
+        part_fits(v.service_ref, keys.service.as_ref(), self.cpli.service_ref.as_ref(), &self.service)
+    }
+}
+
+fn part_fits(guid: Option<&Guid>, name: Option<&NameKey>, theirs: Option<&Guid>, their_name: &NameKey) -> bool {
+    let guid_fits = match (guid, theirs) {
+        (None, _) => true,
+        (Some(g), Some(t)) => g == t,
+        (Some(_), None) => name.is_some(),
+    };
+    guid_fits && name.is_none_or(|k| k == their_name)
 }
 
 /// A week key part (a name, or `ref:GUID`) against a CPLI's GUID and name.

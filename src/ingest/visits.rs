@@ -1821,6 +1821,49 @@ mod tests {
     }
 
     #[test]
+    fn a_service_level_ref_given_where_the_cpli_has_none_is_matched_by_the_levels_name() {
+        // The extract left this client's ServiceLevelRef blank; another CPLI gives the level's GUID.
+        let guid = "97D54925-1C23-4C40-8B4D-2A1E7C3B5F60";
+        let mut other = with_contract("DAPL");
+        (other.cpli_id, other.ssref, other.service_level_ref) = ("200".into(), "B2".into(), parse_guid(guid));
+        let r = judge_against(vec![with_contract("DAPL"), other], &[row(&[("ServiceLevelRef", guid)])]);
+        assert_eq!(r.issues, vec![]);
+    }
+
+    #[test]
+    fn a_service_level_ref_that_is_not_the_councils_guid_for_the_level_is_a_ref_mismatch() {
+        let (theirs, given) = ("97D54925-1C23-4C40-8B4D-2A1E7C3B5F60", "CCCCCCCC-1111-2222-3333-444444444444");
+        let mut c = with_contract("DAPL");
+        c.service_level_ref = parse_guid(theirs);
+        let r = judge_against(vec![c.clone()], &[row(&[("ServiceLevelRef", given)])]);
+        let i = only(&r, Code::RefMismatch);
+        assert_eq!(i.field.as_deref(), Some("ServiceLevelRef"));
+        assert!(i.message.contains(theirs) && i.message.contains("CPLI 100") && i.message.contains("leave it blank"), "{}", i.message);
+        assert_eq!(r.counts.rejected, 1);
+        assert_eq!(judge_against(vec![c], &[row(&[("ServiceLevelRef", theirs)])]).issues, vec![]);
+    }
+
+    #[test]
+    fn a_client_ref_and_an_nhs_number_of_two_clients_without_an_ssref_are_a_ref_mismatch() {
+        let client_ref = "2217BEAD-DBC4-96CB-8E81-973E0BECD7B0";
+        let mut a = with_contract("DAPL");
+        a.client_ref = parse_guid(client_ref);
+        let mut b = with_contract("DAPL");
+        (b.cpli_id, b.ssref, b.nhs_number) = ("200".into(), "B2".into(), Some("9434765919".into()));
+        let r = judge_against(vec![a, b], &[row(&[("SSRef", ""), ("ClientRef", client_ref), ("NHSNumber", "9434765919")])]);
+        let i = only(&r, Code::RefMismatch);
+        assert_eq!(i.field.as_deref(), Some("NHSNumber"));
+        assert!(i.message.contains("is client B2") && i.message.contains("is client A1"), "{}", i.message);
+        assert_eq!(r.counts.rejected, 1);
+    }
+
+    #[test]
+    fn an_unmatched_client_given_only_by_nhs_number_points_at_nhs_number() {
+        let r = judge_against(vec![with_contract("DAPL")], &[row(&[("SSRef", ""), ("NHSNumber", "9434765919")])]);
+        assert_eq!(only(&r, Code::Unmatched).field.as_deref(), Some("NHSNumber"));
+    }
+
+    #[test]
     fn a_visit_matching_a_spot_cpli_is_an_invoice_case_and_is_still_stored() {
         let r = judge_against(vec![with_contract("Spot")], &[row(&[])]);
         let i = only(&r, Code::InvoiceCase);
