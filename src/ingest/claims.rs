@@ -156,8 +156,20 @@ fn money(r: &mut Row<'_, Col>, col: Col) -> Option<Decimal> {
 struct Stored<'a> {
     org: &'a Organisation,
     cplis: Vec<Cpli>,
-    /// The visits of each CPLI under DAPL or LWAH, in planned order.
-    visits: HashMap<String, Vec<Compact>>,
+    /// The visits of each package ([`hospital::package_key`]: a client's CPLIs of one service) under
+    /// DAPL or LWAH, in planned order; each visit's `cpli` indexes `cplis`.
+    visits: HashMap<(String, NameKey), Vec<Compact>>,
+}
+
+impl Stored<'_> {
+    /// The visits of `cpli`'s package, in planned order.
+    fn package_visits(&self, cpli: &Cpli) -> &[Compact] {
+        self.visits.get(&hospital::package_key(cpli)).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    fn unit_cost(&self, cpli: u32) -> Decimal {
+        self.cplis[cpli as usize].unit_cost
+    }
 }
 
 fn stored_context<'a>(file: &File<'a, '_>) -> Result<Option<Stored<'a>>, IngestError> {
@@ -172,13 +184,12 @@ fn stored_context<'a>(file: &File<'a, '_>) -> Result<Option<Stored<'a>>, IngestE
 /// The organisation's CPLIs and the stored visits of those under DAPL or LWAH.
 fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Result<Stored<'a>, IngestError> {
     let slug = &org.slug;
-    let eligible: std::collections::HashSet<&str> = cplis.iter().filter(|c| Scheme::of(&c.contract).is_some()).map(|c| c.cpli_id.as_str()).collect();
-    let mut visits: HashMap<String, Vec<Compact>> = HashMap::new();
+    let eligible: HashMap<&str, u32> = cplis.iter().enumerate().filter(|(_, c)| Scheme::of(&c.contract).is_some()).map(|(i, c)| (c.cpli_id.as_str(), i as u32)).collect();
+    let mut visits: HashMap<(String, NameKey), Vec<Compact>> = HashMap::new();
     for fact in store.visit_facts(slug) {
         let fact = fact?;
-        if eligible.contains(fact.cpli_id.as_str()) {
-            let c = Compact::of(&fact);
-            visits.entry(fact.cpli_id).or_default().push(c);
+        if let Some(&i) = eligible.get(fact.cpli_id.as_str()) {
+            visits.entry(hospital::package_key(&cplis[i as usize])).or_default().push(Compact::of(&fact, i));
         }
     }
     for v in visits.values_mut() {
@@ -187,10 +198,14 @@ fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Resu
     Ok(Stored { org, cplis, visits })
 }
 
-/// The last day of a claimed stay: discharge, care resumed, or the last H visit.
-fn stay_end(admitted: NaiveDate, discharged: Option<NaiveDate>, stay: &hospital::Stay, missed: &[hospital::Missed]) -> NaiveDate {
+/// The last day of a claimed stay: discharge, care resumed, or the last H visit; and never before
+/// the stay's end as the visits show it (its H visits up to care resumed), so that a DischargedOn
+/// earlier than H visits that run on cannot split one stay into two claims.
+fn stay_end(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, stay: &hospital::Stay, missed: &[hospital::Missed]) -> NaiveDate {
     let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
-    discharged.or(stay.resumed).unwrap_or(last_missed).max(admitted)
+    let claimed = discharged.or(stay.resumed).unwrap_or(last_missed).max(admitted);
+    let shown = hospital::claimed_stay(visits, admitted, None, None).map(|(s, m)| s.resumed.or(m.iter().map(|m| m.date).max()).unwrap_or(admitted));
+    claimed.max(shown.unwrap_or(claimed))
 }
 
 /// The organisation's pending claims whose figure is no longer the gateway's for their stay (its
@@ -208,11 +223,11 @@ pub fn refigured(store: &Store, org: &Organisation, rules: &Hospital) -> Result<
     for mut c in pending {
         let Some(cpli) = stored.cplis.iter().find(|p| p.cpli_id == c.cpli_id) else { continue };
         let Some(scheme) = Scheme::of(&cpli.contract) else { continue };
-        let visits = stored.visits.get(&cpli.cpli_id).map(Vec::as_slice).unwrap_or_default();
+        let visits = stored.package_visits(cpli);
         let (amount, working, end) = match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
             Some((stay, missed)) => {
-                let Some(figure) = hospital::figure(rules, &calendar, scheme, &stay, &missed, cpli.unit_cost) else { continue };
-                (figure.amount, figure.working(), stay_end(c.admitted_on, c.discharged_on, &stay, &missed))
+                let Some(figure) = hospital::figure(rules, &calendar, scheme, &stay, &missed, |i| stored.unit_cost(i)) else { continue };
+                (figure.amount, figure.working(), stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed))
             }
             None => (Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end),
         };
@@ -407,7 +422,7 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             );
             return Self::refuse(row, Code::ClaimNotEligible, Some(Col::ServiceName), message);
         };
-        let visits = stored.visits.get(&cpli.cpli_id).map(Vec::as_slice).unwrap_or_default();
+        let visits = stored.package_visits(cpli);
         let Some((stay, missed)) = hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) else {
             let until = c.discharged_on.map(|d| format!(" to DischargedOn {}", uk_date(d))).unwrap_or_default();
             let message = format!(
@@ -418,11 +433,11 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             );
             return Self::refuse(row, Code::NoHospitalVisits, Some(Col::AdmittedOn), message);
         };
-        let Some(figure) = hospital::figure(self.hospital, &self.calendar, scheme, &stay, &missed, cpli.unit_cost) else {
+        let Some(figure) = hospital::figure(self.hospital, &self.calendar, scheme, &stay, &missed, |i| stored.unit_cost(i)) else {
             let message = crate::reports::Overflow::of(cpli).to_string();
             return Self::refuse(row, Code::BadQuantity, Some(Col::Amount), message);
         };
-        let stay_end = stay_end(c.admitted_on, c.discharged_on, &stay, &missed);
+        let stay_end = stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed);
         let twin = self
             .claims
             .values()

@@ -73,7 +73,8 @@ impl Calendar {
     }
 }
 
-/// One hospital stay of one CPLI.
+/// One hospital stay of a client's package: the client's CPLIs for one service (a package varied
+/// mid-stay is still one stay, each missed visit costed at its own CPLI's unit cost).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stay {
     /// The day of admission (the claim's AdmittedOn; for the report, the first H visit's day).
@@ -85,11 +86,13 @@ pub struct Stay {
     pub notified: Option<NaiveDate>,
 }
 
-/// A visit missed in hospital (type H): its day and planned minutes.
+/// A visit missed in hospital (type H): its day, planned minutes and CPLI (an index into the
+/// caller's list, for its unit cost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Missed {
     pub date: NaiveDate,
     pub minutes: i64,
+    pub cpli: u32,
 }
 
 /// What the contract pays for a stay, exact (rounded once, when written), with its working.
@@ -102,7 +105,11 @@ pub struct Figure {
     pub paid_minutes: i64,
     /// The last missed visit paid.
     pub last_paid: Option<NaiveDate>,
+    /// The unit cost of the CPLI in force at admission.
     pub unit_cost: Decimal,
+    /// The paid minutes at each unit cost, in the order the costs first apply: more than one when
+    /// the package's cost changed during the stay.
+    pub parts: Vec<(i64, Decimal)>,
     pub amount: Decimal,
     /// Why nothing (or only part) is paid, in the contract's words; `None` when every missed visit is.
     pub limit: Option<String>,
@@ -111,7 +118,11 @@ pub struct Figure {
 impl Figure {
     /// "4 h × £23.77 × 50% = £47.54", with why a part is not paid.
     pub fn working(&self) -> String {
-        let sum = format!("{} × £{} × 50% = £{}", hours_words(self.paid_minutes), self.unit_cost.normalize(), money_text(self.amount));
+        let times = |(minutes, cost): &(i64, Decimal)| format!("{} × £{}", hours_words(*minutes), cost.normalize());
+        let sum = match self.parts.as_slice() {
+            [_, _, ..] => format!("({}) × 50% = £{}", self.parts.iter().map(times).collect::<Vec<_>>().join(" + "), money_text(self.amount)),
+            _ => format!("{} × 50% = £{}", times(&(self.paid_minutes, self.unit_cost)), money_text(self.amount)),
+        };
         match &self.limit {
             Some(why) if self.paid_visits == 0 => format!("nothing: {why}"),
             Some(why) => format!("{sum} ({why})"),
@@ -130,9 +141,9 @@ pub fn hours_words(minutes: i64) -> String {
     super::hours_in_words(minutes, "h")
 }
 
-/// What `scheme` pays for `stay`, from the visits it missed (any order). `None` on overflow (a CPLI
-/// too large to cost, issue 9).
-pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, missed: &[Missed], unit_cost: Decimal) -> Option<Figure> {
+/// What `scheme` pays for `stay`, from the visits it missed (any order), each at its CPLI's unit
+/// cost (`cost`). `None` on overflow (a CPLI too large to cost, issue 9).
+pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, missed: &[Missed], cost: impl Fn(u32) -> Decimal) -> Option<Figure> {
     let working_days = stay.resumed.map(|r| cal.working_days(stay.admitted, r));
     let (until, limit): (Option<NaiveDate>, Option<String>) = match scheme {
         Scheme::Dapl => {
@@ -180,6 +191,21 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
         None => Vec::new(),
     };
     let paid_minutes: i64 = paid.iter().map(|m| m.minutes).sum();
+    let mut parts: Vec<(i64, Decimal)> = Vec::new();
+    let mut in_order = paid.clone();
+    in_order.sort_by_key(|m| m.date);
+    for m in in_order {
+        let c = cost(m.cpli);
+        match parts.iter_mut().find(|(_, pc)| *pc == c) {
+            Some((minutes, _)) => *minutes += m.minutes,
+            None => parts.push((m.minutes, c)),
+        }
+    }
+    let mut amount = Decimal::ZERO;
+    for (minutes, c) in &parts {
+        amount = amount.checked_add(minutes_times(*minutes, *c, 120)?)?;
+    }
+    let first = missed.iter().min_by_key(|m| m.date).map(|m| cost(m.cpli)).unwrap_or_default();
     let all_paid = paid.len() == missed.len();
     Some(Figure {
         scheme,
@@ -187,40 +213,51 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
         paid_visits: paid.len() as u64,
         paid_minutes,
         last_paid: paid.iter().map(|m| m.date).max(),
-        unit_cost,
-        amount: minutes_times(paid_minutes, unit_cost, 120)?,
+        unit_cost: parts.first().map_or(first, |p| p.1),
+        parts,
+        amount,
         limit: if all_paid && !paid.is_empty() { None } else { limit },
     })
 }
 
-/// One visit of one CPLI, as small as it can be: a year of an organisation's visits is millions.
+/// One visit of a client's package, as small as it can be: a year of an organisation's visits is
+/// millions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compact {
     pub date: NaiveDate,
     pub start: u32,
     pub minutes: i64,
+    /// Its CPLI, an index into the caller's list.
+    pub cpli: u32,
     pub hospital: bool,
     /// A delivered visit (delivered times, DHS, DHF or E): care given.
     pub delivered: bool,
 }
 
 impl Compact {
-    pub fn of(v: &VisitFact) -> Compact {
+    pub fn of(v: &VisitFact, cpli: u32) -> Compact {
         Compact {
             date: v.planned_date,
             start: v.planned_start,
             minutes: v.planned_minutes,
+            cpli,
             hospital: v.visit_type == HOSPITAL,
             delivered: v.delivered_minutes.is_some(),
         }
     }
 
     fn missed(&self) -> Missed {
-        Missed { date: self.date, minutes: self.minutes }
+        Missed { date: self.date, minutes: self.minutes, cpli: self.cpli }
     }
 }
 
-/// A stay found in one CPLI's visits (in planned order): its H visits from the first at or after
+/// The package a CPLI belongs to for the hospital incentive: its client and service, as compared.
+/// A stay runs on across the client's CPLIs of one service (a variation, a change of cost).
+pub fn package_key(c: &Cpli) -> (String, crate::domain::NameKey) {
+    (c.ssref.trim().to_uppercase(), c.service_key())
+}
+
+/// A stay found in one package's visits (in planned order): its H visits from the first at or after
 /// `from` up to the first delivered visit after it (care resumed), which the stay does not include.
 /// A cancelled or undeliverable visit in between does not end it: the client may still be in hospital.
 /// Returns the missed visits, the day care resumed, and where to look for the next stay.
@@ -238,7 +275,7 @@ pub fn stay_in(visits: &[Compact], from: usize) -> Option<(Vec<Missed>, Option<N
     Some((missed, None, visits.len()))
 }
 
-/// A claimed stay (issue 12): admitted on `admitted`, the client's visits of the CPLI in planned
+/// A claimed stay (issue 12): admitted on `admitted`, the client's visits of the package in planned
 /// order. With `discharged`, the missed visits are the H visits from admission to that day, and care
 /// resumed that day if a delivered visit is on or after it; without, as `stay_in` finds it from the
 /// first H visit on or after admission. `None`: no H visit in the stay.
@@ -306,6 +343,9 @@ impl HospitalRow {
 pub struct HospitalVisits<'c> {
     cplis: Vec<&'c Cpli>,
     ids: HashMap<&'c str, u32>,
+    /// Each CPLI's package ([`package_key`]), numbered.
+    package_of: Vec<u32>,
+    /// Each visit with its package.
     visits: Vec<(u32, Compact)>,
     /// Visits after this day are not needed for a stay that begins by the report's last day.
     until: NaiveDate,
@@ -315,8 +355,14 @@ impl<'c> HospitalVisits<'c> {
     pub fn new(cplis: &'c [Cpli], to: NaiveDate) -> Self {
         let cplis: Vec<&Cpli> = cplis.iter().filter(|c| Scheme::of(&c.contract).is_some()).collect();
         let ids = cplis.iter().enumerate().map(|(i, c)| (c.cpli_id.as_str(), i as u32)).collect();
+        let mut packages = HashMap::new();
+        let package_of = cplis.iter().map(|c| {
+            let n = packages.len() as u32;
+            *packages.entry(package_key(c)).or_insert(n)
+        });
+        let package_of = package_of.collect();
         let until = to.checked_add_signed(Duration::days(RESUME_HORIZON_DAYS)).unwrap_or(NaiveDate::MAX);
-        HospitalVisits { cplis, ids, visits: Vec::new(), until }
+        HospitalVisits { cplis, ids, package_of, visits: Vec::new(), until }
     }
 
     pub fn add(&mut self, v: &VisitFact) {
@@ -325,7 +371,7 @@ impl<'c> HospitalVisits<'c> {
             return;
         }
         if let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) {
-            self.visits.push((cpli, Compact::of(v)));
+            self.visits.push((self.package_of[cpli as usize], Compact::of(v, cpli)));
         }
     }
 
@@ -334,11 +380,9 @@ impl<'c> HospitalVisits<'c> {
     /// Every amount is checked (issue 9): a CPLI too large to cost fails the report, naming it.
     pub fn claims(mut self, rules: &Hospital, from: NaiveDate, to: NaiveDate) -> Result<Vec<HospitalRow>, Overflow> {
         let cal = Calendar::new(rules);
-        self.visits.sort_unstable_by_key(|(cpli, v)| (*cpli, v.date, v.start));
+        self.visits.sort_unstable_by_key(|(package, v)| (*package, v.date, v.start));
         let mut rows = Vec::new();
         for group in self.visits.chunk_by(|a, b| a.0 == b.0) {
-            let cpli = self.cplis[group[0].0 as usize];
-            let scheme = Scheme::of(&cpli.contract).expect("only eligible CPLIs are kept");
             let visits: Vec<Compact> = group.iter().map(|(_, v)| *v).collect();
             let mut at = 0;
             while let Some((missed, resumed, next)) = stay_in(&visits, at) {
@@ -347,8 +391,12 @@ impl<'c> HospitalVisits<'c> {
                 if admitted < from || admitted > to {
                     continue;
                 }
+                // The stay is the CPLI's in force at admission (its contract decides the scheme).
+                let cpli = self.cplis[missed[0].cpli as usize];
+                let scheme = Scheme::of(&cpli.contract).expect("only eligible CPLIs are kept");
                 let stay = Stay { admitted, resumed, notified: None };
-                let figure = figure(rules, &cal, scheme, &stay, &missed, cpli.unit_cost).ok_or_else(|| Overflow::of(cpli))?;
+                let cost = |i: u32| self.cplis[i as usize].unit_cost;
+                let figure = figure(rules, &cal, scheme, &stay, &missed, cost).ok_or_else(|| Overflow::of(cpli))?;
                 let last = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
                 rows.push(HospitalRow {
                     ssref: cpli.ssref.clone(),
@@ -412,11 +460,11 @@ mod tests {
     /// 2 working days.
     #[test]
     fn the_guides_first_example_as_a_claim_from_its_admission_day() {
-        let v = |day, code: &str| Compact::of(&visit("1", d(2022, 11, day), 840, code, 60, (code == "DHS").then_some(60)));
+        let v = |day, code: &str| Compact::of(&visit("1", d(2022, 11, day), 840, code, 60, (code == "DHS").then_some(60)), 0);
         let visits = [v(6, "DHS"), v(12, "H"), v(13, "DHS")];
         let (stay, missed) = claimed_stay(&visits, d(2022, 11, 10), None, None).unwrap();
         assert_eq!(stay.resumed, Some(d(2022, 11, 13)));
-        let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, "23.77".parse().unwrap()).unwrap();
+        let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, |_| "23.77".parse().unwrap()).unwrap();
         assert_eq!((f.working_days, f.rounded().to_string(), f.working()), (Some(2), "11.89".into(), "1 h × £23.77 × 50% = £11.89".into()));
     }
 
@@ -447,19 +495,19 @@ mod tests {
 
     #[test]
     fn the_guides_second_example_as_a_claim_with_its_discharge_day_claims_47_54() {
-        let visits: Vec<Compact> = skinner().iter().map(Compact::of).collect();
+        let visits: Vec<Compact> = skinner().iter().map(|v| Compact::of(v, 0)).collect();
         let (stay, missed) = claimed_stay(&visits, d(2022, 11, 21), Some(d(2022, 11, 25)), None).unwrap();
         assert_eq!((stay.resumed, missed.len()), (Some(d(2022, 11, 25)), 8));
-        let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, "23.77".parse().unwrap()).unwrap();
+        let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, |_| "23.77".parse().unwrap()).unwrap();
         assert_eq!(money_text(f.amount), "47.54");
     }
 
     /// A stay of one 1-hour H visit a day at £20 from Monday 3 October 2022 for `days` calendar
     /// days, care resumed (a delivered visit) the day after when `resumed`.
     fn stay_of(contract: &str, admitted: NaiveDate, days: i64, resumed: bool, r: &Hospital) -> Figure {
-        let missed: Vec<Missed> = (0..days).map(|i| Missed { date: admitted + Duration::days(i), minutes: 60 }).collect();
+        let missed: Vec<Missed> = (0..days).map(|i| Missed { date: admitted + Duration::days(i), minutes: 60, cpli: 0 }).collect();
         let stay = Stay { admitted, resumed: resumed.then(|| admitted + Duration::days(days)), notified: None };
-        figure(r, &Calendar::new(r), Scheme::of(contract).unwrap(), &stay, &missed, Decimal::from(20)).unwrap()
+        figure(r, &Calendar::new(r), Scheme::of(contract).unwrap(), &stay, &missed, |_| Decimal::from(20)).unwrap()
     }
 
     /// Calendar days from Monday 3/10/2022 (no bank holiday near) to the day care resumes so the
@@ -554,13 +602,13 @@ mod tests {
     #[test]
     fn lwah_payment_ceases_on_the_day_the_provider_is_notified() {
         let r = rules();
-        let missed: Vec<Missed> = (0..20).map(|i| Missed { date: d(2022, 10, 3) + Duration::days(i), minutes: 60 }).collect();
+        let missed: Vec<Missed> = (0..20).map(|i| Missed { date: d(2022, 10, 3) + Duration::days(i), minutes: 60, cpli: 0 }).collect();
         let stay = Stay { admitted: d(2022, 10, 3), resumed: None, notified: Some(d(2022, 10, 8)) };
-        let f = figure(&r, &Calendar::new(&r), Scheme::Lwah, &stay, &missed, Decimal::from(20)).unwrap();
+        let f = figure(&r, &Calendar::new(&r), Scheme::Lwah, &stay, &missed, |_| Decimal::from(20)).unwrap();
         assert_eq!((f.paid_visits, f.last_paid), (5, Some(d(2022, 10, 7))));
         assert!(f.working().contains("ceases on the day the provider was notified the client stays in hospital, 08/10/2022"), "{}", f.working());
         let paid_that_day = Hospital { lwah_notified_day_paid: true, ..rules() };
-        assert_eq!(figure(&paid_that_day, &Calendar::new(&r), Scheme::Lwah, &stay, &missed, Decimal::from(20)).unwrap().paid_visits, 6);
+        assert_eq!(figure(&paid_that_day, &Calendar::new(&r), Scheme::Lwah, &stay, &missed, |_| Decimal::from(20)).unwrap().paid_visits, 6);
     }
 
     #[test]
@@ -577,6 +625,16 @@ mod tests {
         let rows = hospital_incentive(&rules(), &cplis, visits, d(2022, 10, 1), d(2022, 10, 31)).unwrap();
         let got: Vec<_> = rows.iter().map(|r| (r.from, r.figure.paid_visits, r.resumed, money_text(r.amount()))).collect();
         assert_eq!(got, [(d(2022, 10, 10), 2, Some(d(2022, 10, 13)), "20.00".into()), (d(2022, 10, 17), 0, None, "0.00".into())]);
+    }
+
+    #[test]
+    fn a_stay_runs_on_across_a_variation_of_the_package_each_missed_visit_at_its_own_cplis_cost() {
+        let cplis = [cpli("1", "A1", "LWAH", d(2022, 10, 3), Some(d(2022, 11, 17)), "7", "20"), cpli("2", "A1", "LWAH", d(2022, 11, 18), None, "7", "30")];
+        let visits = (10..=30).map(|day| visit(if day < 18 { "1" } else { "2" }, d(2022, 11, day), 540, "H", 60, None));
+        let rows = hospital_incentive(&rules(), &cplis, visits, d(2022, 11, 1), d(2022, 11, 30)).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.cpli_id.as_str(), r.from, r.figure.paid_visits, money_text(r.amount()))).collect();
+        assert_eq!(got, [("1", d(2022, 11, 10), 14, "170.00".to_string())]);
+        assert!(rows[0].figure.working().starts_with("(8 h × £20 + 6 h × £30) × 50% = £170.00"), "{}", rows[0].figure.working());
     }
 
     #[test]

@@ -152,6 +152,42 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
 }
 
 /// OpenSSH `sftp -b -` as `login`; the batch on standard input.
+/// Quimby under LWAH, his package varied on 18/11/2022 (£20 an hour, then £30), in hospital from
+/// 10/11 to the end of the month with no care resumed: one stay, not two.
+#[test]
+fn a_stay_runs_on_across_a_variation_of_the_package_and_cannot_be_split_into_two_claims() {
+    const LWAH: &str = "Pearl Carers - LWAH Oxford";
+    let env = TestEnv::new();
+    let text = format!(
+        "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
+         158006,A371849,Mr Mayor Quimby,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,17/11/2022,7,Hr,Weekly,20,Y\n\
+         158007,A371849,Mr Mayor Quimby,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,18/11/2022,,7,Hr,Weekly,30,Y\n"
+    );
+    let (_d, path) = write_temp("cplis.csv", &text);
+    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    let rows: Vec<String> = (10..=30).map(|day| visit(&format!("Q{day}"), "A371849", LWAH, &format!("{day}/11/2022"), ("09:00", "10:00"), "H")).collect();
+    let (_v, path) = write_temp("visits.csv", &visits_file(&rows));
+    assert_eq!(counts(&env.import(PEARL, &path)).3, 0);
+
+    // The report: one stay, its first 14 days paid, each visit at its own CPLI's cost.
+    let report: Vec<Value> = serde_json::from_str(&env.ok(&["report", "hospital-incentive", "--org", PEARL, "--from", "2022-11-01", "--to", "2022-11-30", "--format", "json"])).unwrap();
+    assert_eq!(report.len(), 1, "{report:#?}");
+    assert_eq!((report[0]["cpli_id"].as_str(), report[0]["amount"].as_str()), (Some("158006"), Some("170.00")));
+    assert_eq!(
+        report[0]["working"].as_str().unwrap(),
+        "(8 h × £20 + 6 h × £30) × 50% = £170.00 (LWAH holds the package open for up to 14 days, to 23/11/2022)"
+    );
+
+    // A claim with an early DischargedOn is figured to that day; a second claim for the days after
+    // it, or from the variation, is the same stay (the H visits run on, no care between).
+    let first = import_claims(&env, "claims.csv", &format!("{CLAIMS_HEADER}\nQ-1,A371849,{LWAH},10/11/2022,16/11/2022,70.00,Admitted 10.11.22,\n"));
+    assert_eq!((counts(&first), codes(&first)), ((1, 1, 0, 0, 0), vec![]), "{first}");
+    let split = format!("{CLAIMS_HEADER}\nQ-2,A371849,{LWAH},17/11/2022,,100.00,Admitted 17.11.22,\nQ-3,A371849,{LWAH},18/11/2022,,90.00,From the variation,\n");
+    let r = import_claims(&env, "split.csv", &split);
+    assert_eq!(codes(&r), ["DUPLICATE_CLAIM", "DUPLICATE_CLAIM"], "{r}");
+    assert!(issues_with(&r, "DUPLICATE_CLAIM")[0]["message"].as_str().unwrap().starts_with("claim C1 (ClaimRef 'Q-1', admitted 10/11/2022) is already for this stay"), "{r}");
+}
+
 fn sftp(port: u16, login: &str, key: &Path, batch: &str) -> Output {
     let out = crate::helpers::sftp_batch(port, login, key, batch);
     assert!(out.status.success(), "sftp as {login}: {batch}\n{}", String::from_utf8_lossy(&out.stderr));
