@@ -180,6 +180,12 @@ fn load_rows(gw: &Gateway, path: &Path, result: &mut ImportResult, kind: &'stati
     if judged.status == Status::Failed {
         return Ok(Loaded::Refused { issues: judged.issues, read: 0, rejected: 0 });
     }
+    if kind.kind == FileKind::Disputes {
+        // A close row may delete its visit, which changes the stay a pending claim is for.
+        for org in gw.store.orgs()? {
+            gw.refigure_claims(&org)?;
+        }
+    }
     gw.mark_exports(crate::exports::Touched::All);
     *result = ImportResult { answer: result.answer.clone(), ..judged };
     Ok(Loaded::Stored)

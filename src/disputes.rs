@@ -572,6 +572,10 @@ impl Gateway {
         let import_id = format!("dispute-{}", uuid::Uuid::now_v7());
         changes.save(&self.store, &import_id, crate::store::Record::None)?;
         for org in orgs {
+            // A dispute closed by deleting its visit changes the stay a pending claim is for.
+            if let Some(o) = self.store.org_by_slug(&org)? {
+                self.refigure_claims(&o)?;
+            }
             self.mark_exports(crate::exports::Touched::Org(org));
         }
         Ok(dispute)

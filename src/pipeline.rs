@@ -450,8 +450,9 @@ impl Gateway {
     }
 
     /// Keeps the organisation's pending claims' figures those of its visits and CPLIs as they now
-    /// are (after a visits file or a CPLI load): the council decides against today's figure.
-    fn refigure_claims(&self, org: &Organisation) -> Result<()> {
+    /// are (after a visits file, a CPLI load, a dispute closed by deleting its visit): the council
+    /// decides against today's figure.
+    pub(crate) fn refigure_claims(&self, org: &Organisation) -> Result<()> {
         let changed = ingest::claims::refigured(&self.store, org, &self.config.hospital)?;
         if !changed.is_empty() {
             self.store.put_claims(&changed)?;

@@ -429,8 +429,12 @@ fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not(
     let (_d, path) = write_temp("corrected.csv", &visits_file(&delivered));
     assert_eq!(counts(&env.import(PEARL, &path)).2, 5);
     assert_eq!(figure("HIP-2"), ("23.77".to_string(), "2 h × £23.77 × 50% = £23.77".to_string()));
+    // The council disputes Tuesday's lunch call and closes the dispute by deleting it.
+    assert!(env.ok(&["dispute", "raise", "--org", PEARL, "--visit", "K22a", "--type", "6", "--details", "was at home"]).starts_with("D1 "));
+    env.ok(&["dispute", "close", "--id", "D1", "--delete-visit"]);
+    assert!(figure("HIP-2").1.starts_with("1.5 h × £23.77 × 50% = £17.83"), "{:?}", figure("HIP-2"));
     // Flanders's claim, decided before, keeps the figure it was decided on.
     assert_eq!(figure("HIP-1").0, "11.89");
     let exported = std::fs::read_to_string(env.data().join("orgs/pearl-carers-ltd/exports/claims.csv")).unwrap();
-    assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,23.77,")), "{exported}");
+    assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,17.83,")), "{exported}");
 }
