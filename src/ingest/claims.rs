@@ -412,13 +412,25 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             };
             return Self::refuse(row, Code::NoCpli, Some(Col::ServiceName), message);
         };
-        let Some(scheme) = Scheme::of(&cpli.contract) else {
+        if !cpli.authorised {
             let message = format!(
-                "client {}'s CPLI {} for '{}' is under the {} contract: the hospital incentive is paid only under DAPL and LWAH contracts (the guide's One-Off Claims page)",
+                "client {}'s CPLI {} for '{}' is not authorised yet: its visits stay unmatched and nothing is paid under it until the council authorises it; send the claim again then",
+                quote(&c.ssref),
+                cpli.cpli_id,
+                cpli.service_name
+            );
+            return Self::refuse(row, Code::NoCpli, Some(Col::ServiceName), message);
+        }
+        let Some(scheme) = Scheme::of(&cpli.contract) else {
+            let contract = match cpli.contract.trim() {
+                "" => "no contract recorded (its Contract is blank in the council's extract; ask the council which contract it is under)".to_string(),
+                named => format!("the {named} contract"),
+            };
+            let message = format!(
+                "client {}'s CPLI {} for '{}' is under {contract}: the hospital incentive is paid only under DAPL and LWAH contracts (the guide's One-Off Claims page)",
                 quote(&c.ssref),
                 cpli.cpli_id,
                 cpli.service_name,
-                cpli.contract
             );
             return Self::refuse(row, Code::ClaimNotEligible, Some(Col::ServiceName), message);
         };

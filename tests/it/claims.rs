@@ -152,6 +152,25 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
 }
 
 /// OpenSSH `sftp -b -` as `login`; the batch on standard input.
+#[test]
+fn a_claim_under_an_unauthorised_cpli_or_one_with_no_contract_is_told_so() {
+    let env = TestEnv::new();
+    let text = "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
+        158001,B000001,Mrs One,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
+        158002,B000002,Mrs Two,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,N\n";
+    let (_d, path) = write_temp("cplis.csv", text);
+    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    let rows = [visit("B1", "B000001", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"), visit("B2", "B000002", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H")];
+    let (_v, path) = write_temp("visits.csv", &visits_file(&rows));
+    env.import(PEARL, &path);
+    let claims = format!("{CLAIMS_HEADER}\nB-1,B000001,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\nB-2,B000002,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\n");
+    let r = import_claims(&env, "claims.csv", &claims);
+    assert_eq!(codes(&r), ["CLAIM_NOT_ELIGIBLE", "NO_CPLI"], "{r}");
+    let msg = |code: &str| issues_with(&r, code)[0]["message"].as_str().unwrap().to_string();
+    assert!(msg("CLAIM_NOT_ELIGIBLE").contains("CPLI 158001 for 'Pearl Carers - DAPL South' is under no contract recorded (its Contract is blank"), "{}", msg("CLAIM_NOT_ELIGIBLE"));
+    assert!(msg("NO_CPLI").contains("CPLI 158002 for 'Pearl Carers - DAPL South' is not authorised yet"), "{}", msg("NO_CPLI"));
+}
+
 /// Quimby under LWAH, his package varied on 18/11/2022 (£20 an hour, then £30), in hospital from
 /// 10/11 to the end of the month with no care resumed: one stay, not two.
 #[test]
