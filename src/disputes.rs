@@ -477,6 +477,11 @@ impl<'s> Desk<'s> {
         &self.disputes[i]
     }
 
+    /// The VisitRef of dispute `id`, when there is one.
+    pub fn visit_ref_of(&self, id: DisputeId) -> Option<&str> {
+        self.find(id, None).ok().map(|i| self.disputes[i].visit_ref.as_str())
+    }
+
     fn changed(&mut self, i: usize, notify: bool, at: DateTime<Utc>) -> std::result::Result<(), StoreError> {
         if !self.changed.contains(&i) {
             self.changed.push(i);

@@ -54,7 +54,8 @@ fn scan_spec(_: &Header) -> ScanSpec {
 /// A row as its cells say.
 pub enum DisputeRow {
     Raise { organisation: String, visit_ref: String, dispute_type: DisputeType, details: String },
-    Close { id: DisputeId, note: Option<String>, delete_visit: bool },
+    /// `visit_ref`: a VisitRef given on the row, which must be the dispute's.
+    Close { id: DisputeId, note: Option<String>, delete_visit: bool, visit_ref: Option<String> },
 }
 
 struct DisputeRules;
@@ -77,7 +78,8 @@ impl Rules for DisputeRules {
             if !close && !r.has_errors() {
                 r.push(Code::Required, Some(Col::Close), "Close must be Y on a row that names a DisputeId: such a row closes that dispute".into());
             }
-            return Ok(id.filter(|_| !r.has_errors()).map(|id| DisputeRow::Close { id, note, delete_visit }));
+            let visit_ref = r.text(Col::VisitRef, 50);
+            return Ok(id.filter(|_| !r.has_errors()).map(|id| DisputeRow::Close { id, note, delete_visit, visit_ref }));
         }
         if delete_visit {
             r.push(Code::Required, Some(Col::Close), "DeleteVisit goes with Close = Y and the DisputeId of the dispute to close".into());
@@ -154,7 +156,16 @@ impl Apply<DisputeRow> for AtDesk<'_> {
             DisputeRow::Raise { organisation, visit_ref, dispute_type, details } => {
                 (self.desk.raise(Raise { organisation: &organisation, visit_ref: &visit_ref, dispute_type, details }, &self.by, at)?, Applied::New)
             }
-            DisputeRow::Close { id, note, delete_visit } => (self.desk.close(id, note, delete_visit, &self.by, at)?, Applied::Updated),
+            DisputeRow::Close { id, visit_ref: Some(given), .. } if self.desk.visit_ref_of(id).is_some_and(|theirs| theirs != given) => {
+                let theirs = self.desk.visit_ref_of(id).unwrap_or_default();
+                let message = format!(
+                    "VisitRef '{}' is not the visit of dispute {id} ({theirs}): a row with a DisputeId and Close = Y closes that dispute; to raise a dispute on '{}', send it on a row of its own with DisputeId and Close blank",
+                    quote(&given),
+                    quote(&given)
+                );
+                return Ok(refuse(row, Refusal { code: Code::RefMismatch, field: Some("VisitRef"), message }));
+            }
+            DisputeRow::Close { id, note, delete_visit, .. } => (self.desk.close(id, note, delete_visit, &self.by, at)?, Applied::Updated),
         };
         Ok(match acted {
             Ok(_) => applied,

@@ -615,11 +615,12 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
         ,,,,D2,Y,No response within 7 days: the visit is deleted,Y\n\
         ,,,,D3,Y,Deleting a locked visit,Y\n\
         ,,,,D3,,,Y\n\
-        ,,,,D77,Y,,\n";
+        ,,,,D77,Y,,\n\
+        Pearl Carers Ltd,PS3,10,Raising and closing at once,D3,Y,,\n";
     gate.put(COUNCIL_LOGIN, "queries.csv", file);
     let r = gate.council_result("queries.result.json");
     assert_eq!(kind_of(&r), Some("disputes"), "{r}");
-    assert_eq!(counts(&r), (11, 1, 1, 9, 0), "{r:#}");
+    assert_eq!(counts(&r), (12, 1, 1, 10, 0), "{r:#}");
     let expected = expect_errors(&[
         (2, "UNKNOWN_VISIT"),
         (3, "UNKNOWN_VISIT"),
@@ -630,12 +631,15 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
         (10, "PERIOD_LOCKED"),
         (11, "REQUIRED"),
         (12, "UNKNOWN_DISPUTE"),
+        (13, "REF_MISMATCH"),
     ]);
     let mut each_once = errors(&r);
     each_once.dedup();
     assert_eq!(each_once, expected, "{r:#}");
     let closed_again = r["issues"].as_array().unwrap().iter().find(|i| i["row"] == 5).unwrap();
     assert_eq!(closed_again["ref"], "D1", "a close row is told by its DisputeId: {closed_again}");
+    let mixed = r["issues"].as_array().unwrap().iter().find(|i| i["row"] == 13).unwrap();
+    assert!(mixed["message"].as_str().unwrap().starts_with("VisitRef 'PS3' is not the visit of dispute D3 (PS1)"), "{mixed}");
 
     // The council's export over SFTP: D4 raised by name as type 10; D2 closed with its visit deleted;
     // D3 neither closed nor deleted; D1 as it was.
