@@ -349,7 +349,16 @@ impl ClaimsApply<'_> {
             Ok(m) if m.is_file() => m,
             // Sent again without the file: the one kept with the claim stays.
             _ if earlier.is_some_and(|a| a.name == name) => return Ok(earlier.cloned()),
-            _ => return Err(format!("Attachment '{}' is not in /inbox: upload it to /inbox before the claims file, which keeps it with the claim", quote(name))),
+            _ => {
+                // The same name in another case (Windows does not tell them apart; the gateway does).
+                let near = std::fs::read_dir(&dirs.inbox).ok().and_then(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().into_string().ok()).find(|n| n != name && n.eq_ignore_ascii_case(name))
+                });
+                return Err(match near {
+                    Some(n) => format!("Attachment '{}' is not in /inbox, but '{}' is: names must match exactly, case included; write Attachment as '{}'", quote(name), quote(&n), quote(&n)),
+                    None => format!("Attachment '{}' is not in /inbox: upload it to /inbox before the claims file, which keeps it with the claim", quote(name)),
+                });
+            }
         };
         let max = self.limits.max_attachment_bytes;
         if meta.len() > max {

@@ -379,19 +379,22 @@ fn an_attachment_that_is_missing_or_not_what_its_name_says_is_refused_and_the_cl
     load_visits(&env);
     let inbox = env.org_dir(ORG_DIR).join("inbox");
     std::fs::write(inbox.join("letter.pdf"), b"PK\x03\x04 a Word document renamed").unwrap();
+    std::fs::write(inbox.join("Discharge.PNG"), b"\x89PNG\r\n\x1a\n").unwrap();
     let text = format!(
         "{CLAIMS_HEADER}\n\
          HIP-1,A352035,{DAPL_SOUTH},10/11/2022,13/11/2022,11.89,Admitted 10.11.22,not-uploaded.png\n\
          HIP-2,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,letter.pdf\n\
-         HIP-3,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,letter.docx\n"
+         HIP-3,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,letter.docx\n\
+         HIP-4,A332295,{DAPL_OXFORD},21/11/2022,25/11/2022,47.54,Admitted 21.11.22,discharge.png\n"
     );
     let r = import_claims(&env, "claims.csv", &text);
-    assert_eq!(codes(&r), ["BAD_ATTACHMENT", "BAD_ATTACHMENT", "BAD_ATTACHMENT"], "{r}");
+    assert_eq!(codes(&r), ["BAD_ATTACHMENT", "BAD_ATTACHMENT", "BAD_ATTACHMENT", "BAD_ATTACHMENT"], "{r}");
     let msgs: Vec<&str> = r["issues"].as_array().unwrap().iter().map(|i| i["message"].as_str().unwrap()).collect();
     assert!(msgs[0].starts_with("Attachment 'not-uploaded.png' is not in /inbox: upload it to /inbox before the claims file"), "{}", msgs[0]);
     assert!(msgs[1].starts_with("Attachment 'letter.pdf' is not a PDF file"), "{}", msgs[1]);
     assert!(msgs[2].starts_with("Attachment 'letter.docx' must name a PDF, PNG or JPEG file"), "{}", msgs[2]);
-    assert_eq!(counts(&r), (3, 0, 0, 3, 0));
+    assert_eq!(msgs[3], "Attachment 'discharge.png' is not in /inbox, but 'Discharge.PNG' is: names must match exactly, case included; write Attachment as 'Discharge.PNG'");
+    assert_eq!(counts(&r), (4, 0, 0, 4, 0));
     assert!(inbox.join("letter.pdf").exists(), "a refused attachment stays where it was");
 }
 
