@@ -205,7 +205,7 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
     for (minutes, c) in &parts {
         amount = amount.checked_add(minutes_times(*minutes, *c, 120)?)?;
     }
-    let first = missed.iter().min_by_key(|m| m.date).map(|m| cost(m.cpli)).unwrap_or_default();
+    let admission = missed.iter().min_by_key(|m| m.date).map(|m| cost(m.cpli)).unwrap_or_default();
     let all_paid = paid.len() == missed.len();
     Some(Figure {
         scheme,
@@ -213,7 +213,7 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
         paid_visits: paid.len() as u64,
         paid_minutes,
         last_paid: paid.iter().map(|m| m.date).max(),
-        unit_cost: parts.first().map_or(first, |p| p.1),
+        unit_cost: admission,
         parts,
         amount,
         limit: if all_paid && !paid.is_empty() { None } else { limit },
