@@ -61,6 +61,17 @@ pub enum MatchStatus {
     Unmatched { reason: String },
 }
 
+impl MatchStatus {
+    /// The same match: both matched to one CPLI, or both unmatched (whatever the reason says).
+    pub fn same_match(&self, other: &MatchStatus) -> bool {
+        match (self, other) {
+            (MatchStatus::Matched { cpli_id: a }, MatchStatus::Matched { cpli_id: b }) => a == b,
+            (MatchStatus::Unmatched { .. }, MatchStatus::Unmatched { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
 impl Visit {
     pub fn planned_duration(&self) -> Duration {
         Duration::between(self.planned_entry, self.planned_exit)

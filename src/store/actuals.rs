@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// Sets new match statuses and costs on current rows (CPLIs changed); no new version: the
-    /// provider's data did not change. Returns how many changed.
+    /// provider's data did not change. Returns how many changed match or cost.
     pub fn rematch_actuals(&self, slug: &Slug, mut rematch: impl FnMut(&Actual) -> (MatchStatus, Option<Decimal>)) -> Result<usize> {
         let mut changed = 0;
         for kv in self.db.scan_prefix(key(&[b"a", slug.as_bytes(), b""])) {
@@ -91,10 +91,12 @@ impl Store {
             let mut sa: StoredActual = decode(&k, &v)?;
             let (status, cost) = rematch(&sa.actual);
             if status != sa.actual.matched || cost != sa.actual.total_cost {
+                // Counted when the match or the cost changed, not only the reason's words.
+                let counts = !status.same_match(&sa.actual.matched) || cost != sa.actual.total_cost;
                 sa.actual.matched = status;
                 sa.actual.total_cost = cost;
                 // Only if nobody wrote the row since it was read.
-                if self.db.compare_and_swap(&k, Some(v), Some(encode(&sa)))?.is_ok() {
+                if self.db.compare_and_swap(&k, Some(v), Some(encode(&sa)))?.is_ok() && counts {
                     changed += 1;
                 }
             }

@@ -274,23 +274,36 @@ impl Store {
 
     fn extract_batch(&self, orgs: &[Organisation], cplis: &[Cpli]) -> Result<(sled::Batch, usize)> {
         let mut batch = sled::Batch::default();
-        let mut pending: Vec<Slug> = self.rematch_pending()?;
+        let before = self.rematch_pending()?;
+        let mut pending = before.clone();
+        let mut wait = |slug: &Slug| {
+            if !pending.contains(slug) {
+                pending.push(slug.clone());
+            }
+        };
         for org in orgs {
             batch.insert(key(&[b"o", org.slug.as_bytes()]), encode(org));
-            if !pending.contains(&org.slug) {
-                pending.push(org.slug.clone());
-            }
+            wait(&org.slug);
         }
-        if !orgs.is_empty() {
-            batch.insert(key(&[b"m", REMATCH_PENDING]), encode(&pending));
-        }
+        let known = self.orgs()?;
         let mut new = 0;
         for c in cplis {
             let k = key(&[b"q", c.cpli_id.as_bytes()]);
-            if !self.db.contains_key(&k)? {
-                new += 1;
+            match self.db.get(&k)? {
+                None => new += 1,
+                // A package moved to another organisation: the one it leaves has rows matched to
+                // it, to be matched again too (and its exports rewritten).
+                Some(old) => {
+                    let old: Cpli = decode(&k, &old)?;
+                    if let Some(former) = known.iter().find(|o| o.is_named(&old.organisation_name) && !o.is_named(&c.organisation_name)) {
+                        wait(&former.slug);
+                    }
+                }
             }
             batch.insert(k, encode(c));
+        }
+        if pending != before {
+            batch.insert(key(&[b"m", REMATCH_PENDING]), encode(&pending));
         }
         Ok((batch, new))
     }

@@ -267,10 +267,12 @@ impl Store {
             let Some(visit) = sv.visit.as_mut() else { continue };
             let status = rematch(visit);
             if status != visit.matched {
+                // Counted when the match itself changed, not only the reason's words.
+                let counts = !status.same_match(&visit.matched);
                 visit.matched = status;
                 // Only if nobody wrote the visit since it was read.
                 let new = visit_codec::encode(&sv.visit_ref, &sv.import_id, sv.row, sv.visit.as_ref());
-                if self.db.compare_and_swap(&k, Some(v), Some(new))?.is_ok() {
+                if self.db.compare_and_swap(&k, Some(v), Some(new))?.is_ok() && counts {
                     changed += 1;
                 }
             }

@@ -337,3 +337,49 @@ fn a_council_extract_cut_off_by_a_crash_after_it_was_stored_is_answered_once_at_
     drop(server);
     assert_eq!(unmatched(&env), 0, "the cut-short load was finished at the start");
 }
+
+/// A CPLI the council moves to another provider (same CPLIID, another OrganisationName): the
+/// visits the first provider sent under it are matched again (Unmatched now), counted as changed,
+/// and its commissioned care export no longer lists the client; a load that changes only an
+/// unmatched visit's "did you mean" is not counted as a change of match.
+#[test]
+fn a_cpli_moved_to_another_provider_unmatches_the_first_ones_visits_and_leaves_its_export() {
+    let env = TestEnv::with_example_cplis();
+    env.import(PEARL, &example("visits-week.csv"));
+    let extract = std::fs::read_to_string(example("cplis.csv")).unwrap();
+    let moved: String = extract
+        .lines()
+        .map(|l| if l.starts_with("156001,") { l.replace(",Pearl Carers Ltd,", ",Ruby Home Care Ltd,") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (_d, path) = write_temp("moved.csv", &moved);
+    let out = env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    let of_client: Vec<Value> = env.visits(PEARL).into_iter().filter(|v| v["ssref"] == "A123456").collect();
+    assert_eq!(of_client.len(), 14);
+    assert!(of_client.iter().all(|v| v["status"] == "Unmatched"), "{of_client:#?}");
+    assert!(out.contains("; 14 stored visits and actuals rows changed match status"), "{out}");
+    let commissioned = std::fs::read_to_string(env.org_dir(ORG_DIR).join("exports/commissioned-care.csv")).unwrap();
+    assert!(!commissioned.contains("A123456"), "{commissioned}");
+
+    // A visit for a client with no package, then an extract giving the client a package at another
+    // service: the visit is still unmatched (only its "did you mean" changes), so nothing is counted.
+    let row = crate::guide::visit_row(&[
+        ("VisitRef", "M1"),
+        ("Deleted", "0"),
+        ("PlannedVisitDate", "10/10/2022"),
+        ("PlannedEntryTime", "09:00"),
+        ("PlannedExitTime", "10:00"),
+        ("VisitType", "C"),
+        ("SSRef", "A777777"),
+        ("ServiceLevel", "Home Support"),
+        ("ServiceName", "Pearl Carers - Zone 8"),
+    ]);
+    let (_v, visits) = write_temp("m1.csv", &crate::guide::visits_file(&[row]));
+    env.import(PEARL, &visits);
+    let added = format!("{moved}\n156099,A777777,Mr Milhouse Van Houten,,,,Pearl Carers Ltd,,Pearl Carers - Zone 9,LWAH,,Home Support,04/04/2022,,7,Hr,Weekly,23.77,Y\n");
+    let (_a, path) = write_temp("added.csv", &added);
+    let again = env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    assert!(again.contains("; 0 stored visits and actuals rows changed match status"), "{again}");
+    let m1 = env.visits(PEARL).into_iter().find(|v| v["visit_ref"] == "M1").unwrap();
+    assert!(m1["unmatched_reason"].as_str().unwrap().contains("did you mean ServiceName 'Pearl Carers - Zone 9'"), "{m1}");
+}
