@@ -281,7 +281,7 @@ pub fn decision_notice(c: &Claim) -> crate::mail::outbox::Notice {
         headline,
         organisation: c.organisation.clone(),
         facts,
-        closing: "Every claim and its status is in claims.csv in your exports folder. Accepted claims are paid with the organisation's scheduled payments.".into(),
+        closing: "Every claim and its status is in claims.csv in your exports folder. The council pays an accepted claim at the amount accepted; the gateway does not yet send payment items or remittance advice for it.".into(),
     }
 }
 

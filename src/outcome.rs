@@ -70,7 +70,7 @@ pub enum Code {
     OverlappingPeriod,
     /// The row's date, or the stored visit's, is in a period the council has locked.
     PeriodLocked,
-    /// Another provider's organisation name, GUID or service.
+    /// An OrganisationName or OrganisationRef not the uploader's, or a ServiceRef not one of its services.
     WrongOrganisation,
     /// A GUID that disagrees with the name given beside it.
     RefMismatch,

@@ -331,7 +331,7 @@ fn council_file_message(header: &source::Header) -> Option<String> {
 /// Why a header is not one we take, with the likeliest fix.
 fn unknown_kind_message(header: &source::Header) -> String {
     if header.position(&source::heading_key(cplis::CPLI_ID)).is_some() {
-        return "this is a CPLI extract: the council loads those with `gateway cplis load`; providers send visits, actuals or carers files".into();
+        return "this is a CPLI extract: the council loads it (from its own /inbox, or with `gateway cplis load`); a provider sends visits, actuals, carers, claims or dispute responses files".into();
     }
     if let [only] = header.names.as_slice() {
         for (sep, name) in [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")] {

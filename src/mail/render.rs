@@ -45,7 +45,8 @@ impl IssueLine {
         let at = match (i.row, &i.reference) {
             (Some(r), Some(v)) => format!("Row {r} ({v})"),
             (Some(r), None) => format!("Row {r}"),
-            (None, Some(v)) => format!("The whole file ({v})"),
+            // Not one row but several of one reference (a client's week: PLANNED_HOURS_DIFFER).
+            (None, Some(v)) => format!("The rows of {v}"),
             (None, None) => "The whole file".into(),
         };
         let severity = match i.severity {
@@ -433,6 +434,16 @@ mod tests {
         assert!(m.text.contains("Fix this first, then send the whole file again:\n  the heading CarerRef is missing"), "{}", m.text);
         assert!(m.html.contains("<strong>Fix this first</strong>"));
         assert!(m.text.contains("- The whole file, CarerRef (Error MISSING_COLUMN)"));
+    }
+
+    #[test]
+    fn a_clients_week_warning_is_told_as_the_rows_of_the_client_not_the_whole_file() {
+        let mut week = Issue::file(Code::PlannedHoursDiffer, None, "week 07/11/2022 to 13/11/2022: client A123456 has 1 hours planned");
+        week.reference = Some("A123456".into());
+        let r = result("visits.csv", vec![week], counts(1, 1, 0, 0, 1), Status::Processed);
+        let m = file_email(&r, None, 20, Some(r.to_csv()));
+        assert!(m.text.contains("- The rows of A123456 (Warning PLANNED_HOURS_DIFFER)"), "{}", m.text);
+        assert!(!m.text.contains("The whole file"), "{}", m.text);
     }
 
     #[test]

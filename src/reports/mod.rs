@@ -92,7 +92,8 @@ pub fn table_csv<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<I
     w.into_inner().unwrap_or_default()
 }
 
-/// A report as a JSON array of objects keyed by the column names. Counts (`visits`) are numbers;
+/// A report as a JSON array of objects keyed by the column names. Counts (`visits`, `working_days`,
+/// `null` when there are none) are numbers;
 /// quantities and money stay strings holding exact decimals (SPEC 6), so no reader turns them into floats.
 pub fn table_json<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<Item = R>) -> String {
     // Written by hand so the keys keep the report's column order.
@@ -102,7 +103,9 @@ pub fn table_json<R: AsRef<[String]>>(columns: &[&str], rows: impl IntoIterator<
         out.push_str(if n == 0 { "\n  {" } else { ",\n  {" });
         for (i, (k, v)) in columns.iter().zip(r.as_ref()).enumerate() {
             let value = match (*k, v.parse::<u64>()) {
-                ("visits", Ok(count)) => count.to_string(),
+                ("visits" | "working_days", Ok(count)) => count.to_string(),
+                // No working days: care not resumed.
+                ("working_days", Err(_)) if v.is_empty() => "null".into(),
                 _ => quote(v),
             };
             out.push_str(&format!("{}{}: {value}", if i == 0 { "" } else { ", " }, quote(k)));
@@ -139,5 +142,12 @@ mod tests {
         let rows = [vec!["A1".to_string(), "3".into(), "-22.06".into()]];
         let v: serde_json::Value = serde_json::from_str(&table_json(&["ssref", "visits", "diff_cost"], rows)).unwrap();
         assert_eq!(v, serde_json::json!([{"ssref": "A1", "visits": 3, "diff_cost": "-22.06"}]));
+    }
+
+    #[test]
+    fn json_reports_give_working_days_as_a_number_or_null() {
+        let rows = [vec!["5".to_string(), "47.54".into()], vec!["".to_string(), "0.00".into()]];
+        let v: serde_json::Value = serde_json::from_str(&table_json(&["working_days", "amount"], rows)).unwrap();
+        assert_eq!(v, serde_json::json!([{"working_days": 5, "amount": "47.54"}, {"working_days": null, "amount": "0.00"}]));
     }
 }
