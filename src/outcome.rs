@@ -467,6 +467,19 @@ impl ImportResult {
         }
     }
 
+    /// The counts of a kind whose new and updated mean something of their own (SPEC 7: "counts
+    /// named for the file's kind"), under those names.
+    fn kind_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let c = &self.counts;
+        let named: &[(&'static str, u64)] = match self.kind {
+            FileKind::Disputes => &[("disputes_raised", c.new), ("disputes_closed", c.updated)],
+            FileKind::DisputeResponses => &[("disputes_answered", c.updated)],
+            FileKind::ClaimDecisions => &[("claims_decided", c.updated)],
+            _ => &[],
+        };
+        named.iter().copied().collect()
+    }
+
     /// Every issue in order: from the log while there is one, else the kept ones.
     pub fn for_each_issue(&self, f: impl FnMut(&Issue) -> io::Result<()>) -> io::Result<()> {
         match &self.log.0 {
@@ -548,6 +561,9 @@ impl ImportResult {
             counts: Counts,
             #[serde(flatten)]
             extract: Option<ExtractCounts>,
+            /// The counts under the names of the file's kind (SPEC 7), beside the generic ones.
+            #[serde(flatten)]
+            named: std::collections::BTreeMap<&'static str, u64>,
         }
         let head = Head {
             file: &self.file,
@@ -558,7 +574,7 @@ impl ImportResult {
             received_at: &self.received_at,
             processed_at: &self.processed_at,
             sha256: &self.sha256,
-            counts: AllCounts { counts: self.counts, extract: self.extract },
+            counts: AllCounts { counts: self.counts, extract: self.extract, named: self.kind_counts() },
         };
         let text = serde_json::to_string_pretty(&head).map_err(io::Error::other)?;
         // `{ ... "counts": {...}\n}` without its closing brace: the issues follow.
@@ -792,6 +808,18 @@ mod tests {
         for (cell, safe) in [("=X1", "'=X1"), ("@SUM(A1)", "'@SUM(A1)"), ("+1", "'+1"), ("-2+3", "'-2+3"), ("-0.95", "-0.95"), ("-22.06", "-22.06"), ("A332295", "A332295")] {
             assert_eq!(excel_safe_cell(cell), safe, "{cell}");
         }
+    }
+
+    #[test]
+    fn a_council_files_counts_are_also_named_for_its_kind() {
+        let mut r = ImportResult::new("queries.csv", "x", None, String::new());
+        r.kind = FileKind::Disputes;
+        r.counts = Counts { read: 5, new: 2, updated: 1, rejected: 2, data_quality_issues: 0 };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!((v["counts"]["disputes_raised"].as_u64(), v["counts"]["disputes_closed"].as_u64(), v["counts"]["new"].as_u64()), (Some(2), Some(1), Some(2)));
+        r.kind = FileKind::Visits;
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["counts"].as_object().unwrap().len(), 5, "a provider's kinds keep SPEC 4's five counts: {v}");
     }
 
     #[test]
