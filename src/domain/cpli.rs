@@ -73,6 +73,14 @@ impl Quantity {
         let every = self.frequency_days()?;
         (days > 0 && days % every == 0).then(|| self.amount.checked_mul(Decimal::from(days / every))).flatten()
     }
+
+    /// The quantity commissioned for `days` days, pro rata to its frequency and exact (not rounded:
+    /// `10` `Weekly` for 3 days is 30/7), in the CPLI's own unit. `None` for another frequency, or
+    /// on overflow.
+    pub fn pro_rata(&self, days: i64) -> Option<Decimal> {
+        let every = self.frequency_days()?;
+        self.amount.checked_mul(Decimal::from(days))?.checked_div(Decimal::from(every))
+    }
 }
 
 impl Cpli {

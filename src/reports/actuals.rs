@@ -192,15 +192,17 @@ impl<'c> WeekActuals<'c> {
     /// starting in a week of the report (as a visit counts in the week of its planned date).
     pub fn add_actual(&mut self, a: &Actual) {
         let monday = week_start(a.period_start);
-        if monday < self.from || monday > self.to {
-            return;
-        }
         let MatchStatus::Matched { cpli_id } = &a.matched else { return };
         let Some(&cpli) = self.ids.get(cpli_id.as_str()).filter(|i| self.cplis[**i].authorised) else { return };
+        // The weeks it covers are its, even those of a row begun before the report's first week
+        // (not reported itself): no empty visits week beside it.
         let mut week = monday;
         while week <= a.period_end.min(self.to) {
             self.covered.insert((cpli, week));
             week += Duration::days(7);
+        }
+        if monday < self.from || monday > self.to {
+            return;
         }
         let p = PeriodActual { start: a.period_start, end: a.period_end, visits: a.visits, actual: a.actual, frustrated: a.frustrated };
         self.periods.push((cpli, p));
@@ -297,7 +299,9 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
         }
     }
     for (i, p) in &actuals.periods {
-        if let Some(row) = period_row(&cplis[*i], p, opts)? {
+        let c = &cplis[*i];
+        let members = groups.get(&(client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).map(Vec::as_slice).unwrap_or_default();
+        if let Some(row) = period_row(cplis, *i, members, p, opts)? {
             rows.push(row);
         }
     }
@@ -305,15 +309,25 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
     Ok(rows)
 }
 
-/// An extra-care actuals row's line: Comm. is the CPLI's quantity for the period in its own unit
-/// (0 where it is not exact: another frequency, or a part of one), Actual and Frust. the row's own,
-/// so Actual cost + Frust. cost is the row's stored total cost. Extra is not in it, as it is not
-/// in the total cost (issue 5's choice).
-fn period_row(c: &Cpli, p: &PeriodActual, opts: &ActualsOptions) -> Result<Option<ActualsRow>, Overflow> {
+/// An extra-care actuals row's line: Comm. is what the client's CPLIs of the level and service
+/// (`members`: a temporary extra package beside the open one) commission for the days of the
+/// period each is in force, pro rata to its frequency, in the CPLIs' unit and each at its own unit
+/// cost (a CPLI of another frequency adds nothing); Actual and Frust. are the row's own, at its
+/// CPLI's (`i`) cost, so Actual cost + Frust. cost is the row's stored total cost. Extra is not in
+/// it, as it is not in the total cost (issue 5's choice).
+fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opts: &ActualsOptions) -> Result<Option<ActualsRow>, Overflow> {
+    let c = &cplis[i];
     let over = || Overflow::of(c);
-    let comm_qty = c.quantity.for_period((p.end - p.start).num_days() + 1).unwrap_or(Decimal::ZERO);
+    let (mut comm_qty, mut comm_cost) = (Decimal::ZERO, Decimal::ZERO);
+    for m in members.iter().chain(std::iter::once(&i).filter(|_| !members.contains(&i))) {
+        let days = p.start.iter_days().take_while(|d| *d <= p.end).filter(|d| cplis[*m].covers(*d)).count() as i64;
+        let Some(q) = cplis[*m].quantity.pro_rata(days) else { continue };
+        let cost = q.checked_mul(cplis[*m].unit_cost).ok_or_else(|| Overflow::of(&cplis[*m]))?;
+        comm_qty = comm_qty.checked_add(q).ok_or_else(over)?;
+        comm_cost = comm_cost.checked_add(cost).ok_or_else(over)?;
+    }
     let cost = |q: Decimal| q.checked_mul(c.unit_cost).ok_or_else(over);
-    let (comm_cost, actual_cost, frust_cost) = (cost(comm_qty)?, cost(p.actual)?, cost(p.frustrated)?);
+    let (actual_cost, frust_cost) = (cost(p.actual)?, cost(p.frustrated)?);
     let diff = |a: Decimal, f: Decimal, m: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(m)).ok_or_else(over);
     let diff_qty = diff(p.actual, p.frustrated, comm_qty)?;
     if opts.differences_only && diff_qty.is_zero() {
@@ -755,6 +769,34 @@ pub(crate) mod tests {
         let rows = actuals_report(&[extra_care()], &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 9), "10", "0", 14)], o);
         let got: Vec<(NaiveDate, Source)> = rows.iter().map(|r| (r.week, r.source)).collect();
         assert_eq!(got, [(d(2022, 10, 3), Source::Actuals), (d(2022, 10, 10), Source::Visits)]);
+    }
+
+    #[test]
+    fn an_actuals_rows_comm_is_pro_rata_to_the_days_its_cpli_is_in_force() {
+        let mut c = extra_care();
+        c.end_date = Some(d(2022, 10, 16));
+        let rows = actuals_report(&[c], &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 30), "20", "0", 28)], opts(d(2022, 10, 3), d(2022, 10, 30)));
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
+        // In force 14 of the 28 days: 10 h a week for two weeks, 20 h, £430.00; nothing short.
+        assert_eq!(cells, [["A401234", "156050", "2022-10-03", "28", "20", "20", "0", "0", "430.00", "430.00", "0.00", "0.00", "2022-10-30", "actuals"]]);
+    }
+
+    #[test]
+    fn an_actuals_rows_comm_adds_a_temporary_extra_package_at_its_own_cost() {
+        let mut extra = extra_care();
+        (extra.cpli_id, extra.start_date, extra.end_date, extra.quantity.amount, extra.unit_cost) = ("156051".into(), d(2022, 10, 10), Some(d(2022, 10, 23)), Decimal::from(5), "22".parse().unwrap());
+        let rows = actuals_report(&[extra_care(), extra], &[actual(Some("156050"), d(2022, 10, 10), d(2022, 10, 16), "15", "0", 14)], opts(d(2022, 10, 10), d(2022, 10, 16)));
+        // Comm. 10 + 5 = 15 h at £215.00 + £110.00; the row's own 15 h at its CPLI's £21.50.
+        let got: Vec<(String, String, String, String)> = rows.iter().map(|r| { let c = r.cells(); (c[4].clone(), c[8].clone(), c[9].clone(), c[11].clone()) }).collect();
+        assert_eq!(got, [("15".to_string(), "325.00".to_string(), "322.50".to_string(), "-2.50".to_string())]);
+    }
+
+    #[test]
+    fn a_week_of_an_actuals_row_begun_before_the_report_is_not_an_empty_visits_week() {
+        let mut o = opts(d(2022, 10, 17), d(2022, 10, 30));
+        o.include_empty_weeks = true;
+        let rows = actuals_report(&[extra_care()], &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 30), "40", "0", 56)], o);
+        assert!(rows.is_empty(), "{rows:?}");
     }
 
     #[test]
