@@ -112,8 +112,10 @@ pub struct Claim {
 
 impl Claim {
     /// Whether `other` claims the same client, service and stay.
-    pub fn same_stay(&self, ssref: &str, service: &crate::domain::NameKey, from: NaiveDate, to: NaiveDate) -> bool {
-        self.ssref.eq_ignore_ascii_case(ssref) && crate::domain::NameKey::new(&self.service_name) == *service && self.admitted_on <= to && from <= self.stay_end
+    /// Whether this claim is for the stay of `ssref` at `service` from `from` to `to`, this claim's
+    /// stay running to `end` (its `stay_end`, or later where its H visits now run on).
+    pub fn same_stay(&self, ssref: &str, service: &crate::domain::NameKey, from: NaiveDate, to: NaiveDate, end: NaiveDate) -> bool {
+        self.ssref.eq_ignore_ascii_case(ssref) && crate::domain::NameKey::new(&self.service_name) == *service && self.admitted_on <= to && from <= end
     }
 }
 

@@ -41,7 +41,7 @@ impl Quantity {
     /// weeks' ÷ 4 (the average week, exact). `None` for other units (visits, nights) or frequencies:
     /// they cannot be compared with visits' hours.
     pub fn weekly_hours(&self) -> Option<Decimal> {
-        let hours = matches!(self.unit.to_ascii_lowercase().as_str(), "hr" | "hrs" | "hour" | "hours");
+        let hours = self.in_hours();
         let every = self.frequency_days().filter(|_| hours)?;
         self.amount.checked_mul(Decimal::from(7))?.checked_div(Decimal::from(every))
     }
@@ -51,6 +51,16 @@ impl Quantity {
     /// unevenly across its weeks.
     pub fn exact_weekly_hours(&self) -> Option<Decimal> {
         self.frequency_days().filter(|d| *d <= 7).and_then(|_| self.weekly_hours())
+    }
+
+    fn in_hours(&self) -> bool {
+        matches!(self.unit.trim().to_ascii_lowercase().as_str(), "hr" | "hrs" | "hour" | "hours")
+    }
+
+    /// Whether two quantities are in one unit (any case; `Hr`, `Hrs`, `Hour`, `Hours` are one), so
+    /// that they may be added.
+    pub fn same_unit(&self, other: &Quantity) -> bool {
+        (self.in_hours() && other.in_hours()) || self.unit.trim().eq_ignore_ascii_case(other.unit.trim())
     }
 
     /// The days one frequency spans: Daily 1, Weekly 7, Fortnightly 14, 4 Weekly 28.

@@ -204,8 +204,13 @@ fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Resu
 fn stay_end(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, stay: &hospital::Stay, missed: &[hospital::Missed]) -> NaiveDate {
     let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
     let claimed = discharged.or(stay.resumed).unwrap_or(last_missed).max(admitted);
-    let shown = hospital::claimed_stay(visits, admitted, None, None).map(|(s, m)| s.resumed.or(m.iter().map(|m| m.date).max()).unwrap_or(admitted));
-    claimed.max(shown.unwrap_or(claimed))
+    claimed.max(shown_end(visits, admitted).unwrap_or(claimed))
+}
+
+/// The end of the stay from `admitted` as the visits show it: the day care resumed, else the last
+/// H visit. `None`: no H visit from that day.
+fn shown_end(visits: &[Compact], admitted: NaiveDate) -> Option<NaiveDate> {
+    hospital::claimed_stay(visits, admitted, None, None).map(|(s, m)| s.resumed.or(m.iter().map(|m| m.date).max()).unwrap_or(admitted))
 }
 
 /// The organisation's pending claims whose figure is no longer the gateway's for their stay (its
@@ -401,7 +406,10 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
         let service = NameKey::new(&c.service_name);
         let of_client: Vec<&Cpli> = stored.cplis.iter().filter(|p| p.ssref.eq_ignore_ascii_case(&c.ssref)).collect();
         let for_service: Vec<&Cpli> = of_client.iter().copied().filter(|p| p.service_key() == service).collect();
-        let Some(cpli) = for_service.iter().copied().find(|p| p.covers(c.admitted_on)) else {
+        // An authorised CPLI in force wins over an unauthorised one (a temporary package not yet
+        // authorised beside the open one).
+        let in_force = || for_service.iter().copied().filter(|p| p.covers(c.admitted_on));
+        let Some(cpli) = in_force().find(|p| p.authorised).or_else(|| in_force().next()) else {
             let message = match (of_client.is_empty(), for_service.first()) {
                 (true, _) => format!("client {} has no CPLI with {}: check SSRef", quote(&c.ssref), stored.org.name),
                 (false, None) => {
@@ -462,8 +470,9 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
         let twin = self
             .claims
             .values()
-            .filter(|o| o.claim_ref != c.claim_ref && o.status.holds_stay())
-            .filter(|o| o.same_stay(&c.ssref, &service, c.admitted_on, stay_end))
+            .filter(|o| o.claim_ref != c.claim_ref && o.status.holds_stay() && o.ssref.eq_ignore_ascii_case(&c.ssref))
+            // A decided claim keeps the stay end it was decided on; its H visits may run on since.
+            .filter(|o| o.same_stay(&c.ssref, &service, c.admitted_on, stay_end, o.stay_end.max(shown_end(visits, o.admitted_on).unwrap_or(o.stay_end))))
             .min_by_key(|o| o.id);
         if let Some(o) = twin {
             let message = format!(

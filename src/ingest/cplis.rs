@@ -229,6 +229,24 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
         }
         let [client_ref, organisation_ref, service_ref, service_level_ref] =
             [h::CLIENT_REF, h::ORGANISATION_REF, h::SERVICE_REF, h::SERVICE_LEVEL_REF].map(|h| guid(h, &mut bad));
+        // A stored organisation's GUID under another name: a rename would make a second
+        // organisation (another folder, no logins) and leave the first one's visits unmatched.
+        if let Some(o) = organisation_ref.as_ref().and_then(|g| known.iter().find(|o| o.org_ref.as_ref() == Some(g))).filter(|o| !org_name.is_empty() && !o.is_named(&org_name)) {
+            bad(
+                Code::WrongOrganisation,
+                h::ORGANISATION_REF,
+                format!(
+                    "{} {} is the organisation '{}', but {} says '{}': the gateway does not rename an organisation (its folder and logins go by the name); give the name '{}', or correct {}",
+                    h::ORGANISATION_REF,
+                    o.org_ref.as_ref().map(|g| g.to_string()).unwrap_or_default(),
+                    o.name,
+                    h::ORGANISATION_NAME,
+                    quote(&org_name),
+                    o.name,
+                    h::ORGANISATION_REF
+                ),
+            );
+        }
         let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
         let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
         let authorised_text = get("Authorised");
@@ -326,6 +344,23 @@ mod tests {
         let Err(CpliError::Invalid(problems)) = read_extract(&path, &known) else { panic!("a stored organisation was renamed") };
         assert_eq!(problems[0].field.as_deref(), Some("OrganisationName"), "{problems:?}");
         assert!(read_extract(&path, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_stored_organisations_guid_under_another_name_refuses_the_load_rather_than_making_a_second_one() {
+        let guid = "AAAAAAAA-1111-2222-3333-444444444444";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        let header = format!("{HEADER},OrganisationRef");
+        std::fs::write(&path, format!("{header}\n1,A1,Alpha Care Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y,{guid}\n")).unwrap();
+        let mut alpha = Organisation::new("Alpha Care", None);
+        alpha.org_ref = crate::domain::parse_guid(guid);
+        let Err(CpliError::Invalid(problems)) = read_extract(&path, std::slice::from_ref(&alpha)) else { panic!("the organisation was renamed") };
+        assert_eq!((problems[0].code, problems[0].field.as_deref()), (Code::WrongOrganisation, Some("OrganisationRef")), "{problems:?}");
+        assert!(problems[0].message.contains("is the organisation 'Alpha Care', but OrganisationName says 'Alpha Care Ltd'"), "{problems:?}");
+        // Its own name with its GUID, and a new organisation with a GUID of its own, load.
+        std::fs::write(&path, format!("{header}\n1,A1,alpha care,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y,{guid}\n2,A2,Beta Care,S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y,BBBBBBBB-1111-2222-3333-444444444444\n")).unwrap();
+        assert_eq!(read_extract(&path, &[alpha]).unwrap().len(), 2);
     }
 
     #[test]

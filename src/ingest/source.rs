@@ -369,7 +369,7 @@ pub fn is_blank(rec: &csv::ByteRecord) -> bool {
 /// Spreadsheets, UTF-16 and other binary content, from the first bytes.
 fn sniff_binary(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(b"PK\x03\x04") {
-        return Some("it looks like an Excel .xlsx workbook or another zip file");
+        return Some("it looks like a spreadsheet workbook (Excel .xlsx, LibreOffice .ods) or another zip file");
     }
     if head.starts_with(b"\xD0\xCF\x11\xE0") {
         return Some("it looks like an old Excel .xls workbook");

@@ -1732,15 +1732,7 @@ mod tests {
             batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
             store.flush().unwrap();
         }
-        // sled's flusher thread lets go of the file lock a moment after the store is dropped.
-        let reopened = (0..250).find_map(|_| match Store::open(&db) {
-            Err(crate::store::StoreError::InUse { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            }
-            other => Some(other),
-        });
-        let store = reopened.expect("the store is let go within 5 s").unwrap();
+        let store = Store::open_after_drop(&db);
         let current: Vec<_> = store.current_visits(&org().slug).map(|v| v.unwrap().visit_ref).collect();
         assert_eq!(current, ["V1"]);
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 0);
@@ -1966,13 +1958,7 @@ mod tests {
             crashed.put_week(&other, t(30), None).unwrap();
             store.flush().unwrap();
         }
-        // sled's flusher thread lets go of the file lock a moment after the store is dropped.
-        let store = (0..50)
-            .find_map(|_| Store::open(&db).ok().or_else(|| {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            }))
-            .expect("the store reopens");
+        let store = Store::open_after_drop(&db);
         let read = store.begin_visits(&org().slug, "reader", false).unwrap();
         assert_eq!(read.week(&week).unwrap(), Some(t(60)));
         assert_eq!(read.week(&other).unwrap(), None);

@@ -311,8 +311,8 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
 
 /// An extra-care actuals row's line: Comm. is what the client's CPLIs of the level and service
 /// (`members`: a temporary extra package beside the open one) commission for the days of the
-/// period each is in force, pro rata to its frequency, in the CPLIs' unit and each at its own unit
-/// cost (a CPLI of another frequency adds nothing); Actual and Frust. are the row's own, at its
+/// period each is in force, pro rata to its frequency, in the row's CPLI's unit and each at its own
+/// unit cost (a CPLI of another frequency or unit adds nothing); Actual and Frust. are the row's own, at its
 /// CPLI's (`i`) cost, so Actual cost + Frust. cost is the row's stored total cost. Extra is not in
 /// it, as it is not in the total cost (issue 5's choice).
 fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opts: &ActualsOptions) -> Result<Option<ActualsRow>, Overflow> {
@@ -320,6 +320,10 @@ fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opt
     let over = || Overflow::of(c);
     let (mut comm_qty, mut comm_cost) = (Decimal::ZERO, Decimal::ZERO);
     for m in members.iter().chain(std::iter::once(&i).filter(|_| !members.contains(&i))) {
+        // Quantities of another unit (a weekly charge beside hours) cannot be added to the row's.
+        if !cplis[*m].quantity.same_unit(&c.quantity) {
+            continue;
+        }
         let days = p.start.iter_days().take_while(|d| *d <= p.end).filter(|d| cplis[*m].covers(*d)).count() as i64;
         let Some(q) = cplis[*m].quantity.pro_rata(days) else { continue };
         let cost = q.checked_mul(cplis[*m].unit_cost).ok_or_else(|| Overflow::of(&cplis[*m]))?;
@@ -789,6 +793,15 @@ pub(crate) mod tests {
         // Comm. 10 + 5 = 15 h at £215.00 + £110.00; the row's own 15 h at its CPLI's £21.50.
         let got: Vec<(String, String, String, String)> = rows.iter().map(|r| { let c = r.cells(); (c[4].clone(), c[8].clone(), c[9].clone(), c[11].clone()) }).collect();
         assert_eq!(got, [("15".to_string(), "325.00".to_string(), "322.50".to_string(), "-2.50".to_string())]);
+    }
+
+    #[test]
+    fn an_actuals_rows_comm_leaves_out_a_cpli_of_another_unit() {
+        let mut weekly_charge = extra_care();
+        (weekly_charge.cpli_id, weekly_charge.quantity.amount, weekly_charge.quantity.unit, weekly_charge.unit_cost) = ("156051".into(), Decimal::ONE, "Wk".into(), Decimal::from(100));
+        let rows = actuals_report(&[extra_care(), weekly_charge], &[actual(Some("156050"), d(2022, 10, 3), d(2022, 10, 9), "10", "0", 14)], opts(d(2022, 10, 3), d(2022, 10, 9)));
+        let got: Vec<(String, String, String)> = rows.iter().map(|r| { let c = r.cells(); (c[4].clone(), c[8].clone(), c[11].clone()) }).collect();
+        assert_eq!(got, [("10".to_string(), "215.00".to_string(), "0.00".to_string())]);
     }
 
     #[test]

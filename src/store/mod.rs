@@ -136,6 +136,22 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store records serialise")
 }
 
+#[cfg(test)]
+impl Store {
+    /// Opens a store a test has just dropped: sled's flusher thread lets go of the file lock a
+    /// moment after the store is dropped, so a second open at once can find it still held.
+    pub(crate) fn open_after_drop(path: &Path) -> Store {
+        let reopened = (0..250).find_map(|_| match Store::open(path) {
+            Err(StoreError::InUse { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            other => Some(other),
+        });
+        reopened.expect("the store is let go within 5 s").expect("the store opens")
+    }
+}
+
 impl Store {
     /// Opens (creating) the store and rolls back any import a crash left half-written.
     pub fn open(path: &Path) -> Result<Store> {

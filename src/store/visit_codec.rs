@@ -498,7 +498,7 @@ mod tests {
             store.db.insert(key(&[b"h", slug.as_bytes(), b"V1", &7u64.to_be_bytes()]), OLD_EARLIER.as_bytes()).unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_after_drop(dir.path());
         let old: StoredVisit = serde_json::from_str(OLD_CURRENT).unwrap();
         let current: Vec<_> = store.current_visits(slug).map(Result::unwrap).collect();
         assert_eq!(current, vec![old.clone()]);

@@ -157,18 +157,53 @@ fn a_claim_under_an_unauthorised_cpli_or_one_with_no_contract_is_told_so() {
     let env = TestEnv::new();
     let text = "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
         158001,B000001,Mrs One,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
-        158002,B000002,Mrs Two,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,N\n";
+        158002,B000002,Mrs Two,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,N\n\
+        158003,B000003,Mrs Three,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
+        1580,B000003,Mrs Three,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,14/11/2022,27/11/2022,2,Hr,Weekly,20,N\n";
     let (_d, path) = write_temp("cplis.csv", text);
     env.ok(&["cplis", "load", path.to_str().unwrap()]);
-    let rows = [visit("B1", "B000001", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"), visit("B2", "B000002", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H")];
+    let rows = [
+        visit("B1", "B000001", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"),
+        visit("B2", "B000002", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"),
+        visit("B3", "B000003", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"),
+        visit("B4", "B000003", DAPL_SOUTH, "15/11/2022", ("09:00", "10:00"), "DHS"),
+    ];
     let (_v, path) = write_temp("visits.csv", &visits_file(&rows));
     env.import(PEARL, &path);
-    let claims = format!("{CLAIMS_HEADER}\nB-1,B000001,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\nB-2,B000002,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\n");
+    // B000003's open package is authorised; a temporary one beside it (CPLIID 1580, first in order) is not.
+    let claims = format!("{CLAIMS_HEADER}\nB-1,B000001,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\nB-2,B000002,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\nB-3,B000003,{DAPL_SOUTH},14/11/2022,,10.00,Admitted 14.11.22,\n");
     let r = import_claims(&env, "claims.csv", &claims);
     assert_eq!(codes(&r), ["CLAIM_NOT_ELIGIBLE", "NO_CPLI"], "{r}");
+    assert_eq!(counts(&r).1, 1, "B-3 is claimed under the authorised package: {r}");
     let msg = |code: &str| issues_with(&r, code)[0]["message"].as_str().unwrap().to_string();
     assert!(msg("CLAIM_NOT_ELIGIBLE").contains("CPLI 158001 for 'Pearl Carers - DAPL South' is under no contract recorded (its Contract is blank"), "{}", msg("CLAIM_NOT_ELIGIBLE"));
     assert!(msg("NO_CPLI").contains("CPLI 158002 for 'Pearl Carers - DAPL South' is not authorised yet"), "{}", msg("NO_CPLI"));
+}
+
+/// A decided claim keeps the stay end it was decided on, but its H visits sent later still run
+/// the stay on: a second claim for those days is the same stay.
+#[test]
+fn a_second_claim_for_a_stay_whose_first_claim_was_decided_before_its_visits_ran_on_is_a_duplicate() {
+    const LWAH: &str = "Pearl Carers - LWAH Oxford";
+    let env = TestEnv::new();
+    let text = format!(
+        "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
+         158010,P000001,Mr Patty,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n"
+    );
+    let (_d, path) = write_temp("cplis.csv", &text);
+    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    let send = |name: &str, days: std::ops::RangeInclusive<u32>| {
+        let rows: Vec<String> = days.map(|day| visit(&format!("P{day}"), "P000001", LWAH, &format!("{day:02}/11/2022"), ("09:00", "10:00"), "H")).collect();
+        let (_v, path) = write_temp(name, &visits_file(&rows));
+        assert_eq!(counts(&env.import(PEARL, &path)).3, 0);
+    };
+    send("first.csv", 7..=10);
+    let first = import_claims(&env, "k1.csv", &format!("{CLAIMS_HEADER}\nK1,P000001,{LWAH},07/11/2022,10/11/2022,40.00,Admitted 07.11.22,\n"));
+    assert_eq!(codes(&first), Vec::<String>::new(), "{first}");
+    env.ok(&["claim", "decide", "--id", "C1", "--decision", "accepted"]);
+    send("later.csv", 11..=15);
+    let second = import_claims(&env, "k2.csv", &format!("{CLAIMS_HEADER}\nK2,P000001,{LWAH},12/11/2022,,40.00,Admitted 12.11.22,\n"));
+    assert_eq!(codes(&second), ["DUPLICATE_CLAIM"], "{second}");
 }
 
 /// Quimby under LWAH, his package varied on 18/11/2022 (£20 an hour, then £30), in hospital from

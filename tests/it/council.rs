@@ -349,7 +349,8 @@ fn a_cpli_moved_to_another_provider_unmatches_the_first_ones_visits_and_leaves_i
     let extract = std::fs::read_to_string(example("cplis.csv")).unwrap();
     let moved: String = extract
         .lines()
-        .map(|l| if l.starts_with("156001,") { l.replace(",Pearl Carers Ltd,", ",Ruby Home Care Ltd,") } else { l.to_string() })
+        // Another organisation: another name, and not Pearl's OrganisationRef (blank).
+        .map(|l| if l.starts_with("156001,") { l.replace(",6513270E-269E-0D37-F2A7-4DE452E6B438,Pearl Carers Ltd,", ",,Ruby Home Care Ltd,") } else { l.to_string() })
         .collect::<Vec<_>>()
         .join("\n");
     let (_d, path) = write_temp("moved.csv", &moved);

@@ -250,7 +250,7 @@ fn a_workbook_sent_as_it_is_is_answered_save_as_csv_and_other_names_wait() {
     let r = gw.fetch_result("visits.xlsx.result.json");
     assert_eq!((r["status"].as_str(), r["issues"][0]["code"].as_str()), (Some("failed"), Some("FILE_UNREADABLE")), "{r}");
     let message = r["issues"][0]["message"].as_str().unwrap();
-    assert!(message.contains("Excel .xlsx workbook") && message.contains("Save As"), "{message}");
+    assert!(message.contains("spreadsheet workbook (Excel .xlsx") && message.contains("Save As"), "{message}");
     // The week sent after both is answered: the gateway has moved past the text file, which waits.
     assert_example_week(&gw.fetch_result("visits-week.result.json"));
     assert_eq!(results(&gw.env, ORG_DIR), ["visits-week.result.json", "visits.xlsx.result.json"]);
