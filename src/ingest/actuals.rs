@@ -152,17 +152,22 @@ impl Pending for ActualsPending<'_> {
 /// is one payment period, and a week is a Monday-start week (the payment periods' weekday), as the
 /// reports count them; otherwise rows of one client could overlap without sharing a start.
 fn misaligned(start: NaiveDate, days: i64, periods: &crate::config::Periods) -> Option<String> {
-    use chrono::Datelike;
     let period = Period::containing(start, periods.first_start, periods.length_days);
     if days == periods.length_days && period.start != start {
         return Some(format!("PeriodStart {}: a four-week row is one payment period; {} starts on {} (and the next on {})", uk_date(start), period.describe(), uk_date(period.start), uk_date(period.end + chrono::Duration::days(1))));
     }
-    let week_day = periods.first_start.weekday();
-    if days == 7 && start.weekday() != week_day {
-        let back = (start.weekday().num_days_from_monday() as i64 - week_day.num_days_from_monday() as i64).rem_euclid(7);
-        return Some(format!("PeriodStart {} is a {}: a week's row starts on a {} (the weeks of the reports and payment periods); the week holding it starts on {}", uk_date(start), start.format("%A"), periods.first_start.format("%A"), uk_date(start - chrono::Duration::days(back))));
+    if days == 7 && week_of(start, periods) != start {
+        return Some(format!("PeriodStart {} is a {}: a week's row starts on a {} (the weeks of the reports and payment periods); the week holding it starts on {}", uk_date(start), start.format("%A"), periods.first_start.format("%A"), uk_date(week_of(start, periods))));
     }
     None
+}
+
+/// The first day of the week holding `day`, weeks starting on the payment periods' weekday.
+fn week_of(day: NaiveDate, periods: &crate::config::Periods) -> NaiveDate {
+    use chrono::Datelike;
+    let week_day = periods.first_start.weekday();
+    let back = (day.weekday().num_days_from_monday() as i64 - week_day.num_days_from_monday() as i64).rem_euclid(7);
+    day - chrono::Duration::days(back)
 }
 
 /// The first pass finds keys used on more than one row, hashed from the raw cells as compared
@@ -267,8 +272,9 @@ impl Row<'_, Col> {
                     Code::BadDate,
                     Some(Col::PeriodEnd),
                     format!(
-                        "PeriodStart {} to PeriodEnd {} is {days} days: a row covers a week (PeriodEnd {}) or a four-week payment period (PeriodEnd {})",
-                        uk_date(start), uk_date(end), uk_date(start + chrono::Duration::days(6)), uk_date(start + chrono::Duration::days(27))
+                        "PeriodStart {} to PeriodEnd {} is {days} days: a row covers a week or a four-week payment period; the week holding {} is {} to {}, its payment period {} to {}",
+                        uk_date(start), uk_date(end), uk_date(start), uk_date(week_of(start, ctx.periods)), uk_date(week_of(start, ctx.periods) + chrono::Duration::days(6)),
+                        uk_date(Period::containing(start, ctx.periods.first_start, ctx.periods.length_days).start), uk_date(Period::containing(start, ctx.periods.first_start, ctx.periods.length_days).end)
                     ),
                 );
             } else if let Some(message) = misaligned(start, days, ctx.periods) {
@@ -657,8 +663,15 @@ mod tests {
         assert_eq!(r.issues[0].field.as_deref(), Some("PeriodEnd"));
         assert_eq!(
             r.issues[0].message,
-            "PeriodStart 03/10/2022 to PeriodEnd 05/10/2022 is 3 days: a row covers a week (PeriodEnd 09/10/2022) or a four-week payment period (PeriodEnd 30/10/2022)"
+            "PeriodStart 03/10/2022 to PeriodEnd 05/10/2022 is 3 days: a row covers a week or a four-week payment period; the week holding 03/10/2022 is 03/10/2022 to 09/10/2022, its payment period 03/10/2022 to 30/10/2022"
         );
+        // A PeriodStart inside a week and a period: the rows that hold it, each of which is accepted.
+        let tuesday = row("15/11/2022", "10", "9", "0", "0", "14", "").replacen("15/11/2022,21/11/2022", "15/11/2022,17/11/2022", 1);
+        let m = judge(&[tuesday]).issues[0].message.clone();
+        assert!(m.ends_with("the week holding 15/11/2022 is 14/11/2022 to 20/11/2022, its payment period 31/10/2022 to 27/11/2022"), "{m}");
+        let week = row("14/11/2022", "10", "9", "0", "0", "14", "");
+        let period = row("31/10/2022", "40", "40", "0", "0", "56", "").replacen("31/10/2022,06/11/2022", "31/10/2022,27/11/2022", 1);
+        assert!(!codes(&judge(&[week, period])).contains(&Code::BadDate));
     }
 
     #[test]
