@@ -731,7 +731,13 @@ fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io
     let cplis = cplis.map(|p| read_extract(&p, &known)).transpose()?;
     let store = store.filter(|_| org.is_some());
     let org = match (&org, store) {
-        (Some(name), Some(s)) => Some(s.org(name)?.unwrap_or_else(|| crate::domain::Organisation::new(name, None))),
+        (Some(name), Some(s)) => match s.org(name)? {
+            Some(org) => Some(org),
+            // Named only in the extract given with --cplis (not loaded yet): judged as that one.
+            None if cplis.iter().flatten().any(|c| crate::domain::Organisation::new(name, None).is_named(&c.organisation_name)) => Some(crate::domain::Organisation::new(name, None)),
+            // A misspelt name would be judged as a new, empty organisation: refused, as `import` refuses it.
+            None => return Err(GatewayError::UnknownOrganisation { name: name.clone(), known: known.iter().map(|o| o.name.clone()).collect() }),
+        },
         (Some(name), None) => Some(crate::domain::Organisation::new(name, None)),
         (None, _) => None,
     };

@@ -137,8 +137,12 @@ impl Gateway {
                 Organisation::new(name, None)
             }
         };
-        if guid.is_some() {
-            org.org_ref = guid;
+        if let Some(g) = guid {
+            // One GUID, one organisation: uploads and extracts tell organisations apart by it.
+            if let Some(other) = self.store.orgs()?.into_iter().find(|o| o.slug != org.slug && o.org_ref.as_ref() == Some(&g)) {
+                return Err(GatewayError::Invalid(format!("OrganisationRef {g} is the organisation '{}' already; each organisation has its own", other.name)));
+            }
+            org.org_ref = Some(g);
         }
         self.store.put_org(&org)?;
         self.store.flush()?;

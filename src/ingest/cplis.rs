@@ -231,7 +231,8 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
             [h::CLIENT_REF, h::ORGANISATION_REF, h::SERVICE_REF, h::SERVICE_LEVEL_REF].map(|h| guid(h, &mut bad));
         // A stored organisation's GUID under another name: a rename would make a second
         // organisation (another folder, no logins) and leave the first one's visits unmatched.
-        if let Some(o) = organisation_ref.as_ref().and_then(|g| known.iter().find(|o| o.org_ref.as_ref() == Some(g))).filter(|o| !org_name.is_empty() && !o.is_named(&org_name)) {
+        let holders: Vec<&Organisation> = organisation_ref.as_ref().map(|g| known.iter().filter(|o| o.org_ref.as_ref() == Some(g)).collect()).unwrap_or_default();
+        if let Some(o) = holders.first().filter(|_| !org_name.is_empty() && !holders.iter().any(|o| o.is_named(&org_name))) {
             bad(
                 Code::WrongOrganisation,
                 h::ORGANISATION_REF,

@@ -476,6 +476,11 @@ impl RowJudge<'_, '_, '_> {
     /// sent. One deleted already is left as it is and counted as updated: SPEC 3, the same file sent
     /// twice "changes nothing the second time except counting those rows as updated".
     fn judge_deletion(&mut self, visit_ref: String, batch: &VisitBatch<'_>) -> Result<Outcome, IngestError> {
+        // Offline `validate` cannot tell whether the visit was sent: the deletion is taken as it
+        // reads (counted as updated), as DELETE_UNKNOWN is not judged without the store.
+        if batch.is_offline() {
+            return Ok(Outcome::AlreadyDeleted);
+        }
         let current = batch.current(&visit_ref)?;
         if current.as_ref().is_some_and(|(_, sv)| sv.visit.is_none()) {
             return Ok(Outcome::AlreadyDeleted);
@@ -1674,6 +1679,13 @@ mod tests {
         assert_eq!(store.current_visits(&org().slug).count(), 0);
         // Nothing written: the history holds the visit once, as the first deletion left it.
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn validating_a_deletion_without_the_store_does_not_call_it_unknown() {
+        let del = format!("V1,1{}", ",".repeat(23));
+        let r = judge(&[del]);
+        assert_eq!((r.counts.updated, r.counts.rejected, codes(&r)), (1, 0, vec![]));
     }
 
     #[test]

@@ -288,6 +288,11 @@ impl VisitBatch<'_> {
         VisitBatch { at: None, import_id: String::new(), seq: [0; 8], write: false, fresh: true }
     }
 
+    /// Judging without a store (offline `validate`): nothing stored can be looked up.
+    pub fn is_offline(&self) -> bool {
+        self.at.is_none()
+    }
+
     /// The store and slug when this batch writes.
     fn writing(&self) -> Option<(&Store, &Slug)> {
         self.at.as_ref().filter(|_| self.write).map(|(store, slug)| (*store, slug))

@@ -92,6 +92,20 @@ fn validate_exits_1_when_a_row_has_an_error() {
 }
 
 #[test]
+fn validate_with_an_organisation_the_store_does_not_have_exits_2_unless_the_given_extract_names_it() {
+    let env = TestEnv::with_example_cplis();
+    let week = example("visits-week.csv");
+    let out = env.run(&["validate", "--org", "Pearl Carer Ltd", week.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no organisation 'Pearl Carer Ltd'"), "{}", String::from_utf8_lossy(&out.stderr));
+    // An extract not loaded yet, given with --cplis, may name it.
+    let extract = std::fs::read_to_string(example("cplis.csv")).unwrap().replace(",Pearl Carers Ltd,", ",Opal Care Ltd,").replace("6513270E-269E-0D37-F2A7-4DE452E6B438", "");
+    let (_c, cplis) = write_temp("opal.csv", &extract);
+    let out = env.run(&["validate", "--org", "Opal Care Ltd", "--cplis", cplis.to_str().unwrap(), week.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn import_exits_1_when_any_row_is_rejected_and_0_when_clean() {
     let env = TestEnv::with_example_cplis();
     let (_g, bad) = write_temp("bad.csv", &visits_file(&[ned("B1", "32/10/2022", "08:00", "10:00")]));
@@ -544,4 +558,16 @@ fn a_listing_whose_reader_has_gone_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn org_add_refuses_an_organisation_ref_another_organisation_holds_and_the_extract_still_loads() {
+    let env = TestEnv::with_example_cplis();
+    let pearls = "6513270E-269E-0D37-F2A7-4DE452E6B438";
+    let out = env.run(&["org", "add", "--name", "Gamma Care", "--ref", pearls]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the organisation 'Pearl Carers Ltd' already"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Its own GUID again is fine, and the council's extract still loads.
+    env.ok(&["org", "add", "--name", PEARL, "--ref", pearls]);
+    env.ok(&["cplis", "load", example("cplis.csv").to_str().unwrap()]);
 }
