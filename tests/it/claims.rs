@@ -32,6 +32,16 @@ fn load_cplis(env: &TestEnv) {
     env.ok(&["cplis", "load", path.to_str().unwrap()]);
 }
 
+const LWAH_OXFORD: &str = "Pearl Carers - LWAH Oxford";
+
+/// A store with only these CPLI extract rows (the header is added).
+fn with_cplis(rows: &str) -> TestEnv {
+    let env = TestEnv::new();
+    let (_d, path) = write_temp("cplis.csv", &format!("CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n{rows}"));
+    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    env
+}
+
 fn visit(vref: &str, ssref: &str, service: &str, date: &str, (entry, exit): (&str, &str), code: &str) -> String {
     let mut pairs = vec![
         ("VisitRef", vref),
@@ -154,14 +164,12 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
 /// OpenSSH `sftp -b -` as `login`; the batch on standard input.
 #[test]
 fn a_claim_under_an_unauthorised_cpli_or_one_with_no_contract_is_told_so() {
-    let env = TestEnv::new();
-    let text = "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
-        158001,B000001,Mrs One,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
+    let env = with_cplis(
+        "158001,B000001,Mrs One,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
         158002,B000002,Mrs Two,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,N\n\
         158003,B000003,Mrs Three,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n\
-        1580,B000003,Mrs Three,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,14/11/2022,27/11/2022,2,Hr,Weekly,20,N\n";
-    let (_d, path) = write_temp("cplis.csv", text);
-    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+        1580,B000003,Mrs Three,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,DAPL,,Personal Care,14/11/2022,27/11/2022,2,Hr,Weekly,20,N\n",
+    );
     let rows = [
         visit("B1", "B000001", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"),
         visit("B2", "B000002", DAPL_SOUTH, "14/11/2022", ("09:00", "10:00"), "H"),
@@ -184,14 +192,8 @@ fn a_claim_under_an_unauthorised_cpli_or_one_with_no_contract_is_told_so() {
 /// the stay on: a second claim for those days is the same stay.
 #[test]
 fn a_second_claim_for_a_stay_whose_first_claim_was_decided_before_its_visits_ran_on_is_a_duplicate() {
-    const LWAH: &str = "Pearl Carers - LWAH Oxford";
-    let env = TestEnv::new();
-    let text = format!(
-        "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
-         158010,P000001,Mr Patty,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n"
-    );
-    let (_d, path) = write_temp("cplis.csv", &text);
-    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    const LWAH: &str = LWAH_OXFORD;
+    let env = with_cplis(&format!("158010,P000001,Mr Patty,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,,7,Hr,Weekly,20,Y\n"));
     let send = |name: &str, days: std::ops::RangeInclusive<u32>| {
         let rows: Vec<String> = days.map(|day| visit(&format!("P{day}"), "P000001", LWAH, &format!("{day:02}/11/2022"), ("09:00", "10:00"), "H")).collect();
         let (_v, path) = write_temp(name, &visits_file(&rows));
@@ -210,15 +212,11 @@ fn a_second_claim_for_a_stay_whose_first_claim_was_decided_before_its_visits_ran
 /// 10/11 to the end of the month with no care resumed: one stay, not two.
 #[test]
 fn a_stay_runs_on_across_a_variation_of_the_package_and_cannot_be_split_into_two_claims() {
-    const LWAH: &str = "Pearl Carers - LWAH Oxford";
-    let env = TestEnv::new();
-    let text = format!(
-        "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
-         158006,A371849,Mr Mayor Quimby,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,17/11/2022,7,Hr,Weekly,20,Y\n\
+    const LWAH: &str = LWAH_OXFORD;
+    let env = with_cplis(&format!(
+        "158006,A371849,Mr Mayor Quimby,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,03/10/2022,17/11/2022,7,Hr,Weekly,20,Y\n\
          158007,A371849,Mr Mayor Quimby,,,,Pearl Carers Ltd,,{LWAH},LWAH,,Personal Care,18/11/2022,,7,Hr,Weekly,30,Y\n"
-    );
-    let (_d, path) = write_temp("cplis.csv", &text);
-    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    ));
     let rows: Vec<String> = (10..=30).map(|day| visit(&format!("Q{day}"), "A371849", LWAH, &format!("{day}/11/2022"), ("09:00", "10:00"), "H")).collect();
     let (_v, path) = write_temp("visits.csv", &visits_file(&rows));
     assert_eq!(counts(&env.import(PEARL, &path)).3, 0);
