@@ -257,15 +257,17 @@ fn local(t: DateTime<chrono::Utc>) -> String {
 
 /// The council's daily summary (issue 10), from the figures kept with it.
 pub fn council_summary_email(s: &CouncilSummary, recipient: Option<&str>) -> Rendered {
-    // The council's own failed files too (they are in `failed`, in no organisation's figures).
-    let failed = s.failed.len();
+    // Of the organisations' files, as the files counted; the council's own failed files (listed
+    // with the failed ones, in no organisation's figures) are told apart.
+    let failed: u64 = s.organisations.iter().map(|o| o.failed).sum();
+    let councils = s.failed.iter().filter(|f| f.organisation == crate::schedule::COUNCIL).count() as u64;
+    let councils = if councils > 0 { format!(" (and {} of the council's own)", count(councils, "file", "files")) } else { String::new() };
     let silent = s.silent().count() as u64;
     let headline = format!(
-        "Daily summary {}: {} from {}, {} failed, {} silent for {SILENT_DAYS} days, {}",
+        "Daily summary {}: {} from {}, {failed} failed{councils}, {} silent for {SILENT_DAYS} days, {}",
         s.day.format("%d/%m/%Y"),
         count(s.files(), "file", "files"),
         count(s.organisations.iter().filter(|o| o.files > 0).count() as u64, "organisation", "organisations"),
-        failed,
         count(silent, "organisation", "organisations"),
         count(s.locks.len() as u64, "lock", "locks"),
     );
@@ -534,6 +536,12 @@ mod tests {
                 respond_by: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             }],
         };
+        let mut with_councils = s.clone();
+        with_councils.failed.push(FailedFile { organisation: crate::schedule::COUNCIL.into(), ..s.failed[0].clone() });
+        assert_eq!(
+            council_summary_email(&with_councils, None).subject,
+            "Daily summary 27/11/2026: 3 files from 1 organisation, 1 failed (and 1 file of the council's own), 1 organisation silent for 7 days, 1 lock"
+        );
         let m = council_summary_email(&s, Some("Marge"));
         assert_eq!(m.subject, "Daily summary 27/11/2026: 3 files from 1 organisation, 1 failed, 1 organisation silent for 7 days, 1 lock");
         assert!(m.text.starts_with("Hello Marge,"), "{}", m.text);
