@@ -733,10 +733,15 @@ fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io
     let org = match (&org, store) {
         (Some(name), Some(s)) => match s.org(name)? {
             Some(org) => Some(org),
-            // Named only in the extract given with --cplis (not loaded yet): judged as that one.
-            None if cplis.iter().flatten().any(|c| crate::domain::Organisation::new(name, None).is_named(&c.organisation_name)) => Some(crate::domain::Organisation::new(name, None)),
-            // A misspelt name would be judged as a new, empty organisation: refused, as `import` refuses it.
-            None => return Err(GatewayError::UnknownOrganisation { name: name.clone(), known: known.iter().map(|o| o.name.clone()).collect() }),
+            None => {
+                // Named only in the extract given with --cplis (not loaded yet): judged as that one.
+                // A misspelt name would be judged as a new, empty organisation: refused, as `import` refuses it.
+                let named = crate::domain::Organisation::new(name, None);
+                if !cplis.iter().flatten().any(|c| named.is_named(&c.organisation_name)) {
+                    return Err(GatewayError::UnknownOrganisation { name: name.clone(), known: known.iter().map(|o| o.name.clone()).collect() });
+                }
+                Some(named)
+            }
         },
         (Some(name), None) => Some(crate::domain::Organisation::new(name, None)),
         (None, _) => None,

@@ -156,8 +156,9 @@ fn misaligned(start: NaiveDate, days: i64, periods: &crate::config::Periods) -> 
     if days == periods.length_days && period.start != start {
         return Some(format!("PeriodStart {}: a four-week row is one payment period; {} starts on {} (and the next on {})", uk_date(start), period.describe(), uk_date(period.start), uk_date(period.end + chrono::Duration::days(1))));
     }
-    if days == 7 && week_of(start, periods) != start {
-        return Some(format!("PeriodStart {} is a {}: a week's row starts on a {} (the weeks of the reports and payment periods); the week holding it starts on {}", uk_date(start), start.format("%A"), periods.first_start.format("%A"), uk_date(week_of(start, periods))));
+    let week = week_of(start, periods);
+    if days == 7 && week != start {
+        return Some(format!("PeriodStart {} is a {}: a week's row starts on a {} (the weeks of the reports and payment periods); the week holding it starts on {}", uk_date(start), start.format("%A"), periods.first_start.format("%A"), uk_date(week)));
     }
     None
 }
@@ -254,7 +255,7 @@ impl Row<'_, Col> {
         if deleted {
             // A row deleted already (the same file sent again) is left as it is (SPEC 3).
             if let Some((store, slug)) = ctx.store.filter(|_| previous.is_none() && !self.has_errors()) {
-                if !store.actual_deleted(slug, &key)? {
+                if !store.actual_has_history(slug, &key)? {
                     self.push(Code::DeleteUnknown, Some(Col::PeriodStart), format!("there is no actuals row for client {ssref}, '{level}' at '{service}' from {} to delete", uk_date(start)));
                 }
             }
@@ -268,13 +269,13 @@ impl Row<'_, Col> {
                 self.push(Code::BadDate, Some(Col::PeriodEnd), format!("PeriodEnd {} is before PeriodStart {}: a period ends on or after the day it starts", uk_date(end), uk_date(start)));
             } else if !PERIOD_DAYS.contains(&days) {
                 // SPEC 2.2: an actuals row is a week or a four-week payment period.
+                let (week, period) = (week_of(start, ctx.periods), Period::containing(start, ctx.periods.first_start, ctx.periods.length_days));
                 self.push(
                     Code::BadDate,
                     Some(Col::PeriodEnd),
                     format!(
                         "PeriodStart {} to PeriodEnd {} is {days} days: a row covers a week or a four-week payment period; the week holding {} is {} to {}, its payment period {} to {}",
-                        uk_date(start), uk_date(end), uk_date(start), uk_date(week_of(start, ctx.periods)), uk_date(week_of(start, ctx.periods) + chrono::Duration::days(6)),
-                        uk_date(Period::containing(start, ctx.periods.first_start, ctx.periods.length_days).start), uk_date(Period::containing(start, ctx.periods.first_start, ctx.periods.length_days).end)
+                        uk_date(start), uk_date(end), uk_date(start), uk_date(week), uk_date(week + chrono::Duration::days(6)), uk_date(period.start), uk_date(period.end)
                     ),
                 );
             } else if let Some(message) = misaligned(start, days, ctx.periods) {

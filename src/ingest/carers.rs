@@ -265,25 +265,26 @@ mod tests {
 
     #[test]
     fn dates_and_contact_details_are_optional_and_a_bad_date_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("carers.csv");
-        std::fs::write(&path, "CarerRef,Forename,Surname,Deleted,StartDate,EndDate,Email,Mobile\nC1,Lisa,Simpson,0,01/08/2022,,l@example.org,07700 900000\nC2,Bart,Simpson,0,31/02/2022,,,\n").unwrap();
-        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
-        let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
+        let r = validate_text("CarerRef,Forename,Surname,Deleted,StartDate,EndDate,Email,Mobile\nC1,Lisa,Simpson,0,01/08/2022,,l@example.org,07700 900000\nC2,Bart,Simpson,0,31/02/2022,,,\n");
         assert_eq!(codes(&r), [(Some(3), Code::BadDate)]);
         assert_eq!(r.issues[0].field.as_deref(), Some("StartDate"));
     }
 
     #[test]
     fn a_carers_end_date_before_their_start_date_is_a_bad_date() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("carers.csv");
-        std::fs::write(&path, "CarerRef,Forename,Surname,Deleted,StartDate,EndDate\nC1,Lisa,Simpson,0,01/10/2022,01/09/2022\nC2,Bart,Simpson,0,01/10/2022,01/10/2022\n").unwrap();
-        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
-        let r = process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap();
+        let r = validate_text("CarerRef,Forename,Surname,Deleted,StartDate,EndDate\nC1,Lisa,Simpson,0,01/10/2022,01/09/2022\nC2,Bart,Simpson,0,01/10/2022,01/10/2022\n");
         assert_eq!(codes(&r), [(Some(2), Code::BadDate)]);
         assert_eq!(r.issues[0].field.as_deref(), Some("EndDate"));
         assert!(r.issues[0].message.starts_with("EndDate 01/09/2022 is before StartDate 01/10/2022"), "{}", r.issues[0].message);
+    }
+
+    /// A whole carers file's text (its own header), validated without a store or an organisation.
+    fn validate_text(text: &str) -> ImportResult {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carers.csv");
+        std::fs::write(&path, text).unwrap();
+        let incoming = Incoming { path: &path, file_name: "carers.csv".into(), import_id: "i".into(), received_at: chrono::Utc::now(), attachments: None };
+        process(&Config::default(), None, &incoming, Mode::Validate { store: None, cplis: None }).unwrap()
     }
 
     fn pearl() -> crate::domain::Slug {

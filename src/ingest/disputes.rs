@@ -156,16 +156,16 @@ impl Apply<DisputeRow> for AtDesk<'_> {
             DisputeRow::Raise { organisation, visit_ref, dispute_type, details } => {
                 (self.desk.raise(Raise { organisation: &organisation, visit_ref: &visit_ref, dispute_type, details }, &self.by, at)?, Applied::New)
             }
-            DisputeRow::Close { id, visit_ref: Some(given), .. } if self.desk.visit_ref_of(id).is_some_and(|theirs| theirs != given) => {
-                let theirs = self.desk.visit_ref_of(id).unwrap_or_default();
-                let message = format!(
-                    "VisitRef '{}' is not the visit of dispute {id} ({theirs}): a row with a DisputeId and Close = Y closes that dispute; to raise a dispute on '{}', send it on a row of its own with DisputeId and Close blank",
-                    quote(&given),
-                    quote(&given)
-                );
-                return Ok(refuse(row, Refusal { code: Code::RefMismatch, field: Some("VisitRef"), message }));
+            DisputeRow::Close { id, note, delete_visit, visit_ref } => {
+                if let Some((given, theirs)) = visit_ref.as_deref().zip(self.desk.visit_ref_of(id)).filter(|(g, t)| g != t) {
+                    let message = format!(
+                        "VisitRef '{g}' is not the visit of dispute {id} ({theirs}): a row with a DisputeId and Close = Y closes that dispute; to raise a dispute on '{g}', send it on a row of its own with DisputeId and Close blank",
+                        g = quote(given)
+                    );
+                    return Ok(refuse(row, Refusal { code: Code::RefMismatch, field: Some("VisitRef"), message }));
+                }
+                (self.desk.close(id, note, delete_visit, &self.by, at)?, Applied::Updated)
             }
-            DisputeRow::Close { id, note, delete_visit, .. } => (self.desk.close(id, note, delete_visit, &self.by, at)?, Applied::Updated),
         };
         Ok(match acted {
             Ok(_) => applied,

@@ -65,11 +65,12 @@ impl Store {
         Ok(self.db.get(k.current(slug))?)
     }
 
-    /// Whether a row under `k` was sent and is deleted now: no current row, an earlier version kept.
-    pub fn actual_deleted(&self, slug: &Slug, k: &ActualKey) -> Result<bool> {
+    /// Whether an earlier version of the row under `k` is kept: with no current row, it was sent and
+    /// deleted.
+    pub fn actual_has_history(&self, slug: &Slug, k: &ActualKey) -> Result<bool> {
         let p = k.parts();
         let prefix = key(&[b"b", slug.as_bytes(), &p[0], &p[1], &p[2], &p[3], b""]);
-        Ok(self.current_actual(slug, k)?.is_none() && self.db.scan_prefix(prefix).next().transpose()?.is_some())
+        Ok(self.db.scan_prefix(prefix).next().transpose()?.is_some())
     }
 
     /// The organisation's current actuals rows, in key order.
