@@ -1,6 +1,7 @@
 //! The one parallel judging engine every file kind runs on (issue 11): a reader thread parses rows in
 //! chunks, workers judge them in parallel, and the calling thread applies judged rows in file order.
-//! A small file is read, judged and applied on the calling thread alone ([`ON_ONE_THREAD_BYTES`]).
+//! A small file is read, judged and applied on the calling thread alone, a mid-sized one judged on
+//! one helper thread while the calling thread applies ([`Threads`]).
 //!
 //! Judging a row needs nothing from the rows before it (keys used twice were found by the first
 //! pass), so it is a kind's pure per-row work (`Rules::judge`) and runs on `WORKERS` threads. What
@@ -85,9 +86,95 @@ type Chunk = Vec<(u64, csv::ByteRecord)>;
 /// Judges every row of `rows` with `rules` and applies the accepted ones with `apply`, in file order;
 /// each row's issues go to `issues` in row order. Returns the counts.
 pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
-    if rows.bytes() <= ON_ONE_THREAD_BYTES {
-        return run_here(rows, shape, rules, apply, issues);
+    run_on(Threads::for_bytes(rows.bytes()), rows, shape, rules, apply, issues)
+}
+
+fn run_on<K: Rules, A: Apply<K::Out>>(threads: Threads, rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
+    match threads {
+        Threads::One => run_here(rows, shape, rules, apply, issues),
+        Threads::Two => run_beside(rows, shape, rules, apply, issues),
+        Threads::Many => run_parallel(rows, shape, rules, apply, issues),
     }
+}
+
+/// How many threads a file is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// Read, judged and applied on the calling thread.
+    One,
+    /// Read and judged on one helper thread, applied on the calling thread meanwhile.
+    Two,
+    /// A reader, `WORKERS` judges, and the calling thread applying.
+    Many,
+}
+
+impl Threads {
+    fn for_bytes(bytes: u64) -> Threads {
+        if bytes <= ON_ONE_THREAD_BYTES {
+            Threads::One
+        } else if bytes <= ON_TWO_THREADS_BYTES {
+            Threads::Two
+        } else {
+            Threads::Many
+        }
+    }
+}
+
+/// Files up to this size (about 110 visit rows) are read, judged and applied on the calling
+/// thread: a thread started for them would cost about what it saves.
+pub const ON_ONE_THREAD_BYTES: u64 = 16 * 1024;
+
+/// Files up to this size (about 1,800 visit rows) are read and judged on one helper thread in chunks
+/// of [`SMALL_CHUNK`] rows while the calling thread applies the chunks before them (issue 10: judging
+/// and storing a 1,000-row file took turns on one core while a burst left the other idle). Their
+/// rows would make one or two chunks of `CHUNK`, which `WORKERS` threads could not share, and three
+/// threads a file (and their allocator heaps) were part of what a burst of small uploads cost.
+pub const ON_TWO_THREADS_BYTES: u64 = 256 * 1024;
+
+/// Rows handed from the helper to the calling thread at a time in a file of [`Threads::Two`]: small,
+/// so that storing begins soon after judging does.
+pub const SMALL_CHUNK: usize = 128;
+
+/// [`run`] for a mid-sized file: one helper thread reads and judges, the calling thread applies.
+fn run_beside<K: Rules, A: Apply<K::Out>>(mut rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
+    let enc = rows.encoding;
+    let (judged_tx, judged_rx) = mpsc::sync_channel::<Result<Vec<Judged<K::Out>>, IngestError>>(4);
+    // Applied rows' records go back to the helper to be filled again, as in `run_parallel`.
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<csv::ByteRecord>>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let (mut scratch, mut pool) = (K::Scratch::default(), Vec::new());
+            loop {
+                let mut record = || {
+                    if pool.is_empty() {
+                        pool = spare_rx.try_recv().unwrap_or_default();
+                    }
+                    pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
+                };
+                let (chunk, last) = read_chunk(&mut rows, SMALL_CHUNK, &mut record);
+                if chunk.as_ref().is_ok_and(|c| c.is_empty()) {
+                    return;
+                }
+                let judged = chunk.map_err(IngestError::from).and_then(|c| judge_chunk(c, shape, enc, rules, &mut scratch));
+                let failed = judged.is_err();
+                // The calling thread stopped (an error applying): so does this one.
+                if judged_tx.send(judged).is_err() || last || failed {
+                    return;
+                }
+            }
+        });
+        let mut counts = Counts::default();
+        for (next, judged) in (1..).zip(judged_rx) {
+            let spare = apply_chunk(judged?, apply, &mut counts, issues)?;
+            let _ = spare_tx.send(spare);
+            apply.chunk_done(next)?;
+        }
+        Ok(counts)
+    })
+}
+
+/// [`run`] for a large file: a reader, `WORKERS` judges, the calling thread applying in order.
+fn run_parallel<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
     let enc = rows.encoding;
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, std::io::Result<Chunk>)>(WORKERS);
     // Owned by the workers: when they stop early the reader's next send fails and it stops too.
@@ -129,19 +216,13 @@ pub fn run<K: Rules, A: Apply<K::Out>>(rows: Rows, shape: &Shape, rules: &K, app
     })
 }
 
-/// Files up to this size (about 1,800 visit rows) are read, judged and applied on the calling
-/// thread: their rows make one or two chunks, which the threads would hand on one after another
-/// anyway, and starting three threads a file (and their allocator heaps) was part of what a burst of
-/// small uploads cost (issue 10).
-pub const ON_ONE_THREAD_BYTES: u64 = 256 * 1024;
-
 /// [`run`] without threads, for a small file: the same chunks judged and applied in turn.
 fn run_here<K: Rules, A: Apply<K::Out>>(mut rows: Rows, shape: &Shape, rules: &K, apply: &mut A, issues: &mut Issues) -> Result<Counts, IngestError> {
     let (enc, mut scratch, mut counts) = (rows.encoding, K::Scratch::default(), Counts::default());
     let mut spare: Vec<csv::ByteRecord> = Vec::new();
     for next in 1.. {
         let mut record = || spare.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32));
-        let (chunk, last) = read_chunk(&mut rows, &mut record);
+        let (chunk, last) = read_chunk(&mut rows, CHUNK, &mut record);
         let chunk = chunk?;
         if chunk.is_empty() {
             break;
@@ -175,15 +256,15 @@ fn apply_chunk<O, A: Apply<O>>(judged: Vec<Judged<O>>, apply: &mut A, counts: &m
     Ok(spare)
 }
 
-/// Up to `CHUNK` rows, and whether the file ended (or failed) with them.
-fn read_chunk(rows: &mut Rows, record: &mut impl FnMut() -> csv::ByteRecord) -> (std::io::Result<Chunk>, bool) {
-    let mut chunk = Vec::with_capacity(CHUNK);
+/// Up to `size` rows, and whether the file ended (or failed) with them.
+fn read_chunk(rows: &mut Rows, size: usize, record: &mut impl FnMut() -> csv::ByteRecord) -> (std::io::Result<Chunk>, bool) {
+    let mut chunk = Vec::with_capacity(size);
     let mut rec = record();
     loop {
         match rows.next(&mut rec) {
             Ok(Some(row)) => {
                 chunk.push((row, std::mem::replace(&mut rec, record())));
-                if chunk.len() == CHUNK {
+                if chunk.len() == size {
                     return (Ok(chunk), false);
                 }
             }
@@ -202,7 +283,7 @@ fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chun
         pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
     };
     for idx in 0.. {
-        let (chunk, last) = read_chunk(&mut rows, &mut record);
+        let (chunk, last) = read_chunk(&mut rows, CHUNK, &mut record);
         if chunk.as_ref().is_ok_and(|c| c.is_empty()) {
             return;
         }
@@ -304,7 +385,7 @@ mod tests {
         }
     }
 
-    fn run_on(text: &str) -> (Counts, Record, Vec<Issue>) {
+    fn run_text(text: &str, threads: Option<Threads>) -> (Counts, Record, Vec<Issue>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.csv");
         std::fs::write(&path, text).unwrap();
@@ -312,7 +393,11 @@ mod tests {
         let mut issues = Issues::new(Some(dir.path())).unwrap();
         let mut record = Record::default();
         let shape = Shape { positions: vec![Some(0), Some(1)], header_len: 2 };
-        let counts = run(rows, &shape, &Numbers, &mut record, &mut issues).unwrap();
+        let counts = match threads {
+            Some(t) => run_on(t, rows, &shape, &Numbers, &mut record, &mut issues),
+            None => run(rows, &shape, &Numbers, &mut record, &mut issues),
+        }
+        .unwrap();
         let log = issues.finish().unwrap();
         (counts, record, log.first(usize::MAX).unwrap())
     }
@@ -328,13 +413,14 @@ mod tests {
         (text, n)
     }
 
-    fn applied_and_reported_in_file_order(text: &str, n: usize) {
-        let (counts, record, issues) = run_on(text);
+    fn applied_and_reported_in_file_order(text: &str, n: usize, threads: Threads) {
+        let (counts, record, issues) = run_text(text, Some(threads));
         let bad = n / 1000;
         assert_eq!(counts.read, n as u64);
         assert_eq!(record.seen.len(), n - bad);
         assert!(record.seen.windows(2).all(|w| w[0] < w[1]), "applied in file order");
-        assert_eq!(record.chunks, 6);
+        let chunk = if threads == Threads::Two { SMALL_CHUNK } else { CHUNK };
+        assert_eq!(record.chunks, n.div_ceil(chunk), "told of every chunk applied");
         let rows: Vec<u64> = issues.iter().map(|i| i.row.unwrap()).collect();
         assert!(rows.windows(2).all(|w| w[0] < w[1]), "issues in row order: {rows:?}");
         assert_eq!(issues.iter().filter(|i| i.code == Code::BadNumber).count(), bad);
@@ -346,20 +432,51 @@ mod tests {
     #[test]
     fn rows_judged_in_parallel_are_applied_and_reported_in_file_order() {
         let (text, n) = chunks_of_rows(80);
-        assert!(text.len() as u64 > ON_ONE_THREAD_BYTES, "a file large enough for the threads");
-        applied_and_reported_in_file_order(&text, n);
+        assert_eq!(Threads::for_bytes(text.len() as u64), Threads::Many, "a file large enough for the threads");
+        applied_and_reported_in_file_order(&text, n, Threads::Many);
+    }
+
+    #[test]
+    fn a_file_judged_beside_the_thread_applying_it_gives_the_same_rows_counts_and_issues() {
+        let (text, n) = chunks_of_rows(1);
+        assert_eq!(Threads::for_bytes(text.len() as u64), Threads::Two, "a mid-sized file");
+        applied_and_reported_in_file_order(&text, n, Threads::Two);
     }
 
     #[test]
     fn a_small_file_judged_on_one_thread_gives_the_same_rows_counts_and_issues() {
         let (text, n) = chunks_of_rows(1);
-        assert!(text.len() as u64 <= ON_ONE_THREAD_BYTES, "a file small enough for one thread");
-        applied_and_reported_in_file_order(&text, n);
+        applied_and_reported_in_file_order(&text, n, Threads::One);
+        assert_eq!(Threads::for_bytes(ON_ONE_THREAD_BYTES), Threads::One);
+    }
+
+    #[test]
+    fn an_error_applying_a_row_stops_the_helper_thread_and_is_returned() {
+        struct Failing;
+        impl Apply<u64> for Failing {
+            fn apply(&mut self, _: &mut Judged<u64>, n: u64) -> Result<Applied, IngestError> {
+                if n == 300 {
+                    return Err(std::io::Error::other("the store failed").into());
+                }
+                Ok(Applied::New)
+            }
+        }
+        let (text, _) = chunks_of_rows(1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        let shape = Shape { positions: vec![Some(0), Some(1)], header_len: 2 };
+        for threads in [Threads::One, Threads::Two, Threads::Many] {
+            let rows = Rows::open(&path, Encoding::Utf8).unwrap();
+            let mut issues = Issues::new(Some(dir.path())).unwrap();
+            let failed = run_on(threads, rows, &shape, &Numbers, &mut Failing, &mut issues);
+            assert!(matches!(failed, Err(IngestError::Io(_))), "{threads:?}: {:?}", failed.err());
+        }
     }
 
     #[test]
     fn a_row_with_a_missing_or_extra_filled_field_is_rejected_before_its_rules_see_it() {
-        let (counts, record, issues) = run_on("Key,Value\nK1\nK2,2,,\nK3,3,oops\n");
+        let (counts, record, issues) = run_text("Key,Value\nK1\nK2,2,,\nK3,3,oops\n", None);
         assert_eq!(record.seen, [2]);
         assert_eq!(issues.iter().map(|i| (i.row, i.code)).collect::<Vec<_>>(), [(Some(2), Code::WrongFieldCount), (Some(4), Code::WrongFieldCount)]);
         assert_eq!(issues[0].reference.as_deref(), Some("K1"));
