@@ -226,22 +226,36 @@ pub fn refigured(store: &Store, org: &Organisation, rules: &Hospital) -> Result<
     let calendar = Calendar::new(rules);
     let mut changed = Vec::new();
     for mut c in pending {
-        let Some(cpli) = stored.cplis.iter().find(|p| p.cpli_id == c.cpli_id) else { continue };
-        let Some(scheme) = Scheme::of(&cpli.contract) else { continue };
-        let visits = stored.package_visits(cpli);
-        let (amount, working, end) = match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
-            Some((stay, missed)) => {
-                let Some(figure) = hospital::figure(rules, &calendar, scheme, &stay, &missed, |i| stored.unit_cost(i)) else { continue };
-                (figure.amount, figure.working(), stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed))
-            }
-            None => (Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end),
-        };
+        let Some((amount, working, end)) = figured_now(&c, org, &stored, rules, &calendar) else { continue };
         if (amount, &working, end) != (c.computed_amount, &c.working, c.stay_end) {
             (c.computed_amount, c.working, c.stay_end) = (amount, working, end);
             changed.push(c);
         }
     }
     Ok(changed)
+}
+
+/// A pending claim's figure, working and stay end from the stored visits and CPLIs as they now are;
+/// `None` leaves it as it is.
+fn figured_now(c: &Claim, org: &Organisation, stored: &Stored<'_>, rules: &Hospital, calendar: &Calendar) -> Option<(Decimal, String, NaiveDate)> {
+    // A package the council has since given to another organisation (or taken out of its extract),
+    // or put under a contract without the incentive, pays nothing now: the figure says so rather
+    // than keeping one made from a package no longer the provider's.
+    let Some(cpli) = stored.cplis.iter().find(|p| p.cpli_id == c.cpli_id) else {
+        return Some((Decimal::ZERO, format!("nothing: CPLI {} is no longer one of {}'s packages in the council's extract", c.cpli_id, org.name), c.stay_end));
+    };
+    let Some(scheme) = Scheme::of(&cpli.contract) else {
+        let contract = if cpli.contract.is_empty() { "blank" } else { &cpli.contract };
+        return Some((Decimal::ZERO, format!("nothing: CPLI {}'s contract is now {contract}, which has no hospital incentive (only DAPL and LWAH have one)", c.cpli_id), c.stay_end));
+    };
+    let visits = stored.package_visits(cpli);
+    match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
+        Some((stay, missed)) => {
+            let figure = hospital::figure(rules, calendar, scheme, &stay, &missed, |i| stored.unit_cost(i))?;
+            Some((figure.amount, figure.working(), stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed)))
+        }
+        None => Some((Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end)),
+    }
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {

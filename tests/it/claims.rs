@@ -493,3 +493,31 @@ fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not(
     let exported = std::fs::read_to_string(env.data().join("orgs/pearl-carers-ltd/exports/claims.csv")).unwrap();
     assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,17.83,")), "{exported}");
 }
+
+#[test]
+fn a_pending_claims_figure_is_nothing_once_its_package_is_another_organisations_or_under_a_contract_without_the_incentive() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    let r = import_claims(&env, "claims.csv", &guide_claims(""));
+    assert_eq!(counts(&r).1, 2, "{r}");
+    let figure = |claim_ref: &str| {
+        let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+        let c = list.iter().find(|c| c["claim_ref"] == claim_ref).unwrap_or_else(|| panic!("{claim_ref} in {list:?}")).clone();
+        (c["computed_amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap(), c["working"].as_str().unwrap().to_string())
+    };
+    assert_eq!(figure("HIP-2").0, "47.54".parse().unwrap());
+    // The council's next extract gives Skinner's package to another provider, and puts Flanders's
+    // under a Spot contract.
+    let extract = "CPLIID,SSRef,ClientName,NHSNumber,ClientRef,OrganisationRef,OrganisationName,ServiceRef,ServiceName,Contract,ServiceLevelRef,ServiceLevel,StartDate,EndDate,Quantity,Unit,Frequency,UnitCost,Authorised\n\
+        156040,A332295,Mr Principal Skinner,,,,Acme Care Ltd,,Acme Care - DAPL Oxford,DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,30.00,Y\n\
+        156024,A352035,Mr Ned Flanders,,,,Pearl Carers Ltd,,Pearl Carers - DAPL South,Spot,,Personal Care,03/10/2022,,2,Hr,Weekly,23.77,Y\n";
+    let (_d, path) = write_temp("cplis-moved.csv", extract);
+    env.ok(&["cplis", "load", path.to_str().unwrap()]);
+    let (amount, working) = figure("HIP-2");
+    assert_eq!(amount, rust_decimal::Decimal::ZERO, "{working}");
+    assert_eq!(working, "nothing: CPLI 156040 is no longer one of Pearl Carers Ltd's packages in the council's extract");
+    let (amount, working) = figure("HIP-1");
+    assert_eq!(amount, rust_decimal::Decimal::ZERO, "{working}");
+    assert!(working.contains("CPLI 156024's contract is now Spot, which has no hospital incentive"), "{working}");
+}
