@@ -67,6 +67,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         foreign: super::foreign_guids(file.store, file.org)?,
         store: file.stored(),
         import_id: &file.incoming.import_id,
+        today: file.config.rules.current_day(),
     };
     let batch = match file.writer() {
         Some((s, slug)) => Some(s.begin_actuals(slug, &file.incoming.import_id)?),
@@ -206,6 +207,8 @@ pub struct Context<'a> {
     /// The store and organisation folder, to tell new keys from updated ones.
     pub store: Option<(&'a Store, &'a crate::domain::Slug)>,
     pub import_id: &'a str,
+    /// `rules.current_day`: a period ending after tomorrow is not over.
+    pub today: NaiveDate,
 }
 
 /// The actuals rules, on the shared `Row` (cells, issues).
@@ -280,6 +283,17 @@ impl Row<'_, Col> {
                 );
             } else if let Some(message) = misaligned(start, days, ctx.periods) {
                 self.push(Code::BadDate, Some(Col::PeriodStart), message);
+            } else if end > ctx.today + chrono::Duration::days(1) {
+                // As a visit's DeliveredVisitDate: what was delivered is known once the period is
+                // over (tomorrow allowed, for a server a time zone behind the provider).
+                self.push(
+                    Code::BadDate,
+                    Some(Col::PeriodEnd),
+                    format!(
+                        "PeriodEnd {} is in the future (today is {}): a row gives the care delivered in a period, so send it once the period is over; a date years ahead is often a two-digit year read as 20YY",
+                        uk_date(end), uk_date(ctx.today)
+                    ),
+                );
             }
         }
         let before = self.issues.len();
@@ -329,12 +343,19 @@ impl Row<'_, Col> {
             };
             self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in {}", Col::Comments.heading()));
         }
+        let matched = ctx.cplis.map(|index| match_actual(&a, index));
+        // Hours in quarters are told with the row's other errors, not only once those are put right.
+        if let Some((_, _, Some(cpli))) = &matched {
+            if ctx.hours_step_minutes > 0 && is_hours(&cpli.quantity.unit) {
+                self.check_hours_step(&a, ctx.hours_step_minutes);
+            }
+        }
         // A rejected row is not matched: nothing of it is stored, and its warnings would count as
         // data-quality issues of rows that were (SPEC 3).
         if !self.has_errors() {
             self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
-            if let Some(index) = ctx.cplis {
-                self.match_and_cost(&mut a, index, ctx.hours_step_minutes, quantities_read);
+            if let Some((status, field, cpli)) = matched {
+                self.cost(&mut a, status, field, cpli, quantities_read);
             }
         }
         let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
@@ -347,16 +368,10 @@ impl Row<'_, Col> {
         Row::check_organisation(self, org, (Col::OrganisationName, Col::OrganisationRef), name, org_ref, foreign, "actuals");
     }
 
-    /// Matches as visits are matched (SPEC 3.3), on the period start; costs the row from the CPLI.
-    fn match_and_cost(&mut self, a: &mut Actual, index: &CpliIndex, step_minutes: i64, quantities_read: bool) {
-        let (status, field, cpli) = match_actual(a, index);
-        if let Some(cpli) = cpli {
-            if step_minutes > 0 && is_hours(&cpli.quantity.unit) {
-                self.check_hours_step(a, step_minutes);
-            }
-            if quantities_read {
-                self.check_planned(a, cpli);
-            }
+    /// Gives an accepted row its match (`match_actual`) and its cost from the CPLI.
+    fn cost(&mut self, a: &mut Actual, status: MatchStatus, field: Option<&'static str>, cpli: Option<&Cpli>, quantities_read: bool) {
+        if let Some(cpli) = cpli.filter(|_| quantities_read) {
+            self.check_planned(a, cpli);
         }
         a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
         if let MatchStatus::Unmatched { reason } = &status {
@@ -608,6 +623,35 @@ mod tests {
         let r = judge(&[row("03/10/2022", "10", "9.3", "0", "0", "14", "")]);
         assert_eq!(codes(&r), [Code::BadQuantity]);
         assert_eq!(r.issues[0].field.as_deref(), Some("Actual"));
+    }
+
+    #[test]
+    fn hours_not_in_quarters_are_told_with_the_rows_other_errors() {
+        // An over-delivery without a comment, and 10.1 hours: both at once, not one after the other.
+        let r = judge(&[row("31/10/2022", "10", "10.1", "0", "0", "14", "")]);
+        assert_eq!(codes(&r), [Code::CommentRequired, Code::BadQuantity], "{:#?}", r.issues);
+        assert_eq!(r.counts.rejected, 1);
+    }
+
+    #[test]
+    fn a_row_refused_for_its_hours_gets_no_warning() {
+        // Planned 10.1 is refused (quarters); its difference from the CPLI's 10 is not also told.
+        let r = judge(&[row("14/11/2022", "10.1", "10", "0", "0", "3", "")]);
+        assert_eq!(codes(&r), [Code::BadQuantity], "{:#?}", r.issues);
+        assert_eq!((r.counts.rejected, r.counts.data_quality_issues), (1, 0));
+    }
+
+    #[test]
+    fn a_period_ending_after_tomorrow_is_a_bad_date() {
+        let today = Config::default().rules.current_day();
+        let week = |monday: NaiveDate| row(&uk_date(monday), "10", "10", "0", "0", "14", "");
+        // The weeks holding today + 8 days and today - 7 days (the periods' weeks start on Mondays).
+        let monday = |d: NaiveDate| week_of(d, &Config::default().periods);
+        let r = judge(&[week(monday(today + chrono::Duration::days(8))), week(monday(today - chrono::Duration::days(7)))]);
+        assert_eq!(codes(&r).first(), Some(&Code::BadDate), "{:#?}", r.issues);
+        assert_eq!((r.issues[0].row, r.issues[0].field.as_deref()), (Some(2), Some("PeriodEnd")));
+        assert!(r.issues[0].message.contains("is in the future"), "{}", r.issues[0].message);
+        assert_eq!(r.counts.rejected, 1, "last week's row is taken: {:#?}", r.issues);
     }
 
     #[test]
