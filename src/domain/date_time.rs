@@ -190,6 +190,8 @@ fn push_two(s: &mut String, n: u32) {
 }
 
 /// Minutes between an entry and an exit time; an exit earlier than the entry runs past midnight.
+/// Times may carry seconds (the guide's `hh:mm[:ss]`): a length is counted to the nearest minute,
+/// 30 seconds and over rounding up, so that seconds neither go unpaid nor are paid twice on average.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration {
     pub minutes: i64,
@@ -202,7 +204,7 @@ impl Duration {
         if d < 0 {
             d += 24 * 3600;
         }
-        Duration { minutes: d / 60 }
+        Duration { minutes: (d + 30) / 60 }
     }
 
     pub fn hours_text(self) -> String {
@@ -215,6 +217,17 @@ impl Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_visits_length_is_counted_to_the_nearest_minute() {
+        let t = |s: &str| NaiveTime::parse_from_str(s, "%H:%M:%S").unwrap();
+        assert_eq!(Duration::between(t("08:00:00"), t("08:30:50")).minutes, 31);
+        assert_eq!(Duration::between(t("08:00:13"), t("08:30:42")).minutes, 30, "29 s short of 30 m 30 s");
+        assert_eq!(Duration::between(t("08:00:00"), t("08:30:30")).minutes, 31, "half a minute rounds up");
+        assert_eq!(Duration::between(t("08:00:30"), t("09:00:00")).minutes, 60, "59 m 30 s");
+        assert_eq!(Duration::between(t("23:59:40"), t("00:00:10")).minutes, 1, "past midnight");
+        assert_eq!(Duration::between(t("08:00:00"), t("08:00:00")).minutes, 0);
+    }
 
     fn d(y: i32, m: u32, day: u32) -> Option<NaiveDate> {
         NaiveDate::from_ymd_opt(y, m, day)
