@@ -365,13 +365,12 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     let issue = j.issue(Code::PossibleDuplicate, Some(Col::PlannedEntryTime.heading()), message);
                     j.issues.push(issue);
                 }
-                let applied = match old {
-                    Some(old) => {
-                        add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
-                        Applied::Updated
-                    }
-                    None => Applied::New,
-                };
+                if let Some(old) = old {
+                    add_week(&mut self.weeks, old, &VisitKeys::of(old), &ctx.rules.visit_types, -1, None);
+                }
+                // A VisitRef deleted before is known to the organisation all the same (SPEC 3.4: "a
+                // known one is updated", its deletion kept in history).
+                let applied = if previous.is_some() { Applied::Updated } else { Applied::New };
                 add_week(&mut self.weeks, &visit, &keys, &ctx.rules.visit_types, 1, Some(old.is_none()));
                 self.hospital.note(&visit, &keys, j.row, ctx)?;
                 batch.put(previous.as_ref().map(|(raw, _)| raw), &visit.visit_ref, accepted.encoded)?;
@@ -1649,6 +1648,17 @@ mod tests {
         assert_eq!((del.counts.read, del.counts.updated, del.counts.rejected), (1, 1, 0), "{:#?}", del.issues);
         assert_eq!(store.current_visits(&org().slug).count(), 0);
         assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_visit_sent_again_after_its_deletion_is_updated_not_new() {
+        let (_d, store) = temp_store();
+        import(&store, &[row(&[])]);
+        import(&store, &[format!("V1,1{}", ",".repeat(23))]);
+        let again = import(&store, &[row(&[])]);
+        assert_eq!((again.counts.new, again.counts.updated), (0, 1), "{:#?}", again.issues);
+        assert_eq!(store.current_visits(&org().slug).count(), 1);
+        assert_eq!(store.visit_history(&org().slug, "V1").unwrap().len(), 2, "the first version and the deletion");
     }
 
     #[test]
