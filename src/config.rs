@@ -93,6 +93,7 @@ impl Default for Rules {
                 "HTLAH Maintenance",
                 "HTLAH - Maintenance",
                 "HTLAH - Developmental",
+                "HTLAH Developmental",
             ]),
             no_visit_service_levels: list(&[
                 "Live in care",

@@ -1410,6 +1410,14 @@ mod tests {
     }
 
     #[test]
+    fn both_htlah_levels_take_visits_written_with_or_without_the_dash() {
+        for level in ["HTLAH Maintenance", "HTLAH - Maintenance", "HTLAH Developmental", "HTLAH - Developmental"] {
+            let r = judge(&[row(&[("ServiceLevel", level)])]);
+            assert!(!codes(&r).contains(&Code::NoVisitsForServiceLevel), "{level}: {:#?}", r.issues);
+        }
+    }
+
+    #[test]
     fn another_organisations_name_is_rejected() {
         let r = judge(&[row(&[("OrganisationName", "Diamond Home Care Ltd")]), row(&[("VisitRef", "V2"), ("OrganisationName", "pearl carers ltd"), ("PlannedEntryTime", "10:00")])]);
         assert_eq!(codes(&r), [Code::WrongOrganisation]);
