@@ -114,6 +114,36 @@ impl Cpli {
     pub fn service_key(&self) -> NameKey {
         NameKey::new(&self.service_name)
     }
+
+    /// Whether `other` is a package of the same client, service level and service: a variation of
+    /// this one, or a temporary extra package beside it.
+    pub fn same_package(&self, other: &Cpli) -> bool {
+        let client = |c: &Cpli| super::visit::client_key(Some(&c.ssref), None, None);
+        client(self) == client(other) && self.level_key() == other.level_key() && self.service_key() == other.service_key()
+    }
+}
+
+/// What `cplis` commission from `from` to `to`: each for the days of it that it is in force, pro rata
+/// to its frequency, at its own unit cost; only quantities in `like`'s unit count (a weekly charge
+/// cannot be added to hours). `(quantity, cost)`, exact; `None` on overflow.
+pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate, like: &Quantity) -> Option<(Decimal, Decimal)> {
+    let (mut qty, mut cost) = (Decimal::ZERO, Decimal::ZERO);
+    for c in cplis.into_iter().filter(|c| c.quantity.same_unit(like)) {
+        let days = from.iter_days().take_while(|d| *d <= to).filter(|d| c.covers(*d)).count() as i64;
+        let Some(q) = c.quantity.pro_rata(days) else { continue };
+        qty = qty.checked_add(q)?;
+        cost = cost.checked_add(q.checked_mul(c.unit_cost)?)?;
+    }
+    Some((qty, cost))
+}
+
+/// The unit cost of a period's quantities under `cpli` and the authorised packages `same_package` as
+/// it among `cplis`: what they commission in the period, cost over quantity, so that a variation part-way
+/// through it, or a temporary extra package, is paid for its share at its own cost; `cpli`'s own
+/// where they commission nothing.
+pub fn period_rate<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate) -> Option<Decimal> {
+    let (qty, cost) = commissioned(cplis.into_iter().filter(|c| c.authorised && c.same_package(cpli)), from, to, &cpli.quantity)?;
+    if qty.is_zero() { Some(cpli.unit_cost) } else { cost.checked_div(qty) }
 }
 
 #[cfg(test)]

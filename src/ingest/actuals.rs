@@ -354,8 +354,8 @@ impl Row<'_, Col> {
         // data-quality issues of rows that were (SPEC 3).
         if !self.has_errors() {
             self.nhs_number(Col::NhsNumber, a.nhs_number.as_deref());
-            if let Some((status, field, cpli)) = matched {
-                self.cost(&mut a, status, field, cpli, quantities_read);
+            if let (Some((status, field, cpli)), Some(index)) = (matched, ctx.cplis) {
+                self.cost(&mut a, status, field, cpli, index, quantities_read);
             }
         }
         let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
@@ -369,11 +369,11 @@ impl Row<'_, Col> {
     }
 
     /// Gives an accepted row its match (`match_actual`) and its cost from the CPLI.
-    fn cost(&mut self, a: &mut Actual, status: MatchStatus, field: Option<&'static str>, cpli: Option<&Cpli>, quantities_read: bool) {
+    fn cost(&mut self, a: &mut Actual, status: MatchStatus, field: Option<&'static str>, cpli: Option<&Cpli>, index: &CpliIndex, quantities_read: bool) {
         if let Some(cpli) = cpli.filter(|_| quantities_read) {
-            self.check_planned(a, cpli);
+            self.check_planned(a, cpli, index);
         }
-        a.total_cost = cpli.and_then(|c| a.cost_at(c.unit_cost));
+        a.total_cost = cpli.and_then(|c| cost_under(a, c, index));
         if let MatchStatus::Unmatched { reason } = &status {
             self.push(Code::Unmatched, field.and_then(Col::named), reason.clone());
         }
@@ -384,8 +384,10 @@ impl Row<'_, Col> {
     /// guide's actuals screen): the matched CPLI's quantity for the row's period (issue 11). Judged
     /// only where that quantity is exact: the CPLI covers the whole period and the period is a whole
     /// number of the CPLI's frequency (`Quantity::for_period`).
-    fn check_planned(&mut self, a: &Actual, cpli: &Cpli) {
-        if !cpli.covers_all(a.period_start, a.period_end) {
+    fn check_planned(&mut self, a: &Actual, cpli: &Cpli, index: &CpliIndex) {
+        let package: Vec<&Cpli> = index.cplis().filter(|c| c.authorised && c.same_package(cpli) && c.overlaps(a.period_start, a.period_end)).collect();
+        if package.len() > 1 || !cpli.covers_all(a.period_start, a.period_end) {
+            self.check_planned_across(a, &package, cpli);
             return;
         }
         let days = (a.period_end - a.period_start).num_days() + 1;
@@ -402,6 +404,32 @@ impl Row<'_, Col> {
                 ),
             );
         }
+    }
+
+    /// Planned where the period holds more than the matched CPLI: a variation part-way through it,
+    /// a temporary extra package, a package ending in it. Planned is then what those CPLIs
+    /// commission for the days each is in force (as the report's Comm.), judged where that is a
+    /// figure a file can give (four decimals).
+    fn check_planned_across(&mut self, a: &Actual, package: &[&Cpli], cpli: &Cpli) {
+        let Some((expected, _)) = crate::domain::cpli::commissioned(package.iter().copied(), a.period_start, a.period_end, &cpli.quantity) else { return };
+        if expected != expected.round_dp(QUANTITY_DECIMALS) || a.planned == expected {
+            return;
+        }
+        let parts: Vec<String> = package
+            .iter()
+            .map(|c| {
+                let days = a.period_start.iter_days().take_while(|d| *d <= a.period_end).filter(|d| c.covers(*d)).count();
+                format!("CPLI {} {} {} {} for {days} of its days", c.cpli_id, c.quantity.amount.normalize(), c.quantity.unit, c.quantity.frequency)
+            })
+            .collect();
+        self.push(
+            Code::PlannedDiffersFromCpli,
+            Some(Col::Planned),
+            format!(
+                "Planned {} differs from the {} the client's CPLIs commission for {} to {} ({}); Planned is what the contract commissions: check it, or send a row for each week",
+                a.planned.normalize(), expected.normalize(), uk_date(a.period_start), uk_date(a.period_end), parts.join(", ")
+            ),
+        );
     }
 
     /// Hours are sent in quarters (SPEC 2.2, configurable).
@@ -450,7 +478,14 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
 /// A stored row matched again after CPLIs changed: its status and total cost.
 pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) {
     let (status, _, cpli) = match_actual(a, index);
-    (status, cpli.and_then(|c| a.cost_at(c.unit_cost)))
+    (status, cpli.and_then(|c| cost_under(a, c, index)))
+}
+
+/// A row's cost under its CPLI: Actual + Frustrated at the rate its package commissions in the
+/// period (`cpli::period_rate`: a variation part-way through it, or a temporary extra package, paid
+/// for its share at its own cost; the CPLI's own unit cost otherwise).
+fn cost_under(a: &Actual, cpli: &Cpli, index: &CpliIndex) -> Option<Decimal> {
+    a.cost_at(crate::domain::cpli::period_rate(cpli, index.cplis(), a.period_start, a.period_end)?)
 }
 
 fn is_hours(unit: &str) -> bool {
@@ -824,6 +859,60 @@ mod tests {
         let r = run(&file(&[row("24/10/2022", "10", "9", "0", "0", "14", ""), row("31/10/2022", "10", "9", "0", "0", "14", "")]), Mode::Import(&s));
         assert_eq!(codes(&r), [Code::PeriodLocked]);
         assert_eq!((r.counts.rejected, r.counts.new), (1, 1));
+    }
+
+    /// A156050-like CPLI `id` for A401234 from `start` to `end`: `hours` Hr Weekly at `cost`.
+    fn cpli_of(id: &str, start: (i32, u32, u32), end: Option<(i32, u32, u32)>, hours: i64, cost: &str) -> Cpli {
+        let day = |(y, m, d): (i32, u32, u32)| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        Cpli {
+            cpli_id: id.into(),
+            start_date: day(start),
+            end_date: end.map(day),
+            quantity: Quantity { amount: Decimal::from(hours), unit: "Hr".into(), frequency: "Weekly".into() },
+            unit_cost: cost.parse().unwrap(),
+            ..cpli()
+        }
+    }
+
+    /// Imports `rows` onto a store holding `cplis`: the result and the stored rows' costs.
+    fn import_under(cplis: &[Cpli], rows: &[String]) -> (ImportResult, Vec<Option<Decimal>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.put_org(&org()).unwrap();
+        s.upsert_cplis(cplis).unwrap();
+        let r = run(&file(rows), Mode::Import(&s));
+        let costs = s.current_actuals(&org().slug).map(|a| a.unwrap().actual.total_cost.map(|c| c.round_dp(2))).collect();
+        (r, costs)
+    }
+
+    #[test]
+    fn a_period_across_a_variation_is_paid_for_each_part_at_its_own_cost() {
+        // 10 h a week at 21.50 to 16/10, then 12 h at 22.00: the four weeks commission 20 + 24 h.
+        let cplis = [cpli_of("156060", (2022, 10, 3), Some((2022, 10, 16)), 10, "21.50"), cpli_of("156061", (2022, 10, 17), None, 12, "22.00")];
+        let (r, costs) = import_under(&cplis, &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,44,44,0,0,0,56,")]);
+        assert_eq!((r.counts.new, r.issues.len()), (1, 0), "{:#?}", r.issues);
+        assert_eq!(costs, [Some("958.00".parse().unwrap())], "20 h at 21.50 and 24 h at 22.00, not 44 h at 21.50 (946.00)");
+        // Planned other than the 44 commissioned is told with both parts.
+        let (r, _) = import_under(&cplis, &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,40,40,0,0,0,56,")]);
+        assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
+        assert!(r.issues[0].message.starts_with("Planned 40 differs from the 44 the client's CPLIs commission for 03/10/2022 to 30/10/2022 (CPLI 156060 10 Hr Weekly for 14 of its days, CPLI 156061 12 Hr Weekly for 14 of its days)"), "{}", r.issues[0].message);
+    }
+
+    #[test]
+    fn a_temporary_extra_package_counts_in_planned_and_is_paid_at_its_own_cost() {
+        let cplis = [cpli_of("156070", (2022, 10, 3), None, 10, "21.50"), cpli_of("156071", (2022, 10, 10), Some((2022, 10, 23)), 5, "30")];
+        let (r, costs) = import_under(&cplis, &[row("10/10/2022", "15", "15", "0", "0", "20", "")]);
+        assert_eq!(r.issues.len(), 0, "Planned 15 is what the two commission: {:#?}", r.issues);
+        assert_eq!(costs, [Some("365.00".parse().unwrap())], "10 h at 21.50 and 5 h at 30");
+    }
+
+    #[test]
+    fn planned_for_a_period_a_package_ends_in_is_what_it_commissions_for_its_days() {
+        // 7 h a week until Wednesday 12/10: ten days of the four weeks, 10 h.
+        let cplis = [cpli_of("156101", (2022, 10, 3), Some((2022, 10, 12)), 7, "20")];
+        let (r, _) = import_under(&cplis, &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,28,28,0,0,0,20,")]);
+        assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
+        assert!(r.issues[0].message.contains("differs from the 10 the client's CPLIs commission"), "{}", r.issues[0].message);
     }
 
     #[test]

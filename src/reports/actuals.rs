@@ -330,7 +330,10 @@ fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opt
         comm_qty = comm_qty.checked_add(q).ok_or_else(over)?;
         comm_cost = comm_cost.checked_add(cost).ok_or_else(over)?;
     }
-    let cost = |q: Decimal| q.checked_mul(c.unit_cost).ok_or_else(over);
+    // Paid at the rate the package commissions in the period (`cpli::period_rate`), as the row's
+    // stored cost: a variation part-way through it paid for its share at its own cost.
+    let rate = if comm_qty.is_zero() { c.unit_cost } else { comm_cost.checked_div(comm_qty).ok_or_else(over)? };
+    let cost = |q: Decimal| q.checked_mul(rate).ok_or_else(over);
     let (actual_cost, frust_cost) = (cost(p.actual)?, cost(p.frustrated)?);
     let diff = |a: Decimal, f: Decimal, m: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(m)).ok_or_else(over);
     let diff_qty = diff(p.actual, p.frustrated, comm_qty)?;
@@ -786,13 +789,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_actuals_rows_comm_adds_a_temporary_extra_package_at_its_own_cost() {
+    fn an_actuals_rows_comm_and_cost_add_a_temporary_extra_package_at_its_own_cost() {
         let mut extra = extra_care();
         (extra.cpli_id, extra.start_date, extra.end_date, extra.quantity.amount, extra.unit_cost) = ("156051".into(), d(2022, 10, 10), Some(d(2022, 10, 23)), Decimal::from(5), "22".parse().unwrap());
         let rows = actuals_report(&[extra_care(), extra], &[actual(Some("156050"), d(2022, 10, 10), d(2022, 10, 16), "15", "0", 14)], opts(d(2022, 10, 10), d(2022, 10, 16)));
-        // Comm. 10 + 5 = 15 h at £215.00 + £110.00; the row's own 15 h at its CPLI's £21.50.
+        // Comm. 10 + 5 = 15 h at £215.00 + £110.00; the row's 15 h paid as commissioned, each
+        // package's share at its own cost (it was 15 h at the first CPLI's £21.50, £322.50).
         let got: Vec<(String, String, String, String)> = rows.iter().map(|r| { let c = r.cells(); (c[4].clone(), c[8].clone(), c[9].clone(), c[11].clone()) }).collect();
-        assert_eq!(got, [("15".to_string(), "325.00".to_string(), "322.50".to_string(), "-2.50".to_string())]);
+        assert_eq!(got, [("15".to_string(), "325.00".to_string(), "325.00".to_string(), "0.00".to_string())]);
     }
 
     #[test]
