@@ -177,7 +177,7 @@ fn week_of(day: NaiveDate, periods: &crate::config::Periods) -> NaiveDate {
 pub fn scan_spec(header: &Header) -> ScanSpec {
     let pos = |c: Col| header.position(&heading_key(c.heading()));
     match (pos(Col::SsRef), pos(Col::ServiceLevel), pos(Col::ServiceName), pos(Col::PeriodStart)) {
-        (Some(a), Some(b), Some(c), Some(d)) => ScanSpec { key: None, slot: Some(Box::new(move |rec| key_hash(rec, [a, b, c, d]))) },
+        (Some(a), Some(b), Some(c), Some(d)) => ScanSpec { key: None, slot: Some(Box::new(move |rec| key_hash(rec, [a, b, c, d]))), loose: None },
         _ => ScanSpec::default(),
     }
 }

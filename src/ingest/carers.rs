@@ -32,7 +32,7 @@ pub static KIND: Kind = Kind { kind: FileKind::Carers, noun: "carers", headings:
 
 /// The first pass looks for CarerRefs used on more than one row.
 fn scan_spec(header: &Header) -> ScanSpec {
-    ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), slot: None }
+    ScanSpec { key: header.position(&super::source::heading_key(Col::CarerRef.heading())), ..ScanSpec::default() }
 }
 
 fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {

@@ -67,7 +67,7 @@ fn attachment_type(name: &str) -> Option<&'static (&'static str, &'static str, &
 
 /// The first pass looks for ClaimRefs used on more than one row.
 fn scan_spec(header: &Header) -> ScanSpec {
-    ScanSpec { key: header.position(&super::source::heading_key(Col::ClaimRef.heading())), slot: None }
+    ScanSpec { key: header.position(&super::source::heading_key(Col::ClaimRef.heading())), ..ScanSpec::default() }
 }
 
 /// A row as its cells say, before the store is consulted.

@@ -136,6 +136,9 @@ pub struct Scan {
     pub duplicate_keys: hashbrown::HashSet<Vec<u8>>,
     /// Slot hashes (see `ScanSpec::slot`) that more than one row has.
     pub repeated_slots: hashbrown::HashSet<u64>,
+    /// Every hash `ScanSpec::loose` gave (visits: the planned date and time of a row naming its
+    /// client other than by SSRef); as few as such rows.
+    pub loose_slots: hashbrown::HashSet<u64>,
     pub data_rows: u64,
 }
 
@@ -146,6 +149,9 @@ pub struct ScanSpec {
     pub key: Option<usize>,
     /// A row's slot (visits: client, planned date and entry time), hashed; `None` when it has none.
     pub slot: Option<SlotFn>,
+    /// A second hash of some rows, every one kept (visits: the slot's time of a row whose client the
+    /// first pass cannot name as the others do, by SSRef).
+    pub loose: Option<SlotFn>,
 }
 
 pub type SlotFn = Box<dyn Fn(&csv::ByteRecord) -> Option<u64> + Send + Sync>;
@@ -257,6 +263,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         let hasher = s.spawn(move || {
             let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() { guess } else { 0 });
             let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec.slot.is_some() { guess } else { 0 });
+            let mut loose = hashbrown::HashSet::new();
             let mut data_rows = 0u64;
             for (chunk, n) in full_rx {
                 for rec in chunk[..n].iter().filter(|r| !is_blank(r)) {
@@ -267,10 +274,13 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
                     if let Some(h) = spec.slot.as_ref().and_then(|slot| slot(rec)) {
                         slot_hashes.push(h);
                     }
+                    if let Some(h) = spec.loose.as_ref().and_then(|f| f(rec)) {
+                        loose.insert(h);
+                    }
                 }
                 let _ = empty_tx.send(chunk);
             }
-            (key_hashes, slot_hashes, data_rows)
+            (key_hashes, slot_hashes, loose, data_rows)
         });
         let read = (|| {
             while let Ok(mut chunk) = empty_rx.recv() {
@@ -292,7 +302,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             Ok::<(), ScanError>(())
         })();
         drop(full_tx);
-        let (key_hashes, slot_hashes, data_rows) = hasher.join().expect("the row-hashing thread does not panic");
+        let (key_hashes, slot_hashes, loose_slots, data_rows) = hasher.join().expect("the row-hashing thread does not panic");
         read?;
         drop(rdr);
         let utf8 = tee.finish()?;
@@ -309,6 +319,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             kind,
             duplicate_keys,
             repeated_slots,
+            loose_slots,
             data_rows,
         })
     })

@@ -105,10 +105,31 @@ impl SlotCols {
     /// The row's client (as `Visit::client_key` names it), planned date and entry time, hashed from
     /// the raw cells so that both passes agree whatever the encoding.
     fn hash(&self, rec: &csv::ByteRecord) -> Option<u64> {
+        let (date, entry) = self.date_and_entry(rec)?;
+        self.hash_of(rec, date, entry)
+    }
+
+    fn date_and_entry(&self, rec: &csv::ByteRecord) -> Option<(NaiveDate, NaiveTime)> {
         let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
         let date = parse_date(std::str::from_utf8(cell(self.date)?).ok()?)?;
         let entry = parse_time(std::str::from_utf8(cell(self.entry)?).ok()?)?;
-        self.hash_of(rec, date, entry)
+        Some((date, entry))
+    }
+
+    fn names_by_ssref(&self, rec: &csv::ByteRecord) -> bool {
+        rec.get(self.ssref).is_some_and(|b| !b.trim_ascii().is_empty())
+    }
+
+    /// For a row naming its client by ClientRef or NHS number only: its slot's date and time
+    /// (`loose_time`). The first pass cannot tell whose client that is (the CPLIs can), so every
+    /// row of an SSRef at such a time is remembered in order too (issue: two rows of one client, one
+    /// by SSRef and one by NHS number, were not seen as one slot).
+    fn loose(&self, rec: &csv::ByteRecord) -> Option<u64> {
+        if self.names_by_ssref(rec) {
+            return None;
+        }
+        let (date, entry) = self.date_and_entry(rec)?;
+        Some(loose_time(date, entry))
     }
 
     /// As `hash`, given the row's planned date and entry time as parsed from those same cells: the
@@ -118,17 +139,7 @@ impl SlotCols {
         let cell = |i: usize| rec.get(i).map(<[u8]>::trim_ascii).filter(|b| !b.is_empty());
         let mut h = foldhash::fast::FixedState::with_seed(0x5107).build_hasher();
         match (cell(self.ssref), cell(self.client_ref), cell(self.nhs)) {
-            (Some(s), _, _) => {
-                // One write of the upper-cased reference instead of a write a byte.
-                let mut buf = [0u8; 64];
-                match buf.get_mut(..s.len()) {
-                    Some(upper) => {
-                        upper.iter_mut().zip(s).for_each(|(u, b)| *u = b.to_ascii_uppercase());
-                        h.write(upper);
-                    }
-                    None => s.iter().for_each(|b| h.write_u8(b.to_ascii_uppercase())),
-                }
-            }
+            (Some(s), _, _) => return Some(ssref_slot(s, date, entry)),
             (None, Some(g), _) => {
                 h.write_u8(1);
                 parse_guid(std::str::from_utf8(g).ok()?)?.as_str().hash(&mut h);
@@ -144,12 +155,35 @@ impl SlotCols {
     }
 }
 
+/// A slot of a client named by SSRef (as `client_key` writes it, upper case), hashed.
+fn ssref_slot(ssref: &[u8], date: NaiveDate, entry: NaiveTime) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x5107).build_hasher();
+    // One write of the upper-cased reference instead of a write a byte.
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..ssref.len()) {
+        Some(upper) => {
+            upper.iter_mut().zip(ssref).for_each(|(u, b)| *u = b.to_ascii_uppercase());
+            h.write(upper);
+        }
+        None => ssref.iter().for_each(|b| h.write_u8(b.to_ascii_uppercase())),
+    }
+    (date, entry).hash(&mut h);
+    h.finish()
+}
+
+/// A slot's date and time alone, hashed (`SlotCols::loose`).
+fn loose_time(date: NaiveDate, entry: NaiveTime) -> u64 {
+    super::source::stable_hash((0x1005e_u32, date, entry))
+}
+
 /// What the first pass of a visits file looks for: repeated VisitRefs and repeated slots.
 pub fn scan_spec(header: &Header) -> ScanSpec {
     let slot = SlotCols::find(header);
     ScanSpec {
         key: header.position(&heading_key(Col::VisitRef.heading())),
         slot: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.hash(rec)) as super::source::SlotFn),
+        loose: slot.map(|c| Box::new(move |rec: &csv::ByteRecord| c.loose(rec)) as super::source::SlotFn),
     }
 }
 
@@ -249,6 +283,7 @@ fn import(file: &File<'_, '_>, ctx: &Context<'_>, batch: &VisitBatch<'_>, disput
         org_key: ctx.org_key(),
         slot_cols: SlotCols::find(&file.scan.header),
         repeated_slots: &file.scan.repeated_slots,
+        loose_slots: &file.scan.loose_slots,
     };
     // The spill goes beside the spooled file when importing, as the issues' does.
     let spill_dir = file.writer().and(file.incoming.path.parent());
@@ -293,8 +328,28 @@ struct VisitRules<'a, 's> {
     /// The uploading organisation's name as compared, once for the file.
     org_key: Option<NameKey>,
     slot_cols: Option<SlotCols>,
-    /// Only slots the first pass saw on more than one row need remembering in order.
+    /// Only slots the first pass saw on more than one row need remembering in order...
     repeated_slots: &'a hashbrown::HashSet<u64>,
+    /// ...and those at the time of a row naming its client other than by SSRef.
+    loose_slots: &'a hashbrown::HashSet<u64>,
+}
+
+impl VisitRules<'_, '_> {
+    /// The row's slot when it must be remembered in order (`Slots`): its client as the CPLIs name
+    /// them, so that one client given by SSRef on one row and by NHS number or ClientRef on another
+    /// is one slot (SPEC 4: "same client and planned slot twice").
+    fn slot(&self, cols: SlotCols, rec: &csv::ByteRecord, v: &Visit, keys: &VisitKeys) -> Option<u64> {
+        let (date, entry) = (v.planned_date, v.planned_entry);
+        if cols.names_by_ssref(rec) {
+            let h = cols.hash_of(rec, date, entry)?;
+            return (self.repeated_slots.contains(&h) || self.loose_slots.contains(&loose_time(date, entry))).then_some(h);
+        }
+        match self.ctx.cplis.and_then(|i| i.client_ssref(&keys.client)) {
+            Some(ssref) => Some(ssref_slot(ssref.trim().as_bytes(), date, entry)),
+            // A client no CPLI knows: its rows are one slot as the file names them.
+            None => cols.hash_of(rec, date, entry).filter(|h| self.repeated_slots.contains(h)),
+        }
+    }
 }
 
 /// An accepted row, with its stored form encoded by the worker.
@@ -316,8 +371,8 @@ impl Rules for VisitRules<'_, '_> {
         let outcome = j.judge(self.duplicates, self.batch)?;
         let (encoded, slot) = match &outcome {
             Outcome::Rejected => return Ok(None),
-            Outcome::Accept(v, _) => {
-                let slot = self.slot_cols.and_then(|c| c.hash_of(rec, v.planned_date, v.planned_entry)).filter(|h| self.repeated_slots.contains(h));
+            Outcome::Accept(v, keys) => {
+                let slot = self.slot_cols.and_then(|c| self.slot(c, rec, v, keys));
                 (self.batch.encode(&v.visit_ref, row, Some(v)), slot)
             }
             Outcome::Delete { stored, .. } => (self.batch.encode(&stored.visit_ref, row, None), None),
@@ -361,7 +416,8 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     j.issues.push(issue);
                     return Ok(Applied::Rejected);
                 }
-                if let Some(message) = accepted.slot.and_then(|h| self.slots.check(h, j.row, &visit, &keys)) {
+                let client = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
+                if let Some(message) = accepted.slot.and_then(|h| self.slots.check(h, j.row, &visit, client)) {
                     let issue = j.issue(Code::PossibleDuplicate, Some(Col::PlannedEntryTime.heading()), message);
                     j.issues.push(issue);
                 }
@@ -854,7 +910,7 @@ struct Slots {
 
 impl Slots {
     /// The warning for a row whose slot an earlier row already holds.
-    fn check(&mut self, key: u64, row: u64, v: &Visit, keys: &VisitKeys) -> Option<String> {
+    fn check(&mut self, key: u64, row: u64, v: &Visit, client: &str) -> Option<String> {
         let dh = v.says_double_handed();
         let Some((first_row, first_dh)) = self.seen.get_mut(&key) else {
             self.seen.insert(key, (row, dh));
@@ -865,7 +921,7 @@ impl Slots {
         warn.then(|| {
             format!(
                 "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in {}; otherwise one row is a duplicate",
-                keys.client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
+                client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
             )
         })
     }
@@ -1499,6 +1555,25 @@ mod tests {
         assert_eq!(only(&r, Code::PossibleDuplicate).row, Some(3));
         let dh = judge(&[row(&[]), row(&[("VisitRef", "V2"), ("Comments", "[Double-Handed]")])]);
         assert_eq!(dh.issues, vec![]);
+    }
+
+    #[test]
+    fn one_client_named_by_ssref_nhs_number_or_client_ref_in_one_slot_twice_is_a_possible_duplicate() {
+        let guid = "5AFFB229-0F7B-4A22-9E2A-3D1D2E8F0A11";
+        let mut c = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1);
+        (c.nhs_number, c.client_ref) = (Some("2527601898".into()), crate::domain::parse_guid(guid));
+        let judge = |rows: &[String]| run_bytes(file(rows).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(vec![c.clone()]) });
+        let by_nhs = row(&[("VisitRef", "V2"), ("SSRef", ""), ("NHSNumber", "2527601898")]);
+        let by_ref = row(&[("VisitRef", "V3"), ("SSRef", ""), ("ClientRef", guid)]);
+        for (rows, second) in [(vec![row(&[]), by_nhs.clone()], 3), (vec![by_nhs.clone(), row(&[])], 3), (vec![by_ref.clone(), by_nhs.clone()], 3)] {
+            let r = judge(&rows);
+            let dup = only(&r, Code::PossibleDuplicate);
+            assert_eq!(dup.row, Some(second), "{:#?}", r.issues);
+            assert!(dup.message.starts_with("client A1 already has a visit planned 03/10/2022 at 08:00 on row 2"), "{}", dup.message);
+        }
+        // Another client at the same time is not.
+        let other = row(&[("VisitRef", "V4"), ("SSRef", ""), ("NHSNumber", "4010232137")]);
+        assert!(!codes(&judge(&[row(&[]), other])).contains(&Code::PossibleDuplicate));
     }
 
     #[test]
