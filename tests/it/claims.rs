@@ -463,18 +463,27 @@ fn the_example_claim_on_the_example_week_is_accepted_clean() {
     assert_eq!(list[0]["working"], "0.5 h × £23.77 × 50% = £5.94");
 }
 
-#[test]
-fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not() {
+/// The guide's two claims made on its examples' visits, both pending.
+fn guide_claims_pending() -> TestEnv {
     let env = TestEnv::new();
     load_cplis(&env);
     load_visits(&env);
     let r = import_claims(&env, "claims.csv", &guide_claims(""));
     assert_eq!(counts(&r).1, 2, "{r}");
-    let figure = |claim_ref: &str| {
-        let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
-        let c = list.iter().find(|c| c["claim_ref"] == claim_ref).unwrap_or_else(|| panic!("{claim_ref} in {list:?}")).clone();
-        (c["computed_amount"].as_str().unwrap().to_string(), c["working"].as_str().unwrap().to_string())
-    };
+    env
+}
+
+/// A claim's ComputedAmount and Working as `claim list` gives them.
+fn claim_figure(env: &TestEnv, claim_ref: &str) -> (String, String) {
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    let c = list.iter().find(|c| c["claim_ref"] == claim_ref).unwrap_or_else(|| panic!("{claim_ref} in {list:?}")).clone();
+    (c["computed_amount"].as_str().unwrap().to_string(), c["working"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not() {
+    let env = guide_claims_pending();
+    let figure = |claim_ref: &str| claim_figure(&env, claim_ref);
     assert_eq!(figure("HIP-2").0, "47.54");
     env.ok(&["claim", "decide", "--id", "C1", "--decision", "accepted"]);
     // Skinner's Wednesday and Thursday calls were delivered after all: two hours missed, not four.
@@ -496,15 +505,10 @@ fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not(
 
 #[test]
 fn a_pending_claims_figure_is_nothing_once_its_package_is_another_organisations_or_under_a_contract_without_the_incentive() {
-    let env = TestEnv::new();
-    load_cplis(&env);
-    load_visits(&env);
-    let r = import_claims(&env, "claims.csv", &guide_claims(""));
-    assert_eq!(counts(&r).1, 2, "{r}");
+    let env = guide_claims_pending();
     let figure = |claim_ref: &str| {
-        let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
-        let c = list.iter().find(|c| c["claim_ref"] == claim_ref).unwrap_or_else(|| panic!("{claim_ref} in {list:?}")).clone();
-        (c["computed_amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap(), c["working"].as_str().unwrap().to_string())
+        let (amount, working) = claim_figure(&env, claim_ref);
+        (amount.parse::<rust_decimal::Decimal>().unwrap(), working)
     };
     assert_eq!(figure("HIP-2").0, "47.54".parse().unwrap());
     // The council's next extract gives Skinner's package to another provider, and puts Flanders's
