@@ -411,8 +411,12 @@ impl Row<'_, Col> {
     /// commission for the days each is in force (as the report's Comm.), judged where that is a
     /// figure a file can give (four decimals).
     fn check_planned_across(&mut self, a: &Actual, package: &[&Cpli], cpli: &Cpli) {
+        // A CPLI of a frequency not known here would count as nothing: then nothing is judged.
+        if package.iter().any(|c| c.quantity.same_unit(&cpli.quantity) && c.quantity.pro_rata(1).is_none()) {
+            return;
+        }
         let Some((expected, _)) = crate::domain::cpli::commissioned(package.iter().copied(), a.period_start, a.period_end, &cpli.quantity) else { return };
-        if expected != expected.round_dp(QUANTITY_DECIMALS) || a.planned == expected {
+        if expected.is_zero() || expected != expected.round_dp(QUANTITY_DECIMALS) || a.planned == expected {
             return;
         }
         let parts: Vec<String> = package
@@ -904,6 +908,14 @@ mod tests {
         let (r, costs) = import_under(&cplis, &[row("10/10/2022", "15", "15", "0", "0", "20", "")]);
         assert_eq!(r.issues.len(), 0, "Planned 15 is what the two commission: {:#?}", r.issues);
         assert_eq!(costs, [Some("365.00".parse().unwrap())], "10 h at 21.50 and 5 h at 30");
+    }
+
+    #[test]
+    fn planned_is_not_judged_across_a_package_of_a_frequency_not_known() {
+        let mut monthly = cpli_of("156102", (2022, 10, 3), Some((2022, 10, 12)), 30, "20");
+        monthly.quantity.frequency = "Monthly".into();
+        let (r, _) = import_under(&[monthly], &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,28,28,0,0,0,20,")]);
+        assert!(!codes(&r).contains(&Code::PlannedDiffersFromCpli), "{:#?}", r.issues);
     }
 
     #[test]
