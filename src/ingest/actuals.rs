@@ -383,9 +383,10 @@ impl Row<'_, Col> {
     /// Planned is "number of planned service units (according to the contract)" (the extra-care
     /// guide's actuals screen): the matched CPLI's quantity for the row's period (issue 11). Judged
     /// only where that quantity is exact: the CPLI covers the whole period and the period is a whole
-    /// number of the CPLI's frequency (`Quantity::for_period`).
+    /// number of the CPLI's frequency (`Quantity::for_period`). A period holding more of the
+    /// package than the matched CPLI is judged across it (`check_planned_across`).
     fn check_planned(&mut self, a: &Actual, cpli: &Cpli, index: &CpliIndex) {
-        let package: Vec<&Cpli> = index.cplis().filter(|c| c.authorised && c.same_package(cpli) && c.overlaps(a.period_start, a.period_end)).collect();
+        let package: Vec<&Cpli> = index.package_of(cpli).filter(|c| c.authorised && c.overlaps(a.period_start, a.period_end)).collect();
         if package.len() > 1 || !cpli.covers_all(a.period_start, a.period_end) {
             self.check_planned_across(a, &package, cpli);
             return;
@@ -489,7 +490,7 @@ pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) 
 /// period (`cpli::period_rate`: a variation part-way through it, or a temporary extra package, paid
 /// for its share at its own cost; the CPLI's own unit cost otherwise).
 fn cost_under(a: &Actual, cpli: &Cpli, index: &CpliIndex) -> Option<Decimal> {
-    a.cost_at(crate::domain::cpli::period_rate(cpli, index.cplis(), a.period_start, a.period_end)?)
+    a.cost_at(crate::domain::cpli::period_rate(cpli, index.package_of(cpli), a.period_start, a.period_end)?)
 }
 
 fn is_hours(unit: &str) -> bool {

@@ -107,6 +107,18 @@ impl CpliIndex {
         self.entries.iter().map(|e| &e.cpli)
     }
 
+    /// The CPLIs of `cpli`'s package (`Cpli::same_package`: its variations and a temporary extra
+    /// package beside it, itself included), found through its client.
+    pub fn package_of<'a>(&'a self, cpli: &'a Cpli) -> impl Iterator<Item = &'a Cpli> + 'a {
+        let (level, service) = (cpli.level_key(), cpli.service_key());
+        self.client_indices(Some(&cpli.ssref), None, None)
+            .into_owned()
+            .into_iter()
+            .map(|i| &self.entries[i])
+            .filter(move |e| e.level == level && e.service == service)
+            .map(|e| &e.cpli)
+    }
+
     /// The client's CPLIs, whichever identifiers are given.
     fn for_client(&self, ssref: Option<&str>, client_ref: Option<&Guid>, nhs: Option<&str>) -> Vec<&Entry> {
         self.client_indices(ssref, client_ref, nhs).iter().map(|i| &self.entries[*i]).collect()
