@@ -466,7 +466,7 @@ impl Gateway {
     }
 
     /// The names of an import's result files: those its commit recorded (a replay), else the first
-    /// `NAME.result.*`, `NAME.2.result.*`, ... that neither exists in `results/` nor is held by an
+    /// `NAME.result.*`, `NAME.result.2.*`, ... that neither exists in `results/` nor is held by an
     /// import committed but not yet answered; written first beside the spooled file.
     pub(crate) fn answer_plan(&self, spooled: &SpooledFile) -> Result<AnswerPlan> {
         let (owner, import_id, name) = (&spooled.owner, spooled.import_id(), spooled.name.as_str());
@@ -480,10 +480,13 @@ impl Gateway {
         let held = self.store.held_answers_for(owner)?;
         let taken = |n: &str| dir.join(n).exists() || held.iter().any(|a| a.csv == n || a.json == n);
         let stem = crate::outcome::csv_stem(name);
+        // `NAME.result.json`, then `NAME.result.2.json`, ...: a number after `.result` cannot be part
+        // of a file's own name, so one file's answer never takes the name another file's would have
+        // (`NAME.2.result.json` for a second `NAME.csv` was also the answer of a file `NAME.2.csv`).
         let answer = (1..)
             .map(|n| {
-                let s = if n == 1 { stem.to_string() } else { format!("{stem}.{n}") };
-                Answer { csv: format!("{s}.result.csv"), json: format!("{s}.result.json") }
+                let n = if n == 1 { String::new() } else { format!(".{n}") };
+                Answer { csv: format!("{stem}.result{n}.csv"), json: format!("{stem}.result{n}.json") }
             })
             .find(|a| !taken(&a.csv) && !taken(&a.json))
             .expect("some number is free");

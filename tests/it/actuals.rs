@@ -29,7 +29,7 @@ fn the_example_actuals_file_is_accepted_matched_and_resending_it_counts_every_ro
     let again = env.import(PEARL, &example("actuals.csv"));
     assert_eq!(counts(&again), (3, 0, 3, 0, 0), "{again:#}");
     let results = env.org_dir("pearl-carers-ltd").join("results");
-    assert!(results.join("actuals.result.json").exists() && results.join("actuals.2.result.json").exists());
+    assert!(results.join("actuals.result.json").exists() && results.join("actuals.result.2.json").exists());
 }
 
 #[test]

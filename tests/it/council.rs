@@ -108,7 +108,7 @@ fn the_council_login_drops_the_example_extract_with_openssh_sftp_and_reads_its_r
     // The same extract again: every CPLI is updated, none new, no organisation created; answered
     // under the next free name, as a provider's second file of one name is.
     gw.drop_extract(&example("cplis.csv"), "cplis.csv");
-    let again = gw.fetch_result("cplis.2.result.json");
+    let again = gw.fetch_result("cplis.result.2.json");
     assert_eq!(extract_counts(&again), (EXAMPLE_CPLIS, 0, EXAMPLE_CPLIS, 0, 0, 0), "{again}");
 
     // Loaded as `cplis load` loads it: Pearl Carers Ltd exists with the extract's services.
@@ -332,7 +332,7 @@ fn a_council_extract_cut_off_by_a_crash_after_it_was_stored_is_answered_once_at_
         assert!(Instant::now() < deadline, "the extract stays in the spool");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!council_dir(&env).join("results/cplis.2.result.json").exists());
+    assert!(!council_dir(&env).join("results/cplis.result.2.json").exists());
     assert_eq!(std::fs::read_dir(env.data().join("archive/_council")).unwrap().count(), 1);
     drop(server);
     assert_eq!(unmatched(&env), 0, "the cut-short load was finished at the start");

@@ -191,7 +191,7 @@ fn wait_until_empty(spool: &std::path::Path) {
 #[test]
 fn killed_while_answering_a_file_is_answered_once() {
     // Issue 9, item 5: killed after NAME.result.csv and before the import was marked answered, the
-    // next start wrote NAME.2.result.csv/.json and left NAME.result.csv without its JSON.
+    // next start wrote NAME.result.2.csv/.json and left NAME.result.csv without its JSON.
     let env = TestEnv::with_example_cplis();
     let week = crate::helpers::example("visits-week.csv");
     let results = env.org_dir(crate::server::ORG_DIR).join("results");
@@ -224,7 +224,7 @@ fn killed_while_answering_a_file_is_answered_once() {
     assert_eq!(counts(&again), (21, 0, 21, 0, 0));
     assert_eq!(
         dir_names(&results),
-        ["visits-week.2.result.csv", "visits-week.2.result.json", "visits-week.result.csv", "visits-week.result.json"]
+        ["visits-week.result.2.csv", "visits-week.result.2.json", "visits-week.result.csv", "visits-week.result.json"]
     );
 }
 

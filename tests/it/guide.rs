@@ -148,14 +148,35 @@ fn the_same_example_week_sent_twice_counts_every_row_as_updated_and_keeps_both_r
     let names = result_jsons(&results);
     assert_eq!(names.len(), 2, "two result JSONs expected, found {names:?}");
     assert!(names.contains("visits-week.result.json"), "{names:?}");
-    assert!(names.contains("visits-week.2.result.json"), "{names:?}");
+    assert!(names.contains("visits-week.result.2.json"), "{names:?}");
     let first_file: Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("visits-week.result.json")).unwrap()).unwrap();
     assert_eq!(counts(&first_file), (21, 21, 0, 0, 0), "the first result was overwritten");
     let second_file: Value =
-        serde_json::from_str(&std::fs::read_to_string(results.join("visits-week.2.result.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(results.join("visits-week.result.2.json")).unwrap()).unwrap();
     assert_eq!(counts(&second_file), (21, 0, 21, 0, 0));
-    assert!(results.join("visits-week.2.result.csv").is_file(), "second result CSV missing");
+    assert!(results.join("visits-week.result.2.csv").is_file(), "second result CSV missing");
+}
+
+#[test]
+fn a_file_named_like_a_second_answer_gets_its_own_answer_not_the_second_files() {
+    // `dup.csv` twice, then a file of its own named `dup.2.csv`: each answer is found under the
+    // name its file gives, and holds that file's result.
+    let env = TestEnv::with_example_cplis();
+    let dir = tempfile::tempdir().unwrap();
+    let week = std::fs::read_to_string(example("visits-week.csv")).unwrap();
+    let (dup, dup2) = (dir.path().join("dup.csv"), dir.path().join("dup.2.csv"));
+    std::fs::write(&dup, &week).unwrap();
+    std::fs::write(&dup2, "").unwrap();
+    env.import(PEARL, &dup);
+    env.import(PEARL, &dup);
+    env.import(PEARL, &dup2);
+    let results = env.org_dir("pearl-carers-ltd").join("results");
+    let read = |name: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(results.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap() };
+    assert_eq!((read("dup.result.json")["file"].as_str(), counts(&read("dup.result.json")).1), (Some("dup.csv"), 21));
+    assert_eq!((read("dup.result.2.json")["file"].as_str(), counts(&read("dup.result.2.json")).2), (Some("dup.csv"), 21));
+    let own = read("dup.2.result.json");
+    assert_eq!((own["file"].as_str(), own["status"].as_str()), (Some("dup.2.csv"), Some("failed")), "{own}");
 }
 
 // ---------------------------------------------------------------------------------------------------------
