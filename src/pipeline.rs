@@ -83,6 +83,10 @@ impl Gateway {
         fs::create_dir_all(data.root()).map_err(io(format!("creating {}", data.root().display())))?;
         let store = Store::open(&data.db())?;
         let gw = Gateway { config, data, store, turn: Default::default(), exports: Default::default() };
+        let rounded = ingest::visits::round_stored_weeks_once(&gw.store, &gw.config.rules.visit_types)?;
+        if rounded > 0 {
+            tracing::info!(weeks = rounded, "week totals made again from the stored visits, each visit's length to the nearest minute");
+        }
         if !gw.store.rematch_pending()?.is_empty() {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");

@@ -84,6 +84,17 @@ impl Quantity {
         (days > 0 && days % every == 0).then(|| self.amount.checked_mul(Decimal::from(days / every))).flatten()
     }
 
+    /// Whether `days` days of this quantity, pro rata, are what a provider would plan for them: any
+    /// days of a daily or weekly quantity (spread over the week), whole fortnights or four weeks of
+    /// a fortnightly or four-weekly one (one week of 10 h a fortnight may hold all 10 h).
+    pub fn plans_pro_rata(&self, days: i64) -> bool {
+        match self.frequency_days() {
+            Some(every) if every <= 7 => true,
+            Some(every) => days % every == 0,
+            None => false,
+        }
+    }
+
     /// The quantity commissioned for `days` days, pro rata to its frequency and exact (not rounded:
     /// `10` `Weekly` for 3 days is 30/7), in the CPLI's own unit. `None` for another frequency, or
     /// on overflow.
@@ -137,13 +148,24 @@ pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDa
     Some((qty, cost))
 }
 
-/// The unit cost of a period's quantities under `cpli` and the authorised packages `same_package` as
-/// it among `cplis`: what they commission in the period, cost over quantity, so that a variation part-way
-/// through it, or a temporary extra package, is paid for its share at its own cost; `cpli`'s own
-/// where they commission nothing.
-pub fn period_rate<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate) -> Option<Decimal> {
-    let (qty, cost) = commissioned(cplis.into_iter().filter(|c| c.authorised && c.same_package(cpli)), from, to, &cpli.quantity)?;
-    if qty.is_zero() { Some(cpli.unit_cost) } else { cost.checked_div(qty) }
+/// The cost of `qty` of a period under `cpli` and the authorised packages `same_package` as it
+/// among `cplis`: at what they commission in the period, cost over quantity, so that a variation
+/// part-way through it, or a temporary extra package, is paid for its share at its own cost.
+/// Multiplied before it is divided, so exact to the last digit kept (`67.225` for 3 h of a
+/// package commissioning 3 h at `67.225`, not `67.22499...`). At `cpli`'s own unit cost where the
+/// package commissions nothing, or holds a CPLI of a frequency that cannot be pro rata (`Monthly`):
+/// its part could not be counted.
+pub fn period_cost<'a>(qty: Decimal, cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate) -> Option<Decimal> {
+    let package: Vec<&Cpli> = cplis
+        .into_iter()
+        .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(from, to))
+        .collect();
+    let own = || qty.checked_mul(cpli.unit_cost);
+    if package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
+        return own();
+    }
+    let (comm_qty, comm_cost) = commissioned(package, from, to, &cpli.quantity)?;
+    if comm_qty.is_zero() { own() } else { qty.checked_mul(comm_cost)?.checked_div(comm_qty) }
 }
 
 #[cfg(test)]

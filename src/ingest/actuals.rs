@@ -386,7 +386,11 @@ impl Row<'_, Col> {
     /// number of the CPLI's frequency (`Quantity::for_period`). A period holding more of the
     /// package than the matched CPLI is judged across it (`check_planned_across`).
     fn check_planned(&mut self, a: &Actual, cpli: &Cpli, index: &CpliIndex) {
-        let package: Vec<&Cpli> = index.package_of(cpli).filter(|c| c.authorised && c.overlaps(a.period_start, a.period_end)).collect();
+        // Only CPLIs of the matched one's unit count with it (a weekly charge beside hours adds nothing).
+        let package: Vec<&Cpli> = index
+            .package_of(cpli)
+            .filter(|c| c.authorised && c.quantity.same_unit(&cpli.quantity) && c.overlaps(a.period_start, a.period_end))
+            .collect();
         if package.len() > 1 || !cpli.covers_all(a.period_start, a.period_end) {
             self.check_planned_across(a, &package, cpli);
             return;
@@ -412,8 +416,10 @@ impl Row<'_, Col> {
     /// commission for the days each is in force (as the report's Comm.), judged where that is a
     /// figure a file can give (four decimals).
     fn check_planned_across(&mut self, a: &Actual, package: &[&Cpli], cpli: &Cpli) {
-        // A CPLI of a frequency not known here would count as nothing: then nothing is judged.
-        if package.iter().any(|c| c.quantity.same_unit(&cpli.quantity) && c.quantity.pro_rata(1).is_none()) {
+        // A CPLI of a frequency not known here would count as nothing, and part of a fortnightly one
+        // is not what a provider plans for those days: then nothing is judged.
+        let days_of = |c: &Cpli| a.period_start.iter_days().take_while(|d| *d <= a.period_end).filter(|d| c.covers(*d)).count() as i64;
+        if package.iter().any(|c| !c.quantity.plans_pro_rata(days_of(c))) {
             return;
         }
         let Some((expected, _)) = crate::domain::cpli::commissioned(package.iter().copied(), a.period_start, a.period_end, &cpli.quantity) else { return };
@@ -422,10 +428,7 @@ impl Row<'_, Col> {
         }
         let parts: Vec<String> = package
             .iter()
-            .map(|c| {
-                let days = a.period_start.iter_days().take_while(|d| *d <= a.period_end).filter(|d| c.covers(*d)).count();
-                format!("CPLI {} {} {} {} for {days} of its days", c.cpli_id, c.quantity.amount.normalize(), c.quantity.unit, c.quantity.frequency)
-            })
+            .map(|c| format!("CPLI {} {} {} {} for {} of its days", c.cpli_id, c.quantity.amount.normalize(), c.quantity.unit, c.quantity.frequency, days_of(c)))
             .collect();
         self.push(
             Code::PlannedDiffersFromCpli,
@@ -487,10 +490,10 @@ pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) 
 }
 
 /// A row's cost under its CPLI: Actual + Frustrated at the rate its package commissions in the
-/// period (`cpli::period_rate`: a variation part-way through it, or a temporary extra package, paid
+/// period (`cpli::period_cost`: a variation part-way through it, or a temporary extra package, paid
 /// for its share at its own cost; the CPLI's own unit cost otherwise).
 fn cost_under(a: &Actual, cpli: &Cpli, index: &CpliIndex) -> Option<Decimal> {
-    a.cost_at(crate::domain::cpli::period_rate(cpli, index.package_of(cpli), a.period_start, a.period_end)?)
+    crate::domain::cpli::period_cost(a.actual.checked_add(a.frustrated)?, cpli, index.package_of(cpli), a.period_start, a.period_end)
 }
 
 fn is_hours(unit: &str) -> bool {
@@ -886,7 +889,7 @@ mod tests {
         s.put_org(&org()).unwrap();
         s.upsert_cplis(cplis).unwrap();
         let r = run(&file(rows), Mode::Import(&s));
-        let costs = s.current_actuals(&org().slug).map(|a| a.unwrap().actual.total_cost.map(|c| c.round_dp(2))).collect();
+        let costs = s.current_actuals(&org().slug).map(|a| a.unwrap().actual.total_cost.map(|c| c.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero))).collect();
         (r, costs)
     }
 
@@ -909,6 +912,41 @@ mod tests {
         let (r, costs) = import_under(&cplis, &[row("10/10/2022", "15", "15", "0", "0", "20", "")]);
         assert_eq!(r.issues.len(), 0, "Planned 15 is what the two commission: {:#?}", r.issues);
         assert_eq!(costs, [Some("365.00".parse().unwrap())], "10 h at 21.50 and 5 h at 30");
+    }
+
+    #[test]
+    fn a_cpli_of_another_unit_beside_the_matched_one_is_not_part_of_planned() {
+        let mut charge = cpli_of("156201", (2022, 10, 3), None, 1, "100");
+        charge.quantity.unit = "Wk".into();
+        let (r, _) = import_under(&[cpli_of("156200", (2022, 10, 3), None, 10, "20"), charge], &[row("10/10/2022", "9", "9", "0", "0", "7", "")]);
+        assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
+        assert!(r.issues[0].message.starts_with("Planned 9 differs from CPLI 156200's 10 for 10/10/2022 to 16/10/2022 (10 Hr Weekly)"), "{}", r.issues[0].message);
+    }
+
+    #[test]
+    fn a_penny_is_not_lost_paying_a_period_at_its_packages_rate() {
+        // 2 h at 22.00 and a temporary 1 h at 23.225: 67.225, which rounds to 67.23.
+        let cplis = [cpli_of("200021", (2022, 10, 3), None, 2, "22.00"), cpli_of("200022", (2022, 10, 10), Some((2022, 10, 16)), 1, "23.225")];
+        let (_, costs) = import_under(&cplis, &[row("10/10/2022", "3", "3", "0", "0", "10", "")]);
+        assert_eq!(costs, [Some("67.23".parse().unwrap())]);
+    }
+
+    #[test]
+    fn a_package_holding_a_monthly_cpli_is_paid_at_the_matched_cplis_own_cost() {
+        let mut monthly = cpli_of("400001", (2022, 10, 3), None, 40, "20");
+        monthly.quantity.frequency = "Monthly".into();
+        let cplis = [monthly, cpli_of("400002", (2022, 10, 10), Some((2022, 10, 16)), 2, "30")];
+        let (_, costs) = import_under(&cplis, &[row("10/10/2022", "12", "12", "0", "0", "10", "")]);
+        assert_eq!(costs, [Some("240.00".parse().unwrap())], "12 h at the Monthly CPLI's 20, not the temporary one's 30");
+    }
+
+    #[test]
+    fn planned_is_not_judged_against_part_of_a_fortnightly_package() {
+        let mut fortnightly = cpli_of("500010", (2022, 10, 3), None, 10, "20");
+        fortnightly.quantity.frequency = "Fortnightly".into();
+        let cplis = [fortnightly, cpli_of("500011", (2022, 10, 10), Some((2022, 10, 16)), 2, "20")];
+        let (r, _) = import_under(&cplis, &[row("10/10/2022", "12", "12", "0", "0", "10", "")]);
+        assert!(!codes(&r).contains(&Code::PlannedDiffersFromCpli), "{:#?}", r.issues);
     }
 
     #[test]

@@ -962,6 +962,27 @@ fn add_week(weeks: &mut HashMap<WeekKey, (WeekTotals, Sent)>, v: &Visit, keys: &
     }
 }
 
+/// Makes every organisation's week totals again from its current visits, once: weeks stored before
+/// visit lengths were counted to the nearest minute dropped a time's seconds, and taking such a visit
+/// away at the new rounding would leave its week a minute out for good. Returns the weeks written.
+pub fn round_stored_weeks_once(store: &Store, types: &VisitTypes) -> Result<usize, IngestError> {
+    if store.weeks_rounded()? {
+        return Ok(0);
+    }
+    let mut written = 0;
+    for org in store.orgs()? {
+        let mut weeks: HashMap<WeekKey, (WeekTotals, Sent)> = HashMap::new();
+        for sv in store.current_visits(&org.slug) {
+            if let Some(v) = sv?.visit {
+                add_week(&mut weeks, &v, &VisitKeys::of(&v), types, 1, None);
+            }
+        }
+        written += store.replace_weeks(&org.slug, weeks.into_iter().map(|(k, (t, _))| (k, t)))?;
+    }
+    store.mark_weeks_rounded()?;
+    Ok(written)
+}
+
 /// Adds the file's changes to the stored week totals and flags finished weeks whose planned hours
 /// differ from what the CPLIs in force commission.
 ///
@@ -1861,6 +1882,31 @@ mod tests {
         run_bytes(file(&[row(&[]), delete]).as_bytes(), &cfg, Mode::Import(&store));
         let t = week();
         assert_eq!((t[0].visits, t[0].paid_visits, t[0].actual_minutes, t[0].frust_minutes), (2, 1, 60, 0));
+    }
+
+    #[test]
+    fn week_totals_stored_before_lengths_were_rounded_are_made_again_once_from_the_visits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store.put_org(&org()).unwrap();
+        let cfg = config((2022, 10, 5));
+        // 08:00:00 to 08:30:50 and 09:30:00: 31 and 90 minutes.
+        let rows = [row(&[("PlannedExitTime", "08:30:50"), ("DeliveredExitTime", "08:30:50")]), row(&[("VisitRef", "V2"), ("PlannedEntryTime", "10:00"), ("PlannedExitTime", "11:30")])];
+        run_bytes(file(&rows).as_bytes(), &cfg, Mode::Import(&store));
+        let weeks = || store.weeks(&org().slug).map(|w| w.unwrap()).collect::<Vec<_>>();
+        let right = weeks();
+        assert_eq!(right[0].1.planned_minutes, 121);
+        // As a week written before: the seconds dropped.
+        let (key, mut old) = right[0].clone();
+        old.planned_minutes -= 1;
+        old.actual_minutes -= 1;
+        store.replace_weeks(&org().slug, [(key, old)]).unwrap();
+        assert_eq!(round_stored_weeks_once(&store, &cfg.rules.visit_types).unwrap(), 1);
+        assert_eq!(weeks(), right);
+        // Once: a week changed after it is left to the imports.
+        store.replace_weeks(&org().slug, [(right[0].0.clone(), old)]).unwrap();
+        assert_eq!(round_stored_weeks_once(&store, &cfg.rules.visit_types).unwrap(), 0);
+        assert_eq!(weeks()[0].1, old);
     }
 
     // Issue 11: the visit rules the guides state.

@@ -330,10 +330,9 @@ fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opt
         comm_qty = comm_qty.checked_add(q).ok_or_else(over)?;
         comm_cost = comm_cost.checked_add(cost).ok_or_else(over)?;
     }
-    // Paid at the rate the package commissions in the period (`cpli::period_rate`), as the row's
-    // stored cost: a variation part-way through it paid for its share at its own cost.
-    let rate = if comm_qty.is_zero() { c.unit_cost } else { comm_cost.checked_div(comm_qty).ok_or_else(over)? };
-    let cost = |q: Decimal| q.checked_mul(rate).ok_or_else(over);
+    // Paid at the rate the package commissions in the period, as the row's stored cost
+    // (`cpli::period_cost`: a variation part-way through it paid for its share at its own cost).
+    let cost = |q: Decimal| crate::domain::cpli::period_cost(q, c, members.iter().map(|m| &cplis[*m]), p.start, p.end).ok_or_else(over);
     let (actual_cost, frust_cost) = (cost(p.actual)?, cost(p.frustrated)?);
     let diff = |a: Decimal, f: Decimal, m: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(m)).ok_or_else(over);
     let diff_qty = diff(p.actual, p.frustrated, comm_qty)?;

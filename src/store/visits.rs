@@ -72,6 +72,9 @@ impl WeekTotals {
 
 /// Week totals as stored: like visits, written as the file goes and tagged with the import, with the
 /// totals they replaced so an interrupted import can be rolled back.
+/// The mark that the week totals count visit lengths to the nearest minute (`Store::weeks_rounded`).
+const WEEKS_ROUNDED: &[u8] = b"weeks_rounded";
+
 #[derive(Serialize, Deserialize)]
 struct StoredWeek {
     import_id: String,
@@ -191,6 +194,35 @@ impl Store {
             tracing::warn!(import_id, org = %p.slug, "rolled back an import that a stop interrupted");
         }
         Ok(())
+    }
+
+    /// Whether the stored week totals count visit lengths to the nearest minute (as
+    /// `Duration::between` has since 2026-12-03): weeks written before dropped a time's seconds, and
+    /// an old visit taken away at the new rounding would leave them a minute out for good.
+    pub fn weeks_rounded(&self) -> Result<bool> {
+        Ok(self.db.contains_key(key(&[b"m", WEEKS_ROUNDED]))?)
+    }
+
+    /// Replaces every stored week of the organisation with `weeks` (made again from its current
+    /// visits), in one batch.
+    pub fn replace_weeks(&self, slug: &Slug, weeks: impl IntoIterator<Item = (WeekKey, WeekTotals)>) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        for kv in self.db.scan_prefix(key(&[b"w", slug.as_bytes(), b""])) {
+            batch.remove(kv?.0);
+        }
+        let mut n = 0;
+        for (week, totals) in weeks {
+            batch.insert(week.bytes(slug), encode(&StoredWeek { import_id: String::new(), totals, before: None }));
+            n += 1;
+        }
+        self.db.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    /// Marks the week totals as counted to the nearest minute (`weeks_rounded`).
+    pub fn mark_weeks_rounded(&self) -> Result<()> {
+        self.db.insert(key(&[b"m", WEEKS_ROUNDED]), &b"1"[..])?;
+        self.flush()
     }
 
     /// Every stored week of the organisation with its totals, streamed.

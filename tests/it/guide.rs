@@ -86,7 +86,7 @@ fn result_jsons(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("no results folder {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".result.json"))
+        .filter(|n| n.ends_with(".json") && n.contains(".result"))
         .collect()
 }
 
