@@ -342,7 +342,8 @@ impl VisitRules<'_, '_> {
         let (date, entry) = (v.planned_date, v.planned_entry);
         if cols.names_by_ssref(rec) {
             let h = cols.hash_of(rec, date, entry)?;
-            return (self.repeated_slots.contains(&h) || self.loose_slots.contains(&loose_time(date, entry))).then_some(h);
+            let loose = || !self.loose_slots.is_empty() && self.loose_slots.contains(&loose_time(date, entry));
+            return (self.repeated_slots.contains(&h) || loose()).then_some(h);
         }
         match self.ctx.cplis.and_then(|i| i.client_ssref(&keys.client)) {
             Some(ssref) => Some(ssref_slot(ssref.trim().as_bytes(), date, entry)),
