@@ -114,6 +114,12 @@ impl Cpli {
         self.covers(from) && self.covers(to)
     }
 
+    /// The days of `from..=to` on which it is in force.
+    pub fn days_in_force(&self, from: NaiveDate, to: NaiveDate) -> i64 {
+        let (start, end) = (from.max(self.start_date), self.end_date.map_or(to, |e| e.min(to)));
+        ((end - start).num_days() + 1).max(0)
+    }
+
     pub fn overlaps(&self, from: NaiveDate, to: NaiveDate) -> bool {
         self.start_date <= to && self.end_date.is_none_or(|end| end >= from)
     }
@@ -136,16 +142,17 @@ impl Cpli {
 
 /// What `cplis` commission from `from` to `to`: each for the days of it that it is in force, pro rata
 /// to its frequency, at its own unit cost; only quantities in `like`'s unit count (a weekly charge
-/// cannot be added to hours). `(quantity, cost)`, exact; `None` on overflow.
-pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate, like: &Quantity) -> Option<(Decimal, Decimal)> {
+/// cannot be added to hours). `(quantity, cost)`, exact. On overflow, the CPLI whose own cost
+/// overflowed, or `None` when the sum did.
+pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate, like: &Quantity) -> Result<(Decimal, Decimal), Option<&'a Cpli>> {
     let (mut qty, mut cost) = (Decimal::ZERO, Decimal::ZERO);
     for c in cplis.into_iter().filter(|c| c.quantity.same_unit(like)) {
-        let days = from.iter_days().take_while(|d| *d <= to).filter(|d| c.covers(*d)).count() as i64;
-        let Some(q) = c.quantity.pro_rata(days) else { continue };
-        qty = qty.checked_add(q)?;
-        cost = cost.checked_add(q.checked_mul(c.unit_cost)?)?;
+        let Some(q) = c.quantity.pro_rata(c.days_in_force(from, to)) else { continue };
+        let own = q.checked_mul(c.unit_cost).ok_or(Some(c))?;
+        qty = qty.checked_add(q).ok_or(None)?;
+        cost = cost.checked_add(own).ok_or(None)?;
     }
-    Some((qty, cost))
+    Ok((qty, cost))
 }
 
 /// The cost of `qty` of a period under `cpli` and the authorised packages `same_package` as it
@@ -164,13 +171,29 @@ pub fn period_cost<'a>(qty: Decimal, cpli: &Cpli, cplis: impl IntoIterator<Item 
     if package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
         return own();
     }
-    let (comm_qty, comm_cost) = commissioned(package, from, to, &cpli.quantity)?;
+    let (comm_qty, comm_cost) = commissioned(package, from, to, &cpli.quantity).ok()?;
     if comm_qty.is_zero() { own() } else { qty.checked_mul(comm_cost)?.checked_div(comm_qty) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_in_force_are_the_days_of_the_range_between_start_and_end() {
+        let d = |m: u32, day: u32| NaiveDate::from_ymd_opt(2022, m, day).unwrap();
+        let mut c = Cpli {
+            cpli_id: "1".into(), ssref: "A1".into(), client_name: String::new(), nhs_number: None, client_ref: None,
+            organisation_ref: None, organisation_name: String::new(), service_ref: None, service_name: String::new(),
+            contract: String::new(), service_level_ref: None, service_level: String::new(), start_date: d(10, 10), end_date: None,
+            quantity: Quantity { amount: Decimal::ONE, unit: "Hr".into(), frequency: "Weekly".into() }, unit_cost: Decimal::ONE, authorised: true,
+        };
+        assert_eq!(c.days_in_force(d(10, 3), d(10, 30)), 21);
+        c.end_date = Some(d(10, 12));
+        assert_eq!(c.days_in_force(d(10, 3), d(10, 30)), 3);
+        assert_eq!(c.days_in_force(d(10, 13), d(10, 30)), 0, "ended before");
+        assert_eq!(c.days_in_force(d(10, 3), d(10, 9)), 0, "starts after");
+    }
 
     #[test]
     fn hours_per_week_are_comparable_and_other_units_are_not() {

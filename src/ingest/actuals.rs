@@ -418,11 +418,11 @@ impl Row<'_, Col> {
     fn check_planned_across(&mut self, a: &Actual, package: &[&Cpli], cpli: &Cpli) {
         // A CPLI of a frequency not known here would count as nothing, and part of a fortnightly one
         // is not what a provider plans for those days: then nothing is judged.
-        let days_of = |c: &Cpli| a.period_start.iter_days().take_while(|d| *d <= a.period_end).filter(|d| c.covers(*d)).count() as i64;
+        let days_of = |c: &Cpli| c.days_in_force(a.period_start, a.period_end);
         if package.iter().any(|c| !c.quantity.plans_pro_rata(days_of(c))) {
             return;
         }
-        let Some((expected, _)) = crate::domain::cpli::commissioned(package.iter().copied(), a.period_start, a.period_end, &cpli.quantity) else { return };
+        let Some((expected, _)) = crate::domain::cpli::commissioned(package.iter().copied(), a.period_start, a.period_end, &cpli.quantity).ok() else { return };
         if expected.is_zero() || expected != expected.round_dp(QUANTITY_DECIMALS) || a.planned == expected {
             return;
         }

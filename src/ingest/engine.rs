@@ -145,12 +145,7 @@ fn run_beside<K: Rules, A: Apply<K::Out>>(mut rows: Rows, shape: &Shape, rules: 
         s.spawn(move || {
             let (mut scratch, mut pool) = (K::Scratch::default(), Vec::new());
             loop {
-                let mut record = || {
-                    if pool.is_empty() {
-                        pool = spare_rx.try_recv().unwrap_or_default();
-                    }
-                    pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
-                };
+                let mut record = || recycled(&mut pool, &spare_rx);
                 let (chunk, last) = read_chunk(&mut rows, SMALL_CHUNK, &mut record);
                 if chunk.as_ref().is_ok_and(|c| c.is_empty()) {
                     return;
@@ -256,6 +251,14 @@ fn apply_chunk<O, A: Apply<O>>(judged: Vec<Judged<O>>, apply: &mut A, counts: &m
     Ok(spare)
 }
 
+/// A record to fill: one the applying thread gave back (`spare`), else a new one.
+fn recycled(pool: &mut Vec<csv::ByteRecord>, spare: &mpsc::Receiver<Vec<csv::ByteRecord>>) -> csv::ByteRecord {
+    if pool.is_empty() {
+        *pool = spare.try_recv().unwrap_or_default();
+    }
+    pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
+}
+
 /// Up to `size` rows, and whether the file ended (or failed) with them.
 fn read_chunk(rows: &mut Rows, size: usize, record: &mut impl FnMut() -> csv::ByteRecord) -> (std::io::Result<Chunk>, bool) {
     let mut chunk = Vec::with_capacity(size);
@@ -276,12 +279,7 @@ fn read_chunk(rows: &mut Rows, size: usize, record: &mut impl FnMut() -> csv::By
 
 fn read_chunks(mut rows: Rows, tx: mpsc::SyncSender<(usize, std::io::Result<Chunk>)>, spare: mpsc::Receiver<Vec<csv::ByteRecord>>) {
     let mut pool: Vec<csv::ByteRecord> = Vec::new();
-    let mut record = move || {
-        if pool.is_empty() {
-            pool = spare.try_recv().unwrap_or_default();
-        }
-        pool.pop().unwrap_or_else(|| csv::ByteRecord::with_capacity(256, 32))
-    };
+    let mut record = move || recycled(&mut pool, &spare);
     for idx in 0.. {
         let (chunk, last) = read_chunk(&mut rows, CHUNK, &mut record);
         if chunk.as_ref().is_ok_and(|c| c.is_empty()) {

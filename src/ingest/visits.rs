@@ -417,7 +417,8 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                     j.issues.push(issue);
                     return Ok(Applied::Rejected);
                 }
-                let client = ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
+                // The client as the CPLIs name it, looked up only for a row whose slot is remembered.
+                let client = || ctx.cplis.and_then(|i| i.client_ssref(&keys.client)).unwrap_or(&keys.client);
                 if let Some(message) = accepted.slot.and_then(|h| self.slots.check(h, j.row, &visit, client)) {
                     let issue = j.issue(Code::PossibleDuplicate, Some(Col::PlannedEntryTime.heading()), message);
                     j.issues.push(issue);
@@ -911,7 +912,7 @@ struct Slots {
 
 impl Slots {
     /// The warning for a row whose slot an earlier row already holds.
-    fn check(&mut self, key: u64, row: u64, v: &Visit, client: &str) -> Option<String> {
+    fn check<'c>(&mut self, key: u64, row: u64, v: &Visit, client: impl FnOnce() -> &'c str) -> Option<String> {
         let dh = v.says_double_handed();
         let Some((first_row, first_dh)) = self.seen.get_mut(&key) else {
             self.seen.insert(key, (row, dh));
@@ -922,7 +923,7 @@ impl Slots {
         warn.then(|| {
             format!(
                 "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in {}; otherwise one row is a duplicate",
-                client, uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
+                client(), uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
             )
         })
     }

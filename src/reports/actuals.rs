@@ -318,18 +318,9 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
 fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opts: &ActualsOptions) -> Result<Option<ActualsRow>, Overflow> {
     let c = &cplis[i];
     let over = || Overflow::of(c);
-    let (mut comm_qty, mut comm_cost) = (Decimal::ZERO, Decimal::ZERO);
-    for m in members.iter().chain(std::iter::once(&i).filter(|_| !members.contains(&i))) {
-        // Quantities of another unit (a weekly charge beside hours) cannot be added to the row's.
-        if !cplis[*m].quantity.same_unit(&c.quantity) {
-            continue;
-        }
-        let days = p.start.iter_days().take_while(|d| *d <= p.end).filter(|d| cplis[*m].covers(*d)).count() as i64;
-        let Some(q) = cplis[*m].quantity.pro_rata(days) else { continue };
-        let cost = q.checked_mul(cplis[*m].unit_cost).ok_or_else(|| Overflow::of(&cplis[*m]))?;
-        comm_qty = comm_qty.checked_add(q).ok_or_else(over)?;
-        comm_cost = comm_cost.checked_add(cost).ok_or_else(over)?;
-    }
+    // Quantities of another unit (a weekly charge beside hours) cannot be added to the row's.
+    let package = members.iter().chain(std::iter::once(&i).filter(|_| !members.contains(&i))).map(|m| &cplis[*m]);
+    let (comm_qty, comm_cost) = crate::domain::cpli::commissioned(package, p.start, p.end, &c.quantity).map_err(|m| m.map_or_else(over, Overflow::of))?;
     // Paid at the rate the package commissions in the period, as the row's stored cost
     // (`cpli::period_cost`: a variation part-way through it paid for its share at its own cost).
     let cost = |q: Decimal| crate::domain::cpli::period_cost(q, c, members.iter().map(|m| &cplis[*m]), p.start, p.end).ok_or_else(over);
