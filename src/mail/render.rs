@@ -101,6 +101,12 @@ pub fn result_csv_name(file: &str) -> String {
     format!("{stem}.result.csv")
 }
 
+/// The issues, errors before warnings, each in the result's order.
+fn errors_first(issues: &[Issue]) -> impl Iterator<Item = &Issue> {
+    let errors = issues.iter().filter(|i| i.severity == Severity::Error);
+    errors.chain(issues.iter().filter(|i| i.severity != Severity::Error))
+}
+
 /// The email for one file: counts, the first `max_issues` issues in words (of those the store
 /// keeps), and `csv`, the result CSV as read from `results/`, attached when given (`None`: larger
 /// than the limit, or unreadable).
@@ -132,7 +138,9 @@ pub fn file_email(r: &ImportResult, recipient: Option<&str>, max_issues: usize, 
         updated: c.updated,
         rejected: c.rejected,
         dq: c.data_quality_issues,
-        issues: r.issues.iter().take(max_issues).map(IssueLine::new).collect(),
+        // Errors first: a rejected row is money not paid, and one warning per client and week
+        // (PLANNED_HOURS_DIFFER, file-level, so first in the result) could fill the excerpt.
+        issues: errors_first(&r.issues).take(max_issues).map(IssueLine::new).collect(),
         total_issues,
         more: total_issues.saturating_sub(max_issues.min(r.issues.len())),
         attachment_note,
@@ -436,6 +444,23 @@ mod tests {
         assert!(m.text.contains("Fix this first, then send the whole file again:\n  the heading CarerRef is missing"), "{}", m.text);
         assert!(m.html.contains("<strong>Fix this first</strong>"));
         assert!(m.text.contains("- The whole file, CarerRef (Error MISSING_COLUMN)"));
+    }
+
+    #[test]
+    fn the_excerpt_tells_errors_before_warnings() {
+        let mut issues: Vec<Issue> = (0..25)
+            .map(|n| {
+                let mut week = Issue::file(Code::PlannedHoursDiffer, None, format!("week 07/11/2022 to 13/11/2022: client A{n:06} has 1 hours planned"));
+                week.reference = Some(format!("A{n:06}"));
+                week
+            })
+            .collect();
+        issues.push(row_issue(30, Code::BadDate, "PlannedVisitDate", "PlannedVisitDate '31/02/2022' is not a date"));
+        let r = result("visits.csv", issues, counts(30, 29, 0, 1, 25), Status::Processed);
+        let m = file_email(&r, None, 20, Some(r.to_csv()));
+        let first = m.text.find("- Row 30 (V30), PlannedVisitDate (Error BAD_DATE)").expect("the error is in the excerpt");
+        assert!(first < m.text.find("PLANNED_HOURS_DIFFER").unwrap(), "{}", m.text);
+        assert_eq!(m.text.matches("(Warning PLANNED_HOURS_DIFFER)").count(), 19);
     }
 
     #[test]
