@@ -110,6 +110,12 @@ pub struct Response {
     pub text: String,
 }
 
+/// Whether `given` (as a disputes file writes it: the name, the slug or the OrganisationRef) is `o`.
+fn names(o: &Organisation, given: &str) -> bool {
+    let by_ref = parse_guid(given);
+    o.is_named(given) || (by_ref.is_some() && o.org_ref == by_ref)
+}
+
 /// One dispute as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispute {
@@ -365,8 +371,7 @@ impl<'s> Desk<'s> {
 
     /// Raises a dispute on a current visit; its index.
     pub fn raise(&mut self, r: Raise<'_>, by: &str, at: DateTime<Utc>) -> Acted {
-        let by_ref = parse_guid(r.organisation);
-        let Some(org) = self.orgs.iter().find(|o| o.is_named(r.organisation) || (by_ref.is_some() && o.org_ref == by_ref)).cloned() else {
+        let Some(org) = self.orgs.iter().find(|o| names(o, r.organisation)).cloned() else {
             return Ok(Err(Refusal { code: Code::UnknownVisit, field: Some("Organisation"), message: format!("there is no organisation '{}': name it as in the CPLI extract, or by its OrganisationRef", quote(r.organisation)) }));
         };
         let deleting = self.deletions.iter().any(|(s, v)| *s == org.slug && v == r.visit_ref);
@@ -480,6 +485,14 @@ impl<'s> Desk<'s> {
     /// The VisitRef of dispute `id`, when there is one.
     pub fn visit_ref_of(&self, id: DisputeId) -> Option<&str> {
         self.find(id, None).ok().map(|i| self.disputes[i].visit_ref.as_str())
+    }
+
+    /// The organisation's name of dispute `id` when `given` (a name, slug or OrganisationRef) does
+    /// not name it; `None` when it does, or there is no such dispute.
+    pub fn other_org_of(&self, id: DisputeId, given: &str) -> Option<&str> {
+        let d = &self.disputes[self.find(id, None).ok()?];
+        let named = self.orgs.iter().any(|o| o.slug == d.org && names(o, given));
+        (!named).then_some(d.organisation.as_str())
     }
 
     fn changed(&mut self, i: usize, notify: bool, at: DateTime<Utc>) -> std::result::Result<(), StoreError> {

@@ -54,8 +54,9 @@ fn scan_spec(_: &Header) -> ScanSpec {
 /// A row as its cells say.
 pub enum DisputeRow {
     Raise { organisation: String, visit_ref: String, dispute_type: DisputeType, details: String },
-    /// `visit_ref`: a VisitRef given on the row, which must be the dispute's.
-    Close { id: DisputeId, note: Option<String>, delete_visit: bool, visit_ref: Option<String> },
+    /// `visit_ref`, `organisation`: a VisitRef or Organisation given on the row, which must be the
+    /// dispute's.
+    Close { id: DisputeId, note: Option<String>, delete_visit: bool, visit_ref: Option<String>, organisation: Option<String> },
 }
 
 struct DisputeRules;
@@ -79,7 +80,8 @@ impl Rules for DisputeRules {
                 r.push(Code::Required, Some(Col::Close), "Close must be Y on a row that names a DisputeId: such a row closes that dispute".into());
             }
             let visit_ref = r.text(Col::VisitRef, 50);
-            return Ok(id.filter(|_| !r.has_errors()).map(|id| DisputeRow::Close { id, note, delete_visit, visit_ref }));
+            let organisation = r.text(Col::Organisation, 112);
+            return Ok(id.filter(|_| !r.has_errors()).map(|id| DisputeRow::Close { id, note, delete_visit, visit_ref, organisation }));
         }
         if delete_visit {
             r.push(Code::Required, Some(Col::Close), "DeleteVisit goes with Close = Y and the DisputeId of the dispute to close".into());
@@ -156,7 +158,16 @@ impl Apply<DisputeRow> for AtDesk<'_> {
             DisputeRow::Raise { organisation, visit_ref, dispute_type, details } => {
                 (self.desk.raise(Raise { organisation: &organisation, visit_ref: &visit_ref, dispute_type, details }, &self.by, at)?, Applied::New)
             }
-            DisputeRow::Close { id, note, delete_visit, visit_ref } => {
+            DisputeRow::Close { id, note, delete_visit, visit_ref, organisation } => {
+                // Since 2026-12-03: a close row naming another organisation closed (and with
+                // DeleteVisit deleted) the dispute's visit all the same.
+                if let Some((given, theirs)) = organisation.as_deref().and_then(|g| Some(g).zip(self.desk.other_org_of(id, g))) {
+                    let message = format!(
+                        "Organisation '{g}' is not the organisation of dispute {id} ({theirs}): check the DisputeId, or leave Organisation blank on a row that closes a dispute",
+                        g = quote(given)
+                    );
+                    return Ok(refuse(row, Refusal { code: Code::RefMismatch, field: Some("Organisation"), message }));
+                }
                 if let Some((given, theirs)) = visit_ref.as_deref().zip(self.desk.visit_ref_of(id)).filter(|(g, t)| g != t) {
                     let message = format!(
                         "VisitRef '{g}' is not the visit of dispute {id} ({theirs}): a row with a DisputeId and Close = Y closes that dispute; to raise a dispute on '{g}', send it on a row of its own with DisputeId and Close blank",

@@ -616,11 +616,12 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
         ,,,,D3,Y,Deleting a locked visit,Y\n\
         ,,,,D3,,,Y\n\
         ,,,,D77,Y,,\n\
-        Pearl Carers Ltd,PS3,10,Raising and closing at once,D3,Y,,\n";
+        Pearl Carers Ltd,PS3,10,Raising and closing at once,D3,Y,,\n\
+        Nobody Care Ltd,,,,D3,Y,Another organisation's dispute,Y\n";
     gate.put(COUNCIL_LOGIN, "queries.csv", file);
     let r = gate.council_result("queries.result.json");
     assert_eq!(kind_of(&r), Some("disputes"), "{r}");
-    assert_eq!(counts(&r), (12, 1, 1, 10, 0), "{r:#}");
+    assert_eq!(counts(&r), (13, 1, 1, 11, 0), "{r:#}");
     let expected = expect_errors(&[
         (2, "UNKNOWN_VISIT"),
         (3, "UNKNOWN_VISIT"),
@@ -632,6 +633,7 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
         (11, "REQUIRED"),
         (12, "UNKNOWN_DISPUTE"),
         (13, "REF_MISMATCH"),
+        (14, "REF_MISMATCH"),
     ]);
     let mut each_once = errors(&r);
     each_once.dedup();
@@ -640,6 +642,9 @@ fn disputes_a_council_file_refuses_bad_rows_with_their_codes_applies_the_good_on
     assert_eq!(closed_again["ref"], "D1", "a close row is told by its DisputeId: {closed_again}");
     let mixed = r["issues"].as_array().unwrap().iter().find(|i| i["row"] == 13).unwrap();
     assert!(mixed["message"].as_str().unwrap().starts_with("VisitRef 'PS3' is not the visit of dispute D3 (PS1)"), "{mixed}");
+    let other = r["issues"].as_array().unwrap().iter().find(|i| i["row"] == 14).expect("a close row naming another organisation is refused");
+    assert_eq!((&other["code"], &other["field"]), (&"REF_MISMATCH".into(), &"Organisation".into()), "{other}");
+    assert!(other["message"].as_str().unwrap().starts_with("Organisation 'Nobody Care Ltd' is not the organisation of dispute D3 (Pearl Carers Ltd)"), "{other}");
 
     // The council's export over SFTP: D4 raised by name as type 10; D2 closed with its visit deleted;
     // D3 neither closed nor deleted; D1 as it was.
