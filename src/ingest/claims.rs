@@ -504,7 +504,9 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
                 Ok(a) => a,
                 Err(message) => return Self::refuse(row, Code::BadAttachment, Some(Col::Attachment), message),
             },
-            None => None,
+            // Sent again with Attachment blank: the one kept with the claim stays (since
+            // 2026-12-03; the council lost sight of the evidence).
+            None => earlier.as_ref().and_then(|e| e.attachment.clone()),
         };
         if earlier.is_none() {
             self.seq += 1;

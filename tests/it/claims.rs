@@ -403,6 +403,11 @@ fn a_claims_file_stopped_after_its_commit_is_answered_from_its_record_at_the_nex
     assert_eq!(counts(&next), (1, 1, 0, 0, 0), "{next}");
     let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
     assert_eq!(list.last().unwrap()["claim_id"], "C3");
+    // Sent again with Attachment blank, the claim keeps the one it has (it was dropped).
+    let again = import_claims(&env, "again.csv", &guide_claims(""));
+    assert_eq!(counts(&again).2, 2, "both updated: {again}");
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    assert_eq!(list[1]["attachment"], "discharge.pdf", "{list:#?}");
 }
 
 #[test]
