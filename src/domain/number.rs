@@ -39,6 +39,20 @@ impl AmountError {
     }
 }
 
+/// `1,234.50` -> `1234.50`; `None` when a comma is not between groups of three digits before the
+/// point (`23,77` is a decimal comma, read as 2377 when every comma was dropped).
+pub fn without_thousands_commas(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !text.contains(',') {
+        return Some(text.into());
+    }
+    let whole = text.split_once('.').map_or(text, |(w, _)| w);
+    let mut groups = whole.split(',');
+    let first = groups.next()?;
+    let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
+    let grouped = (1..=3).contains(&first.len()) && digits(first) && groups.all(|g| g.len() == 3 && digits(g));
+    grouped.then(|| text.replace(',', "").into())
+}
+
 /// A number from 0 to `MAX_AMOUNT` with at most `decimals` decimal places (`3.25`). A string of
 /// digits too long for Decimal is too large, not "not a number".
 pub fn parse_bounded(text: &str, decimals: u32) -> Result<Decimal, AmountError> {
@@ -95,6 +109,16 @@ mod tests {
 
     fn q(s: &str) -> Result<Decimal, AmountError> {
         parse_bounded(s, QUANTITY_DECIMALS)
+    }
+
+    #[test]
+    fn a_comma_only_separates_thousands() {
+        assert_eq!(without_thousands_commas("1,234.50").as_deref(), Some("1234.50"));
+        assert_eq!(without_thousands_commas("1,000,000").as_deref(), Some("1000000"));
+        assert_eq!(without_thousands_commas("23.77").as_deref(), Some("23.77"));
+        for decimal_comma in ["23,77", "3,5", "1,23.4", "2,3,7,7", ",123", "1234,567", "1,234.5,6", "a,bcd"] {
+            assert_eq!(without_thousands_commas(decimal_comma), None, "{decimal_comma}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use super::headings as h;
 use crate::domain::cell::describe_control;
-use crate::domain::number::{parse_bounded, thousands, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
+use crate::domain::number::{parse_bounded, thousands, without_thousands_commas, MAX_AMOUNT, QUANTITY_DECIMALS, UNIT_COST_DECIMALS};
 use crate::domain::{date_message, forbidden_control, parse_date_cell, parse_guid, quote, uk_date, Cpli, DateProblem, Guid, Organisation, Quantity, Service, TextKind};
 use crate::outcome::{Code, Issue};
 
@@ -84,6 +84,9 @@ const REQUIRED: [&str; 11] = [
     CPLI_ID, h::SS_REF, h::ORGANISATION_NAME, h::SERVICE_NAME, h::SERVICE_LEVEL, h::START_DATE, "Quantity", h::UNIT, h::FREQUENCY, "UnitCost", "Authorised",
 ];
 
+/// The other headings the load reads.
+const OPTIONAL: [&str; 8] = [h::END_DATE, "ClientName", h::NHS_NUMBER, h::CLIENT_REF, h::ORGANISATION_REF, h::SERVICE_REF, h::SERVICE_LEVEL_REF, "Contract"];
+
 /// The first row that gave a CPLIID.
 struct FirstRow {
     row: u64,
@@ -97,22 +100,36 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
     let read_err = |source: std::io::Error| CpliError::Read { path: path.display().to_string(), source };
     // Read as a provider's file is: UTF-8 or Windows-1252 (an extract saved by Excel), each row
     // numbered as a spreadsheet shows it (blank lines and cells over several lines counted).
+    let file_problem = |code: Code, field: Option<&str>, message: String| CpliProblem { row: None, cpli_id: None, code, field: field.map(String::from), message, row_data: None };
+    // Since 2026-12-03 as a provider's file is: a workbook, UTF-16, a PDF or an empty file is told
+    // for what it is (they were answered with eleven missing headings).
+    if let Some(what) = super::source::not_csv(path).map_err(read_err)? {
+        return Err(CpliError::Invalid(vec![file_problem(
+            Code::FileUnreadable,
+            None,
+            format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\""),
+        )]));
+    }
     let encoding = super::source::encoding_of(path).map_err(read_err)?;
     let mut rows = super::source::Rows::open(path, encoding).map_err(read_err)?;
     let header: Vec<String> = (0..rows.header.len()).map(|i| super::source::heading_key(rows.field(&rows.header, i).trim_start_matches('\u{FEFF}'))).collect();
+    if header.iter().all(String::is_empty) {
+        return Err(CpliError::Invalid(vec![file_problem(Code::FileEmpty, None, "the extract has no header row: it is empty or blank".into())]));
+    }
     let col = |name: &str| header.iter().position(|h| *h == super::source::heading_key(name));
-    let missing: Vec<CpliProblem> = REQUIRED
+    let mut missing: Vec<CpliProblem> = REQUIRED
         .iter()
         .filter(|h| col(h).is_none())
-        .map(|h| CpliProblem {
-            row: None,
-            cpli_id: None,
-            code: Code::MissingColumn,
-            field: Some(h.to_string()),
-            message: format!("the heading {h} is missing; a CPLI extract has the headings {}", REQUIRED.join(", ")),
-            row_data: None,
-        })
+        .map(|h| file_problem(Code::MissingColumn, Some(h), format!("the heading {h} is missing; a CPLI extract has the headings {}", REQUIRED.join(", "))))
         .collect();
+    // A heading the load reads, twice: which column holds the CPLI's figure? (The first was taken.)
+    for h in REQUIRED.iter().chain(&OPTIONAL) {
+        let key = super::source::heading_key(h);
+        let at: Vec<usize> = header.iter().enumerate().filter(|(_, k)| **k == key).map(|(i, _)| i + 1).collect();
+        if let [first, second, ..] = at[..] {
+            missing.push(file_problem(Code::DuplicateColumn, Some(h), format!("the heading {h} appears twice (columns {first} and {second}); keep one")));
+        }
+    }
     if !missing.is_empty() {
         return Err(CpliError::Invalid(missing));
     }
@@ -173,7 +190,15 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
         // Bounded (issue 9): a quantity or unit cost of 7.9e28 made the reports' arithmetic panic.
         let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(Code, &str, String)| -> Option<Decimal> {
             let v = get(name);
-            parse_bounded(v.trim_start_matches('£').replace(',', "").as_str(), decimals)
+            // Since 2026-12-03: every comma was dropped, so a decimal comma ("23,77") loaded 2377.
+            let Some(plain) = without_thousands_commas(v.trim_start_matches('£')) else {
+                bad(Code::BadNumber, name, format!(
+                    "{name} '{}' is not a number: a comma may only separate thousands (1,234.50); write decimals with a point (23.77)",
+                    quote(&v)
+                ));
+                return None;
+            };
+            parse_bounded(&plain, decimals)
                 .map_err(|e| {
                     let code = if e.is_not_a_number() { Code::BadNumber } else { Code::BadQuantity };
                     bad(code, name, format!(
@@ -284,6 +309,9 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
         });
     }
     problems.extend(repeated_firsts);
+    if out.is_empty() && problems.is_empty() {
+        problems.push(file_problem(Code::FileEmpty, None, "the extract has a header row but no CPLI rows: there is nothing to load".into()));
+    }
     // In row order, as a provider's result lists its issues (the sort keeps a row's own order).
     problems.sort_by_key(|p| p.row);
     if problems.is_empty() { Ok(out) } else { Err(CpliError::Invalid(problems)) }
@@ -521,6 +549,45 @@ mod tests {
         let found: Vec<(Option<u64>, Code)> = problems.iter().map(|p| (p.row, p.code)).collect();
         assert_eq!(found, [(Some(2), Code::DuplicateRef), (Some(4), Code::DuplicateRef)], "{problems:?}");
         assert!(problems[0].message.contains("also on row 4") && problems[1].message.contains("also on row 2"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_extract_cost_or_quantity_with_a_decimal_comma_is_refused_not_read_a_hundred_times_larger() {
+        let problems = refused(load(&[
+            "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,\"3,5\",Hr,Weekly,\"23,77\",Y",
+            "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,\"£1,234.50\",Y",
+        ]));
+        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        assert_eq!(found, [(Some(2), Code::BadNumber, Some("Quantity")), (Some(2), Code::BadNumber, Some("UnitCost"))], "thousands are still read: {problems:?}");
+        assert_eq!(problems[1].message, "UnitCost '23,77' is not a number: a comma may only separate thousands (1,234.50); write decimals with a point (23.77)");
+    }
+
+    #[test]
+    fn an_extract_heading_it_reads_given_twice_refuses_the_load() {
+        let problems = refused(load_with(&format!("{HEADER},UnitCost"), &["1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,0.01,Y,23.77"]));
+        assert_eq!((problems[0].code, problems[0].field.as_deref()), (Code::DuplicateColumn, Some("UnitCost")), "{problems:?}");
+        assert_eq!(problems[0].message, "the heading UnitCost appears twice (columns 10 and 12); keep one");
+        // A column the load does not read may repeat.
+        assert_eq!(load_with(&format!("{HEADER},Notes,Notes"), &["1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y,a,b"]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_extract_or_one_that_is_not_csv_is_told_for_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        for (bytes, code, says) in [
+            (&b""[..], Code::FileEmpty, "the extract has no header row"),
+            (&b"\r\n\r\n"[..], Code::FileEmpty, "the extract has no header row"),
+            (HEADER.as_bytes(), Code::FileEmpty, "the extract has a header row but no CPLI rows"),
+            (&b"PK\x03\x04rest of a workbook"[..], Code::FileUnreadable, "this is not a CSV text file (it looks like a spreadsheet workbook"),
+            (&b"\xFF\xFEC\0P\0"[..], Code::FileUnreadable, "this is not a CSV text file (it is UTF-16 text"),
+            (&b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n"[..], Code::FileUnreadable, "this is not a CSV text file (it is a PDF document)"),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let problems = refused(read_extract(&path, &[]));
+            assert_eq!((problems.len(), problems[0].code), (1, code), "{problems:?}");
+            assert!(problems[0].message.starts_with(says), "{}", problems[0].message);
+        }
     }
 
     #[test]

@@ -379,6 +379,9 @@ pub fn is_blank(rec: &csv::ByteRecord) -> bool {
 
 /// Spreadsheets, UTF-16 and other binary content, from the first bytes.
 fn sniff_binary(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"%PDF-") {
+        return Some("it is a PDF document");
+    }
     if head.starts_with(b"PK\x03\x04") {
         return Some("it looks like a spreadsheet workbook (Excel .xlsx, LibreOffice .ods) or another zip file");
     }
@@ -393,6 +396,13 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
         return Some("it holds binary data");
     }
     None
+}
+
+/// What a file is instead of CSV text, judged from its first 8 KiB (as the first pass judges it).
+pub fn not_csv(path: &Path) -> io::Result<Option<&'static str>> {
+    let mut head = Vec::with_capacity(8192);
+    File::open(path)?.take(8192).read_to_end(&mut head)?;
+    Ok(sniff_binary(&head))
 }
 
 /// Where the record being read began, as the CSV reader counts it (bytes from the start, and line).
