@@ -33,11 +33,15 @@ pub struct Header {
 }
 
 impl Header {
+    /// A header row that is not UTF-8 is Windows-1252, as the whole file then is (since
+    /// 2026-12-03: it was read as UTF-8, so a heading with Excel's non-breaking space, byte A0, was
+    /// unknown and the file failed).
     pub fn from_record(rec: &csv::ByteRecord) -> Header {
         let mut names = Vec::with_capacity(rec.len());
         let mut keys = Vec::with_capacity(rec.len());
+        let encoding = if std::str::from_utf8(rec.as_slice()).is_ok() { Encoding::Utf8 } else { Encoding::Windows1252 };
         for f in rec.iter() {
-            let text = String::from_utf8_lossy(f);
+            let text = decode(encoding, f.strip_prefix(BOM).unwrap_or(f));
             let name = text.trim_start_matches('\u{FEFF}').trim();
             keys.push(heading_key(name));
             names.push(quote(name).to_string());
@@ -718,6 +722,16 @@ mod tests {
         assert!(sniff_binary(b"\xD0\xCF\x11\xE0rest").is_some());
         assert!(sniff_binary(b"\xFF\xFEV\0i\0").is_some());
         assert!(sniff_binary(b"VisitRef,Deleted\r\nV1,0\r\n").is_none());
+    }
+
+    #[test]
+    fn a_windows_1252_header_is_read_as_windows_1252_so_a_non_breaking_space_is_a_space() {
+        let rec = csv::ByteRecord::from(vec![&b"\xEF\xBB\xBFVisitRef"[..], b"DeliveredEntryTime\xA0IsOverridden", b"Caf\xE9"]);
+        let h = Header::from_record(&rec);
+        assert_eq!(h.keys, ["visitref", "deliveredentrytimeisoverridden", "caf\u{e9}"]);
+        assert_eq!(h.names[1], "DeliveredEntryTime\u{a0}IsOverridden");
+        let utf8 = Header::from_record(&csv::ByteRecord::from(vec!["\u{feff}VisitRef", "Caf\u{e9}"]));
+        assert_eq!(utf8.keys, ["visitref", "caf\u{e9}"]);
     }
 
     #[test]
