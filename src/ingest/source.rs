@@ -597,7 +597,14 @@ impl Rows {
         head.truncate(n);
         // Whether the first and the second line end with a bare LF: the header's, then the rows'
         // (a header saved apart, a template's CRLF above a system's LF rows, is not rare).
-        let mut breaks = head.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i == 0 || head[i - 1] != b'\r');
+        // Line breaks inside quoted cells are not rows' (since 2026-12-03: Excel's Alt+Enter, a
+        // bare LF in a CRLF file's first row, numbered every later row after a blank line one low).
+        let mut quoted = false;
+        let mut breaks = head.iter().enumerate().filter(|(_, b)| {
+            quoted ^= **b == b'"';
+            **b == b'\n' && !quoted
+        });
+        let mut breaks = std::iter::from_fn(move || breaks.next()).map(|(i, _)| i == 0 || head[i - 1] != b'\r');
         let header_lf = breaks.next().unwrap_or(false);
         let rows_lf = breaks.next().unwrap_or(header_lf);
         let lf_endings = header_lf;
@@ -761,6 +768,8 @@ mod tests {
         assert_eq!(rows_of(b"h\r\nA\nB\n"), [2, 3]);
         assert_eq!(rows_of(b"h\nA\r\nB\r\n"), [2, 3]);
         assert_eq!(rows_of(b"h\r\nA\n\nB\n"), [2, 4]);
+        // Excel's Alt+Enter: a bare LF inside a cell of a CRLF file's first row.
+        assert_eq!(rows_of(b"h\r\n\"a\nb\"\r\nB\r\n\r\nC\r\n"), [2, 3, 5]);
     }
 
     fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
