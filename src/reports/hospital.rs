@@ -275,26 +275,27 @@ pub fn stay_in(visits: &[Compact], from: usize) -> Option<(Vec<Missed>, Option<N
     Some((missed, None, visits.len()))
 }
 
-/// A claimed stay (issue 12): admitted on `admitted`, the client's visits of the package in planned
-/// order. With `discharged`, the missed visits are the H visits from admission to that day, and care
-/// resumed that day if a delivered visit is on or after it; without, as `stay_in` finds it from the
-/// first H visit on or after admission. `None`: no H visit in the stay.
+/// A claimed stay (issue 12): the stay as the client's visits of the package (in planned order)
+/// show it, the one holding `admitted`: from its first H visit (H visits before `admitted` with no
+/// delivered visit between count: the stay had begun) up to the first delivered visit after it,
+/// as `stay_in` and so the report find it. The claim's AdmittedOn is the admission when it is
+/// earlier than that first H visit with no care delivered between (admitted after the day's last
+/// call). A claim's DischargedOn does not shorten the stay (since 2026-12-03: a DischargedOn before
+/// H visits that run on, or an AdmittedOn after the first H visits, gave a figure the visits
+/// contradict); a stay whose first H visit is after it is not the claim's. `None`: no such stay.
 pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, notified: Option<NaiveDate>) -> Option<(Stay, Vec<Missed>)> {
-    let start = visits.iter().position(|v| v.date >= admitted)?;
-    let (missed, resumed) = match discharged {
-        Some(d) => {
-            let missed: Vec<Missed> = visits[start..].iter().filter(|v| v.hospital && v.date <= d).map(Compact::missed).collect();
-            let resumed = visits[start..].iter().any(|v| v.delivered && v.date >= d).then_some(d);
-            (missed, resumed)
-        }
-        None => {
-            let (missed, resumed, _) = stay_in(visits, start)?;
-            (missed, resumed)
-        }
-    };
-    if missed.is_empty() {
+    let at = visits.iter().position(|v| v.date >= admitted).unwrap_or(visits.len());
+    let mut start = at;
+    while start > 0 && !visits[start - 1].delivered {
+        start -= 1;
+    }
+    let (missed, resumed, _) = stay_in(visits, start)?;
+    let first = missed.first()?.date;
+    if discharged.is_some_and(|d| first > d) {
         return None;
     }
+    let delivered_between = visits[at..].iter().take_while(|v| v.date < first).any(|v| v.delivered);
+    let admitted = if delivered_between { first } else { admitted.min(first) };
     Some((Stay { admitted, resumed, notified }, missed))
 }
 
@@ -493,8 +494,29 @@ mod tests {
         );
     }
 
+    /// DAPL: H visits every weekday from Monday 21/11 to Friday 2/12, care resumed Monday 5/12 (11
+    /// working days): nothing, however the claim's dates are chosen.
     #[test]
-    fn the_guides_second_example_as_a_claim_with_its_discharge_day_claims_47_54() {
+    fn a_claimed_stay_is_the_stay_the_visits_show_whatever_the_claims_dates() {
+        let v = |m, day, code: &str| Compact::of(&visit("1", d(2022, m, day), 540, code, 60, (code == "DHS").then_some(60)), 0);
+        let mut visits = vec![v(11, 18, "DHS")];
+        visits.extend([21, 22, 23, 24, 25, 28, 29, 30].map(|day| v(11, day, "H")));
+        visits.extend([v(12, 1, "H"), v(12, 2, "H"), v(12, 5, "DHS")]);
+        let dapl = |admitted, discharged| {
+            let (stay, missed) = claimed_stay(&visits, admitted, discharged, None).unwrap();
+            let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, |_| "23.77".parse().unwrap()).unwrap();
+            (stay.admitted, stay.resumed, missed.len(), money_text(f.amount))
+        };
+        let whole = (d(2022, 11, 21), Some(d(2022, 12, 5)), 10, "0.00".to_string());
+        assert_eq!(dapl(d(2022, 11, 21), Some(d(2022, 11, 25))), whole, "a DischargedOn of 25/11 changes nothing: the H visits run on");
+        assert_eq!(dapl(d(2022, 11, 25), None), whole, "admitted on the 25th, the H visits from the 21st are the same stay");
+        assert_eq!(dapl(d(2022, 11, 19), None).0, d(2022, 11, 19), "an admission before the first H visit counts from the claim's day");
+        assert_eq!(dapl(d(2022, 11, 17), None).0, d(2022, 11, 21), "care delivered on the 18th: the stay's admission is its first H visit");
+        assert_eq!(claimed_stay(&visits, d(2022, 11, 1), Some(d(2022, 11, 3)), None), None, "no stay from 1/11 to 3/11");
+    }
+
+    #[test]
+    fn the_guides_second_example_as_a_claim_claims_47_54() {
         let visits: Vec<Compact> = skinner().iter().map(|v| Compact::of(v, 0)).collect();
         let (stay, missed) = claimed_stay(&visits, d(2022, 11, 21), Some(d(2022, 11, 25)), None).unwrap();
         assert_eq!((stay.resumed, missed.len()), (Some(d(2022, 11, 25)), 8));

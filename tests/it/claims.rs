@@ -230,10 +230,12 @@ fn a_stay_runs_on_across_a_variation_of_the_package_and_cannot_be_split_into_two
         "(8 h × £20 + 6 h × £30) × 50% = £170.00 (LWAH holds the package open for up to 14 days, to 23/11/2022)"
     );
 
-    // A claim with an early DischargedOn is figured to that day; a second claim for the days after
-    // it, or from the variation, is the same stay (the H visits run on, no care between).
+    // A claim with an early DischargedOn is figured as the visits show the stay (since 2026-12-03;
+    // it was figured to that day, £70.00, while the H visits ran on); a second claim for the days
+    // after it, or from the variation, is the same stay (the H visits run on, no care between).
     let first = import_claims(&env, "claims.csv", &format!("{CLAIMS_HEADER}\nQ-1,A371849,{LWAH},10/11/2022,16/11/2022,70.00,Admitted 10.11.22,\n"));
-    assert_eq!((counts(&first), codes(&first)), ((1, 1, 0, 0, 0), vec![]), "{first}");
+    assert_eq!((counts(&first), codes(&first)), ((1, 1, 0, 0, 1), vec!["CLAIM_AMOUNT_DIFFERS".to_string()]), "{first}");
+    assert!(issues_with(&first, "CLAIM_AMOUNT_DIFFERS")[0]["message"].as_str().unwrap().starts_with("the claim is for £70.00; the gateway's figure for this stay is £170.00"), "{first}");
     let split = format!("{CLAIMS_HEADER}\nQ-2,A371849,{LWAH},17/11/2022,,100.00,Admitted 17.11.22,\nQ-3,A371849,{LWAH},18/11/2022,,90.00,From the variation,\n");
     let r = import_claims(&env, "split.csv", &split);
     assert_eq!(codes(&r), ["DUPLICATE_CLAIM", "DUPLICATE_CLAIM"], "{r}");
@@ -497,15 +499,18 @@ fn a_pending_claims_figure_follows_its_stays_visits_and_a_decided_ones_does_not(
     delivered.push(visit("F2", "A352035", DAPL_SOUTH, "12/11/2022", ("14:00", "15:00"), "DHS"));
     let (_d, path) = write_temp("corrected.csv", &visits_file(&delivered));
     assert_eq!(counts(&env.import(PEARL, &path)).2, 5);
-    assert_eq!(figure("HIP-2"), ("23.77".to_string(), "2 h × £23.77 × 50% = £23.77".to_string()));
+    // The stay now ends with Wednesday's lunch call (care resumed): Monday evening and Tuesday's two
+    // calls, 1.5 h, as the report shows it; Friday's H lunch call is a stay of its own (since
+    // 2026-12-03; the claim's DischargedOn of Friday made one stay of both, 2 h).
+    assert_eq!(figure("HIP-2"), ("17.83".to_string(), "1.5 h × £23.77 × 50% = £17.83".to_string()));
     // The council disputes Tuesday's lunch call and closes the dispute by deleting it.
     assert!(env.ok(&["dispute", "raise", "--org", PEARL, "--visit", "K22a", "--type", "6", "--details", "was at home"]).starts_with("D1 "));
     env.ok(&["dispute", "close", "--id", "D1", "--delete-visit"]);
-    assert!(figure("HIP-2").1.starts_with("1.5 h × £23.77 × 50% = £17.83"), "{:?}", figure("HIP-2"));
+    assert!(figure("HIP-2").1.starts_with("1 h × £23.77 × 50% = £11.89"), "{:?}", figure("HIP-2"));
     // Flanders's claim, decided before, keeps the figure it was decided on.
     assert_eq!(figure("HIP-1").0, "11.89");
     let exported = std::fs::read_to_string(env.data().join("orgs/pearl-carers-ltd/exports/claims.csv")).unwrap();
-    assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,17.83,")), "{exported}");
+    assert!(exported.lines().any(|l| l.starts_with("HIP-2,C2,") && l.contains(",47.54,11.89,")), "{exported}");
 }
 
 #[test]
