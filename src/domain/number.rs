@@ -45,7 +45,10 @@ pub fn without_thousands_commas(text: &str) -> Option<std::borrow::Cow<'_, str>>
     if !text.contains(',') {
         return Some(text.into());
     }
-    let whole = text.split_once('.').map_or(text, |(w, _)| w);
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.contains(',') {
+        return None;
+    }
     let mut groups = whole.split(',');
     let first = groups.next()?;
     let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
