@@ -345,6 +345,7 @@ impl Gateway {
         let window = report_window(self, org)?;
         let cplis = self.store.cplis_for_org(org)?;
         let by_id: HashMap<&str, &Cpli> = cplis.iter().map(|c| (c.cpli_id.as_str(), c)).collect();
+        let packages = Packages::of(&cplis);
         let periods = &self.config.periods;
         let (mut status, mut stays_file, mut part) = (self.staged(Some(&VISIT_STATUS_COLUMNS))?, self.staged(Some(&hospital::COLUMNS))?, self.staged(None)?);
         let mut summary = PartSummary { fingerprint: self.parts_fingerprint(), ..Default::default() };
@@ -373,7 +374,7 @@ impl Gateway {
                     }
                 }
                 let period = Period::containing(v.planned_date, periods.first_start, periods.length_days);
-                let tail = council_tail(self, &v, &by_id)?;
+                let tail = council_tail(self, &v, &by_id, &packages)?;
                 part.row(&format!("visits-{}.csv", period.start), std::iter::once(&name).chain(&start).chain(&tail)).map_err(sink_err)?;
                 if let (Some(stays), Some(fact)) = (stays.as_mut(), crate::store::fact_of_visit(&v)) {
                     stays.add(&fact);
@@ -763,17 +764,42 @@ pub fn paid_minutes(gw: &Gateway, v: &Visit, cpli: &Cpli) -> i64 {
     }
 }
 
+/// The CPLIs of each package holding more than one (a variation, a temporary extra package), by
+/// CPLIID.
+struct Packages<'c>(HashMap<&'c str, Vec<&'c Cpli>>);
+
+impl<'c> Packages<'c> {
+    fn of(cplis: &'c [Cpli]) -> Packages<'c> {
+        let mut groups: HashMap<_, Vec<&Cpli>> = HashMap::new();
+        for c in cplis {
+            groups.entry((crate::domain::visit::client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).or_default().push(c);
+        }
+        let shared = groups.into_values().filter(|g| g.len() > 1);
+        Packages(shared.flat_map(|g| g.iter().map(|c| (c.cpli_id.as_str(), g.clone())).collect::<Vec<_>>()).collect())
+    }
+
+    /// The rate a visit of `cpli` on `date` is paid at: the package's, cost over quantity, in a
+    /// week a temporary extra package shares (`cpli::shared_week`, as the report pays it); else
+    /// the CPLI's own unit cost. `(cost, per quantity)`.
+    fn rate(&self, cpli: &Cpli, date: NaiveDate) -> (Decimal, Decimal) {
+        let shared = self.0.get(cpli.cpli_id.as_str()).and_then(|p| crate::domain::cpli::shared_week(cpli, p.iter().copied(), week_start(date)));
+        shared.map_or((cpli.unit_cost, Decimal::ONE), |(qty, cost)| (cost, qty))
+    }
+}
+
 /// The council's row of a visit after the organisation and [`visit_cells`]: service level and name,
 /// then the match and what the council pays for it.
-fn council_tail(gw: &Gateway, v: &Visit, cplis: &HashMap<&str, &Cpli>) -> Result<Vec<String>> {
+fn council_tail(gw: &Gateway, v: &Visit, cplis: &HashMap<&str, &Cpli>, packages: &Packages<'_>) -> Result<Vec<String>> {
     let mut cells = vec![text(v.service_level.as_deref()), text(v.service_name.as_deref())];
     let cpli = v.cpli_id().and_then(|id| cplis.get(id));
     match (&v.matched, cpli) {
         (MatchStatus::Matched { cpli_id }, Some(c)) => {
             let minutes = paid_minutes(gw, v, c);
-            let cost = minutes_times(minutes, c.unit_cost, 60)
-                .ok_or_else(|| GatewayError::Invalid(reports::Overflow::of(c).to_string()))?;
-            cells.extend(["Matched".into(), excel_safe(cpli_id).into_owned(), c.unit_cost.normalize().to_string()]);
+            let (cost, per) = packages.rate(c, v.planned_date);
+            let overflow = || GatewayError::Invalid(reports::Overflow::of(c).to_string());
+            let rate = cost.checked_div(per).ok_or_else(overflow)?;
+            let cost = minutes_times(minutes, cost, 60).and_then(|c| c.checked_div(per)).ok_or_else(overflow)?;
+            cells.extend(["Matched".into(), excel_safe(cpli_id).into_owned(), rate.normalize().to_string()]);
             cells.extend([minutes.to_string(), exact(reports::hours(minutes)), exact(cost)]);
         }
         _ => cells.extend(["Unmatched".into(), String::new(), String::new(), String::new(), String::new(), String::new()]),

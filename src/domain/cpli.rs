@@ -175,9 +175,56 @@ pub fn period_cost<'a>(qty: Decimal, cpli: &Cpli, cplis: impl IntoIterator<Item 
     if comm_qty.is_zero() { own() } else { qty.checked_mul(comm_cost)?.checked_div(comm_qty) }
 }
 
+/// A week in which two CPLIs of `cpli`'s package are in force on one day (a temporary extra
+/// package beside the open one, the guide's scenario 2): what the package commissions that week,
+/// `(quantity, cost)`, so that its visits, which all match the earliest-starting CPLI, are paid at
+/// the package's rate, cost over quantity (since 2026-12-03; they were paid at that CPLI's cost
+/// alone: 8.5 h commissioned and delivered as 5 h at £23 and 3.5 h at £25 was paid £195.50, not
+/// £202.50). `None` otherwise (a variation mid-week: each visit matches the CPLI of its day and is
+/// paid at its cost), or when a CPLI of the package cannot be counted by the day (`Monthly`).
+pub fn shared_week<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, monday: NaiveDate) -> Option<(Decimal, Decimal)> {
+    let sunday = monday + chrono::Duration::days(6);
+    let package: Vec<&Cpli> = cplis
+        .into_iter()
+        .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(monday, sunday))
+        .collect();
+    let shared = monday.iter_days().take(7).any(|d| package.iter().filter(|c| c.covers(d)).count() > 1);
+    if !shared || package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
+        return None;
+    }
+    commissioned(package, monday, sunday, &cpli.quantity).ok().filter(|(qty, _)| !qty.is_zero())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn weekly(id: &str, start: NaiveDate, end: Option<NaiveDate>, hours: &str, cost: &str) -> Cpli {
+        Cpli {
+            cpli_id: id.into(), ssref: "A1".into(), client_name: String::new(), nhs_number: None, client_ref: None,
+            organisation_ref: None, organisation_name: String::new(), service_ref: None, service_name: "S".into(),
+            contract: "LWAH".into(), service_level_ref: None, service_level: "Home Support".into(), start_date: start, end_date: end,
+            quantity: Quantity { amount: hours.parse().unwrap(), unit: "Hr".into(), frequency: "Weekly".into() }, unit_cost: cost.parse().unwrap(), authorised: true,
+        }
+    }
+
+    #[test]
+    fn a_week_shared_by_a_temporary_extra_package_is_paid_at_the_packages_rate_and_a_varied_week_is_not() {
+        let d = |day: u32| NaiveDate::from_ymd_opt(2022, 10, day).unwrap();
+        let open = weekly("1", d(3), None, "5", "23");
+        let temporary = weekly("2", d(10), Some(d(16)), "3.5", "25");
+        let both = [open.clone(), temporary.clone()];
+        let (qty, cost) = shared_week(&open, &both, d(10)).unwrap();
+        assert_eq!((qty, cost), ("8.5".parse().unwrap(), "202.5".parse().unwrap()), "5 h at £23 and 3.5 h at £25");
+        assert_eq!(shared_week(&open, &both, d(3)), None, "the week before it: the open package alone");
+        // Varied on Wednesday: each day has one CPLI.
+        let (mut before, after) = (weekly("3", d(3), Some(d(11)), "5", "20"), weekly("4", d(12), None, "7", "22.50"));
+        assert_eq!(shared_week(&before, &[before.clone(), after.clone()], d(10)), None);
+        // A CPLI counted by the month cannot be shared out by the day.
+        before.end_date = None;
+        before.quantity.frequency = "Monthly".into();
+        assert_eq!(shared_week(&before, &[before.clone(), after], d(10)), None);
+    }
 
     #[test]
     fn days_in_force_are_the_days_of_the_range_between_start_and_end() {

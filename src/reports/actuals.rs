@@ -76,6 +76,13 @@ pub const COLUMNS: [&str; 14] = [
 ];
 
 impl ActualsRow {
+    /// What `--differences-only` leaves out: no difference in quantity or, to the penny, in cost
+    /// (since 2026-12-03; a week of the commissioned hours paid at other rates, a mid-week
+    /// variation's hours on the cheaper days, was left out).
+    fn differs_by_nothing(&self) -> bool {
+        self.diff_qty.is_zero() && super::pennies(self.diff_cost).is_zero()
+    }
+
     /// The row as written: quantities to 2 dp without trailing zeros, money to the penny, half-up.
     pub fn cells(&self) -> [String; 14] {
         [
@@ -327,10 +334,7 @@ fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opt
     let (actual_cost, frust_cost) = (cost(p.actual)?, cost(p.frustrated)?);
     let diff = |a: Decimal, f: Decimal, m: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(m)).ok_or_else(over);
     let diff_qty = diff(p.actual, p.frustrated, comm_qty)?;
-    if opts.differences_only && diff_qty.is_zero() {
-        return Ok(None);
-    }
-    Ok(Some(ActualsRow {
+    let row = ActualsRow {
         ssref: c.ssref.clone(),
         cpli_id: c.cpli_id.clone(),
         week: week_start(p.start),
@@ -345,7 +349,8 @@ fn period_row(cplis: &[Cpli], i: usize, members: &[usize], p: &PeriodActual, opt
         diff_cost: diff(actual_cost, frust_cost, comm_cost)?,
         period_end: p.end,
         source: Source::Actuals,
-    }))
+    };
+    Ok(Some(row).filter(|r| !(opts.differences_only && r.differs_by_nothing())))
 }
 
 /// One group's week; every sum and product is checked (issue 9), an overflow naming its CPLI.
@@ -402,19 +407,25 @@ fn group_week(
         add(&mut row.comm_qty, qty, i)?;
         add(&mut row.comm_cost, cost, i)?;
     }
+    // A temporary extra package beside the open one: the week's visits (all matched to the
+    // earliest) are paid at the package's rate, as `council_tail` pays each of them.
+    let shared = crate::domain::cpli::shared_week(&cplis[primary], members.iter().map(|i| &cplis[*i]), monday);
     for (i, acc) in sent {
-        let cost = cplis[i].unit_cost;
         row.visits += acc.visits;
         add(&mut row.actual_qty, Some(hours(acc.actual_minutes)), i)?;
         add(&mut row.frust_qty, Some(hours(acc.frust_minutes)), i)?;
         // Minutes times cost before dividing keeps the figure exact (183 min x 23.226 / 60 = 70.8393).
-        add(&mut row.actual_cost, minutes_times(acc.actual_minutes, cost, 60), i)?;
-        add(&mut row.frust_cost, minutes_times(acc.frust_minutes, cost, 60), i)?;
+        let cost = |minutes: i64| match shared {
+            Some((qty, cost)) => minutes_times(minutes, cost, 60).and_then(|c| c.checked_div(qty)),
+            None => minutes_times(minutes, cplis[i].unit_cost, 60),
+        };
+        add(&mut row.actual_cost, cost(acc.actual_minutes), i)?;
+        add(&mut row.frust_cost, cost(acc.frust_minutes), i)?;
     }
     let diff = |a: Decimal, f: Decimal, c: Decimal| a.checked_add(f).and_then(|x| x.checked_sub(c)).ok_or_else(|| Overflow::of(&cplis[primary]));
     row.diff_qty = diff(row.actual_qty, row.frust_qty, row.comm_qty)?;
     row.diff_cost = diff(row.actual_cost, row.frust_cost, row.comm_cost)?;
-    if opts.differences_only && row.diff_qty.is_zero() {
+    if opts.differences_only && row.differs_by_nothing() {
         return Ok(None);
     }
     Ok(Some(row))
@@ -534,6 +545,43 @@ pub(crate) mod tests {
         let comm: Vec<_> = rows.iter().map(|r| (r.cpli_id.as_str(), r.week, quantity_text(r.comm_qty))).collect();
         assert_eq!(comm, [("156040", d(2022, 10, 3), "5".to_string()), ("156040", d(2022, 10, 10), "8".to_string())]);
         assert_eq!(money_text(rows[1].comm_cost), "185.81"); // 8 x 23.226 = 185.808
+    }
+
+    /// The reviewer's week: 5 h at £23 open, 3.5 h at £25 for one week; 8.5 h delivered. Every visit
+    /// matches the open CPLI, and is paid at the package's rate: £202.50, what was commissioned.
+    #[test]
+    fn a_week_shared_with_a_temporary_package_is_paid_at_the_packages_rate() {
+        let cplis = [
+            cpli("900005", "A100004", "LWAH", d(2022, 10, 3), None, "5", "23"),
+            cpli("900006", "A100004", "LWAH", d(2022, 10, 10), Some(d(2022, 10, 16)), "3.5", "25"),
+        ];
+        let mut visits: Vec<VisitFact> = (10..=16).map(|day| visit("900005", d(2022, 10, day), 540, "DHS", 60, Some(60))).collect();
+        visits.push(visit("900005", d(2022, 10, 12), 840, "DHS", 90, Some(90)));
+        visits.push(visit("900005", d(2022, 10, 4), 540, "DHS", 60, Some(60)));
+        let rows = report(&cplis, &visits, opts(d(2022, 10, 3), d(2022, 10, 16)));
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells()[4..12].to_vec()).collect();
+        assert_eq!(cells[0], ["5", "1", "0", "-4", "115.00", "23.00", "0.00", "-92.00"], "the week before: the open CPLI's own cost");
+        assert_eq!(cells[1], ["8.5", "8.5", "0", "0", "202.50", "202.50", "0.00", "0.00"]);
+        let mut o = opts(d(2022, 10, 3), d(2022, 10, 16));
+        o.differences_only = true;
+        assert_eq!(report(&cplis, &visits, o).iter().map(|r| r.week).collect::<Vec<_>>(), [d(2022, 10, 3)]);
+    }
+
+    /// Varied on Wednesday from £20 to £30 an hour, 7 h a week either side (2 h then 5 h of the
+    /// week, £190): 7 h delivered, all on the cheaper days (£140), is the commissioned quantity at
+    /// a lower cost, a difference.
+    #[test]
+    fn differences_only_keeps_a_week_that_differs_in_cost_alone() {
+        let cplis = [
+            cpli("900010", "A100005", "LWAH", d(2022, 10, 3), Some(d(2022, 10, 11)), "7", "20"),
+            cpli("900011", "A100005", "LWAH", d(2022, 10, 12), None, "7", "30"),
+        ];
+        let visits: Vec<VisitFact> = [(10, 240), (11, 180)].map(|(day, m)| visit("900010", d(2022, 10, day), 540, "DHS", m, Some(m))).to_vec();
+        let mut o = opts(d(2022, 10, 10), d(2022, 10, 16));
+        o.differences_only = true;
+        let rows = report(&cplis, &visits, o);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].cells()[4..12].to_vec(), ["7", "7", "0", "0", "190.00", "140.00", "0.00", "-50.00"]);
     }
 
     #[test]

@@ -282,6 +282,9 @@ fn the_councils_visits_per_period_sum_per_client_and_week_to_the_reports_quantit
             extract.push_str(&format!("{}{c},C{o}{c:05},Client {o}{c},,,,{org},,{org} - Zone 1,DAPL,,Personal Care,01/09/2022,,{},Hr,Weekly,{},Y\n", 700 + o, 5 + c, costs[(o + c) % 3]));
         }
     }
+    // A temporary extra package beside Alpha's first client's for two weeks, at another cost: those
+    // weeks are paid at the package's rate, in the report and visit by visit alike.
+    extract.push_str("7009,C000000,Client 00,,,,Alpha Care Ltd,,Alpha Care Ltd - Zone 1,DAPL,,Personal Care,24/10/2022,06/11/2022,3,Hr,Weekly,30.5,Y\n");
     let (_d, path) = write_temp("cplis.csv", &extract);
     env.ok(&["cplis", "load", path.to_str().unwrap()]);
     // Four weeks and a bit from Monday 17/10/2022: across payment periods 1 and 2. Times in steps of
@@ -342,6 +345,9 @@ fn the_councils_visits_per_period_sum_per_client_and_week_to_the_reports_quantit
             let date = chrono::NaiveDate::parse_from_str(&r["PlannedVisitDate"], "%d/%m/%Y").unwrap();
             let monday = date - chrono::Duration::days(chrono::Datelike::weekday(&date).num_days_from_monday().into());
             let (hours, cost): (Decimal, Decimal) = (r["PaidHours"].parse().unwrap(), r["Cost"].parse().unwrap());
+            if r["SSRef"] == "C000000" && (chrono::NaiveDate::from_ymd_opt(2022, 10, 24).unwrap()..=chrono::NaiveDate::from_ymd_opt(2022, 11, 6).unwrap()).contains(&date) {
+                assert_eq!((r["CPLIID"].as_str(), r["UnitCost"].as_str()), ("7000", "25.95375"), "the package's rate: {r:?}");
+            }
             assert_eq!(hours * Decimal::from(60), r["PaidMinutes"].parse::<Decimal>().unwrap(), "{r:?}");
             let s = sums.entry((r["SSRef"].clone(), monday.to_string())).or_default();
             if matches!(r["VisitType"].as_str(), "DHS" | "E") {
@@ -366,6 +372,11 @@ fn the_councils_visits_per_period_sum_per_client_and_week_to_the_reports_quantit
             assert_eq!(actual, figure("actual_qty"), "{key:?}");
             assert_eq!(penny(actual_cost), figure("actual_cost"), "actual cost of {key:?}");
             assert_eq!(penny(frust_cost), figure("frust_cost"), "frustrated cost of {key:?}");
+            if key.0 == "C000000" && ["2022-10-24", "2022-10-31"].contains(&key.1.as_str()) {
+                // 5 h at 23.226 and 3 h at 30.5: 207.63 for 8 h, 25.95375 an hour.
+                assert_eq!((figure("comm_qty"), figure("comm_cost")), (Decimal::from(8), "207.63".parse().unwrap()), "{key:?}");
+                assert_eq!(penny(actual * "25.95375".parse::<Decimal>().unwrap()), figure("actual_cost"), "{key:?} at the package's rate");
+            }
             compared += 1;
         }
     }
