@@ -123,7 +123,9 @@ pub fn decimal(heading: &str, value: &str, decimals: u32) -> Result<Decimal, Pro
 /// `example` is a sum as the column would hold it.
 pub fn money(heading: &str, raw: &str, positive: &str, example: &str) -> Result<Decimal, Problem> {
     let text = raw.trim();
-    match decimal(heading, text.strip_prefix('£').unwrap_or(text).trim(), 2) {
+    let pounds = text.strip_prefix('£').unwrap_or(text).trim();
+    // Thousands commas as the CPLI extract takes them (since 2026-12-03); a decimal comma is not a number.
+    match decimal(heading, &crate::domain::number::without_thousands_commas(pounds).unwrap_or(pounds.into()), 2) {
         Ok(d) if d > Decimal::ZERO => Ok(d),
         Ok(_) => Err(Problem::new(Code::BadQuantity, format!("{heading} is {}; {positive}", quote(raw)))),
         Err(p) if p.code == Code::BadNumber => {

@@ -624,13 +624,15 @@ mod tests {
     }
 
     #[test]
-    fn the_amount_is_pounds_and_pence_above_zero_with_an_optional_pound_sign() {
+    fn the_amount_is_pounds_and_pence_above_zero_with_an_optional_pound_sign_and_thousands_commas() {
         let r = validate(&[
             "H1,A1,S,21/11/2022,,£47.54,d,,",
             "H2,A1,S,21/11/2022,,0,d,,",
             "H3,A1,S,21/11/2022,,47.545,d,,",
             "H4,A1,S,21/11/2022,,forty,d,,",
             "H5,A1,S,21/11/2022,,-3,d,,",
+            "H6,A2,S,21/11/2022,,\"£1,234.56\",d,,",
+            "H7,A3,S,21/11/2022,,\"47,54\",d,,",
         ]);
         assert_eq!(
             codes(&r),
@@ -638,8 +640,10 @@ mod tests {
                 (Some(3), Code::BadQuantity, Some("Amount")),
                 (Some(4), Code::BadQuantity, Some("Amount")),
                 (Some(5), Code::BadNumber, Some("Amount")),
-                (Some(6), Code::BadQuantity, Some("Amount"))
-            ]
+                (Some(6), Code::BadQuantity, Some("Amount")),
+                (Some(8), Code::BadNumber, Some("Amount"))
+            ],
+            "thousands commas are read, a decimal comma is not"
         );
         assert_eq!(r.issues[2].message, "Amount 'forty' is not an amount of money: write pounds and pence such as 47.54");
     }
