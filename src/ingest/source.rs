@@ -396,6 +396,11 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
         return Some("it is UTF-16 text; save it as CSV UTF-8");
     }
     let nuls = head.iter().filter(|b| **b == 0).count();
+    // Text of ASCII characters in UTF-16 without a byte-order mark: every other byte is NUL.
+    let every_other = |first: usize| head.iter().skip(first).step_by(2).all(|b| *b == 0);
+    if head.len() >= 4 && (every_other(0) || every_other(1)) {
+        return Some("it is UTF-16 text; save it as CSV UTF-8");
+    }
     if nuls * 100 > head.len() {
         return Some("it holds binary data");
     }
@@ -728,6 +733,9 @@ mod tests {
         assert!(sniff_binary(b"PK\x03\x04rest").is_some());
         assert!(sniff_binary(b"\xD0\xCF\x11\xE0rest").is_some());
         assert!(sniff_binary(b"\xFF\xFEV\0i\0").is_some());
+        assert_eq!(sniff_binary(b"V\0i\0s\0i\0t\0"), Some("it is UTF-16 text; save it as CSV UTF-8"), "without a byte-order mark");
+        assert_eq!(sniff_binary(b"\0V\0i\0s"), Some("it is UTF-16 text; save it as CSV UTF-8"), "big-endian");
+        assert_eq!(sniff_binary(b"%PDF-1.7\n"), Some("it is a PDF document"));
         assert!(sniff_binary(b"VisitRef,Deleted\r\nV1,0\r\n").is_none());
     }
 
