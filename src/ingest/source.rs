@@ -579,7 +579,7 @@ impl<R: Read> Read for Tee<R> {
 
 /// The second pass: every non-blank data row with its spreadsheet row number.
 pub struct Rows {
-    rdr: csv::Reader<BufReader<File>>,
+    rdr: csv::Reader<BufReader<LoneCr<File>>>,
     pub encoding: Encoding,
     /// The header row's cells, as read.
     pub header: csv::ByteRecord,
@@ -593,6 +593,48 @@ pub struct Rows {
     ends_with_newline: bool,
 }
 
+/// Reads each lone CR (one not followed by LF) as LF, byte for byte, so positions are the file's;
+/// `active` only for a file that has one.
+struct LoneCr<R> {
+    inner: R,
+    active: bool,
+    /// A byte read ahead to see what follows a CR ending a read.
+    peeked: Option<u8>,
+}
+
+/// Turns the lone CRs of `bytes` into LF; `after` is the byte that follows them.
+fn lone_cr_to_lf(bytes: &mut [u8], after: Option<u8>) {
+    for i in 0..bytes.len() {
+        let next = bytes.get(i + 1).copied().or(after);
+        if bytes[i] == b'\r' && next != Some(b'\n') {
+            bytes[i] = b'\n';
+        }
+    }
+}
+
+impl<R: Read> Read for LoneCr<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.active || buf.is_empty() {
+            return self.inner.read(buf);
+        }
+        let mut n = 0;
+        if let Some(b) = self.peeked.take() {
+            buf[0] = b;
+            n = 1;
+        }
+        n += self.inner.read(&mut buf[n..])?;
+        let mut after = None;
+        if n > 0 && buf[n - 1] == b'\r' {
+            let mut one = [0u8];
+            if self.inner.read(&mut one)? == 1 {
+                (after, self.peeked) = (Some(one[0]), Some(one[0]));
+            }
+        }
+        lone_cr_to_lf(&mut buf[..n], after);
+        Ok(n)
+    }
+}
+
 impl Rows {
     pub fn open(path: &Path, encoding: Encoding) -> io::Result<Rows> {
         let mut file = File::open(path)?;
@@ -600,6 +642,13 @@ impl Rows {
         let mut head = vec![0u8; 64 * 1024];
         let n = file.read(&mut head)?;
         head.truncate(n);
+        // A lone CR (Excel for Mac's "CSV (Macintosh)", a stray CR before a CRLF) is a line break
+        // the CSV reader does not count: it is read as LF (since 2026-12-03; blank lines made of
+        // lone CRs were not counted, and later rows numbered too low).
+        let lone_cr = head.iter().zip(head.iter().skip(1).map(Some).chain([None])).any(|(b, next)| *b == b'\r' && next != Some(&b'\n'));
+        if lone_cr {
+            lone_cr_to_lf(&mut head, None);
+        }
         // Whether the first and the second line end with a bare LF: the header's, then the rows'
         // (a header saved apart, a template's CRLF above a system's LF rows, is not rare).
         // Line breaks inside quoted cells are not rows' (since 2026-12-03: Excel's Alt+Enter, a
@@ -611,7 +660,9 @@ impl Rows {
         });
         let mut breaks = std::iter::from_fn(move || breaks.next()).map(|(i, _)| i == 0 || head[i - 1] != b'\r');
         let header_lf = breaks.next().unwrap_or(false);
-        let rows_lf = breaks.next().unwrap_or(header_lf);
+        // The rows' as most of them end (a blank line of another ending, a stray CR, is not the rule).
+        let (lf, crlf) = breaks.fold((0u32, 0u32), |(lf, crlf), bare| if bare { (lf + 1, crlf) } else { (lf, crlf + 1) });
+        let rows_lf = if lf == crlf { header_lf } else { lf > crlf };
         let lf_endings = header_lf;
         let ends_with_newline = if len == 0 {
             false
@@ -623,7 +674,7 @@ impl Rows {
         };
         let skip = if head.starts_with(BOM) { 3 } else { 0 };
         file.seek(SeekFrom::Start(skip))?;
-        let rdr = csv_reader(BufReader::with_capacity(256 * 1024, file));
+        let rdr = csv_reader(BufReader::with_capacity(256 * 1024, LoneCr { inner: file, active: lone_cr, peeked: None }));
         let mut rows = Rows { rdr, encoding, header: csv::ByteRecord::new(), row: 0, extra_lines: 0, lf_endings, len, ends_with_newline };
         // Skip blank lines before the header and the header itself (the first pass read it).
         let mut rec = csv::ByteRecord::new();
@@ -740,6 +791,26 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_cr_is_read_as_lf_whatever_the_reads_it_falls_between() {
+        /// Gives at most `step` bytes a read.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let input = b"h\r\r\nA\r\rB\r\n\r";
+        for step in 1..=input.len() {
+            let mut out = Vec::new();
+            LoneCr { inner: Trickle(input, step), active: true, peeked: None }.read_to_end(&mut out).unwrap();
+            assert_eq!(out, b"h\n\r\nA\n\nB\r\n\n", "{step} bytes a read");
+        }
+    }
+
+    #[test]
     fn a_windows_1252_header_is_read_as_windows_1252_so_a_non_breaking_space_is_a_space() {
         let rec = csv::ByteRecord::from(vec![&b"\xEF\xBB\xBFVisitRef"[..], b"DeliveredEntryTime\xA0IsOverridden", b"Caf\xE9"]);
         let h = Header::from_record(&rec);
@@ -778,6 +849,10 @@ mod tests {
         assert_eq!(rows_of(b"h\r\nA\n\nB\n"), [2, 4]);
         // Excel's Alt+Enter: a bare LF inside a cell of a CRLF file's first row.
         assert_eq!(rows_of(b"h\r\n\"a\nb\"\r\nB\r\n\r\nC\r\n"), [2, 3, 5]);
+        // Lone CRs: Excel for Mac's line breaks with blank lines; a stray CR before a CRLF.
+        assert_eq!(rows_of(b"h\r\rA\r\r\rB\r"), [3, 6]);
+        assert_eq!(rows_of(b"h\r\r\nA\r\nB\r\n\r\nC\r\n"), [3, 4, 6]);
+        assert_eq!(rows_of(b"h\r\"a\rb\"\rB\r\rC"), [2, 3, 5]);
     }
 
     fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
