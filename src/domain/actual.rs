@@ -40,9 +40,13 @@ impl Actual {
     /// Over-delivery needs a comment (guide: "Compulsory if there has been an over delivery of
     /// planned care"). SPEC 2.2 names Actual or Extra above Planned; Extra is delivered "in addition
     /// to those planned", so Actual + Extra above Planned is over-delivery too (it covers both).
-    /// A sum too large to compute is more than any Planned (issue 9: it panicked).
+    /// A sum too large to compute is more than any Planned (issue 9: it panicked). Frustrated units
+    /// are planned units the client missed ("originally planned but missed"), so Actual +
+    /// Frustrated above Planned is paid for more than was planned: over-delivery too (since
+    /// 2026-12-03; Planned 10, Actual 10, Frustrated 10 was paid 20 without a word).
     pub fn is_over_delivery(&self) -> bool {
-        self.actual.checked_add(self.extra).is_none_or(|delivered| delivered > self.planned)
+        let over = |with: Decimal| self.actual.checked_add(with).is_none_or(|sum| sum > self.planned);
+        over(self.extra) || over(self.frustrated)
     }
 
     /// The guide's "Total Cost" on Actual + Frustrated. The CPLI extract does not say which packages
@@ -83,12 +87,17 @@ mod tests {
     }
 
     #[test]
-    fn actual_or_extra_above_planned_is_over_delivery() {
+    fn actual_with_extra_or_frustrated_above_planned_is_over_delivery() {
         assert!(actual("10", "10.5", "0").is_over_delivery());
         assert!(actual("1", "0", "1.25").is_over_delivery());
         assert!(actual("10", "10", "1.25").is_over_delivery());
-        assert!(!actual("10", "10", "0").is_over_delivery());
+        assert!(!actual("10", "9.5", "0").is_over_delivery(), "9.5 and Frustrated 0.5: as planned");
         assert!(!actual("10", "8", "1").is_over_delivery());
+        let mut paid_twice = actual("10", "10", "0");
+        paid_twice.frustrated = Decimal::from(10);
+        assert!(paid_twice.is_over_delivery(), "Actual + Frustrated above Planned");
+        paid_twice.actual = Decimal::ZERO;
+        assert!(!paid_twice.is_over_delivery(), "every planned unit frustrated");
     }
 
     #[test]

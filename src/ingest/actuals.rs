@@ -336,10 +336,12 @@ impl Row<'_, Col> {
             total_cost: None,
         };
         if quantities_read && a.is_over_delivery() && a.comments.is_none() {
-            let what = if a.extra.is_zero() {
+            let what = if a.actual > a.planned {
                 format!("Actual {} is more than Planned {}", a.actual, a.planned)
-            } else {
+            } else if a.actual.checked_add(a.extra).is_none_or(|sum| sum > a.planned) {
                 format!("Actual {} and Extra {} come to more than Planned {}", a.actual, a.extra, a.planned)
+            } else {
+                format!("Actual {} and Frustrated {} come to more than Planned {} (Frustrated is planned care the client missed; both are paid)", a.actual, a.frustrated, a.planned)
             };
             self.push(Code::CommentRequired, Some(Col::Comments), format!("{what}: a comment is required when more care was delivered than planned (over-delivery); say why in {}", Col::Comments.heading()));
         }
@@ -590,10 +592,15 @@ mod tests {
     }
 
     #[test]
-    fn over_delivery_without_a_comment_is_rejected_comment_required() {
-        let r = judge(&[row("03/10/2022", "10", "10.5", "0", "0", "14", ""), row("10/10/2022", "10", "10", "0", "1.25", "15", "")]);
-        assert_eq!(codes(&r), [Code::CommentRequired, Code::CommentRequired]);
-        assert_eq!(r.counts.rejected, 2);
+    fn over_delivery_or_more_paid_than_planned_without_a_comment_is_rejected_comment_required() {
+        let r = judge(&[
+            row("03/10/2022", "10", "10.5", "0", "0", "14", ""),
+            row("10/10/2022", "10", "10", "0", "1.25", "15", ""),
+            row("17/10/2022", "10", "10", "10", "0", "14", ""),
+        ]);
+        assert_eq!(codes(&r), [Code::CommentRequired, Code::CommentRequired, Code::CommentRequired]);
+        assert_eq!(r.counts.rejected, 3);
+        assert!(r.issues[2].message.starts_with("Actual 10 and Frustrated 10 come to more than Planned 10 (Frustrated is planned care the client missed; both are paid)"), "{}", r.issues[2].message);
         let r = judge(&[row("03/10/2022", "10", "10.5", "0", "0", "14", "stayed with the client after a fall")]);
         assert_eq!((codes(&r), r.counts.new), (vec![], 1));
     }
