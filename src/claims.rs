@@ -99,8 +99,9 @@ pub struct Claim {
     /// The gateway's figure for the stay, exact, and its working ("4 h × £23.77 × 50% = £47.54").
     pub computed_amount: Decimal,
     pub working: String,
-    /// The last day of the stay (discharge, care resumed, or the last H visit, and never before the
-    /// stay's end as its H visits show it): two claims whose stays overlap are one claim twice.
+    /// The last day of the stay: its last H visit, and never before the stay's end as its H visits
+    /// show it (claims stored before 2026-12-03 may hold the day care resumed): two claims whose
+    /// stays overlap are one claim twice.
     pub stay_end: NaiveDate,
     pub status: ClaimStatus,
     pub submitted_at: DateTime<Utc>,

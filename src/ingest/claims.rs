@@ -198,19 +198,18 @@ fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Resu
     Ok(Stored { org, cplis, visits })
 }
 
-/// The last day of a claimed stay: discharge, care resumed, or the last H visit; and never before
-/// the stay's end as the visits show it (its H visits up to care resumed), so that a DischargedOn
-/// earlier than H visits that run on cannot split one stay into two claims.
-fn stay_end(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, stay: &hospital::Stay, missed: &[hospital::Missed]) -> NaiveDate {
+/// The last day of a claimed stay: its last H visit; and never before the stay's last H visit as
+/// the visits show it, so that a DischargedOn earlier than H visits that run on cannot split one
+/// stay into two claims. Not the day care resumed (since 2026-12-03): the next stay may begin that
+/// day (care resumed at lunch, readmitted that evening), and its claim was refused as this one's.
+fn stay_end(visits: &[Compact], admitted: NaiveDate, missed: &[hospital::Missed]) -> NaiveDate {
     let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
-    let claimed = discharged.or(stay.resumed).unwrap_or(last_missed).max(admitted);
-    claimed.max(shown_end(visits, admitted).unwrap_or(claimed))
+    last_missed.max(shown_end(visits, admitted).unwrap_or(last_missed))
 }
 
-/// The end of the stay from `admitted` as the visits show it: the day care resumed, else the last
-/// H visit. `None`: no H visit from that day.
+/// The last H visit of the stay from `admitted` as the visits show it. `None`: no H visit from that day.
 fn shown_end(visits: &[Compact], admitted: NaiveDate) -> Option<NaiveDate> {
-    hospital::claimed_stay(visits, admitted, None, None).map(|(s, m)| s.resumed.or(m.iter().map(|m| m.date).max()).unwrap_or(admitted))
+    hospital::claimed_stay(visits, admitted, None, None).and_then(|(_, m)| m.iter().map(|m| m.date).max())
 }
 
 /// The organisation's pending claims whose figure is no longer the gateway's for their stay (its
@@ -252,7 +251,7 @@ fn figured_now(c: &Claim, org: &Organisation, stored: &Stored<'_>, rules: &Hospi
     match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
         Some((stay, missed)) => {
             let figure = hospital::figure(rules, calendar, scheme, &stay, &missed, |i| stored.unit_cost(i))?;
-            Some((figure.amount, figure.working(), stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed)))
+            Some((figure.amount, figure.working(), stay_end(visits, stay.admitted, &missed)))
         }
         None => Some((Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end)),
     }
@@ -480,13 +479,13 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             let message = crate::reports::Overflow::of(cpli).to_string();
             return Self::refuse(row, Code::BadQuantity, Some(Col::Amount), message);
         };
-        let stay_end = stay_end(visits, c.admitted_on, c.discharged_on, &stay, &missed);
+        let stay_end = stay_end(visits, stay.admitted, &missed);
         let twin = self
             .claims
             .values()
             .filter(|o| o.claim_ref != c.claim_ref && o.status.holds_stay() && o.ssref.eq_ignore_ascii_case(&c.ssref))
             // A decided claim keeps the stay end it was decided on; its H visits may run on since.
-            .filter(|o| o.same_stay(&c.ssref, &service, c.admitted_on, stay_end, o.stay_end.max(shown_end(visits, o.admitted_on).unwrap_or(o.stay_end))))
+            .filter(|o| o.same_stay(&c.ssref, &service, stay.admitted, stay_end, o.stay_end.max(shown_end(visits, o.admitted_on).unwrap_or(o.stay_end))))
             .min_by_key(|o| o.id);
         if let Some(o) = twin {
             let message = format!(

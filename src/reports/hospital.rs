@@ -285,8 +285,11 @@ pub fn stay_in(visits: &[Compact], from: usize) -> Option<(Vec<Missed>, Option<N
 /// contradict); a stay whose first H visit is after it is not the claim's. `None`: no such stay.
 pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, notified: Option<NaiveDate>) -> Option<(Stay, Vec<Missed>)> {
     let at = visits.iter().position(|v| v.date >= admitted).unwrap_or(visits.len());
+    // Care delivered from the admission day before its first H visit (the day a stay's care
+    // resumed, and the next began): the stay begins there, not in the H visits before.
+    let next_h = visits[at..].iter().position(|v| v.hospital).map_or(visits.len(), |i| at + i);
     let mut start = at;
-    while start > 0 && !visits[start - 1].delivered {
+    while start > 0 && !visits[start - 1].delivered && !visits[at..next_h].iter().any(|v| v.delivered) {
         start -= 1;
     }
     let (missed, resumed, _) = stay_in(visits, start)?;
@@ -513,6 +516,22 @@ mod tests {
         assert_eq!(dapl(d(2022, 11, 19), None).0, d(2022, 11, 19), "an admission before the first H visit counts from the claim's day");
         assert_eq!(dapl(d(2022, 11, 17), None).0, d(2022, 11, 21), "care delivered on the 18th: the stay's admission is its first H visit");
         assert_eq!(claimed_stay(&visits, d(2022, 11, 1), Some(d(2022, 11, 3)), None), None, "no stay from 1/11 to 3/11");
+    }
+
+    /// Two stays: H from Monday 7/11 evening, care resumed Wednesday 9/11 at lunch, H again that
+    /// evening to Friday lunch, care resumed Friday evening. A claim admitted on the 9th is the
+    /// second stay's, not the first's.
+    #[test]
+    fn a_claim_admitted_the_day_a_stays_care_resumed_is_the_next_stays() {
+        let v = |day, start, code: &str| Compact::of(&visit("1", d(2022, 11, day), start, code, 30, (code == "DHS").then_some(30)), 0);
+        let visits = [
+            v(4, 720, "DHS"), v(7, 720, "DHS"), v(7, 1080, "H"), v(8, 720, "H"), v(8, 1080, "H"),
+            v(9, 720, "DHS"), v(9, 1080, "H"), v(10, 720, "H"), v(10, 1080, "H"), v(11, 720, "H"), v(11, 1080, "DHS"),
+        ];
+        let (first, missed) = claimed_stay(&visits, d(2022, 11, 7), Some(d(2022, 11, 9)), None).unwrap();
+        assert_eq!((first.admitted, first.resumed, missed.len()), (d(2022, 11, 7), Some(d(2022, 11, 9)), 3));
+        let (second, missed) = claimed_stay(&visits, d(2022, 11, 9), Some(d(2022, 11, 11)), None).unwrap();
+        assert_eq!((second.admitted, second.resumed, missed.len()), (d(2022, 11, 9), Some(d(2022, 11, 11)), 4));
     }
 
     #[test]
