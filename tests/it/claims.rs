@@ -242,6 +242,31 @@ fn a_stay_runs_on_across_a_variation_of_the_package_and_cannot_be_split_into_two
     assert!(issues_with(&r, "DUPLICATE_CLAIM")[0]["message"].as_str().unwrap().starts_with("claim C1 (ClaimRef 'Q-1', admitted 10/11/2022) is already for this stay"), "{r}");
 }
 
+/// Two stays of one DAPL client: H from Monday 7/11 evening, care resumed Wednesday 9/11 at lunch,
+/// H again that evening to Friday lunch, care resumed Friday evening. Each is claimed, the second
+/// admitted on the day the first's care resumed.
+#[test]
+fn a_stay_begun_the_day_the_last_ones_care_resumed_is_claimed_apart() {
+    let env = with_cplis(&format!("910001,H1,Mr Hans Moleman,,,,Pearl Carers Ltd,,{DAPL_OXFORD},DAPL,,Personal Care,03/10/2022,,7,Hr,Weekly,23.77,Y\n"));
+    let calls = [(4, "DHS", ""), (7, "DHS", "H"), (8, "H", "H"), (9, "DHS", "H"), (10, "H", "H"), (11, "H", "DHS")];
+    let mut rows = Vec::new();
+    for (day, lunch, evening) in calls {
+        rows.push(visit(&format!("M{day}a"), "H1", DAPL_OXFORD, &format!("{day:02}/11/2022"), ("12:00", "12:30"), lunch));
+        if !evening.is_empty() {
+            rows.push(visit(&format!("M{day}b"), "H1", DAPL_OXFORD, &format!("{day:02}/11/2022"), ("18:00", "18:30"), evening));
+        }
+    }
+    let (_v, path) = write_temp("visits.csv", &visits_file(&rows));
+    assert_eq!(counts(&env.import(PEARL, &path)).3, 0);
+    let r = import_claims(
+        &env,
+        "claims.csv",
+        &format!("{CLAIMS_HEADER}\nS-1,H1,{DAPL_OXFORD},07/11/2022,09/11/2022,17.83,First stay,\nS-2,H1,{DAPL_OXFORD},09/11/2022,11/11/2022,23.77,Second stay,\n"),
+    );
+    assert_eq!((counts(&r), codes(&r)), ((2, 2, 0, 0, 0), vec![]), "each claim is its own stay's, at the report's figure: {r}");
+    assert_eq!(claim_figure(&env, "S-2"), ("23.77".to_string(), "2 h × £23.77 × 50% = £23.77".to_string()));
+}
+
 fn sftp(port: u16, login: &str, key: &Path, batch: &str) -> Output {
     let out = crate::helpers::sftp_batch(port, login, key, batch);
     assert!(out.status.success(), "sftp as {login}: {batch}\n{}", String::from_utf8_lossy(&out.stderr));
