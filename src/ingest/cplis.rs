@@ -191,7 +191,7 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
         let amount = |name: &str, decimals: u32, bad: &mut dyn FnMut(Code, &str, String)| -> Option<Decimal> {
             let v = get(name);
             // Since 2026-12-03: every comma was dropped, so a decimal comma ("23,77") loaded 2377.
-            let Some(plain) = without_thousands_commas(v.trim_start_matches('£')) else {
+            let Some(plain) = without_thousands_commas(v.trim_start_matches('£').trim_start()) else {
                 bad(Code::BadNumber, name, format!(
                     "{name} '{}' is not a number: a comma may only separate thousands (1,234.50); write decimals with a point (23.77)",
                     quote(&v)
@@ -556,6 +556,7 @@ mod tests {
         let problems = refused(load(&[
             "1,A1,Pearl Carers Ltd,S,Personal Care,03/10/2022,\"3,5\",Hr,Weekly,\"23,77\",Y",
             "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,\"£1,234.50\",Y",
+            "3,A3,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,\"£ 1,234.50\",Y",
         ]));
         let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
         assert_eq!(found, [(Some(2), Code::BadNumber, Some("Quantity")), (Some(2), Code::BadNumber, Some("UnitCost"))], "thousands are still read: {problems:?}");
