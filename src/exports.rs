@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use chrono::{Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::number::minutes_times;
+use crate::domain::number::visit_cost;
 use crate::domain::{uk_date, week_start, Cpli, MatchStatus, Organisation, Period, Slug, Visit};
 use crate::ingest::headings as h;
 use crate::outcome::{excel_safe, excel_safe_cell};
@@ -798,7 +798,7 @@ fn council_tail(gw: &Gateway, v: &Visit, cplis: &HashMap<&str, &Cpli>, packages:
             let (cost, per) = packages.rate(c, v.planned_date);
             let overflow = || GatewayError::Invalid(reports::Overflow::of(c).to_string());
             let rate = cost.checked_div(per).ok_or_else(overflow)?;
-            let cost = minutes_times(minutes, cost, 60).and_then(|c| c.checked_div(per)).ok_or_else(overflow)?;
+            let cost = visit_cost(minutes, cost, per).ok_or_else(overflow)?;
             cells.extend(["Matched".into(), excel_safe(cpli_id).into_owned(), rate.normalize().to_string()]);
             cells.extend([minutes.to_string(), exact(reports::hours(minutes)), exact(cost)]);
         }

@@ -106,12 +106,36 @@ pub fn minutes_times(minutes: i64, rate: Decimal, per: i64) -> Option<Decimal> {
     Decimal::from(minutes).checked_mul(rate)?.checked_div(Decimal::from(per))
 }
 
+/// One visit's cost, `minutes` x `cost` / (60 x `per`): exact where the division ends, else rounded
+/// up at the 24th decimal place. A week's visits' costs, summed and rounded half-up to the penny,
+/// then give what the week's total divided once gives (since 2026-12-03: a figure cut at its 28th
+/// digit falls a hair short, and three 20-minute visits at £10.015 summed to £10.01, not £10.02).
+pub fn visit_cost(minutes: i64, cost: Decimal, per: Decimal) -> Option<Decimal> {
+    let whole = Decimal::from(minutes).checked_mul(cost)?.checked_div(Decimal::from(60).checked_mul(per)?)?;
+    Some(whole.round_dp_with_strategy(24, rust_decimal::RoundingStrategy::AwayFromZero))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn q(s: &str) -> Result<Decimal, AmountError> {
         parse_bounded(s, QUANTITY_DECIMALS)
+    }
+
+    #[test]
+    fn visits_costs_summed_round_to_the_penny_the_week_total_rounds_to() {
+        let penny = |d: Decimal| d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // Three 20-minute visits at £10.015: £10.015, a half penny, £10.02.
+        let three: Decimal = (0..3).map(|_| visit_cost(20, d("10.015"), Decimal::ONE).unwrap()).sum();
+        assert_eq!(penny(three), d("10.02"), "{three}");
+        // 8.5 h at a package's 202.535 for 8.5 h: £202.535, £202.54.
+        let mut week: Vec<i64> = vec![60; 7];
+        week.extend([30, 30, 30]);
+        let package: Decimal = week.iter().map(|m| visit_cost(*m, d("202.535"), d("8.5")).unwrap()).sum();
+        assert_eq!(penny(package), d("202.54"), "{package}");
+        assert_eq!(visit_cost(183, d("23.226"), Decimal::ONE), Some(d("70.8393")), "exact where it ends");
     }
 
     #[test]
