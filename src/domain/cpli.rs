@@ -187,6 +187,8 @@ pub fn shared_week<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, m
     let package: Vec<&Cpli> = cplis
         .into_iter()
         .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(monday, sunday))
+        // A Spot package is invoiced, not paid from visits: its cost is no part of the rate.
+        .filter(|c| !c.contract.trim().eq_ignore_ascii_case("spot"))
         .collect();
     let shared = monday.iter_days().take(7).any(|d| package.iter().filter(|c| c.covers(d)).count() > 1);
     if !shared || package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
@@ -220,6 +222,10 @@ mod tests {
         // Varied on Wednesday: each day has one CPLI.
         let (mut before, after) = (weekly("3", d(3), Some(d(11)), "5", "20"), weekly("4", d(12), None, "7", "22.50"));
         assert_eq!(shared_week(&before, &[before.clone(), after.clone()], d(10)), None);
+        // A Spot package beside it is invoiced, not part of the rate.
+        let mut spot = temporary.clone();
+        spot.contract = "Spot".into();
+        assert_eq!(shared_week(&open, &[open.clone(), spot], d(10)), None);
         // A CPLI counted by the month cannot be shared out by the day.
         before.end_date = None;
         before.quantity.frequency = "Monthly".into();
