@@ -645,7 +645,7 @@ impl Rows {
         // A lone CR (Excel for Mac's "CSV (Macintosh)", a stray CR before a CRLF) is a line break
         // the CSV reader does not count: it is read as LF (since 2026-12-03; blank lines made of
         // lone CRs were not counted, and later rows numbered too low).
-        let lone_cr = head.iter().zip(head.iter().skip(1).map(Some).chain([None])).any(|(b, next)| *b == b'\r' && next != Some(&b'\n'));
+        let lone_cr = memchr::memchr_iter(b'\r', &head).any(|i| head.get(i + 1) != Some(&b'\n'));
         if lone_cr {
             lone_cr_to_lf(&mut head, None);
         }
@@ -660,8 +660,8 @@ impl Rows {
         });
         let mut breaks = std::iter::from_fn(move || breaks.next()).map(|(i, _)| i == 0 || head[i - 1] != b'\r');
         let header_lf = breaks.next().unwrap_or(false);
-        // The rows' as most of them end (a blank line of another ending, a stray CR, is not the rule).
-        let (lf, crlf) = breaks.fold((0u32, 0u32), |(lf, crlf), bare| if bare { (lf + 1, crlf) } else { (lf, crlf + 1) });
+        // The rows' as most of the first ones end (a blank line of another ending is not the rule).
+        let (lf, crlf) = breaks.take(50).fold((0u32, 0u32), |(lf, crlf), bare| if bare { (lf + 1, crlf) } else { (lf, crlf + 1) });
         let rows_lf = if lf == crlf { header_lf } else { lf > crlf };
         let lf_endings = header_lf;
         let ends_with_newline = if len == 0 {
