@@ -125,13 +125,15 @@ pub fn money(heading: &str, raw: &str, positive: &str, example: &str) -> Result<
     let text = raw.trim();
     let pounds = text.strip_prefix('£').unwrap_or(text).trim();
     // Thousands commas as the CPLI extract takes them (since 2026-12-03); a decimal comma is not a number.
-    match decimal(heading, &crate::domain::number::without_thousands_commas(pounds).unwrap_or(pounds.into()), 2) {
+    let plain = crate::domain::number::without_thousands_commas(pounds).unwrap_or(pounds.into());
+    match decimal(heading, &plain, 2) {
         Ok(d) if d > Decimal::ZERO => Ok(d),
         Ok(_) => Err(Problem::new(Code::BadQuantity, format!("{heading} is {}; {positive}", quote(raw)))),
         Err(p) if p.code == Code::BadNumber => {
             Err(Problem::new(p.code, format!("{heading} '{}' is not an amount of money: write pounds and pence such as {example}", quote(raw))))
         }
-        Err(p) => Err(Problem::new(p.code, p.message.replace("a quantity", "an amount"))),
+        // Quoting the cell as written, not as read without its commas.
+        Err(p) => Err(Problem::new(p.code, p.message.replacen(&format!("'{}'", quote(&plain)), &format!("'{}'", quote(raw)), 1).replace("a quantity", "an amount"))),
     }
 }
 

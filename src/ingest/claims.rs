@@ -632,6 +632,7 @@ mod tests {
             "H5,A1,S,21/11/2022,,-3,d,,",
             "H6,A2,S,21/11/2022,,\"£1,234.56\",d,,",
             "H7,A3,S,21/11/2022,,\"47,54\",d,,",
+            "H8,A4,S,21/11/2022,,\"1,234.567\",d,,",
         ]);
         assert_eq!(
             codes(&r),
@@ -640,11 +641,13 @@ mod tests {
                 (Some(4), Code::BadQuantity, Some("Amount")),
                 (Some(5), Code::BadNumber, Some("Amount")),
                 (Some(6), Code::BadQuantity, Some("Amount")),
-                (Some(8), Code::BadNumber, Some("Amount"))
+                (Some(8), Code::BadNumber, Some("Amount")),
+                (Some(9), Code::BadQuantity, Some("Amount"))
             ],
             "thousands commas are read, a decimal comma is not"
         );
         assert_eq!(r.issues[2].message, "Amount 'forty' is not an amount of money: write pounds and pence such as 47.54");
+        assert!(r.issues[5].message.starts_with("Amount '1,234.567' has more than 2 decimal places"), "as written: {}", r.issues[5].message);
     }
 
     #[test]

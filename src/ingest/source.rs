@@ -398,7 +398,7 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
     let nuls = head.iter().filter(|b| **b == 0).count();
     // Text of ASCII characters in UTF-16 without a byte-order mark: every other byte is NUL.
     let every_other = |first: usize| head.iter().skip(first).step_by(2).all(|b| *b == 0);
-    if head.len() >= 4 && (every_other(0) || every_other(1)) {
+    if head.len() >= 4 && nuls < head.len() && (every_other(0) || every_other(1)) {
         return Some("it is UTF-16 text; save it as CSV UTF-8");
     }
     if nuls * 100 > head.len() {
@@ -548,7 +548,8 @@ impl<R: Read> Read for Tee<R> {
         self.utf8.feed(chunk);
         // Only a chunk that could hold an over-long line is looked at line by line.
         if self.line_len + n as u64 > self.max_line {
-            for part in chunk.split_inclusive(|b| *b == b'\n') {
+            // A lone CR ends a line too (Excel for Mac), so its file is not one long line.
+            for part in chunk.split_inclusive(|b| *b == b'\n' || *b == b'\r') {
                 self.line_len += part.len() as u64;
                 if self.line_len > self.max_line {
                     return Err(io::Error::new(
@@ -559,13 +560,13 @@ impl<R: Read> Read for Tee<R> {
                         ),
                     ));
                 }
-                if part.ends_with(b"\n") {
+                if part.ends_with(b"\n") || part.ends_with(b"\r") {
                     self.line_len = 0;
-                    self.line_no += 1;
+                    self.line_no += u64::from(part.ends_with(b"\n"));
                 }
             }
         } else {
-            match chunk.iter().rposition(|b| *b == b'\n') {
+            match chunk.iter().rposition(|b| *b == b'\n' || *b == b'\r') {
                 Some(last) => {
                     self.line_no += chunk.iter().filter(|b| **b == b'\n').count() as u64;
                     self.line_len = (n - last - 1) as u64;
@@ -579,7 +580,7 @@ impl<R: Read> Read for Tee<R> {
 
 /// The second pass: every non-blank data row with its spreadsheet row number.
 pub struct Rows {
-    rdr: csv::Reader<BufReader<LoneCr<File>>>,
+    rdr: csv::Reader<BufReader<OneLf<File>>>,
     pub encoding: Encoding,
     /// The header row's cells, as read.
     pub header: csv::ByteRecord,
@@ -587,51 +588,76 @@ pub struct Rows {
     row: u64,
     /// Lines taken by line breaks inside quoted cells so far: a spreadsheet shows such a cell in one row.
     extra_lines: u64,
-    /// The file ends its lines with a bare LF, which the CSV reader counts with the record.
-    lf_endings: bool,
     len: u64,
-    ends_with_newline: bool,
 }
 
-/// Reads each lone CR (one not followed by LF) as LF, byte for byte, so positions are the file's;
-/// `active` only for a file that has one.
-struct LoneCr<R> {
+/// Reads every line break, CRLF, LF or a lone CR (Excel for Mac's "CSV (Macintosh)", a stray CR
+/// before a CRLF), as one LF, and ends the file with one: the CSV reader then counts each line
+/// break of the file once and each record's own with it, so rows are numbered as a spreadsheet
+/// shows them whatever the line endings, mixed too (since 2026-12-03; the endings were guessed from
+/// the file's first lines, and blank lines of lone CRs were not counted).
+struct OneLf<R> {
     inner: R,
-    active: bool,
     /// A byte read ahead to see what follows a CR ending a read.
     peeked: Option<u8>,
+    /// The last byte given out, and whether the closing LF was.
+    last: Option<u8>,
+    closed: bool,
 }
 
-/// Turns the lone CRs of `bytes` into LF; `after` is the byte that follows them.
-fn lone_cr_to_lf(bytes: &mut [u8], after: Option<u8>) {
-    for i in 0..bytes.len() {
-        let next = bytes.get(i + 1).copied().or(after);
-        if bytes[i] == b'\r' && next != Some(b'\n') {
-            bytes[i] = b'\n';
-        }
+impl<R> OneLf<R> {
+    fn new(inner: R) -> OneLf<R> {
+        OneLf { inner, peeked: None, last: None, closed: false }
     }
 }
 
-impl<R: Read> Read for LoneCr<R> {
+impl<R: Read> Read for OneLf<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.active || buf.is_empty() {
-            return self.inner.read(buf);
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let mut n = 0;
-        if let Some(b) = self.peeked.take() {
-            buf[0] = b;
-            n = 1;
-        }
-        n += self.inner.read(&mut buf[n..])?;
-        let mut after = None;
-        if n > 0 && buf[n - 1] == b'\r' {
-            let mut one = [0u8];
-            if self.inner.read(&mut one)? == 1 {
-                (after, self.peeked) = (Some(one[0]), Some(one[0]));
+        loop {
+            let mut n = 0;
+            if let Some(b) = self.peeked.take() {
+                buf[0] = b;
+                n = 1;
+            }
+            n += self.inner.read(&mut buf[n..])?;
+            if n == 0 {
+                if self.closed || self.last.is_none_or(|b| b == b'\n') {
+                    return Ok(0);
+                }
+                (buf[0], self.closed, self.last) = (b'\n', true, Some(b'\n'));
+                return Ok(1);
+            }
+            let mut after = None;
+            if buf[n - 1] == b'\r' {
+                let mut one = [0u8];
+                if self.inner.read(&mut one)? == 1 {
+                    (after, self.peeked) = (Some(one[0]), Some(one[0]));
+                }
+            }
+            // Each CR: dropped before an LF, an LF itself otherwise; the bytes between move down.
+            let (mut r, mut w) = (0, 0);
+            while let Some(off) = memchr::memchr(b'\r', &buf[r..n]) {
+                let i = r + off;
+                buf.copy_within(r..i, w);
+                w += i - r;
+                if buf.get(i + 1).filter(|_| i + 1 < n).copied().or(after) != Some(b'\n') {
+                    buf[w] = b'\n';
+                    w += 1;
+                }
+                r = i + 1;
+            }
+            if r > 0 {
+                buf.copy_within(r..n, w);
+            }
+            w += n - r;
+            if w > 0 {
+                self.last = Some(buf[w - 1]);
+                return Ok(w);
             }
         }
-        lone_cr_to_lf(&mut buf[..n], after);
-        Ok(n)
     }
 }
 
@@ -639,48 +665,16 @@ impl Rows {
     pub fn open(path: &Path, encoding: Encoding) -> io::Result<Rows> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
-        let mut head = vec![0u8; 64 * 1024];
+        let mut head = [0u8; 3];
         let n = file.read(&mut head)?;
-        head.truncate(n);
-        // A lone CR (Excel for Mac's "CSV (Macintosh)", a stray CR before a CRLF) is a line break
-        // the CSV reader does not count: it is read as LF (since 2026-12-03; blank lines made of
-        // lone CRs were not counted, and later rows numbered too low).
-        let lone_cr = memchr::memchr_iter(b'\r', &head).any(|i| head.get(i + 1) != Some(&b'\n'));
-        if lone_cr {
-            lone_cr_to_lf(&mut head, None);
-        }
-        // Whether the first and the second line end with a bare LF: the header's, then the rows'
-        // (a header saved apart, a template's CRLF above a system's LF rows, is not rare).
-        // Line breaks inside quoted cells are not rows' (since 2026-12-03: Excel's Alt+Enter, a
-        // bare LF in a CRLF file's first row, numbered every later row after a blank line one low).
-        let mut quoted = false;
-        let mut breaks = head.iter().enumerate().filter(|(_, b)| {
-            quoted ^= **b == b'"';
-            **b == b'\n' && !quoted
-        });
-        let mut breaks = std::iter::from_fn(move || breaks.next()).map(|(i, _)| i == 0 || head[i - 1] != b'\r');
-        let header_lf = breaks.next().unwrap_or(false);
-        // The rows' as most of the first ones end (a blank line of another ending is not the rule).
-        let (lf, crlf) = breaks.take(50).fold((0u32, 0u32), |(lf, crlf), bare| if bare { (lf + 1, crlf) } else { (lf, crlf + 1) });
-        let rows_lf = if lf == crlf { header_lf } else { lf > crlf };
-        let lf_endings = header_lf;
-        let ends_with_newline = if len == 0 {
-            false
-        } else {
-            file.seek(SeekFrom::Start(len - 1))?;
-            let mut last = [0u8; 1];
-            file.read_exact(&mut last)?;
-            last[0] == b'\n' || last[0] == b'\r'
-        };
-        let skip = if head.starts_with(BOM) { 3 } else { 0 };
+        let skip = if head[..n] == *BOM { 3 } else { 0 };
         file.seek(SeekFrom::Start(skip))?;
-        let rdr = csv_reader(BufReader::with_capacity(256 * 1024, LoneCr { inner: file, active: lone_cr, peeked: None }));
-        let mut rows = Rows { rdr, encoding, header: csv::ByteRecord::new(), row: 0, extra_lines: 0, lf_endings, len, ends_with_newline };
+        let rdr = csv_reader(BufReader::with_capacity(256 * 1024, OneLf::new(file)));
+        let mut rows = Rows { rdr, encoding, header: csv::ByteRecord::new(), row: 0, extra_lines: 0, len };
         // Skip blank lines before the header and the header itself (the first pass read it).
         let mut rec = csv::ByteRecord::new();
         while rows.read(&mut rec)?.is_some_and(|_| is_blank(&rec)) {}
         rows.header = rec;
-        rows.lf_endings = rows_lf;
         Ok(rows)
     }
 
@@ -688,15 +682,12 @@ impl Rows {
         if !self.rdr.read_byte_record(rec).map_err(io::Error::other)? {
             return Ok(None);
         }
-        let pos = self.rdr.position();
-        // With LF endings the reader has counted the record's own line break (unless the file ends
-        // without one); with CRLF it stops at the CR.
-        let counted_break = self.lf_endings && (pos.byte() < self.len || self.ends_with_newline);
-        let last_line = pos.line().saturating_sub(counted_break as u64);
+        // Every record ends with an LF (`OneLf`), which the reader has counted: the record's last
+        // line is the one before; its first, that less the line breaks inside its quoted cells.
+        let last_line = self.rdr.position().line().saturating_sub(1);
         let inner = rec.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
         let row = last_line.saturating_sub(inner).saturating_sub(self.extra_lines);
         self.extra_lines += inner;
-        // Lines the reader cannot count (CR-only files) still give each record its own row.
         self.row = row.max(self.row + 1);
         Ok(Some(self.row))
     }
@@ -787,11 +778,12 @@ mod tests {
         assert_eq!(sniff_binary(b"V\0i\0s\0i\0t\0"), Some("it is UTF-16 text; save it as CSV UTF-8"), "without a byte-order mark");
         assert_eq!(sniff_binary(b"\0V\0i\0s"), Some("it is UTF-16 text; save it as CSV UTF-8"), "big-endian");
         assert_eq!(sniff_binary(b"%PDF-1.7\n"), Some("it is a PDF document"));
+        assert_eq!(sniff_binary(&[0u8; 4096]), Some("it holds binary data"), "nothing but NULs is not text");
         assert!(sniff_binary(b"VisitRef,Deleted\r\nV1,0\r\n").is_none());
     }
 
     #[test]
-    fn a_lone_cr_is_read_as_lf_whatever_the_reads_it_falls_between() {
+    fn every_line_break_is_read_as_one_lf_whatever_the_reads_it_falls_between() {
         /// Gives at most `step` bytes a read.
         struct Trickle<'a>(&'a [u8], usize);
         impl Read for Trickle<'_> {
@@ -802,11 +794,18 @@ mod tests {
                 Ok(n)
             }
         }
-        let input = b"h\r\r\nA\r\rB\r\n\r";
-        for step in 1..=input.len() {
-            let mut out = Vec::new();
-            LoneCr { inner: Trickle(input, step), active: true, peeked: None }.read_to_end(&mut out).unwrap();
-            assert_eq!(out, b"h\n\r\nA\n\nB\r\n\n", "{step} bytes a read");
+        for (input, one_lf) in [(&b"h\r\r\nA\r\rB\r\n\r"[..], &b"h\n\nA\n\nB\n\n"[..]), (b"h\nA\r\n\"x\r\ny\"", b"h\nA\n\"x\ny\"\n"), (b"", b"")] {
+            for step in 1..=input.len().max(1) {
+                let mut out = Vec::new();
+                OneLf::new(Trickle(input, step)).read_to_end(&mut out).unwrap();
+                assert_eq!(out, one_lf, "{step} bytes a read");
+                // Through reads of one byte, too.
+                let (mut r, mut one, mut slow) = (OneLf::new(Trickle(input, step)), [0u8], Vec::new());
+                while r.read(&mut one).unwrap() == 1 {
+                    slow.push(one[0]);
+                }
+                assert_eq!(slow, one_lf, "{step} bytes a read, one at a time");
+            }
         }
     }
 
@@ -853,6 +852,10 @@ mod tests {
         assert_eq!(rows_of(b"h\r\rA\r\r\rB\r"), [3, 6]);
         assert_eq!(rows_of(b"h\r\r\nA\r\nB\r\n\r\nC\r\n"), [3, 4, 6]);
         assert_eq!(rows_of(b"h\r\"a\rb\"\rB\r\rC"), [2, 3, 5]);
+        // Mixed: a lone CR ending one row of a CRLF file; a quote inside an unquoted cell.
+        assert_eq!(rows_of(b"h\r\nA\r\nB\rC\r\nD\r\n"), [2, 3, 4, 5]);
+        assert_eq!(rows_of(b"h\n5\" of snow\nB\n\"x\r\ny\"\nD\n"), [2, 3, 4, 5]);
+        assert_eq!(rows_of(b"h\r\nA\r\nB\nC\r\n\r\nD"), [2, 3, 4, 6]);
     }
 
     fn scan_text(data: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
@@ -883,6 +886,15 @@ mod tests {
         assert!(issue.message.contains("the row starting on line 3 is longer"), "CRLF: {}", issue.message);
         // The same file is read when the limit allows it.
         assert_eq!(scan_text(data.as_bytes(), &Limits::default()).unwrap().data_rows, 3);
+    }
+
+    #[test]
+    fn a_file_of_lone_cr_line_breaks_is_not_one_long_line() {
+        let limits = Limits { max_line_bytes: 4096, ..Limits::default() };
+        let data = format!("VisitRef,Comments\r{}", "V1,a comment of some length\r".repeat(1_000));
+        assert_eq!(scan_text(data.as_bytes(), &limits).unwrap().data_rows, 1_000);
+        let long = format!("VisitRef,Comments\rV1,{}\r", "x".repeat(5_000));
+        assert!(file_error(scan_text(long.as_bytes(), &limits)).message.starts_with("line 1 is longer than 4096 bytes"));
     }
 
     #[test]
