@@ -103,12 +103,8 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
     let file_problem = |code: Code, field: Option<&str>, message: String| CpliProblem { row: None, cpli_id: None, code, field: field.map(String::from), message, row_data: None };
     // Since 2026-12-03 as a provider's file is: a workbook, UTF-16, a PDF or an empty file is told
     // for what it is (they were answered with eleven missing headings).
-    if let Some(what) = super::source::not_csv(path).map_err(read_err)? {
-        return Err(CpliError::Invalid(vec![file_problem(
-            Code::FileUnreadable,
-            None,
-            format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\""),
-        )]));
+    if let Some(message) = super::source::not_csv(path).map_err(read_err)? {
+        return Err(CpliError::Invalid(vec![file_problem(Code::FileUnreadable, None, message)]));
     }
     let encoding = super::source::encoding_of(path).map_err(read_err)?;
     let mut rows = super::source::Rows::open(path, encoding).map_err(read_err)?;
@@ -454,6 +450,11 @@ mod tests {
 
     const WITH_CONTRACT: &str = "CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency,UnitCost,Authorised,Contract";
 
+    /// Each problem's row, code and column.
+    fn found(problems: &[CpliProblem]) -> Vec<(Option<u64>, Code, Option<&str>)> {
+        problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect()
+    }
+
     fn refused(r: Result<Vec<Cpli>, CpliError>) -> Vec<CpliProblem> {
         match r {
             Err(CpliError::Invalid(problems)) => problems,
@@ -484,7 +485,7 @@ mod tests {
             "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,20,Y",
             "3,,Pearl Carers Ltd,S,Personal Care,03/10/2022,seven,Hr,Weekly,20,Maybe",
         ]));
-        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        let found = found(&problems);
         assert_eq!(
             found,
             [
@@ -558,7 +559,7 @@ mod tests {
             "2,A2,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,\"£1,234.50\",Y",
             "3,A3,Pearl Carers Ltd,S,Personal Care,03/10/2022,7,Hr,Weekly,\"£ 1,234.50\",Y",
         ]));
-        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        let found = found(&problems);
         assert_eq!(found, [(Some(2), Code::BadNumber, Some("Quantity")), (Some(2), Code::BadNumber, Some("UnitCost"))], "thousands are still read: {problems:?}");
         assert_eq!(problems[1].message, "UnitCost '23,77' is not a number: a comma may only separate thousands (1,234.50); write decimals with a point (23.77)");
     }
@@ -594,7 +595,7 @@ mod tests {
     #[test]
     fn an_extract_missing_headings_names_each_and_no_row() {
         let problems = refused(load_with("CPLIID,SSRef,OrganisationName,ServiceName,ServiceLevel,StartDate,Quantity,Unit,Frequency", &["1,A1,P,S,L,03/10/2022,7,Hr,Weekly"]));
-        let found: Vec<(Option<u64>, Code, Option<&str>)> = problems.iter().map(|p| (p.row, p.code, p.field.as_deref())).collect();
+        let found = found(&problems);
         assert_eq!(found, [(None, Code::MissingColumn, Some("UnitCost")), (None, Code::MissingColumn, Some("Authorised"))]);
     }
 }

@@ -196,10 +196,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
     let mut head = vec![0u8; 8192.min(size as usize)];
     file.read_exact(&mut head)?;
     if let Some(what) = sniff_binary(&head) {
-        return Err(file_issue(
-            Code::FileUnreadable,
-            format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\""),
-        ));
+        return Err(file_issue(Code::FileUnreadable, not_csv_message(what)));
     }
     file.seek(SeekFrom::Start(0))?;
 
@@ -407,11 +404,16 @@ fn sniff_binary(head: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// What a file is instead of CSV text, judged from its first 8 KiB (as the first pass judges it).
-pub fn not_csv(path: &Path) -> io::Result<Option<&'static str>> {
+/// Why a file is not CSV text, judged from its first 8 KiB as the first pass judges it, and what
+/// to do; `None` when it may be.
+pub fn not_csv(path: &Path) -> io::Result<Option<String>> {
     let mut head = Vec::with_capacity(8192);
     File::open(path)?.take(8192).read_to_end(&mut head)?;
-    Ok(sniff_binary(&head))
+    Ok(sniff_binary(&head).map(not_csv_message))
+}
+
+fn not_csv_message(what: &str) -> String {
+    format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\"")
 }
 
 /// Where the record being read began, as the CSV reader counts it (bytes from the start, and line).
