@@ -193,10 +193,41 @@ pub struct Who {
     pub addr: String,
 }
 
+/// Hands finished uploads to the engine in the order their CLOSE (or rename) was answered, each
+/// once it is on disk: the syncs run side by side, the hand-offs one after another. Since
+/// 2026-12-03; each sync's task handed its file on as it finished, so a file uploaded after another
+/// could be applied before it, an older version of a visit (or of a CPLI) overwriting a newer one.
+#[derive(Clone)]
+pub struct Handoff(mpsc::UnboundedSender<(SpooledFile, Option<tokio::task::JoinHandle<()>>)>);
+
+impl Handoff {
+    /// Forwards to `submit` (the engine's queue) on a task of its own.
+    pub fn start(submit: mpsc::UnboundedSender<SpooledFile>) -> Handoff {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(SpooledFile, Option<tokio::task::JoinHandle<()>>)>();
+        tokio::spawn(async move {
+            while let Some((spooled, synced)) = rx.recv().await {
+                if let Some(synced) = synced {
+                    let _ = synced.await;
+                }
+                if submit.send(spooled).is_err() {
+                    break;
+                }
+            }
+        });
+        Handoff(tx)
+    }
+
+    /// `spooled` goes to the engine after every file handed off before it, and once `synced` is done.
+    /// A file not handed on (the server stopping) is in the spool for the next start.
+    fn send(&self, spooled: SpooledFile, synced: Option<tokio::task::JoinHandle<()>>) {
+        let _ = self.0.send((spooled, synced));
+    }
+}
+
 pub struct OrgFs {
     gw: Arc<Gateway>,
     who: Who,
-    submit: mpsc::UnboundedSender<SpooledFile>,
+    submit: Handoff,
     writing: Writing,
     handles: HashMap<String, Open>,
     next_handle: u64,
@@ -210,7 +241,7 @@ pub struct OrgFs {
 }
 
 impl OrgFs {
-    pub fn new(gw: Arc<Gateway>, who: Who, submit: mpsc::UnboundedSender<SpooledFile>, writing: Writing) -> OrgFs {
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: Handoff, writing: Writing) -> OrgFs {
         OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
     }
 
@@ -439,13 +470,18 @@ impl OrgFs {
             })?;
             tracing::info!(org = who.org_name, user = who.login, addr = who.addr, file = name, bytes = size, "upload complete");
             self.completed.insert(name, upload_attrs(size));
-            let (submit, path) = (self.submit.clone(), self.gw.data.spooled(&spooled));
-            tokio::task::spawn_blocking(move || {
+            let path = self.gw.data.spooled(&spooled);
+            let synced = tokio::task::spawn_blocking(move || {
+                // For the ordering test: the first upload's sync takes longer than the next ones'.
+                static FIRST: std::sync::Once = std::sync::Once::new();
+                if crate::fault::is("slow-first-sync") {
+                    FIRST.call_once(|| std::thread::sleep(std::time::Duration::from_millis(500)));
+                }
                 if let Err(e) = file.sync_data() {
                     tracing::warn!(file = %path.display(), error = %e, "could not sync the upload to disk");
                 }
-                let _ = submit.send(spooled);
             });
+            self.submit.send(spooled, Some(synced));
         } else {
             let dest = self.real(Folder::Inbox, &name);
             if let Err(e) = fs::rename(&staged, &dest) {
@@ -490,7 +526,7 @@ impl OrgFs {
             let spooled = self.gw.claim_for(&self.who.owner, &old_real, new).map_err(|e| failure(format!("could not take the file: {e}")))?;
             tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = new.as_str(), bytes = size, "upload complete (renamed)");
             self.completed.insert(new.clone(), upload_attrs(size));
-            let _ = self.submit.send(spooled);
+            self.submit.send(spooled, None);
         } else {
             fs::rename(&old_real, &new_real).map_err(|e| io_failure("renaming", e))?;
         }

@@ -140,7 +140,7 @@ pub async fn start(
             Duration::from_secs(cfg.lockout_secs),
         ),
         sessions: Sessions::default(),
-        submit,
+        submit: fs::Handoff::start(submit),
         writing: Default::default(),
         password_checks: tokio::sync::Semaphore::new(4),
         gw,

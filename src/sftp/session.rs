@@ -10,7 +10,6 @@ use std::time::Instant;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::keys::Algorithm;
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::sync::mpsc;
 
 use super::fs::{OrgFs, Who, Writing};
 use super::lockout::{Lockout, Verdict};
@@ -27,7 +26,8 @@ pub struct Shared {
     pub demo: Option<User>,
     pub lockout: Lockout,
     pub sessions: Sessions,
-    pub submit: mpsc::UnboundedSender<crate::data_dir::SpooledFile>,
+    /// Where finished uploads go, in order.
+    pub submit: super::fs::Handoff,
     /// Names being uploaded, per organisation, across sessions.
     pub writing: Writing,
     /// Password checks at once: argon2 takes ~19 MiB and tens of milliseconds each, so a burst of

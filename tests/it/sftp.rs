@@ -228,6 +228,50 @@ fn paramiko_uploads_and_downloads() {
     assert_example_week(&serde_json::from_slice(&std::fs::read(local).unwrap()).unwrap());
 }
 
+/// Ten files uploaded one after another in one paramiko session, each sending visit V1 again with
+/// its own comment: they are applied in the order they were closed, so the last one's V1 is stored
+/// (each close's sync handed its file on as it finished, and about half the runs applied an older
+/// file after a newer one).
+#[test]
+fn files_uploaded_one_after_another_are_applied_in_the_order_they_were_closed() {
+    use crate::guide::{visit_row, visits_file};
+    // The first upload's sync made slower than the others' (a fault point), as a busy disk makes it.
+    let env = env();
+    let server = Server::start_env(&env, "", &[("GATEWAY_FAULT", "slow-first-sync")]);
+    let gw = Gateway::with(env, server);
+    let dir = gw.env.data().join("uploads");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut puts = Vec::new();
+    for n in 1..=10 {
+        let comment = format!("upload {n}");
+        let row = visit_row(&[
+            ("VisitRef", "V1"),
+            ("Deleted", "0"),
+            ("PlannedVisitDate", "01/08/2022"),
+            ("PlannedEntryTime", "09:00"),
+            ("PlannedExitTime", "09:30"),
+            ("VisitType", "C"),
+            ("Comments", &comment),
+            ("SSRef", "A123456"),
+            ("ServiceLevel", "Home Support"),
+            ("ServiceName", "Pearl Carers - Zone 6 - Oxford"),
+        ]);
+        let path = dir.join(format!("order{n}.csv"));
+        std::fs::write(&path, visits_file(&[row])).unwrap();
+        puts.extend([path.display().to_string(), format!("/inbox/order{n}.csv")]);
+    }
+    let puts: Vec<&str> = puts.iter().map(String::as_str).collect();
+    let done = gw.paramiko(LOGIN, &gw.key.display().to_string(), &[&["tryput"][..], &puts].concat());
+    assert!(done.as_array().unwrap().iter().all(|d| d == "ALLOWED"), "{done}");
+    let processed: Vec<String> = (1..=10)
+        .map(|n| wait_for_json(&result_path(&gw.env, &format!("order{n}.result.json")), 30)["processed_at"].as_str().unwrap().to_string())
+        .collect();
+    assert!(processed.windows(2).all(|w| w[0] <= w[1]), "applied in upload order: {processed:?}");
+    let v1: Vec<Value> = serde_json::from_str(&gw.env.ok(&["visits", "list", "--org", PEARL, "--format", "json"])).unwrap();
+    let v1 = v1.iter().find(|v| v["visit_ref"] == "V1").expect("V1 stored");
+    assert_eq!(v1["comments"], "upload 10", "{v1}");
+}
+
 /// No file of the organisation waits in staging, the spool or the inbox, and the archive holds `n`.
 fn assert_settled(env: &TestEnv, archived: usize) {
     let count = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
