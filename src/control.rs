@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::UnboundedSender;
 
+use crate::queue::Queue;
 use crate::cli::{self, Command, Format, Io};
 use crate::data_dir::{DataDir, SpooledFile};
 use crate::fault;
@@ -175,7 +175,7 @@ pub struct Server {
 /// Listens on `data/control.sock` (mode 0600) and runs each connection's command on a thread of its
 /// own. A socket left by a killed server (connecting to it fails) is replaced; one that answers is
 /// another server's, and this one refuses to start.
-pub fn start(gw: Arc<Gateway>, queue: UnboundedSender<SpooledFile>, finished: Arc<Finished>) -> Result<Server, ControlError> {
+pub fn start(gw: Arc<Gateway>, queue: Queue, finished: Arc<Finished>) -> Result<Server, ControlError> {
     let path = gw.data.control_socket();
     if UnixStream::connect(&path).is_ok() {
         return Err(ControlError::AnotherServer { path });
@@ -380,7 +380,7 @@ impl Write for ReplyErr<'_> {
     }
 }
 
-fn serve_connection(gw: &Gateway, queue: &UnboundedSender<SpooledFile>, finished: &Finished, stream: UnixStream) -> Result<(), ControlError> {
+fn serve_connection(gw: &Gateway, queue: &Queue, finished: &Finished, stream: UnixStream) -> Result<(), ControlError> {
     let mut r = BufReader::new(stream.try_clone().map_err(io_err("cloning the control connection"))?);
     let mut request = |want: u8| match read_frame(&mut r, MAX_REQUEST_FRAME)? {
         Some((tag, payload)) if tag == want => Ok(payload),
@@ -434,7 +434,7 @@ fn serve_connection(gw: &Gateway, queue: &UnboundedSender<SpooledFile>, finished
 /// stops first.
 fn import(
     gw: &Gateway,
-    queue: &UnboundedSender<SpooledFile>,
+    queue: &Queue,
     finished: &Finished,
     org: &str,
     format: Format,
@@ -452,7 +452,7 @@ fn import(
             Err(e) => return Some(Err(e)),
         };
         let done = finished.expect(&spooled);
-        queue.send(spooled).ok()?;
+        queue.send(spooled, None).then_some(())?;
         match done.recv().ok()? {
             Ok(result) => results.push(result),
             Err(message) => return Some(Err(GatewayError::Invalid(message))),

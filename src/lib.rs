@@ -16,6 +16,7 @@
 //! - `outcome`: what a file's processing answers (`ImportResult`, codes, issues), below both `ingest` and `store`.
 //! - `mail`: email of results: contacts, templates, the durable outbox and its sender.
 //! - `pipeline`: a file's way from inbox or command line through the spool to results and archive.
+//! - `queue`: the engine's work queue as the server's front doors feed it, in the order files were finished.
 //! - `schedule`: the council's clock while serving: periods locked on schedule, the daily summary's figures.
 //! - `serve`: `gateway serve`: the SFTP server and the watcher feeding one work queue.
 //! - `sftp`: the SFTP front door: logins, the per-organisation folders, uploads handed to the engine.
@@ -37,6 +38,7 @@ pub mod ingest;
 pub mod mail;
 pub mod outcome;
 pub mod pipeline;
+pub mod queue;
 pub mod schedule;
 pub mod serve;
 pub mod sftp;

@@ -100,11 +100,13 @@ pub async fn run(
     for spooled in spooled {
         let _ = work_tx.send(spooled);
     }
+    // Every front door hands its files on through one queue, in the order they were finished.
+    let queue = crate::queue::Queue::start(work_tx);
     // Commands sent while serving (issue 10) queue their imports behind the spool's files.
-    let control = crate::control::start(gw.clone(), work_tx.clone(), finished)?;
+    let control = crate::control::start(gw.clone(), queue.clone(), finished)?;
     let listen = options.listen.clone().unwrap_or_else(|| gw.config.sftp.listen.clone());
     let demo = options.demo.is_some();
-    let mut sftp = sftp::start(gw.clone(), &listen, options.demo, work_tx.clone()).await?;
+    let mut sftp = sftp::start(gw.clone(), &listen, options.demo, queue.clone()).await?;
     announce(Announcement::Listening { addr: sftp.addr, host_key: sftp.host_key.clone() });
     if demo {
         announce(Announcement::DemoCommands { addr: sftp.addr });
@@ -114,7 +116,7 @@ pub async fn run(
     // An email already on its way gets as long as one SMTP conversation may take.
     let mail_wait = std::time::Duration::from_millis(gw.config.mail.timeout_ms);
     let watched = tokio::select! {
-        w = watch::run(gw, work_tx, shutdown, |w| announce(Announcement::Watching(w))) => w,
+        w = watch::run(gw, queue, shutdown, |w| announce(Announcement::Watching(w))) => w,
         _ = sftp.ended() => {
             tracing::error!("the SFTP listener ended; stopping");
             let _ = stop_tx.send(true);

@@ -20,7 +20,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::data_dir::{Owner, SpooledFile};
+use crate::queue::Queue;
+use crate::data_dir::Owner;
 use crate::domain::Slug;
 use crate::pipeline::{is_ready_name, Gateway, GatewayError};
 
@@ -44,7 +45,7 @@ pub struct Watching {
 /// once the inboxes are watched.
 pub async fn run(
     gw: Arc<Gateway>,
-    work_tx: mpsc::UnboundedSender<SpooledFile>,
+    work_tx: Queue,
     shutdown: impl std::future::Future<Output = ()>,
     ready: impl FnOnce(Watching),
 ) -> Result<(), WatchError> {
@@ -145,7 +146,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| WatchError::Gateway(GatewayError::Invalid(format!("the watcher's file work failed: {e}"))))
 }
 
-async fn scan_off_runtime(gw: &Arc<Gateway>, inboxes: &Inboxes, work: &mpsc::UnboundedSender<SpooledFile>) -> Result<(), WatchError> {
+async fn scan_off_runtime(gw: &Arc<Gateway>, inboxes: &Inboxes, work: &Queue) -> Result<(), WatchError> {
     let (gw, inboxes, work) = (gw.clone(), inboxes.clone(), work.clone());
     blocking(move || scan_inboxes(&gw, &inboxes, &work)).await
 }
@@ -207,7 +208,7 @@ fn on_event(inboxes: &Inboxes, ev: &notify::Event, pending: &mut HashMap<PathBuf
     }
 }
 
-fn claim(gw: &Gateway, inboxes: &Inboxes, path: &Path, work: &mpsc::UnboundedSender<SpooledFile>) {
+fn claim(gw: &Gateway, inboxes: &Inboxes, path: &Path, work: &Queue) {
     let Some(owner) = inbox_file(inboxes, path) else { return };
     // A link dropped into an inbox is never taken: it could point anywhere on the host.
     if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
@@ -217,13 +218,13 @@ fn claim(gw: &Gateway, inboxes: &Inboxes, path: &Path, work: &mpsc::UnboundedSen
     match claimed.and_then(|name| gw.claim_for(&owner, path, &name)) {
         Ok(spooled) => {
             tracing::info!(org = %owner, file = %path.display(), "received");
-            let _ = work.send(spooled);
+            work.send(spooled, None);
         }
         Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not claim"),
     }
 }
 
-fn scan_inboxes(gw: &Gateway, inboxes: &Inboxes, work: &mpsc::UnboundedSender<SpooledFile>) {
+fn scan_inboxes(gw: &Gateway, inboxes: &Inboxes, work: &Queue) {
     let org_inboxes = std::fs::read_dir(&inboxes.orgs).into_iter().flatten().flatten().map(|org| org.path().join("inbox"));
     for inbox in org_inboxes.chain([inboxes.council.clone()]) {
         let Ok(files) = std::fs::read_dir(inbox) else { continue };

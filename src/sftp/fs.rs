@@ -14,9 +14,9 @@ use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
-use tokio::sync::mpsc;
+use crate::queue::Queue;
 
-use crate::data_dir::{Owner, SpooledFile};
+use crate::data_dir::Owner;
 use crate::pipeline::{is_ready_name, Gateway};
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
@@ -193,41 +193,10 @@ pub struct Who {
     pub addr: String,
 }
 
-/// Hands finished uploads to the engine in the order their CLOSE (or rename) was answered, each
-/// once it is on disk: the syncs run side by side, the hand-offs one after another. Since
-/// 2026-12-03; each sync's task handed its file on as it finished, so a file uploaded after another
-/// could be applied before it, an older version of a visit (or of a CPLI) overwriting a newer one.
-#[derive(Clone)]
-pub struct Handoff(mpsc::UnboundedSender<(SpooledFile, Option<tokio::task::JoinHandle<()>>)>);
-
-impl Handoff {
-    /// Forwards to `submit` (the engine's queue) on a task of its own.
-    pub fn start(submit: mpsc::UnboundedSender<SpooledFile>) -> Handoff {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(SpooledFile, Option<tokio::task::JoinHandle<()>>)>();
-        tokio::spawn(async move {
-            while let Some((spooled, synced)) = rx.recv().await {
-                if let Some(synced) = synced {
-                    let _ = synced.await;
-                }
-                if submit.send(spooled).is_err() {
-                    break;
-                }
-            }
-        });
-        Handoff(tx)
-    }
-
-    /// `spooled` goes to the engine after every file handed off before it, and once `synced` is done.
-    /// A file not handed on (the server stopping) is in the spool for the next start.
-    fn send(&self, spooled: SpooledFile, synced: Option<tokio::task::JoinHandle<()>>) {
-        let _ = self.0.send((spooled, synced));
-    }
-}
-
 pub struct OrgFs {
     gw: Arc<Gateway>,
     who: Who,
-    submit: Handoff,
+    submit: Queue,
     writing: Writing,
     handles: HashMap<String, Open>,
     next_handle: u64,
@@ -241,7 +210,7 @@ pub struct OrgFs {
 }
 
 impl OrgFs {
-    pub fn new(gw: Arc<Gateway>, who: Who, submit: Handoff, writing: Writing) -> OrgFs {
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: Queue, writing: Writing) -> OrgFs {
         OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
     }
 

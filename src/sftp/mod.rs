@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 pub use users::{User, UserError, Users};
 
-use crate::data_dir::SpooledFile;
 use crate::pipeline::Gateway;
 use lockout::Lockout;
 use session::{Sessions, Shared, SshSession};
@@ -106,7 +105,7 @@ pub async fn start(
     gw: Arc<Gateway>,
     listen: &str,
     demo: Option<User>,
-    submit: mpsc::UnboundedSender<SpooledFile>,
+    submit: crate::queue::Queue,
 ) -> Result<Running, SftpError> {
     let cfg = gw.config.sftp.clone();
     // The council's folder exists before its first login (issue 10); the watcher makes it too.
@@ -140,7 +139,7 @@ pub async fn start(
             Duration::from_secs(cfg.lockout_secs),
         ),
         sessions: Sessions::default(),
-        submit: fs::Handoff::start(submit),
+        submit,
         writing: Default::default(),
         password_checks: tokio::sync::Semaphore::new(4),
         gw,

@@ -27,7 +27,7 @@ pub struct Shared {
     pub lockout: Lockout,
     pub sessions: Sessions,
     /// Where finished uploads go, in order.
-    pub submit: super::fs::Handoff,
+    pub submit: crate::queue::Queue,
     /// Names being uploaded, per organisation, across sessions.
     pub writing: Writing,
     /// Password checks at once: argon2 takes ~19 MiB and tens of milliseconds each, so a burst of

@@ -229,7 +229,8 @@ fn paramiko_uploads_and_downloads() {
 }
 
 /// Ten files uploaded one after another in one paramiko session, each sending visit V1 again with
-/// its own comment: they are applied in the order they were closed, so the last one's V1 is stored
+/// its own comment, then an eleventh by `gateway import`: they are applied in the order they were
+/// given, so the last one's V1 is stored
 /// (each close's sync handed its file on as it finished, and about half the runs applied an older
 /// file after a newer one).
 #[test]
@@ -263,13 +264,22 @@ fn files_uploaded_one_after_another_are_applied_in_the_order_they_were_closed() 
     let puts: Vec<&str> = puts.iter().map(String::as_str).collect();
     let done = gw.paramiko(LOGIN, &gw.key.display().to_string(), &[&["tryput"][..], &puts].concat());
     assert!(done.as_array().unwrap().iter().all(|d| d == "ALLOWED"), "{done}");
-    let processed: Vec<String> = (1..=10)
+    // A command's import given after the uploads' CLOSEs were answered is applied after them too
+    // (it went straight to the engine, before the uploads still syncing).
+    let row = visit_row(&[
+        ("VisitRef", "V1"), ("Deleted", "0"), ("PlannedVisitDate", "01/08/2022"), ("PlannedEntryTime", "09:00"), ("PlannedExitTime", "09:30"),
+        ("VisitType", "C"), ("Comments", "imported"), ("SSRef", "A123456"), ("ServiceLevel", "Home Support"), ("ServiceName", "Pearl Carers - Zone 6 - Oxford"),
+    ]);
+    let imported = dir.join("order11.csv");
+    std::fs::write(&imported, visits_file(&[row])).unwrap();
+    gw.env.ok(&["import", "--org", PEARL, imported.to_str().unwrap()]);
+    let processed: Vec<String> = (1..=11)
         .map(|n| wait_for_json(&result_path(&gw.env, &format!("order{n}.result.json")), 30)["processed_at"].as_str().unwrap().to_string())
         .collect();
     assert!(processed.windows(2).all(|w| w[0] <= w[1]), "applied in upload order: {processed:?}");
     let v1: Vec<Value> = serde_json::from_str(&gw.env.ok(&["visits", "list", "--org", PEARL, "--format", "json"])).unwrap();
     let v1 = v1.iter().find(|v| v["visit_ref"] == "V1").expect("V1 stored");
-    assert_eq!(v1["comments"], "upload 10", "{v1}");
+    assert_eq!(v1["comments"], "imported", "{v1}");
 }
 
 /// No file of the organisation waits in staging, the spool or the inbox, and the archive holds `n`.
