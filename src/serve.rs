@@ -168,6 +168,11 @@ async fn work(
     let mut waiting: std::collections::VecDeque<(SpooledFile, Option<String>)> = Default::default();
     let mut since_exports = (0usize, tokio::time::Instant::now());
     loop {
+        // Stopping: the files still queued stay in the spool for the next start (since 2026-12-03;
+        // the whole queue was worked through first, 8.6 s for ten files of 3,000 rows).
+        if *stop.borrow() {
+            break;
+        }
         let next = match waiting.pop_front() {
             Some(next) => Some(next),
             None => rx.try_recv().ok().map(|p| (p, None)),
