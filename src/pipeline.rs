@@ -355,6 +355,10 @@ impl Gateway {
     /// failed result naming an internal error and leaves the spool, so it is not retried first at
     /// every start; only when even that answer cannot be written does it stay.
     pub fn process_spooled(&self, spooled: &SpooledFile) -> Result<ImportResult> {
+        // For the stopping test: each file takes a while, so a stop comes while one is applied.
+        if fault::is("slow-files") {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
         self.answer_spooled(spooled, None)
     }
 

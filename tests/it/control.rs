@@ -87,6 +87,30 @@ fn stop_cleanly(server: &Server) {
     }
 }
 
+/// Five files uploaded, the server stopped once the first is answered (each file made slow by a
+/// fault point): the one being applied is finished, the rest stay in the spool and are applied at
+/// the next start, in order (the whole queue was worked through before the server stopped).
+#[test]
+fn a_server_stopped_with_files_queued_leaves_them_in_the_spool_for_the_next_start() {
+    let env = TestEnv::with_example_cplis();
+    let key = keypair(env.data(), "rota");
+    env.ok(&["user", "add", "--org", PEARL, "--name", "pearl-rota", "--key", &format!("{}.pub", key.display())]);
+    let server = Server::start_env(&env, "", &[("GATEWAY_FAULT", "slow-files")]);
+    let week = example("visits-week.csv").display().to_string();
+    let puts: Vec<String> = (1..=5).flat_map(|n| [week.clone(), format!("/inbox/queued{n}.csv")]).collect();
+    let puts: Vec<&str> = puts.iter().map(String::as_str).collect();
+    let done = paramiko(server.port, "pearl-rota", key.to_str().unwrap(), &[&["tryput"][..], &puts].concat());
+    assert!(done.as_array().unwrap().iter().all(|d| d == "ALLOWED"), "{done}");
+    let answered = |n: u32| env.org_dir(ORG_DIR).join("results").join(format!("queued{n}.result.json"));
+    wait_for_json(&answered(1), 30);
+    stop_cleanly(&server);
+    let left: Vec<u32> = (1..=5).filter(|n| !answered(*n).exists()).collect();
+    assert!(left.len() >= 2, "files after the one being applied stay queued: {left:?} unanswered");
+    let _server = Server::start(&env);
+    let processed: Vec<String> = (1..=5).map(|n| wait_for_json(&answered(n), 30)["processed_at"].as_str().unwrap().to_string()).collect();
+    assert!(processed.windows(2).all(|w| w[0] <= w[1]), "in upload order: {processed:?}");
+}
+
 /// Waits until the organisation has `n` result files.
 fn wait_for_results(env: &TestEnv, org_slug: &str, n: usize, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
