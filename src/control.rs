@@ -16,13 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-
-use crate::queue::Queue;
 use crate::cli::{self, Command, Format, Io};
 use crate::data_dir::{DataDir, SpooledFile};
 use crate::fault;
 use crate::outcome::ImportResult;
 use crate::pipeline::{Gateway, GatewayError};
+use crate::queue::Queue;
 
 /// What the client says when the server's answer stops before its end.
 pub const CUT_SHORT: &str =

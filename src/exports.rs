@@ -754,7 +754,7 @@ fn submissions(gw: &Gateway, _: Option<&Organisation>, out: &mut RowSink<'_>) ->
 /// counts them: delivered time of the paid delivered-based types (DHS, DHF, E), planned time of the
 /// other paid types (C, U), nothing for the unpaid ones (C24, H) or a Spot package (invoiced).
 pub fn paid_minutes(gw: &Gateway, v: &Visit, cpli: &Cpli) -> i64 {
-    if cpli.contract.trim().eq_ignore_ascii_case("spot") {
+    if cpli.is_spot() {
         return 0;
     }
     match gw.config.rules.visit_types.get(&v.visit_type).filter(|t| t.provider_paid) {
@@ -772,7 +772,7 @@ impl<'c> Packages<'c> {
     fn of(cplis: &'c [Cpli]) -> Packages<'c> {
         let mut groups: HashMap<_, Vec<&Cpli>> = HashMap::new();
         for c in cplis {
-            groups.entry((crate::domain::visit::client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).or_default().push(c);
+            groups.entry(c.package_key()).or_default().push(c);
         }
         let shared = groups.into_values().filter(|g| g.len() > 1);
         Packages(shared.flat_map(|g| g.iter().map(|c| (c.cpli_id.as_str(), g.clone())).collect::<Vec<_>>()).collect())

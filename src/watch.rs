@@ -20,10 +20,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::queue::Queue;
 use crate::data_dir::Owner;
 use crate::domain::Slug;
 use crate::pipeline::{is_ready_name, Gateway, GatewayError};
+use crate::queue::Queue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {

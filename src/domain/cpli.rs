@@ -132,11 +132,21 @@ impl Cpli {
         NameKey::new(&self.service_name)
     }
 
+    /// The client, service level and service it commissions: CPLIs with one key are one package
+    /// (variations of each other, or a temporary extra package beside the open one).
+    pub fn package_key(&self) -> (String, NameKey, NameKey) {
+        (super::visit::client_key(Some(&self.ssref), None, None), self.level_key(), self.service_key())
+    }
+
     /// Whether `other` is a package of the same client, service level and service: a variation of
     /// this one, or a temporary extra package beside it.
     pub fn same_package(&self, other: &Cpli) -> bool {
-        let client = |c: &Cpli| super::visit::client_key(Some(&c.ssref), None, None);
-        client(self) == client(other) && self.level_key() == other.level_key() && self.service_key() == other.service_key()
+        self.package_key() == other.package_key()
+    }
+
+    /// A Spot contract's care is invoiced, not paid from visits (issue 11, `INVOICE_CASE`).
+    pub fn is_spot(&self) -> bool {
+        self.contract.trim().eq_ignore_ascii_case("spot")
     }
 }
 
@@ -155,6 +165,15 @@ pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDa
     Ok((qty, cost))
 }
 
+/// The authorised CPLIs among `cplis` of `cpli`'s package, in its unit, in force some day of
+/// `from..=to`.
+fn package_in<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate) -> Vec<&'a Cpli> {
+    cplis
+        .into_iter()
+        .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(from, to))
+        .collect()
+}
+
 /// The cost of `qty` of a period under `cpli` and the authorised packages `same_package` as it
 /// among `cplis`: at what they commission in the period, cost over quantity, so that a variation
 /// part-way through it, or a temporary extra package, is paid for its share at its own cost.
@@ -163,10 +182,7 @@ pub fn commissioned<'a>(cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDa
 /// package commissions nothing, or holds a CPLI of a frequency that cannot be pro rata (`Monthly`):
 /// its part could not be counted.
 pub fn period_cost<'a>(qty: Decimal, cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, from: NaiveDate, to: NaiveDate) -> Option<Decimal> {
-    let package: Vec<&Cpli> = cplis
-        .into_iter()
-        .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(from, to))
-        .collect();
+    let package = package_in(cpli, cplis, from, to);
     let own = || qty.checked_mul(cpli.unit_cost);
     if package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
         return own();
@@ -184,12 +200,9 @@ pub fn period_cost<'a>(qty: Decimal, cpli: &Cpli, cplis: impl IntoIterator<Item 
 /// paid at its cost), or when a CPLI of the package cannot be counted by the day (`Monthly`).
 pub fn shared_week<'a>(cpli: &Cpli, cplis: impl IntoIterator<Item = &'a Cpli>, monday: NaiveDate) -> Option<(Decimal, Decimal)> {
     let sunday = monday + chrono::Duration::days(6);
-    let package: Vec<&Cpli> = cplis
-        .into_iter()
-        .filter(|c| c.authorised && c.same_package(cpli) && c.quantity.same_unit(&cpli.quantity) && c.overlaps(monday, sunday))
-        // A Spot package is invoiced, not paid from visits: its cost is no part of the rate.
-        .filter(|c| !c.contract.trim().eq_ignore_ascii_case("spot"))
-        .collect();
+    let mut package = package_in(cpli, cplis, monday, sunday);
+    // A Spot package is invoiced, not paid from visits: its cost is no part of the rate.
+    package.retain(|c| !c.is_spot());
     let shared = monday.iter_days().take(7).any(|d| package.iter().filter(|c| c.covers(d)).count() > 1);
     if !shared || package.iter().any(|c| c.quantity.pro_rata(1).is_none()) {
         return None;

@@ -111,8 +111,13 @@ pub fn minutes_times(minutes: i64, rate: Decimal, per: i64) -> Option<Decimal> {
 /// then give what the week's total divided once gives (since 2026-12-03: a figure cut at its 28th
 /// digit falls a hair short, and three 20-minute visits at £10.015 summed to £10.01, not £10.02).
 pub fn visit_cost(minutes: i64, cost: Decimal, per: Decimal) -> Option<Decimal> {
-    let whole = Decimal::from(minutes).checked_mul(cost)?.checked_div(Decimal::from(60).checked_mul(per)?)?;
-    Some(whole.round_dp_with_strategy(24, rust_decimal::RoundingStrategy::AwayFromZero))
+    Some(minutes_cost(minutes, cost, per)?.round_dp_with_strategy(24, rust_decimal::RoundingStrategy::AwayFromZero))
+}
+
+/// `minutes` x `cost` / (60 x `per`), multiplied first and divided once: exact wherever the
+/// division ends (a week's paid minutes at a package's rate, `cost` for `per` hours).
+pub fn minutes_cost(minutes: i64, cost: Decimal, per: Decimal) -> Option<Decimal> {
+    Decimal::from(minutes).checked_mul(cost)?.checked_div(Decimal::from(60).checked_mul(per)?)
 }
 
 #[cfg(test)]

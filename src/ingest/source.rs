@@ -42,7 +42,7 @@ impl Header {
         let encoding = if std::str::from_utf8(rec.as_slice()).is_ok() { Encoding::Utf8 } else { Encoding::Windows1252 };
         for f in rec.iter() {
             let text = decode(encoding, f.strip_prefix(BOM).unwrap_or(f));
-            let name = text.trim_start_matches('\u{FEFF}').trim();
+            let name = text.trim();
             keys.push(heading_key(name));
             names.push(quote(name).to_string());
         }
@@ -602,8 +602,9 @@ struct OneLf<R> {
     inner: R,
     /// A byte read ahead to see what follows a CR ending a read.
     peeked: Option<u8>,
-    /// The last byte given out, and whether the closing LF was.
+    /// The last byte given out.
     last: Option<u8>,
+    /// Whether the LF that ends the file was given out.
     closed: bool,
 }
 
@@ -645,7 +646,8 @@ impl<R: Read> Read for OneLf<R> {
                 let i = r + off;
                 buf.copy_within(r..i, w);
                 w += i - r;
-                if buf.get(i + 1).filter(|_| i + 1 < n).copied().or(after) != Some(b'\n') {
+                let next = if i + 1 < n { Some(buf[i + 1]) } else { after };
+                if next != Some(b'\n') {
                     buf[w] = b'\n';
                     w += 1;
                 }

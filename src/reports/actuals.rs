@@ -14,7 +14,7 @@ use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::{hours, money_text, quantity_text, Overflow, VisitFact};
-use crate::domain::number::minutes_times;
+use crate::domain::number::minutes_cost;
 use crate::domain::visit::client_key;
 use crate::domain::{week_start, Actual, Cpli, MatchStatus, NameKey, VisitTypes};
 
@@ -233,7 +233,10 @@ impl<'c> WeekActuals<'c> {
             self.partial.extend(overlapping.map(|i| (*i, w.monday)));
             return;
         }
-        if is_spot(&self.cplis[cpli]) {
+        // A Spot package's visits are sent (the week shows) but none is paid; decided here, where a
+        // week meets its CPLI, not in the stored week totals, which are kept whatever the match so
+        // that a later CPLI load re-attributes them without rewriting them.
+        if self.cplis[cpli].is_spot() {
             return;
         }
         acc.visits += w.paid_visits.max(0) as u64;
@@ -263,7 +266,7 @@ impl<'c> WeekActuals<'c> {
         }
         let Some(&cpli) = self.ids.get(v.cpli_id.as_str()) else { return };
         let acc = self.weeks.entry((cpli, monday)).or_default();
-        if is_spot(&self.cplis[cpli]) {
+        if self.cplis[cpli].is_spot() {
             return;
         }
         // A week with any visit, even an unpaid one (H, C24), has actuals: the provider sent it.
@@ -277,21 +280,13 @@ impl<'c> WeekActuals<'c> {
     }
 }
 
-/// Spot packages are invoiced, not paid from visits (issue 11, `INVOICE_CASE`): their visits are
-/// sent (the week shows) but none is paid. Decided here, where a week meets its CPLI, rather than in
-/// the stored week totals, which are kept before and whatever the match so that a later CPLI load
-/// re-attributes them without rewriting them.
-fn is_spot(c: &Cpli) -> bool {
-    c.contract.trim().eq_ignore_ascii_case("spot")
-}
-
 /// The guide's report over visits already counted into `actuals`. A client's CPLIs for the same
 /// service level and service (a temporary extra package beside the open one) make one row a week:
 /// Comm. is their sum, and the row carries the earliest-starting CPLI, the one visits match.
 pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: &ActualsOptions) -> Result<Vec<ActualsRow>, Overflow> {
     let mut groups: HashMap<(String, NameKey, NameKey), Vec<usize>> = HashMap::new();
     for (i, c) in cplis.iter().enumerate().filter(|(_, c)| c.authorised) {
-        groups.entry((client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).or_default().push(i);
+        groups.entry(c.package_key()).or_default().push(i);
     }
     let mut rows = Vec::new();
     for members in groups.values_mut() {
@@ -307,7 +302,7 @@ pub fn commissioned_vs_actuals(cplis: &[Cpli], actuals: &WeekActuals<'_>, opts: 
     }
     for (i, p) in &actuals.periods {
         let c = &cplis[*i];
-        let members = groups.get(&(client_key(Some(&c.ssref), None, None), c.level_key(), c.service_key())).map(Vec::as_slice).unwrap_or_default();
+        let members = groups.get(&c.package_key()).map(Vec::as_slice).unwrap_or_default();
         if let Some(row) = period_row(cplis, *i, members, p, opts)? {
             rows.push(row);
         }
@@ -415,10 +410,8 @@ fn group_week(
         add(&mut row.actual_qty, Some(hours(acc.actual_minutes)), i)?;
         add(&mut row.frust_qty, Some(hours(acc.frust_minutes)), i)?;
         // Minutes times cost before dividing keeps the figure exact (183 min x 23.226 / 60 = 70.8393).
-        let cost = |minutes: i64| match shared {
-            Some((qty, cost)) => minutes_times(minutes, cost, 60).and_then(|c| c.checked_div(qty)),
-            None => minutes_times(minutes, cplis[i].unit_cost, 60),
-        };
+        let (cost, per) = shared.map_or((cplis[i].unit_cost, Decimal::ONE), |(qty, cost)| (cost, qty));
+        let cost = |minutes: i64| minutes_cost(minutes, cost, per);
         add(&mut row.actual_cost, cost(acc.actual_minutes), i)?;
         add(&mut row.frust_cost, cost(acc.frust_minutes), i)?;
     }
