@@ -124,16 +124,20 @@ pub fn decimal(heading: &str, value: &str, decimals: u32) -> Result<Decimal, Pro
 pub fn money(heading: &str, raw: &str, positive: &str, example: &str) -> Result<Decimal, Problem> {
     let text = raw.trim();
     let pounds = text.strip_prefix('£').unwrap_or(text).trim();
-    // Thousands commas as the CPLI extract takes them (since 2026-12-03); a decimal comma is not a number.
+    // Thousands commas as the CPLI extract takes them (since 2026-12-03); a decimal comma is not a
+    // number. Messages quote the cell as written, not as read without its commas.
     let plain = crate::domain::number::without_thousands_commas(pounds).unwrap_or(pounds.into());
-    match decimal(heading, &plain, 2) {
+    match parse_bounded(&plain, 2) {
         Ok(d) if d > Decimal::ZERO => Ok(d),
         Ok(_) => Err(Problem::new(Code::BadQuantity, format!("{heading} is {}; {positive}", quote(raw)))),
-        Err(p) if p.code == Code::BadNumber => {
-            Err(Problem::new(p.code, format!("{heading} '{}' is not an amount of money: write pounds and pence such as {example}", quote(raw))))
+        Err(AmountError::NotANumber) => {
+            Err(Problem::new(Code::BadNumber, format!("{heading} '{}' is not an amount of money: write pounds and pence such as {example}", quote(raw))))
         }
-        // Quoting the cell as written, not as read without its commas.
-        Err(p) => Err(Problem::new(p.code, p.message.replacen(&format!("'{}'", quote(&plain)), &format!("'{}'", quote(raw)), 1).replace("a quantity", "an amount"))),
+        Err(AmountError::Negative) => Err(Problem::new(Code::BadQuantity, format!("{heading} is {}; an amount cannot be negative", quote(pounds)))),
+        Err(e) => Err(Problem::new(
+            Code::BadQuantity,
+            format!("{heading} '{}' {e}: an amount is a number from 0 to {} with at most 2 decimal places", quote(raw), thousands(MAX_AMOUNT.into())),
+        )),
     }
 }
 

@@ -289,8 +289,10 @@ pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<
     // resumed, and the next began): the stay begins there, not in the H visits before.
     let next_h = visits[at..].iter().position(|v| v.hospital).map_or(visits.len(), |i| at + i);
     let mut start = at;
-    while start > 0 && !visits[start - 1].delivered && !visits[at..next_h].iter().any(|v| v.delivered) {
-        start -= 1;
+    if !visits[at..next_h].iter().any(|v| v.delivered) {
+        while start > 0 && !visits[start - 1].delivered {
+            start -= 1;
+        }
     }
     let (missed, resumed, _) = stay_in(visits, start)?;
     let first = missed.first()?.date;
