@@ -681,6 +681,8 @@ impl RowJudge<'_, '_, '_> {
         }
 
         let visit_type = visit_type?;
+        // Before the flags go into `Delivered`, which a type with no delivered time has none of.
+        self.override_reasons([(entry_overridden, entry_override_reason.is_none(), Col::EntryOverrideReason), (exit_overridden, exit_override_reason.is_none(), Col::ExitOverrideReason)]);
         let delivered = match (delivered_date, delivered_entry, delivered_exit) {
             (Some(date), Some(entry), Some(exit)) if visit_type.delivered_based => Some(Delivered {
                 date,
@@ -838,6 +840,18 @@ impl RowJudge<'_, '_, '_> {
     }
 
     /// Data-quality warnings on an accepted row (SPEC 4).
+    /// An override marked without its reason (SPEC 4: "an override without its reason"), on any
+    /// row: a cancelled or missed visit sent over one already submitted may be marked overridden
+    /// too (the guide: "Only used if you are overriding a visit already submitted"; since
+    /// 2026-12-03, it was looked at only where the row had delivered times).
+    fn override_reasons(&mut self, marks: [(bool, bool, Col); 2]) {
+        for (overridden, no_reason, col) in marks {
+            if overridden && no_reason {
+                self.push(Code::MissingComment, Some(col), format!("the time is marked overridden but {} is blank: say why it was changed", col.heading()));
+            }
+        }
+    }
+
     fn warnings(&mut self, v: &Visit, t: &VisitType) {
         let commented = v.has_comment();
         if t.comment_expected && !commented {
@@ -846,16 +860,6 @@ impl RowJudge<'_, '_, '_> {
                 Some(Col::Comments),
                 format!("VisitType {} ({}) needs a comment saying why; without one the council will raise a dispute", t.code, t.meaning),
             );
-        }
-        if let Some(d) = &v.delivered {
-            for (overridden, reason, col) in [
-                (d.entry_overridden, &d.entry_override_reason, Col::EntryOverrideReason),
-                (d.exit_overridden, &d.exit_override_reason, Col::ExitOverrideReason),
-            ] {
-                if overridden && reason.is_none() {
-                    self.push(Code::MissingComment, Some(col), format!("the time is marked overridden but {} is blank: say why it was changed", col.heading()));
-                }
-            }
         }
         self.nhs_number(Col::NhsNumber, v.nhs_number.as_deref());
         let planned = v.planned_duration();
@@ -1541,6 +1545,15 @@ mod tests {
     fn an_overridden_time_without_its_reason_is_flagged() {
         let r = judge(&[row(&[("DeliveredEntryTime IsOverridden", "Y")])]);
         assert_eq!(only(&r, Code::MissingComment).field.as_deref(), Some("DeliveredEntryTime OverrideReason"));
+    }
+
+    #[test]
+    fn an_override_without_its_reason_is_flagged_on_a_visit_type_with_no_delivered_time() {
+        let cancelled = [("VisitType", "C"), ("DeliveredVisitDate", ""), ("DeliveredEntryTime", ""), ("DeliveredExitTime", ""), ("Comments", "client rang at 07:30")];
+        let r = judge(&[row(&[cancelled.as_slice(), &[("DeliveredExitTime IsOverridden", "1")]].concat())]);
+        assert_eq!(only(&r, Code::MissingComment).field.as_deref(), Some("DeliveredExitTime OverrideReason"));
+        let r = judge(&[row(&[cancelled.as_slice(), &[("DeliveredExitTime IsOverridden", "1"), ("DeliveredExitTime OverrideReason", "was sent as delivered")]].concat())]);
+        assert_eq!(r.issues, vec![]);
     }
 
     #[test]
