@@ -70,6 +70,10 @@ pub struct Attachment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decided {
     pub at: DateTime<Utc>,
+    /// The gateway's day it was decided on (`rules.current_day`, as a dispute's RaisedOn); `None`
+    /// in a claim decided before 2026-12-03, whose day is its time's local date.
+    #[serde(default)]
+    pub on: Option<NaiveDate>,
     /// The amount accepted (the claim's, or the council's amended one); `None` when rejected.
     pub accepted_amount: Option<Decimal>,
     pub note: Option<String>,
@@ -105,13 +109,34 @@ pub struct Claim {
     pub stay_end: NaiveDate,
     pub status: ClaimStatus,
     pub submitted_at: DateTime<Utc>,
+    /// The gateway's day it was first sent on, as [`Decided::on`].
+    #[serde(default)]
+    pub submitted_on: Option<NaiveDate>,
     pub updated_at: DateTime<Utc>,
     /// The file that last sent or withdrew it.
     pub file: String,
     pub decided: Option<Decided>,
 }
 
+/// The local date of a time stored before claims kept the gateway's day.
+fn local_day(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&chrono::Local).date_naive()
+}
+
+impl Decided {
+    /// The day it was decided on: the gateway's day (since 2026-12-03; it was the UTC date, and
+    /// ignored `rules.today`).
+    pub fn day(&self) -> NaiveDate {
+        self.on.unwrap_or_else(|| local_day(self.at))
+    }
+}
+
 impl Claim {
+    /// The day it was first sent on, as [`Decided::day`].
+    pub fn submitted_day(&self) -> NaiveDate {
+        self.submitted_on.unwrap_or_else(|| local_day(self.submitted_at))
+    }
+
     /// Whether `other` claims the same client, service and stay.
     /// Whether this claim is for the stay of `ssref` at `service` from `from` to `to`, this claim's
     /// stay running to `end` (its `stay_end`, or later where its H visits now run on).
@@ -140,9 +165,10 @@ impl Decision {
 
 /// Decides a pending claim (SPEC 9): accepted at its own amount or the council's amended one, or
 /// rejected with a note (a rejection without one is refused: the provider must be told why).
-pub fn decide(claim: &mut Claim, decision: Decision, amount: Option<Decimal>, note: Option<String>, by: &str, at: DateTime<Utc>) -> std::result::Result<(), Refusal> {
+/// `at` and `on`: the time and the gateway's day.
+pub fn decide(claim: &mut Claim, decision: Decision, amount: Option<Decimal>, note: Option<String>, by: &str, (at, on): (DateTime<Utc>, NaiveDate)) -> std::result::Result<(), Refusal> {
     if claim.status != ClaimStatus::Pending {
-        let when = claim.decided.as_ref().map(|d| format!(" on {}", uk_date(d.at.date_naive()))).unwrap_or_default();
+        let when = claim.decided.as_ref().map(|d| format!(" on {}", uk_date(d.day()))).unwrap_or_default();
         return Err(Refusal {
             code: Code::ClaimDecided,
             field: Some("Decision"),
@@ -165,7 +191,7 @@ pub fn decide(claim: &mut Claim, decision: Decision, amount: Option<Decimal>, no
     };
     claim.status = if decision == Decision::Accepted { ClaimStatus::Accepted } else { ClaimStatus::Rejected };
     claim.updated_at = at;
-    claim.decided = Some(Decided { at, accepted_amount, note, by: by.to_string() });
+    claim.decided = Some(Decided { at, on: Some(on), accepted_amount, note, by: by.to_string() });
     Ok(())
 }
 
@@ -238,8 +264,8 @@ pub fn cells(c: &Claim) -> Vec<String> {
         c.status.as_str().into(),
         decided.and_then(|d| d.accepted_amount).map(money_text).unwrap_or_default(),
         decided.and_then(|d| d.note.as_deref()).map(text).unwrap_or_default(),
-        uk_date(c.submitted_at.date_naive()),
-        decided.map(|d| uk_date(d.at.date_naive())).unwrap_or_default(),
+        uk_date(c.submitted_day()),
+        decided.map(|d| uk_date(d.day())).unwrap_or_default(),
         c.attachment.as_ref().map(|a| text(&a.name)).unwrap_or_default(),
         text(&c.description),
     ]
@@ -277,7 +303,7 @@ pub fn decision_notice(c: &Claim) -> crate::mail::outbox::Notice {
         facts.push(("Council's note".into(), n));
     }
     if let Some(d) = d {
-        facts.push(("Decided on".into(), uk_date(d.at.date_naive())));
+        facts.push(("Decided on".into(), uk_date(d.day())));
     }
     crate::mail::outbox::Notice {
         subject: format!("{}: {headline}", c.organisation),
@@ -318,7 +344,8 @@ impl Gateway {
             return Err(GatewayError::Invalid(format!("UNKNOWN_CLAIM: there is no claim {id}: `gateway claim list` lists them")));
         };
         let now = Utc::now();
-        decide(&mut claim, decision, amount, note.filter(|n| !n.trim().is_empty()), "gateway claim decide", now).map_err(refused)?;
+        let when = (now, self.config.rules.current_day());
+        decide(&mut claim, decision, amount, note.filter(|n| !n.trim().is_empty()), "gateway claim decide", when).map_err(refused)?;
         let emails = decision_emails(&self.store.contacts(&claim.org)?, &claim, now);
         self.store.decide_claims(std::slice::from_ref(&claim), &emails, None)?;
         self.mark_exports(crate::exports::Touched::Org(claim.org.clone()));
@@ -353,6 +380,7 @@ mod tests {
             stay_end: NaiveDate::from_ymd_opt(2022, 11, 25).unwrap(),
             status,
             submitted_at: at,
+            submitted_on: None,
             updated_at: at,
             file: "claims.csv".into(),
             decided: None,
@@ -372,10 +400,10 @@ mod tests {
     fn a_pending_claim_is_accepted_at_its_own_amount_or_the_councils_amended_one() {
         let now = Utc::now();
         let mut c = claim(ClaimStatus::Pending);
-        decide(&mut c, Decision::Accepted, None, None, "t", now).unwrap();
+        decide(&mut c, Decision::Accepted, None, None, "t", (now, now.date_naive())).unwrap();
         assert_eq!((c.status, c.decided.as_ref().unwrap().accepted_amount), (ClaimStatus::Accepted, Some("47.54".parse().unwrap())));
         let mut c = claim(ClaimStatus::Pending);
-        decide(&mut c, Decision::Accepted, Some("45".parse().unwrap()), Some("one visit was delivered".into()), "t", now).unwrap();
+        decide(&mut c, Decision::Accepted, Some("45".parse().unwrap()), Some("one visit was delivered".into()), "t", (now, now.date_naive())).unwrap();
         assert_eq!(decision_notice(&c).headline, "Claim C7 accepted at £45.00 (amended from £47.54)");
     }
 
@@ -383,10 +411,10 @@ mod tests {
     fn a_rejection_needs_a_note_and_no_amount() {
         let now = Utc::now();
         let mut c = claim(ClaimStatus::Pending);
-        assert_eq!(decide(&mut c, Decision::Rejected, None, None, "t", now).unwrap_err().code, Code::Required);
-        assert_eq!(decide(&mut c, Decision::Rejected, Some(Decimal::ONE), Some("x".into()), "t", now).unwrap_err().code, Code::BadDecision);
+        assert_eq!(decide(&mut c, Decision::Rejected, None, None, "t", (now, now.date_naive())).unwrap_err().code, Code::Required);
+        assert_eq!(decide(&mut c, Decision::Rejected, Some(Decimal::ONE), Some("x".into()), "t", (now, now.date_naive())).unwrap_err().code, Code::BadDecision);
         assert_eq!(c.status, ClaimStatus::Pending, "a refused decision changes nothing");
-        decide(&mut c, Decision::Rejected, None, Some("not enough detail".into()), "t", now).unwrap();
+        decide(&mut c, Decision::Rejected, None, Some("not enough detail".into()), "t", (now, now.date_naive())).unwrap();
         assert_eq!(c.status, ClaimStatus::Rejected);
     }
 
@@ -394,7 +422,7 @@ mod tests {
     fn only_a_pending_claim_can_be_decided() {
         for s in [ClaimStatus::Accepted, ClaimStatus::Rejected, ClaimStatus::Withdrawn] {
             let mut c = claim(s);
-            let r = decide(&mut c, Decision::Accepted, None, None, "t", Utc::now()).unwrap_err();
+            let r = decide(&mut c, Decision::Accepted, None, None, "t", (Utc::now(), Utc::now().date_naive())).unwrap_err();
             assert_eq!((r.code, r.field), (Code::ClaimDecided, Some("Decision")));
             assert!(r.message.starts_with("claim C7 (Pearl Carers Ltd, ClaimRef 'HIP-1') is "), "{}", r.message);
         }

@@ -120,7 +120,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         Some(s) => s.orgs()?,
         None => Vec::new(),
     };
-    let mut apply = Decide { store, orgs, claims, changed: Vec::new(), emails: Vec::new(), by: file.incoming.file_name.clone(), contacts: HashMap::new() };
+    let mut apply = Decide { store, orgs, claims, changed: Vec::new(), emails: Vec::new(), by: file.incoming.file_name.clone(), today: file.config.rules.current_day(), contacts: HashMap::new() };
     let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &DecisionRules, &mut apply, issues)?;
     let decided: Vec<Claim> = apply.changed.iter().map(|&i| apply.claims[i].clone()).collect();
@@ -136,6 +136,8 @@ struct Decide<'s> {
     changed: Vec<usize>,
     emails: Vec<Queued>,
     by: String,
+    /// The gateway's day, a decision's date.
+    today: chrono::NaiveDate,
     contacts: HashMap<String, Vec<crate::mail::contacts::Contact>>,
 }
 
@@ -185,7 +187,7 @@ impl Apply<DecisionRow> for Decide<'_> {
         };
         let now = Utc::now();
         let mut claim = self.claims[i].clone();
-        if let Err(refusal) = claims::decide(&mut claim, d.decision, d.amount, d.note, &self.by, now) {
+        if let Err(refusal) = claims::decide(&mut claim, d.decision, d.amount, d.note, &self.by, (now, self.today)) {
             let mut issue = row.issue(refusal.code, refusal.field, refusal.message);
             // A row naming the claim by Organisation and ClaimRef is referred to by the claim's id.
             issue.reference.get_or_insert_with(|| claim.id.to_string());

@@ -560,3 +560,22 @@ fn a_pending_claims_figure_is_nothing_once_its_package_is_another_organisations_
     assert_eq!(amount, rust_decimal::Decimal::ZERO, "{working}");
     assert!(working.contains("CPLI 156024's contract is now Spot, which has no hospital incentive"), "{working}");
 }
+
+#[test]
+fn a_claims_submitted_and_decided_days_are_the_gateways_day_as_a_disputes_are() {
+    let env = TestEnv::new();
+    load_cplis(&env);
+    load_visits(&env);
+    // A day the wall clock is not on: `rules.today`, as a dispute's RaisedOn takes it.
+    let config = env.data().join("day.toml");
+    std::fs::write(&config, "[rules]\ntoday = \"2023-02-01\"\n").unwrap();
+    let at_day = |args: &[&str]| env.ok(&[&["--config", config.to_str().unwrap()], args].concat());
+    let (_d, path) = write_temp("claims.csv", &guide_claims(""));
+    at_day(&["import", "--org", PEARL, path.to_str().unwrap()]);
+    at_day(&["claim", "decide", "--id", "C1", "--decision", "accepted"]);
+    let exported = std::fs::read_to_string(env.data().join("orgs/pearl-carers-ltd/exports/claims.csv")).unwrap();
+    let rows = rows_of(&exported);
+    let (c1, c2) = (&rows[0], &rows[1]);
+    assert_eq!((c1["SubmittedOn"].as_str(), c1["DecidedOn"].as_str()), ("01/02/2023", "01/02/2023"), "{exported}");
+    assert_eq!((c2["SubmittedOn"].as_str(), c2["DecidedOn"].as_str()), ("01/02/2023", ""), "{exported}");
+}
