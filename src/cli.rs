@@ -496,10 +496,13 @@ fn dispatch(cli: Cli, io: &mut Io) -> Result<u8, CommandError> {
         Ok(Opened::Gateway(gw)) => Ok(execute(&gw, cli.command, io)?),
         // A live server holds the store: the command runs there. With no server listening (another
         // one-shot command holds it) the answer is the store's own.
-        Err(GatewayError::Store(in_use @ StoreError::InUse { .. })) => match crate::control::forward(&dir, cli.command, io) {
-            Err(crate::control::ControlError::Unreachable { .. }) => Err(GatewayError::Store(in_use).into()),
-            answered => Ok(answered?),
-        },
+        Err(GatewayError::Store(in_use @ StoreError::InUse { .. })) => {
+            forward_readable(&cli.command)?;
+            match crate::control::forward(&dir, cli.command, io) {
+                Err(crate::control::ControlError::Unreachable { .. }) => Err(GatewayError::Store(in_use).into()),
+                answered => Ok(answered?),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -711,9 +714,20 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
     Ok(SUCCESS)
 }
 
+/// The files a command sent to the running server will read are checked here first, with the
+/// paths as typed, as the one-shot command checks them before judging any (since 2026-12-03: a
+/// served `import` stored the files before an unreadable one, and its message named the file by
+/// the absolute path the server was sent).
+fn forward_readable(command: &Command) -> Result<(), GatewayError> {
+    match command {
+        Command::Import { files, .. } | Command::Validate { files, .. } => readable(files),
+        _ => Ok(()),
+    }
+}
+
 /// Every file named can be opened: found before any is judged, so that `import` never stops after
 /// storing some files with nothing printed about them, and the message names the file.
-fn readable(files: &[PathBuf]) -> Result<(), GatewayError> {
+pub(crate) fn readable(files: &[PathBuf]) -> Result<(), GatewayError> {
     for f in files {
         std::fs::File::open(f).map_err(|source| GatewayError::Io { context: format!("cannot read {} (nothing was imported or judged)", f.display()), source })?;
     }

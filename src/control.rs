@@ -444,6 +444,11 @@ fn import(
         Ok(o) => o,
         Err(e) => return Some(Err(e)),
     };
+    // As the one-shot `import`: every file readable before any is spooled (the client checked
+    // them too, but one may have gone since).
+    if let Err(e) = cli::readable(files) {
+        return Some(Err(e));
+    }
     let mut results = Vec::new();
     for f in files {
         let spooled = match gw.spool_copy(&org, f) {

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gateway::cli::{Cli, Command};
+use gateway::data_dir::DataDir;
+use gateway::pipeline::GatewayError;
+use gateway::store::StoreError;
+use std::os::unix::net::UnixStream;
 
 // Rows are allocated by the judging threads and freed by the one applying them; glibc's malloc
 // handles that slowly, and sled allocates on every write (bench_ingest: validate +30%, sled writes
@@ -37,8 +41,15 @@ fn main() -> ExitCode {
 fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCode> {
     raise_open_file_limit();
     let config = gateway::config::Config::load(cli.config.as_deref())?;
-    let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
-    let gw = gateway::pipeline::Gateway::open(config, &data)?;
+    // Absolute, so that the paths a command sent to this server prints (an inbox, an export written)
+    // can be followed from the folder the command was run in (since 2026-12-03).
+    let data = std::path::absolute(cli.data.clone().unwrap_or_else(|| config.data_dir.clone()))?;
+    let gw = match gateway::pipeline::Gateway::open(config, &data) {
+        Err(GatewayError::Store(StoreError::InUse { .. })) if UnixStream::connect(DataDir::new(&data).control_socket()).is_ok() => {
+            anyhow::bail!("a gateway server is already running on the data folder {}: stop it first (commands run now are sent to it)", data.display())
+        }
+        opened => opened?,
+    };
     let demo = if demo { Some(gateway::serve::prepare_demo(&gw)?) } else { None };
     if let Some(d) = &demo {
         println!("{d}");

@@ -263,10 +263,14 @@ fn commands_run_while_serving_answer_as_with_the_server_stopped_and_uploads_are_
 fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_with_the_server_stopped() {
     let env = TestEnv::with_example_cplis();
     let (_dir, bad) = crate::helpers::write_temp("bad.csv", "not,a,visits,file\n");
-    let cases: [&[&str]; 3] = [
+    let week = crate::helpers::example("visits-week.csv");
+    let cases: [&[&str]; 4] = [
         &["visits", "list", "--org", "Nobody Care Ltd"],
         &["cplis", "load", "/nonexistent/cplis.csv"],
         &["import", "--org", PEARL, bad.to_str().unwrap()],
+        // A good file before one that is not there: neither is imported, and the message names the
+        // file as typed (since 2026-12-03 the server stored the first and named the second absolutely).
+        &["import", "--org", PEARL, week.to_str().unwrap(), "no-such-visits.csv"],
     ];
     let server = Server::start(&env);
     let served: Vec<Output> = cases.iter().map(|a| env.run(a)).collect();
@@ -280,6 +284,7 @@ fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_wi
             assert_eq!(served.stdout, stopped.stdout, "{args:?}");
         }
     }
+    assert_eq!(env.visits(PEARL), Vec::<serde_json::Value>::new(), "no file of a failed import is stored");
 }
 
 #[test]
@@ -291,6 +296,11 @@ fn the_control_socket_is_a_socket_only_its_owner_may_use() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert!(!env.data().join(".control.tmp").exists(), "the private folder it was bound in is gone");
+    // A second server on the same data folder is refused, saying why (it was told "another
+    // command ... is running" until 2026-12-03).
+    let second = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_exit("a second serve", &second, 2);
+    assert!(String::from_utf8_lossy(&second.stderr).contains("a gateway server is already running on the data folder"), "{second:?}");
 }
 
 #[test]
