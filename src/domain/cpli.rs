@@ -109,6 +109,11 @@ impl Cpli {
         self.start_date <= date && self.end_date.is_none_or(|end| date <= end)
     }
 
+    /// In force on some day of `from..=to`.
+    pub fn covers_any(&self, from: NaiveDate, to: NaiveDate) -> bool {
+        self.start_date <= to && self.end_date.is_none_or(|end| from <= end)
+    }
+
     /// In force on every day of `from..=to`.
     pub fn covers_all(&self, from: NaiveDate, to: NaiveDate) -> bool {
         self.covers(from) && self.covers(to)

@@ -470,6 +470,7 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
         service_ref: a.service_ref.as_ref(),
         service_name: Some(&a.service_name),
         date: a.period_start,
+        until: Some(a.period_end),
         date_field: HEADINGS[Col::PeriodStart as usize],
     };
     let keys = VisitKeys {
@@ -971,6 +972,21 @@ mod tests {
         let (r, _) = import_under(&cplis, &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,28,28,0,0,0,20,")]);
         assert_eq!(codes(&r), [Code::PlannedDiffersFromCpli], "{:#?}", r.issues);
         assert!(r.issues[0].message.contains("differs from the 10 the client's CPLIs commission"), "{}", r.issues[0].message);
+    }
+
+    #[test]
+    fn a_row_of_a_period_its_package_starts_in_part_way_through_is_matched_and_paid() {
+        // 7 h a week from Wednesday 05/10: its first week commissions 5 h, its first four weeks 26.
+        let cplis = [cpli_of("156110", (2022, 10, 5), None, 7, "20")];
+        let (r, costs) = import_under(&cplis, &[row("03/10/2022", "5", "5", "0", "0", "10", "")]);
+        assert_eq!((r.counts.new, r.issues.len()), (1, 0), "{:#?}", r.issues);
+        assert_eq!(costs, [Some("100.00".parse().unwrap())]);
+        let (r, costs) = import_under(&cplis, &[format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,26,26,0,0,0,20,")]);
+        assert_eq!((r.counts.new, r.issues.len()), (1, 0), "{:#?}", r.issues);
+        assert_eq!(costs, [Some("520.00".parse().unwrap())]);
+        // A period wholly before it is still before it.
+        let (r, _) = import_under(&cplis, &[row("26/09/2022", "5", "5", "0", "0", "10", "")]);
+        assert_eq!(codes(&r), [Code::Unmatched]);
     }
 
     #[test]

@@ -55,11 +55,23 @@ pub struct Wanted<'a> {
     pub service_ref: Option<&'a Guid>,
     pub service_name: Option<&'a str>,
     pub date: NaiveDate,
+    /// The last day of a row that covers a period (an actuals row's PeriodEnd): a CPLI in force on
+    /// any day of it fits (since 2026-12-03: a package starting on a Wednesday matched no row of
+    /// its first week, whose PeriodStart is a Monday). `None`: the row is of `date` alone.
+    pub until: Option<NaiveDate>,
     /// The heading the date came from, for the reason (`PlannedVisitDate`, `PeriodStart`).
     pub date_field: &'static str,
 }
 
 impl<'a> Wanted<'a> {
+    /// Whether `c` is in force on the row's day, or on any day of its period.
+    fn in_force(&self, c: &Cpli) -> bool {
+        match self.until {
+            None => c.covers(self.date),
+            Some(until) => c.covers_any(self.date, until),
+        }
+    }
+
     pub fn of_visit(v: &'a Visit) -> Wanted<'a> {
         Wanted {
             ssref: v.ssref.as_deref(),
@@ -70,6 +82,7 @@ impl<'a> Wanted<'a> {
             service_ref: v.service_ref.as_ref(),
             service_name: v.service_name.as_deref(),
             date: v.planned_date,
+            until: None,
             date_field: super::visits::HEADINGS[super::visits::Col::PlannedVisitDate as usize],
         }
     }
@@ -154,7 +167,7 @@ impl CpliIndex {
         self.client_indices(v.ssref, v.client_ref, v.nhs_number)
             .iter()
             .map(|i| &self.entries[*i])
-            .find(|e| e.level_fits(v, keys) && e.service_fits(v, keys) && e.cpli.covers(v.date) && e.cpli.authorised)
+            .find(|e| e.level_fits(v, keys) && e.service_fits(v, keys) && v.in_force(&e.cpli) && e.cpli.authorised)
             .map(|e| &e.cpli)
     }
 
@@ -223,7 +236,7 @@ impl CpliIndex {
         let service_ok = |e: &Entry| e.service_fits(v, keys);
         let date = v.date;
         let date_field = v.date_field;
-        if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date) && e.cpli.authorised) {
+        if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && v.in_force(&e.cpli) && e.cpli.authorised) {
             return (MatchStatus::Matched { cpli_id: e.cpli.cpli_id.clone() }, None);
         }
         let client = v.ssref.map(String::from).or_else(|| v.client_ref.map(|g| g.to_string())).or_else(|| v.nhs_number.map(String::from)).unwrap_or_default();
@@ -235,7 +248,7 @@ impl CpliIndex {
                 format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
                 Some(named_by),
             )
-        } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && e.cpli.covers(date)) {
+        } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && v.in_force(&e.cpli)) {
             (format!("CPLI {} for client {client} is not authorised yet", e.cpli.cpli_id), None)
         } else if let Some(c) = nearest_by_date(cands.iter().filter(|e| level_ok(e) && service_ok(e)).map(|e| &e.cpli), date) {
             let reason = if date < c.start_date {
