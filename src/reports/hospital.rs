@@ -282,12 +282,15 @@ pub fn stay_in(visits: &[Compact], from: usize) -> Option<(Vec<Missed>, Option<N
 /// earlier than that first H visit with no care delivered between (admitted after the day's last
 /// call). A claim's DischargedOn does not shorten the stay (since 2026-12-03: a DischargedOn before
 /// H visits that run on, or an AdmittedOn after the first H visits, gave a figure the visits
-/// contradict); a stay whose first H visit is after it is not the claim's. `None`: no such stay.
+/// contradict); a stay whose first H visit is after it is not the claim's, nor one whose H visits end before it. `None`: no such stay.
 pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, notified: Option<NaiveDate>) -> Option<(Stay, Vec<Missed>)> {
     let at = visits.iter().position(|v| v.date >= admitted).unwrap_or(visits.len());
     // Care delivered from the admission day before its first H visit (the day a stay's care
     // resumed, and the next began): the stay begins there, not in the H visits before.
-    let next_h = visits[at..].iter().position(|v| v.hospital).map_or(visits.len(), |i| at + i);
+    // No H visit from the admission day: no stay of the claim's (SPEC 9: "H visits are stored for
+    // that client and service from AdmittedOn"; since 2026-12-03, the walk back below found the
+    // stay before it).
+    let next_h = at + visits[at..].iter().position(|v| v.hospital)?;
     let mut start = at;
     if !visits[at..next_h].iter().any(|v| v.delivered) {
         while start > 0 && !visits[start - 1].delivered {
@@ -518,6 +521,18 @@ mod tests {
         assert_eq!(dapl(d(2022, 11, 19), None).0, d(2022, 11, 19), "an admission before the first H visit counts from the claim's day");
         assert_eq!(dapl(d(2022, 11, 17), None).0, d(2022, 11, 21), "care delivered on the 18th: the stay's admission is its first H visit");
         assert_eq!(claimed_stay(&visits, d(2022, 11, 1), Some(d(2022, 11, 3)), None), None, "no stay from 1/11 to 3/11");
+    }
+
+    /// H visits to Friday 2/12 and none after, care not resumed: a claim admitted on Monday 5/12 has
+    /// no H visit from its admission (it was figured as the stay before, SPEC 9: NO_HOSPITAL_VISITS).
+    #[test]
+    fn a_claim_admitted_after_the_last_h_visit_has_no_stay() {
+        let v = |m, day, code: &str| Compact::of(&visit("1", d(2022, m, day), 540, code, 60, (code == "DHS").then_some(60)), 0);
+        let mut visits = vec![v(11, 18, "DHS")];
+        visits.extend([21, 22, 23, 24, 25, 28, 29, 30].map(|day| v(11, day, "H")));
+        visits.extend([v(12, 1, "H"), v(12, 2, "H")]);
+        assert_eq!(claimed_stay(&visits, d(2022, 12, 5), None, None), None);
+        assert!(claimed_stay(&visits, d(2022, 12, 2), None, None).is_some(), "admitted on the day of the last H visit");
     }
 
     /// Two stays: H from Monday 7/11 evening, care resumed Wednesday 9/11 at lunch, H again that
