@@ -515,8 +515,9 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
         }
         let computed = figure.rounded();
         if computed != c.amount {
-            let resumed = match (stay.resumed, figure.working_days) {
-                (Some(r), Some(wd)) => format!("care resumed {}, {wd} working days", uk_date(r)),
+            let resumed = match (stay.discharged, stay.resumed, figure.working_days) {
+                (Some(d), Some(r), Some(wd)) => format!("discharged {}, {wd} working days, care resumed {}", uk_date(d), uk_date(r)),
+                (None, Some(r), Some(wd)) => format!("care resumed {}, {wd} working days", uk_date(r)),
                 _ => "care not resumed".into(),
             };
             let message = format!(

@@ -82,6 +82,11 @@ pub struct Stay {
     /// The day the provider picked up the care (discharge, then a delivered visit); `None`: not
     /// (yet) resumed.
     pub resumed: Option<NaiveDate>,
+    /// A claim's DischargedOn, when it lies between the stay's last H visit and the day care resumed
+    /// (discharged at 4 pm, care picked up the next morning): the day DAPL's "discharged within 7
+    /// working days of admission" counts to (since 2026-12-03; it counted to the day care resumed
+    /// whatever the claim said). `None` for the report, which has no claim.
+    pub discharged: Option<NaiveDate>,
     /// LWAH: the day the provider was told the client will stay in hospital longer.
     pub notified: Option<NaiveDate>,
 }
@@ -99,7 +104,8 @@ pub struct Missed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Figure {
     pub scheme: Scheme,
-    /// Working days from admission to the day care resumed, both counted.
+    /// Working days from admission to the discharge (`Stay::discharged`, else the day care resumed),
+    /// both counted.
     pub working_days: Option<u32>,
     pub paid_visits: u64,
     pub paid_minutes: i64,
@@ -144,7 +150,7 @@ pub fn hours_words(minutes: i64) -> String {
 /// What `scheme` pays for `stay`, from the visits it missed (any order), each at its CPLI's unit
 /// cost (`cost`). `None` on overflow (a CPLI too large to cost, issue 9).
 pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, missed: &[Missed], cost: impl Fn(u32) -> Decimal) -> Option<Figure> {
-    let working_days = stay.resumed.map(|r| cal.working_days(stay.admitted, r));
+    let working_days = stay.discharged.or(stay.resumed).map(|r| cal.working_days(stay.admitted, r));
     let (until, limit): (Option<NaiveDate>, Option<String>) = match scheme {
         Scheme::Dapl => {
             let n = rules.dapl_working_days;
@@ -153,8 +159,11 @@ pub fn figure(rules: &Hospital, cal: &Calendar, scheme: Scheme, stay: &Stay, mis
                 (resumed, _) => {
                     let why = match (resumed, working_days) {
                         (Some(r), Some(wd)) => format!(
-                            "care resumed on {} after {wd} working days; DAPL pays a stay only when the client is discharged within {n} working days of admission",
-                            uk_date(r)
+                            "{} after {wd} working days; DAPL pays a stay only when the client is discharged within {n} working days of admission",
+                            match stay.discharged {
+                                Some(d) => format!("discharged on {} (care resumed {})", uk_date(d), uk_date(r)),
+                                None => format!("care resumed on {}", uk_date(r)),
+                            }
                         ),
                         _ => "care has not resumed after the stay (no delivered visit after it); DAPL pays only when the provider picks up the care upon discharge".into(),
                     };
@@ -304,7 +313,9 @@ pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<
     }
     let delivered_between = visits[at..].iter().take_while(|v| v.date < first).any(|v| v.delivered);
     let admitted = if delivered_between { first } else { admitted.min(first) };
-    Some((Stay { admitted, resumed, notified }, missed))
+    let last_h = missed.iter().map(|m| m.date).max()?;
+    let discharged = discharged.filter(|d| *d >= last_h && resumed.is_some_and(|r| *d <= r));
+    Some((Stay { admitted, resumed, discharged, notified }, missed))
 }
 
 /// One stay's line of the report, exact; `cells` rounds.
@@ -403,7 +414,7 @@ impl<'c> HospitalVisits<'c> {
                 // The stay is the CPLI's in force at admission (its contract decides the scheme).
                 let cpli = self.cplis[missed[0].cpli as usize];
                 let scheme = Scheme::of(&cpli.contract).expect("only eligible CPLIs are kept");
-                let stay = Stay { admitted, resumed, notified: None };
+                let stay = Stay { admitted, resumed, discharged: None, notified: None };
                 let cost = |i: u32| self.cplis[i as usize].unit_cost;
                 let figure = figure(rules, &cal, scheme, &stay, &missed, cost).ok_or_else(|| Overflow::of(cpli))?;
                 let last = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
@@ -523,6 +534,27 @@ mod tests {
         assert_eq!(claimed_stay(&visits, d(2022, 11, 1), Some(d(2022, 11, 3)), None), None, "no stay from 1/11 to 3/11");
     }
 
+    /// DAPL, one call a day: H from Monday 9/1/2023 to Tuesday 17/1 (the 7th working day), care
+    /// resumed Wednesday 18/1 (the 8th). Discharged on the 17th at 4 pm, as the claim says: within 7
+    /// working days, so paid; without a DischargedOn (the report), or with one the H visits run past,
+    /// or one after care resumed, the test counts to the day care resumed: nothing.
+    #[test]
+    fn dapl_counts_working_days_to_the_claims_discharge_when_the_visits_allow_it() {
+        let v = |m, day, code: &str| Compact::of(&visit("1", d(2023, m, day), 540, code, 30, (code == "DHS").then_some(30)), 0);
+        let mut visits = vec![v(1, 6, "DHS")];
+        visits.extend((9..=17).map(|day| v(1, day, "H")));
+        visits.push(v(1, 18, "DHS"));
+        let amount = |discharged| {
+            let (stay, missed) = claimed_stay(&visits, d(2023, 1, 9), discharged, None).unwrap();
+            let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, |_| "23.77".parse().unwrap()).unwrap();
+            (f.working_days, money_text(f.amount))
+        };
+        assert_eq!(amount(Some(d(2023, 1, 17))), (Some(7), "53.48".to_string()), "9 × 0.5 h × £23.77 × 50%");
+        assert_eq!(amount(None), (Some(8), "0.00".to_string()));
+        assert_eq!(amount(Some(d(2023, 1, 16))), (Some(8), "0.00".to_string()), "an H visit on the 17th: not discharged on the 16th");
+        assert_eq!(amount(Some(d(2023, 1, 19))), (Some(8), "0.00".to_string()), "after care resumed: the visits say the 18th");
+    }
+
     /// H visits to Friday 2/12 and none after, care not resumed: a claim admitted on Monday 5/12 has
     /// no H visit from its admission (it was figured as the stay before, SPEC 9: NO_HOSPITAL_VISITS).
     #[test]
@@ -564,7 +596,7 @@ mod tests {
     /// days, care resumed (a delivered visit) the day after when `resumed`.
     fn stay_of(contract: &str, admitted: NaiveDate, days: i64, resumed: bool, r: &Hospital) -> Figure {
         let missed: Vec<Missed> = (0..days).map(|i| Missed { date: admitted + Duration::days(i), minutes: 60, cpli: 0 }).collect();
-        let stay = Stay { admitted, resumed: resumed.then(|| admitted + Duration::days(days)), notified: None };
+        let stay = Stay { admitted, resumed: resumed.then(|| admitted + Duration::days(days)), discharged: None, notified: None };
         figure(r, &Calendar::new(r), Scheme::of(contract).unwrap(), &stay, &missed, |_| Decimal::from(20)).unwrap()
     }
 
@@ -661,7 +693,7 @@ mod tests {
     fn lwah_payment_ceases_on_the_day_the_provider_is_notified() {
         let r = rules();
         let missed: Vec<Missed> = (0..20).map(|i| Missed { date: d(2022, 10, 3) + Duration::days(i), minutes: 60, cpli: 0 }).collect();
-        let stay = Stay { admitted: d(2022, 10, 3), resumed: None, notified: Some(d(2022, 10, 8)) };
+        let stay = Stay { admitted: d(2022, 10, 3), resumed: None, discharged: None, notified: Some(d(2022, 10, 8)) };
         let f = figure(&r, &Calendar::new(&r), Scheme::Lwah, &stay, &missed, |_| Decimal::from(20)).unwrap();
         assert_eq!((f.paid_visits, f.last_paid), (5, Some(d(2022, 10, 7))));
         assert!(f.working().contains("ceases on the day the provider was notified the client stays in hospital, 08/10/2022"), "{}", f.working());
