@@ -108,7 +108,14 @@ struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
 
 impl Apply<ActualChange> for Write<'_, '_> {
     fn apply(&mut self, j: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
-        let applied = if change.previous.is_some() { Applied::Updated } else { Applied::New };
+        // A key sent again after its deletion is known: updated, as a visit is (SPEC 3.4; since
+        // 2026-12-03 it was counted new).
+        let known = match (&change.previous, self.0) {
+            (Some(_), _) => true,
+            (None, Some(b)) => change.new.is_some() && b.was_deleted(&change.key)?,
+            (None, None) => false,
+        };
+        let applied = if known { Applied::Updated } else { Applied::New };
         if change.previous.is_none() && change.new.is_none() {
             // A deletion of a row deleted already (or, validating, of a row not looked up): counted
             // as updated (SPEC 3), nothing written.
@@ -862,6 +869,9 @@ mod tests {
         let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
         assert_eq!((r.counts.updated, r.counts.rejected, codes(&r)), (1, 0, vec![]));
         assert_eq!((s.current_actuals(&org().slug).count(), s.actuals_history(&org().slug).count()), (0, history));
+        // Sent again after its deletion: updated, its key known (as a visit's is).
+        let back = run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
+        assert_eq!((back.counts.new, back.counts.updated), (0, 1));
         // A row never sent cannot be deleted.
         let never = format!("1,A401234,{LEVEL},{SERVICE},10/10/2022,,,,,,,,");
         let r = run(&file(&[never]), Mode::Import(&s));

@@ -41,7 +41,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         None => (None, HashSet::new()),
     };
     let rules = CarerRules { known: known.as_ref(), deleted: &deleted, duplicates: &file.scan.duplicate_keys };
-    let mut changes = Changes { known: known.as_ref(), upserts: Vec::new(), deletes: Vec::new() };
+    let mut changes = Changes { known: known.as_ref(), deleted: &deleted, upserts: Vec::new(), deletes: Vec::new() };
     let rows = super::source::Rows::open(file.incoming.path, file.scan.encoding)?;
     let counts = engine::run(rows, &file.shape(), &rules, &mut changes, issues)?;
     let pending = CarersPending { store: file.writer().map(|(s, slug)| (s, slug.clone())), upserts: changes.upserts, deletes: changes.deletes };
@@ -114,6 +114,9 @@ impl Rules for CarerRules<'_> {
 /// The accepted rows, in file order, to be stored in one batch with the import record.
 struct Changes<'a> {
     known: Option<&'a HashSet<String>>,
+    /// Carers deleted before: one sent again is updated, as a visit is (SPEC 3.4; since 2026-12-03
+    /// it was counted new).
+    deleted: &'a HashSet<String>,
     upserts: Vec<Carer>,
     deletes: Vec<String>,
 }
@@ -122,7 +125,8 @@ impl Apply<Change> for Changes<'_> {
     fn apply(&mut self, _: &mut Judged<Change>, change: Change) -> Result<Applied, IngestError> {
         Ok(match change {
             Change::Upsert(c) => {
-                let applied = if self.known.is_some_and(|k| k.contains(&c.carer_ref)) { Applied::Updated } else { Applied::New };
+                let known = self.known.is_some_and(|k| k.contains(&c.carer_ref)) || self.deleted.contains(&c.carer_ref);
+                let applied = if known { Applied::Updated } else { Applied::New };
                 self.upserts.push(c);
                 applied
             }
@@ -222,9 +226,10 @@ mod tests {
         let again = run(&["C1,,,1"], Mode::Import(&store));
         assert_eq!((again.counts.updated, again.counts.rejected), (1, 0), "{:#?}", again.issues);
         assert!(store.carer_refs(&pearl()).unwrap().is_empty());
-        // Sent again as a carer, it is back and new; deleting it again works as the first time.
+        // Sent again as a carer, it is back, updated (its CarerRef is known, as a deleted visit's
+        // VisitRef is); deleting it again works as the first time.
         let back = run(&["C1,Lisa,Simpson,0"], Mode::Import(&store));
-        assert_eq!((back.counts.new, store.carer_refs(&pearl()).unwrap().len()), (1, 1));
+        assert_eq!((back.counts.new, back.counts.updated, store.carer_refs(&pearl()).unwrap().len()), (0, 1, 1));
         assert!(store.deleted_carer_refs(&pearl()).unwrap().is_empty());
     }
 

@@ -155,6 +155,11 @@ pub struct ActualBatch<'s> {
 }
 
 impl ActualBatch<'_> {
+    /// Whether a row under `k` was stored before and deleted (its earlier versions are kept).
+    pub fn was_deleted(&self, k: &ActualKey) -> Result<bool> {
+        self.store.actual_has_history(&self.slug, k)
+    }
+
     /// A current row of the same client, service level and service, of another period start, whose
     /// period shares a day with `start..=end` (this file's earlier rows included: they are written).
     pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<StoredActual>> {
