@@ -205,7 +205,7 @@ impl Gateway {
             let Some(org) = self.store.org_by_slug(&slug)? else { continue };
             let index = CpliIndex::new(self.store.cplis_for_org(&org)?);
             rematched += self.store.rematch_visits(&org.slug, |v| index.match_visit(v))?;
-            rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index))?;
+            rematched += self.store.rematch_actuals(&org.slug, |a| ingest::actuals::rematch(a, &index, self.config.rules.actuals_hours_step_minutes))?;
             self.refigure_claims(&org)?;
             self.write_commissioned_export(&org)?;
             self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));

@@ -451,19 +451,22 @@ impl Row<'_, Col> {
 
     /// Hours are sent in quarters (SPEC 2.2, configurable).
     fn check_hours_step(&mut self, a: &Actual, step_minutes: i64) {
-        let step = Decimal::from(step_minutes);
-        for (col, q) in [(Col::Planned, a.planned), (Col::Actual, a.actual), (Col::Frustrated, a.frustrated), (Col::Missed, a.missed), (Col::Extra, a.extra)] {
-            // Checked (issue 9): a figure too large to turn into minutes is not in whole steps either.
-            let in_steps = q.checked_mul(Decimal::from(60)).and_then(|m| m.checked_rem(step)).is_some_and(|r| r.is_zero());
-            if !in_steps {
-                self.push(
-                    Code::BadQuantity,
-                    Some(col),
-                    format!("{} is {q} hours; hours are sent in steps of {} hours (e.g. 3.25, 3.5, 3.75)", col.heading(), (step / Decimal::from(60)).normalize()),
-                );
-            }
+        for (col, message) in off_step(a, step_minutes) {
+            self.push(Code::BadQuantity, Some(col), message);
         }
     }
+}
+
+/// The quantities of `a` that are not in whole steps of `step_minutes`, as hours are sent (SPEC
+/// 2.2), each with its message.
+fn off_step(a: &Actual, step_minutes: i64) -> Vec<(Col, String)> {
+    let step = Decimal::from(step_minutes);
+    [(Col::Planned, a.planned), (Col::Actual, a.actual), (Col::Frustrated, a.frustrated), (Col::Missed, a.missed), (Col::Extra, a.extra)]
+        .into_iter()
+        // Checked (issue 9): a figure too large to turn into minutes is not in whole steps either.
+        .filter(|(_, q)| !q.checked_mul(Decimal::from(60)).and_then(|m| m.checked_rem(step)).is_some_and(|r| r.is_zero()))
+        .map(|(col, q)| (col, format!("{} is {q} hours; hours are sent in steps of {} hours (e.g. 3.25, 3.5, 3.75)", col.heading(), (step / Decimal::from(60)).normalize())))
+        .collect()
 }
 
 /// The CPLI an actuals row belongs to (or why none), with the column to look at.
@@ -493,10 +496,20 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
     (status, field, cpli)
 }
 
-/// A stored row matched again after CPLIs changed: its status and total cost.
-pub fn rematch(a: &Actual, index: &CpliIndex) -> (MatchStatus, Option<Decimal>) {
+/// A stored row matched again after CPLIs changed: its status and total cost. A row stored unmatched
+/// whose hours are not in steps of `hours_step_minutes` (not checked while its unit was not known)
+/// stays unmatched and unpaid once its CPLI turns out to count hours, saying why (since
+/// 2026-12-03: 9.1 hours was paid as sent).
+pub fn rematch(a: &Actual, index: &CpliIndex, hours_step_minutes: i64) -> (MatchStatus, Option<Decimal>) {
     let (status, _, cpli) = match_actual(a, index);
-    (status, cpli.and_then(|c| cost_under(a, c, index)))
+    let Some(c) = cpli else { return (status, None) };
+    if hours_step_minutes > 0 && is_hours(&c.quantity.unit) {
+        if let Some((_, message)) = off_step(a, hours_step_minutes).into_iter().next() {
+            let reason = format!("CPLI {} counts hours: {message}; send the row again", c.cpli_id);
+            return (MatchStatus::Unmatched { reason }, None);
+        }
+    }
+    (status, cost_under(a, c, index))
 }
 
 /// A row's cost under its CPLI: Actual + Frustrated at the rate its package commissions in the
@@ -1008,8 +1021,22 @@ mod tests {
         assert!(matches!(stored().matched, MatchStatus::Unmatched { .. }));
         s.upsert_cplis(&[cpli()]).unwrap();
         let index = CpliIndex::new(vec![cpli()]);
-        assert_eq!(s.rematch_actuals(&org().slug, |a| rematch(a, &index)).unwrap(), 1);
+        assert_eq!(s.rematch_actuals(&org().slug, |a| rematch(a, &index, 15)).unwrap(), 1);
         assert_eq!((stored().matched, stored().total_cost), (MatchStatus::Matched { cpli_id: "156050".into() }, Some("215.000".parse().unwrap())));
+    }
+
+    #[test]
+    fn an_unmatched_row_of_hours_not_in_quarters_stays_unpaid_when_its_package_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        run(&file(&[row("03/10/2022", "10", "9.1", "0.3", "0", "14", "")]), Mode::Import(&s));
+        s.upsert_cplis(&[cpli()]).unwrap();
+        let index = CpliIndex::new(vec![cpli()]);
+        s.rematch_actuals(&org().slug, |a| rematch(a, &index, 15)).unwrap();
+        let stored = s.current_actuals(&org().slug).next().unwrap().unwrap().actual;
+        let MatchStatus::Unmatched { reason } = &stored.matched else { panic!("{:?}", stored.matched) };
+        assert!(reason.starts_with("CPLI 156050 counts hours: Actual is 9.1 hours; hours are sent in steps of 0.25 hours"), "{reason}");
+        assert_eq!(stored.total_cost, None);
     }
 
     #[test]
