@@ -333,10 +333,18 @@ impl OrgFs {
             if names.contains(name) {
                 return Err(denied(format!("/inbox/{name} is being uploaded by another session; wait for it, or use another name")));
             }
-            let waiting = waiting_files(&self.dir(Folder::Inbox)) + names.len();
+            let (listed, uploading) = (waiting_files(&self.dir(Folder::Inbox)), names.len());
             let max = self.gw.config.sftp.max_inbox_files;
-            if waiting >= max {
-                return Err(denied(format!("/inbox already holds {waiting} files waiting (limit {max}): rename or remove them first")));
+            if listed + uploading >= max {
+                // Uploads in progress are not listed until closed: say so, rather than ask the login
+                // to remove files it cannot see (since 2026-12-03).
+                let what = match uploading {
+                    0 => format!("/inbox already holds {listed} files waiting (limit {max}): rename or remove them first"),
+                    n => format!(
+                        "/inbox already holds {listed} files waiting and {n} uploads in progress, which are not listed until they are closed (limit {max} in all): remove files, or wait for the uploads to finish"
+                    ),
+                };
+                return Err(denied(what));
             }
             names.insert(name.to_string());
         }

@@ -486,6 +486,27 @@ fn uploads_beyond_the_inbox_file_limit_are_refused_and_say_which_limit() {
 }
 
 #[test]
+fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_listed() {
+    use std::io::BufRead;
+    let gw = Gateway::start_with("max_inbox_files = 1");
+    let mut holder = Command::new("python3")
+        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
+        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "holdupload", &week(), "/inbox/held.csv"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("holding"), "{line}");
+    let w = week();
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["tryput", &w, "/inbox/b.part"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // It asked the login to remove the files it holds, which it could not see (until 2026-12-03).
+    assert!(out[0].as_str().unwrap().contains("/inbox already holds 0 files waiting and 1 uploads in progress, which are not listed until they are closed (limit 1 in all)"), "{out}");
+}
+
+#[test]
 fn the_host_key_is_made_once_with_mode_0600_and_reused() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::with_example_cplis();
