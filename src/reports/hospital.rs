@@ -291,7 +291,8 @@ pub fn stay_in(visits: &[Compact], from: usize) -> Option<(Vec<Missed>, Option<N
 /// earlier than that first H visit with no care delivered between (admitted after the day's last
 /// call). A claim's DischargedOn does not shorten the stay (since 2026-12-03: a DischargedOn before
 /// H visits that run on, or an AdmittedOn after the first H visits, gave a figure the visits
-/// contradict); a stay whose first H visit is after it is not the claim's, nor one whose H visits end before it. `None`: no such stay.
+/// contradict); a stay whose first H visit is after it is not the claim's, nor one whose H visits
+/// end before it. `None`: no such stay.
 pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<NaiveDate>, notified: Option<NaiveDate>) -> Option<(Stay, Vec<Missed>)> {
     let at = visits.iter().position(|v| v.date >= admitted).unwrap_or(visits.len());
     // Care delivered from the admission day before its first H visit (the day a stay's care
@@ -306,7 +307,7 @@ pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<
             start -= 1;
         }
     }
-    let (missed, resumed, _) = stay_in(visits, start)?;
+    let (missed, resumed, end) = stay_in(visits, start)?;
     let first = missed.first()?.date;
     if discharged.is_some_and(|d| first > d) {
         return None;
@@ -314,7 +315,10 @@ pub fn claimed_stay(visits: &[Compact], admitted: NaiveDate, discharged: Option<
     let delivered_between = visits[at..].iter().take_while(|v| v.date < first).any(|v| v.delivered);
     let admitted = if delivered_between { first } else { admitted.min(first) };
     let last_h = missed.iter().map(|m| m.date).max()?;
-    let discharged = discharged.filter(|d| *d >= last_h && resumed.is_some_and(|r| *d <= r));
+    // The provider picked up the care upon discharge (the guide): the delivered visit that ended
+    // the stay is the next after its last H visit, no cancelled or missed call between.
+    let picked_up = resumed.is_some() && visits[..end - 1].iter().rposition(|v| v.hospital).is_some_and(|last| last + 2 == end);
+    let discharged = discharged.filter(|d| picked_up && *d >= last_h && resumed.is_some_and(|r| *d <= r));
     Some((Stay { admitted, resumed, discharged, notified }, missed))
 }
 
@@ -544,15 +548,19 @@ mod tests {
         let mut visits = vec![v(1, 6, "DHS")];
         visits.extend((9..=17).map(|day| v(1, day, "H")));
         visits.push(v(1, 18, "DHS"));
-        let amount = |discharged| {
-            let (stay, missed) = claimed_stay(&visits, d(2023, 1, 9), discharged, None).unwrap();
+        let amount = |visits: &[Compact], discharged| {
+            let (stay, missed) = claimed_stay(visits, d(2023, 1, 9), discharged, None).unwrap();
             let f = figure(&rules(), &Calendar::new(&rules()), Scheme::Dapl, &stay, &missed, |_| "23.77".parse().unwrap()).unwrap();
             (f.working_days, money_text(f.amount))
         };
-        assert_eq!(amount(Some(d(2023, 1, 17))), (Some(7), "53.48".to_string()), "9 × 0.5 h × £23.77 × 50%");
-        assert_eq!(amount(None), (Some(8), "0.00".to_string()));
-        assert_eq!(amount(Some(d(2023, 1, 16))), (Some(8), "0.00".to_string()), "an H visit on the 17th: not discharged on the 16th");
-        assert_eq!(amount(Some(d(2023, 1, 19))), (Some(8), "0.00".to_string()), "after care resumed: the visits say the 18th");
+        assert_eq!(amount(&visits, Some(d(2023, 1, 17))), (Some(7), "53.48".to_string()), "9 × 0.5 h × £23.77 × 50%");
+        assert_eq!(amount(&visits, None), (Some(8), "0.00".to_string()));
+        assert_eq!(amount(&visits, Some(d(2023, 1, 16))), (Some(8), "0.00".to_string()), "an H visit on the 17th: not discharged on the 16th");
+        assert_eq!(amount(&visits, Some(d(2023, 1, 19))), (Some(8), "0.00".to_string()), "after care resumed: the visits say the 18th");
+        // A call between the last H visit and the one care resumed with (cancelled, missed): the
+        // care was not picked up upon discharge, so the discharge is not the claim's to name.
+        visits.insert(visits.len() - 1, v(1, 18, "C"));
+        assert_eq!(amount(&visits, Some(d(2023, 1, 17))), (Some(8), "0.00".to_string()));
     }
 
     /// H visits to Friday 2/12 and none after, care not resumed: a claim admitted on Monday 5/12 has
