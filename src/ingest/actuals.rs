@@ -503,7 +503,9 @@ fn match_actual<'i>(a: &Actual, index: &'i CpliIndex) -> (MatchStatus, Option<&'
 pub fn rematch(a: &Actual, index: &CpliIndex, hours_step_minutes: i64) -> (MatchStatus, Option<Decimal>) {
     let (status, _, cpli) = match_actual(a, index);
     let Some(c) = cpli else { return (status, None) };
-    if hours_step_minutes > 0 && is_hours(&c.quantity.unit) {
+    // A row accepted matched had its hours checked then: it stays paid whatever the setting now.
+    let unchecked = matches!(a.matched, MatchStatus::Unmatched { .. });
+    if unchecked && hours_step_minutes > 0 && is_hours(&c.quantity.unit) {
         if let Some((_, message)) = off_step(a, hours_step_minutes).into_iter().next() {
             let reason = format!("CPLI {} counts hours: {message}; send the row again", c.cpli_id);
             return (MatchStatus::Unmatched { reason }, None);
@@ -1037,6 +1039,12 @@ mod tests {
         let MatchStatus::Unmatched { reason } = &stored.matched else { panic!("{:?}", stored.matched) };
         assert!(reason.starts_with("CPLI 156050 counts hours: Actual is 9.1 hours; hours are sent in steps of 0.25 hours"), "{reason}");
         assert_eq!(stored.total_cost, None);
+        // A row accepted matched keeps its match and its pay, whatever the step is now.
+        let (_d, s) = store();
+        run(&file(&[row("03/10/2022", "10", "9.25", "0", "0", "14", "")]), Mode::Import(&s));
+        s.rematch_actuals(&org().slug, |a| rematch(a, &index, 30)).unwrap();
+        let stored = s.current_actuals(&org().slug).next().unwrap().unwrap().actual;
+        assert_eq!((stored.matched, stored.total_cost), (MatchStatus::Matched { cpli_id: "156050".into() }, Some("198.875".parse().unwrap())));
     }
 
     #[test]
