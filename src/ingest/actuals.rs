@@ -110,12 +110,7 @@ impl Apply<ActualChange> for Write<'_, '_> {
     fn apply(&mut self, j: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
         // A key sent again after its deletion is known: updated, as a visit is (SPEC 3.4; since
         // 2026-12-03 it was counted new).
-        let known = match (&change.previous, self.0) {
-            (Some(_), _) => true,
-            (None, Some(b)) => change.new.is_some() && b.was_deleted(&change.key)?,
-            (None, None) => false,
-        };
-        let applied = if known { Applied::Updated } else { Applied::New };
+        let applied = if change.previous.is_some() || change.was_deleted { Applied::Updated } else { Applied::New };
         if change.previous.is_none() && change.new.is_none() {
             // A deletion of a row deleted already (or, validating, of a row not looked up): counted
             // as updated (SPEC 3), nothing written.
@@ -269,7 +264,7 @@ impl Row<'_, Col> {
                     self.push(Code::DeleteUnknown, Some(Col::PeriodStart), format!("there is no actuals row for client {ssref}, '{level}' at '{service}' from {} to delete", uk_date(start)));
                 }
             }
-            return Ok(Some(ActualChange { key, previous, new: None }));
+            return Ok(Some(ActualChange { key, previous, new: None, was_deleted: false }));
         }
 
         let end = self.required_date(Col::PeriodEnd, "");
@@ -368,7 +363,12 @@ impl Row<'_, Col> {
             }
         }
         let new = StoredActual { import_id: ctx.import_id.to_string(), row: self.row, actual: a };
-        Ok(Some(ActualChange { key, previous, new: Some(new) }))
+        // Looked up here, not where rows are written, so that `validate --org` counts it as `import`.
+        let was_deleted = match ctx.store.filter(|_| previous.is_none()) {
+            Some((store, slug)) => store.actual_has_history(slug, &key)?,
+            None => false,
+        };
+        Ok(Some(ActualChange { key, previous, new: Some(new), was_deleted }))
     }
 
     fn check_own_organisation(&mut self, org: Option<&Organisation>, org_ref: Option<&Guid>, org_name: Option<&str>, foreign: &std::collections::HashSet<Guid>) {
@@ -884,7 +884,10 @@ mod tests {
         let r = run(&file(std::slice::from_ref(&delete)), Mode::Import(&s));
         assert_eq!((r.counts.updated, r.counts.rejected, codes(&r)), (1, 0, vec![]));
         assert_eq!((s.current_actuals(&org().slug).count(), s.actuals_history(&org().slug).count()), (0, history));
-        // Sent again after its deletion: updated, its key known (as a visit's is).
+        // Sent again after its deletion: updated, its key known (as a visit's is), validated as
+        // imported.
+        let checked = run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Validate { store: Some(&s), cplis: None });
+        assert_eq!((checked.counts.new, checked.counts.updated), (0, 1));
         let back = run(&file(&[row("03/10/2022", "10", "9.5", "0.5", "0", "14", "")]), Mode::Import(&s));
         assert_eq!((back.counts.new, back.counts.updated), (0, 1));
         // A row never sent cannot be deleted.

@@ -57,6 +57,8 @@ pub struct ActualChange {
     pub key: ActualKey,
     pub previous: Option<sled::IVec>,
     pub new: Option<StoredActual>,
+    /// No current row, but one was stored under the key and deleted: the key is known.
+    pub was_deleted: bool,
 }
 
 impl Store {
@@ -155,11 +157,6 @@ pub struct ActualBatch<'s> {
 }
 
 impl ActualBatch<'_> {
-    /// Whether a row under `k` was stored before and deleted (its earlier versions are kept).
-    pub fn was_deleted(&self, k: &ActualKey) -> Result<bool> {
-        self.store.actual_has_history(&self.slug, k)
-    }
-
     /// A current row of the same client, service level and service, of another period start, whose
     /// period shares a day with `start..=end` (this file's earlier rows included: they are written).
     pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<StoredActual>> {
