@@ -41,9 +41,9 @@ fn main() -> ExitCode {
 fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCode> {
     raise_open_file_limit();
     let config = gateway::config::Config::load(cli.config.as_deref())?;
-    // Absolute, so that the paths a command sent to this server prints (an inbox, an export written)
-    // can be followed from the folder the command was run in (since 2026-12-03).
-    let data = std::path::absolute(cli.data.clone().unwrap_or_else(|| config.data_dir.clone()))?;
+    // As given: made absolute, a short relative data folder in a deep one would put the control
+    // socket past the ~100 bytes a Unix socket's path may have.
+    let data = cli.data.clone().unwrap_or_else(|| config.data_dir.clone());
     let gw = match gateway::pipeline::Gateway::open(config, &data) {
         Err(GatewayError::Store(StoreError::InUse { .. })) if UnixStream::connect(DataDir::new(&data).control_socket()).is_ok() => {
             anyhow::bail!("a gateway server is already running on the data folder {}: stop it first (commands run now are sent to it)", data.display())
