@@ -729,7 +729,12 @@ fn forward_readable(command: &Command) -> Result<(), GatewayError> {
 /// storing some files with nothing printed about them, and the message names the file.
 pub(crate) fn readable(files: &[PathBuf]) -> Result<(), GatewayError> {
     for f in files {
-        std::fs::File::open(f).map_err(|source| GatewayError::Io { context: format!("cannot read {} (nothing was imported or judged)", f.display()), source })?;
+        let failed = |source| GatewayError::Io { context: format!("cannot read {} (nothing was imported or judged)", f.display()), source };
+        let opened = std::fs::File::open(f).map_err(failed)?;
+        // A folder opens too (since 2026-12-03 it is refused here, not after the files before it).
+        if !opened.metadata().map_err(failed)?.is_file() {
+            return Err(failed(std::io::Error::other("it is not a file (a folder?): name the CSV files themselves")));
+        }
     }
     Ok(())
 }

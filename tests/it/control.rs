@@ -264,13 +264,15 @@ fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_wi
     let env = TestEnv::with_example_cplis();
     let (_dir, bad) = crate::helpers::write_temp("bad.csv", "not,a,visits,file\n");
     let week = crate::helpers::example("visits-week.csv");
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["visits", "list", "--org", "Nobody Care Ltd"],
         &["cplis", "load", "/nonexistent/cplis.csv"],
         &["import", "--org", PEARL, bad.to_str().unwrap()],
         // A good file before one that is not there: neither is imported, and the message names the
         // file as typed (since 2026-12-03 the server stored the first and named the second absolutely).
         &["import", "--org", PEARL, week.to_str().unwrap(), "no-such-visits.csv"],
+        // A folder is no file to import either.
+        &["import", "--org", PEARL, week.to_str().unwrap(), env.data().to_str().unwrap()],
     ];
     let server = Server::start(&env);
     let served: Vec<Output> = cases.iter().map(|a| env.run(a)).collect();
