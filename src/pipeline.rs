@@ -91,6 +91,12 @@ impl Gateway {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
         }
+        // Pending claims figured by an earlier version of the rules (an upgrade) are figured again
+        // at once, not only when their visits or CPLIs next change (since 2026-12-03): the council
+        // decides against today's figure.
+        for org in gw.store.orgs()? {
+            gw.refigure_claims(&org)?;
+        }
         Ok(gw)
     }
 

@@ -579,3 +579,18 @@ fn a_claims_submitted_and_decided_days_are_the_gateways_day_as_a_disputes_are() 
     assert_eq!((c1["SubmittedOn"].as_str(), c1["DecidedOn"].as_str()), ("01/02/2023", "01/02/2023"), "{exported}");
     assert_eq!((c2["SubmittedOn"].as_str(), c2["DecidedOn"].as_str()), ("01/02/2023", ""), "{exported}");
 }
+
+#[test]
+fn a_pending_claims_figure_from_an_earlier_version_of_the_rules_is_figured_again_when_the_gateway_opens() {
+    let env = guide_claims_pending();
+    {
+        // As an earlier version of the gateway may have left it: another figure for HIP-2.
+        let store = gateway::store::Store::open(&env.data().join("db")).unwrap();
+        let mut claims = store.claims(None).unwrap();
+        let c = claims.iter_mut().find(|c| c.claim_ref == "HIP-2").unwrap();
+        c.computed_amount = "0".parse().unwrap();
+        c.working = "nothing: an earlier rule".into();
+        store.put_claims(std::slice::from_ref(c)).unwrap();
+    }
+    assert_eq!(claim_figure(&env, "HIP-2").0, "47.54");
+}
