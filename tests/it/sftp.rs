@@ -451,18 +451,7 @@ fn an_upload_over_the_size_limit_is_refused_and_says_which_limit() {
 fn sessions_beyond_the_per_login_limit_are_refused_and_say_which_limit() {
     let gw = Gateway::start_with("max_sessions_per_login = 1");
     // One session held open by paramiko (it sleeps inside `hold`), a second refused.
-    let mut holder = Command::new("python3")
-        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
-        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "hold", "5"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("holding"), "{line}");
-    }
+    let mut holder = holding(&gw, &["hold", "5"]);
     let out = gw.sftp(LOGIN, &gw.key, "ls /\n");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -485,19 +474,27 @@ fn uploads_beyond_the_inbox_file_limit_are_refused_and_say_which_limit() {
     assert_ok("rm and put", &gw.sftp(LOGIN, &gw.key, &format!("rm /inbox/a.part\nput {} /inbox/c.part\nls /inbox\n", week())));
 }
 
-#[test]
-fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_listed() {
+/// A paramiko session running `what` (`hold SECS`: a session held open; `holdupload LOCAL REMOTE`:
+/// an upload written and held open) until killed; returned once it says it is holding.
+fn holding(gw: &Gateway, what: &[&str]) -> std::process::Child {
     use std::io::BufRead;
-    let gw = Gateway::start_with("max_inbox_files = 1");
     let mut holder = Command::new("python3")
         .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
-        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "holdupload", &week(), "/inbox/held.csv"])
+        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string()])
+        .args(what)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("holding"), "{line}");
+    holder
+}
+
+#[test]
+fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_listed() {
+    let gw = Gateway::start_with("max_inbox_files = 1");
+    let mut holder = holding(&gw, &["holdupload", &week(), "/inbox/held.csv"]);
     let w = week();
     let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["tryput", &w, "/inbox/b.part"]);
     let _ = holder.kill();
@@ -716,17 +713,8 @@ fn issue_9_refused_opens_at_the_handle_limit_leave_nothing_in_staging() {
 
 #[test]
 fn issue_9_an_upload_cut_by_kill_9_and_a_crashed_write_are_removed_from_staging_at_the_next_start() {
-    use std::io::BufRead;
     let gw = Gateway::start();
-    let mut holder = Command::new("python3")
-        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
-        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string(), "holdupload", &week(), "/inbox/visits-week.csv"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(holder.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("holding"), "{line}");
+    let mut holder = holding(&gw, &["holdupload", &week(), "/inbox/visits-week.csv"]);
     // What `DataDir::write_atomically` leaves when killed between writing and renaming.
     std::fs::write(gw.env.data().join("staging/0193aa1e-crashed.tmp"), "half a result").unwrap();
     let Gateway { env, server, .. } = gw;
