@@ -839,7 +839,6 @@ impl RowJudge<'_, '_, '_> {
         }
     }
 
-    /// Data-quality warnings on an accepted row (SPEC 4).
     /// An override marked without its reason (SPEC 4: "an override without its reason"), on any
     /// row: a cancelled or missed visit sent over one already submitted may be marked overridden
     /// too (the guide: "Only used if you are overriding a visit already submitted"; since
@@ -852,6 +851,7 @@ impl RowJudge<'_, '_, '_> {
         }
     }
 
+    /// Data-quality warnings on an accepted row (SPEC 4).
     fn warnings(&mut self, v: &Visit, t: &VisitType) {
         let commented = v.has_comment();
         if t.comment_expected && !commented {
