@@ -91,12 +91,6 @@ impl Gateway {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
         }
-        // Pending claims figured by an earlier version of the rules (an upgrade) are figured again
-        // at once, not only when their visits or CPLIs next change (since 2026-12-03): the council
-        // decides against today's figure.
-        for org in gw.store.orgs()? {
-            gw.refigure_claims(&org)?;
-        }
         Ok(gw)
     }
 
@@ -465,6 +459,18 @@ impl Gateway {
             self.mark_exports(crate::exports::Touched::Org(slug.clone()));
         }
         Ok(result)
+    }
+
+    /// Every organisation's pending claims figured again, as `serve` starts: a new version's rules
+    /// (an upgrade) or `[hospital]` settings apply to claims already pending at once, not only when
+    /// their visits or CPLIs next change (since 2026-12-03). Only `serve`, with the configuration it
+    /// runs on, so a one-shot listing neither writes nor figures under another configuration.
+    pub fn refigure_all_claims(&self) -> Result<()> {
+        for org in self.store.orgs()? {
+            self.refigure_claims(&org)?;
+            self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
+        }
+        Ok(())
     }
 
     /// Keeps the organisation's pending claims' figures those of its visits and CPLIs as they now
