@@ -50,7 +50,6 @@ fn serve(cli: &Cli, listen: Option<String>, demo: bool) -> anyhow::Result<ExitCo
         }
         opened => opened?,
     };
-    gw.refigure_all_claims()?;
     let demo = if demo { Some(gateway::serve::prepare_demo(&gw)?) } else { None };
     if let Some(d) = &demo {
         println!("{d}");

@@ -461,14 +461,14 @@ impl Gateway {
         Ok(result)
     }
 
-    /// Every organisation's pending claims figured again, as `serve` starts: a new version's rules
-    /// (an upgrade) or `[hospital]` settings apply to claims already pending at once, not only when
-    /// their visits or CPLIs next change (since 2026-12-03). Only `serve`, with the configuration it
-    /// runs on, so a one-shot listing neither writes nor figures under another configuration.
+    /// Every organisation's pending claims figured again, as `serve` starts (its exports are all
+    /// rewritten then): a new version's rules (an upgrade) or `[hospital]` settings apply to claims
+    /// already pending at once, not only when their visits or CPLIs next change (since 2026-12-03).
+    /// Only `serve`, with the configuration it runs on, so a one-shot listing neither writes nor
+    /// figures under another configuration.
     pub fn refigure_all_claims(&self) -> Result<()> {
         for org in self.store.orgs()? {
             self.refigure_claims(&org)?;
-            self.mark_exports(crate::exports::Touched::Org(org.slug.clone()));
         }
         Ok(())
     }

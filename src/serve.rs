@@ -88,6 +88,8 @@ pub async fn run(
     // start (a deleted export is made again; one cut short by a crash is rewritten).
     gw.exports.defer();
     gw.mark_exports(crate::exports::Touched::All);
+    // Under that one rewrite of every export: pending claims figured with this server's rules.
+    gw.refigure_all_claims()?;
     let finished = Arc::new(crate::control::Finished::default());
     let worker = tokio::spawn(work(gw.clone(), work_rx, stop_rx.clone(), finished.clone()));
     // Issue 12: a new day can turn a dispute Overdue with no file sent; the exports follow.

@@ -198,13 +198,12 @@ fn stored_of<'a>(store: &Store, org: &'a Organisation, cplis: Vec<Cpli>) -> Resu
     Ok(Stored { org, cplis, visits })
 }
 
-/// The last day of a claimed stay: its last H visit; and never before the stay's last H visit as
-/// the visits show it, so that a DischargedOn earlier than H visits that run on cannot split one
-/// stay into two claims. Not the day care resumed (since 2026-12-03): the next stay may begin that
-/// day (care resumed at lunch, readmitted that evening), and its claim was refused as this one's.
-fn stay_end(visits: &[Compact], admitted: NaiveDate, missed: &[hospital::Missed]) -> NaiveDate {
-    let last_missed = missed.iter().map(|m| m.date).max().unwrap_or(admitted);
-    last_missed.max(shown_end(visits, admitted).unwrap_or(last_missed))
+/// The last day of a claimed stay: its last H visit (`claimed_stay` runs a stay on past a
+/// DischargedOn earlier than H visits that continue, so one stay cannot be split into two claims).
+/// Not the day care resumed (since 2026-12-03): the next stay may begin that day (care resumed at
+/// lunch, readmitted that evening), and its claim was refused as this one's.
+fn stay_end(missed: &[hospital::Missed], admitted: NaiveDate) -> NaiveDate {
+    missed.iter().map(|m| m.date).max().unwrap_or(admitted)
 }
 
 /// The last H visit of the stay from `admitted` as the visits show it. `None`: no H visit from that day.
@@ -251,7 +250,7 @@ fn figured_now(c: &Claim, org: &Organisation, stored: &Stored<'_>, rules: &Hospi
     match hospital::claimed_stay(visits, c.admitted_on, c.discharged_on, c.notified_on) {
         Some((stay, missed)) => {
             let figure = hospital::figure(rules, calendar, scheme, &stay, &missed, |i| stored.unit_cost(i))?;
-            Some((figure.amount, figure.working(), stay_end(visits, stay.admitted, &missed)))
+            Some((figure.amount, figure.working(), stay_end(&missed, stay.admitted)))
         }
         None => Some((Decimal::ZERO, "nothing: no H (in hospital) visit is stored for this stay now".to_string(), c.stay_end)),
     }
@@ -482,7 +481,7 @@ impl Apply<ClaimRow> for ClaimsApply<'_> {
             let message = crate::reports::Overflow::of(cpli).to_string();
             return Self::refuse(row, Code::BadQuantity, Some(Col::Amount), message);
         };
-        let stay_end = stay_end(visits, stay.admitted, &missed);
+        let stay_end = stay_end(&missed, stay.admitted);
         let twin = self
             .claims
             .values()

@@ -14,10 +14,10 @@ use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
-use crate::queue::Queue;
 
 use crate::data_dir::Owner;
 use crate::pipeline::{is_ready_name, Gateway};
+use crate::queue::Queue;
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
 /// the extension OpenSSH clients write in 32 KB pieces, about 15% slower.
