@@ -61,6 +61,11 @@ pub fn without_thousands_commas(text: &str) -> Option<std::borrow::Cow<'_, str>>
 pub fn parse_bounded(text: &str, decimals: u32) -> Result<Decimal, AmountError> {
     let t = text.trim();
     let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    // Plain notation only: `Decimal` also reads `1e2` as 100 and `1_000` as 1000, which a cell
+    // mangled by a spreadsheet may hold and no one writes meaning a number (since 2026-12-03).
+    if !digits_only(t.strip_prefix(['-', '+']).unwrap_or(t)) {
+        return Err(AmountError::NotANumber);
+    }
     let d = match Decimal::from_str(t) {
         Ok(d) => d,
         Err(_) if digits_only(t) => return Err(AmountError::TooLarge),
@@ -185,8 +190,15 @@ mod tests {
         assert_eq!(q("-1"), Err(AmountError::Negative));
         assert_eq!(q("-99999999999999999999999999999999"), Err(AmountError::Negative));
         assert_eq!(q("ten"), Err(AmountError::NotANumber));
-        assert_eq!(q("7.9e28"), Err(AmountError::TooLarge));
         assert!(q("").unwrap_err().is_not_a_number());
+    }
+
+    #[test]
+    fn a_number_in_scientific_or_grouped_notation_is_not_a_number() {
+        for written in ["1e2", "1E2", "5E-1", "1.2E+03", "7.9e28", "1_000", "0x10", "1 000", "Infinity", "NaN"] {
+            assert_eq!(q(written), Err(AmountError::NotANumber), "{written}");
+        }
+        assert_eq!(q("+5"), Ok(Decimal::from(5)));
     }
 
     #[test]
