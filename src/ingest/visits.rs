@@ -910,21 +910,21 @@ fn interval(date: NaiveDate, entry: NaiveTime, exit: NaiveTime) -> (NaiveDateTim
 /// The same client and planned slot twice in a file, neither row saying double-handed.
 #[derive(Default)]
 struct Slots {
-    /// Slot hash -> the first accepted row holding it, and whether any row so far said double-handed.
-    seen: HashMap<u64, (u64, bool)>,
+    /// Slot hash -> the first accepted row holding it that does not say double-handed.
+    seen: HashMap<u64, u64>,
 }
 
 impl Slots {
-    /// The warning for a row whose slot an earlier row already holds.
+    /// The warning for a row not saying double-handed whose slot an earlier such row already holds.
+    /// A row saying it explains one other (the guide writes it on the second carer's row only), so a
+    /// third row of the slot saying nothing is a duplicate of the first (since 2026-12-03; a slot
+    /// with any row saying double-handed was never warned of).
     fn check<'c>(&mut self, key: u64, row: u64, v: &Visit, client: impl FnOnce() -> &'c str) -> Option<String> {
-        let dh = v.says_double_handed();
-        let Some((first_row, first_dh)) = self.seen.get_mut(&key) else {
-            self.seen.insert(key, (row, dh));
+        if v.says_double_handed() {
             return None;
-        };
-        let warn = !dh && !*first_dh;
-        *first_dh |= dh;
-        warn.then(|| {
+        }
+        let first_row = *self.seen.entry(key).or_insert(row);
+        (first_row != row).then(|| {
             format!(
                 "client {} already has a visit planned {} at {} on row {}: if two carers attended, say [Double-Handed] in {}; otherwise one row is a duplicate",
                 client(), uk_date(v.planned_date), v.planned_entry.format("%H:%M"), first_row, Col::Comments.heading()
@@ -1591,6 +1591,21 @@ mod tests {
         assert_eq!(only(&r, Code::PossibleDuplicate).row, Some(3));
         let dh = judge(&[row(&[]), row(&[("VisitRef", "V2"), ("Comments", "[Double-Handed]")])]);
         assert_eq!(dh.issues, vec![]);
+    }
+
+    #[test]
+    fn a_third_row_of_a_slot_not_saying_double_handed_is_a_possible_duplicate_of_the_first() {
+        let dh = [("VisitRef", "V2"), ("Comments", "[Double-Handed] 2nd carer")];
+        let r = judge(&[row(&[]), row(&dh), row(&[("VisitRef", "V3")])]);
+        let warned = only(&r, Code::PossibleDuplicate);
+        assert_eq!(warned.row, Some(4));
+        assert!(warned.message.contains("on row 2"), "{}", warned.message);
+        // The carer's row saying it first, then the other carer's: explained.
+        let r = judge(&[row(&dh), row(&[("VisitRef", "V3")])]);
+        assert_eq!(r.issues, vec![]);
+        // Three carers, two rows saying so: explained.
+        let r = judge(&[row(&[]), row(&dh), row(&[("VisitRef", "V3"), ("Comments", "[Double-Handed] 3rd carer")])]);
+        assert_eq!(r.issues, vec![]);
     }
 
     #[test]
