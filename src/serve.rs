@@ -245,6 +245,12 @@ async fn work(
             Err(e) => tracing::error!(file = %path.display(), error = %e, "processing panicked; the file stays in the spool"),
         }
     }
+    // Stopping within the quiet wait after a file or a command: its exports are written before
+    // the server ends (since 2026-12-03; they waited for the next start, and a one-shot command
+    // meanwhile joined the council's files from the stale parts).
+    if gw.exports.is_dirty() && gw.store.is_healthy() {
+        refresh_exports(&gw).await;
+    }
 }
 
 /// Marks every export for rewriting when the gateway's day changes (`rules.current_day`): what the

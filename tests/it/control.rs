@@ -111,6 +111,22 @@ fn a_server_stopped_with_files_queued_leaves_them_in_the_spool_for_the_next_star
     assert!(processed.windows(2).all(|w| w[0] <= w[1]), "in upload order: {processed:?}");
 }
 
+/// A server stopped at once after a file (within the quiet wait before exports are written) writes
+/// them before it ends: the provider's and the council's exports show the file.
+#[test]
+fn a_server_stopped_right_after_a_file_leaves_its_exports_current() {
+    let env = TestEnv::with_example_cplis();
+    let server = Server::start(&env);
+    let file = unmatched_visit_file(env.data());
+    env.ok(&["import", "--org", PEARL, file.to_str().unwrap()]);
+    stop_cleanly(&server);
+    let exports = env.org_dir(ORG_DIR).join("exports");
+    let unmatched = std::fs::read_to_string(exports.join("unmatched.csv")).unwrap();
+    assert!(unmatched.lines().any(|l| l.starts_with("U1,")), "U1 is in unmatched.csv: {unmatched}");
+    let submissions = std::fs::read_to_string(env.data().join("council/exports/submissions.csv")).unwrap();
+    assert!(submissions.contains("unmatched-visit.csv"), "the council's submissions.csv names the file: {submissions}");
+}
+
 /// Waits until the organisation has `n` result files.
 fn wait_for_results(env: &TestEnv, org_slug: &str, n: usize, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
