@@ -18,6 +18,7 @@ use russh_sftp::server::StatusReply;
 use crate::data_dir::Owner;
 use crate::pipeline::{is_ready_name, Gateway};
 use crate::queue::Queue;
+use super::users::Users;
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
 /// the extension OpenSSH clients write in 32 KB pieces, about 15% slower.
@@ -207,11 +208,33 @@ pub struct OrgFs {
     /// (paramiko ignores errors on CLOSE) is told the reason instead of "no such file".
     refused: HashMap<String, String>,
     initialised: bool,
+    /// The logins, to see that this session's is still there; `None` for the demo login, which only
+    /// the server knows.
+    logins: Option<Users>,
 }
 
 impl OrgFs {
-    pub fn new(gw: Arc<Gateway>, who: Who, submit: Queue, writing: Writing) -> OrgFs {
-        OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false }
+    pub fn new(gw: Arc<Gateway>, who: Who, submit: Queue, writing: Writing, logins: Option<Users>) -> OrgFs {
+        OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false, logins }
+    }
+
+    /// A login removed (or given to another organisation) while its session is open can do nothing
+    /// more: checked before anything that opens, changes or hands on a file (since 2026-12-03; the
+    /// session went on uploading until it closed).
+    fn still_permitted(&self) -> Result<(), StatusReply> {
+        let Some(logins) = &self.logins else { return Ok(()) };
+        let who = &self.who;
+        match logins.get(&who.login) {
+            Ok(Some(user)) if user.org == who.owner => Ok(()),
+            Ok(_) => {
+                tracing::warn!(org = who.org_name, user = who.login, addr = who.addr, "refused: the login was removed while its session was open");
+                Err(denied(format!("the login '{}' has been removed; this session can do nothing more", who.login)))
+            }
+            Err(e) => {
+                tracing::error!(user = who.login, error = %e, "cannot read the login");
+                Err(failure(format!("the gateway cannot read the login '{}' now; try again later", who.login)))
+            }
+        }
     }
 
     fn dir(&self, folder: Folder) -> PathBuf {
@@ -476,6 +499,7 @@ impl OrgFs {
     /// Renames inside `/inbox`. A rename to `*.csv` is the end of an upload under a temporary name:
     /// the file goes to the engine straight from its temporary name, so the watcher never sees it.
     fn rename(&mut self, from: &str, to: &str, overwrite: bool) -> Result<(), StatusReply> {
+        self.still_permitted()?;
         let (src, dst) = (VPath::parse(from), VPath::parse(to));
         let (VPath::File(Folder::Inbox, old), VPath::File(Folder::Inbox, new)) = (&src, &dst) else {
             return Err(denied(format!("rename {} -> {}: only files in /inbox can be renamed, within /inbox", src.display(), dst.display())));
@@ -658,6 +682,7 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
         self.ready()?;
+        self.still_permitted()?;
         let listing = self.listing(&VPath::parse(&path))?;
         let handle = self.add_handle(Open::Dir { listing: listing.into_iter() })?;
         Ok(Handle { id, handle })
@@ -680,6 +705,7 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, _attrs: FileAttributes) -> Result<Handle, StatusReply> {
         self.ready()?;
+        self.still_permitted()?;
         let p = VPath::parse(&filename);
         let writing = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
         let handle = match (&p, writing) {
@@ -730,7 +756,14 @@ impl russh_sftp::server::Handler for OrgFs {
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, StatusReply> {
         self.ready()?;
         match self.handles.remove(&handle) {
-            Some(Open::Upload(u)) => self.finish_upload(*u)?,
+            Some(Open::Upload(u)) => {
+                if let Err(refused) = self.still_permitted() {
+                    let _ = fs::remove_file(&u.staged);
+                    self.done_writing(&u.name);
+                    return Err(refused);
+                }
+                self.finish_upload(*u)?
+            }
             Some(_) => {}
             None => return Err(failure("no such handle")),
         }
@@ -739,6 +772,7 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, StatusReply> {
         self.ready()?;
+        self.still_permitted()?;
         let p = VPath::parse(&filename);
         match &p {
             VPath::File(Folder::Inbox, name) => {

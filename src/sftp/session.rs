@@ -246,7 +246,9 @@ impl russh::server::Handler for SshSession {
             ("sftp", Some(who)) => {
                 self.sftp_started = true;
                 session.channel_success(channel_id)?;
-                let fs = OrgFs::new(self.shared.gw.clone(), who, self.shared.submit.clone(), self.shared.writing.clone());
+                let demo = self.shared.demo.as_ref().is_some_and(|d| d.login == who.login);
+                let logins = (!demo).then(|| self.shared.users.clone());
+                let fs = OrgFs::new(self.shared.gw.clone(), who, self.shared.submit.clone(), self.shared.writing.clone(), logins);
                 let cfg = russh_sftp::server::Config { max_client_packet_len: super::fs::MAX_PACKET };
                 russh_sftp::server::run_with_config(channel.into_stream(), fs, cfg).await;
             }

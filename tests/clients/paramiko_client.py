@@ -150,6 +150,17 @@ def main():
         f.flush()
         print("holding", flush=True)
         time.sleep(600)
+    elif cmd == "afterremoval":
+        # Writes an upload and holds it open; once a line arrives on stdin (the login removed
+        # meanwhile), closes it and tries a listing and another upload.
+        local, remote, second = args
+        f = s.open(remote, "wb")
+        f.write(open(local, "rb").read())
+        f.flush()
+        print("holding", flush=True)
+        sys.stdin.readline()
+        f.close()
+        print(json.dumps({"list": refused(lambda: s.listdir("/results") and None), "put": refused(lambda: s.put(local, second) and None)}))
     elif cmd == "count":
         print(json.dumps(len(s.listdir(args[0]))))
     elif cmd == "get":

@@ -503,6 +503,40 @@ fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_
     assert!(out[0].as_str().unwrap().contains("/inbox already holds 0 files waiting and 1 uploads in progress, which are not listed until they are closed (limit 1 in all)"), "{out}");
 }
 
+/// `user remove` while the login's session is open (issue 10's "takes effect at once"): the upload
+/// it was writing is not taken, and it can list and upload nothing more.
+#[test]
+fn a_login_removed_while_its_session_is_open_can_do_nothing_more() {
+    use std::io::{BufRead, Write};
+    let gw = Gateway::start();
+    let mut holder = Command::new("python3")
+        .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
+        .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string()])
+        .args(["afterremoval", &week(), "/inbox/held.csv", "/inbox/after.csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("holding"), "{line}");
+    gw.env.ok(&["user", "remove", "--name", LOGIN]);
+    holder.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = holder.wait();
+    let tried: Value = serde_json::from_str(&line).unwrap();
+    for what in ["list", "put"] {
+        assert!(tried[what].as_str().unwrap().contains(&format!("the login '{LOGIN}' has been removed")), "{what}: {tried}");
+    }
+    // A file imported after: once it is answered, a held upload taken at its close would have been too.
+    gw.env.ok(&["import", "--org", PEARL, &week()]);
+    let results: Vec<String> = std::fs::read_dir(gw.env.org_dir(ORG_DIR).join("results")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(results.iter().any(|r| r.starts_with("visits-week.result")), "{results:?}");
+    assert!(!results.iter().any(|r| r.starts_with("held") || r.starts_with("after")), "{results:?}");
+}
+
 #[test]
 fn the_host_key_is_made_once_with_mode_0600_and_reused() {
     use std::os::unix::fs::PermissionsExt;
