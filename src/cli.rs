@@ -748,10 +748,17 @@ fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io
         None => Vec::new(),
     };
     let cplis = cplis.map(|p| read_extract(&p, &known)).transpose()?;
+    // The organisation as loading the extract would leave it (its GUID and services), so that
+    // OrganisationRef and ServiceRef are checked as the import after that load checks them (since
+    // 2026-12-03; an organisation named only in the extract had neither, and nothing was checked).
+    let as_loaded = |org: crate::domain::Organisation| match &cplis {
+        Some(c) => crate::ingest::cplis::organisations(c, vec![org.clone()]).into_iter().find(|o| o.slug == org.slug).unwrap_or(org),
+        None => org,
+    };
     let store = store.filter(|_| org.is_some());
     let org = match (&org, store) {
         (Some(name), Some(s)) => match s.org(name)? {
-            Some(org) => Some(org),
+            Some(org) => Some(as_loaded(org)),
             None => {
                 // Named only in the extract given with --cplis (not loaded yet): judged as that one.
                 // A misspelt name would be judged as a new, empty organisation: refused, as `import` refuses it.
@@ -759,10 +766,10 @@ fn execute_validate(config: &Config, store: Option<&Store>, command: Command, io
                 if !cplis.iter().flatten().any(|c| named.is_named(&c.organisation_name)) {
                     return Err(GatewayError::UnknownOrganisation { name: name.clone(), known: known.iter().map(|o| o.name.clone()).collect() });
                 }
-                Some(named)
+                Some(as_loaded(named))
             }
         },
-        (Some(name), None) => Some(crate::domain::Organisation::new(name, None)),
+        (Some(name), None) => Some(as_loaded(crate::domain::Organisation::new(name, None))),
         (None, _) => None,
     };
     let mut results = Vec::new();

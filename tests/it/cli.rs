@@ -105,6 +105,27 @@ fn validate_with_an_organisation_the_store_does_not_have_exits_2_unless_the_give
     assert_ne!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `validate --org` with an extract not loaded yet judges OrganisationRef and ServiceRef as the import
+/// after that load does: the organisation's GUID and services are the extract's.
+#[test]
+fn validate_with_an_extract_checks_organisation_and_service_guids_as_import_does() {
+    let rows = [
+        // Another organisation's GUID as OrganisationRef.
+        "G1,0,10/10/2022,08:00,08:30,C,,,,,,,,,x,,A123456,,,Home Support,,,Pearl Carers - Zone 6 - Oxford,AAAAAAAA-0000-0000-0000-000000000001,",
+        // Zone 6's ServiceRef beside the DAPL South's name.
+        "G2,0,10/10/2022,20:00,20:30,C,,,,,,,,,x,,A123456,,,Home Support,,36F675CC-81E7-4EF5-E8E2-5D940ED90475,Pearl Carers - DAPL South,,",
+    ];
+    let (_d, file) = write_temp("guids.csv", &format!("{VISITS_HEADER}\n{}\n", rows.join("\n")));
+    let codes_of = |r: &Value| -> Vec<(String, String)> {
+        r["issues"].as_array().unwrap().iter().filter(|i| i["severity"] == "error").map(|i| (i["ref"].as_str().unwrap_or("").to_string(), i["code"].as_str().unwrap().to_string())).collect()
+    };
+    let cplis = example("cplis.csv");
+    let validated = TestEnv::new().validate(&["--org", PEARL, "--cplis", cplis.to_str().unwrap()], &file);
+    let imported = TestEnv::with_example_cplis().import(PEARL, &file);
+    assert_eq!(codes_of(&imported), [("G1".to_string(), "WRONG_ORGANISATION".to_string()), ("G2".to_string(), "REF_MISMATCH".to_string())]);
+    assert_eq!(codes_of(&validated), codes_of(&imported));
+}
+
 #[test]
 fn import_exits_1_when_any_row_is_rejected_and_0_when_clean() {
     let env = TestEnv::with_example_cplis();
