@@ -225,8 +225,11 @@ pub fn refigured(store: &Store, org: &Organisation, rules: &Hospital) -> Result<
     let mut changed = Vec::new();
     for mut c in pending {
         let Some((amount, working, end)) = figured_now(&c, org, &stored, rules, &calendar) else { continue };
-        if (amount, &working, end) != (c.computed_amount, &c.working, c.stay_end) {
-            (c.computed_amount, c.working, c.stay_end) = (amount, working, end);
+        // The contract shown beside the figure is the CPLI's as it now is (since 2026-12-03; it
+        // stayed the one of the day the claim was sent while the working said it had changed).
+        let contract = stored.cplis.iter().find(|p| p.cpli_id == c.cpli_id).map_or_else(|| c.contract.clone(), |p| p.contract.clone());
+        if (amount, &working, end, &contract) != (c.computed_amount, &c.working, c.stay_end, &c.contract) {
+            (c.computed_amount, c.working, c.stay_end, c.contract) = (amount, working, end, contract);
             changed.push(c);
         }
     }

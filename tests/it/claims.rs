@@ -559,6 +559,12 @@ fn a_pending_claims_figure_is_nothing_once_its_package_is_another_organisations_
     let (amount, working) = figure("HIP-1");
     assert_eq!(amount, rust_decimal::Decimal::ZERO, "{working}");
     assert!(working.contains("CPLI 156024's contract is now Spot, which has no hospital incentive"), "{working}");
+    // The Contract shown beside that figure is the one it is now under.
+    let list: Vec<Value> = serde_json::from_str(&env.ok(&["claim", "list", "--format", "json"])).unwrap();
+    let hip1 = list.iter().find(|c| c["claim_ref"] == "HIP-1").unwrap();
+    assert_eq!(hip1["contract"], "Spot", "{hip1}");
+    let csv = std::fs::read_to_string(env.org_dir(crate::server::ORG_DIR).join("exports/claims.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("HIP-1,") && l.contains(",Spot,")), "{csv}");
 }
 
 #[test]
