@@ -543,9 +543,22 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
             Ok(SUCCESS)
         }
         Command::Period { command: PeriodCommand::Lock { until } } => {
-            let p = gw.lock_until(until, crate::domain::LockedBy::Hand)?;
-            let at = if p.end == until { "the last day of" } else { "in" };
-            writeln!(out, "locked every visit dated on or before {}, {at} {}", crate::domain::uk_date(until), p.describe()).map_err(output)?;
+            let (p, standing) = gw.lock_until(until, crate::domain::LockedBy::Hand)?;
+            let day = crate::domain::uk_date;
+            match standing {
+                // Since 2026-12-03; it said it had locked to the earlier date.
+                Some(standing) => writeln!(
+                    out,
+                    "already locked: every visit dated on or before {} is locked, so {} is too; a lock never moves back, nothing changed",
+                    day(standing),
+                    day(until)
+                ),
+                None => {
+                    let at = if p.end == until { "the last day of" } else { "in" };
+                    writeln!(out, "locked every visit dated on or before {}, {at} {}", day(until), p.describe())
+                }
+            }
+            .map_err(output)?;
             Ok(SUCCESS)
         }
         Command::Visits { command: VisitsCommand::List { org, status, format } } => {

@@ -287,18 +287,23 @@ impl Gateway {
 
     /// Locks every visit dated on or before `date`, by hand or by the council's schedule (issue 10).
     /// A lock never moves back: an earlier date leaves the later lock as it is, and everything on or
-    /// before `date` is locked all the same. Returns the period holding `date`.
-    pub fn lock_until(&self, date: chrono::NaiveDate, by: LockedBy) -> Result<Period> {
+    /// before `date` is locked all the same. Returns the period holding `date`, and the day the lock
+    /// already stood at when it did not move.
+    pub fn lock_until(&self, date: chrono::NaiveDate, by: LockedBy) -> Result<(Period, Option<chrono::NaiveDate>)> {
         let period = Period::containing(date, self.config.periods.first_start, self.config.periods.length_days);
         match self.store.advance_lock(date, by, Utc::now())? {
             Some(_) => {
                 tracing::info!(until = %date, by = by.as_str(), period = period.describe(), "locked");
                 // Issue 10: a lock takes its periods' visits out of every `visits-status.csv`.
                 self.mark_exports(crate::exports::Touched::All);
+                Ok((period, None))
             }
-            None => tracing::info!(until = %date, by = by.as_str(), locked_until = ?self.store.locked_until()?.map(|l| l.0), "already locked that far; a lock never moves back"),
+            None => {
+                let standing = self.store.locked_until()?.map_or(date, |l| l.0);
+                tracing::info!(until = %date, by = by.as_str(), locked_until = %standing, "already locked that far; a lock never moves back");
+                Ok((period, Some(standing)))
+            }
         }
-        Ok(period)
     }
 
     /// `gateway import`: the file is copied into the organisation's spool exactly as an upload would
