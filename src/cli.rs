@@ -958,7 +958,7 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
         }
         UserCommand::Unlock { name } => {
             let u = logins.request_unlock(&name).map_err(invalid)?;
-            writeln!(out, "unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org).map_err(output)?;
+            writeln!(out, "unlocked {} ({}): its next password attempt is let through to the password check", u.login, u.org.in_words()).map_err(output)?;
             Ok(SUCCESS)
         }
     }

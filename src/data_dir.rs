@@ -250,6 +250,16 @@ impl std::fmt::Display for Owner {
     }
 }
 
+impl Owner {
+    /// In a sentence: the organisation's slug, or "the council".
+    pub fn in_words(&self) -> String {
+        match self {
+            Owner::Org(slug) => slug.to_string(),
+            Owner::Council => "the council".into(),
+        }
+    }
+}
+
 /// A file claimed into the spool: whose it is, the import it is, and the name the provider gave it
 /// (shortened to one the gateway can answer under). Its path is made from these and parsed back
 /// only when the spool is read at start-up (issue 11).

@@ -28,7 +28,7 @@ pub enum UserError {
     NoCredential,
     #[error("there is no login '{0}'")]
     Unknown(String),
-    #[error("the login '{login}' belongs to {org}; a login is one organisation's or the council's, never both")]
+    #[error("the login '{login}' belongs to {}; a login is one organisation's or the council's, never both", .org.in_words())]
     OtherOrganisation { login: String, org: Owner },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -345,7 +345,10 @@ mod tests {
         users.add("rota", pearl.clone(), vec![], Some("h".into())).unwrap();
         assert!(matches!(users.add("rota", Owner::Council, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
         users.add("finance", Owner::Council, vec![], Some("h".into())).unwrap();
-        assert!(matches!(users.add("finance", pearl, vec![], Some("h".into())), Err(UserError::OtherOrganisation { .. })));
+        let refused = users.add("finance", pearl, vec![], Some("h".into())).unwrap_err();
+        assert!(matches!(refused, UserError::OtherOrganisation { .. }));
+        // It said "belongs to (council)" (until 2026-12-03).
+        assert!(refused.to_string().starts_with("the login 'finance' belongs to the council;"), "{refused}");
         assert_eq!(users.get("finance").unwrap().unwrap().org, Owner::Council);
     }
 
