@@ -933,6 +933,16 @@ impl Slots {
     }
 }
 
+/// A week's planned time for `PLANNED_HOURS_DIFFER`: "1 hour", "7.5 hours", "5 h 5 min".
+fn planned_in_words(minutes: i64) -> String {
+    if minutes == 60 { "1 hour".into() } else { crate::reports::hours_in_words(minutes, "hours") }
+}
+
+/// "1 hour", else "N hours".
+fn one_or_hours(n: String) -> String {
+    if n == "1" { "1 hour".into() } else { format!("{n} hours") }
+}
+
 /// What this file sent into a week key: rows (new or updated visits now dated in it), and how many
 /// of them were new to the organisation (issue 11: a file that only corrects or deletes a few of a
 /// week's visits does not have the week judged).
@@ -1045,9 +1055,9 @@ fn judge_weeks(batch: &VisitBatch<'_>, mut after: HashMap<WeekKey, (WeekTotals, 
                 Code::PlannedHoursDiffer,
                 None,
                 format!(
-                    "week {} to {}: client {} has {} planned, but the CPLI{} in force ({}) commission{} {} hours a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
-                    uk_date(key.monday), uk_date(sunday), group.client, crate::reports::hours_in_words(total.planned_minutes, "hours"),
-                    if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, hours.normalize()
+                    "week {} to {}: client {} has {} planned, but the CPLI{} in force ({}) commission{} {} a week; the planned visits should match the CPLI (guide: Planned Hours of Care & CPLIs)",
+                    uk_date(key.monday), uk_date(sunday), group.client, planned_in_words(total.planned_minutes),
+                    if ids.len() > 1 { "s" } else { "" }, ids.join(", "), if ids.len() > 1 { "" } else { "s" }, one_or_hours(hours.normalize().to_string())
                 ),
             );
             issue.reference = Some(group.client.to_string());
@@ -1347,8 +1357,11 @@ mod tests {
 
     #[test]
     fn planned_hours_differ_gives_the_weeks_planned_time_in_words_never_a_long_decimal() {
-        let planned_words = |minutes| crate::reports::hours_in_words(minutes, "hours");
+        let planned_words = planned_in_words;
         assert_eq!(planned_words(300), "5 hours");
+        assert_eq!(planned_words(60), "1 hour", "not 1 hours (until 2026-12-03)");
+        assert_eq!(one_or_hours("1".into()), "1 hour");
+        assert_eq!(one_or_hours("0.5".into()), "0.5 hours");
         assert_eq!(planned_words(450), "7.5 hours");
         assert_eq!(planned_words(303), "5.05 hours");
         assert_eq!(planned_words(305), "5 h 5 min");
