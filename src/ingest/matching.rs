@@ -240,7 +240,21 @@ impl CpliIndex {
             return (MatchStatus::Matched { cpli_id: e.cpli.cpli_id.clone() }, None);
         }
         let client = v.ssref.map(String::from).or_else(|| v.client_ref.map(|g| g.to_string())).or_else(|| v.nhs_number.map(String::from)).unwrap_or_default();
-        let (level, service) = (v.service_level.unwrap_or(""), v.service_name.unwrap_or(""));
+        // The level and the service as the row gave them: by name, else by GUID (since 2026-12-03;
+        // a row giving only a ServiceLevelRef was told of "ServiceLevel ''").
+        let level = match (v.service_level, v.service_level_ref) {
+            (Some(l), _) => format!("{} '{l}'", h::SERVICE_LEVEL),
+            (None, Some(g)) => match self.level_named(g) {
+                Some(named) => format!("{} {g} ('{named}')", h::SERVICE_LEVEL_REF),
+                None => format!("{} {g}", h::SERVICE_LEVEL_REF),
+            },
+            (None, None) => format!("no {}", h::SERVICE_LEVEL),
+        };
+        let service = match (v.service_name, v.service_ref) {
+            (Some(n), _) => format!("{} '{n}'", h::SERVICE_NAME),
+            (None, Some(g)) => format!("{} {g}", h::SERVICE_REF),
+            (None, None) => format!("no {}", h::SERVICE_NAME),
+        };
         let (reason, field) = if cands.is_empty() {
             // The column the row named the client in (a row may give only its NHS number).
             let named_by = if v.ssref.is_some() { h::SS_REF } else if v.client_ref.is_some() { h::CLIENT_REF } else { h::NHS_NUMBER };
@@ -277,19 +291,19 @@ impl CpliIndex {
             )
         } else if let Some(names) = suggest(cands.iter().filter(|e| level_ok(e)).map(|e| &e.cpli), date, |c| &c.service_name) {
             (
-                format!("client {client} has no CPLI with {n} '{service}' and {l} '{level}': did you mean {n} {names}?", n = h::SERVICE_NAME, l = h::SERVICE_LEVEL),
+                format!("client {client} has no CPLI with {service} and {level}: did you mean {n} {names}?", n = h::SERVICE_NAME),
                 Some(h::SERVICE_NAME),
             )
         } else if let Some(names) = suggest(cands.iter().filter(|e| service_ok(e)).map(|e| &e.cpli), date, |c| &c.service_level) {
             (
-                format!("client {client} has no CPLI with {l} '{level}' at '{service}': did you mean {l} {names}?", l = h::SERVICE_LEVEL),
+                format!("client {client} has no CPLI with {level} at {service}: did you mean {l} {names}?", l = h::SERVICE_LEVEL),
                 Some(h::SERVICE_LEVEL),
             )
         } else {
             let c = nearest_by_date(cands.iter().map(|e| &e.cpli), date).expect("candidates are not empty");
             (
                 format!(
-                    "client {client} has no CPLI with {l} '{level}' and {n} '{service}': did you mean {l} '{}' and {n} '{}' (CPLI {})?",
+                    "client {client} has no CPLI with {level} and {service}: did you mean {l} '{}' and {n} '{}' (CPLI {})?",
                     c.service_level, c.service_name, c.cpli_id, l = h::SERVICE_LEVEL, n = h::SERVICE_NAME
                 ),
                 Some(h::SERVICE_LEVEL),

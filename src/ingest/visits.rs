@@ -1664,6 +1664,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unmatched_visit_giving_its_level_by_guid_alone_is_told_of_that_guid_not_of_a_blank_level() {
+        let (personal, home) = ("D23F0824-128B-2F33-0C5C-7FD0A6A3A450", "5AFFB229-0F7B-4A22-9E2A-3D1D2E8F0A11");
+        let mut zone6 = cpli("100", "Pearl Carers - Zone 6 - Oxford", (2022, 10, 3), 1);
+        zone6.service_level_ref = crate::domain::parse_guid(personal);
+        let mut zone7 = cpli("101", "Pearl Carers - Zone 7 - Farrington", (2022, 10, 3), 1);
+        (zone7.service_level, zone7.service_level_ref) = ("Home Support".into(), crate::domain::parse_guid(home));
+        let rows = [row(&[("ServiceLevel", ""), ("ServiceLevelRef", home)])];
+        let r = run_bytes(file(&rows).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: Some(vec![zone6, zone7]) });
+        let i = only(&r, Code::Unmatched);
+        assert!(
+            i.message.contains(&format!("client A1 has no CPLI with ServiceName 'Pearl Carers - Zone 6 - Oxford' and ServiceLevelRef {home} ('Home Support'): did you mean ServiceName 'Pearl Carers - Zone 7 - Farrington'?")),
+            "{}",
+            i.message
+        );
+    }
+
+    #[test]
     fn a_visit_before_its_cpli_starts_is_unmatched_naming_the_start() {
         let r = judge(&[row(&[("PlannedVisitDate", "02/10/2022"), ("DeliveredVisitDate", "02/10/2022")])]);
         assert!(only(&r, Code::Unmatched).message.contains("before CPLI 100 starts (03/10/2022)"));
