@@ -411,9 +411,9 @@ impl Apply<Accepted> for VisitApply<'_, '_> {
                 let previous = batch.current(&visit.visit_ref)?;
                 let old = previous.as_ref().and_then(|(_, sv)| sv.visit.as_ref());
                 // A visit stored in a locked period cannot be changed, nor moved out of it.
-                if let Some(message) = old.and_then(|o| locked_message(ctx, o.planned_date)) {
+                if let Some(message) = old.and_then(|o| stored_locked_message(ctx, o)) {
                     j.issues.retain(|i| i.severity == Severity::Error);
-                    let issue = j.issue(Code::PeriodLocked, Some(Col::PlannedVisitDate.heading()), format!("the visit already stored is dated in a locked period: {message}"));
+                    let issue = j.issue(Code::PeriodLocked, Some(Col::PlannedVisitDate.heading()), message);
                     j.issues.push(issue);
                     return Ok(Applied::Rejected);
                 }
@@ -454,6 +454,11 @@ fn locked_message(ctx: &Context<'_>, date: NaiveDate) -> Option<String> {
         "PlannedVisitDate {} is in {}, which the council has locked (everything up to {}); contact the council's care payments team to change it",
         uk_date(date), p.describe(), uk_date(lock.0)
     ))
+}
+
+/// [`locked_message`] for the visit already stored, whose date the row may not give.
+fn stored_locked_message(ctx: &Context<'_>, stored: &Visit) -> Option<String> {
+    locked_message(ctx, stored.planned_date).map(|m| format!("the visit already stored is dated in a locked period: {m}"))
 }
 
 enum Outcome {
@@ -550,9 +555,10 @@ impl RowJudge<'_, '_, '_> {
             );
             return Ok(Outcome::Rejected);
         };
-        let planned = stored.visit.as_ref().map(|v| v.planned_date);
-        if let Some(date) = planned {
-            self.check_locked(date);
+        // The date is the stored visit's: a deletion may leave PlannedVisitDate blank (since
+        // 2026-12-03 the message says so, as an update's does).
+        if let Some(message) = stored.visit.as_ref().and_then(|v| stored_locked_message(self.ctx, v)) {
+            self.push(Code::PeriodLocked, Some(Col::PlannedVisitDate), message);
         }
         if self.has_errors() { Ok(Outcome::Rejected) } else { Ok(Outcome::Delete { previous, stored: Box::new(stored) }) }
     }
@@ -1880,7 +1886,9 @@ mod tests {
         let i = only(&r, Code::PeriodLocked);
         assert!(i.message.contains("payment period 1 (03/10/2022 to 30/10/2022)"), "{}", i.message);
         let r = import(&store, &[format!("V1,1{}", ",".repeat(23))]);
-        assert_eq!(codes(&r), [Code::PeriodLocked]);
+        let i = only(&r, Code::PeriodLocked);
+        // The deletion leaves PlannedVisitDate blank: the date is the stored visit's, and it says so.
+        assert!(i.message.starts_with("the visit already stored is dated in a locked period: PlannedVisitDate 03/10/2022"), "{}", i.message);
     }
 
     #[test]
