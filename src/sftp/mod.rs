@@ -127,6 +127,10 @@ pub async fn start(
         window_size: 16 * 1024 * 1024,
         inactivity_timeout: Some(Duration::from_secs(cfg.idle_timeout_secs)),
         keys: vec![key],
+        // Only the methods a login can have: russh offers hostbased and keyboard-interactive too,
+        // which OpenSSH then listed ("Permission denied (password,publickey,hostbased,...)") and
+        // a client could try in vain (since 2026-12-03).
+        methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey, russh::MethodKind::Password][..]),
         ..Default::default()
     });
     let shared = Arc::new(Shared {

@@ -57,6 +57,17 @@ def main():
         except paramiko.AuthenticationException as e:
             print(json.dumps("refused: %s" % e))
         return
+    if cmd == "methods":
+        # The authentication methods the server offers, as a client's first "none" attempt learns them.
+        t = transport(port)
+        t.start_client()
+        try:
+            t.auth_none(user)
+            print(json.dumps("none accepted"))
+        except paramiko.BadAuthenticationType as e:
+            print(json.dumps(sorted(e.allowed_types)))
+        t.close()
+        return
     if cmd == "grace":
         # Never logs in; sends SSH_MSG_IGNORE every second after the key exchange. How long until the
         # server drops it (up to LIMIT seconds)?

@@ -503,6 +503,14 @@ fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_
     assert!(out[0].as_str().unwrap().contains("/inbox already holds 0 files waiting and 1 uploads in progress, which are not listed until they are closed (limit 1 in all)"), "{out}");
 }
 
+/// The server offers the two methods a login can have; russh's default offered hostbased and
+/// keyboard-interactive too, which clients listed and could try in vain.
+#[test]
+fn only_publickey_and_password_are_offered() {
+    let gw = Gateway::start();
+    assert_eq!(gw.paramiko(LOGIN, "password:unused", &["methods"]), serde_json::json!(["password", "publickey"]));
+}
+
 /// `user remove` while the login's session is open (issue 10's "takes effect at once"): the upload
 /// it was writing is not taken, and it can list and upload nothing more.
 #[test]
