@@ -226,10 +226,7 @@ impl OrgFs {
         let who = &self.who;
         match logins.get(&who.login) {
             Ok(Some(user)) if user.org == who.owner => Ok(()),
-            Ok(_) => {
-                tracing::warn!(org = who.org_name, user = who.login, addr = who.addr, "refused: the login was removed while its session was open");
-                Err(denied(format!("the login '{}' has been removed; this session can do nothing more", who.login)))
-            }
+            Ok(_) => Err(denied(format!("the login '{}' has been removed; this session can do nothing more", who.login))),
             Err(e) => {
                 tracing::error!(user = who.login, error = %e, "cannot read the login");
                 Err(failure(format!("the gateway cannot read the login '{}' now; try again later", who.login)))
@@ -267,7 +264,6 @@ impl OrgFs {
         }
         match free_bytes(self.gw.data.root()) {
             Ok(free) if free < reserve => {
-                tracing::warn!(org = self.who.org_name, user = self.who.login, free, reserve, "upload refused: the disk is below its free-space reserve");
                 Err(failure(format!(
                     "the gateway's disk is nearly full ({} MiB free, below its reserve of {} MiB): uploads are refused until space is freed; try again later",
                     free / (1024 * 1024),
@@ -450,7 +446,6 @@ impl OrgFs {
         if too_large {
             let _ = fs::remove_file(&staged);
             let why = format!("{name}: larger than the gateway accepts (limit {} bytes); not processed", self.gw.config.limits.max_file_bytes);
-            tracing::warn!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name, "upload refused: too large");
             self.refused.insert(name, why.clone());
             return Err(denied(why));
         }
@@ -612,6 +607,71 @@ impl Drop for OrgFs {
 
 impl OrgFs {
     /// Every request before INIT is refused: a client that skipped it must not get a handle (issue 9).
+    /// Opens a file for `open`: an upload into /inbox, or a read of /results or /exports.
+    fn open_path(&mut self, filename: &str, pflags: OpenFlags, writing: bool) -> Result<String, StatusReply> {
+        self.still_permitted()?;
+        let p = VPath::parse(filename);
+        let handle = match (&p, writing) {
+            (VPath::File(Folder::Inbox, name), true) => self.open_upload(name, pflags)?,
+            (VPath::File(Folder::Inbox, _), false) => {
+                return Err(denied(format!("{}: files in /inbox are taken for processing and cannot be read back; results are in /results", p.display())))
+            }
+            (VPath::File(folder, name), false) => {
+                self.attrs_of(&p)?;
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(self.real(*folder, name))
+                    .map_err(|_| not_found(&p))?;
+                self.add_handle(Open::Read(f))?
+            }
+            (VPath::File(folder, _), true) => {
+                return Err(denied(format!("{}: /{} is read-only; upload files into /inbox", p.display(), folder.name())))
+            }
+            (VPath::Root | VPath::Folder(_) | VPath::Nowhere(_), true) => {
+                return Err(denied(format!("{}: upload files into /inbox (e.g. put visits.csv /inbox/)", p.display())))
+            }
+            _ => return Err(not_found(&p)),
+        };
+        Ok(handle)
+    }
+
+    /// Removes a file waiting in /inbox, for `remove`.
+    fn remove_pending(&mut self, filename: &str) -> Result<(), StatusReply> {
+        self.still_permitted()?;
+        let p = VPath::parse(filename);
+        match &p {
+            VPath::File(Folder::Inbox, name) => {
+                let real = self.real(Folder::Inbox, name);
+                match fs::symlink_metadata(&real) {
+                    Ok(m) if m.is_file() => fs::remove_file(&real).map_err(|e| io_failure("removing", e))?,
+                    _ if self.completed.contains_key(name) => {
+                        return Err(failure(format!("{}: already taken for processing; it cannot be withdrawn", p.display())))
+                    }
+                    _ => return Err(not_found(&p)),
+                }
+                tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name.as_str(), "pending file removed");
+                Ok(())
+            }
+            VPath::File(folder, _) => Err(denied(format!("{}: /{} is read-only", p.display(), folder.name()))),
+            _ => Err(denied(format!("{}: only files waiting in /inbox can be removed", p.display()))),
+        }
+    }
+
+
+    /// Logs a refusal of what would change the inbox (an upload, a rename, a removal, a folder or a
+    /// link) or of a removed login, with the reason the client was given (since 2026-12-03 every
+    /// one; only an upload too large and the disk reserve were logged).
+    fn logged<T>(&self, result: Result<T, StatusReply>) -> Result<T, StatusReply> {
+        if let Err(e) = &result {
+            if matches!(e.status_code, StatusCode::PermissionDenied | StatusCode::Failure | StatusCode::OpUnsupported) {
+                let who = &self.who;
+                tracing::warn!(org = who.org_name, user = who.login, addr = who.addr, reason = e.error_message, "refused");
+            }
+        }
+        result
+    }
+
     fn ready(&self) -> Result<(), StatusReply> {
         if self.initialised {
             Ok(())
@@ -682,7 +742,8 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, StatusReply> {
         self.ready()?;
-        self.still_permitted()?;
+        let permitted = self.still_permitted();
+        self.logged(permitted)?;
         let listing = self.listing(&VPath::parse(&path))?;
         let handle = self.add_handle(Open::Dir { listing: listing.into_iter() })?;
         Ok(Handle { id, handle })
@@ -705,31 +766,9 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, _attrs: FileAttributes) -> Result<Handle, StatusReply> {
         self.ready()?;
-        self.still_permitted()?;
-        let p = VPath::parse(&filename);
         let writing = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
-        let handle = match (&p, writing) {
-            (VPath::File(Folder::Inbox, name), true) => self.open_upload(name, pflags)?,
-            (VPath::File(Folder::Inbox, _), false) => {
-                return Err(denied(format!("{}: files in /inbox are taken for processing and cannot be read back; results are in /results", p.display())))
-            }
-            (VPath::File(folder, name), false) => {
-                self.attrs_of(&p)?;
-                let f = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(self.real(*folder, name))
-                    .map_err(|_| not_found(&p))?;
-                self.add_handle(Open::Read(f))?
-            }
-            (VPath::File(folder, _), true) => {
-                return Err(denied(format!("{}: /{} is read-only; upload files into /inbox", p.display(), folder.name())))
-            }
-            (VPath::Root | VPath::Folder(_) | VPath::Nowhere(_), true) => {
-                return Err(denied(format!("{}: upload files into /inbox (e.g. put visits.csv /inbox/)", p.display())))
-            }
-            _ => return Err(not_found(&p)),
-        };
+        let opened = self.open_path(&filename, pflags, writing);
+        let handle = if writing { self.logged(opened) } else { opened }?;
         Ok(Handle { id, handle })
     }
 
@@ -757,12 +796,15 @@ impl russh_sftp::server::Handler for OrgFs {
         self.ready()?;
         match self.handles.remove(&handle) {
             Some(Open::Upload(u)) => {
-                if let Err(refused) = self.still_permitted() {
-                    let _ = fs::remove_file(&u.staged);
-                    self.done_writing(&u.name);
-                    return Err(refused);
-                }
-                self.finish_upload(*u)?
+                let finished = match self.still_permitted() {
+                    Ok(()) => self.finish_upload(*u),
+                    Err(refused) => {
+                        let _ = fs::remove_file(&u.staged);
+                        self.done_writing(&u.name);
+                        Err(refused)
+                    }
+                };
+                self.logged(finished)?
             }
             Some(_) => {}
             None => return Err(failure("no such handle")),
@@ -772,47 +814,30 @@ impl russh_sftp::server::Handler for OrgFs {
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, StatusReply> {
         self.ready()?;
-        self.still_permitted()?;
-        let p = VPath::parse(&filename);
-        match &p {
-            VPath::File(Folder::Inbox, name) => {
-                let real = self.real(Folder::Inbox, name);
-                match fs::symlink_metadata(&real) {
-                    Ok(m) if m.is_file() => fs::remove_file(&real).map_err(|e| io_failure("removing", e))?,
-                    _ if self.completed.contains_key(name) => {
-                        return Err(failure(format!("{}: already taken for processing; it cannot be withdrawn", p.display())))
-                    }
-                    _ => return Err(not_found(&p)),
-                }
-                tracing::info!(org = self.who.org_name, user = self.who.login, addr = self.who.addr, file = name.as_str(), "pending file removed");
-                Ok(ok(id))
-            }
-            VPath::File(folder, _) => Err(denied(format!("{}: /{} is read-only", p.display(), folder.name()))),
-            _ => Err(denied(format!("{}: only files waiting in /inbox can be removed", p.display()))),
-        }
+        let removed = self.remove_pending(&filename);
+        self.logged(removed).map(|()| ok(id))
     }
 
     async fn mkdir(&mut self, _id: u32, path: String, _attrs: FileAttributes) -> Result<Status, StatusReply> {
         self.ready()?;
-        Err(denied(format!("{}: folders cannot be made; the folders are /inbox, /results and /exports", VPath::parse(&path).display())))
+        self.logged(Err(denied(format!("{}: folders cannot be made; the folders are /inbox, /results and /exports", VPath::parse(&path).display()))))
     }
 
     async fn rmdir(&mut self, _id: u32, path: String) -> Result<Status, StatusReply> {
         self.ready()?;
-        Err(denied(format!("{}: the gateway's folders cannot be removed", VPath::parse(&path).display())))
+        self.logged(Err(denied(format!("{}: the gateway's folders cannot be removed", VPath::parse(&path).display()))))
     }
 
     async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, StatusReply> {
         self.ready()?;
-        self.rename(&oldpath, &newpath, false)?;
-        Ok(ok(id))
+        let renamed = self.rename(&oldpath, &newpath, false);
+        self.logged(renamed).map(|()| ok(id))
     }
 
     async fn symlink(&mut self, _id: u32, _linkpath: String, _targetpath: String) -> Result<Status, StatusReply> {
         self.ready()?;
-        Err(denied("links cannot be made on the gateway"))
+        self.logged(Err(denied("links cannot be made on the gateway")))
     }
-
     async fn readlink(&mut self, _id: u32, path: String) -> Result<Name, StatusReply> {
         self.ready()?;
         Err(not_found(&VPath::parse(&path)))
@@ -836,7 +861,8 @@ impl russh_sftp::server::Handler for OrgFs {
                 let (Some(from), Some(to)) = (ssh_string(&mut rest), ssh_string(&mut rest)) else {
                     return Err(StatusCode::BadMessage.into());
                 };
-                self.rename(&from, &to, true)?;
+                let renamed = self.rename(&from, &to, true);
+                self.logged(renamed)?;
                 Ok(Packet::Status(ok(id)))
             }
             "fsync@openssh.com" => {

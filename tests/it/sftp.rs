@@ -503,6 +503,26 @@ fn a_refusal_at_the_inbox_limit_counts_uploads_in_progress_apart_from_the_files_
     assert!(out[0].as_str().unwrap().contains("/inbox already holds 0 files waiting and 1 uploads in progress, which are not listed until they are closed (limit 1 in all)"), "{out}");
 }
 
+/// A refused upload, rename or folder is logged with the login, its address and the reason given
+/// (only an upload too large and the disk reserve were).
+#[test]
+fn refusals_of_what_would_change_the_inbox_are_logged_with_the_reason_given() {
+    let env = env();
+    let server = Server::start_logging(&env, "warn");
+    let gw = Gateway::with(env, server);
+    let key = gw.key.display().to_string();
+    let tried = gw.paramiko(LOGIN, &key, &["tryput", &week(), "/results/x.csv"]);
+    assert!(tried[0].as_str().unwrap().starts_with("refused"), "{tried}");
+    let _ = gw.sftp(LOGIN, &gw.key, "-mkdir /inbox/sub\n");
+    // Once a later upload is answered the server has written its log lines for the earlier ones.
+    assert_eq!(gw.paramiko(LOGIN, &key, &["put", &week(), "/inbox/visits-week.csv"]), "ok");
+    wait_for_json(&result_path(&gw.env, "visits-week.result.json"), 30);
+    let log = std::fs::read_to_string(Server::log_path(&gw.env)).unwrap();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains(" refused ") && l.contains(&format!("user=\"{LOGIN}\"")) && l.contains("addr=")).collect();
+    assert!(refused.iter().any(|l| l.contains("/results is read-only")), "{log}");
+    assert!(refused.iter().any(|l| l.contains("folders cannot be made")), "{log}");
+}
+
 /// The server offers the two methods a login can have; russh's default offered hostbased and
 /// keyboard-interactive too, which clients listed and could try in vain.
 #[test]
