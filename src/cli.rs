@@ -733,9 +733,22 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
 /// the absolute path the server was sent).
 fn forward_readable(command: &Command) -> Result<(), GatewayError> {
     match command {
-        Command::Import { files, .. } | Command::Validate { files, .. } => readable(files),
+        Command::Import { files, .. } => readable(files),
+        // The extract and the keys too, in the order the one-shot reads them (since 2026-12-03;
+        // their messages named the absolute path the server was sent).
+        Command::Validate { files, cplis, .. } => {
+            readable(files)?;
+            cplis.iter().try_for_each(|p| Ok(crate::ingest::cplis::check_readable(p)?))
+        }
+        Command::Cplis { command: CplisCommand::Load { file } } => Ok(crate::ingest::cplis::check_readable(file)?),
+        Command::User { command: UserCommand::Add { keys, .. } } => keys.iter().try_for_each(|k| read_key(k).map(drop)),
         _ => Ok(()),
     }
+}
+
+/// A public key file named by `user add --key`.
+fn read_key(path: &Path) -> Result<String, GatewayError> {
+    std::fs::read_to_string(path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })
 }
 
 /// Every file named can be opened: found before any is judged, so that `import` never stops after
@@ -929,7 +942,7 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
             };
             let mut lines = Vec::new();
             for k in &keys {
-                let text = std::fs::read_to_string(k).map_err(|source| GatewayError::Io { context: format!("reading {}", k.display()), source })?;
+                let text = read_key(k)?;
                 lines.push(users::parse_public_key(&text, &k.display().to_string()).map_err(invalid)?);
             }
             let hash = if password_stdin {

@@ -96,6 +96,12 @@ struct FirstRow {
 
 /// Reads the whole extract; any bad row fails it (a council extract is loaded all or nothing).
 /// `known`: the organisations stored already, whose folders another name must not take.
+/// Whether the extract can be read at all, with the error [`read_extract`] would give (a command
+/// sent to a running server checks this where it was typed).
+pub fn check_readable(path: &Path) -> Result<(), CpliError> {
+    super::source::not_csv(path).map(drop).map_err(|source| CpliError::Read { path: path.display().to_string(), source })
+}
+
 pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, CpliError> {
     let read_err = |source: std::io::Error| CpliError::Read { path: path.display().to_string(), source };
     // Read as a provider's file is: UTF-8 or Windows-1252 (an extract saved by Excel), each row

@@ -280,9 +280,14 @@ fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_wi
     let env = TestEnv::with_example_cplis();
     let (_dir, bad) = crate::helpers::write_temp("bad.csv", "not,a,visits,file\n");
     let week = crate::helpers::example("visits-week.csv");
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 9] = [
         &["visits", "list", "--org", "Nobody Care Ltd"],
         &["cplis", "load", "/nonexistent/cplis.csv"],
+        // Relative, a folder: named as typed (since 2026-12-03 the server named them absolutely).
+        &["cplis", "load", "no-such-cplis.csv"],
+        &["cplis", "load", "."],
+        &["validate", "--org", PEARL, "--cplis", "no-such-cplis.csv", week.to_str().unwrap()],
+        &["user", "add", "--org", PEARL, "--name", "rota", "--key", "no-such-key.pub"],
         &["import", "--org", PEARL, bad.to_str().unwrap()],
         // A good file before one that is not there: neither is imported, and the message names the
         // file as typed (since 2026-12-03 the server stored the first and named the second absolutely).
