@@ -350,7 +350,11 @@ impl OrgFs {
             let mut writing = self.writing.lock().expect("uploads lock");
             let names = writing.entry(self.who.owner.clone()).or_default();
             if names.contains(name) {
-                return Err(denied(format!("/inbox/{name} is being uploaded by another session; wait for it, or use another name")));
+                // This session's own open upload of the name, or another's (since 2026-12-03 it is told
+                // apart: "another session" was said of the session's own).
+                let mine = self.handles.values().any(|h| matches!(h, Open::Upload(u) if u.name == name));
+                let whose = if mine { "this session already has it open: close that upload first" } else { "another session is uploading it: wait for it, or use another name" };
+                return Err(denied(format!("/inbox/{name}: {whose}")));
             }
             let (listed, uploading) = (waiting_files(&self.dir(Folder::Inbox)), names.len());
             let max = self.gw.config.sftp.max_inbox_files;

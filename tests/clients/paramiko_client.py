@@ -141,6 +141,14 @@ def main():
         first.close()
         t2.close()
         print(json.dumps({"second": second}))
+    elif cmd == "reopen":
+        # The same session opening a name it is still writing.
+        remote = args[0]
+        first = s.open(remote, "wb")
+        first.write(b"VisitRef\n")
+        second = refused(lambda: s.open(remote, "wb").close())
+        first.close()
+        print(json.dumps({"second": second}))
     elif cmd == "handles":
         # Fills the session's handles with reads of READABLE, then tries N uploads beyond the limit.
         readable, n = args[0], int(args[1])

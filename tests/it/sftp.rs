@@ -637,7 +637,10 @@ fn email_an_upload_over_sftp_is_answered_by_one_mail_with_the_counts_and_the_res
 fn a_name_being_uploaded_by_one_session_is_refused_to_another() {
     let gw = Gateway::start();
     let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["twowriters", "/inbox/visits.part"]);
-    assert!(out["second"].as_str().unwrap().contains("being uploaded by another session"), "{out}");
+    assert!(out["second"].as_str().unwrap().contains("/inbox/visits.part: another session is uploading it"), "{out}");
+    // The session's own upload of the name is told apart (until 2026-12-03 it was "another session").
+    let out = gw.paramiko(LOGIN, &gw.key.display().to_string(), &["reopen", "/inbox/visits.part"]);
+    assert!(out["second"].as_str().unwrap().contains("/inbox/visits.part: this session already has it open"), "{out}");
 }
 
 #[test]
