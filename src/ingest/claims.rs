@@ -128,7 +128,10 @@ impl Rules for ClaimRules<'_> {
         let amount = money(r, Col::Amount);
         let description = r.required_text(Col::Description, 8000, ": the guide asks for the dates of the stay, the hours missed and the working");
         let attachment = r.text(Col::Attachment, 200);
-        if let Some(a) = attachment.as_deref().filter(|a| !is_attachment_name(a) || a.contains('/')) {
+        if let Some(a) = attachment.as_deref().filter(|a| a.contains(['/', '\\'])) {
+            // Since 2026-12-03 the folder is what the message names; it asked for a PDF of a PDF.
+            r.push(Code::BadAttachment, Some(Col::Attachment), format!("Attachment '{}' names a folder: give the file's name alone, as uploaded to /inbox (e.g. evidence.pdf)", quote(a)));
+        } else if let Some(a) = attachment.as_deref().filter(|a| !is_attachment_name(a)) {
             r.push(Code::BadAttachment, Some(Col::Attachment), format!("Attachment '{}' must name a PDF, PNG or JPEG file (.pdf, .png, .jpg, .jpeg) uploaded to /inbox", quote(a)));
         }
         if r.has_errors() {
@@ -688,5 +691,9 @@ mod tests {
         assert!(!super::is_attachment_name("a.docx") && !super::is_attachment_name(".pdf") && !super::is_attachment_name("claims.csv"));
         let r = validate(&["H1,A1,S,21/11/2022,,10,d,letter.docx,", "H2,A1,S,21/11/2022,,10,d,../x.pdf,"]);
         assert_eq!(codes(&r), [(Some(2), Code::BadAttachment, Some("Attachment")), (Some(3), Code::BadAttachment, Some("Attachment"))]);
+        // A folder in the name is what is wrong with it (it asked for a PDF of a PDF until 2026-12-03).
+        assert!(r.issues[1].message.starts_with("Attachment '../x.pdf' names a folder: give the file's name alone"), "{}", r.issues[1].message);
+        let r = validate(&["H1,A1,S,21/11/2022,,10,d,C:\\letters\\x.pdf,"]);
+        assert!(r.issues[0].message.contains("names a folder"), "{}", r.issues[0].message);
     }
 }
