@@ -146,6 +146,8 @@ pub struct Pending {
     deferred: AtomicBool,
     /// Wakes the worker when a command (over the control socket) changed something between files.
     changed: tokio::sync::Notify,
+    /// Changes marked so far, for telling whether anything changed since a moment.
+    marks: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -180,6 +182,11 @@ impl Pending {
         self.dirty.lock().map(|d| !d.is_empty()).unwrap_or(true)
     }
 
+    /// How many changes were marked so far.
+    pub fn marks(&self) -> u64 {
+        self.marks.load(Ordering::SeqCst)
+    }
+
     /// Resolves when something was marked since the last call (a stored permit counts).
     pub async fn changed(&self) {
         self.changed.notified().await
@@ -195,6 +202,7 @@ impl Pending {
             }
             d.council = true;
         }
+        self.marks.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_one();
     }
 

@@ -18,7 +18,7 @@ use russh_sftp::server::StatusReply;
 use crate::data_dir::Owner;
 use crate::pipeline::{is_ready_name, Gateway};
 use crate::queue::Queue;
-use super::users::Users;
+use super::users::{Credential, Users};
 
 /// Largest write and read the gateway offers (`limits@openssh.com`): OpenSSH's own values. Without
 /// the extension OpenSSH clients write in 32 KB pieces, about 15% slower.
@@ -192,6 +192,8 @@ pub struct Who {
     pub org_name: String,
     pub login: String,
     pub addr: String,
+    /// What the login logged in with: a session goes on only while the login still has it.
+    pub credential: Credential,
 }
 
 pub struct OrgFs {
@@ -218,15 +220,16 @@ impl OrgFs {
         OrgFs { gw, who, submit, writing, handles: HashMap::new(), next_handle: 0, completed: HashMap::new(), refused: HashMap::new(), initialised: false, logins }
     }
 
-    /// A login removed (or given to another organisation) while its session is open can do nothing
-    /// more: checked before anything that opens, changes or hands on a file (since 2026-12-03; the
-    /// session went on uploading until it closed).
+    /// A login removed (or given to another organisation, or no longer holding the key or password
+    /// the session logged in with, as when it is removed and added again with a new key) while its
+    /// session is open can do nothing more: checked before anything that opens, changes or hands on
+    /// a file (since 2026-12-03; the session went on uploading until it closed).
     fn still_permitted(&self) -> Result<(), StatusReply> {
         let Some(logins) = &self.logins else { return Ok(()) };
         let who = &self.who;
         match logins.get(&who.login) {
-            Ok(Some(user)) if user.org == who.owner => Ok(()),
-            Ok(_) => Err(denied(format!("the login '{}' has been removed; this session can do nothing more", who.login))),
+            Ok(Some(user)) if user.org == who.owner && user.still_has(&who.credential) => Ok(()),
+            Ok(_) => Err(denied(format!("the login '{}' has been removed, or its key or password changed: this session can do nothing more; log in again", who.login))),
             Err(e) => {
                 tracing::error!(user = who.login, error = %e, "cannot read the login");
                 Err(failure(format!("the gateway cannot read the login '{}' now; try again later", who.login)))
@@ -663,9 +666,9 @@ impl OrgFs {
     }
 
 
-    /// Logs a refusal of what would change the inbox (an upload, a rename, a removal, a folder or a
-    /// link) or of a removed login, with the reason the client was given (since 2026-12-03 every
-    /// one; only an upload too large and the disk reserve were logged).
+    /// Logs a refusal of an open, a rename, a removal, a folder or a link (a missing file is no
+    /// refusal), with the reason the client was given (since 2026-12-03 every one; only an upload
+    /// too large and the disk reserve were logged).
     fn logged<T>(&self, result: Result<T, StatusReply>) -> Result<T, StatusReply> {
         if let Err(e) = &result {
             if matches!(e.status_code, StatusCode::PermissionDenied | StatusCode::Failure | StatusCode::OpUnsupported) {
@@ -772,7 +775,7 @@ impl russh_sftp::server::Handler for OrgFs {
         self.ready()?;
         let writing = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
         let opened = self.open_path(&filename, pflags, writing);
-        let handle = if writing { self.logged(opened) } else { opened }?;
+        let handle = self.logged(opened)?;
         Ok(Handle { id, handle })
     }
 
@@ -805,6 +808,8 @@ impl russh_sftp::server::Handler for OrgFs {
                     Err(refused) => {
                         let _ = fs::remove_file(&u.staged);
                         self.done_writing(&u.name);
+                        // The reason is in the next stat (paramiko ignores errors on CLOSE).
+                        self.refused.insert(u.name.clone(), refused.error_message.clone().unwrap_or_default());
                         Err(refused)
                     }
                 };

@@ -14,7 +14,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use super::fs::{OrgFs, Who, Writing};
 use super::lockout::{Lockout, Verdict};
 use super::startups::LoginState;
-use super::users::{User, Users};
+use super::users::{Credential, User, Users};
 use crate::data_dir::Owner;
 use crate::pipeline::Gateway;
 
@@ -128,7 +128,7 @@ impl SshSession {
         }
     }
 
-    fn accept(&mut self, user: User, method: &str) -> Auth {
+    fn accept(&mut self, user: User, method: &str, credential: Credential) -> Auth {
         let cfg = &self.shared.gw.config.sftp;
         let org = match &user.org {
             Owner::Org(slug) => self.shared.gw.store.org_by_slug(slug).ok().flatten().map(|o| o.name).unwrap_or_else(|| slug.to_string()),
@@ -136,7 +136,7 @@ impl SshSession {
         };
         self.shared.lockout.succeeded(&user.login, self.ip());
         self.login.authenticated();
-        let who = Who { owner: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr() };
+        let who = Who { owner: user.org.clone(), org_name: org.clone(), login: user.login.clone(), addr: self.addr(), credential };
         match self.shared.sessions.enter(&user.login, cfg.max_sessions, cfg.max_sessions_per_login) {
             Ok(()) => {
                 self.entered = true;
@@ -187,7 +187,7 @@ impl russh::server::Handler for SshSession {
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.lookup(user) {
-            Some(u) if u.has_key(key.public_key) => Ok(self.accept(u, "publickey")),
+            Some(u) if u.has_key(key.public_key) => Ok(self.accept(u, "publickey", Credential::Key(key.public_key.clone()))),
             _ => Ok(self.refuse(user, "publickey", "unknown key", false)),
         }
     }
@@ -211,7 +211,10 @@ impl russh::server::Handler for SshSession {
             return Ok(self.refuse(user, "password", "locked", false));
         }
         match (found, verified) {
-            (Some(u), true) => Ok(self.accept(u, "password")),
+            (Some(u), true) => {
+                let hash = u.password_hash.clone().unwrap_or_default();
+                Ok(self.accept(u, "password", Credential::Password(hash)))
+            }
             (None, _) => Ok(self.refuse(user, "password", "unknown login", true)),
             (Some(_), false) => Ok(self.refuse(user, "password", "wrong password", true)),
         }

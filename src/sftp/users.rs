@@ -38,6 +38,14 @@ pub enum UserError {
     Hash(String),
 }
 
+/// What a session logged in with.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Key(PublicKey),
+    /// The password's hash at the time.
+    Password(String),
+}
+
 /// One SFTP login of one organisation, or of the council (issue 10).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "UserRecord", into = "UserRecord")]
@@ -103,6 +111,15 @@ impl User {
     /// Whether `key` is one of this login's keys (compared on the key data: the comment does not count).
     pub fn has_key(&self, key: &PublicKey) -> bool {
         self.keys.iter().filter_map(|k| PublicKey::from_openssh(k).ok()).any(|k| k.key_data() == key.key_data())
+    }
+
+    /// Whether the credential a session logged in with is still this login's: a key removed, or a
+    /// password changed, ends what that session may do (since 2026-12-03).
+    pub fn still_has(&self, credential: &Credential) -> bool {
+        match credential {
+            Credential::Key(key) => self.has_key(key),
+            Credential::Password(hash) => self.password_hash.as_ref() == Some(hash),
+        }
     }
 
     pub fn password_matches(&self, password: &str) -> bool {

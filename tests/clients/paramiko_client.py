@@ -179,7 +179,11 @@ def main():
         print("holding", flush=True)
         sys.stdin.readline()
         f.close()
-        print(json.dumps({"list": refused(lambda: s.listdir("/results") and None), "put": refused(lambda: s.put(local, second) and None)}))
+        print(json.dumps({
+            "held": refused(lambda: s.stat(remote) and None),
+            "list": refused(lambda: s.listdir("/results") and None),
+            "put": refused(lambda: s.put(local, second) and None),
+        }))
     elif cmd == "count":
         print(json.dumps(len(s.listdir(args[0]))))
     elif cmd == "get":

@@ -531,16 +531,14 @@ fn only_publickey_and_password_are_offered() {
     assert_eq!(gw.paramiko(LOGIN, "password:unused", &["methods"]), serde_json::json!(["password", "publickey"]));
 }
 
-/// `user remove` while the login's session is open (issue 10's "takes effect at once"): the upload
-/// it was writing is not taken, and it can list and upload nothing more.
-#[test]
-fn a_login_removed_while_its_session_is_open_can_do_nothing_more() {
+/// A paramiko session of `LOGIN` holding an upload open while `change` is made, then closing it and
+/// trying a listing and another upload: what it was told of each.
+fn after_login_change(gw: &Gateway, held: &str, change: impl FnOnce()) -> Value {
     use std::io::{BufRead, Write};
-    let gw = Gateway::start();
     let mut holder = Command::new("python3")
         .arg(crate::helpers::root().join("tests/clients/paramiko_client.py"))
         .args([&gw.server.port.to_string(), LOGIN, &gw.key.display().to_string()])
-        .args(["afterremoval", &week(), "/inbox/held.csv", "/inbox/after.csv"])
+        .args(["afterremoval", &week(), &format!("/inbox/{held}"), &format!("/inbox/after-{held}")])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -549,14 +547,33 @@ fn a_login_removed_while_its_session_is_open_can_do_nothing_more() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.contains("holding"), "{line}");
-    gw.env.ok(&["user", "remove", "--name", LOGIN]);
+    change();
     holder.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
     out.read_line(&mut line).unwrap();
     let _ = holder.wait();
-    let tried: Value = serde_json::from_str(&line).unwrap();
-    for what in ["list", "put"] {
-        assert!(tried[what].as_str().unwrap().contains(&format!("the login '{LOGIN}' has been removed")), "{what}: {tried}");
+    serde_json::from_str(&line).unwrap()
+}
+
+/// `user remove` while the login's session is open (issue 10's "takes effect at once"): the upload
+/// it was writing is not taken (the next stat says why), and it can list and upload nothing more;
+/// nor once the login is added again with another key (the way to revoke a key).
+#[test]
+fn a_login_removed_while_its_session_is_open_can_do_nothing_more() {
+    let gw = Gateway::start();
+    let removed = after_login_change(&gw, "held.csv", || {
+        gw.env.ok(&["user", "remove", "--name", LOGIN]);
+    });
+    add_user(&gw.env, PEARL, LOGIN, &gw.key, None);
+    let new_key = keypair(gw.env.data(), "pearl-new");
+    let readded = after_login_change(&gw, "held2.csv", || {
+        gw.env.ok(&["user", "remove", "--name", LOGIN]);
+        add_user(&gw.env, PEARL, LOGIN, &new_key, None);
+    });
+    for tried in [&removed, &readded] {
+        for what in ["held", "list", "put"] {
+            assert!(tried[what].as_str().unwrap().contains(&format!("the login '{LOGIN}' has been removed, or its key or password changed")), "{what}: {tried}");
+        }
     }
     // A file imported after: once it is answered, a held upload taken at its close would have been too.
     gw.env.ok(&["import", "--org", PEARL, &week()]);
