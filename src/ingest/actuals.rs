@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
@@ -75,7 +77,7 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
     };
     let rules = ActualRules { ctx: &ctx, repeated: &file.scan.repeated_slots };
     let rows = Rows::open(file.incoming.path, file.scan.encoding)?;
-    let mut apply = Write(batch.as_ref());
+    let mut apply = Write { batch: batch.as_ref(), stored: ctx.store, sent: HashMap::new() };
     match engine::run(rows, &file.shape(), &rules, &mut apply, issues) {
         Ok(counts) => Ok((counts, Box::new(ActualsPending(batch)))),
         Err(e) => {
@@ -103,8 +105,33 @@ impl Rules for ActualRules<'_> {
     }
 }
 
-/// Writes each accepted row in file order (`None`: validate, nothing written).
-struct Write<'a, 's>(Option<&'a ActualBatch<'s>>);
+/// Writes each accepted row in file order (`batch` `None`: validate, nothing written).
+struct Write<'a, 's> {
+    batch: Option<&'a ActualBatch<'s>>,
+    /// Validating: the store judged against (with `--org`), and what this file has sent so far, by
+    /// client, level and service: each period start's end, `None` where it was deleted; so that
+    /// `OVERLAPPING_PERIOD` is judged as the import judges it (since 2026-12-03 validate never did).
+    stored: Option<(&'a Store, &'a crate::domain::Slug)>,
+    sent: HashMap<(String, NameKey, NameKey), std::collections::BTreeMap<NaiveDate, Option<NaiveDate>>>,
+}
+
+impl Write<'_, '_> {
+    /// The row this one's period shares days with: stored, or sent earlier in the file.
+    fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<(NaiveDate, NaiveDate)>, IngestError> {
+        let period = |a: StoredActual| (a.actual.period_start, a.actual.period_end);
+        if let Some(b) = self.batch {
+            return Ok(b.overlapping(k, end)?.map(period));
+        }
+        let sent = self.sent.get(&(k.ssref.clone(), k.level.clone(), k.service.clone()));
+        let from_file = sent.into_iter().flatten().find_map(|(s, e)| e.filter(|e| *s != k.period_start && *s <= end && k.period_start <= *e).map(|e| (*s, e)));
+        if from_file.is_some() {
+            return Ok(from_file);
+        }
+        let Some((store, slug)) = self.stored else { return Ok(None) };
+        let superseded = |start: NaiveDate| sent.is_some_and(|m| m.contains_key(&start));
+        Ok(store.overlapping_actual(slug, k, end, superseded)?.map(period))
+    }
+}
 
 impl Apply<ActualChange> for Write<'_, '_> {
     fn apply(&mut self, j: &mut Judged<ActualChange>, change: ActualChange) -> Result<Applied, IngestError> {
@@ -116,14 +143,13 @@ impl Apply<ActualChange> for Write<'_, '_> {
             // as updated (SPEC 3), nothing written.
             return Ok(Applied::Updated);
         }
-        if let Some(b) = self.0 {
-            // In file order, against what is stored (this file's earlier rows and deletions too): a
-            // week inside a stored four-week row, or the reverse, would pay those days twice.
-            if let Some(new) = &change.new {
-                if let Some(other) = b.overlapping(&change.key, new.actual.period_end)? {
-                    let (s, e) = (other.actual.period_start, other.actual.period_end);
+        // In file order, against what is stored (this file's earlier rows and deletions too): a week
+        // inside a stored four-week row, or the reverse, would pay those days twice.
+        if let Some(new) = &change.new {
+            if let Some((s, e)) = self.overlapping(&change.key, new.actual.period_end)? {
+                {
                     let message = format!(
-                        "client {}, '{}' at '{}' already has actuals for {} to {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day, deleting the other row first (Deleted 1, on an earlier row of the file) if this one replaces it",
+                        "client {}, '{}' at '{}' already has actuals for {} to {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day: a row with the other's PeriodStart replaces it as it is (no deletion), and one with another PeriodStart needs the other deleted first (Deleted 1, on an earlier row of the file)",
                         new.actual.ssref, new.actual.service_level, new.actual.service_name, uk_date(s), uk_date(e), uk_date(new.actual.period_start), uk_date(new.actual.period_end)
                     );
                     let issue = j.issue(Code::OverlappingPeriod, Some(Col::PeriodStart.heading()), message);
@@ -132,7 +158,14 @@ impl Apply<ActualChange> for Write<'_, '_> {
                     return Ok(Applied::Rejected);
                 }
             }
-            b.put(&change)?;
+        }
+        match self.batch {
+            Some(b) => b.put(&change)?,
+            None => {
+                let k = &change.key;
+                let end = change.new.as_ref().map(|n| n.actual.period_end);
+                self.sent.entry((k.ssref.clone(), k.level.clone(), k.service.clone())).or_default().insert(k.period_start, end);
+            }
         }
         Ok(applied)
     }
@@ -239,7 +272,7 @@ impl Row<'_, Col> {
             self.push(
                 Code::DuplicateRef,
                 Some(Col::PeriodStart),
-                format!("client {ssref}, '{level}' at '{service}' from {} is on more than one row of this file; send each client, service and period once, so all rows carrying it are rejected", uk_date(start)),
+                format!("client {ssref}, '{level}' at '{service}' from {} is on more than one row of this file; send each client, service and period once (a row replaces the one stored from the same PeriodStart without a deletion row), so all rows carrying it are rejected", uk_date(start)),
             );
         }
         if let Some(lock) = ctx.locked.filter(|l| l.locks(start)) {
@@ -443,8 +476,9 @@ impl Row<'_, Col> {
             Code::PlannedDiffersFromCpli,
             Some(Col::Planned),
             format!(
-                "Planned {} differs from the {} the client's CPLIs commission for {} to {} ({}); Planned is what the contract commissions: check it, or send a row for each week",
-                a.planned.normalize(), expected.normalize(), uk_date(a.period_start), uk_date(a.period_end), parts.join(", ")
+                "Planned {} differs from the {} the client's CPLIs commission for {} to {} ({}); Planned is what the contract commissions: check it{}",
+                a.planned.normalize(), expected.normalize(), uk_date(a.period_start), uk_date(a.period_end), parts.join(", "),
+                if (a.period_end - a.period_start).num_days() > 6 { ", or send a row for each week" } else { "" }
             ),
         );
     }
@@ -767,6 +801,25 @@ mod tests {
         let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
         let r = run(&file(&[delete, week]), Mode::Import(&s));
         assert_eq!((r.counts.new, r.counts.updated, r.counts.rejected), (1, 1, 0), "{:#?}", r.issues);
+    }
+
+    /// `validate` judges overlaps as `import` does: within the file offline, against the store too
+    /// with `--org` (since 2026-12-03 it never did, and said clean to a file the import rejects).
+    #[test]
+    fn a_row_sharing_days_with_another_is_rejected_by_validate_too() {
+        let month = format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,40,40,0,0,0,56,");
+        let week = row("10/10/2022", "10", "10", "0", "0", "14", "");
+        let r = judge(&[month.clone(), week.clone()]);
+        assert_eq!((r.counts.new, r.counts.rejected, codes(&r)), (1, 1, vec![Code::OverlappingPeriod]), "{:#?}", r.issues);
+        assert_eq!(r.issues[0].row, Some(3));
+        let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
+        // With the store: a week inside the four weeks stored, unless the file deletes them first.
+        let (_d, s) = store();
+        run(&file(std::slice::from_ref(&month)), Mode::Import(&s));
+        let with_store = |rows: &[String]| run(&file(rows), Mode::Validate { store: Some(&s), cplis: None });
+        let r = with_store(std::slice::from_ref(&week));
+        assert_eq!((r.counts.rejected, codes(&r)), (1, vec![Code::OverlappingPeriod]), "{:#?}", r.issues);
+        assert_eq!(with_store(&[delete, week]).counts.rejected, 0);
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl CpliIndex {
             // The column the row named the client in (a row may give only its NHS number).
             let named_by = if v.ssref.is_some() { h::SS_REF } else if v.client_ref.is_some() { h::CLIENT_REF } else { h::NHS_NUMBER };
             (
-                format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the visit will match when it is"),
+                format!("no care package (CPLI) for client {client} with this organisation: the package may not be set up yet; the row will match when it is"),
                 Some(named_by),
             )
         } else if let Some(e) = cands.iter().find(|e| level_ok(e) && service_ok(e) && v.in_force(&e.cpli)) {

@@ -95,7 +95,7 @@ pub fn find_columns(
                     warnings.push(Issue::file(
                         Code::UnknownColumn,
                         Some(&header.names[pos]),
-                        format!("column {} '{}' is not a {kind} heading and is ignored", pos + 1, header.names[pos]),
+                        format!("column {} '{}' is not one of the {kind} file's headings and is ignored", pos + 1, header.names[pos]),
                     ));
                 }
             }

@@ -62,6 +62,22 @@ pub struct ActualChange {
 }
 
 impl Store {
+    /// A current row of `k`'s client, service level and service, of another period start than `k`'s
+    /// and not `superseded` (validate: a start the file has sent or deleted since), whose period
+    /// shares a day with `k.period_start..=end`.
+    pub fn overlapping_actual(&self, slug: &Slug, k: &ActualKey, end: NaiveDate, superseded: impl Fn(NaiveDate) -> bool) -> Result<Option<StoredActual>> {
+        let p = k.parts();
+        let prefix = key(&[b"a", slug.as_bytes(), &p[0], &p[1], &p[2], b""]);
+        for r in self.scan::<StoredActual>(&prefix) {
+            let (_, a) = r?;
+            let (s, e) = (a.actual.period_start, a.actual.period_end);
+            if s != k.period_start && s <= end && k.period_start <= e && !superseded(s) {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
+
     /// The current row under a key, raw (it goes into the history unchanged when replaced).
     pub fn current_actual(&self, slug: &Slug, k: &ActualKey) -> Result<Option<sled::IVec>> {
         Ok(self.db.get(k.current(slug))?)
@@ -160,16 +176,7 @@ impl ActualBatch<'_> {
     /// A current row of the same client, service level and service, of another period start, whose
     /// period shares a day with `start..=end` (this file's earlier rows included: they are written).
     pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<StoredActual>> {
-        let p = k.parts();
-        let prefix = key(&[b"a", self.slug.as_bytes(), &p[0], &p[1], &p[2], b""]);
-        for r in self.store.scan::<StoredActual>(&prefix) {
-            let (_, a) = r?;
-            let (s, e) = (a.actual.period_start, a.actual.period_end);
-            if s != k.period_start && s <= end && k.period_start <= e {
-                return Ok(Some(a));
-            }
-        }
-        Ok(None)
+        self.store.overlapping_actual(&self.slug, k, end, |_| false)
     }
 
     /// Writes one accepted row; the row it replaces goes into the history.
