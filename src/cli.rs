@@ -966,7 +966,7 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
         }
         UserCommand::Remove { name } => {
             let u = logins.remove(&name).map_err(invalid)?;
-            writeln!(out, "removed {} ({})", u.login, u.org).map_err(output)?;
+            writeln!(out, "removed {} ({})", u.login, u.org.in_words()).map_err(output)?;
             Ok(SUCCESS)
         }
         UserCommand::Unlock { name } => {

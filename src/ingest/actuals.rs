@@ -19,7 +19,7 @@ use super::source::{heading_key, stable_hash, Header, Rows, ScanSpec};
 use super::IngestError;
 use crate::domain::number::QUANTITY_DECIMALS;
 use crate::domain::{parse_date, quote, uk_date, Actual, Cpli, Guid, LockedUntil, MatchStatus, NameKey, Organisation, Period};
-use crate::store::{ActualBatch, ActualChange, ActualKey, Store, StoreError, StoredActual};
+use crate::store::{ActualBatch, ActualChange, ActualKey, Overlap, Store, StoreError, StoredActual};
 
 columns! {
     /// The headings: the first `REQUIRED` must be in the header, the others may be left out.
@@ -116,20 +116,23 @@ struct Write<'a, 's> {
 }
 
 impl Write<'_, '_> {
-    /// The row this one's period shares days with: stored, or sent earlier in the file.
-    fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<(NaiveDate, NaiveDate)>, IngestError> {
-        let period = |a: StoredActual| (a.actual.period_start, a.actual.period_end);
+    /// The periods this row's shares days with, earliest first: stored, or sent earlier in the file.
+    fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Vec<Overlap>, IngestError> {
         if let Some(b) = self.batch {
-            return Ok(b.overlapping(k, end)?.map(period));
+            return Ok(b.overlapping(k, end)?);
         }
         let sent = self.sent.get(&(k.ssref.clone(), k.level.clone(), k.service.clone()));
-        let from_file = sent.into_iter().flatten().find_map(|(s, e)| e.filter(|e| *s != k.period_start && *s <= end && k.period_start <= *e).map(|e| (*s, e)));
-        if from_file.is_some() {
-            return Ok(from_file);
+        let mut found: Vec<Overlap> = sent
+            .into_iter()
+            .flatten()
+            .filter_map(|(s, e)| e.filter(|e| *s != k.period_start && *s <= end && k.period_start <= *e).map(|e| Overlap { start: *s, end: e, in_file: true }))
+            .collect();
+        if let Some((store, slug)) = self.stored {
+            let superseded = |start: NaiveDate| sent.is_some_and(|m| m.contains_key(&start));
+            found.extend(store.overlapping_actuals(slug, k, end, "", superseded)?);
         }
-        let Some((store, slug)) = self.stored else { return Ok(None) };
-        let superseded = |start: NaiveDate| sent.is_some_and(|m| m.contains_key(&start));
-        Ok(store.overlapping_actual(slug, k, end, superseded)?.map(period))
+        found.sort_by_key(|o| o.start);
+        Ok(found)
     }
 }
 
@@ -146,17 +149,26 @@ impl Apply<ActualChange> for Write<'_, '_> {
         // In file order, against what is stored (this file's earlier rows and deletions too): a week
         // inside a stored four-week row, or the reverse, would pay those days twice.
         if let Some(new) = &change.new {
-            if let Some((s, e)) = self.overlapping(&change.key, new.actual.period_end)? {
-                {
-                    let message = format!(
-                        "client {}, '{}' at '{}' already has actuals for {} to {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day: a row with the other's PeriodStart replaces it as it is (no deletion), and one with another PeriodStart needs the other deleted first (Deleted 1, on an earlier row of the file)",
-                        new.actual.ssref, new.actual.service_level, new.actual.service_name, uk_date(s), uk_date(e), uk_date(new.actual.period_start), uk_date(new.actual.period_end)
-                    );
-                    let issue = j.issue(Code::OverlappingPeriod, Some(Col::PeriodStart.heading()), message);
-                    j.issues.retain(|i| i.severity == crate::outcome::Severity::Error);
-                    j.issues.push(issue);
-                    return Ok(Applied::Rejected);
-                }
+            let others = self.overlapping(&change.key, new.actual.period_end)?;
+            if !others.is_empty() {
+                // Every one named (since 2026-12-03; only the first was, and each took a round).
+                let periods: Vec<String> =
+                    others.iter().map(|o| format!("{} to {}{}", uk_date(o.start), uk_date(o.end), if o.in_file { " (on an earlier row of this file)" } else { "" })).collect();
+                // A row earlier in the file can be neither replaced nor deleted by this file (its key
+                // again is DUPLICATE_REF): only the stored ones can.
+                let fix = if others.iter().any(|o| o.in_file) {
+                    "send either the four weeks or the weeks in them, not both"
+                } else {
+                    "a row with the stored one's PeriodStart replaces it as it is (no deletion), and one with a new PeriodStart needs the stored ones deleted first (Deleted 1, on earlier rows of the file)"
+                };
+                let message = format!(
+                    "client {}, '{}' at '{}' already has actuals for {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day: {fix}",
+                    new.actual.ssref, new.actual.service_level, new.actual.service_name, periods.join(", "), uk_date(new.actual.period_start), uk_date(new.actual.period_end)
+                );
+                let issue = j.issue(Code::OverlappingPeriod, Some(Col::PeriodStart.heading()), message);
+                j.issues.retain(|i| i.severity == crate::outcome::Severity::Error);
+                j.issues.push(issue);
+                return Ok(Applied::Rejected);
             }
         }
         match self.batch {
@@ -812,6 +824,9 @@ mod tests {
         let r = judge(&[month.clone(), week.clone()]);
         assert_eq!((r.counts.new, r.counts.rejected, codes(&r)), (1, 1, vec![Code::OverlappingPeriod]), "{:#?}", r.issues);
         assert_eq!(r.issues[0].row, Some(3));
+        // The other row is this file's: neither replacing nor deleting it can help (that is its key
+        // again, DUPLICATE_REF), and the message says what can.
+        assert!(r.issues[0].message.contains("03/10/2022 to 30/10/2022 (on an earlier row of this file)") && r.issues[0].message.ends_with("send either the four weeks or the weeks in them, not both"), "{}", r.issues[0].message);
         let delete = format!("1,A401234,{LEVEL},{SERVICE},03/10/2022,,,,,,,,");
         // With the store: a week inside the four weeks stored, unless the file deletes them first.
         let (_d, s) = store();
@@ -820,6 +835,19 @@ mod tests {
         let r = with_store(std::slice::from_ref(&week));
         assert_eq!((r.counts.rejected, codes(&r)), (1, vec![Code::OverlappingPeriod]), "{:#?}", r.issues);
         assert_eq!(with_store(&[delete, week]).counts.rejected, 0);
+    }
+
+    #[test]
+    fn an_overlap_names_every_stored_row_it_shares_days_with() {
+        let (_d, s) = store();
+        let weeks = [row("10/10/2022", "10", "10", "0", "0", "14", ""), row("17/10/2022", "10", "10", "0", "0", "14", "")];
+        run(&file(&weeks), Mode::Import(&s));
+        let month = format!("0,A401234,{LEVEL},{SERVICE},03/10/2022,30/10/2022,40,40,0,0,0,56,");
+        let r = run(&file(&[month]), Mode::Import(&s));
+        assert_eq!(codes(&r), [Code::OverlappingPeriod]);
+        // Only the first was named (until 2026-12-03), and each took a round to clear.
+        assert!(r.issues[0].message.contains("already has actuals for 10/10/2022 to 16/10/2022, 17/10/2022 to 23/10/2022, which share days"), "{}", r.issues[0].message);
+        assert!(r.issues[0].message.contains("needs the stored ones deleted first"), "{}", r.issues[0].message);
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub struct StoredActual {
     pub actual: Actual,
 }
 
+/// A current row whose period shares days with another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlap {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    /// Sent earlier in the file being applied, not stored before it.
+    pub in_file: bool,
+}
+
 /// One accepted row: the row it replaces (raw, for the history) and what replaces it (`None`: deleted).
 pub struct ActualChange {
     pub key: ActualKey,
@@ -62,20 +71,22 @@ pub struct ActualChange {
 }
 
 impl Store {
-    /// A current row of `k`'s client, service level and service, of another period start than `k`'s
-    /// and not `superseded` (validate: a start the file has sent or deleted since), whose period
-    /// shares a day with `k.period_start..=end`.
-    pub fn overlapping_actual(&self, slug: &Slug, k: &ActualKey, end: NaiveDate, superseded: impl Fn(NaiveDate) -> bool) -> Result<Option<StoredActual>> {
+    /// The current rows of `k`'s client, service level and service, of another period start than
+    /// `k`'s and not `superseded` (validate: a start the file has sent or deleted since), whose period
+    /// shares a day with `k.period_start..=end`, earliest first; `import_id`'s own rows are `in_file`.
+    pub fn overlapping_actuals(&self, slug: &Slug, k: &ActualKey, end: NaiveDate, import_id: &str, superseded: impl Fn(NaiveDate) -> bool) -> Result<Vec<Overlap>> {
         let p = k.parts();
         let prefix = key(&[b"a", slug.as_bytes(), &p[0], &p[1], &p[2], b""]);
+        let mut found = Vec::new();
         for r in self.scan::<StoredActual>(&prefix) {
             let (_, a) = r?;
             let (s, e) = (a.actual.period_start, a.actual.period_end);
             if s != k.period_start && s <= end && k.period_start <= e && !superseded(s) {
-                return Ok(Some(a));
+                found.push(Overlap { start: s, end: e, in_file: a.import_id == import_id });
             }
         }
-        Ok(None)
+        found.sort_by_key(|o| o.start);
+        Ok(found)
     }
 
     /// The current row under a key, raw (it goes into the history unchanged when replaced).
@@ -175,8 +186,8 @@ pub struct ActualBatch<'s> {
 impl ActualBatch<'_> {
     /// A current row of the same client, service level and service, of another period start, whose
     /// period shares a day with `start..=end` (this file's earlier rows included: they are written).
-    pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Option<StoredActual>> {
-        self.store.overlapping_actual(&self.slug, k, end, |_| false)
+    pub fn overlapping(&self, k: &ActualKey, end: NaiveDate) -> Result<Vec<Overlap>> {
+        self.store.overlapping_actuals(&self.slug, k, end, &self.import_id, |_| false)
     }
 
     /// Writes one accepted row; the row it replaces goes into the history.

@@ -47,7 +47,7 @@ use crate::domain::{Carer, Cpli, LockRecord, LockedBy, LockedUntil, Organisation
 use crate::outcome::{Answer, ImportResult};
 
 pub use disputes::Record;
-pub use actuals::{ActualBatch, ActualChange, ActualKey, StoredActual};
+pub use actuals::{ActualBatch, ActualChange, ActualKey, Overlap, StoredActual};
 pub use visits::{fact_of_visit, StoredVisit, VisitBatch, WeekKey, WeekTotals};
 /// The store's sled cache, for benchmarks that compare with sled on its own.
 pub use db::CACHE_BYTES as SLED_CACHE_BYTES;
