@@ -3,8 +3,7 @@
 //! and PeriodStart, and re-sending a key updates it.
 
 use std::borrow::Cow;
-
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -112,7 +111,12 @@ struct Write<'a, 's> {
     /// client, level and service: each period start's end, `None` where it was deleted; so that
     /// `OVERLAPPING_PERIOD` is judged as the import judges it (since 2026-12-03 validate never did).
     stored: Option<(&'a Store, &'a crate::domain::Slug)>,
-    sent: HashMap<(String, NameKey, NameKey), std::collections::BTreeMap<NaiveDate, Option<NaiveDate>>>,
+    sent: HashMap<(String, NameKey, NameKey), BTreeMap<NaiveDate, Option<NaiveDate>>>,
+}
+
+/// A key's client, service level and service: the rows whose periods may overlap.
+fn client_service(k: &ActualKey) -> (String, NameKey, NameKey) {
+    (k.ssref.clone(), k.level.clone(), k.service.clone())
 }
 
 impl Write<'_, '_> {
@@ -121,7 +125,7 @@ impl Write<'_, '_> {
         if let Some(b) = self.batch {
             return Ok(b.overlapping(k, end)?);
         }
-        let sent = self.sent.get(&(k.ssref.clone(), k.level.clone(), k.service.clone()));
+        let sent = self.sent.get(&client_service(k));
         let mut found: Vec<Overlap> = sent
             .into_iter()
             .flatten()
@@ -176,7 +180,7 @@ impl Apply<ActualChange> for Write<'_, '_> {
             None => {
                 let k = &change.key;
                 let end = change.new.as_ref().map(|n| n.actual.period_end);
-                self.sent.entry((k.ssref.clone(), k.level.clone(), k.service.clone())).or_default().insert(k.period_start, end);
+                self.sent.entry(client_service(k)).or_default().insert(k.period_start, end);
             }
         }
         Ok(applied)

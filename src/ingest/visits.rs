@@ -1363,15 +1363,14 @@ mod tests {
 
     #[test]
     fn planned_hours_differ_gives_the_weeks_planned_time_in_words_never_a_long_decimal() {
-        let planned_words = planned_in_words;
-        assert_eq!(planned_words(300), "5 hours");
-        assert_eq!(planned_words(60), "1 hour", "not 1 hours (until 2026-12-03)");
+        assert_eq!(planned_in_words(300), "5 hours");
+        assert_eq!(planned_in_words(60), "1 hour", "not 1 hours (until 2026-12-03)");
         assert_eq!(one_or_hours("1".into()), "1 hour");
         assert_eq!(one_or_hours("0.5".into()), "0.5 hours");
-        assert_eq!(planned_words(450), "7.5 hours");
-        assert_eq!(planned_words(303), "5.05 hours");
-        assert_eq!(planned_words(305), "5 h 5 min");
-        assert_eq!(planned_words(35), "0 h 35 min");
+        assert_eq!(planned_in_words(450), "7.5 hours");
+        assert_eq!(planned_in_words(303), "5.05 hours");
+        assert_eq!(planned_in_words(305), "5 h 5 min");
+        assert_eq!(planned_in_words(35), "0 h 35 min");
     }
 
     #[test]

@@ -613,7 +613,6 @@ impl Drop for OrgFs {
 }
 
 impl OrgFs {
-    /// Every request before INIT is refused: a client that skipped it must not get a handle (issue 9).
     /// Opens a file for `open`: an upload into /inbox, or a read of /results or /exports.
     fn open_path(&mut self, filename: &str, pflags: OpenFlags, writing: bool) -> Result<String, StatusReply> {
         self.still_permitted()?;
@@ -665,7 +664,6 @@ impl OrgFs {
         }
     }
 
-
     /// Logs a refusal of an open, a rename, a removal, a folder or a link (a missing file is no
     /// refusal), with the reason the client was given (since 2026-12-03 every one; only an upload
     /// too large and the disk reserve were logged).
@@ -679,6 +677,7 @@ impl OrgFs {
         result
     }
 
+    /// Every request before INIT is refused: a client that skipped it must not get a handle (issue 9).
     fn ready(&self) -> Result<(), StatusReply> {
         if self.initialised {
             Ok(())
@@ -847,6 +846,7 @@ impl russh_sftp::server::Handler for OrgFs {
         self.ready()?;
         self.logged(Err(denied("links cannot be made on the gateway")))
     }
+
     async fn readlink(&mut self, _id: u32, path: String) -> Result<Name, StatusReply> {
         self.ready()?;
         Err(not_found(&VPath::parse(&path)))
