@@ -367,7 +367,8 @@ pub struct ImportResult {
     pub processed_at: String,
     pub sha256: String,
     pub counts: Counts,
-    /// The first `KEPT_ISSUES` issues, in the result files' order.
+    /// `KEPT_ISSUES` issues, in the result files' order: the first ones, errors chosen before
+    /// warnings ([`IssueLog::kept`]).
     pub issues: Vec<Issue>,
     /// How many issues there are in all (records written before issue 9 kept them all: 0 here).
     #[serde(default)]
@@ -746,6 +747,39 @@ impl IssueLog {
         Ok(())
     }
 
+    /// The `n` issues kept with a result (`KEPT_ISSUES`), in the result files' order: the first `n`,
+    /// except that an error past them takes the place of a warning, so that what is kept of a file
+    /// whose warnings come first still names its rejected rows (the email lists its issues from
+    /// these, errors first; since 2026-12-03 110 warnings before an error left it out). Reads no
+    /// further than the last issue it keeps.
+    pub fn kept(&self, n: usize) -> io::Result<Vec<Issue>> {
+        #[derive(Debug, thiserror::Error)]
+        #[error("enough issues")]
+        struct Enough;
+        let want_errors = n.min(usize::try_from(self.errors()).unwrap_or(usize::MAX));
+        let (mut errors, mut others) = (Vec::new(), Vec::new());
+        let mut at = 0usize;
+        let read = self.for_each(|i| {
+            let list = if i.severity == Severity::Error { &mut errors } else { &mut others };
+            if list.len() < n {
+                list.push((at, i.clone()));
+            }
+            at += 1;
+            if errors.len() == want_errors && others.len() >= n - want_errors {
+                return Err(io::Error::other(Enough));
+            }
+            Ok(())
+        });
+        match read {
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Enough>()) => {}
+            other => other?,
+        }
+        let others_kept = n - errors.len().min(n);
+        let mut kept: Vec<(usize, Issue)> = errors.into_iter().chain(others.into_iter().take(others_kept)).collect();
+        kept.sort_by_key(|(at, _)| *at);
+        Ok(kept.into_iter().map(|(_, i)| i).collect())
+    }
+
     /// The first `n` issues in order.
     pub fn first(&self, n: usize) -> io::Result<Vec<Issue>> {
         #[derive(Debug, thiserror::Error)]
@@ -795,6 +829,25 @@ pub fn csv_stem(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issues_kept_with_a_result_name_an_error_that_comes_after_a_hundred_warnings() {
+        let on_row = |row: u64, code: Code| Issue { row: Some(row), ..Issue::file(code, None, format!("row {row}")) };
+        let mut issues = Issues::new(None).unwrap();
+        for row in 2..112 {
+            issues.push(on_row(row, Code::Unmatched));
+        }
+        issues.push(on_row(112, Code::BadDate));
+        let log = issues.finish().unwrap();
+        let kept = log.kept(KEPT_ISSUES).unwrap();
+        assert_eq!(kept.len(), KEPT_ISSUES);
+        // The first 99 warnings, then the error, in the result's order (the first 100 were all
+        // warnings until 2026-12-03, and the email listed no rejected row).
+        assert_eq!(kept.last().map(|i| (i.row, i.code)), Some((Some(112), Code::BadDate)));
+        assert_eq!(kept[98].row, Some(100));
+        // A file with fewer issues keeps them all, as `first` does.
+        assert_eq!(log.kept(500).unwrap(), log.first(500).unwrap());
+    }
 
     #[test]
     fn a_result_is_named_after_the_file_without_its_csv_ending_in_any_case() {

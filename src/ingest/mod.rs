@@ -154,7 +154,7 @@ pub fn process_as(
     }
     result.issue_count = log.total();
     result.error_count = log.errors();
-    let first = log.first(KEPT_ISSUES);
+    let first = log.kept(KEPT_ISSUES);
     result.log = LogHandle(Some(std::sync::Arc::new(log)));
     let staged = first.map_err(IngestError::from).and_then(|first| {
         result.issues = first;
