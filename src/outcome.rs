@@ -697,6 +697,11 @@ impl Issues {
     }
 }
 
+/// Stops a read of the log once it has what it wants (`IssueLog::first`, `IssueLog::kept`).
+#[derive(Debug, thiserror::Error)]
+#[error("enough issues")]
+struct Enough;
+
 /// Every issue of a judged file, read back in the result's order: file-level issues first, then
 /// the rows' in row order (the rules push row issues in file order).
 #[derive(Debug)]
@@ -753,9 +758,6 @@ impl IssueLog {
     /// these, errors first; since 2026-12-03 110 warnings before an error left it out). Reads no
     /// further than the last issue it keeps.
     pub fn kept(&self, n: usize) -> io::Result<Vec<Issue>> {
-        #[derive(Debug, thiserror::Error)]
-        #[error("enough issues")]
-        struct Enough;
         let want_errors = n.min(usize::try_from(self.errors()).unwrap_or(usize::MAX));
         let (mut errors, mut others) = (Vec::new(), Vec::new());
         let mut at = 0usize;
@@ -782,9 +784,6 @@ impl IssueLog {
 
     /// The first `n` issues in order.
     pub fn first(&self, n: usize) -> io::Result<Vec<Issue>> {
-        #[derive(Debug, thiserror::Error)]
-        #[error("enough issues")]
-        struct Enough;
         let mut out = Vec::new();
         let read = self.for_each(|i| {
             if out.len() == n {

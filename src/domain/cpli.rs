@@ -106,7 +106,7 @@ impl Quantity {
 
 impl Cpli {
     pub fn covers(&self, date: NaiveDate) -> bool {
-        self.start_date <= date && self.end_date.is_none_or(|end| date <= end)
+        self.covers_any(date, date)
     }
 
     /// In force on some day of `from..=to`.

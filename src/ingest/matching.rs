@@ -66,10 +66,7 @@ pub struct Wanted<'a> {
 impl<'a> Wanted<'a> {
     /// Whether `c` is in force on the row's day, or on any day of its period.
     fn in_force(&self, c: &Cpli) -> bool {
-        match self.until {
-            None => c.covers(self.date),
-            Some(until) => c.covers_any(self.date, until),
-        }
+        c.covers_any(self.date, self.until.unwrap_or(self.date))
     }
 
     pub fn of_visit(v: &'a Visit) -> Wanted<'a> {

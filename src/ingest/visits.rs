@@ -941,12 +941,12 @@ impl Slots {
 
 /// A week's planned time for `PLANNED_HOURS_DIFFER`: "1 hour", "7.5 hours", "5 h 5 min".
 fn planned_in_words(minutes: i64) -> String {
-    if minutes == 60 { "1 hour".into() } else { crate::reports::hours_in_words(minutes, "hours") }
+    crate::reports::hours_in_words(minutes, if minutes == 60 { "hour" } else { "hours" })
 }
 
 /// "1 hour", else "N hours".
 fn one_or_hours(n: String) -> String {
-    if n == "1" { "1 hour".into() } else { format!("{n} hours") }
+    format!("{n} {}", if n == "1" { "hour" } else { "hours" })
 }
 
 /// What this file sent into a week key: rows (new or updated visits now dated in it), and how many
