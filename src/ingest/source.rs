@@ -138,6 +138,8 @@ pub struct Scan {
     pub kind: FileKind,
     /// Keys (trimmed bytes of the key column) that appear on more than one row.
     pub duplicate_keys: hashbrown::HashSet<Vec<u8>>,
+    /// The least and the greatest key (trimmed bytes, as read), when any row has one.
+    pub key_range: Option<(Vec<u8>, Vec<u8>)>,
     /// Slot hashes (see `ScanSpec::slot`) that more than one row has.
     pub repeated_slots: hashbrown::HashSet<u64>,
     /// Every hash `ScanSpec::loose` gave (visits: the planned date and time of a row naming its
@@ -265,12 +267,14 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             let mut key_hashes: Vec<u64> = Vec::with_capacity(if spec.key.is_some() { guess } else { 0 });
             let mut slot_hashes: Vec<u64> = Vec::with_capacity(if spec.slot.is_some() { guess } else { 0 });
             let mut loose = hashbrown::HashSet::new();
+            let mut key_range = None;
             let mut data_rows = 0u64;
             for (chunk, n) in full_rx {
                 for rec in chunk[..n].iter().filter(|r| !is_blank(r)) {
                     data_rows += 1;
                     if let Some(k) = key_of(rec, spec.key) {
                         key_hashes.push(stable_hash(k));
+                        widen(&mut key_range, k);
                     }
                     if let Some(h) = spec.slot.as_ref().and_then(|slot| slot(rec)) {
                         slot_hashes.push(h);
@@ -281,7 +285,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
                 }
                 let _ = empty_tx.send(chunk);
             }
-            (key_hashes, slot_hashes, loose, data_rows)
+            (key_hashes, slot_hashes, loose, key_range, data_rows)
         });
         let read = (|| {
             while let Ok(mut chunk) = empty_rx.recv() {
@@ -303,7 +307,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             Ok::<(), ScanError>(())
         })();
         drop(full_tx);
-        let (key_hashes, slot_hashes, loose_slots, data_rows) = hasher.join().expect("the row-hashing thread does not panic");
+        let (key_hashes, slot_hashes, loose_slots, key_range, data_rows) = hasher.join().expect("the row-hashing thread does not panic");
         read?;
         drop(rdr);
         let utf8 = tee.finish()?;
@@ -319,6 +323,7 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
             header,
             kind,
             duplicate_keys,
+            key_range,
             repeated_slots,
             loose_slots,
             data_rows,
@@ -329,6 +334,22 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
 fn key_of(rec: &csv::ByteRecord, col: Option<usize>) -> Option<&[u8]> {
     let k = rec.get(col?)?.trim_ascii();
     (!k.is_empty()).then_some(k)
+}
+
+/// Takes `key` into the range of keys seen.
+fn widen(range: &mut Option<(Vec<u8>, Vec<u8>)>, key: &[u8]) {
+    match range {
+        None => *range = Some((key.to_vec(), key.to_vec())),
+        Some((least, _)) if key < least.as_slice() => {
+            least.clear();
+            least.extend_from_slice(key);
+        }
+        Some((_, greatest)) if key > greatest.as_slice() => {
+            greatest.clear();
+            greatest.extend_from_slice(key);
+        }
+        Some(_) => {}
+    }
 }
 
 /// The values that occur more than once.

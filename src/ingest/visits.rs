@@ -216,10 +216,13 @@ fn judge<'s>(file: &File<'_, 's>, issues: &mut Issues) -> Judgement<'s> {
         visit_levels: config.rules.visit_service_levels.iter().map(|l| NameKey::new(l)).collect(),
         foreign: super::foreign_guids(file.store, file.org)?,
     };
-    let batch = match file.stored() {
+    let mut batch = match file.stored() {
         Some((s, slug)) => s.begin_visits(slug, &file.incoming.import_id, file.write)?,
         None => VisitBatch::offline(),
     };
+    if let Some((least, greatest)) = &file.scan.key_range {
+        batch.expect_refs(least, greatest, file.scan.data_rows)?;
+    }
     // Issue 12: the organisation's open disputes, answered by sending their visits again.
     let disputes = match file.writer() {
         Some((s, slug)) => s.open_disputes_by_visit(slug)?,
@@ -2155,6 +2158,31 @@ mod tests {
         week[0] = longer;
         let r = send(&week);
         assert!(only(&r, Code::PlannedHoursDiffer).message.contains("6.5 hours planned"));
+    }
+
+    #[test]
+    fn a_visit_ref_in_the_files_range_is_read_only_when_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let sent = store.begin_visits(&org().slug, "sent", true).unwrap();
+        for r in ["V1", "V3", "V9"] {
+            sent.put(None, r, sent.encode(r, 2, None)).unwrap();
+        }
+        sent.commit(&run_bytes(file(&[]).as_bytes(), &config((2022, 10, 5)), Mode::Validate { store: None, cplis: None }), &[]).unwrap();
+        let stored = |b: &VisitBatch<'_>, r: &str| b.current(r).unwrap().is_some();
+        let mut batch = store.begin_visits(&org().slug, "next", true).unwrap();
+        batch.expect_refs(b"V1", b"V4", 4).unwrap();
+        assert!(stored(&batch, "V1") && stored(&batch, "V3"));
+        assert!(!stored(&batch, "V2") && !stored(&batch, "V4"));
+        // Outside the file's range nothing was walked: read as before.
+        assert!(stored(&batch, "V9"));
+        // What the import itself writes is found again.
+        batch.put(None, "V2", batch.encode("V2", 3, None)).unwrap();
+        assert!(stored(&batch, "V2"));
+        // More stored in the range than the file has rows: nothing kept, every VisitRef read.
+        let mut crowded = store.begin_visits(&org().slug, "crowded", false).unwrap();
+        crowded.expect_refs(b"V1", b"V9", 2).unwrap();
+        assert!(stored(&crowded, "V9") && !stored(&crowded, "V5"));
     }
 
     #[test]

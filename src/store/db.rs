@@ -107,6 +107,15 @@ impl Db {
         self.with(|db| db.flush())
     }
 
+    /// The records from `from` to `to` (both included), in key order; as `scan_prefix`.
+    pub fn range(&self, from: &[u8], to: &[u8]) -> Scan {
+        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(db) => Scan::Open(Box::new(db.range(from..=to)), self.failed.clone()),
+            None => Scan::Closed(Some(closed())),
+        }
+    }
+
     /// The records under `prefix`, in key order. The iterator holds the database it was made on;
     /// on a closed store it yields the one error that says so.
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Scan {
