@@ -602,6 +602,9 @@ pub fn execute(gw: &Gateway, command: Command, io: &mut Io) -> Result<u8, Gatewa
                 DecisionArg::Accepted => crate::claims::Decision::Accepted,
                 DecisionArg::Rejected => crate::claims::Decision::Rejected,
             };
+            if let Some(n) = &note {
+                long_text("--note", n)?;
+            }
             let c = gw.decide_claim(id, decision, amount.as_deref(), note)?;
             let amount = c.decided.as_ref().and_then(|d| d.accepted_amount).map(|a| format!(" at £{}", reports::money_text(a))).unwrap_or_default();
             writeln!(out, "claim {} ({}, ClaimRef {}) {}{amount}", c.id, c.organisation, c.claim_ref, c.status.as_str().to_lowercase()).map_err(output)?;
@@ -696,7 +699,7 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
         crate::mail::outbox::render(gw, q).map_or_else(|e| format!("({e})"), |r| r.subject)
     };
     let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_writer(&mut *io.out);
-    let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: e.into() };
+    let write_err = |e: csv::Error| GatewayError::Io { context: "writing the list".into(), source: csv_io(e) };
     if sent {
         w.write_record(["id", "to", "subject", "attempts", "sent"]).map_err(write_err)?;
         for q in gw.store.sent()? {
@@ -878,17 +881,26 @@ fn list_row(sv: &StoredVisit) -> Option<[Option<String>; 20]> {
     ])
 }
 
+/// The I/O error under a csv writer's error, so that a closed pipe is seen as one (csv's error names
+/// no source: `gateway visits list | head -1` failed with "Broken pipe" and exit 2 until 2026-12-03).
+fn csv_io(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
 /// Streams the list: a large organisation's visits are never held in memory at once.
 fn list_visits(visits: impl Iterator<Item = crate::store::Result<StoredVisit>>, format: ListFormat, out: &mut dyn Write) -> Result<(), GatewayError> {
     let write_err = |e: std::io::Error| GatewayError::Io { context: "writing the list".into(), source: e };
     match format {
         ListFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(LIST_COLUMNS).map_err(|e| write_err(e.into()))?;
+            w.write_record(LIST_COLUMNS).map_err(|e| write_err(csv_io(e)))?;
             for sv in visits {
                 if let Some(row) = list_row(&sv?) {
                     let cells = row.iter().map(|c| crate::outcome::excel_safe_cell(c.as_deref().unwrap_or("")).into_owned());
-                    w.write_record(cells).map_err(|e| write_err(e.into()))?;
+                    w.write_record(cells).map_err(|e| write_err(csv_io(e)))?;
                 }
             }
             w.flush().map_err(write_err)?;
@@ -977,7 +989,8 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
     }
 }
 
-/// A dispute's Details or Note from the command line: as long as the disputes file allows (text 8000).
+/// A dispute's Details or Note, or a claim decision's Note, from the command line: as long as their
+/// files allow (text 8000).
 fn long_text(option: &str, text: &str) -> Result<(), GatewayError> {
     crate::ingest::cells::text(option, text, 8000).map_err(|p| GatewayError::Invalid(format!("{}: {}", p.code.as_str(), p.message)))
 }
@@ -1058,6 +1071,24 @@ mod tests {
         let (code, out, err) = run_captured(&["gateway", "--data", data, "cplis", "load", "/nonexistent/cplis.csv"]);
         assert_eq!((code, out.as_str()), (FAILED, ""));
         assert!(err.starts_with("gateway: ") && err.contains("/nonexistent/cplis.csv") && err.ends_with('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_closed_pipe_under_the_csv_writer_ends_a_list_quietly_with_success() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = csv::WriterBuilder::new().buffer_capacity(1).from_writer(Closed);
+        let e = GatewayError::Io { context: "writing the list".into(), source: csv_io(w.write_record(["a", "b"]).unwrap_err()) };
+        let mut err = Vec::new();
+        assert_eq!(report_failure(&e, &mut err), SUCCESS, "{e}");
+        assert!(err.is_empty());
     }
 
     #[test]
