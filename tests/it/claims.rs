@@ -153,6 +153,10 @@ fn the_guides_two_worked_examples_are_claimed_clean_and_bad_claims_are_told_why(
     let amounts: Vec<(&str, &str)> = report.iter().map(|r| (r["from"].as_str().unwrap(), r["amount"].as_str().unwrap())).collect();
     assert_eq!(amounts, [("2022-11-21", "47.54"), ("2022-11-12", "11.89"), ("2022-11-26", "11.89")]);
 
+    // A note is as long as the decisions file allows: a longer one decides nothing.
+    let out = env.run(&["claim", "decide", "--id", "C2", "--decision", "rejected", "--note", &"n".repeat(8001)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("TOO_LONG") && err.contains("--note"), "{out:?}");
     // A decided claim cannot be decided again, nor changed by the provider.
     assert!(env.ok(&["claim", "decide", "--id", "C2", "--decision", "accepted"]).starts_with("claim C2 (Pearl Carers Ltd, ClaimRef HIP-2) accepted at £47.54"));
     let out = env.run(&["claim", "decide", "--id", "C2", "--decision", "rejected", "--note", "no"]);
