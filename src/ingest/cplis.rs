@@ -143,6 +143,10 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
     // The organisations named so far, by folder: two names of one folder are one organisation only
     // when they differ in case, spaces and dashes alone.
     let mut named: Vec<Organisation> = known.to_vec();
+    // Each OrganisationRef given so far, with its organisation's name and the first row giving it:
+    // within one extract a GUID has one name and a name one GUID (since 2026-12-03; a GUID under
+    // two names made two organisations with one GUID).
+    let mut given_refs: Vec<(Guid, Organisation, u64)> = Vec::new();
     let mut rec = csv::ByteRecord::new();
     while let Some(row) = rows.next(&mut rec).map_err(read_err)? {
         let cells: Vec<String> = (0..rec.len()).map(|i| super::source::decode(encoding, rec.get(i).unwrap_or_default()).into_owned()).collect();
@@ -275,6 +279,37 @@ pub fn read_extract(path: &Path, known: &[Organisation]) -> Result<Vec<Cpli>, Cp
                 ),
             );
         }
+        if let (Some(g), false) = (&organisation_ref, org_name.is_empty()) {
+            let clash = given_refs.iter().find(|(given, o, _)| (given == g) != o.is_named(&org_name));
+            match clash {
+                Some((given, o, first)) if given == g => bad(
+                    Code::WrongOrganisation,
+                    h::ORGANISATION_REF,
+                    format!(
+                        "{} {g} is the organisation '{}' on row {first} of this extract, but {} here says '{}': an organisation has one name; give the name '{}', or correct {}",
+                        h::ORGANISATION_REF,
+                        o.name,
+                        h::ORGANISATION_NAME,
+                        quote(&org_name),
+                        o.name,
+                        h::ORGANISATION_REF
+                    ),
+                ),
+                Some((given, o, first)) => bad(
+                    Code::WrongOrganisation,
+                    h::ORGANISATION_REF,
+                    format!(
+                        "{} {g} is given for '{}', which row {first} of this extract gives {} {given}: an organisation has one GUID; give the same {} on every row of the organisation",
+                        h::ORGANISATION_REF,
+                        o.name,
+                        h::ORGANISATION_REF,
+                        h::ORGANISATION_REF
+                    ),
+                ),
+                None if !given_refs.iter().any(|(given, _, _)| given == g) => given_refs.push((g.clone(), Organisation::new(&org_name, None), row)),
+                None => {}
+            }
+        }
         let quantity = amount("Quantity", QUANTITY_DECIMALS, &mut bad);
         let unit_cost = amount("UnitCost", UNIT_COST_DECIMALS, &mut bad);
         let authorised_text = get("Authorised");
@@ -375,6 +410,25 @@ mod tests {
         let Err(CpliError::Invalid(problems)) = read_extract(&path, &known) else { panic!("a stored organisation was renamed") };
         assert_eq!(problems[0].field.as_deref(), Some("OrganisationName"), "{problems:?}");
         assert!(read_extract(&path, &[]).is_ok());
+    }
+
+    #[test]
+    fn one_organisation_ref_has_one_name_and_one_name_one_organisation_ref_within_an_extract() {
+        let (alpha, beta) = ("AAAAAAAA-1111-2222-3333-444444444444", "BBBBBBBB-1111-2222-3333-444444444444");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cplis.csv");
+        let load = |rows: &[(&str, &str)]| {
+            let body: String = rows.iter().enumerate().map(|(i, (name, guid))| format!("{i},A{i},{name},S,Personal Care,03/10/2022,7,Hr,Weekly,23.226,Y,{guid}\n")).collect();
+            std::fs::write(&path, format!("{HEADER},OrganisationRef\n{body}")).unwrap();
+            read_extract(&path, &[])
+        };
+        let Err(CpliError::Invalid(problems)) = load(&[("Pearl Carers Ltd", alpha), ("Other Carers", alpha)]) else { panic!("one GUID made two organisations") };
+        assert_eq!((problems.len(), problems[0].row, problems[0].code), (1, Some(3), Code::WrongOrganisation), "{problems:?}");
+        assert!(problems[0].message.contains("is the organisation 'Pearl Carers Ltd' on row 2 of this extract, but OrganisationName here says 'Other Carers'"), "{problems:?}");
+        let Err(CpliError::Invalid(problems)) = load(&[("Pearl Carers Ltd", alpha), ("Pearl Carers Ltd", beta)]) else { panic!("one organisation took two GUIDs") };
+        assert_eq!((problems.len(), problems[0].row, problems[0].field.as_deref()), (1, Some(3), Some("OrganisationRef")), "{problems:?}");
+        // One name written two ways, and two organisations with GUIDs of their own, load.
+        assert_eq!(load(&[("Pearl Carers Ltd", alpha), ("PEARL CARERS LTD", alpha), ("Other Carers", beta)]).unwrap().len(), 3);
     }
 
     #[test]
