@@ -127,6 +127,14 @@ impl Gateway {
         if name.trim().is_empty() {
             return Err(GatewayError::Invalid("an organisation needs a name".into()));
         }
+        // As a CPLI extract's OrganisationName (since 2026-12-03; a line break broke `org list`'s lines).
+        if let Some((at, c)) = crate::domain::forbidden_control(name, crate::domain::TextKind::Plain) {
+            return Err(GatewayError::Invalid(format!(
+                "CONTROL_CHARACTER: the name holds {} at character {}: an organisation's name is one line of text",
+                crate::domain::cell::describe_control(c),
+                at
+            )));
+        }
         let guid = match org_ref {
             Some(r) => Some(crate::domain::parse_guid(r).ok_or_else(|| GatewayError::Invalid(format!("'{r}' is not a GUID")))?),
             None => None,

@@ -592,3 +592,13 @@ fn org_add_refuses_an_organisation_ref_another_organisation_holds_and_the_extrac
     env.ok(&["org", "add", "--name", PEARL, "--ref", pearls]);
     env.ok(&["cplis", "load", example("cplis.csv").to_str().unwrap()]);
 }
+
+#[test]
+fn org_add_refuses_a_name_with_a_control_character_as_the_extract_does() {
+    let env = TestEnv::new();
+    let out = env.run(&["org", "add", "--name", "Evil\nName"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CONTROL_CHARACTER") && err.contains("U+000A (line feed) at character 5"), "{err}");
+    assert!(!env.ok(&["org", "list"]).contains("Evil"));
+}
