@@ -1,7 +1,7 @@
 //! Fault points for crash tests (issue 9): `GATEWAY_FAULT=NAME` makes the process stop at the point
 //! named NAME as `kill -9` would, or behave there as a failure would. Read once; unset, a point costs
 //! one comparison. The points (docs/results.md):
-//! - stops: `before-commit`, `after-commit`, `after-result-csv` (answering a file), `cplis-stored`
+//! - stops: `before-commit`, `after-commit`, `after-result-csv`, `after-archive` (answering a file), `cplis-stored`
 //!   (a CPLI load after its CPLIs are stored, before the stored visits are matched again);
 //! - failures: `panic-judging` (a panic while judging), `no-space` (the first visits file's commit
 //!   fails as a full disk would), `slow-answer` (2 s before an answer is put in place);

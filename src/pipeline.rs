@@ -91,7 +91,26 @@ impl Gateway {
             let changed = gw.finish_rematch()?;
             tracing::warn!(changed, "finished matching stored visits against a CPLI load that was cut short");
         }
+        gw.mark_archived_answered()?;
         Ok(gw)
+    }
+
+    /// Marks answered the imports whose result files are in place and whose file has left the spool
+    /// for the archive: a crash between the two lost the mark, which is not flushed on its own, and
+    /// with nothing in the spool to replay, the import's emails were held for good (until
+    /// 2026-12-03).
+    fn mark_archived_answered(&self) -> Result<()> {
+        for (owner, import_id, answer) in self.store.held_answers_everywhere()? {
+            let spooled = fs::read_dir(self.data.spool_of(&owner))
+                .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&format!("{import_id}__"))))
+                .unwrap_or(false);
+            if !spooled && self.data.results_of(&owner).join(&answer.json).exists() {
+                self.store.mark_answered_for(&owner, &import_id)?;
+                self.store.flush()?;
+                tracing::warn!(import_id, owner = owner.in_words(), "an answered import that a stop cut short was marked answered: its emails are released");
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the store's turn and holds it until the guard drops (see `turn`). A holder that
@@ -460,6 +479,7 @@ impl Gateway {
         }
         fs::create_dir_all(self.data.archive_of(owner)).map_err(io("creating the archive"))?;
         fs::rename(self.data.spooled(spooled), self.data.archived(spooled)).map_err(io("archiving the file"))?;
+        fault::point("after-archive");
         for staged in [&plan.staged_csv, &plan.staged_json] {
             let _ = fs::remove_file(staged);
         }

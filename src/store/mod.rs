@@ -483,8 +483,9 @@ impl Store {
         self.release_held(&mut batch, import_id)?;
         // Not flushed on its own (issue 10: one fsync less per file in a burst): the next import's
         // flush, or sled's own within half a second, makes it durable. Lost in a crash, it is only
-        // done again: the replay finds the result files in place and releases the emails once more,
-        // and an email whose sending was recorded had this mark flushed before it (one log, in order).
+        // done again: the replay finds the result files in place and releases the emails once more
+        // (once the file is archived, the next start does: `Gateway::mark_archived_answered`), and
+        // an email whose sending was recorded had this mark flushed before it (one log, in order).
         self.db.apply_batch(batch)?;
         Ok(())
     }
@@ -497,6 +498,19 @@ impl Store {
     /// [`Store::held_answers`] for an organisation's files or the council's.
     pub fn held_answers_for(&self, owner: &Owner) -> Result<Vec<Answer>> {
         self.scan::<Answer>(&key(&[b"u", owner.folder_name().as_bytes(), b""])).map(|r| r.map(|(_, a)| a)).collect()
+    }
+
+    /// Every import committed but not yet answered, whoever's file it is.
+    pub fn held_answers_everywhere(&self) -> Result<Vec<(Owner, String, Answer)>> {
+        let mut out = Vec::new();
+        for kv in self.scan::<Answer>(b"u\0") {
+            let (k, answer) = kv?;
+            let mut parts = k[2..].split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned());
+            if let (Some(owner), Some(import_id)) = (parts.next().as_deref().and_then(Owner::from_folder_name), parts.next()) {
+                out.push((owner, import_id, answer));
+            }
+        }
+        Ok(out)
     }
 
     /// Records a file that failed whole (nothing else is stored), so a replay does not judge it again,

@@ -229,6 +229,23 @@ fn killed_while_answering_a_file_is_answered_once() {
 }
 
 #[test]
+fn killed_after_a_file_is_archived_its_email_still_leaves() {
+    // The mark that an import is answered (which releases its emails) is not flushed on its own; a
+    // kill -9 after the file was archived lost it, and with nothing left in the spool to replay,
+    // the email was held for good.
+    let env = TestEnv::with_example_cplis();
+    env.ok(&["contact", "add", "--org", PEARL, "--email", "rota@pearl.example.org"]);
+    let week = crate::helpers::example("visits-week.csv");
+    let aborted = import_cmd(&env, &week).env("GATEWAY_FAULT", "after-archive").status().unwrap();
+    assert!(!aborted.success());
+    assert!(env.org_dir(crate::server::ORG_DIR).join("results/visits-week.result.json").exists());
+    assert!(dir_names(&env.data().join("spool").join(crate::server::ORG_DIR)).is_empty());
+    let waiting = env.ok(&["outbox", "list"]);
+    assert!(waiting.lines().any(|l| l.contains("rota@pearl.example.org") && l.contains("visits-week.csv")), "{waiting}");
+    assert_eq!(env.visits(PEARL).len(), 21);
+}
+
+#[test]
 fn a_panic_while_judging_answers_the_file_as_failed_and_the_worker_goes_on() {
     // Issue 9, item 4: a panic left the file in the spool, unanswered, to panic again at every start.
     let env = TestEnv::with_example_cplis();
