@@ -264,6 +264,18 @@ pub struct Context<'a> {
 
 /// The actuals rules, on the shared `Row` (cells, issues).
 impl Row<'_, Col> {
+    /// Planned, Actual, Frustrated, Missed and Extra (a bad one counts as 0), whether all of them
+    /// were read, and Visits (required).
+    fn amounts(&mut self) -> ([Decimal; 5], bool, u64) {
+        let before = self.issues.len();
+        let quantities = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.decimal(c, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO));
+        // Over-delivery is judged only on quantities that were read.
+        let read = self.issues.len() == before;
+        let visits = self.whole(Col::Visits).unwrap_or(0);
+        self.require(Col::Visits, " on every row: the number of visits to the client (0 if none), for safeguarding");
+        (quantities, read, visits)
+    }
+
     /// Judges a row whose field count and characters the engine has checked.
     fn judge(&mut self, repeated: &hashbrown::HashSet<u64>, ctx: &Context<'_>) -> Result<Option<ActualChange>, IngestError> {
         // Blank is 0: a row is kept unless it says otherwise.
@@ -272,7 +284,15 @@ impl Row<'_, Col> {
         let level = self.required_text(Col::ServiceLevel, 100, "");
         let service = self.required_text(Col::ServiceName, 112, "");
         let start = self.required_date(Col::PeriodStart, "");
-        let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else { return Ok(None) };
+        let (Some(ssref), Some(level), Some(service), Some(start)) = (ssref, level, service, start) else {
+            // The row's other cells are told of too (since 2026-12-03: a blank PeriodStart hid a
+            // blank PeriodEnd and Visits, found only once it was filled in).
+            if !deleted {
+                let _ = self.required_date(Col::PeriodEnd, "");
+                let _ = self.amounts();
+            }
+            return Ok(None);
+        };
         let key = ActualKey::new(&ssref, &level, &service, start);
         if !deleted && ctx.visit_levels.contains(&NameKey::new(&level)) {
             self.push(
@@ -347,12 +367,7 @@ impl Row<'_, Col> {
                 );
             }
         }
-        let before = self.issues.len();
-        let [planned, actual, frustrated, missed, extra] = [Col::Planned, Col::Actual, Col::Frustrated, Col::Missed, Col::Extra].map(|c| self.decimal(c, QUANTITY_DECIMALS).unwrap_or(Decimal::ZERO));
-        // Over-delivery is judged only on quantities that were read (a bad one counts as 0).
-        let quantities_read = self.issues.len() == before;
-        let visits = self.whole(Col::Visits).unwrap_or(0);
-        self.require(Col::Visits, " on every row: the number of visits to the client (0 if none), for safeguarding");
+        let ([planned, actual, frustrated, missed, extra], quantities_read, visits) = self.amounts();
         let comments = self.text(Col::Comments, 8000);
         let client_ref = self.guid(Col::ClientRef);
         let service_level_ref = self.guid(Col::ServiceLevelRef);
@@ -754,6 +769,18 @@ mod tests {
         let r = judge(&[row("31/10/2022", "10", "10.1", "0", "0", "14", "")]);
         assert_eq!(codes(&r), [Code::CommentRequired, Code::BadQuantity], "{:#?}", r.issues);
         assert_eq!(r.counts.rejected, 1);
+    }
+
+    #[test]
+    fn a_row_without_its_key_is_told_of_every_blank_required_cell() {
+        let r = judge(&["0,,Extra Care Housing - Planned Care,Pearl Carers - Extra Care Oxford,,,10,10,0,0,x,,".to_string()]);
+        let fields: Vec<_> = r.issues.iter().map(|i| (i.code, i.field.as_deref())).collect();
+        assert_eq!(
+            fields,
+            [(Code::Required, Some("SSRef")), (Code::Required, Some("PeriodStart")), (Code::Required, Some("PeriodEnd")), (Code::BadNumber, Some("Extra")), (Code::Required, Some("Visits"))],
+            "{:#?}",
+            r.issues
+        );
     }
 
     #[test]
