@@ -166,7 +166,7 @@ impl Apply<ActualChange> for Write<'_, '_> {
                     "a row with the stored one's PeriodStart replaces it as it is (no deletion), and one with a new PeriodStart needs the stored ones deleted first (Deleted 1, on earlier rows of the file)"
                 };
                 let message = format!(
-                    "client {}, '{}' at '{}' already has actuals for {}, which share days with this row's {} to {}: those days would be paid twice; send one row for each day: {fix}",
+                    "client {}, '{}' at '{}' already has actuals for {}, which share days with this row's {} to {}: those days would be paid twice; send each day on one row only: {fix}",
                     new.actual.ssref, new.actual.service_level, new.actual.service_name, periods.join(", "), uk_date(new.actual.period_start), uk_date(new.actual.period_end)
                 );
                 let issue = j.issue(Code::OverlappingPeriod, Some(Col::PeriodStart.heading()), message);
@@ -352,8 +352,6 @@ impl Row<'_, Col> {
                         uk_date(start), uk_date(end), uk_date(start), uk_date(week), uk_date(week + chrono::Duration::days(6)), uk_date(period.start), uk_date(period.end)
                     ),
                 );
-            } else if let Some(message) = misaligned(start, days, ctx.periods) {
-                self.push(Code::BadDate, Some(Col::PeriodStart), message);
             } else if end > ctx.today + chrono::Duration::days(1) {
                 // As a visit's DeliveredVisitDate: what was delivered is known once the period is
                 // over (tomorrow allowed, for a server a time zone behind the provider).
@@ -365,6 +363,10 @@ impl Row<'_, Col> {
                         uk_date(end), uk_date(ctx.today)
                     ),
                 );
+            } else if let Some(message) = misaligned(start, days, ctx.periods) {
+                // After the future's check (since 2026-12-03): the Monday it named for a period
+                // years ahead was refused in turn.
+                self.push(Code::BadDate, Some(Col::PeriodStart), message);
             }
         }
         let ([planned, actual, frustrated, missed, extra], quantities_read, visits) = self.amounts();
@@ -802,6 +804,13 @@ mod tests {
         assert_eq!((r.issues[0].row, r.issues[0].field.as_deref()), (Some(2), Some("PeriodEnd")));
         assert!(r.issues[0].message.contains("is in the future"), "{}", r.issues[0].message);
         assert_eq!(r.counts.rejected, 1, "last week's row is taken: {:#?}", r.issues);
+    }
+
+    #[test]
+    fn a_period_in_the_future_is_told_so_before_the_weekday_it_should_start_on() {
+        let r = judge(&[row("02/01/2099", "10", "10", "0", "0", "14", "")]);
+        assert_eq!((codes(&r), r.issues[0].field.as_deref()), (vec![Code::BadDate], Some("PeriodEnd")), "{:#?}", r.issues);
+        assert!(r.issues[0].message.contains("is in the future"), "{}", r.issues[0].message);
     }
 
     #[test]
