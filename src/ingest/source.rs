@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -225,11 +226,10 @@ pub fn scan(path: &Path, limits: &Limits, spec: impl Fn(&Header, FileKind) -> Sc
         // may take (issue 9: a quoted 450 MB cell cost 1.06 GB).
         // After a record ending CRLF the reader has not yet counted its LF: the next record starts a
         // line further than its position says.
-        let crlf = head.iter().position(|b| *b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r');
         let next_record = |rdr: &mut csv::Reader<&mut Tee<File>>, rec: &mut csv::ByteRecord| -> Result<bool, ScanError> {
-            let more = read_record(rdr, rec)?;
+            let more = read_record(rdr, rec, path)?;
             let pos = rdr.position();
-            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() + u64::from(crlf) });
+            record_start.set(RecordStart { byte: pos.byte(), line: pos.line() });
             Ok(more)
         };
         let mut rec = csv::ByteRecord::new();
@@ -365,7 +365,7 @@ fn exact_duplicates(path: &Path, col: Option<usize>, repeated: &hashbrown::HashS
     let mut rdr = csv_reader(BufReader::new(File::open(path)?));
     let mut rec = csv::ByteRecord::new();
     let mut header = true;
-    while read_record(&mut rdr, &mut rec)? {
+    while read_record(&mut rdr, &mut rec, path)? {
         if is_blank(&rec) || std::mem::take(&mut header) {
             continue;
         }
@@ -381,12 +381,16 @@ fn csv_reader<R: Read>(r: R) -> csv::Reader<R> {
 }
 
 /// Reads one record; a broken line guard surfaces as the file being unreadable.
-fn read_record<R: Read>(rdr: &mut csv::Reader<R>, rec: &mut csv::ByteRecord) -> Result<bool, ScanError> {
+fn read_record<R: Read>(rdr: &mut csv::Reader<R>, rec: &mut csv::ByteRecord, path: &Path) -> Result<bool, ScanError> {
     match rdr.read_byte_record(rec) {
         Ok(more) => Ok(more),
         Err(e) => match e.into_kind() {
             csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
-                Err(file_issue(Code::FileUnreadable, io.to_string()))
+                let message = match io.get_ref().and_then(|e| e.downcast_ref::<RecordTooLong>()) {
+                    Some(long) => long.message(path),
+                    None => io.to_string(),
+                };
+                Err(file_issue(Code::FileUnreadable, message))
             }
             csv::ErrorKind::Io(io) => Err(ScanError::Io(io)),
             other => Err(file_issue(Code::FileUnreadable, format!("the CSV cannot be read: {other:?}"))),
@@ -437,12 +441,55 @@ fn not_csv_message(what: &str) -> String {
     format!("this is not a CSV text file ({what}); in Excel use File > Save As > \"CSV UTF-8 (Comma delimited)\"")
 }
 
-/// Where the record being read began, as the CSV reader counts it (bytes from the start, and line).
-#[derive(Debug, Clone, Copy, Default)]
+/// Where the record being read began, as the CSV reader counts it (bytes from the start, and line):
+/// after the previous record, so before any blank lines (and the LF of a CRLF) that lead to it.
+#[derive(Debug, Clone, Copy)]
 struct RecordStart {
     byte: u64,
     line: u64,
 }
+
+impl Default for RecordStart {
+    fn default() -> Self {
+        RecordStart { byte: 0, line: 1 }
+    }
+}
+
+/// A record past `limits.max_record_bytes` (the `Tee` finds it; its message reads the file again).
+#[derive(Debug)]
+struct RecordTooLong {
+    start: RecordStart,
+    max: u64,
+}
+
+impl RecordTooLong {
+    /// Names the line the row starts on, as a text editor numbers the file's lines: the blank lines
+    /// before it passed over (since 2026-12-03; the line after the previous row was named).
+    fn message(&self, path: &Path) -> String {
+        let mut head = Vec::new();
+        let leading = File::open(path)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(self.start.byte))?;
+                f.take(64 * 1024).read_to_end(&mut head)
+            })
+            .map(|_| head.iter().take_while(|b| matches!(b, b'\r' | b'\n')).filter(|b| **b == b'\n').count() as u64)
+            .unwrap_or(0);
+        RecordTooLong { start: RecordStart { line: self.start.line + leading, ..self.start }, max: self.max }.to_string()
+    }
+}
+
+impl fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the row starting on line {} is longer than {} bytes (limits.max_record_bytes); no row of a visits, actuals or carers file comes near that: a quoted cell is probably never closed, or a cell holds far more than its column allows",
+            self.start.line,
+            thousands(self.max)
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
 
 /// Bytes the CSV reader may have read ahead of the record it is parsing (its buffer, `csv_reader`).
 const READ_AHEAD: u64 = 256 * 1024;
@@ -489,14 +536,7 @@ impl<R: Read> Tee<R> {
     fn check_record(&self) -> io::Result<()> {
         let start = self.record_start.get();
         if self.delivered.saturating_sub(start.byte) > self.max_record.saturating_add(READ_AHEAD) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the row starting on line {} is longer than {} bytes (limits.max_record_bytes); no row of a visits, actuals or carers file comes near that: a quoted cell is probably never closed, or a cell holds far more than its column allows",
-                    start.line.max(1),
-                    thousands(self.max_record)
-                ),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, RecordTooLong { start, max: self.max_record }));
         }
         Ok(())
     }
@@ -909,6 +949,15 @@ mod tests {
         assert!(issue.message.contains("the row starting on line 3 is longer than 65,536 bytes (limits.max_record_bytes)"), "{}", issue.message);
         let issue = file_error(scan_text(data.replace('\n', "\r\n").as_bytes(), &limits));
         assert!(issue.message.contains("the row starting on line 3 is longer"), "CRLF: {}", issue.message);
+        // Blank lines before it are passed over, with either line ending.
+        let blanks = data.replacen("V1,ok\n", "V1,ok\n\n\n\n", 1);
+        let issue = file_error(scan_text(blanks.as_bytes(), &limits));
+        assert!(issue.message.contains("the row starting on line 6 is longer"), "{}", issue.message);
+        let issue = file_error(scan_text(blanks.replace('\n', "\r\n").as_bytes(), &limits));
+        assert!(issue.message.contains("the row starting on line 6 is longer"), "CRLF: {}", issue.message);
+        // Its first row too.
+        let issue = file_error(scan_text(format!("\n\n\"{}\"\n", cell.repeat(5_000)).as_bytes(), &limits));
+        assert!(issue.message.contains("the row starting on line 3 is longer"), "{}", issue.message);
         // The same file is read when the limit allows it.
         assert_eq!(scan_text(data.as_bytes(), &Limits::default()).unwrap().data_rows, 3);
     }
