@@ -448,7 +448,7 @@ impl Gateway {
             Err(panic) => {
                 tracing::error!(org = org.name, file = name, import_id, panic = panic.to_string(), "processing panicked; answering the file as failed");
                 let message = format!(
-                    "the gateway failed on this file (an internal error{}: {}); nothing from it was stored. This is a fault of the gateway, not of the file: the council's support team can find it in the gateway's log by the import id",
+                    "the gateway failed on this file (an internal error{}: {}); nothing from it was stored. This is a fault of the gateway, not of the file: tell the council's support team, giving the import id {import_id} (they find it in the gateway's log by it), and send the file again once they say it is mended",
                     panic.row.map(|r| format!(" at row {r}")).unwrap_or_default(),
                     panic.message
                 );
@@ -673,6 +673,8 @@ fn internal_failure(incoming: &Incoming<'_>, org: Option<&Organisation>, message
     );
     result.status = Status::Failed;
     result.processed_at = ingest::now_rfc3339();
+    // Every result carries its file's hash (SPEC 4; since 2026-12-03 this one too).
+    result.sha256 = ingest::source::sha256(incoming.path).unwrap_or_default();
     result.issues = vec![Issue::file(Code::InternalError, None, message)];
     (result.issue_count, result.error_count) = (1, 1);
     result

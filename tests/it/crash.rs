@@ -262,6 +262,10 @@ fn a_panic_while_judging_answers_the_file_as_failed_and_the_worker_goes_on() {
         assert_eq!(crate::helpers::codes(&result), ["INTERNAL_ERROR"]);
         let message = result["issues"][0]["message"].as_str().unwrap();
         assert!(message.contains("internal error") && message.contains("nothing from it was stored"), "{message}");
+        // The import id is in the message (the CSV result and the email have no other place for
+        // it), and the result carries the file's hash as every result does.
+        assert!(message.contains(result["import_id"].as_str().unwrap()) && message.contains("send the file again"), "{message}");
+        assert_eq!(result["sha256"].as_str().unwrap().len(), 64, "{result}");
         assert!(results.join(format!("{stem}.result.csv")).exists());
     }
     let spool = env.data().join("spool").join(crate::server::ORG_DIR);
