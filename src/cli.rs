@@ -737,8 +737,8 @@ fn outbox_list(gw: &Gateway, sent: bool, io: &mut Io) -> Result<u8, GatewayError
 fn forward_readable(command: &Command) -> Result<(), GatewayError> {
     match command {
         Command::Import { files, .. } => readable(files),
-        // The extract and the keys too, in the order the one-shot reads them (since 2026-12-03;
-        // their messages named the absolute path the server was sent).
+        // The extract and the keys too (read and parsed), in the order the one-shot reads them
+        // (since 2026-12-03; their messages named the absolute path the server was sent).
         Command::Validate { files, cplis, .. } => {
             readable(files)?;
             cplis.iter().try_for_each(|p| Ok(crate::ingest::cplis::check_readable(p)?))
@@ -749,9 +749,10 @@ fn forward_readable(command: &Command) -> Result<(), GatewayError> {
     }
 }
 
-/// A public key file named by `user add --key`.
+/// A public key file named by `user add --key`, read and checked: its key line.
 fn read_key(path: &Path) -> Result<String, GatewayError> {
-    std::fs::read_to_string(path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })
+    let text = std::fs::read_to_string(path).map_err(|source| GatewayError::Io { context: format!("reading {}", path.display()), source })?;
+    crate::sftp::users::parse_public_key(&text, &path.display().to_string()).map_err(|e| GatewayError::Invalid(e.to_string()))
 }
 
 /// Every file named can be opened: found before any is judged, so that `import` never stops after
@@ -954,8 +955,7 @@ fn user(gw: &Gateway, command: UserCommand, io: &mut Io) -> Result<u8, GatewayEr
             };
             let mut lines = Vec::new();
             for k in &keys {
-                let text = read_key(k)?;
-                lines.push(users::parse_public_key(&text, &k.display().to_string()).map_err(invalid)?);
+                lines.push(read_key(k)?);
             }
             let hash = if password_stdin {
                 let mut pw = String::new();

@@ -280,7 +280,7 @@ fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_wi
     let env = TestEnv::with_example_cplis();
     let (_dir, bad) = crate::helpers::write_temp("bad.csv", "not,a,visits,file\n");
     let week = crate::helpers::example("visits-week.csv");
-    let cases: [&[&str]; 9] = [
+    let cases: [&[&str]; 10] = [
         &["visits", "list", "--org", "Nobody Care Ltd"],
         &["cplis", "load", "/nonexistent/cplis.csv"],
         // Relative, a folder: named as typed (since 2026-12-03 the server named them absolutely).
@@ -288,6 +288,8 @@ fn a_failing_command_while_serving_prints_the_same_message_and_exit_status_as_wi
         &["cplis", "load", "."],
         &["validate", "--org", PEARL, "--cplis", "no-such-cplis.csv", week.to_str().unwrap()],
         &["user", "add", "--org", PEARL, "--name", "rota", "--key", "no-such-key.pub"],
+        // A file that is no public key, named as typed too (since 2026-12-03).
+        &["user", "add", "--org", PEARL, "--name", "rota", "--key", "Cargo.toml"],
         &["import", "--org", PEARL, bad.to_str().unwrap()],
         // A good file before one that is not there: neither is imported, and the message names the
         // file as typed (since 2026-12-03 the server stored the first and named the second absolutely).
