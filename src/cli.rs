@@ -245,8 +245,9 @@ pub enum ReportCommand {
         #[arg(long)]
         write_export: bool,
     },
-    /// What the provider may claim for clients in hospital: 50% of the missed visits' planned cost
-    /// over the first 7 (DAPL) or 14 (LWAH) days of each stay that begins between --from and --to.
+    /// What the provider may claim for clients in hospital, for each stay that begins between --from
+    /// and --to: 50% of the missed visits' planned cost; DAPL pays them all when care resumes within 7
+    /// working days (a longer stay: nothing), LWAH those of the first 14 days (docs/claims.md).
     HospitalIncentive {
         #[arg(long)]
         org: String,
@@ -345,11 +346,13 @@ pub enum PeriodCommand {
 pub enum UserCommand {
     /// Add an SFTP login for an organisation (--org) or the council (--council), or add keys / set the
     /// password of an existing one.
+    // One of the two is needed, and clap's message names both (since 2026-12-03; it asked for --org).
+    #[command(group(clap::ArgGroup::new("owner").required(true).args(["org", "council"])))]
     Add {
-        #[arg(long, required_unless_present = "council")]
+        #[arg(long)]
         org: Option<String>,
         /// A council login: it sees the council's own folder (its inbox takes the CPLI extract), never a provider's.
-        #[arg(long, conflicts_with = "org")]
+        #[arg(long)]
         council: bool,
         #[arg(long)]
         name: String,

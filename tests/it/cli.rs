@@ -602,3 +602,12 @@ fn org_add_refuses_a_name_with_a_control_character_as_the_extract_does() {
     assert!(err.contains("CONTROL_CHARACTER") && err.contains("U+000A (line feed) at character 5"), "{err}");
     assert!(!env.ok(&["org", "list"]).contains("Evil"));
 }
+
+#[test]
+fn user_add_without_an_owner_names_both_org_and_council() {
+    let env = TestEnv::new();
+    let out = env.run(&["user", "add", "--name", "rota", "--key", "rota.pub"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--org <ORG>|--council"), "{err}");
+}
