@@ -40,7 +40,12 @@ pub enum ControlError {
     Io { context: String, source: std::io::Error },
     #[error("the control socket carried {0}")]
     Protocol(String),
+    #[error("cannot listen on the control socket {}: binding it takes a path of {len} bytes in the data folder, and a Unix socket's may be at most {SOCKET_PATH_MAX}; give the gateway a data folder with a shorter path", .path.display())]
+    PathTooLong { path: PathBuf, len: usize },
 }
+
+/// The longest path a Unix domain socket may be bound at (`sun_path` less its closing NUL).
+const SOCKET_PATH_MAX: usize = 107;
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ControlError {
     let context = context.into();
@@ -221,6 +226,11 @@ fn bind_private(data: &DataDir, path: &Path) -> Result<UnixListener, ControlErro
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     // Only the process holding the store gets here, so a fixed name is nobody else's.
     let private = data.root().join(".control.tmp");
+    // Said plainly (since 2026-12-03: std's reason, twice, about the folder it is first bound in).
+    let longest = path.as_os_str().len().max(private.join("s").as_os_str().len());
+    if longest > SOCKET_PATH_MAX {
+        return Err(ControlError::PathTooLong { path: path.to_path_buf(), len: longest });
+    }
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new().mode(0o700).create(&private).map_err(io_err(format!("creating {}", private.display())))?;
     let staged = private.join("s");

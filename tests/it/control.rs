@@ -401,3 +401,14 @@ fn a_command_whose_reader_stops_reading_does_not_hold_up_the_files_queued_behind
     assert_eq!(visits.len(), 4000);
     assert!(visits.iter().all(|v| v["visit_ref"] != "U1"));
 }
+
+#[test]
+fn serve_on_a_data_folder_too_deep_for_a_socket_says_so_once_and_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d".repeat(100)).join("data");
+    let out = std::process::Command::new(crate::helpers::bin()).arg("--data").arg(&data).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("cannot listen on the control socket {}", data.join("control.sock").display())), "{err}");
+    assert!(err.contains("give the gateway a data folder with a shorter path") && !err.contains("SUN_LEN"), "{err}");
+}
